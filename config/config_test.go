@@ -1,0 +1,298 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// exported drops the unexported source positions, so that a parsed Config
+// can be compared with reflect.DeepEqual.
+func exported(c Config) Config {
+	c.src = nil
+	return c
+}
+
+// problems returns err's problems, failing the test if err is not a
+// *ValidationError.
+func problems(t *testing.T, err error) []Problem {
+	t.Helper()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("error = %v (%T), want a *ValidationError", err, err)
+	}
+	return ve.Problems
+}
+
+func TestDefaultValidates(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	// Validate must not fill anything in.
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("Validate changed the config")
+	}
+}
+
+func TestDefaultValues(t *testing.T) {
+	c := Default()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"node.id", c.Node.ID, "node-1"},
+		{"node.dataDir", c.Node.DataDir, "./loom-data"},
+		{"node.bind", c.Node.Bind, "127.0.0.1"},
+		{"node.httpPort", c.Node.HTTPPort, 7420},
+		{"node.shutdownTimeout", c.Node.ShutdownTimeout, 30 * time.Second},
+		{"node.maxPayloadBytes", c.Node.MaxPayloadBytes, 4 << 20},
+		{"actorPools.default", c.ActorPools.Default, PoolConfig{MaxSize: 10000, IdleTimeout: 5 * time.Minute, EvictionPolicy: EvictionLRU}},
+		{"actorPools.types", len(c.ActorPools.Types), 0},
+		{"journal.backend", c.Journal.Backend, JournalBBolt},
+		{"journal.path", c.Journal.Path, ""},
+		{"journal.snapshotEvery", c.Journal.SnapshotEvery, 1000},
+		{"coordination.backend", c.Coordination.Backend, CoordinationMemory},
+		{"coordination.sessionTTL", c.Coordination.SessionTTL, 10 * time.Second},
+		{"coordination.renewInterval", c.Coordination.RenewInterval, 3 * time.Second},
+		{"tracing.enabled", c.Tracing.Enabled, false},
+		{"tracing.maxTraceAge", c.Tracing.MaxTraceAge, time.Hour},
+		{"tracing.maxSpans", c.Tracing.MaxSpans, 10000},
+		{"tracing.otlpEndpoint", c.Tracing.OTLPEndpoint, ""},
+		{"tracing.otlpHeaders", len(c.Tracing.OTLPHeaders), 0},
+		{"logging.level", c.Logging.Level, LogLevelInfo},
+		{"logging.format", c.Logging.Format, LogFormatText},
+		{"JournalPath()", c.JournalPath(), "loom-data/journal.db"},
+	}
+	for _, tc := range checks {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		key     string
+		message string // substring of the problem's message
+	}{
+		{"bad id", func(c *Config) { c.Node.ID = "-x" }, "node.id", `(got "-x")`},
+		{"long id", func(c *Config) { c.Node.ID = strings.Repeat("a", 64) }, "node.id", "1 to 63"},
+		{"empty dataDir", func(c *Config) { c.Node.DataDir = "" }, "node.dataDir", "must not be empty"},
+		{"bind hostname", func(c *Config) { c.Node.Bind = "localhost" }, "node.bind", "must be an IP address"},
+		{"port high", func(c *Config) { c.Node.HTTPPort = 65536 }, "node.httpPort", "between 0 and 65535 (got 65536)"},
+		{"port negative", func(c *Config) { c.Node.HTTPPort = -1 }, "node.httpPort", "(got -1)"},
+		{"shutdown zero", func(c *Config) { c.Node.ShutdownTimeout = 0 }, "node.shutdownTimeout", "must be > 0 (got 0s)"},
+		{"payload zero", func(c *Config) { c.Node.MaxPayloadBytes = 0 }, "node.maxPayloadBytes", "must be > 0"},
+		{"payload huge", func(c *Config) { c.Node.MaxPayloadBytes = MaxPayloadLimit + 1 }, "node.maxPayloadBytes", "<= 268435456"},
+		{"pool size", func(c *Config) { c.ActorPools.Default.MaxSize = 0 }, "actorPools.default.maxSize", "must be > 0 (got 0)"},
+		{"pool idle", func(c *Config) { c.ActorPools.Default.IdleTimeout = -time.Second }, "actorPools.default.idleTimeout", "must be >= 0 (got -1s)"},
+		{"pool policy", func(c *Config) { c.ActorPools.Default.EvictionPolicy = "fifo" }, "actorPools.default.evictionPolicy", `must be one of lru, reject (got "fifo")`},
+		{"type size", func(c *Config) {
+			c.ActorPools.Types = map[string]PoolOverride{"counter": {MaxSize: new(-1)}}
+		}, "actorPools.types.counter.maxSize", "must be > 0 (got -1)"},
+		{"type idle", func(c *Config) {
+			c.ActorPools.Types = map[string]PoolOverride{"counter": {IdleTimeout: new(-time.Minute)}}
+		}, "actorPools.types.counter.idleTimeout", "must be >= 0 (got -1m)"},
+		{"type policy", func(c *Config) {
+			c.ActorPools.Types = map[string]PoolOverride{"counter": {EvictionPolicy: new("LRU")}}
+		}, "actorPools.types.counter.evictionPolicy", `(got "LRU")`},
+		{"type name", func(c *Config) {
+			c.ActorPools.Types = map[string]PoolOverride{"": {}}
+		}, "actorPools.types.", "must not be empty"},
+		{"journal backend", func(c *Config) { c.Journal.Backend = "redis" }, "journal.backend", "must be one of bbolt, memory"},
+		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
+		{"coordination backend", func(c *Config) { c.Coordination.Backend = "raft" }, "coordination.backend", `must be one of memory (got "raft")`},
+		{"ttl", func(c *Config) { c.Coordination.SessionTTL = 0 }, "coordination.sessionTTL", "must be > 0"},
+		{"renew zero", func(c *Config) { c.Coordination.RenewInterval = 0 }, "coordination.renewInterval", "must be > 0"},
+		{"renew half", func(c *Config) { c.Coordination.RenewInterval = 5 * time.Second }, "coordination.renewInterval", "must be < coordination.sessionTTL/2 (5s)"},
+		{"trace age", func(c *Config) { c.Tracing.MaxTraceAge = 0 }, "tracing.maxTraceAge", "must be > 0"},
+		{"spans", func(c *Config) { c.Tracing.MaxSpans = -5 }, "tracing.maxSpans", "(got -5)"},
+		{"endpoint url", func(c *Config) { c.Tracing.OTLPEndpoint = "http://collector:4317" }, "tracing.otlpEndpoint", "without a scheme"},
+		{"endpoint no port", func(c *Config) { c.Tracing.OTLPEndpoint = "collector" }, "tracing.otlpEndpoint", "must be host:port"},
+		{"endpoint bad port", func(c *Config) { c.Tracing.OTLPEndpoint = "collector:0" }, "tracing.otlpEndpoint", "port between 1 and 65535"},
+		{"header name", func(c *Config) { c.Tracing.OTLPHeaders = map[string]string{"bad name": "s3cret"} }, "tracing.otlpHeaders.bad name", "invalid header name"},
+		{"level", func(c *Config) { c.Logging.Level = "trace" }, "logging.level", "debug, info, warn, error"},
+		{"format", func(c *Config) { c.Logging.Format = "logfmt" }, "logging.format", "text, json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(&c)
+			ps := problems(t, c.Validate())
+			if len(ps) != 1 {
+				t.Fatalf("got %d problems, want 1: %v", len(ps), ps)
+			}
+			p := ps[0]
+			if p.Key != tc.key || !strings.Contains(p.Message, tc.message) {
+				t.Errorf("problem = %q, want key %q and a message containing %q", p, tc.key, tc.message)
+			}
+			if p.File != "" || p.Line != 0 {
+				t.Errorf("problem %q has a position, but the value came from no file", p)
+			}
+			if strings.Contains(p.String(), "s3cret") {
+				t.Errorf("problem %q repeats a secret", p)
+			}
+		})
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+	}{
+		{"port 0", func(c *Config) { c.Node.HTTPPort = 0 }},
+		{"ipv6 bind", func(c *Config) { c.Node.Bind = "::" }},
+		{"any bind", func(c *Config) { c.Node.Bind = "0.0.0.0" }},
+		{"max payload", func(c *Config) { c.Node.MaxPayloadBytes = MaxPayloadLimit }},
+		{"idle never", func(c *Config) { c.ActorPools.Default.IdleTimeout = 0 }},
+		{"reject", func(c *Config) { c.ActorPools.Default.EvictionPolicy = EvictionReject }},
+		{"no snapshots", func(c *Config) { c.Journal.SnapshotEvery = 0 }},
+		{"memory journal", func(c *Config) { c.Journal.Backend = JournalMemory }},
+		{"endpoint", func(c *Config) { c.Tracing.OTLPEndpoint = "localhost:4317" }},
+		{"ipv6 endpoint", func(c *Config) { c.Tracing.OTLPEndpoint = "[::1]:4317" }},
+		{"headers", func(c *Config) { c.Tracing.OTLPHeaders = map[string]string{"Authorization": "x"} }},
+		{"id", func(c *Config) { c.Node.ID = "a.b_c-9" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := Default()
+	c.Node.ID = ""
+	c.ActorPools.Default.MaxSize = -1
+	c.Logging.Format = "xml"
+	ps := problems(t, c.Validate())
+	var keys []string
+	for _, p := range ps {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"node.id", "actorPools.default.maxSize", "logging.format"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("problem keys = %q, want %q", keys, want)
+	}
+}
+
+func TestPoolFor(t *testing.T) {
+	pools := ActorPoolsConfig{
+		Default: PoolConfig{MaxSize: 100, IdleTimeout: time.Minute, EvictionPolicy: EvictionLRU},
+		Types: map[string]PoolOverride{
+			"counter": {MaxSize: new(10)},
+			"session": {IdleTimeout: new(time.Duration(0)), EvictionPolicy: new(EvictionReject)},
+			"empty":   {},
+			"all":     {MaxSize: new(1), IdleTimeout: new(time.Second), EvictionPolicy: new(EvictionReject)},
+		},
+	}
+	tests := []struct {
+		actorType string
+		want      PoolConfig
+	}{
+		{"counter", PoolConfig{MaxSize: 10, IdleTimeout: time.Minute, EvictionPolicy: EvictionLRU}},
+		// A zero override is set, not inherited.
+		{"session", PoolConfig{MaxSize: 100, IdleTimeout: 0, EvictionPolicy: EvictionReject}},
+		{"empty", pools.Default},
+		{"all", PoolConfig{MaxSize: 1, IdleTimeout: time.Second, EvictionPolicy: EvictionReject}},
+		{"unknown", pools.Default},
+	}
+	for _, tc := range tests {
+		if got := pools.For(tc.actorType); got != tc.want {
+			t.Errorf("For(%q) = %+v, want %+v", tc.actorType, got, tc.want)
+		}
+	}
+}
+
+func TestJournalPath(t *testing.T) {
+	c := Default()
+	c.Node.DataDir = "/data"
+	if got := c.JournalPath(); got != "/data/journal.db" {
+		t.Errorf("JournalPath() = %q, want /data/journal.db", got)
+	}
+	c.Journal.Path = "/elsewhere/j.db"
+	if got := c.JournalPath(); got != "/elsewhere/j.db" {
+		t.Errorf("JournalPath() = %q, want /elsewhere/j.db", got)
+	}
+}
+
+func TestPath(t *testing.T) {
+	tests := []struct {
+		name string
+		flag string
+		env  string
+		want string
+	}{
+		{"nothing", "", "", ""},
+		{"env only", "", "/etc/loom/env.yaml", "/etc/loom/env.yaml"},
+		{"flag only", "flag.yaml", "", "flag.yaml"},
+		{"flag wins", "flag.yaml", "/etc/loom/env.yaml", "flag.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvConfigPath, tc.env)
+			if got := Path(tc.flag); got != tc.want {
+				t.Errorf("Path(%q) with %s=%q = %q, want %q", tc.flag, EnvConfigPath, tc.env, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "loom.config.yaml", Line: 12, Key: "actorPools.types.counter.maxSize", Message: "must be > 0 (got -1)"},
+			"loom.config.yaml:12: actorPools.types.counter.maxSize: must be > 0 (got -1)"},
+		{Problem{Key: "node.httpPort", Message: "m"}, "node.httpPort: m"},
+		{Problem{File: "f.yaml", Line: 3, Message: "m"}, "f.yaml:3: m"},
+		{Problem{File: "f.yaml", Message: "m"}, "f.yaml: m"},
+		{Problem{Line: 3, Key: "k", Message: "m"}, "line 3: k: m"},
+	}
+	for _, tc := range tests {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	err := &ValidationError{Problems: []Problem{tests[0].p, tests[1].p}}
+	want := tests[0].want + "\n" + tests[1].want
+	if err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err.Error(), want)
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	tests := map[time.Duration]string{
+		0:                                 "0s",
+		1500 * time.Millisecond:           "1.5s",
+		30 * time.Second:                  "30s",
+		5 * time.Minute:                   "5m",
+		5*time.Minute + 3*time.Second:     "5m3s",
+		time.Hour:                         "1h",
+		90 * time.Minute:                  "1h30m",
+		time.Hour + time.Second:           "1h0m1s",
+		-time.Minute:                      "-1m",
+		10*time.Minute + 10*time.Hour:     "10h10m",
+		100*time.Hour + 20*time.Second:    "100h0m20s",
+		2*time.Hour + 500*time.Nanosecond: "2h0m0.0000005s",
+	}
+	for d, want := range tests {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", formatDuration(d), back, err, d)
+		}
+	}
+}

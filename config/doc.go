@@ -1,0 +1,63 @@
+// Package config turns loom.config.yaml into a typed, validated Config.
+//
+// # Finding and loading the file
+//
+// Path picks the file: the --config flag if given, else $LOOM_CONFIG_PATH,
+// else none. Load reads it (no file means Default()); Parse does the same
+// from bytes. testdata/loom.config.yaml is a complete, commented example.
+//
+// # What Parse guarantees
+//
+//   - It starts from Default() and overlays only the keys the file sets; a
+//     key left out keeps its default. A section with no value (a key
+//     followed only by comments) is an empty section. A scalar key with no
+//     value is a problem, not a silent default: write "" for an empty
+//     string, or remove the key.
+//   - Environment variables are expanded first, on the raw text, so they
+//     can be used anywhere: ${VAR} is VAR's value and an unset VAR is a
+//     problem naming it and its line; ${VAR:-default} uses default when VAR
+//     is unset or empty (default is literal text; no nested ${...}); $$
+//     is a literal '$'; any other '$' is kept. Comments are not expanded.
+//     A substituted value is not expanded again and must not contain a line
+//     break. The substitution is textual: quote a value that may contain
+//     YAML syntax such as ": " or " #" ("${TOKEN}").
+//   - Keys are camelCase, as documented on the Go fields' yaml tags.
+//     Unknown and duplicate keys are problems, reported with their dotted
+//     key path (actorPools.types.counter.maxSize) and line. So are values
+//     of the wrong type: integers and booleans must be written as such
+//     (not quoted), durations as Go duration strings ("30s", "5m",
+//     "1h30m"; "0" is allowed). Any scalar is accepted as a string.
+//   - Anchors and aliases work; merge keys (<<) and multiple YAML
+//     documents are rejected.
+//   - Every problem is reported, not just the first: syntax errors aside
+//     (the YAML parser stops at the first one), one run lists every unset
+//     variable, unknown key, bad type and invalid value, in file order, in
+//     a single *ValidationError. A problem that merely follows from an
+//     unset variable on the same line is left out.
+//
+// # Validation
+//
+// Config.Validate checks every field (ranges, enumerations, cross-field
+// rules such as renewInterval < sessionTTL/2) and never changes the config:
+// defaults come from Default only. A Config from Parse remembers the line of
+// every key it read, so problems found later by Validate point at the file,
+// unless the value was changed after parsing (for example by a flag), in
+// which case the problem has no file and line.
+//
+// # Effective values
+//
+// ActorPoolsConfig.For merges a type's override over the default pool
+// (nil override fields inherit). Config.JournalPath resolves the empty
+// journal path to <node.dataDir>/journal.db. Relative paths are relative to
+// the working directory, not to the config file.
+//
+// # Secrets
+//
+// Fields tagged `loom:"secret"` (the OTLP headers) are never echoed in a
+// problem message, and Redacted and YAML show their non-empty values as
+// "[redacted]". YAML is for display: parsing its output gives back the
+// redacted config, not the secrets.
+//
+// The package has no global state; Parse reads the process environment
+// and Path reads $LOOM_CONFIG_PATH, nothing else.
+package config

@@ -1,0 +1,377 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Path returns the config file to use: flagValue (the --config flag) if it
+// is not empty, else $LOOM_CONFIG_PATH, else "" (no file: the defaults).
+func Path(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return os.Getenv(EnvConfigPath)
+}
+
+// Load reads and parses the config file at path; see Parse. An empty path
+// returns Default(), validated. A file that cannot be read is an error
+// naming the file (errors.Is(err, fs.ErrNotExist) for a missing one).
+func Load(path string) (Config, error) {
+	if path == "" {
+		c := Default()
+		return c, c.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Default(), fmt.Errorf("config: %w", err) // *fs.PathError names the file
+	}
+	return Parse(data, path)
+}
+
+// Parse builds a Config from the text of a config file; filename is only
+// used in problems. It starts from Default() and overlays the keys present
+// in data, in three steps:
+//
+//  1. Environment variables are expanded in the raw text (see the package
+//     documentation for the syntax).
+//  2. The YAML is decoded. Unknown keys, duplicate keys, keys without a
+//     value and values of the wrong type are problems.
+//  3. The result is validated (see Config.Validate).
+//
+// Every problem found by all three steps is returned together, in a
+// *ValidationError, with the config as far as it could be decoded.
+func Parse(data []byte, filename string) (Config, error) {
+	return parse(data, filename, os.LookupEnv)
+}
+
+func parse(data []byte, filename string, lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	expanded, envProblems := expandEnv(data, filename, lookup)
+
+	d := decoder{
+		src:    &source{file: filename, keys: map[string]origin{}},
+		failed: map[string]bool{},
+	}
+	d.document(expanded, &c)
+	c.src = d.src
+
+	later := d.problems
+	if err := c.Validate(); err != nil {
+		for _, p := range err.(*ValidationError).Problems {
+			if !d.failed[p.Key] { // already reported as undecodable
+				later = append(later, p)
+			}
+		}
+	}
+	problems := append(envProblems, dropFollowOnProblems(later, envProblems)...)
+	if len(problems) == 0 {
+		return c, nil
+	}
+	sortProblems(problems)
+	return c, &ValidationError{Problems: problems}
+}
+
+// dropFollowOnProblems removes the problems on a line where an environment
+// variable could not be expanded: they follow from that one.
+func dropFollowOnProblems(problems, envProblems []Problem) []Problem {
+	envLines := map[int]bool{}
+	for _, p := range envProblems {
+		envLines[p.Line] = true
+	}
+	var kept []Problem
+	for _, p := range problems {
+		if !envLines[p.Line] {
+			kept = append(kept, p)
+		}
+	}
+	return kept
+}
+
+// decoder overlays a YAML document on a Config, collecting problems
+// instead of stopping at the first.
+type decoder struct {
+	src      *source
+	problems []Problem
+	failed   map[string]bool // keys whose value could not be decoded
+}
+
+func (d *decoder) problem(line int, key, format string, args ...any) {
+	d.problems = append(d.problems, Problem{File: d.src.file, Line: line, Key: key, Message: fmt.Sprintf(format, args...)})
+	if key != "" {
+		d.failed[key] = true
+	}
+}
+
+var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (d *decoder) document(data []byte, c *Config) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return // empty file: all defaults
+		}
+		line, msg := 0, strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlErrorLine.FindStringSubmatch(err.Error()); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		d.problem(line, "", "invalid YAML: %s", msg)
+		return
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		d.problem(next.Line, "", "a config file must hold one YAML document, not several")
+	}
+	if len(doc.Content) == 0 {
+		return
+	}
+	d.value(doc.Content[0], reflect.ValueOf(c).Elem(), "", false)
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// value decodes n into v, whose key path is path. secret values are never
+// quoted in problems.
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	isNull := n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+	t := v.Type()
+
+	// Sections: a missing value is an empty section, which changes nothing.
+	if t.Kind() == reflect.Struct || t.Kind() == reflect.Map {
+		if isNull {
+			d.record(path, n.Line, "")
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.problem(n.Line, path, "must be a mapping of keys to values (got %s)", describe(n, secret))
+			return
+		}
+		d.record(path, n.Line, "")
+		if t.Kind() == reflect.Struct {
+			d.structure(n, v, path)
+		} else {
+			d.mapping(n, v, path, secret)
+		}
+		return
+	}
+
+	if isNull {
+		hint := "remove the key to use the default"
+		if strings.HasPrefix(path, "actorPools.types.") {
+			hint = "remove the key to inherit from actorPools.default"
+		}
+		if t.Kind() == reflect.String || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.String {
+			hint = `write "" for an empty string, or ` + hint
+		}
+		d.problem(n.Line, path, "has no value (%s)", hint)
+		return
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.problem(n.Line, path, "must be a single value, not a %s", kindName(n.Kind))
+		return
+	}
+
+	if t.Kind() == reflect.Pointer { // a PoolOverride field: set means non-nil
+		elem := reflect.New(t.Elem())
+		if d.scalar(n, elem.Elem(), path, secret) {
+			v.Set(elem)
+		}
+		return
+	}
+	d.scalar(n, v, path, secret)
+}
+
+// scalar decodes the scalar n into v and reports whether it could.
+func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, secret bool) bool {
+	tag := n.ShortTag()
+	quotedHint := ""
+	if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0 {
+		quotedHint = "; remove the quotes"
+	}
+	switch {
+	case v.Type() == durationType:
+		dur, err := time.ParseDuration(n.Value)
+		if err != nil {
+			d.problem(n.Line, path, `must be a duration such as "30s", "5m" or "1h30m" (got %s)`, describe(n, secret))
+			return false
+		}
+		v.SetInt(int64(dur))
+	case v.Kind() == reflect.String:
+		// Any scalar is accepted as a string: 123 or true are read as written.
+		v.SetString(n.Value)
+	case v.Kind() == reflect.Int:
+		var i int
+		if tag != "!!int" || n.Decode(&i) != nil {
+			if tag == "!!int" {
+				d.problem(n.Line, path, "must be an integer that fits in 64 bits (got %s)", describe(n, secret))
+			} else {
+				d.problem(n.Line, path, "must be an integer (got %s%s)", describe(n, secret), quotedHint)
+			}
+			return false
+		}
+		v.SetInt(int64(i))
+	case v.Kind() == reflect.Bool:
+		var b bool
+		if tag != "!!bool" || n.Decode(&b) != nil {
+			d.problem(n.Line, path, "must be true or false (got %s%s)", describe(n, secret), quotedHint)
+			return false
+		}
+		v.SetBool(b)
+	default:
+		// Unreachable for the types in Config; a guard for future fields.
+		d.problem(n.Line, path, "cannot decode a value of Go type %s", v.Type())
+		return false
+	}
+	d.record(path, n.Line, formatValue(v.Interface()))
+	return true
+}
+
+// structure decodes a mapping into the struct v, field by yaml tag.
+func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
+	t := v.Type()
+	fields := map[string]int{}
+	for i := range t.NumField() {
+		if name := yamlName(t.Field(i)); name != "" {
+			fields[name] = i
+		}
+	}
+	d.eachKey(n, path, func(key string, keyNode, valNode *yaml.Node) {
+		childPath := joinPath(path, key)
+		i, ok := fields[key]
+		if !ok {
+			msg := "unknown key"
+			if s := suggest(key, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			} else {
+				msg += " (allowed: " + strings.Join(sortedKeys(fields), ", ") + ")"
+			}
+			d.problem(keyNode.Line, childPath, "%s", msg)
+			return
+		}
+		f := t.Field(i)
+		d.value(valNode, v.Field(i), childPath, f.Tag.Get("loom") == "secret")
+	})
+}
+
+// mapping decodes a mapping into the map v. The map is created on its
+// first entry, so an empty mapping leaves it nil (as in Default).
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string, secret bool) {
+	d.eachKey(n, path, func(key string, _, valNode *yaml.Node) {
+		elem := reflect.New(v.Type().Elem()).Elem()
+		before := len(d.problems)
+		d.value(valNode, elem, joinPath(path, key), secret)
+		if len(d.problems) > before && elem.Kind() != reflect.Struct {
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		v.SetMapIndex(reflect.ValueOf(key), elem)
+	})
+}
+
+// eachKey calls fn for every key of the mapping n, after checking that the
+// key is a plain scalar and not a duplicate.
+func (d *decoder) eachKey(n *yaml.Node, path string, fn func(key string, keyNode, valNode *yaml.Node)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		for k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.problem(k.Line, path, "a key must be a single value, not a %s", kindName(k.Kind))
+			continue
+		}
+		if k.Value == "<<" && k.ShortTag() == "!!merge" {
+			d.problem(k.Line, joinPath(path, k.Value), "merge keys (<<) are not supported")
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.problem(k.Line, joinPath(path, k.Value), "duplicate key (first set on line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fn(k.Value, k, val)
+	}
+}
+
+func (d *decoder) record(path string, line int, value string) {
+	if path != "" {
+		d.src.keys[path] = origin{line: line, value: value}
+	}
+}
+
+func yamlName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest returns the allowed key that key was probably meant to be: the
+// same but for case, '_' or '-' (max_size, MaxSize, max-size for maxSize).
+func suggest(key string, allowed map[string]int) string {
+	norm := func(s string) string {
+		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
+	}
+	for a := range allowed {
+		if norm(a) == norm(key) {
+			return a
+		}
+	}
+	return ""
+}
+
+// describe shows a node in a problem: its text for a scalar (unless
+// secret), else its kind.
+func describe(n *yaml.Node, secret bool) string {
+	if n.Kind != yaml.ScalarNode {
+		return "a " + kindName(n.Kind)
+	}
+	if secret {
+		return "a value not shown because it is secret"
+	}
+	if n.Style&(yaml.SingleQuotedStyle|yaml.DoubleQuotedStyle) != 0 || n.ShortTag() == "!!str" {
+		return strconv.Quote(n.Value)
+	}
+	return n.Value
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "single value"
+	}
+	return "YAML node"
+}

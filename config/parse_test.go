@@ -1,0 +1,516 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const exampleFile = "testdata/loom.config.yaml"
+
+func TestParseExampleFile(t *testing.T) {
+	// The example uses ${LOOM_NODE_ID:-node-7} and ${LOOM_OTLP_TOKEN:-dev-token}.
+	t.Setenv("LOOM_NODE_ID", "")
+	t.Setenv("LOOM_OTLP_TOKEN", "t0ken")
+
+	got, err := Load(exampleFile)
+	if err != nil {
+		t.Fatalf("Load(%q): %v", exampleFile, err)
+	}
+	want := Config{
+		Node: NodeConfig{
+			ID:              "node-7",
+			DataDir:         "/var/lib/loom",
+			Bind:            "0.0.0.0",
+			HTTPPort:        8080,
+			ShutdownTimeout: 45 * time.Second,
+			MaxPayloadBytes: 8 << 20,
+		},
+		ActorPools: ActorPoolsConfig{
+			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU},
+			Types: map[string]PoolOverride{
+				"counter": {MaxSize: new(1000)},
+				"session": {IdleTimeout: new(30 * time.Second), EvictionPolicy: new(EvictionReject)},
+			},
+		},
+		Journal: JournalConfig{Backend: JournalBBolt, Path: "/var/lib/loom/journal/actors.db", SnapshotEvery: 500},
+		Coordination: CoordinationConfig{
+			Backend:       CoordinationMemory,
+			SessionTTL:    15 * time.Second,
+			RenewInterval: 5 * time.Second,
+		},
+		Tracing: TracingConfig{
+			Enabled:      true,
+			MaxTraceAge:  2 * time.Hour,
+			MaxSpans:     50000,
+			OTLPEndpoint: "otel-collector:4317",
+			OTLPHeaders:  map[string]string{"authorization": "Bearer t0ken", "x-price": "$5"},
+		},
+		Logging: LoggingConfig{Level: LogLevelDebug, Format: LogFormatJSON},
+	}
+	if !reflect.DeepEqual(exported(got), want) {
+		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)
+	}
+	if p := got.ActorPools.For("counter"); p != (PoolConfig{MaxSize: 1000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU}) {
+		t.Errorf("For(counter) = %+v", p)
+	}
+	if p := got.ActorPools.For("session"); p != (PoolConfig{MaxSize: 20000, IdleTimeout: 30 * time.Second, EvictionPolicy: EvictionReject}) {
+		t.Errorf("For(session) = %+v", p)
+	}
+}
+
+// TestExampleFileSetsEveryKey keeps the documented example complete: every
+// field of Config appears in it.
+func TestExampleFileSetsEveryKey(t *testing.T) {
+	got, err := Load(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, path string) {
+		for i := range typ.NumField() {
+			name := yamlName(typ.Field(i))
+			if name == "" {
+				continue
+			}
+			key := joinPath(path, name)
+			if _, ok := got.src.keys[key]; !ok {
+				t.Errorf("%s does not set %s", exampleFile, key)
+			}
+			if ft := typ.Field(i).Type; ft.Kind() == reflect.Struct && ft != durationType {
+				walk(ft, key)
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, text := range []string{"", "\n", "# only a comment\n", "---\n", "node:\n# nothing set\n"} {
+		c, err := Parse([]byte(text), "loom.config.yaml")
+		if err != nil {
+			t.Errorf("Parse(%q): %v", text, err)
+		}
+		if !reflect.DeepEqual(exported(c), Default()) {
+			t.Errorf("Parse(%q) = %+v, want Default()", text, c)
+		}
+	}
+}
+
+func TestParseOverlaysDefaults(t *testing.T) {
+	c, err := Parse([]byte("node:\n  httpPort: 0\nlogging:\n  level: warn\n"), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Node.HTTPPort = 0
+	want.Logging.Level = LogLevelWarn
+	if !reflect.DeepEqual(exported(c), want) {
+		t.Errorf("got %+v, want %+v", c, want)
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	env := map[string]string{
+		"LOOM_SET":   "/data",
+		"LOOM_EMPTY": "",
+		"LOOM_SPACE": "a b",
+		"LOOM_NL":    "a\nb: c",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+	tests := []struct {
+		name    string
+		value   string // written as journal.path on line 3
+		want    string // the parsed journal.path, if no problem
+		problem string // substring of the one problem on line 3
+	}{
+		{name: "set", value: "${LOOM_SET}", want: "/data"},
+		{name: "set with default", value: "${LOOM_SET:-/default}", want: "/data"},
+		{name: "unset with default", value: "${LOOM_UNSET:-/default}", want: "/default"},
+		{name: "empty with default", value: "${LOOM_EMPTY:-/default}", want: "/default"},
+		{name: "default with spaces", value: "${LOOM_UNSET:-/a b}", want: "/a b"},
+		{name: "empty default", value: `"${LOOM_UNSET:-}"`, want: ""},
+		{name: "inside text", value: "${LOOM_SET}/journal-${LOOM_UNSET:-x}.db", want: "/data/journal-x.db"},
+		{name: "double quoted", value: `"${LOOM_SPACE}"`, want: "a b"},
+		{name: "single quoted", value: `'${LOOM_SET}'`, want: "/data"},
+		{name: "hash in quotes is not a comment", value: `"a #${LOOM_SET}"`, want: "a #/data"},
+		{name: "dollar dollar", value: "a$$b", want: "a$b"},
+		{name: "dollar dollar brace", value: "$${LOOM_SET}", want: "${LOOM_SET}"},
+		{name: "dollar dollar then var", value: "$$${LOOM_SET}", want: "$/data"},
+		{name: "lone dollar", value: "a$b$", want: "a$b$"},
+		{name: "comment not expanded", value: "/x # see ${LOOM_UNSET}", want: "/x"},
+		{name: "apostrophe then comment", value: "it's/x # see ${LOOM_UNSET}", want: "it's/x"},
+		{name: "quoted with escapes", value: `"a\"#${LOOM_SET}" # ${LOOM_UNSET}`, want: `a"#/data`},
+		{name: "single quoted with escapes", value: `'it''s ${LOOM_SET}' # ${LOOM_UNSET}`, want: "it's /data"},
+		{name: "crlf", value: "${LOOM_SET}\r", want: "/data"},
+		{name: "unset", value: "${LOOM_UNSET}", problem: "environment variable LOOM_UNSET is not set"},
+		{name: "unset in quotes", value: `"${LOOM_UNSET}"`, problem: "LOOM_UNSET is not set"},
+		{name: "empty without default", value: "${LOOM_EMPTY}", problem: "has no value"},
+		{name: "line break", value: "${LOOM_NL}", problem: "${LOOM_NL}: the value contains a line break"},
+		{name: "unterminated", value: "${LOOM_SET", problem: "missing '}'"},
+		{name: "empty name", value: "${}", problem: "empty variable name"},
+		{name: "bad name", value: "${1X}", problem: `invalid variable name "1X"`},
+		{name: "unsupported operator", value: "${LOOM_SET:=x}", problem: "use ${LOOM_SET} or ${LOOM_SET:-default}"},
+		{name: "nested default", value: "${LOOM_UNSET:-${LOOM_SET}}", problem: "nested"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			text := "# a comment mentioning ${LOOM_UNSET}\njournal:\n  path: " + tc.value + "\n  snapshotEvery: 7\n"
+			c, err := parse([]byte(text), "loom.config.yaml", lookup)
+			if tc.problem == "" {
+				if err != nil {
+					t.Fatalf("parse: %v", err)
+				}
+				if c.Journal.Path != tc.want || c.Journal.SnapshotEvery != 7 {
+					t.Errorf("journal = %+v, want path %q", c.Journal, tc.want)
+				}
+				return
+			}
+			ps := problems(t, err)
+			if len(ps) != 1 || ps[0].Line != 3 || ps[0].File != "loom.config.yaml" || !strings.Contains(ps[0].Message, tc.problem) {
+				t.Fatalf("problems = %q, want one on loom.config.yaml:3 containing %q", ps, tc.problem)
+			}
+			if c.Journal.SnapshotEvery != 7 {
+				t.Errorf("the rest of the file was not read: %+v", c.Journal)
+			}
+		})
+	}
+}
+
+// TestParseEnvProcess checks that Parse reads the process environment.
+func TestParseEnvProcess(t *testing.T) {
+	t.Setenv("LOOM_TEST_NODE_ID", "from-env")
+	t.Setenv("LOOM_TEST_UNSET", "")
+	os.Unsetenv("LOOM_TEST_UNSET") // t.Setenv restores it afterwards
+
+	c, err := Parse([]byte("node:\n  id: ${LOOM_TEST_NODE_ID}\n  dataDir: ${LOOM_TEST_UNSET:-/d}\n"), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node.ID != "from-env" || c.Node.DataDir != "/d" {
+		t.Errorf("node = %+v", c.Node)
+	}
+
+	_, err = Parse([]byte("node:\n  id: x\n  dataDir: ${LOOM_TEST_UNSET}\n"), "f.yaml")
+	want := "f.yaml:3: ${LOOM_TEST_UNSET}: environment variable LOOM_TEST_UNSET is not set (write ${LOOM_TEST_UNSET:-value} to give a default)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
+	}
+}
+
+func TestParseUnknownKeys(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		key     string
+		line    int
+		message string
+	}{
+		{"top level", "node:\n  id: a\nnodes:\n  id: b\n", "nodes", 3, "unknown key"},
+		{"in a section", "node:\n  id: a\n  color: blue\n", "node.color", 3, "allowed: bind, dataDir, httpPort, id, maxPayloadBytes, shutdownTimeout"},
+		{"case", "node:\n  httpport: 1\n", "node.httpport", 2, `did you mean "httpPort"?`},
+		{"snake case", "actorPools:\n  default:\n    max_size: 1\n", "actorPools.default.max_size", 3, `did you mean "maxSize"?`},
+		{"in a type override", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n      size: 1\n", "actorPools.types.counter.size", 5, "unknown key"},
+		{"pool level", "actorPools:\n  counter:\n    maxSize: 1\n", "actorPools.counter", 2, "allowed: default, types"},
+		{"deep", "tracing:\n  enabled: true\n\n  otlp:\n    endpoint: x\n", "tracing.otlp", 4, "unknown key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text), "loom.config.yaml")
+			ps := problems(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("got %d problems, want 1: %q", len(ps), ps)
+			}
+			p := ps[0]
+			if p.Key != tc.key || p.Line != tc.line || p.File != "loom.config.yaml" || !strings.Contains(p.Message, tc.message) {
+				t.Errorf("problem = %q, want %s at line %d containing %q", p, tc.key, tc.line, tc.message)
+			}
+		})
+	}
+}
+
+func TestParseWrongTypes(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		key     string
+		line    int
+		message string
+	}{
+		{"string for int", "node:\n  httpPort: abc\n", "node.httpPort", 2, `must be an integer (got "abc")`},
+		{"quoted int", "node:\n  httpPort: \"7420\"\n", "node.httpPort", 2, "remove the quotes"},
+		{"float for int", "journal:\n  snapshotEvery: 1.5\n", "journal.snapshotEvery", 2, "must be an integer (got 1.5)"},
+		{"overflow", "tracing:\n  maxSpans: 99999999999999999999\n", "tracing.maxSpans", 2, "must be an integer"},
+		{"list for int", "tracing:\n  maxSpans: [1]\n", "tracing.maxSpans", 2, "not a list"},
+		{"duration without unit", "node:\n  shutdownTimeout: 30\n", "node.shutdownTimeout", 2, `must be a duration such as "30s"`},
+		{"bad duration", "actorPools:\n  default:\n    idleTimeout: five minutes\n", "actorPools.default.idleTimeout", 3, `(got "five minutes")`},
+		{"bad override duration", "actorPools:\n  types:\n    a:\n      idleTimeout: 1y\n", "actorPools.types.a.idleTimeout", 4, "must be a duration"},
+		{"yes for bool", "tracing:\n  enabled: yes\n", "tracing.enabled", 2, `must be true or false (got "yes")`},
+		{"number for bool", "tracing:\n  enabled: 1\n", "tracing.enabled", 2, "must be true or false (got 1)"},
+		{"scalar for section", "node: 5\n", "node", 1, "must be a mapping"},
+		{"list for section", "logging:\n  - level\n", "logging", 2, "must be a mapping of keys to values (got a list)"},
+		{"scalar for map", "tracing:\n  otlpHeaders: x\n", "tracing.otlpHeaders", 2, "must be a mapping"},
+		{"scalar for override", "actorPools:\n  types:\n    counter: 5\n", "actorPools.types.counter", 3, "must be a mapping"},
+		{"mapping for string", "node:\n  id:\n    x: y\n", "node.id", 3, "not a mapping"},
+		{"no value", "node:\n  id:\n", "node.id", 2, `has no value (write "" for an empty string, or remove the key to use the default)`},
+		{"no value int", "node:\n  httpPort: ~\n", "node.httpPort", 2, "has no value (remove the key to use the default)"},
+		{"no value override", "actorPools:\n  types:\n    a:\n      maxSize:\n", "actorPools.types.a.maxSize", 4, "remove the key to inherit from actorPools.default"},
+		{"duplicate", "node:\n  id: a\n  bind: ::1\n  id: b\n", "node.id", 4, "duplicate key (first set on line 2)"},
+		{"duplicate section", "node:\n  id: a\nnode:\n  id: b\n", "node", 3, "duplicate key"},
+		{"merge key", "x: &x\n  id: a\nnode:\n  <<: *x\n", "x", 1, "unknown key"},
+		{"not a mapping", "just text\n", "", 1, `must be a mapping of keys to values (got "just text")`},
+		{"syntax", "node:\n  id: [\n", "", 2, "invalid YAML"},
+		{"two documents", "node:\n  id: a\n---\nnode:\n  id: b\n", "", 3, "one YAML document"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text), "loom.config.yaml")
+			ps := problems(t, err)
+			p := ps[0]
+			if p.Key != tc.key || p.Line != tc.line || !strings.Contains(p.Message, tc.message) {
+				t.Errorf("problems = %q, want first %q at line %d containing %q", ps, tc.key, tc.line, tc.message)
+			}
+		})
+	}
+}
+
+func TestParseSecretsNotEchoed(t *testing.T) {
+	text := "tracing:\n  otlpHeaders:\n    authorization: s3cret\n    bad name: s3cret\n    nested:\n      s3cret: s3cret\n    other: [s3cret]\n"
+	_, err := Parse([]byte(text), "f.yaml")
+	ps := problems(t, err)
+	if len(ps) != 3 {
+		t.Errorf("got %d problems, want 3: %q", len(ps), ps)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error repeats a secret:\n%v", err)
+	}
+}
+
+func TestParseAliases(t *testing.T) {
+	text := `actorPools:
+  default:
+    idleTimeout: &idle 2m
+  types:
+    a:
+      idleTimeout: *idle
+`
+	c, err := Parse([]byte(text), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ActorPools.For("a").IdleTimeout; got != 2*time.Minute {
+		t.Errorf("For(a).IdleTimeout = %v, want 2m", got)
+	}
+}
+
+// TestParseReportsAllProblems: a file with several mistakes of different
+// kinds yields one problem each, with the right lines, in file order.
+func TestParseReportsAllProblems(t *testing.T) {
+	t.Setenv("LOOM_TEST_UNSET", "")
+	os.Unsetenv("LOOM_TEST_UNSET")
+
+	text := `node:
+  id: node-1
+  httpPort: 70000
+actorPools:
+  types:
+    counter:
+      maxSize: -1
+journal:
+  snapshotEvery: often
+`
+	_, err := Parse([]byte(text), "loom.config.yaml")
+	want := `loom.config.yaml:3: node.httpPort: must be between 0 and 65535 (got 70000)
+loom.config.yaml:7: actorPools.types.counter.maxSize: must be > 0 (got -1)
+loom.config.yaml:9: journal.snapshotEvery: must be an integer (got "often")`
+	if err == nil || err.Error() != want {
+		t.Errorf("error =\n%v\nwant\n%s", err, want)
+	}
+
+	// Every stage at once: env, unknown key, wrong type, invalid value,
+	// cross-field rule; the follow-on "has no value" of line 3 is left out.
+	text = `node:
+  id: ok
+  dataDir: ${LOOM_TEST_UNSET}
+  bogus: 1
+coordination:
+  sessionTTL: 4s
+logging:
+  level: loud
+  format: 3s
+tracing:
+  maxSpans: many
+`
+	_, err = Parse([]byte(text), "loom.config.yaml")
+	ps := problems(t, err)
+	type at struct {
+		line int
+		key  string
+	}
+	var got []at
+	for _, p := range ps {
+		got = append(got, at{p.Line, p.Key})
+	}
+	wantAt := []at{
+		{3, ""},
+		{4, "node.bogus"},
+		{6, "coordination.renewInterval"}, // default 3s >= 4s/2: points at sessionTTL
+		{8, "logging.level"},
+		{9, "logging.format"},
+		{11, "tracing.maxSpans"},
+	}
+	if !reflect.DeepEqual(got, wantAt) {
+		t.Errorf("problems at %v, want %v:\n%v", got, wantAt, err)
+	}
+}
+
+func TestValidateAfterParseKeepsLines(t *testing.T) {
+	text := "node:\n  id: a\n  httpPort: 70000\n"
+	c, err := Parse([]byte(text), "loom.config.yaml")
+	if ps := problems(t, err); len(ps) != 1 || ps[0].Line != 3 {
+		t.Fatalf("Parse problems = %q", ps)
+	}
+	// The returned config remembers where httpPort came from.
+	ps := problems(t, c.Validate())
+	if len(ps) != 1 || ps[0].String() != "loom.config.yaml:3: node.httpPort: must be between 0 and 65535 (got 70000)" {
+		t.Errorf("Validate problems = %q", ps)
+	}
+	// A value changed after parsing (say by a flag) has no position.
+	c.Node.HTTPPort = -1
+	ps = problems(t, c.Validate())
+	if len(ps) != 1 || ps[0].String() != "node.httpPort: must be between 0 and 65535 (got -1)" {
+		t.Errorf("after a flag, Validate problems = %q", ps)
+	}
+	// Nor does a value that was never in the file.
+	c.Node.HTTPPort = 1
+	c.Logging.Level = "loud"
+	ps = problems(t, c.Validate())
+	if len(ps) != 1 || ps[0].File != "" || ps[0].Line != 0 {
+		t.Errorf("Validate problems = %q", ps)
+	}
+}
+
+func TestParseWithoutFilename(t *testing.T) {
+	_, err := Parse([]byte("node:\n  httpPort: -1\n"), "")
+	if err == nil || err.Error() != "line 2: node.httpPort: must be between 0 and 65535 (got -1)" {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	c, err := Load("")
+	if err != nil || !reflect.DeepEqual(c, Default()) {
+		t.Errorf(`Load("") = %+v, %v; want Default(), nil`, c, err)
+	}
+
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err = Load(missing)
+	if err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want an fs.ErrNotExist naming %s", err, missing)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("node:\n  id: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	if ps := problems(t, err); len(ps) != 1 || ps[0].File != bad || ps[0].Line != 2 || ps[0].Key != "node.id" {
+		t.Errorf("Load(bad) problems = %q", ps)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := Default()
+	c.Tracing.OTLPHeaders = map[string]string{"authorization": "Bearer s3cret", "x-empty": ""}
+	r := c.Redacted()
+	want := map[string]string{"authorization": RedactedValue, "x-empty": ""}
+	if !reflect.DeepEqual(r.Tracing.OTLPHeaders, want) {
+		t.Errorf("Redacted headers = %v, want %v", r.Tracing.OTLPHeaders, want)
+	}
+	if c.Tracing.OTLPHeaders["authorization"] != "Bearer s3cret" {
+		t.Errorf("Redacted changed the original: %v", c.Tracing.OTLPHeaders)
+	}
+	// Everything else is unchanged.
+	r.Tracing.OTLPHeaders = c.Tracing.OTLPHeaders
+	if !reflect.DeepEqual(r, c) {
+		t.Errorf("Redacted changed more than secrets")
+	}
+	// No headers: nothing to redact.
+	if got := Default().Redacted(); !reflect.DeepEqual(got, Default()) {
+		t.Errorf("Default().Redacted() = %+v", got)
+	}
+}
+
+func TestYAMLRoundTrip(t *testing.T) {
+	t.Setenv("LOOM_OTLP_TOKEN", "t0ken")
+	example, err := Load(exampleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTypes := Default()
+	withTypes.ActorPools.Types = map[string]PoolOverride{
+		"counter": {MaxSize: new(1000)},
+		"zero":    {IdleTimeout: new(time.Duration(0))},
+		"empty":   {},
+		"true":    {EvictionPolicy: new(EvictionReject)},
+	}
+	withTypes.Node.ID = "123"
+	withTypes.Node.DataDir = "/path with spaces/#not-a-comment"
+	withTypes.ActorPools.Default.IdleTimeout = 90*time.Minute + 1500*time.Millisecond
+	withTypes.Tracing.OTLPHeaders = map[string]string{"Authorization": "Bearer s3cret", "X-Empty": ""}
+
+	tests := map[string]Config{
+		"default": Default(),
+		"example": example,
+		"types":   withTypes,
+	}
+	for name, c := range tests {
+		t.Run(name, func(t *testing.T) {
+			out, err := c.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(out)
+			for _, secret := range []string{"t0ken", "s3cret"} {
+				if strings.Contains(text, secret) {
+					t.Errorf("YAML shows a secret:\n%s", text)
+				}
+			}
+			back, err := Parse(out, "printed.yaml")
+			if err != nil {
+				t.Fatalf("Parse(YAML()): %v\n%s", err, text)
+			}
+			if want := exported(c.Redacted()); !reflect.DeepEqual(exported(back), want) {
+				t.Errorf("Parse(YAML()) =\n%+v\nwant\n%+v\nYAML:\n%s", exported(back), want, text)
+			}
+		})
+	}
+}
+
+func TestYAMLFormat(t *testing.T) {
+	c := Default()
+	c.Tracing.OTLPHeaders = map[string]string{"authorization": "Bearer s3cret"}
+	c.ActorPools.Types = map[string]PoolOverride{"counter": {MaxSize: new(1000)}}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  shutdownTimeout: 30s\n",
+		"    idleTimeout: 5m\n",
+		"  maxTraceAge: 1h\n",
+		"    counter:\n      maxSize: 1000\n",
+		"    authorization: '[redacted]'\n",
+		`  path: "" # = loom-data/journal.db` + "\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("YAML() lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// File and Line locate the value in the config file. Both are zero
+	// when the value did not come from a file (a default, or a field set
+	// in code or from a flag after parsing). Line may be set without File
+	// when Parse was given no file name.
+	File string
+	Line int
+	// Key is the dotted key path, such as "actorPools.types.counter.maxSize".
+	// It is empty for problems that are not about one key (a YAML syntax
+	// error, an undefined environment variable).
+	Key string
+	// Message says what is wrong, and what was found where that is not secret.
+	Message string
+}
+
+// String formats p as "file:line: key: message", leaving out the parts
+// that are empty.
+func (p Problem) String() string {
+	var b strings.Builder
+	switch {
+	case p.File != "" && p.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+	case p.File != "":
+		fmt.Fprintf(&b, "%s: ", p.File)
+	case p.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError is the error returned by Parse, Load and Validate when
+// the configuration is wrong. It holds every problem found, not only the
+// first, in file order (problems with a line first).
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error prints one problem per line.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// source remembers where the keys of a parsed config came from.
+type source struct {
+	file string
+	keys map[string]origin // by dotted key path
+}
+
+// origin is where one key was read, and the value read there (formatted
+// with formatValue), so that a value changed after parsing is not
+// attributed to the file.
+type origin struct {
+	line  int
+	value string
+}
+
+// locate returns the file and line of key if its current value is the one
+// read from the file.
+func (s *source) locate(key, value string) (string, int, bool) {
+	if s == nil {
+		return "", 0, false
+	}
+	o, ok := s.keys[key]
+	if !ok || o.value != value {
+		return "", 0, false
+	}
+	return s.file, o.line, true
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks every field and returns nil or a *ValidationError listing
+// every problem. It never changes c: defaults are not filled in here (start
+// from Default for that). For a Config from Parse or Load, each problem
+// carries the file and line of the offending value, unless that value was
+// changed after parsing.
+func (c *Config) Validate() error {
+	v := validator{src: c.src}
+	v.validate(c)
+	if len(v.problems) == 0 {
+		return nil
+	}
+	sortProblems(v.problems)
+	return &ValidationError{Problems: v.problems}
+}
+
+// sortProblems puts problems in file order, those without a line last,
+// keeping the order of problems on the same line.
+func sortProblems(ps []Problem) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		switch {
+		case a.Line == b.Line:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return a.Line - b.Line
+	})
+}
+
+type validator struct {
+	src      *source
+	problems []Problem
+}
+
+// add records a problem about key, whose current value is value. The line
+// is key's own when it came from the file, else that of the first of
+// related (keys the rule also depends on) that did.
+func (v *validator) add(key string, value any, msg string, related ...relatedKey) {
+	p := Problem{Key: key, Message: msg}
+	if f, l, ok := v.src.locate(key, formatValue(value)); ok {
+		p.File, p.Line = f, l
+	} else {
+		for _, r := range related {
+			if f, l, ok := v.src.locate(r.key, formatValue(r.value)); ok {
+				p.File, p.Line = f, l
+				break
+			}
+		}
+	}
+	v.problems = append(v.problems, p)
+}
+
+type relatedKey struct {
+	key   string
+	value any
+}
+
+func (v *validator) positive(key string, n int) {
+	if n <= 0 {
+		v.add(key, n, fmt.Sprintf("must be > 0 (got %d)", n))
+	}
+}
+
+func (v *validator) positiveDuration(key string, d time.Duration) {
+	if d <= 0 {
+		v.add(key, d, fmt.Sprintf("must be > 0 (got %s)", formatDuration(d)))
+	}
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		v.add(key, value, fmt.Sprintf("must be one of %s (got %q)", strings.Join(allowed, ", "), value))
+	}
+}
+
+func (v *validator) validate(c *Config) {
+	n := c.Node
+	if !nodeIDPattern.MatchString(n.ID) {
+		v.add("node.id", n.ID, fmt.Sprintf("must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (got %q)", n.ID))
+	}
+	if n.DataDir == "" {
+		v.add("node.dataDir", n.DataDir, "must not be empty")
+	}
+	if _, err := netip.ParseAddr(n.Bind); err != nil {
+		v.add("node.bind", n.Bind, fmt.Sprintf("must be an IP address such as 127.0.0.1, 0.0.0.0 or :: (got %q)", n.Bind))
+	}
+	if n.HTTPPort < 0 || n.HTTPPort > 65535 {
+		v.add("node.httpPort", n.HTTPPort, fmt.Sprintf("must be between 0 and 65535 (got %d)", n.HTTPPort))
+	}
+	v.positiveDuration("node.shutdownTimeout", n.ShutdownTimeout)
+	if n.MaxPayloadBytes <= 0 || n.MaxPayloadBytes > MaxPayloadLimit {
+		v.add("node.maxPayloadBytes", n.MaxPayloadBytes, fmt.Sprintf("must be > 0 and <= %d (256 MiB) (got %d)", MaxPayloadLimit, n.MaxPayloadBytes))
+	}
+
+	p := c.ActorPools.Default
+	v.positive("actorPools.default.maxSize", p.MaxSize)
+	if p.IdleTimeout < 0 {
+		v.add("actorPools.default.idleTimeout", p.IdleTimeout, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(p.IdleTimeout)))
+	}
+	v.oneOf("actorPools.default.evictionPolicy", p.EvictionPolicy, EvictionLRU, EvictionReject)
+	for _, name := range sortedKeys(c.ActorPools.Types) {
+		o := c.ActorPools.Types[name]
+		prefix := "actorPools.types." + name
+		if strings.TrimSpace(name) == "" {
+			v.add(prefix, name, "the actor type name must not be empty")
+		}
+		if o.MaxSize != nil {
+			v.positive(prefix+".maxSize", *o.MaxSize)
+		}
+		if o.IdleTimeout != nil && *o.IdleTimeout < 0 {
+			v.add(prefix+".idleTimeout", *o.IdleTimeout, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(*o.IdleTimeout)))
+		}
+		if o.EvictionPolicy != nil {
+			v.oneOf(prefix+".evictionPolicy", *o.EvictionPolicy, EvictionLRU, EvictionReject)
+		}
+	}
+
+	j := c.Journal
+	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory)
+	if j.SnapshotEvery < 0 {
+		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
+	}
+
+	co := c.Coordination
+	v.oneOf("coordination.backend", co.Backend, CoordinationMemory)
+	v.positiveDuration("coordination.sessionTTL", co.SessionTTL)
+	switch {
+	case co.RenewInterval <= 0:
+		v.positiveDuration("coordination.renewInterval", co.RenewInterval)
+	case co.SessionTTL > 0 && co.RenewInterval >= co.SessionTTL/2:
+		v.add("coordination.renewInterval", co.RenewInterval,
+			fmt.Sprintf("must be < coordination.sessionTTL/2 (%s) so that one lost renewal does not lose the session (got %s)",
+				formatDuration(co.SessionTTL/2), formatDuration(co.RenewInterval)),
+			relatedKey{"coordination.sessionTTL", co.SessionTTL})
+	}
+
+	t := c.Tracing
+	v.positiveDuration("tracing.maxTraceAge", t.MaxTraceAge)
+	v.positive("tracing.maxSpans", t.MaxSpans)
+	if t.OTLPEndpoint != "" {
+		if msg := checkHostPort(t.OTLPEndpoint); msg != "" {
+			v.add("tracing.otlpEndpoint", t.OTLPEndpoint, fmt.Sprintf("%s (got %q)", msg, t.OTLPEndpoint))
+		}
+	}
+	for _, name := range sortedKeys(t.OTLPHeaders) {
+		// Never print the value: it is secret.
+		if !validHeaderName(name) {
+			v.add("tracing.otlpHeaders."+name, t.OTLPHeaders[name], fmt.Sprintf("invalid header name %q", name))
+		}
+	}
+
+	l := c.Logging
+	v.oneOf("logging.level", l.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
+	v.oneOf("logging.format", l.Format, LogFormatText, LogFormatJSON)
+}
+
+// checkHostPort returns "" if s is host:port with a non-empty host and a
+// port in 1..65535, else what is wrong.
+func checkHostPort(s string) string {
+	const want = "must be host:port, such as localhost:4317"
+	if strings.Contains(s, "://") {
+		return want + ", without a scheme"
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return want
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return want + ", with a port between 1 and 65535"
+	}
+	return ""
+}
+
+// validHeaderName reports whether s is an HTTP header field name (an RFC
+// 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// formatValue formats a config value the same way when it is read and when
+// it is validated, so the two can be compared.
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case time.Duration:
+		return formatDuration(v)
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// formatDuration prints d like time.Duration.String without trailing zero
+// units: "5m" rather than "5m0s", "1h30m" rather than "1h30m0s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}

@@ -1,0 +1,190 @@
+// Package gateway serves actors over HTTP/JSON:
+//
+//	POST /v1/actors/{type}/{id}/{method}   body: the JSON argument
+//
+// answers 200 with the JSON result, or an error body
+// {"error":{"code":"...","message":"..."}} whose status says what happened:
+// 400 bad payload or argument, 404 unknown type or method, 409 conflict or
+// fenced, 413 payload too large, 422 the method returned an error, 500 an
+// actor panic or an internal failure, 503 unavailable or shutting down, 504
+// deadline exceeded. Only 200 and 500 may have applied the call (500 when the
+// outcome is unknown, such as a journal I/O error); every other status
+// means nothing was applied.
+//
+// X-Correlation-ID is taken from the request (a new one is generated when
+// absent) and echoed on the response; Idempotency-Key, when present, is
+// recorded in the journal entry of the turn.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// Options configure the gateway handler.
+type Options struct {
+	// Invoker runs the calls (a node, or a cluster client).
+	Invoker runtime.Invoker
+	// MaxBodyBytes rejects larger request bodies with 413. Default 4 MiB.
+	MaxBodyBytes int64
+	// Timeout bounds each call when the request sets none. Default 30 s.
+	Timeout time.Duration
+	// Types, when set, lists the actor types for GET /v1/actors.
+	Types func() map[string][]string
+	// Logger receives one line per failed call; nil discards.
+	Logger *slog.Logger
+}
+
+// Handler serves the gateway's routes.
+type Handler struct {
+	opts Options
+	mux  *http.ServeMux
+}
+
+// New builds the handler. It starts nothing.
+func New(opts Options) *Handler {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{opts: opts, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/actors/{type}/{id}/{method}", h.call)
+	h.mux.HandleFunc("GET /v1/actors", h.types)
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Header names the gateway reads and writes.
+const (
+	HeaderCorrelationID  = "X-Correlation-ID"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderTimeout bounds the call, as a Go duration ("250ms", "5s").
+	HeaderTimeout = "X-Loom-Timeout"
+)
+
+func (h *Handler) call(w http.ResponseWriter, r *http.Request) {
+	cid := r.Header.Get(HeaderCorrelationID)
+	if cid == "" {
+		cid = runtime.NewCorrelationID()
+	}
+	w.Header().Set(HeaderCorrelationID, cid)
+
+	timeout := h.opts.Timeout
+	if v := r.Header.Get(HeaderTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s: %q is not a positive duration", HeaderTimeout, v))
+			return
+		}
+		timeout = d
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body exceeds %d bytes", h.opts.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_payload", "reading body: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	ctx = runtime.WithCorrelationID(ctx, cid)
+	if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
+		ctx = runtime.WithIdempotencyKey(ctx, k)
+	}
+	typ, id, method := r.PathValue("type"), r.PathValue("id"), r.PathValue("method")
+	res, err := h.opts.Invoker.Invoke(ctx, typ, id, method, body)
+	if err != nil {
+		status, code := Classify(err)
+		h.opts.Logger.Info("call failed", "actor", typ+"/"+id, "method", method, "correlation_id", cid, "status", status, "err", err)
+		writeError(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res)
+}
+
+func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {
+	out := map[string][]string{}
+	if h.opts.Types != nil {
+		out = h.opts.Types()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"types": out})
+}
+
+// Classify maps an error from an Invoker to an HTTP status and a stable
+// error code.
+func Classify(err error) (status int, code string) {
+	var me *runtime.MethodError
+	switch {
+	case errors.Is(err, runtime.ErrUnknownType):
+		return http.StatusNotFound, "unknown_type"
+	case errors.Is(err, runtime.ErrUnknownMethod):
+		return http.StatusNotFound, "unknown_method"
+	case errors.Is(err, runtime.ErrPayloadTooLarge):
+		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, runtime.ErrBadPayload):
+		return http.StatusBadRequest, "bad_payload"
+	case errors.Is(err, runtime.ErrInvalidID):
+		return http.StatusBadRequest, "invalid_id"
+	case errors.Is(err, runtime.ErrInvalidArgument):
+		return http.StatusBadRequest, "invalid_argument"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "deadline_exceeded"
+	case errors.Is(err, context.Canceled):
+		return 499, "canceled" // nginx's "client closed request"
+	case errors.Is(err, runtime.ErrActorPanic):
+		return http.StatusInternalServerError, "actor_panic"
+	case errors.As(err, &me):
+		// The method itself failed (perhaps because a call it made did).
+		return http.StatusUnprocessableEntity, "method_error"
+	case errors.Is(err, journal.ErrFenced):
+		return http.StatusConflict, "fenced"
+	case errors.Is(err, journal.ErrConflict):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, runtime.ErrShuttingDown):
+		return http.StatusServiceUnavailable, "shutting_down"
+	case errors.Is(err, runtime.ErrPoolFull):
+		return http.StatusServiceUnavailable, "pool_full"
+	case errors.Is(err, runtime.ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	default:
+		return http.StatusInternalServerError, "internal"
+	}
+}
+
+// ErrorBody is the JSON shape of every error response.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(b)
+}

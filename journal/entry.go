@@ -1,0 +1,50 @@
+package journal
+
+import "time"
+
+// Kind says what an entry records.
+type Kind uint8
+
+const (
+	// KindInvocation records one committed actor turn: Method is the method
+	// name, Payload the encoded state operations of the turn (see the
+	// runtime package's state encoding).
+	KindInvocation Kind = 1
+	// KindStateOp records state operations made outside a method turn
+	// (for instance by an activation hook). Payload as for KindInvocation.
+	KindStateOp Kind = 2
+	// KindSnapshotMarker notes that a snapshot was taken at Seq-1.
+	KindSnapshotMarker Kind = 3
+	// KindMessageAck records the acknowledgement of a durable message; the
+	// IdempotencyKey is the message id.
+	KindMessageAck Kind = 4
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindInvocation:
+		return "invocation"
+	case KindStateOp:
+		return "stateop"
+	case KindSnapshotMarker:
+		return "snapshot"
+	case KindMessageAck:
+		return "ack"
+	default:
+		return "unknown"
+	}
+}
+
+// Entry is one record of an actor's log.
+type Entry struct {
+	Seq            uint64    // assigned by the journal on Append
+	Kind           Kind      // what the entry records
+	Actor          string    // actor key, stamped by the journal
+	Method         string    // method name for invocations
+	Payload        []byte    // kind-specific body
+	Time           time.Time // when the turn committed (UTC, nanoseconds)
+	CorrelationID  string    // correlation id of the call that produced it
+	TraceID        string    // W3C trace id (hex) of that call, if any
+	Token          uint64    // fencing token it was written under, stamped by the journal
+	IdempotencyKey string    // caller-supplied key, for deduplication
+}

@@ -1,0 +1,18 @@
+// Package node assembles one Loom node from its parts: the journal, the
+// coordinator and the node's session on it, the actor runtime with its
+// registered types, and the HTTP server (gateway and health). It is what
+// cmd/loom-node runs and what an application embedding Loom calls.
+//
+// New only checks the configuration; Start opens files, takes ports and
+// starts goroutines; Shutdown undoes Start in reverse order: it stops
+// accepting requests, lets running turns finish, releases actor locks and
+// closes the journal, so nothing acknowledged is lost. A Node serves one
+// Start/Shutdown cycle.
+//
+// Single-node coordination: with coordination.backend "memory", locks live
+// in process memory and vanish on exit, but the journal remembers the
+// highest fencing token per actor. So that tokens keep increasing across
+// restarts, the node keeps an epoch counter in <dataDir>/coordinator.epoch,
+// raised (and fsynced) on every start, and places it in the high 32 bits of
+// every token.
+package node

@@ -1,0 +1,363 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// activation is one actor in memory.
+//
+// Its mailbox is sem, a channel of capacity one: holding the token (having
+// sent into it) means running a turn. Go queues blocked senders in arrival
+// order and hands the freed slot to the first of them, so turns run one at
+// a time in FIFO order, a waiter can give up when its context ends, and an
+// uncontended turn costs no goroutine switch: the caller's goroutine runs
+// the method itself. Every field below sem is guarded by holding it.
+type activation struct {
+	pool *pool
+	typ  *typeDef
+	id   string
+	key  string // journal and lock key: "type/id"
+
+	lastUse  atomic.Uint64 // logical LRU clock reading of the last turn
+	lastUsed atomic.Int64  // runtime clock (ns) of the last turn, for idle timeouts
+	dropped  atomic.Bool   // set by DropAll; the activation may not commit
+	waiting  atomic.Int32  // callers blocked on the mailbox
+
+	sem chan struct{}
+
+	dead    bool // deactivated: waiters must look the actor up again
+	inst    any  // the *T built by the factory
+	state   *State
+	token   uint64         // fencing token of this activation's lock grant
+	session lock.SessionID // the session the lock was taken under
+	seq     uint64         // journal tail this activation has applied
+	snapSeq uint64         // Seq of the last snapshot
+}
+
+func newActivation(p *pool, id string) *activation {
+	a := &activation{
+		pool:  p,
+		typ:   p.td,
+		id:    id,
+		key:   p.td.name + "/" + id,
+		sem:   make(chan struct{}, 1),
+		state: newState(),
+	}
+	a.sem <- struct{}{} // held by the creator until activated
+	return a
+}
+
+func (a *activation) acquire(ctx context.Context) error {
+	select {
+	case a.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.waiting.Add(1)
+	defer a.waiting.Add(-1)
+	select {
+	case a.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *activation) tryAcquire() bool {
+	select {
+	case a.sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *activation) release() { <-a.sem }
+
+func (a *activation) touch(now int64) {
+	a.lastUse.Store(a.pool.clock.Add(1))
+	a.lastUsed.Store(now)
+}
+
+// run is the call path shared by Invoke, InvokeLocal and Execute: find or
+// activate the actor, wait for its mailbox, run one turn, commit it.
+func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
+	if r.closing.Load() {
+		return nil, ErrShuttingDown
+	}
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for {
+		a, created, err := reg.pool.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			if err := r.activate(ctx, a); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := a.acquire(ctx); err != nil {
+				return nil, fmt.Errorf("loom: waiting for %s: %w", a.key, err)
+			}
+			if a.dead {
+				a.release()
+				continue // deactivated while we waited: look it up again
+			}
+		}
+		if r.closing.Load() {
+			a.release()
+			return nil, ErrShuttingDown
+		}
+		if a.dropped.Load() {
+			a.dead = true
+			a.release()
+			continue
+		}
+		if !r.session.Valid() || r.session.Session() != a.session {
+			// The lock was taken under a session that may have lapsed
+			// (perhaps replaced by a new one since): another node may own
+			// the actor now.
+			r.deactivateHeld(a, "session may have lapsed", false)
+			return nil, fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
+		}
+		res, held, err := r.turn(ctx, a, method, fn)
+		a.touch(r.monoNow())
+		if held {
+			a.release()
+		}
+		return res, err
+	}
+}
+
+// turn runs fn as one turn of a (mailbox held) and commits its state
+// changes. held is false when the turn deactivated the actor, which also
+// released the mailbox.
+func (r *Runtime) turn(ctx context.Context, a *activation, method string, fn func(*turnCtx) (any, error)) (res any, held bool, err error) {
+	tc := &turnCtx{Context: ctx, act: a}
+	res, panicked, err := protect(a, method, func() (any, error) { return fn(tc) })
+	if panicked {
+		a.state.discard()
+		r.log.Error("actor panicked; deactivating", "actor", a.key, "method", method, "err", err)
+		r.deactivateHeld(a, "panic", false)
+		return nil, false, err
+	}
+	if err != nil {
+		// A failed turn changes nothing: its writes are discarded.
+		a.state.discard()
+		return nil, true, &MethodError{Actor: a.key, Method: method, Err: err}
+	}
+	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
+		return nil, false, err
+	}
+	return res, true, nil
+}
+
+// commit appends the turn's state changes, if any, as one journal entry and
+// applies them. On failure the changes are discarded and the actor is
+// deactivated (mailbox released): its in-memory view may no longer match
+// the journal, so the next call replays it.
+func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, method string) error {
+	if !a.state.dirty() {
+		return nil
+	}
+	if a.dropped.Load() {
+		a.state.discard()
+		r.deactivateHeld(a, "dropped", false)
+		return fmt.Errorf("%w: %s was dropped before its turn committed", ErrUnavailable, a.key)
+	}
+	e := journal.Entry{
+		Kind:           kind,
+		Method:         method,
+		Payload:        a.state.encodeChanges(),
+		Time:           r.now().UTC(),
+		CorrelationID:  CorrelationID(ctx),
+		IdempotencyKey: IdempotencyKey(ctx),
+	}
+	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, []journal.Entry{e})
+	if err != nil {
+		a.state.discard()
+		r.log.Warn("journal append failed; deactivating", "actor", a.key, "token", a.token, "err", err)
+		r.deactivateHeld(a, "append failed", false)
+		return fmt.Errorf("loom: committing %s.%s on %s: %w", a.typ.name, method, a.key, err)
+	}
+	a.state.apply()
+	a.seq = tail
+	r.maybeSnapshot(ctx, a)
+	return nil
+}
+
+// maybeSnapshot saves a snapshot and truncates the journal behind it when
+// enough entries have accumulated. Failures are logged: the turn is already
+// durable, and the next turn tries again.
+func (r *Runtime) maybeSnapshot(ctx context.Context, a *activation) {
+	n := uint64(r.opts.SnapshotEvery)
+	if n == 0 || a.seq-a.snapSeq < n {
+		return
+	}
+	snap := journal.Snapshot{Seq: a.seq, Data: a.state.encodeSnapshot()}
+	if err := r.journal.SaveSnapshot(ctx, a.key, a.token, snap); err != nil {
+		r.log.Warn("snapshot failed", "actor", a.key, "seq", a.seq, "err", err)
+		return
+	}
+	a.snapSeq = a.seq
+	if err := r.journal.Truncate(ctx, a.key, a.token, a.seq); err != nil {
+		r.log.Warn("journal truncate failed", "actor", a.key, "seq", a.seq, "err", err)
+	}
+}
+
+// activate takes the actor's lock, loads its snapshot, replays its journal
+// and runs its OnActivate hook. The caller holds the mailbox (from
+// pool.get). On failure the activation is discarded, the mailbox released,
+// and the error returned.
+func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
+	if !r.session.Valid() {
+		r.abandon(a, false)
+		return fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
+	}
+	a.session = r.session.Session()
+	tok, err := r.coord.Acquire(ctx, a.session, a.key)
+	if err != nil {
+		r.abandon(a, false)
+		if errors.Is(err, lock.ErrHeld) || errors.Is(err, lock.ErrSessionExpired) {
+			return fmt.Errorf("%w: activating %s: %w", ErrUnavailable, a.key, err)
+		}
+		return fmt.Errorf("loom: activating %s: %w", a.key, err)
+	}
+	a.token = tok
+	if err := r.load(ctx, a); err != nil {
+		r.abandon(a, true)
+		return fmt.Errorf("loom: activating %s: %w", a.key, err)
+	}
+	a.inst = a.typ.factory(a.id)
+	if act, ok := a.inst.(Activator); ok {
+		tc := &turnCtx{Context: ctx, act: a}
+		if _, _, err := protect(a, "OnActivate", func() (any, error) { return nil, act.OnActivate(tc) }); err != nil {
+			a.state.discard()
+			r.abandon(a, true)
+			return fmt.Errorf("loom: activating %s: OnActivate: %w", a.key, err)
+		}
+		if err := r.commit(ctx, a, journal.KindStateOp, "OnActivate"); err != nil {
+			return err // commit deactivated it
+		}
+	}
+	r.log.Debug("activated", "actor", a.key, "token", a.token, "seq", a.seq)
+	return nil
+}
+
+// load rebuilds a's state from its snapshot and journal.
+func (r *Runtime) load(ctx context.Context, a *activation) error {
+	snap, ok, err := r.journal.LoadSnapshot(ctx, a.key)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := a.state.loadSnapshot(snap.Data); err != nil {
+			return fmt.Errorf("%w: snapshot at seq %d: %v", journal.ErrCorrupt, snap.Seq, err)
+		}
+		a.seq, a.snapSeq = snap.Seq, snap.Seq
+	}
+	entries, err := r.journal.Read(ctx, a.key, a.seq+1)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Seq != a.seq+1 {
+			return fmt.Errorf("%w: expected seq %d, found %d", journal.ErrCorrupt, a.seq+1, e.Seq)
+		}
+		switch e.Kind {
+		case journal.KindInvocation, journal.KindStateOp:
+			if err := a.state.replayChanges(e.Payload); err != nil {
+				return fmt.Errorf("%w: entry %d: %v", journal.ErrCorrupt, e.Seq, err)
+			}
+		}
+		a.seq = e.Seq
+	}
+	tail, err := r.journal.Tail(ctx, a.key)
+	if err != nil {
+		return err
+	}
+	if tail.Token > a.token {
+		return fmt.Errorf("%w: %s was written under token %d, ours is %d", journal.ErrFenced, a.key, tail.Token, a.token)
+	}
+	if tail.Seq != a.seq {
+		return fmt.Errorf("%w: %s: replayed up to seq %d but the tail is %d", journal.ErrCorrupt, a.key, a.seq, tail.Seq)
+	}
+	return nil
+}
+
+// abandon discards an activation that failed to activate.
+func (r *Runtime) abandon(a *activation, releaseLock bool) {
+	a.dead = true
+	a.pool.remove(a)
+	if releaseLock {
+		r.releaseLock(a)
+	}
+	a.release()
+}
+
+// deactivateHeld deactivates a, whose mailbox the caller holds, and
+// releases the mailbox. clean runs the OnDeactivate hook and releases the
+// lock; it is false after a panic, a failed append or a lapsed session,
+// when the instance or the lock can no longer be trusted.
+func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
+	a.dead = true
+	a.pool.remove(a)
+	if clean && !a.dropped.Load() {
+		if d, ok := a.inst.(Deactivator); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			a.state.readOnly = true
+			tc := &turnCtx{Context: ctx, act: a}
+			if _, _, err := protect(a, "OnDeactivate", func() (any, error) { return nil, d.OnDeactivate(tc) }); err != nil {
+				r.log.Warn("OnDeactivate failed", "actor", a.key, "err", err)
+			}
+			a.state.readOnly = false
+			a.state.discard()
+			cancel()
+		}
+		r.releaseLock(a)
+	}
+	r.log.Debug("deactivated", "actor", a.key, "reason", reason, "token", a.token)
+	a.release()
+}
+
+func (r *Runtime) releaseLock(a *activation) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.coord.Release(ctx, a.session, a.key); err != nil && !errors.Is(err, lock.ErrNotHeld) && !errors.Is(err, lock.ErrSessionExpired) {
+		r.log.Warn("releasing actor lock failed", "actor", a.key, "err", err)
+	}
+}
+
+// protect runs fn, turning a panic into an ErrActorPanic error (panicked
+// true). The stack goes to the log, not to the caller.
+func protect(a *activation, what string, fn func() (any, error)) (res any, panicked bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == errReadOnly {
+				err = fmt.Errorf("%s.%s on %s: %w", a.typ.name, what, a.key, errReadOnly)
+				return
+			}
+			panicked = true
+			err = fmt.Errorf("%w: %s.%s on %s: %v", ErrActorPanic, a.typ.name, what, a.key, p)
+			a.pool.r.log.Error("actor panic", "actor", a.key, "method", what, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	res, err = fn()
+	return res, false, err
+}

@@ -1,0 +1,232 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const shardCount = 32
+
+var shardSeed = maphash.MakeSeed()
+
+// pool holds the live activations of one actor type.
+//
+// Locking: a shard's mutex guards its map; evictMu serialises the creation
+// of activations while the pool enforces MaxSize, so the cap is exact. An
+// activation's own fields are guarded by its mailbox (see activation).
+type pool struct {
+	r       *Runtime
+	td      *typeDef
+	cfg     PoolConfig
+	shards  [shardCount]shard
+	count   atomic.Int64  // activations in the maps
+	clock   atomic.Uint64 // logical clock for LRU order
+	evictMu sync.Mutex
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[string]*activation
+}
+
+func newPool(r *Runtime, td *typeDef, cfg PoolConfig) *pool {
+	p := &pool{r: r, td: td, cfg: cfg}
+	for i := range p.shards {
+		p.shards[i].m = make(map[string]*activation)
+	}
+	return p
+}
+
+func (p *pool) shard(id string) *shard {
+	return &p.shards[maphash.String(shardSeed, id)%shardCount]
+}
+
+// get returns the live activation for id, or creates one. A created
+// activation is returned with its mailbox held by the caller, who must
+// activate it.
+func (p *pool) get(ctx context.Context, id string) (a *activation, created bool, err error) {
+	sh := p.shard(id)
+	sh.mu.RLock()
+	a = sh.m[id]
+	sh.mu.RUnlock()
+	if a != nil {
+		return a, false, nil
+	}
+	if p.cfg.MaxSize > 0 {
+		p.evictMu.Lock()
+		defer p.evictMu.Unlock()
+		if err := p.makeRoom(ctx, id); err != nil {
+			return nil, false, err
+		}
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if p.r.closing.Load() {
+		return nil, false, fmt.Errorf("%w: not activating %s/%s", ErrShuttingDown, p.td.name, id)
+	}
+	if a = sh.m[id]; a != nil {
+		return a, false, nil
+	}
+	a = newActivation(p, id)
+	a.touch(p.r.monoNow())
+	sh.m[id] = a
+	p.count.Add(1)
+	return a, true, nil
+}
+
+// makeRoom deactivates least recently used actors until a new activation
+// fits, or fails with ErrPoolFull under the reject policy. evictMu is held.
+func (p *pool) makeRoom(ctx context.Context, id string) error {
+	for p.count.Load() >= int64(p.cfg.MaxSize) {
+		sh := p.shard(id)
+		sh.mu.RLock()
+		_, exists := sh.m[id]
+		sh.mu.RUnlock()
+		if exists {
+			return nil // someone activated it meanwhile; no room needed
+		}
+		if p.cfg.EvictionPolicy == EvictReject {
+			return fmt.Errorf("%w: %s has %d activations (maxSize %d)", ErrPoolFull, p.td.name, p.count.Load(), p.cfg.MaxSize)
+		}
+		victim := p.leastRecentlyUsed()
+		if victim == nil {
+			return nil
+		}
+		if err := victim.acquire(ctx); err != nil {
+			return err
+		}
+		if victim.dead {
+			victim.release()
+			continue
+		}
+		p.r.deactivateHeld(victim, "evicted (lru)", true)
+	}
+	return nil
+}
+
+// leastRecentlyUsed scans the pool for the activation used longest ago.
+func (p *pool) leastRecentlyUsed() *activation {
+	var best *activation
+	var bestUse uint64
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.RLock()
+		for _, a := range sh.m {
+			if u := a.lastUse.Load(); best == nil || u < bestUse {
+				best, bestUse = a, u
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return best
+}
+
+// remove takes a out of the pool if it is still there.
+func (p *pool) remove(a *activation) {
+	sh := p.shard(a.id)
+	sh.mu.Lock()
+	if sh.m[a.id] == a {
+		delete(sh.m, a.id)
+		p.count.Add(-1)
+	}
+	sh.mu.Unlock()
+}
+
+// snapshot lists the pool's activations.
+func (p *pool) list() []*activation {
+	var out []*activation
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.RLock()
+		for _, a := range sh.m {
+			out = append(out, a)
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// deactivateAll waits for each activation's running turn and deactivates
+// it cleanly.
+func (p *pool) deactivateAll(ctx context.Context, reason string) error {
+	for _, a := range p.list() {
+		if err := a.acquire(ctx); err != nil {
+			return fmt.Errorf("loom: deactivating %s: %w", a.key, err)
+		}
+		if a.dead {
+			a.release()
+			continue
+		}
+		p.r.deactivateHeld(a, reason, true)
+	}
+	return nil
+}
+
+// dropAll forgets every activation at once (see Runtime.DropAll).
+func (p *pool) dropAll(reason string) {
+	for i := range p.shards {
+		sh := &p.shards[i]
+		sh.mu.Lock()
+		for id, a := range sh.m {
+			a.dropped.Store(true)
+			delete(sh.m, id)
+			p.count.Add(-1)
+		}
+		sh.mu.Unlock()
+	}
+	p.r.log.Warn("dropped all activations", "type", p.td.name, "reason", reason)
+}
+
+// sweepIdle deactivates actors idle for longer than the idle timeout. An
+// actor with a turn running or waiting is skipped this time.
+func (p *pool) sweepIdle(now int64) {
+	if p.cfg.IdleTimeout <= 0 {
+		return
+	}
+	limit := int64(p.cfg.IdleTimeout)
+	for _, a := range p.list() {
+		if now-a.lastUsed.Load() < limit {
+			continue
+		}
+		if !a.tryAcquire() {
+			continue
+		}
+		if a.dead || now-a.lastUsed.Load() < limit {
+			a.release()
+			continue
+		}
+		p.r.deactivateHeld(a, "idle", true)
+	}
+}
+
+func (r *Runtime) sweepLoop() {
+	defer r.wg.Done()
+	interval := r.opts.IdleCheckInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			r.SweepIdle()
+		}
+	}
+}
+
+// SweepIdle deactivates every actor idle past its type's idle timeout now,
+// instead of waiting for the periodic check. Tests with an injected clock
+// use it; it is safe to call at any time.
+func (r *Runtime) SweepIdle() {
+	now := r.monoNow()
+	for _, reg := range *r.types.Load() {
+		reg.pool.sweepIdle(now)
+	}
+}

@@ -1,0 +1,389 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// Session is the node's coordinator session as the runtime sees it. The
+// lock package's Keeper implements it. Valid is called before every turn
+// and must be cheap.
+type Session interface {
+	// Session is the id under which the node takes actor locks.
+	Session() lock.SessionID
+	// Valid reports whether the session is certainly still alive, by the
+	// node's own monotonic clock.
+	Valid() bool
+}
+
+// Placement tells the runtime which actors this node may host. A nil
+// Placement means every actor is local (a single node).
+type Placement interface {
+	IsLocal(actorType, id string) bool
+}
+
+// Eviction policies for PoolConfig.EvictionPolicy.
+const (
+	// EvictLRU deactivates the least recently used actor of the type to make
+	// room for a new activation at capacity.
+	EvictLRU = "lru"
+	// EvictReject fails a new activation at capacity with ErrPoolFull.
+	EvictReject = "reject"
+)
+
+// PoolConfig bounds the live activations of one actor type.
+type PoolConfig struct {
+	// MaxSize is the most activations kept in memory; 0 means no limit.
+	MaxSize int
+	// IdleTimeout deactivates an actor not called for this long; 0 never.
+	IdleTimeout time.Duration
+	// EvictionPolicy applies at MaxSize: EvictLRU (default) or EvictReject.
+	EvictionPolicy string
+}
+
+// DefaultPoolConfig is 10,000 activations per type, a 5 minute idle timeout
+// (as Orleans' default collection age is in the same range) and LRU eviction.
+func DefaultPoolConfig() PoolConfig {
+	return PoolConfig{MaxSize: 10000, IdleTimeout: 5 * time.Minute, EvictionPolicy: EvictLRU}
+}
+
+// Options configure a Runtime. Journal, Coordinator and Session are required.
+type Options struct {
+	// NodeID names this node in logs and lock ownership.
+	NodeID string
+	// Journal stores every actor's log. The runtime does not close it.
+	Journal journal.Journal
+	// Coordinator grants actor locks and fencing tokens. Not closed by the runtime.
+	Coordinator lock.Coordinator
+	// Session is the node's coordinator session.
+	Session Session
+	// Pool returns the pool settings of an actor type; nil gives
+	// DefaultPoolConfig to every type.
+	Pool func(actorType string) PoolConfig
+	// SnapshotEvery writes a snapshot, and truncates the journal behind it,
+	// once an actor has this many entries since its last snapshot. 0 never.
+	SnapshotEvery int
+	// MaxPayloadBytes rejects encoded arguments above this size with
+	// ErrPayloadTooLarge; 0 means no limit.
+	MaxPayloadBytes int
+	// Placement says which actors are local; nil: all of them.
+	Placement Placement
+	// Logger receives the runtime's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for idle timeouts; nil uses time.Now.
+	Now func() time.Time
+	// IdleCheckInterval is how often idle actors are looked for; 0 means
+	// every second, so an idle actor goes at most a second after its timeout.
+	IdleCheckInterval time.Duration
+}
+
+// Runtime hosts actors on one node: it activates them from their journal,
+// runs one turn at a time per actor, commits each turn's state changes to
+// the journal before answering, and deactivates idle or evicted actors.
+//
+// All exported methods are safe for concurrent use.
+type Runtime struct {
+	opts    Options
+	log     *slog.Logger
+	journal journal.Journal
+	coord   lock.Coordinator
+	session Session
+	now     func() time.Time
+	base    time.Time // origin of the monotonic lastUsed readings
+
+	typesMu sync.Mutex
+	types   atomic.Pointer[map[string]*registered] // copy-on-write
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// registered is an actor type as a runtime hosts it.
+type registered struct {
+	def     *typeDef
+	methods map[string]*methodDef // copied at Register
+	pool    *pool
+}
+
+// New builds a Runtime and starts its idle sweeper. Call Close to stop it.
+func New(opts Options) (*Runtime, error) {
+	var errs []error
+	if opts.Journal == nil {
+		errs = append(errs, errors.New("runtime: Options.Journal is required"))
+	}
+	if opts.Coordinator == nil {
+		errs = append(errs, errors.New("runtime: Options.Coordinator is required"))
+	}
+	if opts.Session == nil {
+		errs = append(errs, errors.New("runtime: Options.Session is required"))
+	}
+	if opts.SnapshotEvery < 0 {
+		errs = append(errs, errors.New("runtime: Options.SnapshotEvery must be >= 0"))
+	}
+	if opts.MaxPayloadBytes < 0 {
+		errs = append(errs, errors.New("runtime: Options.MaxPayloadBytes must be >= 0"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if opts.Pool == nil {
+		opts.Pool = func(string) PoolConfig { return DefaultPoolConfig() }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Runtime{
+		opts:    opts,
+		log:     opts.Logger,
+		journal: opts.Journal,
+		coord:   opts.Coordinator,
+		session: opts.Session,
+		now:     opts.Now,
+		base:    opts.Now(),
+		stop:    make(chan struct{}),
+	}
+	empty := map[string]*registered{}
+	r.types.Store(&empty)
+	r.wg.Add(1)
+	go r.sweepLoop()
+	return r, nil
+}
+
+// Register adds actor types. It fails, registering none of them, if a name
+// is empty or already registered or a type has definition mistakes.
+func (r *Runtime) Register(defs ...Definition) error {
+	r.typesMu.Lock()
+	defer r.typesMu.Unlock()
+	old := *r.types.Load()
+	next := make(map[string]*registered, len(old)+len(defs))
+	for k, v := range old {
+		next[k] = v
+	}
+	var errs []error
+	for _, d := range defs {
+		td := d.definition()
+		td.mu.Lock()
+		errs = append(errs, td.errs...)
+		methods := make(map[string]*methodDef, len(td.methods))
+		for k, v := range td.methods {
+			methods[k] = v
+		}
+		td.mu.Unlock()
+		if td.name == "" {
+			errs = append(errs, errors.New("runtime: actor type with an empty name"))
+			continue
+		}
+		if _, dup := next[td.name]; dup {
+			errs = append(errs, fmt.Errorf("runtime: actor type %q registered twice", td.name))
+			continue
+		}
+		cfg := r.opts.Pool(td.name)
+		if cfg.EvictionPolicy == "" {
+			cfg.EvictionPolicy = EvictLRU
+		}
+		if cfg.EvictionPolicy != EvictLRU && cfg.EvictionPolicy != EvictReject {
+			errs = append(errs, fmt.Errorf("runtime: actor type %q: unknown eviction policy %q", td.name, cfg.EvictionPolicy))
+			continue
+		}
+		reg := &registered{def: td, methods: methods}
+		reg.pool = newPool(r, td, cfg)
+		next[td.name] = reg
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	r.types.Store(&next)
+	return nil
+}
+
+// Types lists the registered actor type names with their methods.
+func (r *Runtime) Types() map[string][]string {
+	out := make(map[string][]string)
+	for name, reg := range *r.types.Load() {
+		ms := make([]string, 0, len(reg.methods))
+		for m := range reg.methods {
+			ms = append(ms, m)
+		}
+		out[name] = ms
+	}
+	return out
+}
+
+// Active reports how many activations of actorType are in memory.
+func (r *Runtime) Active(actorType string) int {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return 0
+	}
+	return int(reg.pool.count.Load())
+}
+
+// MailboxDepth reports how many calls are waiting for the actor's current
+// turn to finish (0 when it is not active).
+func (r *Runtime) MailboxDepth(actorType, id string) int {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return 0
+	}
+	sh := reg.pool.shard(id)
+	sh.mu.RLock()
+	a := sh.m[id]
+	sh.mu.RUnlock()
+	if a == nil {
+		return 0
+	}
+	return int(a.waiting.Load())
+}
+
+func (r *Runtime) lookup(actorType, method string) (*registered, *methodDef, error) {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownType, actorType)
+	}
+	md, ok := reg.methods[method]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %q has no method %q", ErrUnknownMethod, actorType, method)
+	}
+	return reg, md, nil
+}
+
+// Invoke runs method on the actor (actorType, id) with an encoded argument
+// and returns the encoded result. It implements Invoker.
+func (r *Runtime) Invoke(ctx context.Context, actorType, id, method string, payload []byte) ([]byte, error) {
+	reg, md, err := r.lookup(actorType, method)
+	if err != nil {
+		return nil, err
+	}
+	if max := r.opts.MaxPayloadBytes; max > 0 && len(payload) > max {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), max)
+	}
+	in, err := md.decode(payload)
+	if err != nil {
+		return nil, decodeErr(fmt.Sprintf("argument of %s.%s (%s)", actorType, method, md.codecName), err)
+	}
+	out, err := r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
+		return md.call(tc, tc.act.inst, in)
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := md.encode(out)
+	if err != nil {
+		// The turn is committed; only the reply could not be encoded.
+		return nil, fmt.Errorf("loom: encoding result of %s.%s: %w", actorType, method, err)
+	}
+	return b, nil
+}
+
+// InvokeLocal runs method with an unencoded argument. It implements
+// LocalInvoker.
+func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string, in any) (any, error) {
+	reg, md, err := r.lookup(actorType, method)
+	if err != nil {
+		return nil, err
+	}
+	if !md.checkIn(in) {
+		return nil, fmt.Errorf("%w: argument of %s.%s has type %T", ErrBadPayload, actorType, method, in)
+	}
+	return r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
+		return md.call(tc, tc.act.inst, in)
+	})
+}
+
+// Execute runs fn as one turn of the local actor (t, id), the closure form
+// of a method call: fn sees the actor's instance and State, its changes are
+// committed like a method's, and it is serialised with the actor's other
+// turns. It fails with ErrNotLocal if this node does not host the actor.
+func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn func(ctx Context, a *T) error) error {
+	reg, ok := (*r.types.Load())[t.def.name]
+	if !ok || reg.def != t.def {
+		return fmt.Errorf("%w: %q", ErrUnknownType, t.def.name)
+	}
+	if p := r.opts.Placement; p != nil && !p.IsLocal(t.def.name, id) {
+		return fmt.Errorf("%w: %s/%s", ErrNotLocal, t.def.name, id)
+	}
+	_, err := r.run(ctx, reg, id, "execute", func(tc *turnCtx) (any, error) {
+		return nil, fn(tc, tc.act.inst.(*T))
+	})
+	return err
+}
+
+// Close stops accepting calls (they fail with ErrShuttingDown), lets each
+// running turn finish, and deactivates every actor cleanly (hook, lock
+// release). It returns ctx's error if that takes longer than ctx allows.
+// Close may be called more than once. It does not close the journal or
+// the coordinator.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.closing.Store(true)
+	r.closeOnce.Do(func() { close(r.stop) })
+	r.wg.Wait()
+	var errs []error
+	for _, reg := range *r.types.Load() {
+		if err := reg.pool.deactivateAll(ctx, "shutdown"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Deactivate deactivates the actor (actorType, id) if it is active here:
+// it waits for the running turn, runs the OnDeactivate hook and releases the
+// actor's lock. The next call activates it again from its journal.
+func (r *Runtime) Deactivate(ctx context.Context, actorType, id string) error {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownType, actorType)
+	}
+	sh := reg.pool.shard(id)
+	sh.mu.RLock()
+	a := sh.m[id]
+	sh.mu.RUnlock()
+	if a == nil {
+		return nil
+	}
+	if err := a.acquire(ctx); err != nil {
+		return fmt.Errorf("loom: deactivating %s: %w", a.key, err)
+	}
+	if a.dead {
+		a.release()
+		return nil
+	}
+	r.deactivateHeld(a, "requested", true)
+	return nil
+}
+
+// DropAll discards every activation at once, without hooks or lock
+// releases: what a node does when its session may have lapsed and another
+// node may already own its actors. Running turns cannot commit afterwards
+// (the journal fences them); their callers get an error.
+func (r *Runtime) DropAll(reason string) {
+	for _, reg := range *r.types.Load() {
+		reg.pool.dropAll(reason)
+	}
+}
+
+// monoNow is the runtime's clock as nanoseconds since it started.
+func (r *Runtime) monoNow() int64 { return int64(r.now().Sub(r.base)) }
+
+func validID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidID)
+	}
+	if len(id) > 1024 {
+		return fmt.Errorf("%w: %d bytes, limit 1024", ErrInvalidID, len(id))
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// State is an actor's durable key-value state. Reads see the turn's own
+// writes. Writes are buffered during a turn and committed as one journal
+// append when the turn ends; if that append fails they are discarded.
+//
+// A State belongs to one activation and is used only from inside its turns
+// (one goroutine at a time); it is not safe to keep it beyond the turn.
+type State struct {
+	committed map[string][]byte
+	writes    map[string]pending // this turn's writes, by key
+	cleared   bool               // Clear was called in this turn
+	readOnly  bool               // set while OnDeactivate runs
+}
+
+type pending struct {
+	value   []byte
+	deleted bool
+}
+
+var errReadOnly = errors.New("loom: state is read-only during OnDeactivate")
+
+func newState() *State {
+	return &State{committed: make(map[string][]byte)}
+}
+
+// Get returns the value stored under key. The returned slice must not be
+// modified.
+func (s *State) Get(key string) ([]byte, bool) {
+	if w, ok := s.writes[key]; ok {
+		if w.deleted {
+			return nil, false
+		}
+		return w.value, true
+	}
+	if s.cleared {
+		return nil, false
+	}
+	v, ok := s.committed[key]
+	return v, ok
+}
+
+// Set stores value under key. The slice is copied.
+func (s *State) Set(key string, value []byte) {
+	if s.readOnly {
+		panic(errReadOnly)
+	}
+	if s.writes == nil {
+		s.writes = make(map[string]pending)
+	}
+	s.writes[key] = pending{value: append([]byte(nil), value...)}
+}
+
+// Delete removes key.
+func (s *State) Delete(key string) {
+	if s.readOnly {
+		panic(errReadOnly)
+	}
+	if s.writes == nil {
+		s.writes = make(map[string]pending)
+	}
+	s.writes[key] = pending{deleted: true}
+}
+
+// Clear removes every key.
+func (s *State) Clear() {
+	if s.readOnly {
+		panic(errReadOnly)
+	}
+	s.cleared = true
+	s.writes = make(map[string]pending)
+}
+
+// Keys returns the keys present, sorted.
+func (s *State) Keys() []string {
+	keys := make([]string, 0, len(s.committed)+len(s.writes))
+	if !s.cleared {
+		for k := range s.committed {
+			if w, ok := s.writes[k]; ok && w.deleted {
+				continue
+			}
+			keys = append(keys, k)
+		}
+	}
+	for k, w := range s.writes {
+		if w.deleted {
+			continue
+		}
+		if _, dup := s.committed[k]; dup && !s.cleared {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Len is the number of keys present.
+func (s *State) Len() int { return len(s.Keys()) }
+
+// dirty reports whether the turn changed anything.
+func (s *State) dirty() bool { return s.cleared || len(s.writes) > 0 }
+
+// discard drops the turn's changes.
+func (s *State) discard() {
+	s.cleared = false
+	s.writes = nil
+}
+
+// apply makes the turn's changes committed.
+func (s *State) apply() {
+	if s.cleared {
+		s.committed = make(map[string][]byte, len(s.writes))
+	}
+	for k, w := range s.writes {
+		if w.deleted {
+			delete(s.committed, k)
+		} else {
+			s.committed[k] = w.value
+		}
+	}
+	s.discard()
+}
+
+// GetState decodes the JSON value stored under key into a V. found is false
+// (and err nil) when the key is absent.
+func GetState[V any](s *State, key string) (v V, found bool, err error) {
+	b, ok := s.Get(key)
+	if !ok {
+		return v, false, nil
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, true, fmt.Errorf("loom: state key %q: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// SetState stores v as JSON under key.
+func SetState[V any](s *State, key string, v V) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("loom: state key %q: %w", key, err)
+	}
+	s.Set(key, b)
+	return nil
+}
+
+// The encoding of a turn's changes, the Payload of a KindInvocation or
+// KindStateOp journal entry:
+//
+//	byte     version (1)
+//	byte     flags: bit 0 = the turn cleared the state first
+//	uvarint  number of operations n
+//	n times: byte op (1 = set, 2 = delete), uvarint len(key), key,
+//	         and for set: uvarint len(value), value
+//
+// Operations are sorted by key. Replaying applies the clear, then the ops.
+//
+// The encoding of a snapshot's Data:
+//
+//	byte     version (1)
+//	uvarint  number of keys n
+//	n times: uvarint len(key), key, uvarint len(value), value (sorted by key)
+const stateEncodingVersion = 1
+
+const (
+	opSet    = 1
+	opDelete = 2
+)
+
+// encodeChanges encodes the turn's pending changes.
+func (s *State) encodeChanges() []byte {
+	keys := make([]string, 0, len(s.writes))
+	size := 3 + binary.MaxVarintLen64
+	for k, w := range s.writes {
+		keys = append(keys, k)
+		size += 1 + 2*binary.MaxVarintLen64 + len(k) + len(w.value)
+	}
+	sort.Strings(keys)
+	b := make([]byte, 0, size)
+	b = append(b, stateEncodingVersion)
+	var flags byte
+	if s.cleared {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		w := s.writes[k]
+		if w.deleted {
+			b = append(b, opDelete)
+			b = appendBytes(b, []byte(k))
+			continue
+		}
+		b = append(b, opSet)
+		b = appendBytes(b, []byte(k))
+		b = appendBytes(b, w.value)
+	}
+	return b
+}
+
+// replayChanges applies an encoded change set to the committed state.
+func (s *State) replayChanges(b []byte) error {
+	return walkChanges(b, func(cleared bool) {
+		if cleared {
+			s.committed = make(map[string][]byte)
+		}
+	}, func(op byte, key, val []byte) {
+		if op == opDelete {
+			delete(s.committed, string(key))
+			return
+		}
+		s.committed[string(key)] = append([]byte(nil), val...)
+	})
+}
+
+// walkChanges parses an encoded change set, calling onClear once and then
+// onOp for each operation in order. It validates the whole record.
+func walkChanges(b []byte, onClear func(bool), onOp func(op byte, key, val []byte)) error {
+	if len(b) < 2 {
+		return errors.New("state change record too short")
+	}
+	if b[0] != stateEncodingVersion {
+		return fmt.Errorf("state change record version %d not supported", b[0])
+	}
+	onClear(b[1]&1 != 0)
+	b = b[2:]
+	n, b, err := readUvarint(b)
+	if err != nil {
+		return err
+	}
+	for i := uint64(0); i < n; i++ {
+		if len(b) == 0 {
+			return errors.New("state change record truncated")
+		}
+		op := b[0]
+		b = b[1:]
+		var key, val []byte
+		if key, b, err = readBytes(b); err != nil {
+			return err
+		}
+		switch op {
+		case opSet:
+			if val, b, err = readBytes(b); err != nil {
+				return err
+			}
+		case opDelete:
+		default:
+			return fmt.Errorf("state change record: unknown op %d", op)
+		}
+		onOp(op, key, val)
+	}
+	if len(b) != 0 {
+		return errors.New("state change record has trailing bytes")
+	}
+	return nil
+}
+
+// encodeSnapshot encodes the committed state.
+func (s *State) encodeSnapshot() []byte {
+	keys := make([]string, 0, len(s.committed))
+	size := 1 + binary.MaxVarintLen64
+	for k, v := range s.committed {
+		keys = append(keys, k)
+		size += 2*binary.MaxVarintLen64 + len(k) + len(v)
+	}
+	sort.Strings(keys)
+	b := make([]byte, 0, size)
+	b = append(b, stateEncodingVersion)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendBytes(b, []byte(k))
+		b = appendBytes(b, s.committed[k])
+	}
+	return b
+}
+
+// loadSnapshot replaces the committed state with an encoded snapshot.
+func (s *State) loadSnapshot(b []byte) error {
+	if len(b) < 1 || b[0] != stateEncodingVersion {
+		return errors.New("state snapshot: missing or unsupported version")
+	}
+	b = b[1:]
+	n, b, err := readUvarint(b)
+	if err != nil {
+		return err
+	}
+	m := make(map[string][]byte, n)
+	for i := uint64(0); i < n; i++ {
+		var k, v []byte
+		if k, b, err = readBytes(b); err != nil {
+			return err
+		}
+		if v, b, err = readBytes(b); err != nil {
+			return err
+		}
+		m[string(k)] = append([]byte(nil), v...)
+	}
+	if len(b) != 0 {
+		return errors.New("state snapshot has trailing bytes")
+	}
+	s.committed = m
+	return nil
+}
+
+// DecodeChanges decodes the Payload of an invocation entry into the state
+// operations it carries, for tools that audit a journal. cleared reports a
+// Clear before the operations; a nil value in ops means a delete.
+func DecodeChanges(payload []byte) (cleared bool, ops map[string][]byte, err error) {
+	ops = make(map[string][]byte)
+	err = walkChanges(payload, func(c bool) { cleared = c }, func(op byte, key, val []byte) {
+		if op == opDelete {
+			ops[string(key)] = nil
+			return
+		}
+		ops[string(key)] = append([]byte{}, val...)
+	})
+	return cleared, ops, err
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func readUvarint(b []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, errors.New("bad varint")
+	}
+	return v, b[n:], nil
+}
+
+func readBytes(b []byte) ([]byte, []byte, error) {
+	n, b, err := readUvarint(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if uint64(len(b)) < n {
+		return nil, nil, errors.New("length exceeds record")
+	}
+	return b[:n], b[n:], nil
+}
