@@ -36,6 +36,7 @@ type double struct {
 	started chan string            // each blocking call reports its name here
 	calls   map[string]int         // calls by name
 	renewed map[lock.SessionID]int // successful renewals
+	during  func()                 // if set, called inside Renew before it reaches the coordinator
 }
 
 func newDouble(c lock.Coordinator) *double {
@@ -93,6 +94,12 @@ func (d *double) CreateSession(ctx context.Context, owner string, ttl time.Durat
 func (d *double) Renew(ctx context.Context, s lock.SessionID) error {
 	if err := d.gate(ctx, "renew"); err != nil {
 		return err
+	}
+	d.mu.Lock()
+	during := d.during
+	d.mu.Unlock()
+	if during != nil {
+		during()
 	}
 	err := d.Coordinator.Renew(context.WithoutCancel(ctx), s)
 	if err == nil {
@@ -258,6 +265,35 @@ func TestKeeperRenewalsKeepSession(t *testing.T) {
 	}
 	if got := f.coord.count("create"); got != 1 {
 		t.Fatalf("CreateSession called %d times; want 1", got)
+	}
+}
+
+// The lease counts from when a renewal was sent, not from when the reply
+// came: the coordinator's TTL started somewhere in between.
+func TestKeeperLeaseCountsFromSend(t *testing.T) {
+	f := newFixture(t)
+	s := f.start(t)
+	const transit = time.Second
+	f.coord.mu.Lock()
+	f.coord.during = func() { f.clk.Advance(transit) } // the request takes a second to arrive
+	f.coord.mu.Unlock()
+	f.clk.Advance(interval) // renewal sent at +3s, processed at +4s
+	waitFor(t, "the renewal sent at +3s", func() bool { return f.sentAt().Equal(f.at(interval)) })
+	if got, want := f.k.Lease().ValidUntil(), f.at(interval+ttl-margin); !got.Equal(want) {
+		t.Fatalf("ValidUntil = +%v; want +%v (send time + TTL - margin)", got.Sub(f.t0), want.Sub(f.t0))
+	}
+	// The coordinator keeps the session until +14s; the node gives up at +12s.
+	f.coord.mu.Lock()
+	f.coord.during = nil
+	f.coord.mu.Unlock()
+	f.coord.set(fail)
+	f.clk.Advance(ttl - margin - transit) // +12s
+	if f.k.Valid() {
+		t.Fatalf("valid at send time + TTL - margin: now +%v, session %s (was %s), lease sent +%v until +%v; calls %v",
+			f.clk.Now().Sub(f.t0), f.k.Session(), s, f.sentAt().Sub(f.t0), f.k.Lease().ValidUntil().Sub(f.t0), f.coord.calls)
+	}
+	if err := f.real.Renew(t.Context(), s); err != nil {
+		t.Fatalf("the coordinator lapsed the session before the node did: %v", err)
 	}
 }
 
@@ -618,27 +654,29 @@ func TestDefaultKeeperConfig(t *testing.T) {
 	}
 }
 
-// On the real clock, end to end, with a short TTL.
+// On the real clock, end to end, with a short TTL: the keeper renews (the
+// lease moves forward twice) and the session stays the same.
 func TestKeeperRealClock(t *testing.T) {
 	c := inmem.NewCoordinator(inmem.CoordinatorOptions{})
 	defer c.Close()
-	k := lock.NewKeeper(c, "node-a", lock.KeeperConfigForTTL(300*time.Millisecond), nil)
+	k := lock.NewKeeper(c, "node-a", lock.KeeperConfigForTTL(1500*time.Millisecond), nil)
 	if err := k.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	s := k.Session()
-	e := k.Epoch()
-	// Several TTLs pass while the keeper renews.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
+	s, e := k.Session(), k.Epoch()
+	first, _ := e.Lease().SentAt()
+	for n := 0; n < 2; {
 		select {
 		case <-e.Lapsed():
-			t.Fatal("session lapsed on an idle machine")
+			t.Fatal("session lapsed while the coordinator answered")
 		case <-time.After(10 * time.Millisecond):
 		}
+		if sent, _ := e.Lease().SentAt(); sent.After(first) {
+			first, n = sent, n+1
+		}
 	}
-	if k.Session() != s {
-		t.Fatal("session changed")
+	if k.Session() != s || !k.Valid() {
+		t.Fatalf("session %s (was %s), valid %v", k.Session(), s, k.Valid())
 	}
 	if err := c.Renew(t.Context(), s); err != nil {
 		t.Fatalf("session not live at the coordinator: %v", err)
@@ -646,8 +684,11 @@ func TestKeeperRealClock(t *testing.T) {
 	if err := k.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if k.Valid() {
+	if k.Valid() || !closed(e.Lapsed()) {
 		t.Fatal("valid after Close")
+	}
+	if err := c.Renew(t.Context(), s); !errors.Is(err, lock.ErrSessionExpired) {
+		t.Fatalf("Renew after Close: %v; want ErrSessionExpired", err)
 	}
 }
 

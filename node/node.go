@@ -63,12 +63,24 @@ func New(opts Options) (*Node, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
+	if err := keeperConfig(opts.Config).Validate(); err != nil {
+		return nil, fmt.Errorf("node: coordination.sessionTTL and coordination.renewInterval: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = NewLogger(opts.Config.Logging, os.Stderr)
 	}
 	log = log.With("node", opts.Config.Node.ID)
 	return &Node{opts: opts, cfg: opts.Config, log: log}, nil
+}
+
+// keeperConfig derives the session keeper's settings from the config.
+func keeperConfig(c config.Config) lock.KeeperConfig {
+	kc := lock.KeeperConfigForTTL(c.Coordination.SessionTTL)
+	kc.RenewInterval = c.Coordination.RenewInterval
+	kc.RequestTimeout = c.Coordination.RenewInterval
+	kc.RetryMax = c.Coordination.RenewInterval
+	return kc
 }
 
 // NewLogger builds the slog logger the logging config describes.
@@ -126,10 +138,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	default:
 		return fmt.Errorf("node: coordination backend %q not supported", c.Coordination.Backend)
 	}
-	kc := lock.DefaultKeeperConfig()
-	kc.TTL = c.Coordination.SessionTTL
-	kc.RenewInterval = c.Coordination.RenewInterval
-	n.keeper = lock.NewKeeper(n.coord, c.Node.ID, kc, n.log)
+	n.keeper = lock.NewKeeper(n.coord, c.Node.ID, keeperConfig(c), n.log)
 	if err := n.keeper.Start(ctx); err != nil {
 		return fmt.Errorf("node: coordinator session: %w", err)
 	}
