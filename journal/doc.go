@@ -89,17 +89,31 @@
 // OpenFile on it, from another process or from this one, fails with
 // ErrLocked after FileOptions.LockTimeout.
 //
-// File layout. Four top-level buckets:
+// File layout. Five top-level buckets:
 //
 //	loom       "format" -> 0x01, the layout version
 //	actors     actor key -> meta record
-//	log        uvarint(len(actor)) || actor || seq (8 bytes, big-endian) -> entry record
+//	log        entry key -> entry record: each actor's older entries
+//	recent     entry key -> entry record: each actor's newest entries
 //	snapshots  actor key -> snapshot record
 //
-// The log key puts each actor's entries together, in seq order; a uvarint
+// An entry key is uvarint(len(actor)) || actor || seq as 8 bytes
+// big-endian, so an actor's entries sit together in seq order; a uvarint
 // length is self-delimiting, so no actor's key prefix is a prefix of
-// another's. One shared log bucket (rather than a bucket per actor) keeps
-// many small actors on few pages. The meta record holds the ActorState:
+// another's. One shared bucket per role (rather than a bucket per actor)
+// keeps many small actors on few pages.
+//
+// An Append writes its entries to recent. When an actor would have more
+// than 8 entries there (recentMax), the Append first moves them all to log,
+// so all of an actor's log entries precede all of its recent ones, and
+// Read reads log, then recent. The point is write cost: recent holds only
+// the newest few entries of each actor, so it stays a small, shallow tree
+// whose pages many actors share, and a group commit touching n actors
+// rewrites about n/3 of its pages plus a root, instead of a leaf and a
+// branch per actor deep inside a tree that holds every entry. Each actor's
+// pages in log are rewritten once per 8 appends.
+//
+// The meta record holds the ActorState:
 //
 //	1      version, 0x01
 //	1-10   Tail, uvarint
@@ -148,7 +162,10 @@
 //     actor.
 //   - The tail becomes the end of that prefix, but never less than the Seq
 //     of a snapshot, so the next Append continues where the valid log ends
-//     and a holder that expected the old tail gets ErrConflict.
+//     and a holder that expected the old tail gets ErrConflict. If the
+//     prefix ends below the snapshot's Seq, the entries between were lost
+//     but the snapshot covers them; the prefix is then truncated too (as
+//     Truncate through the snapshot would), so the log stays contiguous.
 //   - A damaged snapshot record is dropped (LoadSnapshot then reports none).
 //   - A damaged or missing meta record is rebuilt from the entries and the
 //     snapshot; its highest token is then the highest one found in them,

@@ -31,9 +31,10 @@ type FileOptions struct {
 
 	// MaxBatch is the most requests (Append, SaveSnapshot, Truncate) that
 	// one group commit carries. Default 1024: far above what a node's
-	// concurrent turns produce between two fsyncs, so it does not cap
-	// throughput, while bounding how long a request can wait behind one
-	// commit (about 1 ms of tree work plus the fsync on this hardware).
+	// concurrent turns produce between two fsyncs (64 busy actors fill about
+	// 32 per commit), so it does not cap throughput, while bounding the size
+	// of one transaction, and so how long a request that arrives during it
+	// waits, under a burst.
 	MaxBatch int
 
 	// FileMode is the permission of a newly created file. Default 0o600:
@@ -110,7 +111,6 @@ type FileJournal struct {
 
 	committerDone chan struct{} // closed when the committer goroutine exits
 	closeDone     chan struct{} // closed when Close has finished
-	closeErr      error         // set before closeDone is closed
 
 	commits   atomic.Uint64 // read-write transactions committed (for benchmarks)
 	committed atomic.Uint64 // requests carried by them
@@ -125,9 +125,13 @@ var _ Journal = (*FileJournal)(nil)
 
 // Bucket names; see the package documentation for the layout.
 var (
-	bucketFormat    = []byte("loom")
-	bucketActors    = []byte("actors")
-	bucketLog       = []byte("log")
+	bucketFormat = []byte("loom")
+	bucketActors = []byte("actors")
+	bucketLog    = []byte("log")
+	bucketRecent = []byte("recent")
+	// entryBuckets are the buckets holding entries, in seq order: all of an
+	// actor's entries in log come before all of its entries in recent.
+	entryBuckets    = [][]byte{bucketLog, bucketRecent}
 	bucketSnapshots = []byte("snapshots")
 	keyFormat       = []byte("format")
 )
@@ -254,22 +258,28 @@ func (f *FileJournal) Read(ctx context.Context, actor string, fromSeq uint64) ([
 	var out []Entry
 	err := f.db.View(func(tx *bolt.Tx) error {
 		prefix := actorPrefix(actor)
-		c := tx.Bucket(bucketLog).Cursor()
-		for k, v := c.Seek(entryKey(prefix, max(fromSeq, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
-			if len(out)%256 == 255 {
-				if err := ctx.Err(); err != nil {
-					return err
+		for _, name := range entryBuckets {
+			c := tx.Bucket(name).Cursor()
+			for k, v := c.Seek(entryKey(prefix, max(fromSeq, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
+				if len(out)%256 == 255 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
 				}
+				seq := binary.BigEndian.Uint64(k[len(prefix):])
+				e, err := UnmarshalEntry(v)
+				switch {
+				case err != nil:
+				case e.Seq != seq || e.Actor != actor:
+					err = fmt.Errorf("%w: record for %q seq %d stored under seq %d of %q", ErrCorrupt, e.Actor, e.Seq, seq, actor)
+				case len(out) > 0 && seq != out[len(out)-1].Seq+1:
+					err = fmt.Errorf("%w: seq %d follows seq %d", ErrCorrupt, seq, out[len(out)-1].Seq)
+				}
+				if err != nil {
+					return fmt.Errorf("journal: read %q seq %d from %s: %w", actor, seq, f.path, err)
+				}
+				out = append(out, e)
 			}
-			seq := binary.BigEndian.Uint64(k[len(prefix):])
-			e, err := UnmarshalEntry(v)
-			if err == nil && (e.Seq != seq || e.Actor != actor) {
-				err = fmt.Errorf("%w: record for %q seq %d stored under seq %d of %q", ErrCorrupt, e.Actor, e.Seq, seq, actor)
-			}
-			if err != nil {
-				return fmt.Errorf("journal: read %q seq %d from %s: %w", actor, seq, f.path, err)
-			}
-			out = append(out, e)
 		}
 		return nil
 	})
@@ -339,11 +349,11 @@ func (f *FileJournal) Close() error {
 	f.cond.Signal()
 	<-f.committerDone
 	f.readers.Wait()
+	defer close(f.closeDone)
 	if err := f.db.Close(); err != nil {
-		f.closeErr = fmt.Errorf("journal: close %s: %w", f.path, err)
+		return fmt.Errorf("journal: close %s: %w", f.path, err)
 	}
-	close(f.closeDone)
-	return f.closeErr
+	return nil
 }
 
 // enterRead admits a read-only operation: ctx, closed and actor checks, then
@@ -572,11 +582,8 @@ func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
 		if err := st.CheckAppend(r.actor, r.token, r.seq); err != nil {
 			return err, nil
 		}
-		log := tx.Bucket(bucketLog)
-		for i, rec := range r.recs {
-			if err := log.Put(entryKey(prefix, r.seq+uint64(i)+1), rec); err != nil {
-				return nil, err
-			}
+		if err := appendEntries(tx, prefix, st.Tail, r.seq, r.recs); err != nil {
+			return nil, err
 		}
 		st = st.Appended(r.token, len(r.recs))
 		r.tail = st.Tail
@@ -592,12 +599,59 @@ func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
 		if err := st.CheckTruncate(r.actor, r.token, r.seq); err != nil {
 			return err, nil
 		}
-		if err := deleteEntries(tx.Bucket(bucketLog), prefix, r.seq); err != nil {
-			return nil, err
+		for _, name := range entryBuckets {
+			if err := deleteEntries(tx.Bucket(name), prefix, r.seq); err != nil {
+				return nil, err
+			}
 		}
 		st = st.Truncated(r.token)
 	}
 	return nil, tx.Bucket(bucketActors).Put([]byte(r.actor), marshalMeta(st))
+}
+
+// recentMax is how many entries of one actor the recent bucket holds before
+// an Append moves them to the log bucket. The recent bucket holds only the
+// newest few entries of each actor, so it stays a small, shallow tree whose
+// pages are shared by many actors: a group commit of appends to n actors
+// then rewrites about n/3 recent pages and one root, instead of a leaf and
+// a branch per actor deep in the log tree (measured: about 30 pages per
+// 32-actor commit instead of 68, and 1.35x the throughput). Each move
+// rewrites the actor's pages in the log tree once per recentMax appends.
+const recentMax = 8
+
+// appendEntries stores recs as seqs expectedSeq+1... of the actor with the
+// given key prefix and tail, in the recent bucket, first moving the
+// actor's recent entries to the log bucket if they would exceed recentMax.
+// Runs on the committer, inside its transaction.
+func appendEntries(tx *bolt.Tx, prefix []byte, tail, expectedSeq uint64, recs [][]byte) error {
+	recent := tx.Bucket(bucketRecent)
+	c := recent.Cursor()
+	if k, v := c.Seek(prefix); isEntryKeyOf(k, prefix) {
+		first := binary.BigEndian.Uint64(k[len(prefix):])
+		if tail-first+1+uint64(len(recs)) > recentMax {
+			log := tx.Bucket(bucketLog)
+			log.FillPercent = 0.95 // log keys only grow at each actor's end
+			var moved [][]byte
+			for ; isEntryKeyOf(k, prefix); k, v = c.Next() {
+				k := bytes.Clone(k)
+				if err := log.Put(k, bytes.Clone(v)); err != nil {
+					return err
+				}
+				moved = append(moved, k)
+			}
+			for _, k := range moved {
+				if err := recent.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for i, rec := range recs {
+		if err := recent.Put(entryKey(prefix, expectedSeq+uint64(i)+1), rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deleteEntries removes the entries under prefix with Seq <= through. The

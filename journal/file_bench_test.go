@@ -17,8 +17,9 @@ import (
 //
 // Every Append is fsynced; the parallel benchmark shows what group commit
 // buys. Reported: ops/s (appends acknowledged per second), p50-us and
-// p99-us (latency of one Append as its caller sees it) and appends/commit
-// (the mean group-commit batch).
+// p99-us (latency of one Append as its caller sees it), appends/commit
+// (the mean group-commit batch) and pages/commit (bbolt pages written per
+// commit, meta page included).
 
 func benchJournal(b *testing.B) *FileJournal {
 	b.Helper()
@@ -34,7 +35,13 @@ func benchEntries() []Entry {
 	return []Entry{{Kind: KindInvocation, Method: "Deposit", Payload: make([]byte, 100), Time: time.Now()}}
 }
 
-func report(b *testing.B, j *FileJournal, commits0, committed0 uint64, elapsed time.Duration, lat []time.Duration) {
+// pagesWritten is how many pages bbolt has written since the file was opened.
+func pagesWritten(j *FileJournal) int64 {
+	st := j.db.Stats()
+	return st.TxStats.GetWrite()
+}
+
+func report(b *testing.B, j *FileJournal, commits0, committed0 uint64, pages0 int64, elapsed time.Duration, lat []time.Duration) {
 	b.Helper()
 	slices.Sort(lat)
 	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
@@ -43,6 +50,7 @@ func report(b *testing.B, j *FileJournal, commits0, committed0 uint64, elapsed t
 	b.ReportMetric(q(0.99), "p99-us")
 	if c := j.commits.Load() - commits0; c > 0 {
 		b.ReportMetric(float64(j.committed.Load()-committed0)/float64(c), "appends/commit")
+		b.ReportMetric(float64(pagesWritten(j)-pages0)/float64(c), "pages/commit")
 	}
 }
 
@@ -53,7 +61,7 @@ func BenchmarkAppendSerial(b *testing.B) {
 	ctx := context.Background()
 	es := benchEntries()
 	lat := make([]time.Duration, 0, b.N)
-	commits0, committed0 := j.commits.Load(), j.committed.Load()
+	commits0, committed0, pages0 := j.commits.Load(), j.committed.Load(), pagesWritten(j)
 	var tail uint64
 	b.ResetTimer()
 	start := time.Now()
@@ -68,7 +76,7 @@ func BenchmarkAppendSerial(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	report(b, j, commits0, committed0, elapsed, lat)
+	report(b, j, commits0, committed0, pages0, elapsed, lat)
 }
 
 // BenchmarkAppendParallel64: 64 goroutines, each appending one 100-byte
@@ -80,7 +88,7 @@ func BenchmarkAppendParallel64(b *testing.B) {
 	var next atomic.Int64
 	lats := make([][]time.Duration, workers)
 	errs := make(chan error, workers)
-	commits0, committed0 := j.commits.Load(), j.committed.Load()
+	commits0, committed0, pages0 := j.commits.Load(), j.committed.Load(), pagesWritten(j)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -108,5 +116,5 @@ func BenchmarkAppendParallel64(b *testing.B) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	report(b, j, commits0, committed0, elapsed, slices.Concat(lats...))
+	report(b, j, commits0, committed0, pages0, elapsed, slices.Concat(lats...))
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,8 +33,8 @@ func recoverFile(db *bolt.DB) ([]Corruption, error) {
 		return nil, err
 	}
 	r := &recovery{
+		tx:     tx,
 		actors: tx.Bucket(bucketActors),
-		log:    tx.Bucket(bucketLog),
 		snaps:  tx.Bucket(bucketSnapshots),
 		puts:   map[string][]byte{},
 	}
@@ -58,7 +60,7 @@ func ensureLayout(tx *bolt.Tx) (changed bool, err error) {
 			return false, fmt.Errorf("%w: file layout version %v, this build reads %d", ErrUnknownVersion, v, fileFormat)
 		}
 	}
-	for _, name := range [][]byte{bucketFormat, bucketActors, bucketLog, bucketSnapshots} {
+	for _, name := range [][]byte{bucketFormat, bucketActors, bucketLog, bucketRecent, bucketSnapshots} {
 		if tx.Bucket(name) != nil {
 			continue
 		}
@@ -94,17 +96,20 @@ func (s *logScan) end() uint64 {
 }
 
 type recovery struct {
-	actors, log, snaps *bolt.Bucket
+	tx            *bolt.Tx
+	actors, snaps *bolt.Bucket
 
 	out        []Corruption
-	scans      map[string]*logScan // actors seen in the log bucket
-	logDeletes [][]byte
+	scans      map[string]*logScan // actors with entries
+	deletes    []bucketKey         // entries to drop
 	snapDelete [][]byte
 	puts       map[string][]byte // meta records to write
 }
 
+type bucketKey struct{ bucket, key []byte }
+
 func (r *recovery) changed() bool {
-	return len(r.logDeletes) > 0 || len(r.snapDelete) > 0 || len(r.puts) > 0
+	return len(r.deletes) > 0 || len(r.snapDelete) > 0 || len(r.puts) > 0
 }
 
 func (r *recovery) run() error {
@@ -121,14 +126,9 @@ func (r *recovery) run() error {
 		delete(r.scans, actor)
 	}
 	// Actors with entries but no meta record, in key order.
-	c = r.log.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		actor, _, ok := parseEntryKey(k)
-		if _, orphan := r.scans[actor]; ok && orphan {
-			if err := r.reconcile(actor, nil, false); err != nil {
-				return err
-			}
-			delete(r.scans, actor)
+	for _, actor := range slices.Sorted(maps.Keys(r.scans)) {
+		if err := r.reconcile(actor, nil, false); err != nil {
+			return err
 		}
 	}
 	// Actors with a snapshot and nothing else.
@@ -143,49 +143,55 @@ func (r *recovery) run() error {
 	return nil
 }
 
-// scanLog verifies every entry, actor by actor (an actor's keys are
-// contiguous and in seq order), and marks each actor's first bad entry and
-// everything after it for deletion.
+// scanLog verifies every entry, actor by actor, in seq order: the log
+// bucket first, then the recent bucket, continuing each actor's scan (its
+// keys are contiguous in each bucket, and its log entries precede its
+// recent ones). Each actor's first bad entry and everything after it are
+// marked for deletion.
 func (r *recovery) scanLog() error {
 	r.scans = map[string]*logScan{}
-	var cur string
-	var sc *logScan
-	var next uint64
-	c := r.log.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		actor, seq, ok := parseEntryKey(k)
-		if !ok {
-			r.logDeletes = append(r.logDeletes, bytes.Clone(k))
-			r.out = append(r.out, Corruption{Record: "key", Count: 1, Reason: fmt.Sprintf("unreadable log key %x", k)})
-			continue
+	for _, name := range entryBuckets {
+		var cur string
+		var sc *logScan
+		c := r.tx.Bucket(name).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			actor, seq, ok := parseEntryKey(k)
+			if !ok {
+				r.deletes = append(r.deletes, bucketKey{name, bytes.Clone(k)})
+				r.out = append(r.out, Corruption{Record: "key", Count: 1, Reason: fmt.Sprintf("unreadable key %x in bucket %s", k, name)})
+				continue
+			}
+			if sc == nil || actor != cur {
+				cur, sc = actor, r.scans[actor]
+				if sc == nil {
+					sc = &logScan{firstSeq: seq}
+					r.scans[actor] = sc
+				}
+			}
+			if sc.bad != nil {
+				sc.bad.Count++
+				r.deletes = append(r.deletes, bucketKey{name, bytes.Clone(k)})
+				continue
+			}
+			e, err := UnmarshalEntry(v)
+			var reason string
+			switch next := sc.end() + 1; {
+			case errors.Is(err, ErrUnknownVersion):
+				return fmt.Errorf("entry %d of %q: %w", seq, actor, err)
+			case err != nil:
+				reason = err.Error()
+			case seq != next:
+				reason = fmt.Sprintf("expected seq %d next, found seq %d", next, seq)
+			case e.Seq != seq || e.Actor != actor:
+				reason = fmt.Sprintf("record of %q seq %d stored under this actor's seq %d", e.Actor, e.Seq, seq)
+			}
+			if reason != "" {
+				sc.bad = &Corruption{Actor: actor, Record: "entry", FirstSeq: seq, Count: 1, Reason: reason}
+				r.deletes = append(r.deletes, bucketKey{name, bytes.Clone(k)})
+				continue
+			}
+			sc.lastGood, sc.maxToken = seq, max(sc.maxToken, e.Token)
 		}
-		if sc == nil || actor != cur {
-			cur, sc, next = actor, &logScan{firstSeq: seq}, seq
-			r.scans[actor] = sc
-		}
-		if sc.bad != nil {
-			sc.bad.Count++
-			r.logDeletes = append(r.logDeletes, bytes.Clone(k))
-			continue
-		}
-		e, err := UnmarshalEntry(v)
-		var reason string
-		switch {
-		case errors.Is(err, ErrUnknownVersion):
-			return fmt.Errorf("entry %d of %q: %w", seq, actor, err)
-		case err != nil:
-			reason = err.Error()
-		case seq != next:
-			reason = fmt.Sprintf("entries %d to %d are missing", next, seq-1)
-		case e.Seq != seq || e.Actor != actor:
-			reason = fmt.Sprintf("record of %q seq %d stored under this actor's seq %d", e.Actor, e.Seq, seq)
-		}
-		if reason != "" {
-			sc.bad = &Corruption{Actor: actor, Record: "entry", FirstSeq: seq, Count: 1, Reason: reason}
-			r.logDeletes = append(r.logDeletes, bytes.Clone(k))
-			continue
-		}
-		sc.lastGood, sc.maxToken, next = seq, max(sc.maxToken, e.Token), seq+1
 	}
 	return nil
 }
@@ -253,7 +259,9 @@ func (r *recovery) reconcile(actor string, raw []byte, hasMeta bool) error {
 			// through the snapshot would.
 			prefix := actorPrefix(actor)
 			for seq := sc.firstSeq; seq <= sc.lastGood; seq++ {
-				r.logDeletes = append(r.logDeletes, entryKey(prefix, seq))
+				for _, name := range entryBuckets { // deleting a missing key is a no-op
+					r.deletes = append(r.deletes, bucketKey{name, entryKey(prefix, seq)})
+				}
 			}
 			out = append(out, Corruption{Actor: actor, Record: "entry", FirstSeq: sc.firstSeq, Count: int(sc.lastGood - sc.firstSeq + 1),
 				Reason: fmt.Sprintf("intact, but truncated: the entries after them up to the snapshot at seq %d were lost, which the snapshot covers", floor)})
@@ -278,8 +286,8 @@ func (r *recovery) reconcile(actor string, raw []byte, hasMeta bool) error {
 
 // write applies the queued repairs, after all cursors are done.
 func (r *recovery) write() error {
-	for _, k := range r.logDeletes {
-		if err := r.log.Delete(k); err != nil {
+	for _, d := range r.deletes {
+		if err := r.tx.Bucket(d.bucket).Delete(d.key); err != nil {
 			return err
 		}
 	}

@@ -123,6 +123,18 @@ func logKey(actor string, seq uint64) []byte {
 	return append(k, byte(seq>>56), byte(seq>>48), byte(seq>>40), byte(seq>>32), byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq))
 }
 
+// entryBucket returns the bucket ("log" or "recent") that holds the entry.
+func entryBucket(t *testing.T, tx *bolt.Tx, actor string, seq uint64) *bolt.Bucket {
+	t.Helper()
+	for _, name := range []string{"log", "recent"} {
+		if b := tx.Bucket([]byte(name)); b.Get(logKey(actor, seq)) != nil {
+			return b
+		}
+	}
+	t.Fatalf("entry %d of %q not found in the file", seq, actor)
+	return nil
+}
+
 func appendN(t *testing.T, j journal.Journal, actor string, token uint64, n int) {
 	t.Helper()
 	tl, err := j.Tail(t.Context(), actor)
@@ -162,19 +174,19 @@ func TestFileRecoversCorruption(t *testing.T) {
 	}
 
 	corrupt(t, path, func(tx *bolt.Tx) error {
-		log := tx.Bucket([]byte("log"))
-		v := bytes.Clone(log.Get(logKey("flip", 6)))
+		b := entryBucket(t, tx, "flip", 6)
+		v := bytes.Clone(b.Get(logKey("flip", 6)))
 		v[len(v)/2] ^= 0x01
-		if err := log.Put(logKey("flip", 6), v); err != nil {
+		if err := b.Put(logKey("flip", 6), v); err != nil {
 			return err
 		}
-		if err := log.Put(logKey("garbage", 2), []byte("garbage")); err != nil {
+		if err := entryBucket(t, tx, "garbage", 2).Put(logKey("garbage", 2), []byte("garbage")); err != nil {
 			return err
 		}
-		if err := log.Put(logKey("first", 1), nil); err != nil {
+		if err := entryBucket(t, tx, "first", 1).Put(logKey("first", 1), nil); err != nil {
 			return err
 		}
-		if err := log.Put(logKey("covered", 4), []byte{1}); err != nil {
+		if err := entryBucket(t, tx, "covered", 4).Put(logKey("covered", 4), []byte{1}); err != nil {
 			return err
 		}
 		if err := tx.Bucket([]byte("snapshots")).Put([]byte("snap"), []byte("xx")); err != nil {
@@ -280,20 +292,20 @@ func TestFileRefusesNewerVersion(t *testing.T) {
 	}
 	var orig []byte
 	corrupt(t, path, func(tx *bolt.Tx) error {
-		log := tx.Bucket([]byte("log"))
-		orig = bytes.Clone(log.Get(logKey("a", 2)))
+		b := entryBucket(t, tx, "a", 2)
+		orig = bytes.Clone(b.Get(logKey("a", 2)))
 		v := bytes.Clone(orig)
 		v[0] = 2
 		v = v[:len(v)-4]
 		sum := crc32c(v)
-		return log.Put(logKey("a", 2), append(v, byte(sum>>24), byte(sum>>16), byte(sum>>8), byte(sum)))
+		return b.Put(logKey("a", 2), append(v, byte(sum>>24), byte(sum>>16), byte(sum>>8), byte(sum)))
 	})
 	_, err := journal.OpenFile(path, journal.DefaultFileOptions())
 	if !errors.Is(err, journal.ErrUnknownVersion) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("OpenFile with a version-2 record: err = %v, want ErrUnknownVersion naming the path", err)
 	}
 	// Nothing was dropped: restoring the record makes the file whole.
-	corrupt(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("log")).Put(logKey("a", 2), orig) })
+	corrupt(t, path, func(tx *bolt.Tx) error { return entryBucket(t, tx, "a", 2).Put(logKey("a", 2), orig) })
 	j = openFile(t, path, journal.DefaultFileOptions())
 	if es, err := j.Read(t.Context(), "a", 0); err != nil || len(es) != 3 || len(j.Recovered()) != 0 {
 		t.Fatalf("after restoring: Read = %d entries, %v; Recovered = %v", len(es), err, j.Recovered())

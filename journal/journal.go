@@ -43,6 +43,12 @@ type Journal interface {
 	// the backend promises: fsync for files, a Raft quorum for raftlock)
 	// and the new tail sequence is returned. A successful append raises the
 	// actor's highest token to token.
+	//
+	// Invalid arguments fail with ErrInvalid before anything else is
+	// checked: an empty actor or one longer than MaxActorLen, no entries, an
+	// entry Time outside what the encoding stores (see TimeRepresentable).
+	// What Read later returns is the stored form of the entries, described
+	// in the package documentation (Time in UTC, empty Payload as nil).
 	Append(ctx context.Context, actor string, token uint64, expectedSeq uint64, entries []Entry) (tail uint64, err error)
 
 	// Read returns the actor's entries with Seq >= fromSeq in sequence order.
@@ -59,7 +65,7 @@ type Journal interface {
 	// one, fenced like Append (ErrFenced for a lower token; a successful save
 	// raises the highest token). snap.Seq must not exceed the tail
 	// (ErrInvalid) and must not be lower than the current snapshot's Seq
-	// (ErrInvalid).
+	// (ErrInvalid); an equal Seq replaces it. Fencing is checked first.
 	SaveSnapshot(ctx context.Context, actor string, token uint64, snap Snapshot) error
 
 	// LoadSnapshot returns the actor's latest snapshot. ok is false (and err
@@ -69,7 +75,9 @@ type Journal interface {
 	// Truncate removes the actor's entries with Seq <= throughSeq, fenced like
 	// Append. throughSeq must not exceed the actor's snapshot Seq (ErrInvalid):
 	// the journal never drops entries that no snapshot covers. Truncating an
-	// already truncated range is a no-op.
+	// already truncated range is a no-op. A successful Truncate, even one that
+	// removes nothing, raises the actor's highest token to token, as Append
+	// and SaveSnapshot do.
 	Truncate(ctx context.Context, actor string, token uint64, throughSeq uint64) error
 
 	// Close releases the journal's resources and waits for in-flight
