@@ -121,6 +121,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res)
+	_, _ = w.Write([]byte("\n")) // like the error bodies; friendlier to curl
 }
 
 func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {

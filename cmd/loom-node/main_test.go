@@ -200,3 +200,22 @@ func TestCallCommand(t *testing.T) {
 		t.Fatalf("unknown method: exit %d, %s", code, stderr.String())
 	}
 }
+
+func TestConfigPrintRedactsSecretsAndAppliesFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "loom.config.yaml")
+	cfg := "tracing:\n  otlpHeaders:\n    authorization: Bearer ${LOOM_TEST_TOKEN:-s3cret}\nnode:\n  httpPort: 9000\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"config", "print", "--config", path, "--http-port", "9100"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "[redacted]") {
+		t.Fatalf("secret not redacted:\n%s", out)
+	}
+	if !strings.Contains(out, "httpPort: 9100") {
+		t.Fatalf("flag did not override the file:\n%s", out)
+	}
+}
