@@ -24,12 +24,6 @@ type Session interface {
 	Valid() bool
 }
 
-// Placement tells the runtime which actors this node may host. A nil
-// Placement means every actor is local (a single node).
-type Placement interface {
-	IsLocal(actorType, id string) bool
-}
-
 // Eviction policies for PoolConfig.EvictionPolicy.
 const (
 	// EvictLRU deactivates the least recently used actor of the type to make
@@ -74,8 +68,9 @@ type Options struct {
 	// MaxPayloadBytes rejects encoded arguments above this size with
 	// ErrPayloadTooLarge; 0 means no limit.
 	MaxPayloadBytes int
-	// Placement says which actors are local; nil: all of them.
-	Placement Placement
+	// Router connects the runtime to the cluster; nil: a single node, where
+	// every actor is local.
+	Router Router
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock for idle timeouts; nil uses time.Now.
@@ -261,14 +256,26 @@ func (r *Runtime) lookup(actorType, method string) (*registered, *methodDef, err
 }
 
 // Invoke runs method on the actor (actorType, id) with an encoded argument
-// and returns the encoded result. It implements Invoker.
+// and returns the encoded result. It implements Invoker. In a cluster the
+// call is forwarded to the node that owns the actor (see Router).
 func (r *Runtime) Invoke(ctx context.Context, actorType, id, method string, payload []byte) ([]byte, error) {
+	return r.invoke(ctx, actorType, id, method, payload, 0)
+}
+
+func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payload []byte, hops int) ([]byte, error) {
 	reg, md, err := r.lookup(actorType, method)
 	if err != nil {
 		return nil, err
 	}
 	if max := r.opts.MaxPayloadBytes; max > 0 && len(payload) > max {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), max)
+	}
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	call := Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload, Hops: hops}
+	if local, node := r.placeFor(reg, id, hops); !local {
+		return r.forward(ctx, node, call)
 	}
 	in, err := md.decode(payload)
 	if err != nil {
@@ -277,6 +284,9 @@ func (r *Runtime) Invoke(ctx context.Context, actorType, id, method string, payl
 	out, err := r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
+	if holder, ok := r.heldElsewhere(err); ok {
+		return r.forward(ctx, holder, call)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +299,8 @@ func (r *Runtime) Invoke(ctx context.Context, actorType, id, method string, payl
 }
 
 // InvokeLocal runs method with an unencoded argument. It implements
-// LocalInvoker.
+// LocalInvoker. An actor hosted on another node is called through the
+// Router with the method's codec.
 func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string, in any) (any, error) {
 	reg, md, err := r.lookup(actorType, method)
 	if err != nil {
@@ -298,9 +309,34 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 	if !md.checkIn(in) {
 		return nil, fmt.Errorf("%w: argument of %s.%s has type %T", ErrBadPayload, actorType, method, in)
 	}
-	return r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	remote := func(node string) (any, error) {
+		payload, err := md.encodeIn(in)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encoding argument of %s.%s: %v", ErrBadPayload, actorType, method, err)
+		}
+		res, err := r.forward(ctx, node, Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload})
+		if err != nil {
+			return nil, err
+		}
+		out, err := md.decodeOut(res)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decoding result of %s.%s: %v", ErrBadPayload, actorType, method, err)
+		}
+		return out, nil
+	}
+	if local, node := r.placeFor(reg, id, 0); !local {
+		return remote(node)
+	}
+	out, err := r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
+	if holder, ok := r.heldElsewhere(err); ok {
+		return remote(holder)
+	}
+	return out, err
 }
 
 // Execute runs fn as one turn of the local actor (t, id), the closure form
@@ -312,12 +348,15 @@ func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn f
 	if !ok || reg.def != t.def {
 		return fmt.Errorf("%w: %q", ErrUnknownType, t.def.name)
 	}
-	if p := r.opts.Placement; p != nil && !p.IsLocal(t.def.name, id) {
-		return fmt.Errorf("%w: %s/%s", ErrNotLocal, t.def.name, id)
+	if local, node := r.placeFor(reg, id, 0); !local {
+		return fmt.Errorf("%w: %s/%s belongs to node %s", ErrNotLocal, t.def.name, id, node)
 	}
 	_, err := r.run(ctx, reg, id, "execute", func(tc *turnCtx) (any, error) {
 		return nil, fn(tc, tc.act.inst.(*T))
 	})
+	if holder, ok := r.heldElsewhere(err); ok {
+		return fmt.Errorf("%w: %s/%s is active on node %s", ErrNotLocal, t.def.name, id, holder)
+	}
 	return err
 }
 

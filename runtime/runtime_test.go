@@ -526,7 +526,7 @@ func TestDropAll(t *testing.T) {
 
 func TestExecuteClosure(t *testing.T) {
 	newProbe()
-	e := newEnv(t, allTypes, func(o *runtime.Options) { o.Placement = onlyIDs{"here": true} })
+	e := newEnv(t, allTypes, func(o *runtime.Options) { o.Router = onlyIDs{"here": true} })
 	ctx := context.Background()
 	err := runtime.Execute(ctx, e.rt, Tally, "here", func(ctx runtime.Context, a *tallyActor) error {
 		return runtime.SetState(ctx.State(), "n", 41)
@@ -543,9 +543,20 @@ func TestExecuteClosure(t *testing.T) {
 	}
 }
 
+// onlyIDs is a Router for a node that owns only the listed ids and cannot
+// reach any other node.
 type onlyIDs map[string]bool
 
-func (o onlyIDs) IsLocal(_, id string) bool { return o[id] }
+func (o onlyIDs) NodeID() string { return "node-test" }
+func (o onlyIDs) Owner(_, id string) (string, bool, bool) {
+	if o[id] {
+		return "node-test", true, true
+	}
+	return "node-elsewhere", false, true
+}
+func (o onlyIDs) Forward(context.Context, string, runtime.Call) ([]byte, error) {
+	return nil, fmt.Errorf("%w: no network in this test", runtime.ErrUnavailable)
+}
 
 func TestShutdownFinishesInFlightTurn(t *testing.T) {
 	p := newProbe()

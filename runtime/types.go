@@ -53,8 +53,10 @@ type typeDef struct {
 type methodDef struct {
 	name      string
 	codecName string
-	decode    func([]byte) (any, error)
-	encode    func(any) ([]byte, error)
+	decode    func([]byte) (any, error) // the argument, from the wire
+	encode    func(any) ([]byte, error) // the result, to the wire
+	encodeIn  func(any) ([]byte, error) // the argument, to the wire (forwarding a local call)
+	decodeOut func([]byte) (any, error) // the result, from the wire (forwarding a local call)
 	call      func(ctx Context, inst any, in any) (any, error)
 	checkIn   func(any) bool // reports whether a value has the input type
 }
@@ -156,6 +158,17 @@ func AddMethod[T, In, Out any](t *Type[T], name string, fn func(ctx Context, a *
 		encode: func(v any) ([]byte, error) {
 			out, _ := v.(Out)
 			return outC.encode(out)
+		},
+		encodeIn: func(v any) ([]byte, error) {
+			in, _ := v.(In)
+			return inC.encode(in)
+		},
+		decodeOut: func(b []byte) (any, error) {
+			v, err := outC.decode(b)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
 		},
 		call: func(ctx Context, inst any, in any) (any, error) {
 			v, _ := in.(In)
