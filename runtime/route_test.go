@@ -19,10 +19,10 @@ import (
 // journal and one coordinator (the cluster's store) and forward calls to
 // each other directly, as the gRPC transport does between processes.
 type meshNode struct {
-	id    string
-	mesh  *mesh
-	rt    *runtime.Runtime
-	hops  atomic.Int32 // forwarded calls served here
+	id   string
+	mesh *mesh
+	rt   *runtime.Runtime
+	hops atomic.Int32 // forwarded calls served here
 }
 
 type mesh struct {
