@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// MaxMetaSize is the largest encoded Meta memberlist will carry
+// (memberlist.MetaMaxSize, 512 bytes). Config.Validate and UpdateMeta check
+// the encoding, including the room this package reserves for its own
+// leave-intent flag, against it.
+const MaxMetaSize = memberlist.MetaMaxSize
+
+// Meta is what a node tells the others about itself, carried in memberlist's
+// node metadata. It is encoded as JSON; the encoding must fit MaxMetaSize.
+type Meta struct {
+	// NodeID is the node's id, the same as Config.NodeID (which fills it
+	// in when it is empty).
+	NodeID string `json:"id"`
+	// GRPCAddr is the host:port of the node's gRPC server (actor calls,
+	// coordinator forwarding, topology).
+	GRPCAddr string `json:"grpc,omitempty"`
+	// RaftAddr is the host:port of the node's Raft transport.
+	RaftAddr string `json:"raft,omitempty"`
+	// HTTPAddr is the host:port of the node's HTTP server (/health,
+	// /metrics, the JSON gateway).
+	HTTPAddr string `json:"http,omitempty"`
+	// Version is the node's software version, free-form.
+	Version string `json:"version,omitempty"`
+}
+
+// wireMeta is Meta as gossiped: the public fields plus the leave intent that
+// lets other nodes tell a graceful leave (StateLeft) from a failure
+// (StateDead). Unknown fields are ignored when decoding, so fields can be
+// added later without breaking older nodes.
+type wireMeta struct {
+	Meta
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+func encodeMeta(m Meta, leaving bool) ([]byte, error) {
+	b, err := json.Marshal(wireMeta{Meta: m, Leaving: leaving})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: encode meta: %w", err)
+	}
+	return b, nil
+}
+
+func decodeMeta(b []byte) (wireMeta, error) {
+	var w wireMeta
+	if len(b) == 0 {
+		return w, fmt.Errorf("cluster: node has no metadata")
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return w, fmt.Errorf("cluster: decode meta: %w", err)
+	}
+	return w, nil
+}
+
+// checkMetaSize returns an error wrapping ErrMetaTooLarge if m, encoded with
+// the leave intent set (the larger form), does not fit MaxMetaSize.
+func checkMetaSize(m Meta) error {
+	b, err := encodeMeta(m, true)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxMetaSize {
+		return fmt.Errorf("%w: encoded meta is %d bytes, memberlist carries at most %d (including %d reserved by this package)",
+			ErrMetaTooLarge, len(b), MaxMetaSize, len(`,"leaving":true`))
+	}
+	return nil
+}
