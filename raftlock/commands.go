@@ -1,0 +1,508 @@
+package raftlock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// wireVersion is the first byte of every batch, forward request and forward
+// response. A reader refuses any other value (errBadWire), so a newer
+// release's log entries are never misread.
+const wireVersion = 1
+
+// errBadWire is wrapped by every decoding failure of the wire formats.
+var errBadWire = errors.New("raftlock: malformed command encoding")
+
+// op names a command.
+type op uint8
+
+const (
+	opNoop           op = iota + 1 // no effect; Sync uses it as a read barrier
+	opLeaderStart                  // a new leader's first command: extends live sessions
+	opReap                         // expires every session whose deadline has passed
+	opCreateSession                // owner, ttl
+	opRenew                        // session
+	opDestroySession               // session
+	opAcquire                      // session, key
+	opRelease                      // session, key
+	opAppend                       // actor, token, expectedSeq, entry records
+	opSaveSnapshot                 // actor, token, seq, snapshot record
+	opTruncate                     // actor, token, throughSeq
+	opMax                          // one past the last op
+)
+
+func (o op) String() string {
+	switch o {
+	case opNoop:
+		return "noop"
+	case opLeaderStart:
+		return "leader-start"
+	case opReap:
+		return "reap"
+	case opCreateSession:
+		return "create-session"
+	case opRenew:
+		return "renew"
+	case opDestroySession:
+		return "destroy-session"
+	case opAcquire:
+		return "acquire"
+	case opRelease:
+		return "release"
+	case opAppend:
+		return "append"
+	case opSaveSnapshot:
+		return "save-snapshot"
+	case opTruncate:
+		return "truncate"
+	default:
+		return fmt.Sprintf("op(%d)", uint8(o))
+	}
+}
+
+// cmdID identifies a command for deduplication: origin names the Store
+// instance that created it (node id and a random per-Open nonce) and seq
+// counts its commands. seq 0 means "not deduplicated" (noop, reap and
+// leader-start, which are harmless to repeat).
+type cmdID struct {
+	origin string
+	seq    uint64
+}
+
+// command is one decoded command. Which fields are set depends on op.
+type command struct {
+	op      op
+	id      cmdID
+	owner   string         // create-session
+	ttl     time.Duration  // create-session
+	session lock.SessionID // renew, destroy-session, acquire, release
+	key     string         // acquire, release: the lock key; journal ops: the actor
+	token   uint64         // journal ops
+	seq     uint64         // append: expectedSeq; save-snapshot: the snapshot's Seq; truncate: throughSeq
+	records [][]byte       // append: stamped entry records; save-snapshot: one snapshot record
+}
+
+// encodeCommand returns the wire form of c:
+//
+//	1      op
+//	n      origin: uvarint length, bytes
+//	1-10   seq, uvarint
+//	...    op fields, in the order of the command struct: strings as
+//	       uvarint length + bytes, integers as uvarint (ttl in nanoseconds),
+//	       records as uvarint count, then each as uvarint length + bytes
+func encodeCommand(c command) []byte {
+	n := 1 + 2*binary.MaxVarintLen64 + len(c.id.origin) + 5*binary.MaxVarintLen64 + len(c.owner) + len(c.session) + len(c.key)
+	for _, r := range c.records {
+		n += binary.MaxVarintLen64 + len(r)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, byte(c.op))
+	b = appendString(b, c.id.origin)
+	b = binary.AppendUvarint(b, c.id.seq)
+	switch c.op {
+	case opCreateSession:
+		b = appendString(b, c.owner)
+		b = binary.AppendUvarint(b, uint64(c.ttl))
+	case opRenew, opDestroySession:
+		b = appendString(b, string(c.session))
+	case opAcquire, opRelease:
+		b = appendString(b, string(c.session))
+		b = appendString(b, c.key)
+	case opAppend:
+		b = appendString(b, c.key)
+		b = binary.AppendUvarint(b, c.token)
+		b = binary.AppendUvarint(b, c.seq)
+		b = binary.AppendUvarint(b, uint64(len(c.records)))
+		for _, r := range c.records {
+			b = appendBytes(b, r)
+		}
+	case opSaveSnapshot:
+		b = appendString(b, c.key)
+		b = binary.AppendUvarint(b, c.token)
+		b = binary.AppendUvarint(b, c.seq)
+		b = appendBytes(b, c.records[0])
+	case opTruncate:
+		b = appendString(b, c.key)
+		b = binary.AppendUvarint(b, c.token)
+		b = binary.AppendUvarint(b, c.seq)
+	}
+	return b
+}
+
+// decodeCommand parses the wire form of a command. Strings and records
+// alias b.
+func decodeCommand(b []byte) (command, error) {
+	d := wireDecoder{b: b}
+	var c command
+	c.op = op(d.byte())
+	c.id.origin = d.string()
+	c.id.seq = d.uvarint()
+	switch c.op {
+	case opNoop, opLeaderStart, opReap:
+	case opCreateSession:
+		c.owner = d.string()
+		ttl := d.uvarint()
+		if ttl > math.MaxInt64 {
+			d.fail("ttl overflows")
+		}
+		c.ttl = time.Duration(ttl)
+	case opRenew, opDestroySession:
+		c.session = lock.SessionID(d.string())
+	case opAcquire, opRelease:
+		c.session = lock.SessionID(d.string())
+		c.key = d.string()
+	case opAppend:
+		c.key = d.string()
+		c.token = d.uvarint()
+		c.seq = d.uvarint()
+		n := d.uvarint()
+		if n > uint64(len(d.b)) { // every record takes at least one byte
+			d.fail("record count exceeds the data")
+			break
+		}
+		c.records = make([][]byte, n)
+		for i := range c.records {
+			c.records[i] = d.bytes()
+		}
+	case opSaveSnapshot:
+		c.key = d.string()
+		c.token = d.uvarint()
+		c.seq = d.uvarint()
+		c.records = [][]byte{d.bytes()}
+	case opTruncate:
+		c.key = d.string()
+		c.token = d.uvarint()
+		c.seq = d.uvarint()
+	default:
+		d.fail(fmt.Sprintf("unknown op %d", uint8(c.op)))
+	}
+	if err := d.finish(); err != nil {
+		return command{}, err
+	}
+	return c, nil
+}
+
+// encodeBatch returns a Raft log entry: the commands cmds (each already
+// encoded), stamped with the leader's clock:
+//
+//	1      version (wireVersion)
+//	1-10   stamp: the leader's clock, UnixNano, zig-zag varint
+//	1-10   count, uvarint
+//	...    each command: uvarint length, bytes
+func encodeBatch(stamp time.Time, cmds [][]byte) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+sizeOf(cmds))
+	b = append(b, wireVersion)
+	b = binary.AppendVarint(b, stamp.UnixNano())
+	return appendList(b, cmds)
+}
+
+// decodeBatch parses a Raft log entry made by encodeBatch. The commands
+// alias b.
+func decodeBatch(b []byte) (stamp int64, cmds [][]byte, err error) {
+	d := wireDecoder{b: b}
+	d.version()
+	stamp = d.varint()
+	cmds = d.list()
+	return stamp, cmds, d.finish()
+}
+
+// encodeForward returns a forward request: a batch of commands without a
+// stamp, which the leader stamps itself.
+//
+//	1      version
+//	1-10   count, uvarint
+//	...    each command: uvarint length, bytes
+func encodeForward(cmds [][]byte) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+sizeOf(cmds))
+	b = append(b, wireVersion)
+	return appendList(b, cmds)
+}
+
+func decodeForward(b []byte) ([][]byte, error) {
+	d := wireDecoder{b: b}
+	d.version()
+	cmds := d.list()
+	return cmds, d.finish()
+}
+
+// encodeForwardResponse returns the answer to a forward request: the Raft
+// index the caller must see applied locally before answering, and one
+// result per command, in order.
+//
+//	1      version
+//	1-10   index, uvarint
+//	1-10   count, uvarint
+//	...    each result: uvarint length, bytes (see encodeResult)
+func encodeForwardResponse(index uint64, results []result) []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(results)*16)
+	b = append(b, wireVersion)
+	b = binary.AppendUvarint(b, index)
+	b = binary.AppendUvarint(b, uint64(len(results)))
+	for _, r := range results {
+		b = appendBytes(b, encodeResult(r))
+	}
+	return b
+}
+
+func decodeForwardResponse(b []byte) (index uint64, results []result, err error) {
+	d := wireDecoder{b: b}
+	d.version()
+	index = d.uvarint()
+	raw := d.list()
+	if err := d.finish(); err != nil {
+		return 0, nil, err
+	}
+	results = make([]result, len(raw))
+	for i, r := range raw {
+		if results[i], err = decodeResult(r); err != nil {
+			return 0, nil, err
+		}
+	}
+	return index, results, nil
+}
+
+// resultCode says how a command ended.
+type resultCode uint8
+
+const (
+	codeOK          resultCode = iota // value: tail (append) or token (acquire); text: session id (create)
+	codeFenced                        // journal.ErrFenced; text: the message
+	codeConflict                      // journal.ErrConflict
+	codeInvalid                       // journal.ErrInvalid
+	codeHeld                          // lock.ErrHeld: text is the key, owner the holder, value its token
+	codeExpired                       // lock.ErrSessionExpired
+	codeNotHeld                       // lock.ErrNotHeld
+	codeLockInvalid                   // lock.ErrInvalid
+	codeBadCommand                    // the command could not be decoded
+	codeRetry                         // not applied: the receiver is not the leader (forwarding only)
+	codeMax
+)
+
+// result is the outcome of one command, as the FSM computed it (and as the
+// dedup table remembers it).
+type result struct {
+	code  resultCode
+	value uint64
+	text  string
+	owner string
+}
+
+// encodeResult returns the wire form of r:
+//
+//	1      code
+//	1-10   value, uvarint
+//	n      text: uvarint length, bytes
+//	n      owner: uvarint length, bytes
+func encodeResult(r result) []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(r.text)+len(r.owner))
+	b = append(b, byte(r.code))
+	b = binary.AppendUvarint(b, r.value)
+	b = appendString(b, r.text)
+	return appendString(b, r.owner)
+}
+
+func decodeResult(b []byte) (result, error) {
+	d := wireDecoder{b: b}
+	r := result{code: resultCode(d.byte()), value: d.uvarint(), text: d.string(), owner: d.string()}
+	if d.err == nil && r.code >= codeMax {
+		d.fail(fmt.Sprintf("unknown result code %d", r.code))
+	}
+	return r, d.finish()
+}
+
+// err turns a result into the error the caller sees: nil for codeOK, else
+// an error that wraps the matching sentinel and reads as the FSM's message.
+func (r result) err() error {
+	switch r.code {
+	case codeOK:
+		return nil
+	case codeHeld:
+		return &lock.HeldError{Key: r.text, Holder: r.owner, Token: r.value}
+	case codeFenced:
+		return &ruleError{journal.ErrFenced, r.text}
+	case codeConflict:
+		return &ruleError{journal.ErrConflict, r.text}
+	case codeInvalid:
+		return &ruleError{journal.ErrInvalid, r.text}
+	case codeExpired:
+		return &ruleError{lock.ErrSessionExpired, r.text}
+	case codeNotHeld:
+		return &ruleError{lock.ErrNotHeld, r.text}
+	case codeLockInvalid:
+		return &ruleError{lock.ErrInvalid, r.text}
+	case codeBadCommand:
+		return &ruleError{errBadWire, r.text}
+	default:
+		return &ruleError{ErrNotLeader, r.text}
+	}
+}
+
+// resultOf builds the result for a rule violation err found by the FSM.
+func resultOf(err error) result {
+	var held *lock.HeldError
+	switch {
+	case errors.As(err, &held):
+		return result{code: codeHeld, value: held.Token, text: held.Key, owner: held.Holder}
+	case errors.Is(err, journal.ErrFenced):
+		return result{code: codeFenced, text: err.Error()}
+	case errors.Is(err, journal.ErrConflict):
+		return result{code: codeConflict, text: err.Error()}
+	case errors.Is(err, journal.ErrInvalid):
+		return result{code: codeInvalid, text: err.Error()}
+	case errors.Is(err, lock.ErrSessionExpired):
+		return result{code: codeExpired, text: err.Error()}
+	case errors.Is(err, lock.ErrNotHeld):
+		return result{code: codeNotHeld, text: err.Error()}
+	case errors.Is(err, lock.ErrInvalid):
+		return result{code: codeLockInvalid, text: err.Error()}
+	default:
+		return result{code: codeBadCommand, text: err.Error()}
+	}
+}
+
+// ruleError is a rule violation reported by the state machine: its text is
+// the FSM's message, and it wraps the sentinel of its kind.
+type ruleError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *ruleError) Error() string {
+	if e.msg == "" {
+		return e.sentinel.Error()
+	}
+	return e.msg
+}
+
+func (e *ruleError) Unwrap() error { return e.sentinel }
+
+// --- encoding helpers ---
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+func appendList(b []byte, items [][]byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(items)))
+	for _, it := range items {
+		b = appendBytes(b, it)
+	}
+	return b
+}
+
+func sizeOf(items [][]byte) int {
+	n := 0
+	for _, it := range items {
+		n += binary.MaxVarintLen64 + len(it)
+	}
+	return n
+}
+
+// wireDecoder reads the wire formats. The first failure is kept in err;
+// later reads return zero values.
+type wireDecoder struct {
+	b   []byte
+	err error
+}
+
+func (d *wireDecoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", errBadWire, msg)
+	}
+}
+
+func (d *wireDecoder) version() {
+	if v := d.byte(); d.err == nil && v != wireVersion {
+		d.fail(fmt.Sprintf("version %d, this build reads version %d", v, wireVersion))
+	}
+}
+
+func (d *wireDecoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *wireDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *wireDecoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *wireDecoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)))
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *wireDecoder) string() string { return string(d.bytes()) }
+
+func (d *wireDecoder) list() [][]byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("count exceeds the data")
+		return nil
+	}
+	items := make([][]byte, n)
+	for i := range items {
+		items[i] = d.bytes()
+	}
+	return items
+}
+
+func (d *wireDecoder) finish() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	return d.err
+}

@@ -1,0 +1,247 @@
+package raftlock
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Config configures a Store. Start from DefaultConfig (LAN timings) or
+// FastConfig (tests and a one-machine dev cluster), then set NodeID,
+// DataDir and BindAddr (or Transport), and Forwarder for a cluster of more
+// than one node. Open calls Validate and never fills in anything itself.
+//
+// Settings that change what the state machine computes (none of them do:
+// the dedup window and the format are constants of the package) need not
+// agree across nodes; timings should, as in any Raft cluster.
+type Config struct {
+	// NodeID is this server's Raft id: unique in the cluster and stable
+	// across restarts (the data dir belongs to it). Required.
+	NodeID raft.ServerID
+
+	// DataDir is where the node keeps its Raft state, under
+	// DataDir/raft: raft.db (log and stable store), snapshots/ and fsm.db
+	// (the state machine, rebuilt on every start). Required.
+	DataDir string
+
+	// BindAddr is the TCP address Raft listens on, host:port. Port 0 picks
+	// a free port (see Store.Addr); a restarted node must come back on the
+	// address its peers know it by. Required unless Transport is set.
+	BindAddr string
+
+	// AdvertiseAddr is the address peers dial, if it differs from the
+	// listener's (NAT, 0.0.0.0 binds). Empty means the listener's address,
+	// which must then not be unspecified. Ignored when Transport is set.
+	AdvertiseAddr string
+
+	// Transport, if not nil, replaces the TCP transport (tests, or a node
+	// that multiplexes Raft on a shared listener). The caller owns it: Close
+	// does not close it.
+	Transport raft.Transport
+
+	// Forwarder carries commands from this node to the leader when it is
+	// not the leader itself. nil is fine for a one-node cluster; on a
+	// follower without one, commands fail (with no effect) instead of
+	// being forwarded.
+	Forwarder Forwarder
+
+	// Now is the clock the leader stamps into every batch of commands;
+	// every expiry decision in the state machine uses that stamp, so all
+	// replicas agree. Followers read it only to judge expiry in Holder.
+	// DefaultConfig sets time.Now; tests pass a fake clock. Required.
+	Now func() time.Time
+
+	// Logger receives the Store's and Raft's logs (Raft's hclog output is
+	// adapted, see NewHCLogger). nil discards them.
+	Logger *slog.Logger
+
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and
+	// CommitTimeout are Raft's (see raft.Config). A follower starts an
+	// election after HeartbeatTimeout (randomised up to 2x) without a
+	// leader; a leader steps down after LeaderLeaseTimeout without a
+	// quorum. CommitTimeout bounds how long an idle follower takes to learn
+	// that an entry committed (the Store also nudges followers after a
+	// forwarded batch, see the package documentation).
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+
+	// MaxAppendEntries is how many log entries Raft sends in one
+	// AppendEntries RPC (and applies to the FSM at once). 1..1024.
+	MaxAppendEntries int
+
+	// SnapshotInterval, SnapshotThreshold and TrailingLogs control
+	// snapshots: every SnapshotInterval (staggered), if SnapshotThreshold
+	// entries were added since the last one, the FSM is snapshotted and the
+	// log truncated, keeping TrailingLogs entries for slow followers.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+
+	// SnapshotRetain is how many snapshots are kept on disk. At least 1.
+	SnapshotRetain int
+
+	// MaxBatch is the most commands one Raft entry carries (group
+	// commit), and MaxBatchBytes the most bytes of commands; a single
+	// larger command still goes alone.
+	MaxBatch      int
+	MaxBatchBytes int
+
+	// MaxInFlight is how many batches the committer may have in flight
+	// (sent and not yet answered) at once. With 1 it takes the next batch
+	// the moment the previous send returns, with no timer: under load,
+	// the callers then split into two groups that alternate, each batch
+	// holding about half of them. More slots suit links whose latency
+	// dwarfs fsync; on one machine (loopback, a shared disk) 2 gave smaller
+	// batches, more fsyncs per write, and about 25% fewer writes/s.
+	// At least 1.
+	MaxInFlight int
+
+	// ReapInterval is how often the leader looks for sessions past their
+	// deadline and, if it finds any, commits a reap command. Sessions are
+	// also expired lazily by every command that touches them, so this only
+	// bounds how long an untouched dead session's locks look held to
+	// Holder on a node whose clock is behind the leader's.
+	ReapInterval time.Duration
+
+	// TransportMaxPool and TransportTimeout configure the TCP transport:
+	// pooled connections per peer, and the I/O deadline of one RPC.
+	// TransportTimeout also bounds how long Close waits for a forward
+	// request in flight (with any Transport).
+	TransportMaxPool int
+	TransportTimeout time.Duration
+}
+
+// DefaultConfig returns the settings for a cluster on a LAN. NodeID,
+// DataDir and BindAddr (and Forwarder, for more than one node) are left
+// for the caller.
+func DefaultConfig() Config {
+	return Config{
+		Now: time.Now,
+		// Raft's own defaults, which Consul and Nomad run on LANs: a dead
+		// leader is replaced in 1-2 s.
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		// An idle follower learns of a commit within 50-100 ms, a few
+		// idle RPCs per second.
+		CommitTimeout:    50 * time.Millisecond,
+		MaxAppendEntries: 64,
+		// Raft's defaults: snapshot every 2-4 min if 8192 entries were
+		// added, keep 10240 entries after it for followers that lag.
+		SnapshotInterval:  120 * time.Second,
+		SnapshotThreshold: 8192,
+		TrailingLogs:      10240,
+		// Two snapshots: the newest, and one to fall back on.
+		SnapshotRetain: 2,
+		// 512 commands or 4 MiB per entry: large enough that 64 and more
+		// concurrent writers share one entry, small enough that one entry
+		// replicates in well under a heartbeat.
+		MaxBatch:      512,
+		MaxBatchBytes: 4 << 20,
+		// One batch in flight: throughput comes from batch size (see
+		// MaxInFlight).
+		MaxInFlight: 1,
+		// Dead sessions are usually expired by the next command that
+		// touches them; the reaper sweeps the rest every second.
+		ReapInterval: time.Second,
+		// Three pooled connections per peer, as Consul; 10 s per RPC
+		// (snapshots are streamed, so this is per chunk of I/O).
+		TransportMaxPool: 3,
+		TransportTimeout: 10 * time.Second,
+	}
+}
+
+// FastConfig returns DefaultConfig with timings for tests and dev clusters
+// on one machine: a dead leader is replaced in a few hundred milliseconds,
+// and snapshots are taken often.
+func FastConfig() Config {
+	c := DefaultConfig()
+	c.HeartbeatTimeout = 200 * time.Millisecond
+	c.ElectionTimeout = 200 * time.Millisecond
+	c.LeaderLeaseTimeout = 100 * time.Millisecond
+	c.CommitTimeout = 10 * time.Millisecond
+	c.SnapshotInterval = 5 * time.Second
+	c.SnapshotThreshold = 1024
+	c.TrailingLogs = 1024
+	c.ReapInterval = 200 * time.Millisecond
+	c.TransportTimeout = 2 * time.Second
+	return c
+}
+
+// Validate reports every problem with c, joined (errors.Join), or nil.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("raftlock: config: "+format, args...))
+	}
+	if c.NodeID == "" {
+		bad("NodeID is empty")
+	}
+	if c.DataDir == "" {
+		bad("DataDir is empty")
+	}
+	if c.Transport == nil {
+		if c.BindAddr == "" {
+			bad("BindAddr is empty (and no Transport is set)")
+		} else if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+			bad("BindAddr %q: %v", c.BindAddr, err)
+		}
+		if c.AdvertiseAddr != "" {
+			if _, err := net.ResolveTCPAddr("tcp", c.AdvertiseAddr); err != nil {
+				bad("AdvertiseAddr %q: %v", c.AdvertiseAddr, err)
+			}
+		}
+	}
+	if c.Now == nil {
+		bad("Now is nil (use time.Now)")
+	}
+	if c.HeartbeatTimeout < 5*time.Millisecond {
+		bad("HeartbeatTimeout %v is below 5ms", c.HeartbeatTimeout)
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		bad("ElectionTimeout %v is below HeartbeatTimeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	if c.LeaderLeaseTimeout < 5*time.Millisecond || c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		bad("LeaderLeaseTimeout %v must be between 5ms and HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.CommitTimeout < time.Millisecond {
+		bad("CommitTimeout %v is below 1ms", c.CommitTimeout)
+	}
+	if c.MaxAppendEntries < 1 || c.MaxAppendEntries > 1024 {
+		bad("MaxAppendEntries %d must be between 1 and 1024", c.MaxAppendEntries)
+	}
+	if c.SnapshotInterval < 5*time.Millisecond {
+		bad("SnapshotInterval %v is below 5ms", c.SnapshotInterval)
+	}
+	if c.SnapshotThreshold == 0 {
+		bad("SnapshotThreshold is 0")
+	}
+	if c.SnapshotRetain < 1 {
+		bad("SnapshotRetain %d is below 1", c.SnapshotRetain)
+	}
+	if c.MaxBatch < 1 {
+		bad("MaxBatch %d is below 1", c.MaxBatch)
+	}
+	if c.MaxBatchBytes < 1 {
+		bad("MaxBatchBytes %d is below 1", c.MaxBatchBytes)
+	}
+	if c.MaxInFlight < 1 {
+		bad("MaxInFlight %d is below 1", c.MaxInFlight)
+	}
+	if c.ReapInterval <= 0 {
+		bad("ReapInterval %v is not positive", c.ReapInterval)
+	}
+	if c.Transport == nil && c.TransportMaxPool < 1 {
+		bad("TransportMaxPool %d is below 1", c.TransportMaxPool)
+	}
+	if c.TransportTimeout <= 0 {
+		bad("TransportTimeout %v is not positive", c.TransportTimeout)
+	}
+	return errors.Join(errs...)
+}

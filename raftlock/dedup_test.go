@@ -1,0 +1,212 @@
+package raftlock
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// appendCmd encodes an append of one entry with a fixed id, as a retry
+// would resend it.
+func appendCmd(id cmdID, actor string, token, expected uint64, payload string) []byte {
+	e := journal.Entry{Seq: expected + 1, Actor: actor, Token: token, Payload: []byte(payload)}
+	return encodeCommand(command{op: opAppend, id: id, key: actor, token: token, seq: expected,
+		records: [][]byte{journal.MarshalEntry(e)}})
+}
+
+// TestDedupSameCommandTwice: a command applied a second time (a retry after
+// an unknown outcome) takes effect once and returns the original result.
+func TestDedupSameCommandTwice(t *testing.T) {
+	t.Parallel()
+	s := openSingle(t, t.TempDir(), "127.0.0.1:0", nil)
+	defer s.Close()
+	ctx := t.Context()
+
+	// An append: the retry does not conflict with its own first run.
+	cmd := appendCmd(cmdID{"retrier/1", 1}, "t/d", 1, 0, "once")
+	for i := range 2 {
+		res, err := s.execEncoded(ctx, opAppend, cmd)
+		if err != nil || res.err() != nil || res.value != 1 {
+			t.Fatalf("run %d: result %+v, %v; want tail 1", i+1, res, err)
+		}
+	}
+	if es, err := s.Read(ctx, "t/d", 0); err != nil || len(es) != 1 {
+		t.Fatalf("Read = %d entries, %v; want 1", len(es), err)
+	}
+	// The same bytes under another id are a new command: it conflicts.
+	other := appendCmd(cmdID{"retrier/1", 2}, "t/d", 1, 0, "once")
+	if res, err := s.execEncoded(ctx, opAppend, other); err != nil || !errors.Is(res.err(), journal.ErrConflict) {
+		t.Fatalf("same append under a new id: %+v, %v; want ErrConflict", res, err)
+	}
+
+	// An acquire retried after the lock changed hands returns the
+	// original grant, not the current state.
+	a, _ := s.CreateSession(ctx, "node-a", time.Minute)
+	b, _ := s.CreateSession(ctx, "node-b", time.Minute)
+	acq := encodeCommand(command{op: opAcquire, id: cmdID{"retrier/1", 3}, session: a, key: "t/k"})
+	first, err := s.execEncoded(ctx, opAcquire, acq)
+	if err != nil || first.err() != nil {
+		t.Fatalf("Acquire: %+v, %v", first, err)
+	}
+	if err := s.Release(ctx, a, "t/k"); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := s.Acquire(ctx, b, "t/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.execEncoded(ctx, opAcquire, acq)
+	if err != nil || again != first {
+		t.Fatalf("retried Acquire = %+v, %v; want the original %+v", again, err, first)
+	}
+	if info, ok, _ := s.Holder(ctx, "t/k"); !ok || info.Session != b || info.Token != tb {
+		t.Fatalf("Holder after the retried Acquire = %+v, %v; want session %s token %d", info, ok, b, tb)
+	}
+	// Errors are remembered too.
+	held := encodeCommand(command{op: opAcquire, id: cmdID{"retrier/1", 4}, session: a, key: "t/k"})
+	r1, _ := s.execEncoded(ctx, opAcquire, held)
+	if err := s.Release(ctx, b, "t/k"); err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := s.execEncoded(ctx, opAcquire, held)
+	if !errors.Is(r1.err(), lock.ErrHeld) || r1 != r2 {
+		t.Fatalf("retried failed Acquire = %+v then %+v; want the same ErrHeld", r1, r2)
+	}
+}
+
+// TestDedupForwardedTwice: the leader answers a repeated forward request
+// (a follower retrying after losing the answer) with the original results.
+func TestDedupForwardedTwice(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, nil)
+	ctx := t.Context()
+	l := c.nodes[c.leader()]
+	f := c.nodes[c.follower()]
+	req := encodeForward([][]byte{
+		appendCmd(cmdID{"follower/x", 1}, "t/fw", 1, 0, "a"),
+		appendCmd(cmdID{"follower/x", 2}, "t/fw", 1, 1, "b"),
+	})
+	first, err := l.HandleForward(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := l.HandleForward(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r1, err1 := decodeForwardResponse(first)
+	i2, r2, err2 := decodeForwardResponse(second)
+	if err1 != nil || err2 != nil || len(r1) != 2 || r1[0] != r2[0] || r1[1] != r2[1] || r1[1].value != 2 {
+		t.Fatalf("responses %+v (%v) and %+v (%v); want equal, tails 1 and 2", r1, err1, r2, err2)
+	}
+	if err := f.fsm.waitApplied(ctx, i2, nil); err != nil {
+		t.Fatal(err)
+	}
+	wantReplica(t, f, "t/fw", []string{"a", "b"})
+	// A follower is not the leader.
+	if _, err := f.HandleForward(ctx, req); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("HandleForward on a follower: %v; want ErrNotLeader", err)
+	}
+	if _, err := l.HandleForward(ctx, []byte{9, 9}); err == nil {
+		t.Fatal("HandleForward of garbage succeeded")
+	}
+}
+
+// TestDedupWindow: the state machine remembers the last dedup-window
+// commands and forgets older ones, the same way on every replica.
+func TestDedupWindow(t *testing.T) {
+	t.Parallel()
+	f := newTestFSM(t)
+	f.dedupWindow = 3
+	var idx uint64
+	apply := func(cmds ...[]byte) []result {
+		idx++
+		resp := f.ApplyBatch(testLogs(idx, time.Unix(100, 0), cmds...))[0].(*applyResponse)
+		if resp.err != nil {
+			t.Fatal(resp.err)
+		}
+		return resp.results
+	}
+	cmds := make([][]byte, 5)
+	for i := range cmds {
+		cmds[i] = appendCmd(cmdID{"o", uint64(i + 1)}, "t/w", 1, uint64(i), "p")
+	}
+	for i, c := range cmds {
+		if r := apply(c); r[0].code != codeOK || r[0].value != uint64(i+1) {
+			t.Fatalf("command %d: %+v", i+1, r[0])
+		}
+	}
+	// Commands 3..5 are remembered, 1 and 2 forgotten (so they run again
+	// and conflict). Newest first: a replay that runs is remembered in
+	// turn and pushes the oldest out.
+	for i := len(cmds) - 1; i >= 0; i-- {
+		r := apply(cmds[i])[0]
+		remembered := i >= 2
+		if remembered != (r.code == codeOK && r.value == uint64(i+1)) {
+			t.Errorf("replay of command %d: %+v (remembered: %v)", i+1, r, remembered)
+		}
+	}
+	var count int
+	if err := f.view(func(tx *boltTx) error {
+		count = tx.Bucket(bucketDedup).Stats().KeyN
+		return nil
+	}); err != nil || count != 3 {
+		t.Fatalf("dedup table holds %d entries (%v), want 3", count, err)
+	}
+	// Within one batch too: a command repeated in the same entry runs once.
+	dup := appendCmd(cmdID{"o", 99}, "t/w", 1, 5, "q")
+	rs := apply(dup, dup)
+	if rs[0] != rs[1] || rs[0].value != 6 {
+		t.Fatalf("same command twice in a batch: %+v", rs)
+	}
+	if !bytes.Equal(dup, appendCmd(cmdID{"o", 99}, "t/w", 1, 5, "q")) {
+		t.Fatal("encoding is not deterministic")
+	}
+}
+
+// TestDedupSweep: past the window the table grows by the slack, then is
+// swept back to the window in one go.
+func TestDedupSweep(t *testing.T) {
+	t.Parallel()
+	f := newTestFSM(t)
+	f.dedupWindow = 128 // slack 2
+	d := &fsmDriver{t: t, f: f}
+	count := func() int {
+		var n int
+		if err := f.view(func(tx *boltTx) error {
+			n = tx.Bucket(bucketDedup).Stats().KeyN
+			if m := tx.Bucket(bucketDedupLog).Stats().KeyN; m != n {
+				t.Fatalf("dedup holds %d, its log %d", n, m)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 130 {
+		d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
+		if got := count(); got != i+1 {
+			t.Fatalf("after %d commands the table holds %d", i+1, got)
+		}
+	}
+	d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
+	if got := count(); got != 128 {
+		t.Fatalf("after the sweep the table holds %d, want 128", got)
+	}
+	// The oldest three (driver/1..3) are forgotten, driver/4 is not.
+	for seq, remembered := range map[uint64]bool{3: false, 4: true} {
+		raw := encodeCommand(command{op: opCreateSession, id: cmdID{"driver", seq}, owner: "o", ttl: time.Second})
+		d.index++
+		r := f.ApplyBatch(testLogs(d.index, t0, raw))[0].(*applyResponse).results[0]
+		if want := fmt.Sprintf("s%d.", seq); remembered != strings.HasPrefix(r.text, want) {
+			t.Errorf("retry of driver/%d created %q (remembered: %v)", seq, r.text, remembered)
+		}
+	}
+}

@@ -1,0 +1,162 @@
+// Package raftlock is Loom's embedded coordinator and replicated journal:
+// one hashicorp/raft group whose state machine holds the sessions, the
+// locks with their fencing tokens, and every actor's journal. A *Store is
+// one node's member of the group; it implements both lock.Coordinator and
+// journal.Journal and passes both conformance suites (locktest, journaltest,
+// the latter also when every call goes to a follower).
+//
+// # Guarantees
+//
+//   - Durability: a write (Append, SaveSnapshot, Truncate, CreateSession,
+//     Renew, Acquire, ...) returns success only after its Raft entry was
+//     committed, that is fsynced to the log (raft-boltdb, fsync always on)
+//     of a quorum of voters, and after this node's replica has applied it.
+//   - Read-your-writes on the node: Read, Tail, LoadSnapshot and Holder
+//     read this node's replica, never the leader's. Because every write
+//     waits for the local apply, a node that acquired an actor's lock
+//     reads that actor's journal with every append committed before the
+//     grant. Nothing is read on the strength of being leader. Reads of an
+//     actor whose lock was taken elsewhere may lag; Sync waits until the
+//     replica has caught up with everything committed before it.
+//   - Fencing: an Append, SaveSnapshot or Truncate is rejected with
+//     journal.ErrFenced if its token is lower than the highest token that
+//     has written the actor (the journal contract), or lower than the
+//     token of the lock on the same key while that lock is held (its
+//     session alive at the stamped time) even if the new holder has not
+//     written yet: a paused ex-owner is harmless the moment a new owner
+//     acquires. Appends with no lock held are allowed (only the first rule
+//     applies), which the journal contract requires.
+//   - Fencing tokens come from one counter in the state machine, raised on
+//     every grant to one more than the larger of the counter and the
+//     highest token that has written the key's journal. So tokens strictly
+//     increase per key (and across keys), are never reused and never 0,
+//     and a new holder is never fenced by the journal's history. Several
+//     grants in one Raft entry get different tokens (a Raft index would
+//     not do). A session re-acquiring its own lock gets the same token.
+//   - Exactly-once commands: every command carries an id (this Store's
+//     origin, node id plus a random nonce per Open, and a counter). The
+//     state machine remembers the results of the last DedupWindow (100,000)
+//     commands with ids; a command it has seen is not applied again and
+//     gets its first result. Sends that fail with an unknown outcome
+//     (leadership lost, the leader unreachable) are retried with the same
+//     bytes, so a write that returns took effect once.
+//   - One clock: the leader stamps every entry with its clock
+//     (Config.Now); the state machine's clock is the largest stamp applied
+//     so far, and every expiry decision uses it, so all replicas agree. A
+//     session has lapsed once its deadline is before that clock.
+//   - Leader changes: a new leader first commits a Barrier, so every entry
+//     of earlier terms is applied locally, then a leader-start command
+//     that expires the sessions that had lapsed by the previous leader's
+//     last stamp and extends every other one to at least a full TTL from
+//     the new leader's stamp (as Consul does): a leader whose clock runs
+//     ahead, or which cannot know when renewals sent to its predecessor
+//     arrived, never expires a session its owner kept renewing. Only then
+//     does it commit commands or accept forwarded ones.
+//   - Errors: rule violations come back as the contracts' sentinels
+//     (journal.ErrFenced, ErrConflict, ErrInvalid; lock.ErrHeld as a
+//     *lock.HeldError, ErrSessionExpired, ErrNotHeld, ErrInvalid), with
+//     the state machine's message; they had no effect. After Close every
+//     method fails with an error matching journal.ErrClosed and
+//     lock.ErrClosed. A context that ends before a command was sent returns
+//     ctx.Err() (no effect); after it was sent, an error wrapping
+//     ErrUnknownOutcome and ctx.Err().
+//
+// # Storage
+//
+// Under Config.DataDir/raft: raft.db (raft-boltdb/v2: the Raft log and
+// stable store, fsynced), snapshots/ (raft's file snapshot store, the last
+// SnapshotRetain kept), and fsm.db, the state machine, a bbolt file opened
+// with NoSync. The Raft log is the durable record; fsm.db is a cache of
+// applying it. On every start fsm.db is deleted and rebuilt: Raft restores
+// the latest snapshot into a fresh file and replays the log after it. The
+// old file cannot be trusted as a starting point: without fsync it may hold
+// a torn write after a crash, and even intact it may be ahead of the latest
+// snapshot (entries applied after it) or behind the log, and Raft would
+// re-apply entries on top of it. Rebuilding costs a restore of the latest
+// snapshot and a replay of the entries after it (about SnapshotThreshold
+// when snapshots keep up).
+//
+// An FSM snapshot is the bbolt file itself, written from a read
+// transaction (tx.WriteTo) opened between two applies, so it is exactly
+// the state at the snapshot's index; Restore writes the received file next
+// to fsm.db, checks it, and renames it over. fsm_layout.go documents the
+// buckets and records. An actor's newest entries sit in a small "recent"
+// bucket (as in journal.FileJournal), which halved the pages each Raft
+// entry rewrites on every replica.
+//
+// # Commands and group commit
+//
+// Each write becomes a command, encoded in a small versioned binary format
+// (commands.go; a version byte, uvarints and length-prefixed bytes; journal
+// entries and snapshots inside are journal.MarshalEntry and
+// MarshalSnapshot records, already stamped with Seq, Actor and Token, since
+// an append succeeds only at the seqs it expects). Commands are queued for
+// the Store's committer goroutine, which takes everything queued (up to
+// MaxBatch commands, MaxBatchBytes) as soon as its previous send has
+// returned, with no timer, and sends it as one Raft entry if this node is
+// the leader, or as one forward request to the leader otherwise. The leader
+// queues forwarded commands with its own, so commands from every node share
+// its entries. The state machine applies each entry (and each run of
+// entries Raft hands it at once) in one bbolt transaction and returns a
+// result per command.
+//
+// # Forwarding
+//
+// A follower sends its batch through Config.Forwarder to the leader's
+// HandleForward (the gRPC transport lives in transport/; tests call
+// HandleForward in process). Errors, timeouts and leader changes are
+// retried transparently, with a backoff of 1 to 128 ms, until the caller's
+// context ends. The answer carries the Raft index of the batch; the
+// follower's callers then wait until their replica has applied it. A
+// follower learns that an entry committed from the next AppendEntries, so
+// when nothing else is queued it sends an empty forward request (a nudge)
+// on which the leader appends a Barrier, rather than leave its callers
+// waiting up to twice CommitTimeout.
+//
+// # Who owns what
+//
+//   - Store.mu guards the committer's queue and the state of each call
+//     (queued, in flight, done, abandoned) and closed. Callers enqueue and
+//     wait; the committer goroutine (commitLoop) takes batches and sender
+//     goroutines it starts (at most MaxInFlight, default 1) send and
+//     answer them.
+//   - Store.lmu guards leadership: ready (leader and taken office), the
+//     generation, and the changed channel that wakes the committer. Only
+//     the watcher goroutine (watchLeadership, fed by Raft's NotifyCh and
+//     leader observations) starts and stops the leadership goroutine
+//     (lead), which alone sets ready and runs the reaper.
+//   - The state machine (fsm) is written only by Raft's FSM goroutine
+//     (ApplyBatch, Snapshot, Restore). fsm.mu guards the bbolt handle:
+//     applies and readers share it, Restore and close take it alone.
+//     fsm.pmu guards the applied index, the state machine's clock and a
+//     failure; writers wait on it (waitApplied).
+//   - Goroutines: the committer and its senders, the watcher and the
+//     leadership goroutine are started by Open and stopped by Close, which
+//     waits for them; Raft's own goroutines stop in raft.Shutdown.
+//
+// If applying a committed entry fails (an I/O error on fsm.db), the node
+// stops applying and every operation fails with ErrStateMachine; a restart
+// rebuilds the state from the log.
+//
+// # Membership
+//
+// Bootstrap creates a cluster (call it on one node, or on all with the same
+// servers); HasState says whether a node already has Raft state (then it
+// must not be bootstrapped: it rejoins its cluster with its data dir).
+// AddVoter, AddNonvoter and RemoveServer run on the leader (ErrNotLeader
+// elsewhere); Leader, State, IsLeader, Configuration and Stats describe the
+// node. The bootstrap_expect logic (wait for N members, pick the node that
+// bootstraps, promote and remove voters) is node/'s, built on these.
+// hashicorp/raft does not tell a removed server of its removal; node/ closes
+// it.
+//
+// # Sessions and the reaper
+//
+// Renew is one command per session (one per node), whatever the number of
+// locks. A lapsed session is deleted, with its locks, by the first command
+// that touches it (Renew, Acquire, Release, or an Append fenced by its
+// lock), and the leader commits a reap command every ReapInterval when its
+// replica has sessions past their deadline. Holder judges a lock held while
+// its session's deadline is not before the later of the replica's clock and
+// the node's own clock: exact on the leader, a hint elsewhere.
+package raftlock

@@ -1,0 +1,43 @@
+package raftlock
+
+import (
+	"errors"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// Sentinel errors of raftlock, in addition to those of the journal and lock
+// contracts (journal.ErrFenced, lock.ErrHeld, ...), which the Store returns
+// wrapped as those contracts say. Test with errors.Is.
+var (
+	// ErrNotLeader: the operation must run on the leader and this node is
+	// not (or not yet ready to serve as) the leader. Returned by
+	// HandleForward and the membership methods; Coordinator and Journal
+	// methods never return it, they forward and retry instead. No effect.
+	ErrNotLeader = errors.New("raftlock: not the leader")
+
+	// ErrUnknownOutcome: a command was handed to Raft (or to the leader),
+	// and the caller's context ended, or the Store closed, before its
+	// outcome was known. It may or may not take effect. When a context
+	// ended the error also wraps ctx.Err().
+	ErrUnknownOutcome = errors.New("raftlock: outcome unknown")
+
+	// ErrStateMachine: this node's state machine failed to apply a
+	// committed command (an I/O error on fsm.db). The node stops applying
+	// and every operation fails with this error; restart it, and it
+	// rebuilds its state from the Raft log and snapshots.
+	ErrStateMachine = errors.New("raftlock: state machine failed")
+)
+
+// errClosed is returned by every operation after Close. It matches both
+// journal.ErrClosed and lock.ErrClosed, since a Store is both.
+var errClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "raftlock: store closed" }
+
+func (closedError) Is(target error) bool {
+	return target == journal.ErrClosed || target == lock.ErrClosed
+}

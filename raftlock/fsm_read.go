@@ -1,0 +1,107 @@
+package raftlock
+
+import (
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Queries on the local replica. Each runs in one bbolt read transaction on
+// the caller's goroutine and sees the state after some applied entry.
+
+// readEntries returns actor's entries with Seq >= from.
+func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
+	var out []journal.Entry
+	err := f.view(func(tx *bolt.Tx) error {
+		prefix := actorPrefix(actor)
+		for _, name := range entryBuckets {
+			c := tx.Bucket(name).Cursor()
+			for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
+				e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
+				if err != nil {
+					return err
+				}
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if out == nil && err == nil {
+		out = []journal.Entry{}
+	}
+	return out, err
+}
+
+func (f *fsm) actorState(actor string) (journal.ActorState, error) {
+	var st journal.ActorState
+	err := f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketActors).Get([]byte(actor))
+		if v == nil {
+			return nil
+		}
+		var err error
+		st, err = unmarshalActor(v)
+		return err
+	})
+	return st, err
+}
+
+func (f *fsm) loadSnapshot(actor string) (journal.Snapshot, bool, error) {
+	var (
+		snap journal.Snapshot
+		ok   bool
+	)
+	err := f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSnapshots).Get([]byte(actor))
+		if v == nil {
+			return nil
+		}
+		var err error
+		snap, err = journal.UnmarshalSnapshot(v)
+		ok = err == nil
+		return err
+	})
+	return snap, ok, err
+}
+
+// holder reports the lock on key if its session has not lapsed at now
+// (UnixNano).
+func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
+	var (
+		info lock.LockInfo
+		ok   bool
+	)
+	err := f.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketLocks).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		g, err := unmarshalGrant(v)
+		if err != nil {
+			return err
+		}
+		sv := tx.Bucket(bucketSessions).Get([]byte(g.session))
+		if sv == nil {
+			return nil
+		}
+		s, err := unmarshalSession(sv)
+		if err != nil || s.deadline < now {
+			return err
+		}
+		info, ok = lock.LockInfo{Key: key, Session: g.session, Owner: s.owner, Token: g.token}, true
+		return nil
+	})
+	return info, ok, err
+}
+
+// hasLapsed reports whether some session's deadline is before now
+// (UnixNano): the leader's reaper then commits a reap command.
+func (f *fsm) hasLapsed(now int64) (bool, error) {
+	var lapsed bool
+	err := f.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketExpiry).Cursor().First()
+		lapsed = k != nil && expiryDeadline(k) < now
+		return nil
+	})
+	return lapsed, err
+}
