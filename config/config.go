@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -24,12 +25,18 @@ const (
 	JournalBBolt = "bbolt"
 	// JournalMemory keeps the journal in memory; it is lost on exit.
 	JournalMemory = "memory"
+	// JournalRaft replicates journals through the cluster's Raft group
+	// (requires coordination.backend raft).
+	JournalRaft = "raft"
 )
 
 // Allowed values of CoordinationConfig.Backend. Raft and Redis come later.
 const (
 	// CoordinationMemory is the in-process coordinator: single node only.
 	CoordinationMemory = "memory"
+	// CoordinationRaft is the embedded Raft coordinator shared by the
+	// nodes of a cluster.
+	CoordinationRaft = "raft"
 )
 
 // Allowed values of LoggingConfig.Level.
@@ -47,6 +54,16 @@ const (
 )
 
 // MaxPayloadLimit is the largest allowed NodeConfig.MaxPayloadBytes (256 MiB).
+// Gossip presets, for cluster.gossip.
+const (
+	// GossipLAN uses memberlist's LAN timings (failure detected in a few
+	// seconds) and Raft's LAN timings.
+	GossipLAN = "lan"
+	// GossipLocal uses fast timings for a cluster on one machine (tests,
+	// loom-node cluster).
+	GossipLocal = "local"
+)
+
 const MaxPayloadLimit = 256 << 20
 
 // Config is the whole of loom.config.yaml. Start from Default (Parse and
@@ -61,6 +78,7 @@ type Config struct {
 	ActorPools   ActorPoolsConfig   `yaml:"actorPools"`
 	Journal      JournalConfig      `yaml:"journal"`
 	Coordination CoordinationConfig `yaml:"coordination"`
+	Cluster      ClusterConfig      `yaml:"cluster"`
 	Tracing      TracingConfig      `yaml:"tracing"`
 	Logging      LoggingConfig      `yaml:"logging"`
 
@@ -97,6 +115,23 @@ type NodeConfig struct {
 	// and exits. Must be > 0. Default 30s: long enough to drain a busy
 	// node, short enough for orchestrators that kill after ~30s anyway.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+
+	// GRPCPort serves calls between nodes and from cluster clients. 0
+	// picks a free port. Default 7421, next to the HTTP port.
+	GRPCPort int `yaml:"grpcPort"`
+
+	// GossipPort is the memberlist port (UDP and TCP). 0 picks a free
+	// port. Default 7946, memberlist's usual port.
+	GossipPort int `yaml:"gossipPort"`
+
+	// RaftPort is the Raft transport port. 0 picks a free port (fine for a
+	// first start; a restarted node must come back on the same address).
+	// Default 7422.
+	RaftPort int `yaml:"raftPort"`
+
+	// Advertise is the IP address other nodes use to reach this one, when
+	// it differs from Bind (a 0.0.0.0 bind, NAT). Default "": Bind.
+	Advertise string `yaml:"advertise"`
 
 	// MaxPayloadBytes caps the size of one call's arguments or result.
 	// Must be > 0 and <= 256 MiB. Default 4 MiB, gRPC's default message
@@ -166,7 +201,8 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 
 // JournalConfig chooses where actor journals are stored.
 type JournalConfig struct {
-	// Backend is JournalBBolt or JournalMemory. Default JournalBBolt: a
+	// Backend is JournalBBolt, JournalMemory or JournalRaft (replicated
+	// through the cluster's Raft group). Default JournalBBolt: a
 	// single node keeps its actors' state across restarts out of the box.
 	Backend string `yaml:"backend"`
 
@@ -183,8 +219,9 @@ type JournalConfig struct {
 
 // CoordinationConfig chooses the coordinator that grants actor locks.
 type CoordinationConfig struct {
-	// Backend is CoordinationMemory (raft and redis come later). Default
-	// CoordinationMemory, the only one available so far.
+	// Backend is CoordinationMemory (one node, in-process) or
+	// CoordinationRaft (the embedded Raft coordinator of a cluster).
+	// Default CoordinationMemory.
 	Backend string `yaml:"backend"`
 
 	// SessionTTL: if the node does not renew its session within this long,
@@ -197,6 +234,56 @@ type CoordinationConfig struct {
 	// < SessionTTL/2, so that one lost renewal does not lose the session.
 	// Default 3s: three tries within the default TTL.
 	RenewInterval time.Duration `yaml:"renewInterval"`
+}
+
+// ClusterConfig says how a node finds and forms a cluster (used with
+// coordination.backend raft).
+type ClusterConfig struct {
+	// Join is a comma-separated list of gossip addresses (host:port) of
+	// nodes already in the cluster. Default "": start alone (the first
+	// node, or a single-node cluster). See JoinAddrs.
+	Join string `yaml:"join"`
+
+	// BootstrapExpect is how many nodes must have joined before the Raft
+	// cluster is formed; one deterministic node (the smallest id among
+	// them) then bootstraps them all as voters, like Consul's
+	// bootstrap_expect. Must be >= 1. Default 1: a one-node cluster.
+	BootstrapExpect int `yaml:"bootstrapExpect"`
+
+	// Voters is how many Raft voters the leader keeps; later members
+	// join as non-voters. Must be odd, 1 to 7: an even count tolerates no
+	// more failures than the odd count below it. Default 3.
+	Voters int `yaml:"voters"`
+
+	// DeadVoterTimeout: a Raft server whose node has been dead (or gone)
+	// this long is removed from the Raft configuration. Must be > 0.
+	// Default 2m: long enough for a restart, short enough to heal quorum.
+	DeadVoterTimeout time.Duration `yaml:"deadVoterTimeout"`
+
+	// JoinTimeout is how long a node retries the join addresses at start
+	// before giving up with an error. Must be > 0. Default 30s.
+	JoinTimeout time.Duration `yaml:"joinTimeout"`
+
+	// RejoinInterval is how often a node rejoins through the join
+	// addresses and last-known members, so a partition longer than
+	// memberlist's dead-node reclaim time still heals. Must be > 0.
+	// Default 10s.
+	RejoinInterval time.Duration `yaml:"rejoinInterval"`
+
+	// Gossip is the timing preset: GossipLAN (default) or GossipLocal
+	// (one machine: fast failure detection and elections).
+	Gossip string `yaml:"gossip"`
+}
+
+// JoinAddrs splits Join into its addresses.
+func (c ClusterConfig) JoinAddrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // TracingConfig controls the in-node trace store and OTLP export.
@@ -242,6 +329,9 @@ func Default() Config {
 			DataDir:         "./loom-data",
 			Bind:            "127.0.0.1",
 			HTTPPort:        7420,
+			GRPCPort:        7421,
+			GossipPort:      7946,
+			RaftPort:        7422,
 			ShutdownTimeout: 30 * time.Second,
 			MaxPayloadBytes: 4 << 20,
 		},
@@ -261,6 +351,14 @@ func Default() Config {
 			Backend:       CoordinationMemory,
 			SessionTTL:    10 * time.Second,
 			RenewInterval: 3 * time.Second,
+		},
+		Cluster: ClusterConfig{
+			BootstrapExpect:  1,
+			Voters:           3,
+			DeadVoterTimeout: 2 * time.Minute,
+			JoinTimeout:      30 * time.Second,
+			RejoinInterval:   10 * time.Second,
+			Gossip:           GossipLAN,
 		},
 		Tracing: TracingConfig{
 			Enabled:      false,

@@ -106,7 +106,28 @@ func TestValidate(t *testing.T) {
 		}, "actorPools.types.", "must not be empty"},
 		{"journal backend", func(c *Config) { c.Journal.Backend = "redis" }, "journal.backend", "must be one of bbolt, memory"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
-		{"coordination backend", func(c *Config) { c.Coordination.Backend = "raft" }, "coordination.backend", `must be one of memory (got "raft")`},
+		{"coordination backend", func(c *Config) { c.Coordination.Backend = "redis" }, "coordination.backend", `must be one of memory, raft (got "redis")`},
+		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", "needs coordination.backend raft"},
+		{"memory coordinator in a cluster", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "cannot be shared between nodes"},
+		{"local journal in a cluster", func(c *Config) {
+			c.Coordination.Backend = CoordinationRaft
+			c.Cluster.BootstrapExpect = 3
+		}, "journal.backend", "a cluster needs journal.backend raft"},
+		{"bad join", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Cluster.Join = "10.0.0.1:7946, nope"
+		}, "cluster.join", `(got "nope")`},
+		{"advertise needed", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Node.Bind, c.Cluster.Join = "0.0.0.0", "10.0.0.1:7946"
+		}, "node.advertise", "must be set when node.bind is 0.0.0.0"},
+		{"bad advertise", func(c *Config) { c.Node.Advertise = "host" }, "node.advertise", "must be an IP address"},
+		{"same ports", func(c *Config) { c.Node.GRPCPort = c.Node.HTTPPort }, "node.grpcPort", "must differ from node.httpPort"},
+		{"raft port range", func(c *Config) { c.Node.RaftPort = 70000 }, "node.raftPort", "between 0 and 65535"},
+		{"bootstrap expect", func(c *Config) { c.Cluster.BootstrapExpect = 0 }, "cluster.bootstrapExpect", "must be >= 1"},
+		{"even voters", func(c *Config) { c.Cluster.Voters = 4 }, "cluster.voters", "must be odd"},
+		{"dead voter timeout", func(c *Config) { c.Cluster.DeadVoterTimeout = 0 }, "cluster.deadVoterTimeout", "must be > 0"},
+		{"gossip preset", func(c *Config) { c.Cluster.Gossip = "wan" }, "cluster.gossip", "must be one of lan, local"},
 		{"ttl", func(c *Config) { c.Coordination.SessionTTL = 0 }, "coordination.sessionTTL", "must be > 0"},
 		{"renew zero", func(c *Config) { c.Coordination.RenewInterval = 0 }, "coordination.renewInterval", "must be > 0"},
 		{"renew half", func(c *Config) { c.Coordination.RenewInterval = 5 * time.Second }, "coordination.renewInterval", "must be < coordination.sessionTTL/2 (5s)"},

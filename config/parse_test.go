@@ -28,6 +28,10 @@ func TestParseExampleFile(t *testing.T) {
 			DataDir:         "/var/lib/loom",
 			Bind:            "0.0.0.0",
 			HTTPPort:        8080,
+			GRPCPort:        8081,
+			GossipPort:      8301,
+			RaftPort:        8300,
+			Advertise:       "10.0.0.7",
 			ShutdownTimeout: 45 * time.Second,
 			MaxPayloadBytes: 8 << 20,
 		},
@@ -38,11 +42,20 @@ func TestParseExampleFile(t *testing.T) {
 				"session": {IdleTimeout: new(30 * time.Second), EvictionPolicy: new(EvictionReject)},
 			},
 		},
-		Journal: JournalConfig{Backend: JournalBBolt, Path: "/var/lib/loom/journal/actors.db", SnapshotEvery: 500},
+		Journal: JournalConfig{Backend: JournalRaft, Path: "/var/lib/loom/journal/actors.db", SnapshotEvery: 500},
 		Coordination: CoordinationConfig{
-			Backend:       CoordinationMemory,
+			Backend:       CoordinationRaft,
 			SessionTTL:    15 * time.Second,
 			RenewInterval: 5 * time.Second,
+		},
+		Cluster: ClusterConfig{
+			Join:             "10.0.0.5:8301,10.0.0.6:8301",
+			BootstrapExpect:  3,
+			Voters:           5,
+			DeadVoterTimeout: 5 * time.Minute,
+			JoinTimeout:      time.Minute,
+			RejoinInterval:   15 * time.Second,
+			Gossip:           GossipLAN,
 		},
 		Tracing: TracingConfig{
 			Enabled:      true,
@@ -213,7 +226,7 @@ func TestParseUnknownKeys(t *testing.T) {
 		message string
 	}{
 		{"top level", "node:\n  id: a\nnodes:\n  id: b\n", "nodes", 3, "unknown key"},
-		{"in a section", "node:\n  id: a\n  color: blue\n", "node.color", 3, "allowed: bind, dataDir, httpPort, id, maxPayloadBytes, shutdownTimeout"},
+		{"in a section", "node:\n  id: a\n  color: blue\n", "node.color", 3, "allowed: advertise, bind, dataDir, gossipPort, grpcPort, httpPort, id, maxPayloadBytes, raftPort, shutdownTimeout"},
 		{"case", "node:\n  httpport: 1\n", "node.httpport", 2, `did you mean "httpPort"?`},
 		{"snake case", "actorPools:\n  default:\n    max_size: 1\n", "actorPools.default.max_size", 3, `did you mean "maxSize"?`},
 		{"in a type override", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n      size: 1\n", "actorPools.types.counter.size", 5, "unknown key"},

@@ -183,6 +183,25 @@ func (v *validator) validate(c *Config) {
 	if n.HTTPPort < 0 || n.HTTPPort > 65535 {
 		v.add("node.httpPort", n.HTTPPort, fmt.Sprintf("must be between 0 and 65535 (got %d)", n.HTTPPort))
 	}
+	ports := map[int]string{}
+	for _, pp := range []struct {
+		key  string
+		port int
+	}{{"node.httpPort", n.HTTPPort}, {"node.grpcPort", n.GRPCPort}, {"node.raftPort", n.RaftPort}, {"node.gossipPort", n.GossipPort}} {
+		if pp.key != "node.httpPort" && (pp.port < 0 || pp.port > 65535) {
+			v.add(pp.key, pp.port, fmt.Sprintf("must be between 0 and 65535 (got %d)", pp.port))
+			continue
+		}
+		if other, dup := ports[pp.port]; dup && pp.port != 0 {
+			v.add(pp.key, pp.port, fmt.Sprintf("must differ from %s (both %d)", other, pp.port))
+		}
+		ports[pp.port] = pp.key
+	}
+	if n.Advertise != "" {
+		if _, err := netip.ParseAddr(n.Advertise); err != nil {
+			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be an IP address (got %q)", n.Advertise))
+		}
+	}
 	v.positiveDuration("node.shutdownTimeout", n.ShutdownTimeout)
 	if n.MaxPayloadBytes <= 0 || n.MaxPayloadBytes > MaxPayloadLimit {
 		v.add("node.maxPayloadBytes", n.MaxPayloadBytes, fmt.Sprintf("must be > 0 and <= %d (256 MiB) (got %d)", MaxPayloadLimit, n.MaxPayloadBytes))
@@ -212,13 +231,44 @@ func (v *validator) validate(c *Config) {
 	}
 
 	j := c.Journal
-	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory)
+	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft)
 	if j.SnapshotEvery < 0 {
 		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
 	}
 
 	co := c.Coordination
-	v.oneOf("coordination.backend", co.Backend, CoordinationMemory)
+	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft)
+	if j.Backend == JournalRaft && co.Backend != CoordinationRaft {
+		v.add("journal.backend", j.Backend, "raft needs coordination.backend raft (the journal lives in the coordinator's Raft group)")
+	}
+	cl := c.Cluster
+	clustered := cl.Join != "" || cl.BootstrapExpect > 1
+	if co.Backend == CoordinationRaft && clustered && j.Backend != JournalRaft {
+		v.add("journal.backend", j.Backend, "a cluster needs journal.backend raft: an actor's journal must be readable on whichever node owns it next")
+	}
+	if co.Backend == CoordinationMemory && clustered {
+		v.add("coordination.backend", co.Backend, "a memory coordinator cannot be shared between nodes; use raft with cluster.join or cluster.bootstrapExpect > 1")
+	}
+	if clustered && n.Advertise == "" {
+		if a, err := netip.ParseAddr(n.Bind); err == nil && a.IsUnspecified() {
+			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be set when node.bind is %s in a cluster: other nodes need an address they can reach", n.Bind))
+		}
+	}
+	for _, a := range cl.JoinAddrs() {
+		if msg := checkHostPort(a); msg != "" {
+			v.add("cluster.join", cl.Join, fmt.Sprintf("%s (got %q)", msg, a))
+		}
+	}
+	if cl.BootstrapExpect < 1 {
+		v.add("cluster.bootstrapExpect", cl.BootstrapExpect, fmt.Sprintf("must be >= 1 (got %d)", cl.BootstrapExpect))
+	}
+	if cl.Voters < 1 || cl.Voters > 7 || cl.Voters%2 == 0 {
+		v.add("cluster.voters", cl.Voters, fmt.Sprintf("must be odd and between 1 and 7 (got %d)", cl.Voters))
+	}
+	v.positiveDuration("cluster.deadVoterTimeout", cl.DeadVoterTimeout)
+	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
+	v.positiveDuration("cluster.rejoinInterval", cl.RejoinInterval)
+	v.oneOf("cluster.gossip", cl.Gossip, GossipLAN, GossipLocal)
 	v.positiveDuration("coordination.sessionTTL", co.SessionTTL)
 	switch {
 	case co.RenewInterval <= 0:
