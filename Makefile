@@ -5,7 +5,7 @@ BIN     := bin/loom-node
 DATA    ?= ./loom-data
 PORT    ?= 7420
 
-.PHONY: build run test bench vet fmt clean
+.PHONY: build run test bench vet fmt clean proto
 
 build:
 	$(GO) build -o $(BIN) ./cmd/loom-node
@@ -31,3 +31,15 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Regenerates transport/loompb from proto/ (the generated code is committed,
+# so a build needs none of this). Tools: protoc 3.21 (Debian's
+# protobuf-compiler), protoc-gen-go v1.36.12, protoc-gen-go-grpc v1.5.1:
+#   apt-get install -y protobuf-compiler
+#   go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+#   go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+proto:
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc -I proto \
+		--go_out=. --go_opt=module=github.com/loom-mesh/loom \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/loom-mesh/loom \
+		proto/loom/v1/loom.proto

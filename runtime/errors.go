@@ -58,6 +58,9 @@ type MethodError struct {
 }
 
 func (e *MethodError) Error() string {
+	if e.Actor == "" { // decoded from another node: the message says it all
+		return e.Err.Error()
+	}
 	return e.Actor + "." + e.Method + ": " + e.Err.Error()
 }
 
