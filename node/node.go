@@ -11,7 +11,10 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/loom-mesh/loom/adapters/inmem"
 	"github.com/loom-mesh/loom/builtin"
@@ -20,6 +23,7 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/transport"
 )
 
 // Options configure a Node.
@@ -56,7 +60,17 @@ type Node struct {
 
 	stopWatch context.CancelFunc
 	wg        sync.WaitGroup
+
+	// In a cluster (coordination.backend raft):
+	mesh     *mesh
+	grpcLn   net.Listener
+	grpcSrv  *transport.Server
+	stopMesh context.CancelFunc
+	rtPtr    atomic.Pointer[runtime.Runtime]
 }
+
+// Version is the Loom version a node reports in its gossip metadata.
+const Version = "0.1.0-dev"
 
 // New checks the configuration and builds a Node. It starts nothing.
 func New(opts Options) (*Node, error) {
@@ -109,13 +123,30 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	}()
 	c := n.cfg
+	if err := os.MkdirAll(c.Node.DataDir, 0o755); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	// The HTTP listener comes first: its address is part of the node's
+	// gossip metadata.
+	addr := net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.HTTPPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: http listen on %s: %w", addr, err)
+	}
+	n.ln = ln
 
 	var epoch uint64
+	if c.Coordination.Backend == config.CoordinationRaft {
+		if err := n.startMesh(ctx); err != nil {
+			return err
+		}
+		watchCtx, stopMesh := context.WithCancel(context.Background())
+		n.stopMesh = stopMesh
+		n.serveMesh(watchCtx)
+		n.coord = n.mesh.store
+	}
 	switch c.Journal.Backend {
 	case config.JournalBBolt:
-		if err := os.MkdirAll(c.Node.DataDir, 0o755); err != nil {
-			return fmt.Errorf("node: data dir: %w", err)
-		}
 		jo := journal.DefaultFileOptions()
 		jo.Logger = n.log
 		j, err := journal.OpenFile(c.JournalPath(), jo)
@@ -128,6 +159,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 	case config.JournalMemory:
 		n.journal = inmem.NewJournal()
+	case config.JournalRaft:
+		n.journal = n.mesh.store
 	default:
 		return fmt.Errorf("node: journal backend %q not supported", c.Journal.Backend)
 	}
@@ -135,15 +168,19 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	switch c.Coordination.Backend {
 	case config.CoordinationMemory:
 		n.coord = epochCoordinator{Coordinator: inmem.NewCoordinator(inmem.CoordinatorOptions{}), base: epoch << 32}
+	case config.CoordinationRaft:
+		// set above
 	default:
 		return fmt.Errorf("node: coordination backend %q not supported", c.Coordination.Backend)
 	}
 	n.keeper = lock.NewKeeper(n.coord, c.Node.ID, keeperConfig(c), n.log)
+	// In a cluster this waits for a Raft leader (and so for
+	// bootstrapExpect members), bounded by ctx.
 	if err := n.keeper.Start(ctx); err != nil {
 		return fmt.Errorf("node: coordinator session: %w", err)
 	}
 
-	rt, err := runtime.New(runtime.Options{
+	ro := runtime.Options{
 		NodeID:          c.Node.ID,
 		Journal:         n.journal,
 		Coordinator:     n.coord,
@@ -152,29 +189,29 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		SnapshotEvery:   c.Journal.SnapshotEvery,
 		MaxPayloadBytes: c.Node.MaxPayloadBytes,
 		Logger:          n.log,
-	})
+	}
+	if n.mesh != nil {
+		ro.Router = n.mesh
+	}
+	rt, err := runtime.New(ro)
 	if err != nil {
 		return err
 	}
-	n.rt = rt
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	n.stopWatch = stopWatch
-	n.wg.Add(1)
-	go n.watchLapses(watchCtx)
 	types := append([]runtime.Definition(nil), n.opts.Types...)
 	if n.opts.Builtins {
 		types = append(types, builtin.Types()...)
 	}
 	if err := rt.Register(types...); err != nil {
+		_ = rt.Close(context.Background())
 		return err
 	}
+	n.rt = rt
+	n.rtPtr.Store(rt)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	n.stopWatch = stopWatch
+	n.wg.Add(1)
+	go n.watchLapses(watchCtx)
 
-	addr := net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.HTTPPort))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("node: http listen on %s: %w", addr, err)
-	}
-	n.ln = ln
 	n.srv = &http.Server{
 		Handler:           n.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -182,8 +219,19 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.served = make(chan error, 1)
 	go func() { n.served <- n.srv.Serve(ln) }()
-	n.log.Info("node started", "http", n.HTTPAddr(), "journal", c.Journal.Backend, "data_dir", c.Node.DataDir)
+	n.log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "journal", c.Journal.Backend, "coordination", c.Coordination.Backend, "data_dir", c.Node.DataDir)
 	return nil
+}
+
+// runtime returns the runtime once Start has built it, else nil.
+func (n *Node) runtime() *runtime.Runtime { return n.rtPtr.Load() }
+
+// GRPCAddr is the address the gRPC server listens on ("" for a single node).
+func (n *Node) GRPCAddr() string {
+	if n.grpcLn == nil {
+		return ""
+	}
+	return n.grpcLn.Addr().String()
 }
 
 func (n *Node) handler() http.Handler {
@@ -195,7 +243,82 @@ func (n *Node) handler() http.Handler {
 		Logger:       n.log,
 	}))
 	mux.HandleFunc("GET /health", n.health)
+	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
 	return mux
+}
+
+// ClusterInfo is what GET /v1/cluster answers.
+type ClusterInfo struct {
+	Node    string         `json:"node"`
+	Mode    string         `json:"mode"` // "single" or "cluster"
+	Leader  string         `json:"leader,omitempty"`
+	Raft    *RaftInfo      `json:"raft,omitempty"`
+	Members []MemberInfo   `json:"members"`
+	Ring    *RingInfo      `json:"ring,omitempty"`
+	Actors  map[string]int `json:"activeActors"`
+}
+
+// RaftInfo is this node's view of Raft.
+type RaftInfo struct {
+	State        string   `json:"state"`
+	AppliedIndex uint64   `json:"appliedIndex"`
+	Voters       []string `json:"voters"`
+	Nonvoters    []string `json:"nonvoters,omitempty"`
+}
+
+// MemberInfo is one member as this node sees it.
+type MemberInfo struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	HTTP  string `json:"http,omitempty"`
+	GRPC  string `json:"grpc,omitempty"`
+	Raft  string `json:"raft,omitempty"`
+}
+
+// RingInfo describes the placement ring.
+type RingInfo struct {
+	Members []string `json:"members"`
+	Version uint64   `json:"version"`
+}
+
+// Info reports membership, Raft and placement as this node sees them.
+func (n *Node) Info() ClusterInfo {
+	ci := ClusterInfo{Node: n.cfg.Node.ID, Mode: "single", Actors: map[string]int{}}
+	if rt := n.runtime(); rt != nil {
+		for t := range rt.Types() {
+			ci.Actors[t] = rt.Active(t)
+		}
+	}
+	m := n.mesh
+	if m == nil {
+		ci.Members = []MemberInfo{{ID: n.cfg.Node.ID, State: "alive", HTTP: n.HTTPAddr()}}
+		return ci
+	}
+	ci.Mode = "cluster"
+	leader, _ := m.store.Leader()
+	ci.Leader = string(leader)
+	ri := &RaftInfo{State: m.store.State().String(), AppliedIndex: m.store.AppliedIndex(), Voters: []string{}}
+	if conf, err := m.store.Configuration(); err == nil {
+		for _, s := range conf.Servers {
+			if s.Suffrage == raft.Voter {
+				ri.Voters = append(ri.Voters, string(s.ID))
+			} else {
+				ri.Nonvoters = append(ri.Nonvoters, string(s.ID))
+			}
+		}
+	}
+	ci.Raft = ri
+	for _, mem := range m.members.Members() {
+		ci.Members = append(ci.Members, MemberInfo{ID: mem.NodeID, State: mem.State.String(), HTTP: mem.Meta.HTTPAddr, GRPC: mem.Meta.GRPCAddr, Raft: mem.Meta.RaftAddr})
+	}
+	r := m.table.Ring()
+	ci.Ring = &RingInfo{Members: r.Members(), Version: r.Version()}
+	return ci
+}
+
+func (n *Node) clusterInfo(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(n.Info())
 }
 
 func (n *Node) health(w http.ResponseWriter, _ *http.Request) {
@@ -280,7 +403,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// closeParts closes whatever Start opened, in reverse order.
+// closeParts closes whatever Start opened, in reverse order: HTTP stops
+// accepting and drains, the runtime finishes running turns and releases
+// its actors, the gRPC server drains, the session ends, the node leaves the
+// gossip cluster, and the Raft store and the journal close last.
 func (n *Node) closeParts(ctx context.Context) error {
 	var errs []error
 	if n.srv != nil {
@@ -299,19 +425,53 @@ func (n *Node) closeParts(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if n.grpcSrv != nil {
+		n.grpcSrv.Stop(ctx)
+	} else if n.grpcLn != nil {
+		_ = n.grpcLn.Close()
+	}
 	if n.stopWatch != nil {
 		n.stopWatch()
-		n.wg.Wait()
 	}
+	if n.stopMesh != nil {
+		n.stopMesh()
+	}
+	n.wg.Wait()
+	n.log.Debug("shutdown: runtime, servers and watchers stopped")
 	if n.keeper != nil {
-		if err := n.keeper.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("node: session: %w", err))
+		// Ending the session frees the node's locks at once; if the
+		// coordinator cannot be reached (no Raft quorum left), the
+		// session lapses by its TTL instead, so do not wait long.
+		kctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := n.keeper.Close(kctx); err != nil {
+			n.log.Warn("ending the coordinator session; it will lapse by its TTL", "err", err)
 		}
+		cancel()
 	}
-	if n.coord != nil {
+	n.log.Debug("shutdown: session closed")
+	if m := n.mesh; m != nil {
+		if m.members != nil {
+			// A graceful leave only needs a few gossip rounds; do not let
+			// an unanswered broadcast hold up the shutdown.
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := m.members.Leave(lctx); err != nil {
+				n.log.Warn("leaving the cluster", "err", err)
+			}
+			cancel()
+			_ = m.members.Close()
+		}
+		if m.store != nil {
+			if err := m.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: raft: %w", err))
+			}
+		}
+		if m.pool != nil {
+			_ = m.pool.Close()
+		}
+	} else if n.coord != nil {
 		_ = n.coord.Close()
 	}
-	if n.journal != nil {
+	if n.journal != nil && (n.mesh == nil || n.journal != journal.Journal(n.mesh.store)) {
 		if err := n.journal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: journal: %w", err))
 		}

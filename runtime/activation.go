@@ -330,7 +330,12 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 			a.state.discard()
 			cancel()
 		}
-		r.releaseLock(a)
+		if !r.closing.Load() {
+			// On shutdown the node ends its session right after, which
+			// frees every lock in one command (and needs no quorum per
+			// actor); otherwise release this one now.
+			r.releaseLock(a)
+		}
 	}
 	r.log.Debug("deactivated", "actor", a.key, "reason", reason, "token", a.token)
 	a.release()

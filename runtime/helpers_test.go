@@ -101,6 +101,11 @@ func (e *env) restart(defs []runtime.Definition, opts ...envOpt) {
 	if err := e.rt.Close(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
+	// As a node does after closing its runtime: end the session, which
+	// frees the actors' locks.
+	if err := e.coord.DestroySession(context.Background(), e.session.id); err != nil {
+		e.t.Fatal(err)
+	}
 	e.start(defs, opts...)
 }
 

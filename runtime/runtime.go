@@ -361,8 +361,9 @@ func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn f
 }
 
 // Close stops accepting calls (they fail with ErrShuttingDown), lets each
-// running turn finish, and deactivates every actor cleanly (hook, lock
-// release). It returns ctx's error if that takes longer than ctx allows.
+// running turn finish, and deactivates every actor cleanly (OnDeactivate
+// hook). It does not release the actors' locks one by one: the caller ends
+// the coordinator session next, which frees them all at once. It returns ctx's error if that takes longer than ctx allows.
 // Close may be called more than once. It does not close the journal or
 // the coordinator.
 func (r *Runtime) Close(ctx context.Context) error {

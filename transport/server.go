@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -11,8 +12,10 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -22,58 +25,81 @@ import (
 
 // Call is an actor call as it crosses the wire. The correlation id and the
 // idempotency key travel in the context (runtime.WithCorrelationID,
-// runtime.WithIdempotencyKey).
+// runtime.WithIdempotencyKey), and so does the deadline.
 type Call struct {
 	ActorType, ActorID, Method string
 	Payload                    []byte
-	Hops                       uint32
+	// Hops counts the forwards between nodes so far.
+	Hops uint32
 }
 
-// ActorHandler runs actor calls that arrive at a node.
+// ActorHandler runs actor calls that arrive at a node. The Server calls
+// HandleInvoke from its own goroutines, concurrently, one per call; ctx
+// carries the caller's deadline, correlation id, idempotency key and trace
+// context, and is canceled when the caller gives up or the server stops.
+// The returned error is sent through the error table (errors.go): return
+// the runtime / journal sentinels (wrapped) or NotOwner. c.Payload must not
+// be kept after HandleInvoke returns.
 type ActorHandler interface {
 	HandleInvoke(ctx context.Context, c Call) ([]byte, error)
 }
 
-// ForwardHandler applies Raft commands forwarded by a follower.
+// ForwardHandler applies Raft commands forwarded by a follower (opaque
+// bytes, encoded by raftlock). Called concurrently from gRPC's goroutines.
 type ForwardHandler interface {
 	HandleForward(ctx context.Context, batch []byte) ([]byte, error)
 }
 
-// TopologySource provides the cluster's topology. Changed returns a channel
-// that is closed at the next change after the call.
+// TopologySource provides the cluster's topology to Topology.Watch.
+// Topology returns the current topology (the Server does not modify it);
+// Changed returns a channel that is closed at the next change after the
+// call. Both are called from the watchers' goroutines, concurrently.
 type TopologySource interface {
 	Topology() *loompb.ClusterTopology
 	Changed() <-chan struct{}
 }
 
-// ServerOptions configure a Server. Nil handlers make their service answer
-// Unavailable.
+// ServerOptions configure a Server. The zero value is valid: every
+// service answers Unavailable.
 type ServerOptions struct {
-	Actors   ActorHandler
-	Forward  ForwardHandler
+	// Actors serves Actors.Invoke and Actors.Stream; nil answers every call
+	// with runtime.ErrUnavailable (not applied).
+	Actors ActorHandler
+	// Forward serves Coordinator.Forward; nil answers Unavailable.
+	Forward ForwardHandler
+	// Topology serves Topology.Watch; nil answers Unavailable.
 	Topology TopologySource
-	Logger   *slog.Logger
-	// TracerProvider and Propagator for otelgrpc; nil means the globals.
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// TracerProvider and Propagator for trace context: otelgrpc on every
+	// RPC, plus a span per call on a stream. nil means none (no-op); this
+	// package never reads or sets the OpenTelemetry globals.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// MaxMessageBytes bounds a received message. Default 16 MiB.
+	// MaxMessageBytes bounds a message either way. 0 means 16 MiB.
 	MaxMessageBytes int
 }
 
-// Metadata keys.
+// Metadata keys of a unary call.
 const (
 	mdCorrelationID  = "loom-correlation-id"
 	mdIdempotencyKey = "loom-idempotency-key"
 )
 
-// Server serves the Actors, Coordinator and Topology services.
+// Server serves the Actors, Coordinator and Topology services. Build it
+// with NewServer, run it with Serve, end it with Stop.
 type Server struct {
-	opts ServerOptions
-	grpc *grpc.Server
-	log  *slog.Logger
+	opts   ServerOptions
+	grpc   *grpc.Server
+	log    *slog.Logger
+	tracer trace.Tracer // nil without a TracerProvider
+
+	stopping chan struct{} // closed by Stop: streams drain, watches end
+	stopOnce sync.Once
+	handlers sync.WaitGroup // Stream handlers and their call goroutines
 }
 
-// NewServer builds a server. It starts nothing; call Serve.
+// NewServer builds a server. It starts nothing and listens on nothing.
 func NewServer(opts ServerOptions) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -81,11 +107,17 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 16 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, stopping: make(chan struct{})}
+	if opts.TracerProvider != nil {
+		s.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(opts.TracerProvider, opts.Propagator)...)),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
+		// Clients ping idle connections every clientKeepalive; allow it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientKeepalive / 2, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverKeepalive, Timeout: keepaliveTimeout}),
 	)
 	loompb.RegisterActorsServer(s.grpc, actorsServer{s: s})
 	loompb.RegisterCoordinatorServer(s.grpc, coordinatorServer{s: s})
@@ -93,18 +125,25 @@ func NewServer(opts ServerOptions) *Server {
 	return s
 }
 
+const (
+	tracerName       = "github.com/loom-mesh/loom/transport"
+	clientKeepalive  = 10 * time.Second // a client pings a connection idle this long
+	serverKeepalive  = 30 * time.Second
+	keepaliveTimeout = 5 * time.Second // no ping answer within this: the connection is dead
+)
+
+// otelOptions: explicit providers only, no-op by default, never the globals.
 func otelOptions(tp trace.TracerProvider, p propagation.TextMapPropagator) []otelgrpc.Option {
-	var o []otelgrpc.Option
-	if tp != nil {
-		o = append(o, otelgrpc.WithTracerProvider(tp))
+	if tp == nil {
+		tp = noop.NewTracerProvider()
 	}
-	if p != nil {
-		o = append(o, otelgrpc.WithPropagators(p))
+	if p == nil {
+		p = propagation.NewCompositeTextMapPropagator() // propagates nothing
 	}
-	return o
+	return []otelgrpc.Option{otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(p)}
 }
 
-// Serve accepts connections on ln until Stop.
+// Serve accepts connections on ln until Stop; it returns nil after Stop.
 func (s *Server) Serve(ln net.Listener) error {
 	err := s.grpc.Serve(ln)
 	if errors.Is(err, grpc.ErrServerStopped) {
@@ -113,9 +152,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Stop stops the server gracefully (running calls finish, streams end)
-// until ctx ends, then closes every connection.
+// Stop stops the server. Gracefully until ctx ends: no new connections or
+// RPCs, running calls finish and are answered, call streams drain (the
+// client is told to send new calls elsewhere and half-closes the stream
+// once it has sent what it had queued), topology watches end. When ctx
+// ends first, every connection is closed: calls still running see their
+// context canceled, and their callers get ErrUnknownOutcome. Stop returns
+// once every call goroutine has returned (handlers must honor ctx). Safe
+// to call more than once.
 func (s *Server) Stop(ctx context.Context) {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -127,6 +173,7 @@ func (s *Server) Stop(ctx context.Context) {
 		s.grpc.Stop()
 		<-done
 	}
+	s.handlers.Wait()
 }
 
 type actorsServer struct {
@@ -134,36 +181,35 @@ type actorsServer struct {
 	s *Server
 }
 
-// callContext adds the request's correlation id, idempotency key and
-// deadline to ctx.
-func callContext(ctx context.Context, req *loompb.InvokeRequest) (context.Context, context.CancelFunc) {
+// callContext adds the request's correlation id, idempotency key, trace
+// context and deadline to ctx.
+func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) context.Context {
 	if req.CorrelationId != "" {
 		ctx = runtime.WithCorrelationID(ctx, req.CorrelationId)
 	}
 	if req.IdempotencyKey != "" {
 		ctx = runtime.WithIdempotencyKey(ctx, req.IdempotencyKey)
 	}
-	if req.DeadlineUnixNano != 0 {
-		return context.WithDeadline(ctx, time.Unix(0, req.DeadlineUnixNano))
+	if len(req.Trace) > 0 && s.opts.Propagator != nil {
+		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
 	}
-	return ctx, func() {}
+	return ctx
 }
 
-func (a actorsServer) handle(ctx context.Context, req *loompb.InvokeRequest) *loompb.InvokeResponse {
-	resp := &loompb.InvokeResponse{CallId: req.CallId}
-	h := a.s.opts.Actors
+func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest) ([]byte, error) {
+	h := s.opts.Actors
 	if h == nil {
-		resp.Error = EncodeError(ErrNotOwner)
-		return resp
+		return nil, errNoActors
 	}
-	out, err := h.HandleInvoke(ctx, Call{ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload, Hops: req.Hops})
-	if err != nil {
-		resp.Error = EncodeError(err)
-		return resp
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
 	}
-	resp.Payload = out
-	return resp
+	return h.HandleInvoke(ctx, Call{ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload, Hops: req.Hops})
 }
+
+var errNoActors = fmt.Errorf("%w: this node serves no actors", runtime.ErrUnavailable)
 
 func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*loompb.InvokeResponse, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -174,19 +220,36 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 			req.IdempotencyKey = v[0]
 		}
 	}
-	ctx, cancel := callContext(ctx, req)
-	defer cancel()
-	return a.handle(ctx, req), nil
+	// The deadline is gRPC's own (already on ctx); otelgrpc extracted the
+	// trace context.
+	req.Trace = nil
+	out, err := a.s.handle(a.s.callContext(ctx, req), req)
+	if err != nil {
+		return nil, statusError(err)
+	}
+	return &loompb.InvokeResponse{Payload: out}, nil
 }
 
-// Stream serves multiplexed calls: each call runs in its own goroutine, and
-// one writer sends whatever results are ready as one batch.
+// Stream serves multiplexed calls. The handler goroutine reads batches and
+// starts one goroutine per call; a writer goroutine sends whatever results
+// are ready as one batch. When the server stops, the writer tells the
+// client to drain; the stream ends when the client half-closes it and every
+// call has been answered (or when the connection is cut).
 func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
+	s := a.s
+	s.handlers.Add(1)
+	defer s.handlers.Done()
 	ctx := stream.Context()
+
 	results := make(chan *loompb.InvokeResponse, 256)
-	var calls sync.WaitGroup
 	writerDone := make(chan error, 1)
-	go func() { writerDone <- writeBatches(ctx, results, stream.Send) }()
+	go func() { writerDone <- writeBatches(results, s.stopping, stream.Send) }()
+
+	var (
+		calls   sync.WaitGroup
+		mu      sync.Mutex
+		running = map[uint64]context.CancelFunc{} // by call id, for InvokeBatch.cancel
+	)
 	var recvErr error
 	for {
 		batch, err := stream.Recv()
@@ -195,39 +258,82 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			break
 		}
 		for _, req := range batch.Calls {
+			var cctx context.Context
+			var cancel context.CancelFunc
+			if req.DeadlineUnixNano != 0 {
+				cctx, cancel = context.WithDeadline(s.callContext(ctx, req), time.Unix(0, req.DeadlineUnixNano))
+			} else {
+				cctx, cancel = context.WithCancel(s.callContext(ctx, req))
+			}
+			mu.Lock()
+			running[req.CallId] = cancel
+			mu.Unlock()
 			calls.Add(1)
 			go func() {
 				defer calls.Done()
-				cctx, cancel := callContext(ctx, req)
-				resp := a.handle(cctx, req)
-				cancel()
-				select {
-				case results <- resp:
-				case <-ctx.Done():
+				resp := &loompb.InvokeResponse{CallId: req.CallId}
+				out, err := s.handle(cctx, req)
+				if err != nil {
+					resp.Error = EncodeError(err)
+				} else {
+					resp.Payload = out
 				}
+				mu.Lock()
+				delete(running, req.CallId)
+				mu.Unlock()
+				cancel()
+				results <- resp // the writer drains results until it is closed
 			}()
+		}
+		if len(batch.Cancel) > 0 {
+			mu.Lock()
+			for _, id := range batch.Cancel {
+				if cancel := running[id]; cancel != nil {
+					cancel()
+				}
+			}
+			mu.Unlock()
 		}
 	}
 	calls.Wait()
 	close(results)
 	werr := <-writerDone
-	if errors.Is(recvErr, context.Canceled) || status.Code(recvErr) == codes.Canceled || recvErr == nil || isEOF(recvErr) {
+	if isEOF(recvErr) || status.Code(recvErr) == codes.Canceled || errors.Is(recvErr, context.Canceled) {
 		return werr
 	}
 	return recvErr
 }
 
 // writeBatches sends results as they come, each Send carrying everything
-// that is ready. It returns when results is closed (nil) or a Send fails.
-func writeBatches(ctx context.Context, results <-chan *loompb.InvokeResponse, send func(*loompb.ResultBatch) error) error {
+// that is ready (up to maxBatch). When stopping closes it sends one
+// draining batch. It returns when results is closed: nil, or the first
+// Send error (after which it only drains results, so no call goroutine
+// ever blocks).
+func writeBatches(results <-chan *loompb.InvokeResponse, stopping <-chan struct{}, send func(*loompb.ResultBatch) error) error {
 	var failed error
-	for first := range results {
+	drainSent := false
+	for {
+		var first *loompb.InvokeResponse
+		select {
+		case r, ok := <-results:
+			if !ok {
+				return failed
+			}
+			first = r
+		case <-stopping:
+			stopping = nil
+			if failed == nil && !drainSent {
+				drainSent = true
+				failed = send(&loompb.ResultBatch{Draining: true})
+			}
+			continue
+		}
 		if failed != nil {
-			continue // drain so call goroutines never block
+			continue
 		}
 		batch := &loompb.ResultBatch{Results: []*loompb.InvokeResponse{first}}
 	more:
-		for len(batch.Results) < 1024 {
+		for len(batch.Results) < maxBatch {
 			select {
 			case r, ok := <-results:
 				if !ok {
@@ -238,26 +344,28 @@ func writeBatches(ctx context.Context, results <-chan *loompb.InvokeResponse, se
 				break more
 			}
 		}
-		if err := send(batch); err != nil {
-			failed = err
-		}
+		failed = send(batch)
 	}
-	return failed
 }
+
+// maxBatch bounds the calls or results in one stream message.
+const maxBatch = 1024
 
 type coordinatorServer struct {
 	loompb.UnimplementedCoordinatorServer
 	s *Server
 }
 
+var errNoCoordinator = fmt.Errorf("%w: this node has no coordinator", runtime.ErrUnavailable)
+
 func (c coordinatorServer) Forward(ctx context.Context, req *loompb.ForwardRequest) (*loompb.ForwardResponse, error) {
 	h := c.s.opts.Forward
 	if h == nil {
-		return nil, status.Error(codes.Unavailable, "this node has no coordinator")
+		return nil, statusError(errNoCoordinator)
 	}
 	out, err := h.HandleForward(ctx, req.Batch)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, statusError(err)
 	}
 	return &loompb.ForwardResponse{Result: out}, nil
 }
@@ -281,6 +389,8 @@ func (t topologyServer) Watch(_ *loompb.WatchRequest, stream loompb.Topology_Wat
 		case <-changed:
 		case <-stream.Context().Done():
 			return nil
+		case <-t.s.stopping:
+			return status.Error(codes.Unavailable, "server stopping")
 		}
 	}
 }

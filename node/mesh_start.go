@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/loom-mesh/loom/cluster"
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/placement"
+	"github.com/loom-mesh/loom/raftlock"
+	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/transport"
+)
+
+// advertised is the address other nodes use to reach a listener bound on
+// the node's bind address.
+func (n *Node) advertised(ln net.Addr) string {
+	host := n.cfg.Node.Bind
+	if n.cfg.Node.Advertise != "" {
+		host = n.cfg.Node.Advertise
+	}
+	_, port, _ := net.SplitHostPort(ln.String())
+	return net.JoinHostPort(host, port)
+}
+
+// startMesh opens what a clustered node needs before its runtime: the gRPC
+// listener, the Raft store, gossip membership and the placement ring. The
+// Raft store becomes the node's coordinator and, with journal.backend raft,
+// its journal.
+func (n *Node) startMesh(ctx context.Context) error {
+	c := n.cfg
+	m := &mesh{n: n}
+	n.mesh = m
+
+	gln, err := net.Listen("tcp", net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.GRPCPort)))
+	if err != nil {
+		return fmt.Errorf("node: grpc listen: %w", err)
+	}
+	n.grpcLn = gln
+	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log})
+
+	rc := raftlock.DefaultConfig()
+	if c.Cluster.Gossip == config.GossipLocal {
+		rc = raftlock.FastConfig()
+	}
+	rc.NodeID = raft.ServerID(c.Node.ID)
+	rc.DataDir = c.Node.DataDir
+	rc.BindAddr = net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.RaftPort))
+	if c.Node.Advertise != "" {
+		rc.AdvertiseAddr = net.JoinHostPort(c.Node.Advertise, strconv.Itoa(c.Node.RaftPort))
+	}
+	rc.Forwarder = leaderForwarder{m}
+	rc.Logger = n.log.With("component", "raft")
+	store, err := raftlock.Open(rc)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	m.store = store
+
+	tbl, err := placement.NewTable(placement.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	m.table = tbl
+
+	cc := cluster.DefaultConfig()
+	if c.Cluster.Gossip == config.GossipLocal {
+		cc = cluster.DevConfig()
+	}
+	cc.NodeID = c.Node.ID
+	cc.BindAddr = c.Node.Bind
+	cc.BindPort = c.Node.GossipPort
+	cc.AdvertiseAddr = c.Node.Advertise
+	cc.Seeds = c.Cluster.JoinAddrs()
+	cc.JoinTimeout = c.Cluster.JoinTimeout
+	cc.RejoinInterval = c.Cluster.RejoinInterval
+	cc.Logger = n.log.With("component", "gossip")
+	cc.Meta = cluster.Meta{
+		NodeID:   c.Node.ID,
+		GRPCAddr: n.advertised(gln.Addr()),
+		RaftAddr: string(store.Addr()),
+		HTTPAddr: n.advertised(n.ln.Addr()),
+		Version:  Version,
+	}
+	m.changed = make(chan struct{})
+	members, err := cluster.New(cc)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	m.members = members
+	if err := members.Start(ctx); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	tbl.Update(m.aliveIDs())
+	return nil
+}
+
+// serveMesh starts the gRPC server and the membership watcher. They run
+// before the runtime exists: followers forward their session commands to
+// the leader over gRPC, and the watcher bootstraps Raft. Actor calls are
+// refused as unavailable until the runtime is set.
+func (n *Node) serveMesh(ctx context.Context) {
+	m := n.mesh
+	n.grpcSrv = transport.NewServer(transport.ServerOptions{
+		Actors:   actorHandler{n},
+		Forward:  m.store,
+		Topology: m,
+		Logger:   n.log,
+	})
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpcSrv.Serve(n.grpcLn); err != nil {
+			n.log.Warn("grpc server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		m.watch(ctx)
+	}()
+}
+
+// actorHandler serves calls forwarded by other nodes and clients.
+type actorHandler struct{ n *Node }
+
+func (h actorHandler) HandleInvoke(ctx context.Context, c transport.Call) ([]byte, error) {
+	rt := h.n.runtime()
+	if rt == nil {
+		return nil, fmt.Errorf("%w: node %s is starting", runtime.ErrUnavailable, h.n.cfg.Node.ID)
+	}
+	return rt.InvokeForwarded(ctx, runtime.Call{
+		ActorType: c.ActorType, ActorID: c.ActorID, Method: c.Method,
+		Payload: c.Payload, Hops: int(c.Hops),
+	})
+}
