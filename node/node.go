@@ -223,6 +223,22 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// GossipAddr is the gossip address ("" for a single node).
+func (n *Node) GossipAddr() string {
+	if n.mesh == nil || n.mesh.members == nil {
+		return ""
+	}
+	return n.mesh.members.LocalNode().Addr
+}
+
+// RaftAddr is the Raft address ("" for a single node).
+func (n *Node) RaftAddr() string {
+	if n.mesh == nil || n.mesh.store == nil {
+		return ""
+	}
+	return string(n.mesh.store.Addr())
+}
+
 // runtime returns the runtime once Start has built it, else nil.
 func (n *Node) runtime() *runtime.Runtime { return n.rtPtr.Load() }
 

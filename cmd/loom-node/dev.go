@@ -22,6 +22,9 @@ type nodeFlags struct {
 	httpPort int
 	nodeID   string
 	bind     string
+	// cluster flags (run only)
+	grpcPort, raftPort, gossipPort, bootstrapExpect int
+	join, advertise, gossip                         string
 }
 
 func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
@@ -35,11 +38,31 @@ func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
 	return f
 }
 
+// addClusterFlags adds the flags of a cluster member.
+func (f *nodeFlags) addClusterFlags() {
+	f.fs.IntVar(&f.grpcPort, "grpc-port", 0, "gRPC port (node.grpcPort, default 7421; 0 picks a free port)")
+	f.fs.IntVar(&f.raftPort, "raft-port", 0, "Raft port (node.raftPort, default 7422; 0 picks a free port)")
+	f.fs.IntVar(&f.gossipPort, "gossip-port", 0, "gossip port (node.gossipPort, default 7946; 0 picks a free port)")
+	f.fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of cluster members (cluster.join)")
+	f.fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "members to wait for before forming the Raft cluster (cluster.bootstrapExpect, default 1)")
+	f.fs.StringVar(&f.advertise, "advertise", "", "IP other nodes use to reach this one (node.advertise, default: --bind)")
+	f.fs.StringVar(&f.gossip, "gossip", "", "timing preset: lan or local (cluster.gossip, default lan)")
+}
+
 // load reads the config file and applies the flags that were set.
 func (f *nodeFlags) load() (config.Config, error) {
+	return f.loadWith(nil)
+}
+
+// loadWith is load with a hook that adjusts the file's config before the
+// flags apply.
+func (f *nodeFlags) loadWith(adjust func(*config.Config)) (config.Config, error) {
 	cfg, err := config.Load(config.Path(f.config))
 	if err != nil {
 		return cfg, err
+	}
+	if adjust != nil {
+		adjust(&cfg)
 	}
 	f.fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
@@ -51,6 +74,20 @@ func (f *nodeFlags) load() (config.Config, error) {
 			cfg.Node.ID = f.nodeID
 		case "bind":
 			cfg.Node.Bind = f.bind
+		case "grpc-port":
+			cfg.Node.GRPCPort = f.grpcPort
+		case "raft-port":
+			cfg.Node.RaftPort = f.raftPort
+		case "gossip-port":
+			cfg.Node.GossipPort = f.gossipPort
+		case "join":
+			cfg.Cluster.Join = f.join
+		case "bootstrap-expect":
+			cfg.Cluster.BootstrapExpect = f.bootstrapExpect
+		case "advertise":
+			cfg.Node.Advertise = f.advertise
+		case "gossip":
+			cfg.Cluster.Gossip = f.gossip
 		}
 	})
 	return cfg, cfg.Validate()
@@ -88,8 +125,13 @@ func serve(cfg config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "loom-node %s serving http://%s (journal %s, data dir %s)\n",
-		cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
+	if cfg.Coordination.Backend == config.CoordinationRaft {
+		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (data dir %s)\n",
+			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Node.DataDir)
+	} else {
+		fmt.Fprintf(stdout, "loom-node %s serving http://%s (journal %s, data dir %s)\n",
+			cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
+	}
 
 	sig := <-sigs
 	fmt.Fprintf(stderr, "loom-node: %v: shutting down (again to exit now)\n", sig)
@@ -108,4 +150,28 @@ func serve(cfg config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node: %v: exiting now\n", sig)
 		return 1
 	}
+}
+
+// cmdRun runs a cluster member: the Raft coordinator and the Raft journal,
+// gossip membership, gRPC between nodes.
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	f := newNodeFlags("loom-node run", stderr)
+	f.addClusterFlags()
+	if err := f.fs.Parse(args); err != nil {
+		return 2
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "loom-node run: unexpected argument %q\n", f.fs.Arg(0))
+		return 2
+	}
+	cfg, err := f.loadWith(func(c *config.Config) {
+		// run is always a cluster member; a file may still tune the rest.
+		c.Coordination.Backend = config.CoordinationRaft
+		c.Journal.Backend = config.JournalRaft
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "loom-node run: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	return serve(cfg, stdout, stderr)
 }

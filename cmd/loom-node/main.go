@@ -1,6 +1,9 @@
 // Command loom-node runs a Loom node and talks to one.
 //
 //	loom-node dev [--config FILE] [--data-dir DIR] [--http-port N] [--node-id ID]
+//	loom-node run [flags of dev] [--grpc-port N] [--raft-port N] [--gossip-port N] [--join ADDRS] [--bootstrap-expect N]
+//	loom-node cluster [-n 3]
+//	loom-node members [--addr URL]
 //	loom-node call [--addr URL] <type>/<id> <method> ['<json>']
 //	loom-node config validate [FILE]
 //	loom-node config print [--config FILE]
@@ -35,6 +38,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		return cmdDev(args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "cluster":
+		return cmdCluster(args[1:], stdout, stderr)
+	case "members":
+		return cmdMembers(args[1:], stdout, stderr)
 	case "call":
 		return cmdCall(args[1:], stdout, stderr)
 	case "config":
@@ -56,6 +65,13 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   loom-node dev [--config FILE] [--data-dir DIR] [--http-port N] [--node-id ID] [--bind IP]
       run a single node on embedded defaults (bbolt journal, built-in actor types)
+  loom-node run [dev flags] [--grpc-port N] [--raft-port N] [--gossip-port N]
+                [--join HOST:PORT,...] [--bootstrap-expect N] [--advertise IP] [--gossip lan|local]
+      run a cluster member (Raft coordinator and journal, gossip, gRPC)
+  loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster]
+      run a local cluster of n loom-node processes; Ctrl-C stops them all
+  loom-node members [--addr URL]
+      list the cluster's members, Raft roles and the leader, as a node sees them
   loom-node call [--addr URL] <type>/<id> <method> ['<json>']
       call an actor through a node's HTTP gateway (default --addr http://127.0.0.1:7420)
   loom-node config validate [FILE]

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/loom-mesh/loom/node"
+)
+
+// cmdMembers prints the cluster as one node sees it: members with their
+// state and addresses, Raft roles and the leader.
+func cmdMembers(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loom-node members", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:7420", "HTTP address of any node")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/cluster")
+	if err != nil {
+		fmt.Fprintf(stderr, "loom-node members: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var ci node.ClusterInfo
+	if err := json.NewDecoder(resp.Body).Decode(&ci); err != nil {
+		fmt.Fprintf(stderr, "loom-node members: bad reply from %s: %v\n", base, err)
+		return 1
+	}
+	role := func(id string) string {
+		switch {
+		case ci.Raft == nil:
+			return "-"
+		case id == ci.Leader:
+			return "leader"
+		case slices.Contains(ci.Raft.Voters, id):
+			return "voter"
+		case slices.Contains(ci.Raft.Nonvoters, id):
+			return "non-voter"
+		}
+		return "-"
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tRAFT\tHTTP\tGRPC")
+	for _, m := range ci.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, role(m.ID), m.HTTP, m.GRPC)
+	}
+	_ = tw.Flush()
+	if ci.Mode == "cluster" {
+		fmt.Fprintf(stdout, "leader: %s (as seen by %s, raft %s, applied index %d)\n", ci.Leader, ci.Node, ci.Raft.State, ci.Raft.AppliedIndex)
+	} else {
+		fmt.Fprintf(stdout, "single node %s\n", ci.Node)
+	}
+	return 0
+}
