@@ -2,105 +2,22 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/loom-mesh/loom/builtin"
-	"github.com/loom-mesh/loom/config"
-	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/node/nodetest"
+	"github.com/loom-mesh/loom/runtime"
 )
-
-// freePort reserves a free TCP port on loopback and releases it. The seed
-// node's gossip port must be known before it starts, so the others can join.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func clusterConfig(t *testing.T, dir, id string, gossipPort int, join string, expect int) config.Config {
-	cfg := config.Default()
-	cfg.Node.ID = id
-	cfg.Node.DataDir = filepath.Join(dir, id)
-	cfg.Node.HTTPPort, cfg.Node.GRPCPort, cfg.Node.RaftPort = 0, 0, 0
-	cfg.Node.GossipPort = gossipPort
-	cfg.Coordination.Backend = config.CoordinationRaft
-	cfg.Journal.Backend = config.JournalRaft
-	cfg.Coordination.SessionTTL = 3 * time.Second
-	cfg.Coordination.RenewInterval = time.Second
-	cfg.Cluster.Join = join
-	cfg.Cluster.BootstrapExpect = expect
-	cfg.Cluster.Gossip = config.GossipLocal
-	cfg.Cluster.JoinTimeout = 20 * time.Second
-	return cfg
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("LOOM_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// startCluster starts n nodes concurrently (bootstrapExpect n) and waits
-// until every Start returned.
-func startCluster(t *testing.T, n int) []*node.Node {
-	t.Helper()
-	dir := t.TempDir()
-	seedPort := freePort(t)
-	seed := fmt.Sprintf("127.0.0.1:%d", seedPort)
-	nodes := make([]*node.Node, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		id := fmt.Sprintf("n%d", i+1)
-		port, join := 0, seed
-		if i == 0 {
-			port, join = seedPort, ""
-		}
-		nd, err := node.New(node.Options{Config: clusterConfig(t, dir, id, port, join, n), Builtins: true, Logger: testLogger(t).With("node", id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = nd
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_ = nd.Shutdown(ctx)
-		})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			errs[i] = nd.Start(ctx)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", i+1, err)
-		}
-	}
-	return nodes
-}
 
 func TestThreeNodesOneActivationExactSums(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
-	nodes := startCluster(t, 3)
+	nodes := nodetest.Start(t, 3).Nodes
 	ctx := context.Background()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -141,5 +58,55 @@ func TestThreeNodesOneActivationExactSums(t *testing.T) {
 	info := nodes[0].Info()
 	if len(info.Raft.Voters) != 3 || info.Leader == "" || len(info.Ring.Members) != 3 {
 		t.Fatalf("cluster info %+v", info)
+	}
+}
+
+func TestJoiningNodeTakesSomeActorsWithTheirState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := nodetest.Start(t, 3)
+	ctx := context.Background()
+	const actors = 30
+	for i := 0; i < actors; i++ {
+		if _, err := builtin.CounterAdd.Call(ctx, c.Nodes[i%3], fmt.Sprintf("a%d", i), builtin.CounterDelta{Delta: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n4 := c.Join(t, "n4")
+	nodetest.WaitFor(t, 15*time.Second, "every node's ring to have 4 members", func() bool {
+		for _, nd := range c.Nodes {
+			if r := nd.Info().Ring; r == nil || len(r.Members) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	// During and after the hand-off every call either succeeds or fails
+	// with a retryable error, and no acknowledged state is lost.
+	for i := 0; i < actors; i++ {
+		id := fmt.Sprintf("a%d", i)
+		var v builtin.CounterValue
+		nodetest.WaitFor(t, 15*time.Second, "a call to "+id, func() bool {
+			var err error
+			v, err = builtin.CounterGet.Call(ctx, c.Nodes[i%4], id, struct{}{})
+			if err != nil && !errors.Is(err, runtime.ErrUnavailable) {
+				t.Fatalf("%s: %v is not a retryable error", id, err)
+			}
+			return err == nil
+		})
+		if v.Value != int64(i+1) {
+			t.Fatalf("%s = %d after the join, want %d", id, v.Value, i+1)
+		}
+	}
+	if n4.Runtime().Active("counter") == 0 {
+		t.Fatal("the new node owns no actor after the join")
+	}
+	total := 0
+	for _, nd := range c.Nodes {
+		total += nd.Runtime().Active("counter")
+	}
+	if total != actors {
+		t.Fatalf("%d activations for %d actors", total, actors)
 	}
 }

@@ -1,0 +1,230 @@
+// Package client is the embeddable cluster client: it learns the cluster's
+// topology from any node, follows it over a Topology stream, and sends each
+// call straight to the node the placement ring names as the actor's owner
+// (one hop; the node forwards if the lock is held elsewhere). It implements
+// runtime.Invoker, so the typed method calls (Method.Call) work unchanged
+// against it.
+//
+// Retries are only made when they are safe: when the call was never sent
+// (no stream to that node could be opened: runtime.ErrUnavailable from the
+// transport) or the node answered that it is unavailable or not the owner,
+// the call is tried on the next alive node, within the caller's deadline.
+// A call that was sent and whose outcome is unknown
+// (transport.ErrUnknownOutcome, a deadline) is returned to the caller.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/loom-mesh/loom/placement"
+	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/transport"
+	"github.com/loom-mesh/loom/transport/loompb"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// Placement must match the nodes' (the default does).
+	Placement placement.Config
+	// MaxAttempts bounds the nodes one call is tried on. Default 3.
+	MaxAttempts int
+}
+
+// Client calls actors on a Loom cluster. Safe for concurrent use.
+type Client struct {
+	opts  Options
+	log   *slog.Logger
+	pool  *transport.Pool
+	table *placement.Table
+	seeds []string
+
+	mu      sync.RWMutex
+	members map[string]*loompb.Member // alive members by node id
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan struct{}
+	once   sync.Once
+}
+
+var _ runtime.Invoker = (*Client)(nil)
+
+// Dial connects to a cluster through any of addrs (gRPC addresses of nodes)
+// and waits for its first topology, within ctx.
+func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("client: no node address given")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Placement == (placement.Config{}) {
+		opts.Placement = placement.DefaultConfig()
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 3
+	}
+	table, err := placement.NewTable(opts.Placement)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts: opts, log: opts.Logger, pool: transport.NewPool(transport.PoolOptions{Logger: opts.Logger}),
+		table: table, seeds: slices.Clone(addrs), members: map[string]*loompb.Member{},
+		cancel: cancel, ready: make(chan struct{}),
+	}
+	c.wg.Add(1)
+	go c.follow(bg)
+	select {
+	case <-c.ready:
+		return c, nil
+	case <-ctx.Done():
+		_ = c.Close()
+		return nil, fmt.Errorf("%w: client: no topology from any of %v: %v", runtime.ErrUnavailable, addrs, ctx.Err())
+	}
+}
+
+// follow keeps a Topology stream open to some node, switching to another
+// known node (or a seed) when it breaks.
+func (c *Client) follow(ctx context.Context) {
+	defer c.wg.Done()
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		for _, addr := range c.candidates() {
+			ch, err := c.pool.WatchTopology(ctx, addr)
+			if err != nil {
+				continue
+			}
+			for t := range ch {
+				c.apply(t)
+				backoff = 50 * time.Millisecond
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// candidates lists the addresses to watch the topology from: alive members
+// first, then the seeds.
+func (c *Client) candidates() []string {
+	c.mu.RLock()
+	var out []string
+	for _, m := range c.members {
+		out = append(out, m.GrpcAddr)
+	}
+	c.mu.RUnlock()
+	slices.Sort(out)
+	for _, s := range c.seeds {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Client) apply(t *loompb.ClusterTopology) {
+	alive := map[string]*loompb.Member{}
+	var ids []string
+	for _, m := range t.Members {
+		if m.State == "alive" && m.GrpcAddr != "" {
+			alive[m.NodeId] = m
+			ids = append(ids, m.NodeId)
+		}
+	}
+	c.mu.Lock()
+	c.members = alive
+	c.mu.Unlock()
+	c.table.Update(ids)
+	if len(ids) > 0 {
+		c.once.Do(func() { close(c.ready) })
+	}
+}
+
+// Owner is the node the ring places the actor on, as the client sees it.
+func (c *Client) Owner(actorType, id string) (string, bool) {
+	return c.table.Locate(actorType + "/" + id)
+}
+
+// Members lists the alive members' node ids, sorted.
+func (c *Client) Members() []string {
+	return c.table.Ring().Members()
+}
+
+// Invoke implements runtime.Invoker: the call goes to the actor's owner;
+// on a safe-to-retry failure it goes to the next alive node.
+func (c *Client) Invoke(ctx context.Context, actorType, id, method string, payload []byte) ([]byte, error) {
+	call := transport.Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload}
+	tried := map[string]bool{}
+	var lastErr error
+	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
+		addr, ok := c.target(actorType+"/"+id, tried)
+		if !ok {
+			break
+		}
+		tried[addr] = true
+		out, err := c.pool.Invoke(ctx, addr, call)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return out, err
+		}
+		lastErr = err
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("%w: client: no alive node known", runtime.ErrUnavailable)
+	}
+	return nil, lastErr
+}
+
+// target picks the owner's address, or any alive node not tried yet.
+func (c *Client) target(key string, tried map[string]bool) (string, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if owner, ok := c.table.Locate(key); ok {
+		if m := c.members[owner]; m != nil && !tried[m.GrpcAddr] {
+			return m.GrpcAddr, true
+		}
+	}
+	var addrs []string
+	for _, m := range c.members {
+		if !tried[m.GrpcAddr] {
+			addrs = append(addrs, m.GrpcAddr)
+		}
+	}
+	if len(addrs) == 0 {
+		return "", false
+	}
+	slices.Sort(addrs)
+	return addrs[0], true
+}
+
+// retryable: the call did not take effect and another node may serve it.
+func retryable(err error) bool {
+	if errors.Is(err, transport.ErrUnknownOutcome) {
+		return false
+	}
+	return errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrShuttingDown)
+}
+
+// Close stops following the topology and closes every connection.
+func (c *Client) Close() error {
+	c.cancel()
+	err := c.pool.Close()
+	c.wg.Wait()
+	return err
+}

@@ -1,0 +1,142 @@
+// Package nodetest starts real Loom nodes for tests: a cluster of n nodes
+// in the test process, each with its own data dir and loopback ports, all
+// Raft-backed (bootstrapExpect n) with the fast local gossip preset.
+package nodetest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// SessionTTL is the nodes' coordinator session TTL.
+const SessionTTL = 3 * time.Second
+
+// FreePort reserves a free TCP port on loopback and releases it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Config is the configuration of one test cluster member.
+func Config(dir, id string, gossipPort int, join string, expect int) config.Config {
+	cfg := config.Default()
+	cfg.Node.ID = id
+	cfg.Node.DataDir = filepath.Join(dir, id)
+	cfg.Node.HTTPPort, cfg.Node.GRPCPort, cfg.Node.RaftPort = 0, 0, 0
+	cfg.Node.GossipPort = gossipPort
+	cfg.Coordination.Backend = config.CoordinationRaft
+	cfg.Journal.Backend = config.JournalRaft
+	cfg.Coordination.SessionTTL = SessionTTL
+	cfg.Coordination.RenewInterval = time.Second
+	cfg.Cluster.Join = join
+	cfg.Cluster.BootstrapExpect = expect
+	cfg.Cluster.Gossip = config.GossipLocal
+	cfg.Cluster.JoinTimeout = 20 * time.Second
+	return cfg
+}
+
+// Logger discards, unless LOOM_TEST_LOG is set (then debug to stderr).
+func Logger(id string) *slog.Logger {
+	if os.Getenv("LOOM_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", id)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	Nodes []*node.Node
+	Seed  string // gossip address of the first node
+	dir   string
+	types []runtime.Definition
+}
+
+// Start starts n nodes concurrently with the built-in actor types (and
+// types) and returns once all have started. They are shut down when the
+// test ends.
+func Start(t testing.TB, n int, types ...runtime.Definition) *Cluster {
+	t.Helper()
+	c := &Cluster{dir: t.TempDir(), types: types}
+	seedPort := FreePort(t)
+	c.Seed = fmt.Sprintf("127.0.0.1:%d", seedPort)
+	c.Nodes = make([]*node.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		port, join := 0, c.Seed
+		if i == 0 {
+			port, join = seedPort, ""
+		}
+		c.Nodes[i] = c.build(t, fmt.Sprintf("n%d", i+1), port, join, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			errs[i] = c.Nodes[i].Start(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	return c
+}
+
+func (c *Cluster) build(t testing.TB, id string, gossipPort int, join string, expect int) *node.Node {
+	nd, err := node.New(node.Options{Config: Config(c.dir, id, gossipPort, join, expect), Types: c.types, Builtins: true, Logger: Logger(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = nd.Shutdown(ctx)
+	})
+	return nd
+}
+
+// Join starts one more node that joins the cluster, and returns it once it
+// has started.
+func (c *Cluster) Join(t testing.TB, id string) *node.Node {
+	t.Helper()
+	nd := c.build(t, id, 0, c.Seed, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := nd.Start(ctx); err != nil {
+		t.Fatalf("joining %s: %v", id, err)
+	}
+	c.Nodes = append(c.Nodes, nd)
+	return nd
+}
+
+// WaitFor polls cond every 20 ms until it holds, failing the test after
+// timeout.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
