@@ -21,21 +21,27 @@ const (
 
 // Allowed values of JournalConfig.Backend.
 const (
-	// JournalBBolt is the embedded single-file journal (go.etcd.io/bbolt).
+	// JournalBBolt is the embedded single-file journal (go.etcd.io/bbolt):
+	// durable, but on this node only.
 	JournalBBolt = "bbolt"
 	// JournalMemory keeps the journal in memory; it is lost on exit.
 	JournalMemory = "memory"
-	// JournalRaft replicates journals through the cluster's Raft group
-	// (requires coordination.backend raft).
+	// JournalRaft replicates journals through the cluster's Raft group, the
+	// one CoordinationRaft runs, so that an actor's state follows it to its
+	// next owner and every append is fenced against the lock table in the
+	// same state machine. It requires coordination.backend raft.
 	JournalRaft = "raft"
 )
 
-// Allowed values of CoordinationConfig.Backend. Raft and Redis come later.
+// Allowed values of CoordinationConfig.Backend.
 const (
-	// CoordinationMemory is the in-process coordinator: single node only.
+	// CoordinationMemory is the in-process coordinator: one node only, as
+	// nothing outside the process can see its locks.
 	CoordinationMemory = "memory"
-	// CoordinationRaft is the embedded Raft coordinator shared by the
-	// nodes of a cluster.
+	// CoordinationRaft is the embedded Raft coordinator the nodes of a
+	// cluster share (sessions, locks and fencing tokens replicated through
+	// Raft); it is the coordinator for a cluster. It also runs a one-node
+	// cluster (cluster.bootstrapExpect 1) on the same code.
 	CoordinationRaft = "raft"
 )
 
@@ -53,17 +59,20 @@ const (
 	LogFormatJSON = "json"
 )
 
-// MaxPayloadLimit is the largest allowed NodeConfig.MaxPayloadBytes (256 MiB).
-// Gossip presets, for cluster.gossip.
+// Allowed values of ClusterConfig.Gossip, the failure-detection timing
+// preset.
 const (
-	// GossipLAN uses memberlist's LAN timings (failure detected in a few
-	// seconds) and Raft's LAN timings.
+	// GossipLAN uses memberlist's LAN timings (a failed node is detected
+	// in a few seconds) and Raft's default timings: safe on a real network,
+	// where packets are sometimes late.
 	GossipLAN = "lan"
 	// GossipLocal uses fast timings for a cluster on one machine (tests,
-	// loom-node cluster).
+	// loom-node cluster): failures detected and leaders elected in well
+	// under a second, which would cause false alarms on a real network.
 	GossipLocal = "local"
 )
 
+// MaxPayloadLimit is the largest allowed NodeConfig.MaxPayloadBytes (256 MiB).
 const MaxPayloadLimit = 256 << 20
 
 // Config is the whole of loom.config.yaml. Start from Default (Parse and
@@ -116,21 +125,35 @@ type NodeConfig struct {
 	// node, short enough for orchestrators that kill after ~30s anyway.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 
-	// GRPCPort serves calls between nodes and from cluster clients. 0
-	// picks a free port. Default 7421, next to the HTTP port.
+	// GRPCPort serves calls between nodes (actor calls, forwarded Raft
+	// commands) and from cluster clients. 0 picks a free port; must be
+	// 0..65535 and differ from the other non-zero ports. Default 7421, next
+	// to HTTPPort, so that a node's ports are easy to find and to open in a
+	// firewall together.
 	GRPCPort int `yaml:"grpcPort"`
 
-	// GossipPort is the memberlist port (UDP and TCP). 0 picks a free
-	// port. Default 7946, memberlist's usual port.
+	// GossipPort is the memberlist port (UDP and TCP): the address other
+	// nodes put in cluster.join. 0 picks a free port; must be 0..65535 and
+	// differ from the other non-zero ports. Default 7946, memberlist's (and
+	// Serf's) usual port, which firewall rules for gossip often already
+	// allow.
 	GossipPort int `yaml:"gossipPort"`
 
-	// RaftPort is the Raft transport port. 0 picks a free port (fine for a
-	// first start; a restarted node must come back on the same address).
-	// Default 7422.
+	// RaftPort is the Raft transport port. 0 picks a free port, which is
+	// fine for a throwaway node but not for one that restarts: the Raft
+	// configuration remembers each server's address, so a restarted node
+	// must come back on the same port. Must be 0..65535 and differ from the
+	// other non-zero ports. Default 7422, next to GRPCPort.
 	RaftPort int `yaml:"raftPort"`
 
-	// Advertise is the IP address other nodes use to reach this one, when
-	// it differs from Bind (a 0.0.0.0 bind, NAT). Default "": Bind.
+	// Advertise is the IP address other nodes use to reach this one (in
+	// gossip metadata and the Raft configuration), when it differs from
+	// Bind. When set it must be an IP address, and not 0.0.0.0 or ::
+	// (nobody can reach those). Default "", meaning Bind: right whenever
+	// Bind is a specific address. With a Bind of 0.0.0.0 or :: it must be
+	// set in a cluster (a non-empty cluster.join or a
+	// cluster.bootstrapExpect > 1), as the other nodes need an address
+	// they can reach.
 	Advertise string `yaml:"advertise"`
 
 	// MaxPayloadBytes caps the size of one call's arguments or result.
@@ -202,13 +225,16 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 // JournalConfig chooses where actor journals are stored.
 type JournalConfig struct {
 	// Backend is JournalBBolt, JournalMemory or JournalRaft (replicated
-	// through the cluster's Raft group). Default JournalBBolt: a
-	// single node keeps its actors' state across restarts out of the box.
+	// through the cluster's Raft group; requires coordination.backend
+	// raft). Default JournalBBolt: a single node keeps its actors' state
+	// across restarts out of the box. A cluster needs JournalRaft, so that
+	// an actor's journal is readable on whichever node owns it next.
 	Backend string `yaml:"backend"`
 
-	// Path is the bbolt file. Default "" meaning <Node.DataDir>/journal.db,
-	// so that moving DataDir moves the journal with it. Use
-	// Config.JournalPath for the effective value.
+	// Path is the bbolt file; the memory and raft backends ignore it (the
+	// raft journal lives in the Raft store under Node.DataDir). Default ""
+	// meaning <Node.DataDir>/journal.db, so that moving DataDir moves the
+	// journal with it. Use Config.JournalPath for the effective value.
 	Path string `yaml:"path"`
 
 	// SnapshotEvery takes a snapshot of an actor every N journal entries,
@@ -220,8 +246,11 @@ type JournalConfig struct {
 // CoordinationConfig chooses the coordinator that grants actor locks.
 type CoordinationConfig struct {
 	// Backend is CoordinationMemory (one node, in-process) or
-	// CoordinationRaft (the embedded Raft coordinator of a cluster).
-	// Default CoordinationMemory.
+	// CoordinationRaft (the embedded Raft coordinator a cluster shares).
+	// Default CoordinationMemory: a single node needs no Raft store. A
+	// memory coordinator cannot be shared between nodes, so with a
+	// non-empty cluster.join or a cluster.bootstrapExpect > 1 it is a
+	// problem; use CoordinationRaft.
 	Backend string `yaml:"backend"`
 
 	// SessionTTL: if the node does not renew its session within this long,
@@ -236,54 +265,90 @@ type CoordinationConfig struct {
 	RenewInterval time.Duration `yaml:"renewInterval"`
 }
 
-// ClusterConfig says how a node finds and forms a cluster (used with
-// coordination.backend raft).
+// ClusterConfig says how a node finds other nodes and forms a cluster with
+// them: gossip membership (memberlist) and the Raft group of
+// coordination.backend raft. A node is in a cluster when Join is non-empty
+// or BootstrapExpect > 1; it then needs coordination.backend raft and
+// journal.backend raft.
 type ClusterConfig struct {
-	// Join is a comma-separated list of gossip addresses (host:port) of
-	// nodes already in the cluster. Default "": start alone (the first
+	// Join is a comma-separated list of gossip addresses (host:port, the
+	// node.gossipPort of each) of nodes already in the cluster, such as
+	// "10.0.0.5:7946,10.0.0.6:7946". Spaces around an address and empty
+	// elements are ignored; each address must be host:port with a port in
+	// 1..65535. One answering address is enough; listing several lets a
+	// node join while some are down. Default "": start alone (the first
 	// node, or a single-node cluster). See JoinAddrs.
 	Join string `yaml:"join"`
 
-	// BootstrapExpect is how many nodes must have joined before the Raft
-	// cluster is formed; one deterministic node (the smallest id among
-	// them) then bootstraps them all as voters, like Consul's
-	// bootstrap_expect. Must be >= 1. Default 1: a one-node cluster.
+	// BootstrapExpect is how many nodes must have joined (gossip members
+	// alive) before the Raft cluster is bootstrapped; one deterministic
+	// node (the smallest id among them) then bootstraps them all as
+	// voters, like Consul's bootstrap_expect, so that no two nodes form
+	// separate clusters. Give every node of a new cluster the same value.
+	// Must be >= 1. Default 1: a one-node cluster, which needs nobody
+	// else to start.
 	BootstrapExpect int `yaml:"bootstrapExpect"`
 
-	// Voters is how many Raft voters the leader keeps; later members
-	// join as non-voters. Must be odd, 1 to 7: an even count tolerates no
-	// more failures than the odd count below it. Default 3.
+	// Voters is how many Raft voters the leader keeps: members that join
+	// later are added as voters until there are Voters of them, the rest
+	// as non-voters (they replicate the log but do not vote). Must be odd,
+	// 1 to 7. Odd, because Raft needs a majority of voters: n voters
+	// tolerate (n-1)/2 failures, so an even count tolerates no more
+	// failures than the odd count below it (4 tolerate 1, like 3) while
+	// every commit waits for one more node and a network split can leave
+	// no majority on either side. At most 7, because every voter slows
+	// each commit and 7 already tolerate 3 failures. Default 3: survives
+	// one failed node, with the fewest voters that can.
 	Voters int `yaml:"voters"`
 
-	// DeadVoterTimeout: a Raft server whose node has been dead (or gone)
-	// this long is removed from the Raft configuration. Must be > 0.
-	// Default 2m: long enough for a restart, short enough to heal quorum.
+	// DeadVoterTimeout: a Raft server whose node has been dead (or has
+	// left) for this long is removed from the Raft configuration, so that
+	// a lost machine stops counting towards the quorum and its voter slot
+	// goes to a live member. Must be > 0. Default 2m: long enough for a
+	// node to restart or ride out a short network blip, short enough that
+	// the cluster does not run for long one failure away from losing its
+	// quorum.
 	DeadVoterTimeout time.Duration `yaml:"deadVoterTimeout"`
 
 	// JoinTimeout is how long a node retries the join addresses at start
-	// before giving up with an error. Must be > 0. Default 30s.
+	// before it gives up with an error. Must be > 0. Default 30s: enough
+	// for nodes started together (by an orchestrator, or loom-node
+	// cluster) to come up in any order, short enough that a wrong address
+	// is reported while someone is still watching.
 	JoinTimeout time.Duration `yaml:"joinTimeout"`
 
 	// RejoinInterval is how often a node rejoins through the join
-	// addresses and last-known members, so a partition longer than
-	// memberlist's dead-node reclaim time still heals. Must be > 0.
-	// Default 10s.
+	// addresses and the last-known members. memberlist alone forgets a
+	// node dead for longer than its reclaim time, so two sides of a long
+	// partition would stay apart; rejoining periodically heals any
+	// partition once the network does. Must be > 0. Default 10s: a healed
+	// partition merges within seconds, for a few packets per interval.
 	RejoinInterval time.Duration `yaml:"rejoinInterval"`
 
-	// Gossip is the timing preset: GossipLAN (default) or GossipLocal
-	// (one machine: fast failure detection and elections).
+	// Gossip is the failure-detection timing preset: GossipLAN or
+	// GossipLocal (one machine: fast failure detection and elections).
+	// Default GossipLAN: safe on a real network; GossipLocal would declare
+	// healthy nodes dead there.
 	Gossip string `yaml:"gossip"`
 }
 
-// JoinAddrs splits Join into its addresses.
+// JoinAddrs returns the addresses of Join: split at commas, spaces
+// trimmed, empty elements dropped. It returns nil when Join has none.
 func (c ClusterConfig) JoinAddrs() []string {
 	var out []string
-	for _, a := range strings.Split(c.Join, ",") {
+	for a := range strings.SplitSeq(c.Join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// Clustered reports whether the node is meant to be part of a cluster of
+// several nodes: Join has an address, or BootstrapExpect > 1. Such a node
+// needs coordination.backend raft and journal.backend raft.
+func (c ClusterConfig) Clustered() bool {
+	return c.BootstrapExpect > 1 || len(c.JoinAddrs()) > 0
 }
 
 // TracingConfig controls the in-node trace store and OTLP export.

@@ -47,6 +47,10 @@ func TestDefaultValues(t *testing.T) {
 		{"node.dataDir", c.Node.DataDir, "./loom-data"},
 		{"node.bind", c.Node.Bind, "127.0.0.1"},
 		{"node.httpPort", c.Node.HTTPPort, 7420},
+		{"node.grpcPort", c.Node.GRPCPort, 7421},
+		{"node.gossipPort", c.Node.GossipPort, 7946},
+		{"node.raftPort", c.Node.RaftPort, 7422},
+		{"node.advertise", c.Node.Advertise, ""},
 		{"node.shutdownTimeout", c.Node.ShutdownTimeout, 30 * time.Second},
 		{"node.maxPayloadBytes", c.Node.MaxPayloadBytes, 4 << 20},
 		{"actorPools.default", c.ActorPools.Default, PoolConfig{MaxSize: 10000, IdleTimeout: 5 * time.Minute, EvictionPolicy: EvictionLRU}},
@@ -57,6 +61,15 @@ func TestDefaultValues(t *testing.T) {
 		{"coordination.backend", c.Coordination.Backend, CoordinationMemory},
 		{"coordination.sessionTTL", c.Coordination.SessionTTL, 10 * time.Second},
 		{"coordination.renewInterval", c.Coordination.RenewInterval, 3 * time.Second},
+		{"cluster.join", c.Cluster.Join, ""},
+		{"cluster.bootstrapExpect", c.Cluster.BootstrapExpect, 1},
+		{"cluster.voters", c.Cluster.Voters, 3},
+		{"cluster.deadVoterTimeout", c.Cluster.DeadVoterTimeout, 2 * time.Minute},
+		{"cluster.joinTimeout", c.Cluster.JoinTimeout, 30 * time.Second},
+		{"cluster.rejoinInterval", c.Cluster.RejoinInterval, 10 * time.Second},
+		{"cluster.gossip", c.Cluster.Gossip, GossipLAN},
+		{"JoinAddrs()", len(c.Cluster.JoinAddrs()), 0},
+		{"Clustered()", c.Cluster.Clustered(), false},
 		{"tracing.enabled", c.Tracing.Enabled, false},
 		{"tracing.maxTraceAge", c.Tracing.MaxTraceAge, time.Hour},
 		{"tracing.maxSpans", c.Tracing.MaxSpans, 10000},
@@ -107,27 +120,59 @@ func TestValidate(t *testing.T) {
 		{"journal backend", func(c *Config) { c.Journal.Backend = "redis" }, "journal.backend", "must be one of bbolt, memory"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
 		{"coordination backend", func(c *Config) { c.Coordination.Backend = "redis" }, "coordination.backend", `must be one of memory, raft (got "redis")`},
-		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", "needs coordination.backend raft"},
-		{"memory coordinator in a cluster", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "cannot be shared between nodes"},
+		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft (got "Raft")`},
+		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", `needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
+		{"memory coordinator with join", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},
+		{"memory coordinator with bootstrapExpect", func(c *Config) { c.Cluster.BootstrapExpect = 3 }, "coordination.backend", "use raft (cluster.bootstrapExpect is 3)"},
+		{"memory coordinator with both", func(c *Config) {
+			c.Cluster.Join, c.Cluster.BootstrapExpect = "10.0.0.1:7946", 2
+		}, "coordination.backend", "(cluster.join is set and cluster.bootstrapExpect is 2)"},
 		{"local journal in a cluster", func(c *Config) {
 			c.Coordination.Backend = CoordinationRaft
 			c.Cluster.BootstrapExpect = 3
 		}, "journal.backend", "a cluster needs journal.backend raft"},
+		{"memory journal in a cluster", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalMemory
+			c.Cluster.Join = "10.0.0.1:7946"
+		}, "journal.backend", "a cluster needs journal.backend raft"},
 		{"bad join", func(c *Config) {
 			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
 			c.Cluster.Join = "10.0.0.1:7946, nope"
-		}, "cluster.join", `(got "nope")`},
-		{"advertise needed", func(c *Config) {
+		}, "cluster.join", `must be host:port, such as 10.0.0.5:7946 (got "nope")`},
+		{"join with scheme", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Cluster.Join = "tcp://10.0.0.1:7946"
+		}, "cluster.join", "without a scheme"},
+		{"join port 0", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Cluster.Join = "10.0.0.1:0"
+		}, "cluster.join", `port between 1 and 65535 (got "10.0.0.1:0")`},
+		{"advertise needed with join", func(c *Config) {
 			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
 			c.Node.Bind, c.Cluster.Join = "0.0.0.0", "10.0.0.1:7946"
-		}, "node.advertise", "must be set when node.bind is 0.0.0.0"},
-		{"bad advertise", func(c *Config) { c.Node.Advertise = "host" }, "node.advertise", "must be an IP address"},
-		{"same ports", func(c *Config) { c.Node.GRPCPort = c.Node.HTTPPort }, "node.grpcPort", "must differ from node.httpPort"},
+		}, "node.advertise", "must be set when node.bind is 0.0.0.0 in a cluster: other nodes need an address they can reach (cluster.join is set)"},
+		{"advertise needed with bootstrapExpect", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Node.Bind, c.Cluster.BootstrapExpect = "::", 3
+		}, "node.advertise", "must be set when node.bind is ::"},
+		{"bad advertise", func(c *Config) { c.Node.Advertise = "host" }, "node.advertise", `must be an IP address such as 10.0.0.7, or "" to use node.bind (got "host")`},
+		{"unspecified advertise", func(c *Config) { c.Node.Advertise = "0.0.0.0" }, "node.advertise", "not 0.0.0.0"},
+		{"grpc same as http", func(c *Config) { c.Node.GRPCPort = c.Node.HTTPPort }, "node.grpcPort", "must differ from node.httpPort (both 7420"},
+		{"gossip same as grpc", func(c *Config) { c.Node.GossipPort = c.Node.GRPCPort }, "node.gossipPort", "must differ from node.grpcPort (both 7421"},
+		{"raft same as gossip", func(c *Config) { c.Node.RaftPort = c.Node.GossipPort }, "node.raftPort", "must differ from node.gossipPort (both 7946"},
+		{"raft same as http", func(c *Config) { c.Node.RaftPort = 7420 }, "node.raftPort", "must differ from node.httpPort"},
+		{"grpc port high", func(c *Config) { c.Node.GRPCPort = 65536 }, "node.grpcPort", "between 0 and 65535 (got 65536)"},
+		{"gossip port negative", func(c *Config) { c.Node.GossipPort = -1 }, "node.gossipPort", "between 0 and 65535 (got -1)"},
 		{"raft port range", func(c *Config) { c.Node.RaftPort = 70000 }, "node.raftPort", "between 0 and 65535"},
-		{"bootstrap expect", func(c *Config) { c.Cluster.BootstrapExpect = 0 }, "cluster.bootstrapExpect", "must be >= 1"},
-		{"even voters", func(c *Config) { c.Cluster.Voters = 4 }, "cluster.voters", "must be odd"},
-		{"dead voter timeout", func(c *Config) { c.Cluster.DeadVoterTimeout = 0 }, "cluster.deadVoterTimeout", "must be > 0"},
-		{"gossip preset", func(c *Config) { c.Cluster.Gossip = "wan" }, "cluster.gossip", "must be one of lan, local"},
+		{"bootstrap expect", func(c *Config) { c.Cluster.BootstrapExpect = 0 }, "cluster.bootstrapExpect", "must be >= 1 (got 0)"},
+		{"even voters", func(c *Config) { c.Cluster.Voters = 4 }, "cluster.voters", "must be odd and between 1 and 7 (got 4)"},
+		{"no voters", func(c *Config) { c.Cluster.Voters = 0 }, "cluster.voters", "(got 0)"},
+		{"too many voters", func(c *Config) { c.Cluster.Voters = 9 }, "cluster.voters", "(got 9)"},
+		{"dead voter timeout", func(c *Config) { c.Cluster.DeadVoterTimeout = 0 }, "cluster.deadVoterTimeout", "must be > 0 (got 0s)"},
+		{"join timeout", func(c *Config) { c.Cluster.JoinTimeout = -time.Second }, "cluster.joinTimeout", "must be > 0 (got -1s)"},
+		{"rejoin interval", func(c *Config) { c.Cluster.RejoinInterval = 0 }, "cluster.rejoinInterval", "must be > 0 (got 0s)"},
+		{"gossip preset", func(c *Config) { c.Cluster.Gossip = "wan" }, "cluster.gossip", `must be one of lan, local (got "wan")`},
+		{"gossip preset empty", func(c *Config) { c.Cluster.Gossip = "" }, "cluster.gossip", `(got "")`},
 		{"ttl", func(c *Config) { c.Coordination.SessionTTL = 0 }, "coordination.sessionTTL", "must be > 0"},
 		{"renew zero", func(c *Config) { c.Coordination.RenewInterval = 0 }, "coordination.renewInterval", "must be > 0"},
 		{"renew half", func(c *Config) { c.Coordination.RenewInterval = 5 * time.Second }, "coordination.renewInterval", "must be < coordination.sessionTTL/2 (5s)"},
@@ -168,6 +213,39 @@ func TestValidateAccepts(t *testing.T) {
 		mutate func(*Config)
 	}{
 		{"port 0", func(c *Config) { c.Node.HTTPPort = 0 }},
+		// Each 0 picks its own free port: equal zeros are no conflict.
+		{"all ports 0", func(c *Config) {
+			c.Node.HTTPPort, c.Node.GRPCPort, c.Node.GossipPort, c.Node.RaftPort = 0, 0, 0, 0
+		}},
+		{"max ports", func(c *Config) {
+			c.Node.HTTPPort, c.Node.GRPCPort, c.Node.GossipPort, c.Node.RaftPort = 65535, 65534, 65533, 65532
+		}},
+		{"advertise", func(c *Config) { c.Node.Advertise = "10.0.0.7" }},
+		{"ipv6 advertise", func(c *Config) { c.Node.Advertise = "fd00::7" }},
+		// A raft coordinator runs a one-node cluster too, with any journal.
+		{"raft single node", func(c *Config) { c.Coordination.Backend = CoordinationRaft }},
+		{"raft everything single node", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+		}},
+		{"cluster", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Cluster.Join = " 10.0.0.5:7946, node-b.internal:7946 ,[fd00::6]:7946,"
+			c.Cluster.BootstrapExpect = 3
+		}},
+		{"cluster on any address with advertise", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationRaft, JournalRaft
+			c.Node.Bind, c.Node.Advertise = "0.0.0.0", "10.0.0.7"
+			c.Cluster.Join = "10.0.0.5:7946"
+		}},
+		// 0.0.0.0 without advertise is fine while no other node needs it.
+		{"single node on any address", func(c *Config) {
+			c.Coordination.Backend, c.Node.Bind = CoordinationRaft, "0.0.0.0"
+		}},
+		// Only commas or spaces: no address, so not a cluster.
+		{"empty join elements", func(c *Config) { c.Cluster.Join = " , " }},
+		{"one voter", func(c *Config) { c.Cluster.Voters = 1 }},
+		{"seven voters", func(c *Config) { c.Cluster.Voters = 7 }},
+		{"local gossip", func(c *Config) { c.Cluster.Gossip = GossipLocal }},
 		{"ipv6 bind", func(c *Config) { c.Node.Bind = "::" }},
 		{"any bind", func(c *Config) { c.Node.Bind = "0.0.0.0" }},
 		{"max payload", func(c *Config) { c.Node.MaxPayloadBytes = MaxPayloadLimit }},
@@ -204,6 +282,73 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	want := []string{"node.id", "actorPools.default.maxSize", "logging.format"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("problem keys = %q, want %q", keys, want)
+	}
+}
+
+// TestValidateReportsEveryClusterProblem: a cluster config with several
+// mistakes yields one problem each, the cross-field ones included.
+func TestValidateReportsEveryClusterProblem(t *testing.T) {
+	c := Default()
+	c.Node.Bind = "0.0.0.0"
+	c.Node.RaftPort = c.Node.GRPCPort
+	c.Journal.Backend = JournalRaft
+	c.Cluster.Join = "10.0.0.5:7946,bad"
+	c.Cluster.BootstrapExpect = 3
+	c.Cluster.Voters = 2
+	ps := problems(t, c.Validate())
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.Key)
+	}
+	want := []string{
+		"node.raftPort",        // same as grpcPort
+		"journal.backend",      // raft without a raft coordinator
+		"coordination.backend", // memory in a cluster
+		"node.advertise",       // 0.0.0.0 in a cluster
+		"cluster.join",         // "bad"
+		"cluster.voters",       // even
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problem keys = %q, want %q\n%v", got, want, ps)
+	}
+}
+
+func TestJoinAddrs(t *testing.T) {
+	tests := []struct {
+		join string
+		want []string
+	}{
+		{"", nil},
+		{" , ,", nil},
+		{"10.0.0.5:7946", []string{"10.0.0.5:7946"}},
+		{" a:1 ,b:2,, [::1]:3 ,", []string{"a:1", "b:2", "[::1]:3"}},
+	}
+	for _, tc := range tests {
+		c := ClusterConfig{Join: tc.join}
+		if got := c.JoinAddrs(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("JoinAddrs(%q) = %q, want %q", tc.join, got, tc.want)
+		}
+	}
+}
+
+func TestClustered(t *testing.T) {
+	tests := []struct {
+		join   string
+		expect int
+		want   bool
+	}{
+		{"", 1, false},
+		{" , ", 1, false},
+		{"", 0, false},
+		{"", 2, true},
+		{"a:1", 1, true},
+		{"a:1", 3, true},
+	}
+	for _, tc := range tests {
+		c := ClusterConfig{Join: tc.join, BootstrapExpect: tc.expect}
+		if got := c.Clustered(); got != tc.want {
+			t.Errorf("Clustered() with join %q, bootstrapExpect %d = %v, want %v", tc.join, tc.expect, got, tc.want)
+		}
 	}
 }
 

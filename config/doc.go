@@ -39,7 +39,14 @@
 //
 // Config.Validate checks every field (ranges, enumerations, cross-field
 // rules such as renewInterval < sessionTTL/2) and never changes the config:
-// defaults come from Default only. A Config from Parse remembers the line of
+// defaults come from Default only. The cross-field rules include the
+// cluster's: node ports that are equal and non-zero; journal.backend raft
+// without coordination.backend raft; and, for a node in a cluster (a
+// non-empty cluster.join or a cluster.bootstrapExpect > 1, see
+// ClusterConfig.Clustered), a memory coordinator, a journal other than raft
+// beside a raft coordinator, or a node.bind of 0.0.0.0 or :: without
+// node.advertise. A problem that several keys cause is reported on the key
+// to change, at the line of a related key when that key is not in the file. A Config from Parse remembers the line of
 // every key it read, so problems found later by Validate point at the file,
 // unless the value was changed after parsing (for example by a flag), in
 // which case the problem has no file and line.
@@ -48,8 +55,10 @@
 //
 // ActorPoolsConfig.For merges a type's override over the default pool
 // (nil override fields inherit). Config.JournalPath resolves the empty
-// journal path to <node.dataDir>/journal.db. Relative paths are relative to
-// the working directory, not to the config file.
+// journal path to <node.dataDir>/journal.db; an empty node.advertise means
+// node.bind. ClusterConfig.JoinAddrs splits cluster.join into its
+// addresses. Relative paths are relative to the working directory, not to
+// the config file.
 //
 // # Secrets
 //

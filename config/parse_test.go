@@ -231,6 +231,8 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"snake case", "actorPools:\n  default:\n    max_size: 1\n", "actorPools.default.max_size", 3, `did you mean "maxSize"?`},
 		{"in a type override", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n      size: 1\n", "actorPools.types.counter.size", 5, "unknown key"},
 		{"pool level", "actorPools:\n  counter:\n    maxSize: 1\n", "actorPools.counter", 2, "allowed: default, types"},
+		{"in cluster", "cluster:\n  seeds: a:1\n", "cluster.seeds", 2, "allowed: bootstrapExpect, deadVoterTimeout, gossip, join, joinTimeout, rejoinInterval, voters"},
+		{"cluster snake case", "cluster:\n  bootstrap_expect: 3\n", "cluster.bootstrap_expect", 2, `did you mean "bootstrapExpect"?`},
 		{"deep", "tracing:\n  enabled: true\n\n  otlp:\n    endpoint: x\n", "tracing.otlp", 4, "unknown key"},
 	}
 	for _, tc := range tests {
@@ -264,6 +266,16 @@ func TestParseWrongTypes(t *testing.T) {
 		{"duration without unit", "node:\n  shutdownTimeout: 30\n", "node.shutdownTimeout", 2, `must be a duration such as "30s"`},
 		{"bad duration", "actorPools:\n  default:\n    idleTimeout: five minutes\n", "actorPools.default.idleTimeout", 3, `(got "five minutes")`},
 		{"bad override duration", "actorPools:\n  types:\n    a:\n      idleTimeout: 1y\n", "actorPools.types.a.idleTimeout", 4, "must be a duration"},
+		{"quoted port", "node:\n  grpcPort: \"7421\"\n", "node.grpcPort", 2, "remove the quotes"},
+		{"string for gossip port", "node:\n  gossipPort: memberlist\n", "node.gossipPort", 2, `must be an integer (got "memberlist")`},
+		{"float for raft port", "node:\n  raftPort: 7422.5\n", "node.raftPort", 2, "must be an integer (got 7422.5)"},
+		{"list for join", "cluster:\n  join: [a:1, b:2]\n", "cluster.join", 2, "not a list"},
+		{"quoted bootstrapExpect", "cluster:\n  bootstrapExpect: \"3\"\n", "cluster.bootstrapExpect", 2, "remove the quotes"},
+		{"float voters", "cluster:\n  voters: 3.0\n", "cluster.voters", 2, "must be an integer"},
+		{"join timeout without unit", "cluster:\n  joinTimeout: 30\n", "cluster.joinTimeout", 2, `must be a duration such as "30s"`},
+		{"bad dead voter timeout", "cluster:\n  deadVoterTimeout: soon\n", "cluster.deadVoterTimeout", 2, `(got "soon")`},
+		{"no value rejoin", "cluster:\n  rejoinInterval:\n", "cluster.rejoinInterval", 2, "has no value"},
+		{"scalar for cluster", "cluster: 3\n", "cluster", 1, "must be a mapping"},
 		{"yes for bool", "tracing:\n  enabled: yes\n", "tracing.enabled", 2, `must be true or false (got "yes")`},
 		{"number for bool", "tracing:\n  enabled: 1\n", "tracing.enabled", 2, "must be true or false (got 1)"},
 		{"scalar for section", "node: 5\n", "node", 1, "must be a mapping"},
@@ -380,6 +392,55 @@ tracing:
 	}
 	if !reflect.DeepEqual(got, wantAt) {
 		t.Errorf("problems at %v, want %v:\n%v", got, wantAt, err)
+	}
+}
+
+// TestParseClusterRules: the cluster's cross-field rules point at the key
+// to change, and at a line of the file even when that key is left at its
+// default (then at the line of a key the rule depends on).
+func TestParseClusterRules(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want string // the one problem, as printed
+	}{
+		{"memory coordinator, join set", "node:\n  id: a\ncluster:\n  join: 10.0.0.5:7946\n",
+			"f.yaml:4: coordination.backend: a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},
+		{"memory coordinator set, join set", "coordination:\n  backend: memory\ncluster:\n  join: 10.0.0.5:7946\n",
+			"f.yaml:2: coordination.backend: a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},
+		{"memory coordinator, bootstrapExpect", "cluster:\n  voters: 5\n  bootstrapExpect: 3\n",
+			"f.yaml:3: coordination.backend: a memory coordinator cannot be shared between nodes; use raft (cluster.bootstrapExpect is 3)"},
+		{"raft journal, memory coordinator", "journal:\n  backend: raft\n",
+			`f.yaml:2: journal.backend: raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
+		{"raft journal, coordinator set", "coordination:\n  backend: memory\njournal:\n  backend: raft\n",
+			`f.yaml:4: journal.backend: raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
+		{"bbolt journal in a cluster", "coordination:\n  backend: raft\ncluster:\n  bootstrapExpect: 3\n",
+			"f.yaml:2: journal.backend: a cluster needs journal.backend raft: an actor's journal must be readable on whichever node owns it next (cluster.bootstrapExpect is 3)"},
+		{"advertise needed", "node:\n  bind: 0.0.0.0\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  join: 10.0.0.5:7946\n",
+			"f.yaml:2: node.advertise: must be set when node.bind is 0.0.0.0 in a cluster: other nodes need an address they can reach (cluster.join is set)"},
+		{"advertise empty in the file", "node:\n  bind: \"::\"\n  advertise: \"\"\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  bootstrapExpect: 2\n",
+			"f.yaml:3: node.advertise: must be set when node.bind is :: in a cluster: other nodes need an address they can reach (cluster.bootstrapExpect is 2)"},
+		{"bad advertise", "node:\n  advertise: node-7.internal\n",
+			`f.yaml:2: node.advertise: must be an IP address such as 10.0.0.7, or "" to use node.bind (got "node-7.internal")`},
+		{"same ports", "node:\n  grpcPort: 9000\n  raftPort: 9000\n",
+			"f.yaml:3: node.raftPort: must differ from node.grpcPort (both 9000; 0 picks a free port)"},
+		// The later key is left at its default: the earlier one's line.
+		{"port same as a default", "node:\n  httpPort: 7421\n",
+			"f.yaml:2: node.grpcPort: must differ from node.httpPort (both 7421; 0 picks a free port)"},
+		{"bad join element", "coordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  join: 10.0.0.5:7946,10.0.0.6\n",
+			`f.yaml:6: cluster.join: must be host:port, such as 10.0.0.5:7946 (got "10.0.0.6")`},
+		{"even voters", "cluster:\n  voters: 4\n",
+			"f.yaml:2: cluster.voters: must be odd and between 1 and 7 (got 4): an even count tolerates no more failures than one fewer"},
+		{"gossip preset", "cluster:\n  gossip: wan\n",
+			`f.yaml:2: cluster.gossip: must be one of lan, local (got "wan")`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.text), "f.yaml")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error =\n%v\nwant\n%s", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -521,6 +582,9 @@ func TestYAMLFormat(t *testing.T) {
 		"    counter:\n      maxSize: 1000\n",
 		"    authorization: '[redacted]'\n",
 		`  path: "" # = loom-data/journal.db` + "\n",
+		`  advertise: "" # = node.bind (127.0.0.1)` + "\n",
+		"  gossipPort: 7946\n",
+		"cluster:\n  join: \"\"\n  bootstrapExpect: 1\n  voters: 3\n  deadVoterTimeout: 2m\n",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("YAML() lacks %q:\n%s", want, out)

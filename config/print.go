@@ -100,12 +100,18 @@ func containsSecret(t reflect.Type) bool {
 // redacted (see Redacted): every key with its value, durations written
 // like "5m" or "1h30m", and actor type overrides with only the fields they
 // set. Parse accepts the result and yields c.Redacted(). The empty
-// journal.path is annotated with the effective path.
+// journal.path and node.advertise are annotated with their effective
+// values.
 func (c Config) YAML() ([]byte, error) {
 	r := c.Redacted()
 	root, err := encodeNode(reflect.ValueOf(r))
 	if err != nil {
 		return nil, err
+	}
+	if r.Node.Advertise == "" {
+		if n := lookupNode(root, "node", "advertise"); n != nil {
+			n.LineComment = "# = node.bind (" + r.Node.Bind + ")"
+		}
 	}
 	if r.Journal.Path == "" {
 		if n := lookupNode(root, "journal", "path"); n != nil {

@@ -180,26 +180,33 @@ func (v *validator) validate(c *Config) {
 	if _, err := netip.ParseAddr(n.Bind); err != nil {
 		v.add("node.bind", n.Bind, fmt.Sprintf("must be an IP address such as 127.0.0.1, 0.0.0.0 or :: (got %q)", n.Bind))
 	}
-	if n.HTTPPort < 0 || n.HTTPPort > 65535 {
-		v.add("node.httpPort", n.HTTPPort, fmt.Sprintf("must be between 0 and 65535 (got %d)", n.HTTPPort))
-	}
-	ports := map[int]string{}
+	// Each port in range; two equal non-zero ports are a problem on the
+	// later key (in the order of NodeConfig and of the example file), placed
+	// at the earlier key's line when the later one is not in the file.
+	seen := map[int]string{}
 	for _, pp := range []struct {
 		key  string
 		port int
-	}{{"node.httpPort", n.HTTPPort}, {"node.grpcPort", n.GRPCPort}, {"node.raftPort", n.RaftPort}, {"node.gossipPort", n.GossipPort}} {
-		if pp.key != "node.httpPort" && (pp.port < 0 || pp.port > 65535) {
+	}{{"node.httpPort", n.HTTPPort}, {"node.grpcPort", n.GRPCPort}, {"node.gossipPort", n.GossipPort}, {"node.raftPort", n.RaftPort}} {
+		if pp.port < 0 || pp.port > 65535 {
 			v.add(pp.key, pp.port, fmt.Sprintf("must be between 0 and 65535 (got %d)", pp.port))
 			continue
 		}
-		if other, dup := ports[pp.port]; dup && pp.port != 0 {
-			v.add(pp.key, pp.port, fmt.Sprintf("must differ from %s (both %d)", other, pp.port))
+		if pp.port == 0 {
+			continue // each 0 picks its own free port
 		}
-		ports[pp.port] = pp.key
+		if other, dup := seen[pp.port]; dup {
+			v.add(pp.key, pp.port, fmt.Sprintf("must differ from %s (both %d; 0 picks a free port)", other, pp.port),
+				relatedKey{other, pp.port})
+			continue
+		}
+		seen[pp.port] = pp.key
 	}
 	if n.Advertise != "" {
-		if _, err := netip.ParseAddr(n.Advertise); err != nil {
-			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be an IP address (got %q)", n.Advertise))
+		if a, err := netip.ParseAddr(n.Advertise); err != nil {
+			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be an IP address such as 10.0.0.7, or \"\" to use node.bind (got %q)", n.Advertise))
+		} else if a.IsUnspecified() {
+			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be an address other nodes can reach, not %s", n.Advertise))
 		}
 	}
 	v.positiveDuration("node.shutdownTimeout", n.ShutdownTimeout)
@@ -239,23 +246,49 @@ func (v *validator) validate(c *Config) {
 	co := c.Coordination
 	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft)
 	if j.Backend == JournalRaft && co.Backend != CoordinationRaft {
-		v.add("journal.backend", j.Backend, "raft needs coordination.backend raft (the journal lives in the coordinator's Raft group)")
+		v.add("journal.backend", j.Backend,
+			fmt.Sprintf("raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend %q)", co.Backend),
+			relatedKey{"coordination.backend", co.Backend})
 	}
+
+	// Rules for a node in a cluster. Their problems are placed at the line
+	// of the key that made the node clustered when the key itself is not
+	// in the file (a default).
 	cl := c.Cluster
-	clustered := cl.Join != "" || cl.BootstrapExpect > 1
-	if co.Backend == CoordinationRaft && clustered && j.Backend != JournalRaft {
-		v.add("journal.backend", j.Backend, "a cluster needs journal.backend raft: an actor's journal must be readable on whichever node owns it next")
+	var why []string // what makes the node clustered, for messages
+	var cause []relatedKey
+	if len(cl.JoinAddrs()) > 0 {
+		why = append(why, "cluster.join is set")
+		cause = append(cause, relatedKey{"cluster.join", cl.Join})
 	}
-	if co.Backend == CoordinationMemory && clustered {
-		v.add("coordination.backend", co.Backend, "a memory coordinator cannot be shared between nodes; use raft with cluster.join or cluster.bootstrapExpect > 1")
+	if cl.BootstrapExpect > 1 {
+		why = append(why, fmt.Sprintf("cluster.bootstrapExpect is %d", cl.BootstrapExpect))
+		cause = append(cause, relatedKey{"cluster.bootstrapExpect", cl.BootstrapExpect})
 	}
-	if clustered && n.Advertise == "" {
-		if a, err := netip.ParseAddr(n.Bind); err == nil && a.IsUnspecified() {
-			v.add("node.advertise", n.Advertise, fmt.Sprintf("must be set when node.bind is %s in a cluster: other nodes need an address they can reach", n.Bind))
+	if len(why) > 0 {
+		because := strings.Join(why, " and ")
+		switch co.Backend {
+		case CoordinationMemory:
+			v.add("coordination.backend", co.Backend,
+				fmt.Sprintf("a memory coordinator cannot be shared between nodes; use raft (%s)", because),
+				cause...)
+		case CoordinationRaft:
+			if j.Backend != JournalRaft {
+				v.add("journal.backend", j.Backend,
+					fmt.Sprintf("a cluster needs journal.backend raft: an actor's journal must be readable on whichever node owns it next (%s)", because),
+					append([]relatedKey{{"coordination.backend", co.Backend}}, cause...)...)
+			}
+		}
+		if n.Advertise == "" {
+			if a, err := netip.ParseAddr(n.Bind); err == nil && a.IsUnspecified() {
+				v.add("node.advertise", n.Advertise,
+					fmt.Sprintf("must be set when node.bind is %s in a cluster: other nodes need an address they can reach (%s)", n.Bind, because),
+					append([]relatedKey{{"node.bind", n.Bind}}, cause...)...)
+			}
 		}
 	}
 	for _, a := range cl.JoinAddrs() {
-		if msg := checkHostPort(a); msg != "" {
+		if msg := checkHostPort(a, "10.0.0.5:7946"); msg != "" {
 			v.add("cluster.join", cl.Join, fmt.Sprintf("%s (got %q)", msg, a))
 		}
 	}
@@ -263,7 +296,7 @@ func (v *validator) validate(c *Config) {
 		v.add("cluster.bootstrapExpect", cl.BootstrapExpect, fmt.Sprintf("must be >= 1 (got %d)", cl.BootstrapExpect))
 	}
 	if cl.Voters < 1 || cl.Voters > 7 || cl.Voters%2 == 0 {
-		v.add("cluster.voters", cl.Voters, fmt.Sprintf("must be odd and between 1 and 7 (got %d)", cl.Voters))
+		v.add("cluster.voters", cl.Voters, fmt.Sprintf("must be odd and between 1 and 7 (got %d): an even count tolerates no more failures than one fewer", cl.Voters))
 	}
 	v.positiveDuration("cluster.deadVoterTimeout", cl.DeadVoterTimeout)
 	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
@@ -284,7 +317,7 @@ func (v *validator) validate(c *Config) {
 	v.positiveDuration("tracing.maxTraceAge", t.MaxTraceAge)
 	v.positive("tracing.maxSpans", t.MaxSpans)
 	if t.OTLPEndpoint != "" {
-		if msg := checkHostPort(t.OTLPEndpoint); msg != "" {
+		if msg := checkHostPort(t.OTLPEndpoint, "localhost:4317"); msg != "" {
 			v.add("tracing.otlpEndpoint", t.OTLPEndpoint, fmt.Sprintf("%s (got %q)", msg, t.OTLPEndpoint))
 		}
 	}
@@ -301,9 +334,9 @@ func (v *validator) validate(c *Config) {
 }
 
 // checkHostPort returns "" if s is host:port with a non-empty host and a
-// port in 1..65535, else what is wrong.
-func checkHostPort(s string) string {
-	const want = "must be host:port, such as localhost:4317"
+// port in 1..65535, else what is wrong; example is shown in the message.
+func checkHostPort(s, example string) string {
+	want := "must be host:port, such as " + example
 	if strings.Contains(s, "://") {
 		return want + ", without a scheme"
 	}
