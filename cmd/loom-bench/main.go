@@ -1,0 +1,267 @@
+// Command loom-bench is Loom's load generator. Against a running cluster
+// (for instance `loom-node cluster -n 3`) it measures, with the same number
+// of concurrent callers:
+//
+//	remote-get   counter.get through the cluster client: a remote call that changes no state
+//	durable-add  counter.add through the client: one durable State.Set through Raft per call
+//	grpc-unary   baseline: a bare gRPC unary echo to a second process on loopback
+//	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, one message per call
+//
+// and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
+// the baselines, so the numbers say what the machine can do. The baselines'
+// echo server is this binary, re-executed as a child process.
+//
+//	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--actors 10000] [--only a,b]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/client"
+	"github.com/loom-mesh/loom/transport"
+	"github.com/loom-mesh/loom/transport/loompb"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "echo-server" {
+		echoServer()
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type result struct {
+	name     string
+	calls    int64
+	errors   int64
+	elapsed  time.Duration
+	lat      []time.Duration
+	firstErr error
+}
+
+func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
+
+func (r result) q(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
+}
+
+// load runs call from callers goroutines for d and collects latencies.
+func load(name string, callers int, d time.Duration, call func(g int, i int64) error) result {
+	var stop atomic.Bool
+	var calls, errs atomic.Int64
+	lats := make([][]time.Duration, callers)
+	var first atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(0); !stop.Load(); i++ {
+				t0 := time.Now()
+				if err := call(g, i); err != nil {
+					errs.Add(1)
+					first.CompareAndSwap(nil, err)
+					continue
+				}
+				lats[g] = append(lats[g], time.Since(t0))
+				calls.Add(1)
+			}
+		}()
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	r := result{name: name, calls: calls.Load(), errors: errs.Load(), elapsed: time.Since(start)}
+	for _, l := range lats {
+		r.lat = append(r.lat, l...)
+	}
+	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+	if e, ok := first.Load().(error); ok {
+		r.firstErr = e
+	}
+	return r
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loom-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addrs := fs.String("addrs", "127.0.0.1:7520,127.0.0.1:7521,127.0.0.1:7522", "gRPC addresses of cluster nodes (loom-node cluster's defaults)")
+	callers := fs.Int("callers", 64, "concurrent callers")
+	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement")
+	actors := fs.Int("actors", 10000, "number of distinct actors")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
+	ctx := context.Background()
+	var results []result
+
+	if want("grpc-unary") || want("grpc-stream") {
+		addr, stop, err := startEcho()
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: echo server: %v\n", err)
+			return 1
+		}
+		defer stop()
+		pool := transport.NewPool(transport.PoolOptions{})
+		defer pool.Close()
+		c := transport.Call{ActorType: "echo", ActorID: "1", Method: "echo", Payload: []byte(`{"delta":1}`)}
+		if want("grpc-unary") {
+			results = append(results, load("grpc-unary", *callers, *dur, func(int, int64) error {
+				_, err := pool.InvokeUnary(ctx, addr, c)
+				return err
+			}))
+		}
+		if want("grpc-stream") {
+			r, err := streamEcho(ctx, addr, *callers, *dur)
+			if err != nil {
+				fmt.Fprintf(stderr, "loom-bench: stream echo: %v\n", err)
+				return 1
+			}
+			results = append(results, r)
+		}
+	}
+	if want("remote-get") || want("durable-add") {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{})
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)
+			return 1
+		}
+		defer cl.Close()
+		id := func(g int, i int64) string { return fmt.Sprintf("b%d", (int64(g)*7919+i)%int64(*actors)) }
+		if want("remote-get") {
+			// Warm up: activate the actors once.
+			_ = load("warm-up", *callers, *dur/2, func(g int, i int64) error {
+				_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
+				return err
+			})
+			results = append(results, load("remote-get", *callers, *dur, func(g int, i int64) error {
+				_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
+				return err
+			}))
+		}
+		if want("durable-add") {
+			results = append(results, load("durable-add", *callers, *dur, func(g int, i int64) error {
+				_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
+				return err
+			}))
+		}
+	}
+
+	base := map[string]float64{}
+	for _, r := range results {
+		base[r.name] = r.rate()
+	}
+	fmt.Fprintf(stdout, "loom-bench: %d callers, %v per measurement, %d actors\n", *callers, *dur, *actors)
+	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s %10s\n", "scenario", "calls/s", "p50", "p99", "p999", "errors", "x unary", "x stream")
+	for _, r := range results {
+		ratio := func(b string) string {
+			if base[b] == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", r.rate()/base[b])
+		}
+		fmt.Fprintf(stdout, "%-12s %12.0f %10v %10v %10v %8d %10s %10s\n", r.name, r.rate(),
+			r.q(0.50).Round(time.Microsecond), r.q(0.99).Round(time.Microsecond), r.q(0.999).Round(time.Microsecond),
+			r.errors, ratio("grpc-unary"), ratio("grpc-stream"))
+		if r.firstErr != nil {
+			fmt.Fprintf(stdout, "  first error: %v\n", r.firstErr)
+		}
+	}
+	return 0
+}
+
+// startEcho runs this binary as an echo server in a child process.
+func startEcho() (addr string, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "echo-server")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	var line string
+	if _, err := fmt.Fscanln(out, &line); err != nil {
+		_ = cmd.Process.Kill()
+		return "", nil, fmt.Errorf("reading the echo server's address: %w", err)
+	}
+	return line, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+}
+
+type echoHandler struct{}
+
+func (echoHandler) HandleInvoke(_ context.Context, c transport.Call) ([]byte, error) {
+	return c.Payload, nil
+}
+
+// echoServer serves Invoke and a per-message stream echo on a free port,
+// prints the address, and runs until killed.
+func echoServer() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	srv := transport.NewServer(transport.ServerOptions{Actors: echoHandler{}})
+	_ = srv.Serve(ln)
+}
+
+// streamEcho: each caller has its own bidirectional stream and sends one
+// message per call, waiting for the echo: the classic streaming baseline.
+func streamEcho(ctx context.Context, addr string, callers int, d time.Duration) (result, error) {
+	conn, err := dialRaw(addr)
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	streams := make([]loompb.Actors_StreamClient, callers)
+	for g := range streams {
+		s, err := loompb.NewActorsClient(conn).Stream(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		streams[g] = s
+	}
+	req := &loompb.InvokeBatch{Calls: []*loompb.InvokeRequest{{ActorType: "echo", ActorId: "1", Method: "echo", Payload: []byte(`{"delta":1}`)}}}
+	r := load("grpc-stream", callers, d, func(g int, i int64) error {
+		if err := streams[g].Send(req); err != nil {
+			return err
+		}
+		rb, err := streams[g].Recv()
+		if err != nil {
+			return err
+		}
+		if len(rb.Results) != 1 {
+			return errors.New("bad echo")
+		}
+		return nil
+	})
+	for _, s := range streams {
+		_ = s.CloseSend()
+	}
+	return r, nil
+}
