@@ -5,7 +5,7 @@ BIN     := bin/loom-node
 DATA    ?= ./loom-data
 PORT    ?= 7420
 
-.PHONY: build run test bench vet fmt clean proto
+.PHONY: build run cluster test bench vet fmt clean proto
 
 build:
 	$(GO) build -o $(BIN) ./cmd/loom-node
@@ -13,6 +13,10 @@ build:
 # One node on embedded defaults; try it with `bin/loom-node call counter/c1 add '{"delta":1}'`.
 run: build
 	./$(BIN) dev --data-dir $(DATA) --http-port $(PORT)
+
+# A local cluster of three loom-node processes; Ctrl-C stops them all.
+cluster: build
+	./$(BIN) cluster -n 3
 
 # Every package, race detector on, no cached results.
 test:
