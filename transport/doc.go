@@ -1,39 +1,83 @@
-// Package transport carries Loom's traffic between nodes and from cluster
-// clients to nodes over gRPC (proto/loom/v1/loom.proto, generated code in
-// loompb, regenerated with `make proto`):
+// Package transport carries Loom's traffic between nodes, and from cluster
+// clients to nodes, over gRPC. The wire protocol is proto/loom/v1/loom.proto
+// (generated code in loompb, committed; `make proto` regenerates it):
 //
-//   - Actors: actor calls. Pool.Invoke multiplexes calls on one long-lived
-//     bidirectional stream per address; a sender goroutine writes whatever
-//     is queued as one batch message, and the server runs each call in its
-//     own goroutine and batches the results back the same way. The unary
-//     Invoke exists too (Pool.InvokeUnary).
+//   - Actors: actor calls. Invoke is one unary call; Stream multiplexes many
+//     calls, tagged with call ids, on one bidirectional stream.
 //   - Coordinator: Raft commands a follower forwards to the leader (opaque
 //     bytes; raftlock encodes them).
 //   - Topology: a stream of the cluster's membership, for clients.
 //
+// A Server serves the three services from handler interfaces (ActorHandler,
+// ForwardHandler, TopologySource), so this package knows nothing of nodes or
+// the runtime's internals. A Pool is the calling side: one connection per
+// address, shared by everything that talks to it.
+//
+// # Calls on streams
+//
+// Pool.Invoke spreads calls over a few long-lived streams per address
+// (PoolOptions.StreamsPerAddr, opened on demand). Each stream has a sender
+// goroutine that writes everything queued since its last write as ONE
+// InvokeBatch message, so 64 concurrent callers cost a handful of writes,
+// not 64. The server runs each call in its own goroutine and its writer
+// batches the results back the same way. Per-call metadata travels in the
+// request: correlation id, idempotency key, deadline (absolute, so the
+// nodes' clocks are assumed to agree to well within a deadline) and trace
+// context. A caller whose context ends stops waiting at once, and the
+// server is told to cancel the call. Pool.InvokeUnary (or
+// PoolOptions.Unary) sends one unary RPC per call instead; there the
+// correlation id and idempotency key travel in gRPC metadata and the
+// deadline is gRPC's own.
+//
+// # What an error means
+//
 // Errors cross the wire as a stable code, the remote message and whether the
-// call may have taken effect, and come back as the same sentinel errors
-// (errors.Is works on both sides; see errors.go). What a failure means for
-// the caller:
+// call may have taken effect (one table, errors.go), and come back as errors
+// that match the same sentinel on the caller's side (errors.Is: the
+// runtime's and the journal's sentinels, ErrNotOwner; errors.As:
+// *runtime.MethodError), with the remote message. MaybeApplied tells the two
+// kinds of failure apart:
 //
-//   - runtime.ErrUnavailable (and the errors that wrap it) before anything
-//     was sent — no stream could be opened, the address is unknown — the
-//     call had no effect and may be retried anywhere.
-//   - ErrUnknownOutcome: the request was sent and the connection failed
-//     before the answer came; it may have taken effect. Not safe to retry
-//     unless the operation is idempotent.
-//   - context.DeadlineExceeded / Canceled: the caller stopped waiting; the
-//     outcome is unknown if the call was already sent.
-//   - Every other remote error carries the remote node's verdict.
+//   - Not applied, safe to retry: runtime.ErrUnavailable and everything that
+//     wraps it (ErrNotOwner, whose OwnerHint names the holder when known;
+//     ErrClosed; a connection that could not be made or a stream that could
+//     not be opened: the request never left), and remote errors whose code
+//     says so (unknown type or method, bad payload, fenced, conflict, ...).
+//     A call queued on a stream that breaks before it was written is moved
+//     to another stream, transparently.
+//   - Outcome unknown: ErrUnknownOutcome. The request was written and the
+//     connection failed (or the server was stopped hard) before the answer
+//     came. It may have taken effect; retry only what is idempotent.
+//   - The caller's context ended: the error matches ctx.Err(); if the call
+//     had been sent it also matches ErrUnknownOutcome.
+//   - A remote error the table does not know travels as code "internal",
+//     maybe applied, with its message.
 //
-// Correlation ids and idempotency keys travel in gRPC metadata (unary) or in
-// the request (stream) and arrive in the handler's context; deadlines travel
-// with gRPC (unary) or in the request (stream). OpenTelemetry context is
-// propagated by otelgrpc stats handlers using the TracerProvider and
-// propagator given in the options (the global ones if nil; this package sets
-// no globals).
+// # Stopping
 //
-// Goroutines: a Server runs gRPC's goroutines plus, per Stream, one result
-// writer and one goroutine per call. A Pool owns, per address with a live
-// stream, one sender and one receiver goroutine; Close stops them all.
+// Server.Stop is graceful until its context ends: the listener closes, each
+// call stream is told to drain (the client sends its new calls elsewhere,
+// sends what it had queued and half-closes), running calls finish and are
+// answered. When the context ends first, connections are cut and the calls
+// still running see their context canceled; their callers get
+// ErrUnknownOutcome.
+//
+// # Tracing
+//
+// otelgrpc stats handlers run on both sides with the TracerProvider and
+// Propagator given in the options; nil means no-op. Calls on a stream carry
+// their own trace context (injected and extracted with the same
+// Propagator), and get a client and a server span when a TracerProvider is
+// given. This package never reads or sets the OpenTelemetry globals.
+//
+// # Goroutines
+//
+// A Server runs on gRPC's goroutines; a Stream handler additionally starts
+// one writer goroutine and one goroutine per call, and returns only after
+// all of them have. Stop returns after every handler has returned, so
+// handlers must honor their context. A Pool owns, per open stream, one
+// sender and one receiver goroutine, and one goroutine per topology watch;
+// every one of them ends when its stream ends, and Close waits for all of
+// them. A Pool's state is guarded by Pool.mu (peers), each stream's by its
+// own mutex (queue and calls waiting); callers only wait on a channel.
 package transport

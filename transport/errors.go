@@ -65,6 +65,7 @@ var errorCodes = []struct {
 	{"pool_full", runtime.ErrPoolFull, codes.ResourceExhausted, false},
 	{"not_local", runtime.ErrNotLocal, codes.FailedPrecondition, false},
 	{"not_owner", ErrNotOwner, codes.Unavailable, false},
+	{"too_many_hops", runtime.ErrTooManyHops, codes.Unavailable, false},
 	{"unavailable", runtime.ErrUnavailable, codes.Unavailable, false},
 }
 
@@ -91,15 +92,18 @@ func (e *notOwnerError) Error() string {
 	}
 	return s
 }
-func (e *notOwnerError) Unwrap() error     { return ErrNotOwner }
-func (e *notOwnerError) OwnerHint() string { return e.owner }
+func (e *notOwnerError) Unwrap() error { return ErrNotOwner }
 
-// OwnerHint returns the node id an ErrNotOwner error names as the actor's
-// holder, or "".
+// OwnerHint returns the node id an ErrNotOwner error (local, or decoded
+// from a remote node) names as the actor's holder, or "".
 func OwnerHint(err error) string {
-	var h interface{ OwnerHint() string }
-	if errors.As(err, &h) {
-		return h.OwnerHint()
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.OwnerHint
+	}
+	var no *notOwnerError
+	if errors.As(err, &no) {
+		return no.owner
 	}
 	return ""
 }
@@ -173,7 +177,7 @@ type RemoteError struct {
 	Code         string
 	Message      string
 	MaybeApplied bool
-	OwnerHint_   string // the owner hint; read it with OwnerHint(err)
+	OwnerHint    string // node id of the actor's holder, for not_owner
 	sentinel     error
 }
 
@@ -183,9 +187,6 @@ func (e *RemoteError) Error() string { return e.Message }
 // for codes this version does not know).
 func (e *RemoteError) Unwrap() error { return e.sentinel }
 
-// OwnerHint returns the node the remote side named as the actor's holder.
-func (e *RemoteError) OwnerHint() string { return e.OwnerHint_ }
-
 // DecodeError turns a wire error back into an error that matches the same
 // sentinel it matched on the remote side; a method error comes back as a
 // *runtime.MethodError. nil for nil.
@@ -193,7 +194,7 @@ func DecodeError(pe *loompb.Error) error {
 	if pe == nil {
 		return nil
 	}
-	re := &RemoteError{Code: pe.Code, Message: pe.Message, MaybeApplied: pe.MaybeApplied, OwnerHint_: pe.OwnerHint}
+	re := &RemoteError{Code: pe.Code, Message: pe.Message, MaybeApplied: pe.MaybeApplied, OwnerHint: pe.OwnerHint}
 	for _, e := range errorCodes {
 		if e.code != pe.Code {
 			continue

@@ -93,10 +93,12 @@ type Server struct {
 	grpc   *grpc.Server
 	log    *slog.Logger
 	tracer trace.Tracer // nil without a TracerProvider
+	// maxResultBytes bounds one result on a stream (3/4 of MaxMessageBytes):
+	// a larger one would break the stream for every call on it.
+	maxResultBytes int
 
 	stopping chan struct{} // closed by Stop: streams drain, watches end
 	stopOnce sync.Once
-	handlers sync.WaitGroup // Stream handlers and their call goroutines
 }
 
 // NewServer builds a server. It starts nothing and listens on nothing.
@@ -107,7 +109,7 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 16 << 20
 	}
-	s := &Server{opts: opts, log: opts.Logger, stopping: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Logger, stopping: make(chan struct{}), maxResultBytes: opts.MaxMessageBytes / 4 * 3}
 	if opts.TracerProvider != nil {
 		s.tracer = opts.TracerProvider.Tracer(tracerName)
 	}
@@ -118,6 +120,9 @@ func NewServer(opts ServerOptions) *Server {
 		// Clients ping idle connections every clientKeepalive; allow it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientKeepalive / 2, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverKeepalive, Timeout: keepaliveTimeout}),
+		// Stop returns only when every handler has (and a Stream handler
+		// waits for its calls' goroutines).
+		grpc.WaitForHandlers(true),
 	)
 	loompb.RegisterActorsServer(s.grpc, actorsServer{s: s})
 	loompb.RegisterCoordinatorServer(s.grpc, coordinatorServer{s: s})
@@ -173,7 +178,6 @@ func (s *Server) Stop(ctx context.Context) {
 		s.grpc.Stop()
 		<-done
 	}
-	s.handlers.Wait()
 }
 
 type actorsServer struct {
@@ -196,12 +200,14 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) con
 	return ctx
 }
 
-func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest) ([]byte, error) {
+// handle runs one call; span adds a server span (calls on a stream, which
+// otelgrpc does not see one by one).
+func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest, span bool) ([]byte, error) {
 	h := s.opts.Actors
 	if h == nil {
 		return nil, errNoActors
 	}
-	if s.tracer != nil {
+	if span && s.tracer != nil {
 		var span trace.Span
 		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
@@ -223,7 +229,7 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 	// The deadline is gRPC's own (already on ctx); otelgrpc extracted the
 	// trace context.
 	req.Trace = nil
-	out, err := a.s.handle(a.s.callContext(ctx, req), req)
+	out, err := a.s.handle(a.s.callContext(ctx, req), req, false)
 	if err != nil {
 		return nil, statusError(err)
 	}
@@ -237,13 +243,11 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 // call has been answered (or when the connection is cut).
 func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 	s := a.s
-	s.handlers.Add(1)
-	defer s.handlers.Done()
 	ctx := stream.Context()
 
 	results := make(chan *loompb.InvokeResponse, 256)
 	writerDone := make(chan error, 1)
-	go func() { writerDone <- writeBatches(results, s.stopping, stream.Send) }()
+	go func() { writerDone <- writeBatches(results, s.maxResultBytes, s.stopping, stream.Send) }()
 
 	var (
 		calls   sync.WaitGroup
@@ -272,7 +276,10 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			go func() {
 				defer calls.Done()
 				resp := &loompb.InvokeResponse{CallId: req.CallId}
-				out, err := s.handle(cctx, req)
+				out, err := s.handle(cctx, req, true)
+				if err == nil && len(out) > s.maxResultBytes {
+					err = fmt.Errorf("transport: the result of %s.%s is %d bytes, more than the transport carries (%d); the call ran", req.ActorType, req.Method, len(out), s.maxResultBytes)
+				}
 				if err != nil {
 					resp.Error = EncodeError(err)
 				} else {
@@ -309,7 +316,7 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 // draining batch. It returns when results is closed: nil, or the first
 // Send error (after which it only drains results, so no call goroutine
 // ever blocks).
-func writeBatches(results <-chan *loompb.InvokeResponse, stopping <-chan struct{}, send func(*loompb.ResultBatch) error) error {
+func writeBatches(results <-chan *loompb.InvokeResponse, maxBytes int, stopping <-chan struct{}, send func(*loompb.ResultBatch) error) error {
 	var failed error
 	drainSent := false
 	for {
@@ -332,6 +339,7 @@ func writeBatches(results <-chan *loompb.InvokeResponse, stopping <-chan struct{
 			continue
 		}
 		batch := &loompb.ResultBatch{Results: []*loompb.InvokeResponse{first}}
+		size := resultSize(first)
 	more:
 		for len(batch.Results) < maxBatch {
 			select {
@@ -339,13 +347,30 @@ func writeBatches(results <-chan *loompb.InvokeResponse, stopping <-chan struct{
 				if !ok {
 					break more
 				}
+				if size+resultSize(r) > maxBytes {
+					if failed = send(batch); failed != nil {
+						break more
+					}
+					batch, size = &loompb.ResultBatch{}, 0
+				}
 				batch.Results = append(batch.Results, r)
+				size += resultSize(r)
 			default:
 				break more
 			}
 		}
-		failed = send(batch)
+		if failed == nil {
+			failed = send(batch)
+		}
 	}
+}
+
+func resultSize(r *loompb.InvokeResponse) int {
+	n := 32 + len(r.Payload)
+	if r.Error != nil {
+		n += len(r.Error.Code) + len(r.Error.Message) + len(r.Error.OwnerHint)
+	}
+	return n
 }
 
 // maxBatch bounds the calls or results in one stream message.

@@ -1,0 +1,40 @@
+package transport
+
+import (
+	"google.golang.org/grpc/codes"
+)
+
+// ErrorRow is a row of the error table, for the table-driven tests.
+type ErrorRow struct {
+	Code         string
+	Err          error // nil for method_error
+	GRPC         codes.Code
+	MaybeApplied bool
+}
+
+// ErrorRows returns the error table.
+func ErrorRows() []ErrorRow {
+	rows := make([]ErrorRow, len(errorCodes))
+	for i, e := range errorCodes {
+		rows[i] = ErrorRow{Code: e.code, Err: e.err, GRPC: e.grpc, MaybeApplied: e.maybeApplied}
+		if e.err == errMethod {
+			rows[i].Err = nil
+		}
+	}
+	return rows
+}
+
+// SetSendHooks installs sender hooks: before runs before a sender takes its
+// queue, after once a batch was written. Each gets a function that breaks
+// that stream with the given cause. The returned func removes them; call
+// it only after every Pool is closed.
+func SetSendHooks(before, after func(breakStream func(error))) (restore func()) {
+	wrap := func(h func(func(error))) func(*mux) {
+		if h == nil {
+			return nil
+		}
+		return func(m *mux) { h(m.fail) }
+	}
+	testHookBeforeBatch, testHookAfterSend = wrap(before), wrap(after)
+	return func() { testHookBeforeBatch, testHookAfterSend = nil, nil }
+}
