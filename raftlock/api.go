@@ -33,6 +33,12 @@ func (s *Store) enterRead(ctx context.Context) error {
 	if _, _, failed := s.fsm.progress(); failed != nil {
 		return failed
 	}
+	// Read this node's own journal writes (see execEncoded).
+	if w := s.lastWrite.Load(); w > 0 {
+		if err := s.fsm.waitApplied(ctx, w, s.closing); err != nil {
+			return fmt.Errorf("raftlock: read waiting for this node's write at index %d: %w", w, err)
+		}
+	}
 	return nil
 }
 
@@ -128,8 +134,9 @@ func (s *Store) Holder(ctx context.Context, key string) (lock.LockInfo, bool, er
 
 // Append appends entries to actor's log, fenced by the highest token that
 // has written it and by the lock of the same key (see the package
-// documentation). On success the entries are committed by a quorum and
-// applied on this node.
+// documentation). On success the entries are committed by a quorum; this
+// node's replica may apply them a moment later, and reads on this node wait
+// for that, so they always see this node's own writes.
 func (s *Store) Append(ctx context.Context, actor string, token uint64, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	if err := journal.CheckAppendArgs(actor, expectedSeq, entries); err != nil {
 		return 0, err

@@ -516,6 +516,11 @@ func (s *Store) exec(ctx context.Context, c command) (result, error) {
 	return s.execEncoded(ctx, c.op, encodeCommand(c))
 }
 
+// journalWrite reports whether o is a journal write (see execEncoded).
+func journalWrite(o op) bool {
+	return o == opAppend || o == opSaveSnapshot || o == opTruncate
+}
+
 // execEncoded is exec for a command already encoded (with its id).
 func (s *Store) execEncoded(ctx context.Context, o op, cmd []byte) (result, error) {
 	if err := ctx.Err(); err != nil {
@@ -528,6 +533,20 @@ func (s *Store) execEncoded(ctx context.Context, o op, cmd []byte) (result, erro
 	res, index, err := s.waitCall(ctx, cl)
 	if err != nil {
 		return result{}, err
+	}
+	if journalWrite(o) {
+		// A journal write is durable once committed, and nothing reads
+		// its result from this replica right away: do not wait for this
+		// node to learn of the commit (on a follower that can take up to
+		// a CommitTimeout). Reads on this node wait for it instead (see
+		// enterRead), so this node still reads its own writes.
+		for {
+			cur := s.lastWrite.Load()
+			if index <= cur || s.lastWrite.CompareAndSwap(cur, index) {
+				break
+			}
+		}
+		return res, nil
 	}
 	if err := s.fsm.waitApplied(ctx, index, s.closing); err != nil {
 		switch {

@@ -47,6 +47,10 @@ type Store struct {
 	log    *slog.Logger
 	origin string        // command id origin: node id and a random nonce
 	seq    atomic.Uint64 // last command id number issued
+	// lastWrite is the highest log index of a journal write this node
+	// committed without waiting for its own replica (see execEncoded);
+	// reads wait until the replica has applied it.
+	lastWrite atomic.Uint64
 
 	fsm       *fsm
 	raft      *raft.Raft
