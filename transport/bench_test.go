@@ -30,6 +30,7 @@ import (
 //
 // The second runs the servers in a child process (the test binary again),
 // as the targets are stated between two processes.
+// LOOM_BENCH_STREAMS=N sets PoolOptions.StreamsPerAddr for loom-stream.
 //
 //   - bare-unary: a gRPC unary echo, nothing of Loom on either side.
 //   - bare-stream: a gRPC bidirectional-stream echo, one message per call;
@@ -41,7 +42,9 @@ import (
 // Each reports calls/s and the p50 and p99 latency of one call.
 
 // bareEcho is the baseline server: generated code and nothing else.
-type bareEcho struct{ loompb.UnimplementedActorsServer }
+type bareEcho struct {
+	loompb.UnimplementedActorsServer
+}
 
 func (bareEcho) Invoke(_ context.Context, req *loompb.InvokeRequest) (*loompb.InvokeResponse, error) {
 	return &loompb.InvokeResponse{Payload: req.Payload}, nil

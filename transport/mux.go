@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,8 +235,8 @@ func (m *mux) run(ctx context.Context) {
 	defer p.wg.Done()
 	timer := time.AfterFunc(p.opts.ConnectTimeout, m.cancel)
 	stream, err := loompb.NewActorsClient(m.pe.conn).Stream(ctx)
-	if !timer.Stop() && err == nil {
-		err = fmt.Errorf("no stream within %v", p.opts.ConnectTimeout)
+	if !timer.Stop() {
+		err = fmt.Errorf("no stream within %v (ConnectTimeout)", p.opts.ConnectTimeout)
 	}
 	if err != nil {
 		m.fail(fmt.Errorf("opening a call stream: %w", err))
@@ -265,6 +266,12 @@ func (m *mux) send(stream loompb.Actors_StreamClient) {
 		case <-m.done:
 			return
 		}
+		// Yield once before taking the queue: the callers that are runnable
+		// now (typically woken together by the last batch of results) get
+		// to queue their next calls, and they all share this write. Without
+		// it the sender, woken by the first of them, sends one call per
+		// message. With a single caller it costs nothing.
+		goruntime.Gosched()
 		for {
 			if h := testHookBeforeBatch; h != nil {
 				h(m)

@@ -267,8 +267,7 @@ func (p *Pool) WatchTopology(ctx context.Context, addr string) (<-chan *loompb.C
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	stopOnClose := context.AfterFunc(p.ctx, cancel)
-	sent := new(atomic.Bool)
-	stream, err := loompb.NewTopologyClient(pe.conn).Watch(context.WithValue(wctx, sentKey{}, sent), &loompb.WatchRequest{})
+	stream, err := loompb.NewTopologyClient(pe.conn).Watch(wctx, &loompb.WatchRequest{})
 	if err != nil {
 		stopOnClose()
 		cancel()

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	goruntime "runtime"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -78,6 +80,11 @@ type ServerOptions struct {
 	Propagator     propagation.TextMapPropagator
 	// MaxMessageBytes bounds a message either way. 0 means 16 MiB.
 	MaxMessageBytes int
+	// MaxStreamCalls bounds the calls running at once for one call stream;
+	// past it the server stops reading that stream until one finishes
+	// (backpressure reaches the client through HTTP/2 flow control).
+	// 0 means 10,000.
+	MaxStreamCalls int
 }
 
 // Metadata keys of a unary call.
@@ -108,6 +115,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 16 << 20
+	}
+	if opts.MaxStreamCalls <= 0 {
+		opts.MaxStreamCalls = 10_000
 	}
 	s := &Server{opts: opts, log: opts.Logger, stopping: make(chan struct{}), maxResultBytes: opts.MaxMessageBytes / 4 * 3}
 	if opts.TracerProvider != nil {
@@ -145,7 +155,9 @@ func otelOptions(tp trace.TracerProvider, p propagation.TextMapPropagator) []ote
 	if p == nil {
 		p = propagation.NewCompositeTextMapPropagator() // propagates nothing
 	}
-	return []otelgrpc.Option{otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(p)}
+	// No RPC metrics (the node's /metrics has its own): a no-op meter, not
+	// the global one.
+	return []otelgrpc.Option{otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(p), otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())}
 }
 
 // Serve accepts connections on ln until Stop; it returns nil after Stop.
@@ -218,13 +230,11 @@ func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest, span boo
 var errNoActors = fmt.Errorf("%w: this node serves no actors", runtime.ErrUnavailable)
 
 func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*loompb.InvokeResponse, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(mdCorrelationID); len(v) > 0 && req.CorrelationId == "" {
-			req.CorrelationId = v[0]
-		}
-		if v := md.Get(mdIdempotencyKey); len(v) > 0 && req.IdempotencyKey == "" {
-			req.IdempotencyKey = v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, mdCorrelationID); len(v) > 0 && req.CorrelationId == "" {
+		req.CorrelationId = v[0]
+	}
+	if v := metadata.ValueFromIncomingContext(ctx, mdIdempotencyKey); len(v) > 0 && req.IdempotencyKey == "" {
+		req.IdempotencyKey = v[0]
 	}
 	// The deadline is gRPC's own (already on ctx); otelgrpc extracted the
 	// trace context.
@@ -251,6 +261,7 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 
 	var (
 		calls   sync.WaitGroup
+		slots   = make(chan struct{}, s.opts.MaxStreamCalls)
 		mu      sync.Mutex
 		running = map[uint64]context.CancelFunc{} // by call id, for InvokeBatch.cancel
 	)
@@ -262,6 +273,10 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			break
 		}
 		for _, req := range batch.Calls {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
 			var cctx context.Context
 			var cancel context.CancelFunc
 			if req.DeadlineUnixNano != 0 {
@@ -289,6 +304,10 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 				delete(running, req.CallId)
 				mu.Unlock()
 				cancel()
+				select {
+				case <-slots:
+				default: // the stream's context ended while waiting for a slot
+				}
 				results <- resp // the writer drains results until it is closed
 			}()
 		}
@@ -338,6 +357,9 @@ func writeBatches(results <-chan *loompb.InvokeResponse, maxBytes int, stopping 
 		if failed != nil {
 			continue
 		}
+		// Let the other calls that are about to answer do so first, so that
+		// they share this write (the sender does the same, see mux.send).
+		goruntime.Gosched()
 		batch := &loompb.ResultBatch{Results: []*loompb.InvokeResponse{first}}
 		size := resultSize(first)
 	more:

@@ -445,7 +445,7 @@ func TestServerStoppedMidCall(t *testing.T) {
 		if !errors.Is(err, runtime.ErrUnavailable) || transport.MaybeApplied(err) {
 			t.Fatalf("%s: new call to a stopped server: %v, want ErrUnavailable", name, err)
 		}
-		if el := time.Since(start); el > 2*time.Second {
+		if el := time.Since(start); el > 3*time.Second {
 			t.Fatalf("%s: took %v to fail", name, el)
 		}
 	}
@@ -466,7 +466,7 @@ func TestDeadAddressFailsFast(t *testing.T) {
 			if !errors.Is(err, runtime.ErrUnavailable) || transport.MaybeApplied(err) {
 				t.Fatalf("%s: %v, want ErrUnavailable (not applied)", name, err)
 			}
-			if el := time.Since(start); el > time.Second {
+			if el := time.Since(start); el > 3*time.Second {
 				t.Fatalf("%s: took %v to fail", name, el)
 			}
 		}
@@ -639,6 +639,9 @@ func TestBrokenStreamRetriesUnsentCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if broke.Load() < 2 {
+		t.Fatalf("the hook broke %d streams, want 2", broke.Load())
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := range 16 {
@@ -794,5 +797,34 @@ func TestPoolClose(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// MaxStreamCalls bounds the calls running at once on a stream; the rest
+// wait (unsent from the handler's point of view) and run as slots free up.
+func TestMaxStreamCalls(t *testing.T) {
+	checkLeaks(t)
+	e := newEcho()
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Actors: e, MaxStreamCalls: 2})
+	p := newPool(t, transport.PoolOptions{StreamsPerAddr: 1})
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := p.Invoke(context.Background(), s.addr, transport.Call{Method: "block"})
+			done <- err
+		}()
+	}
+	<-e.entered
+	<-e.entered
+	select {
+	case <-e.entered:
+		t.Fatal("a third call ran on a stream limited to 2")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(e.gate)
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
