@@ -136,7 +136,7 @@ func (p *pool) remove(a *activation) {
 	sh.mu.Unlock()
 }
 
-// snapshot lists the pool's activations.
+// list returns the pool's activations.
 func (p *pool) list() []*activation {
 	var out []*activation
 	for i := range p.shards {
