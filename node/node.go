@@ -494,3 +494,12 @@ func (n *Node) closeParts(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RaftStats returns the Raft and group-commit counters of this node's
+// coordinator (raftlock.Store.Stats), or nil for a single node.
+func (n *Node) RaftStats() map[string]string {
+	if n.mesh == nil {
+		return nil
+	}
+	return n.mesh.store.Stats()
+}

@@ -35,7 +35,7 @@ func (s *Store) enterRead(ctx context.Context) error {
 	}
 	// Read this node's own journal writes (see execEncoded).
 	if w := s.lastWrite.Load(); w > 0 {
-		if err := s.fsm.waitApplied(ctx, w, s.closing); err != nil {
+		if err := s.catchUp(ctx, w); err != nil {
 			return fmt.Errorf("raftlock: read waiting for this node's write at index %d: %w", w, err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -414,19 +415,24 @@ func (s *Store) sendForward(rt route, batch []*call) (retry []*call) {
 		done, doneResults = append(done, c), append(doneResults, results[i])
 	}
 	s.answer(done, doneResults, index)
-	s.nudge(rt, index)
+	s.nudge(rt, done, index)
 	return retry
 }
 
-// nudge asks the leader to let this node learn soon that index committed.
-// A follower learns the commit index from the next AppendEntries, which
-// the leader sends when it appends an entry, or after CommitTimeout; the
-// callers of a forwarded batch wait for their own replica to apply it.
-// Under load the next batch carries the news. When nothing else is queued
-// here, nudge sends an empty forward request, on which the leader appends
-// a Barrier entry (see HandleForward): one round trip instead of waiting
-// up to 2x CommitTimeout.
-func (s *Store) nudge(rt route, index uint64) {
+// nudge asks the leader to let this node learn soon that index committed,
+// if some caller of batch waits for this replica to apply it (exec: any
+// write but a journal write). A follower learns the commit index from the
+// next AppendEntries, which the leader sends when it appends an entry, or
+// after CommitTimeout. Under load the next batch carries the news. When
+// nothing else is queued here, nudge sends an empty forward request, on
+// which the leader appends a Barrier entry (see HandleForward): one round
+// trip instead of waiting up to 2x CommitTimeout. Journal writes do not
+// wait for the local apply, so a stream of them sends no nudges (each would
+// cost the leader an entry); a read that needs one asks for it (catchUp).
+func (s *Store) nudge(rt route, batch []*call, index uint64) {
+	if !slices.ContainsFunc(batch, func(c *call) bool { return !journalWrite(c.op) }) {
+		return
+	}
 	if applied, _, _ := s.fsm.progress(); applied >= index {
 		return
 	}
@@ -436,10 +442,29 @@ func (s *Store) nudge(rt route, index uint64) {
 	if !idle {
 		return
 	}
+	s.sendNudge(s.ctx, rt)
+}
+
+func (s *Store) sendNudge(ctx context.Context, rt route) {
 	s.stats.nudges.Add(1)
-	if _, err := s.cfg.Forwarder.Forward(s.ctx, rt.id, rt.addr, encodeForward(nil)); err != nil {
+	if _, err := s.cfg.Forwarder.Forward(ctx, rt.id, rt.addr, encodeForward(nil)); err != nil {
 		s.log.Debug("raftlock: nudge failed", "leader", rt.id, "err", err)
 	}
+}
+
+// catchUp waits until this replica has applied index. A follower that has
+// not nudges the leader first, so that it learns of the commit in one round
+// trip (see nudge).
+func (s *Store) catchUp(ctx context.Context, index uint64) error {
+	if applied, _, _ := s.fsm.progress(); applied >= index {
+		return nil
+	}
+	if s.cfg.Forwarder != nil && s.raft.State() != raft.Leader {
+		if addr, id := s.raft.LeaderWithID(); id != "" && id != s.cfg.NodeID {
+			s.sendNudge(ctx, route{id: id, addr: addr})
+		}
+	}
+	return s.fsm.waitApplied(ctx, index, s.closing)
 }
 
 // HandleForward applies a forward request from a follower's committer (the

@@ -10,14 +10,16 @@
 //   - Durability: a write (Append, SaveSnapshot, Truncate, CreateSession,
 //     Renew, Acquire, ...) returns success only after its Raft entry was
 //     committed, that is fsynced to the log (raft-boltdb, fsync always on)
-//     of a quorum of voters, and after this node's replica has applied it.
+//     of a quorum of voters. Writes other than journal writes also wait
+//     until this node's replica has applied them.
 //   - Read-your-writes on the node: Read, Tail, LoadSnapshot and Holder
-//     read this node's replica, never the leader's. Because every write
-//     waits for the local apply, a node that acquired an actor's lock
-//     reads that actor's journal with every append committed before the
-//     grant. Nothing is read on the strength of being leader. Reads of an
-//     actor whose lock was taken elsewhere may lag; Sync waits until the
-//     replica has caught up with everything committed before it.
+//     read this node's replica, never the leader's, after it has applied
+//     this node's latest journal write. Because a grant waits for the
+//     local apply, a node that acquired an actor's lock reads that actor's
+//     journal with every append committed before the grant. Nothing is
+//     read on the strength of being leader. Reads of an actor whose lock
+//     was taken elsewhere may lag; Sync waits until the replica has caught
+//     up with everything committed before it.
 //   - Fencing: an Append, SaveSnapshot or Truncate is rejected with
 //     journal.ErrFenced if its token is lower than the highest token that
 //     has written the actor (the journal contract), or lower than the
@@ -109,9 +111,12 @@
 // context ends. The answer carries the Raft index of the batch; the
 // follower's callers then wait until their replica has applied it. A
 // follower learns that an entry committed from the next AppendEntries, so
-// when nothing else is queued it sends an empty forward request (a nudge)
-// on which the leader appends a Barrier, rather than leave its callers
-// waiting up to twice CommitTimeout.
+// when nothing else is queued and a caller of the batch waits for the
+// local apply, it sends an empty forward request (a nudge) on which the
+// leader appends a Barrier, rather than leave its callers waiting up to
+// twice CommitTimeout. Journal writes do not wait for the local apply (a
+// stream of them sends no nudges); a read on the node waits for its own
+// latest journal write and nudges if it has to.
 //
 // # Who owns what
 //
