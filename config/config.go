@@ -385,6 +385,20 @@ type LoggingConfig struct {
 	Format string `yaml:"format"`
 }
 
+// Dev returns the defaults of `loom-node dev`: Default() made a one-node
+// cluster on the same code as a real one (the Raft coordinator and journal,
+// bootstrapExpect 1, the local gossip preset), with the gRPC, Raft and
+// gossip ports picked free so that it never clashes with another node.
+func Dev() Config {
+	c := Default()
+	c.Coordination.Backend = CoordinationRaft
+	c.Journal.Backend = JournalRaft
+	c.Cluster.BootstrapExpect = 1
+	c.Cluster.Gossip = GossipLocal
+	c.Node.GRPCPort, c.Node.RaftPort, c.Node.GossipPort = 0, 0, 0
+	return c
+}
+
 // Default returns a Config with every default set. Default().Validate()
 // returns nil. Each default is explained on its field.
 func Default() Config {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -460,5 +462,28 @@ func TestFormatDuration(t *testing.T) {
 		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", formatDuration(d), back, err, d)
 		}
+	}
+}
+
+// Dev is a valid one-node Raft cluster, and a file loaded over it keeps
+// what it does not set.
+func TestDevIsAOneNodeCluster(t *testing.T) {
+	c := Dev()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Dev() does not validate: %v", err)
+	}
+	if c.Coordination.Backend != CoordinationRaft || c.Journal.Backend != JournalRaft || c.Cluster.BootstrapExpect != 1 {
+		t.Fatalf("Dev() = %+v %+v %+v", c.Coordination, c.Journal, c.Cluster)
+	}
+	path := filepath.Join(t.TempDir(), "loom.config.yaml")
+	if err := os.WriteFile(path, []byte("node:\n  httpPort: 9000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadFrom(path, Dev())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node.HTTPPort != 9000 || got.Journal.Backend != JournalRaft || got.Node.RaftPort != 0 {
+		t.Fatalf("LoadFrom over Dev: httpPort %d, journal %s, raftPort %d", got.Node.HTTPPort, got.Journal.Backend, got.Node.RaftPort)
 	}
 }

@@ -28,15 +28,20 @@ func Path(flagValue string) string {
 // returns Default(), validated. A file that cannot be read is an error
 // naming the file (errors.Is(err, fs.ErrNotExist) for a missing one).
 func Load(path string) (Config, error) {
+	return LoadFrom(path, Default())
+}
+
+// LoadFrom is Load with base in place of Default(): the file's keys
+// override base's values (`loom-node dev` starts from Dev()).
+func LoadFrom(path string, base Config) (Config, error) {
 	if path == "" {
-		c := Default()
-		return c, c.Validate()
+		return base, base.Validate()
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Default(), fmt.Errorf("config: %w", err) // *fs.PathError names the file
+		return base, fmt.Errorf("config: %w", err) // *fs.PathError names the file
 	}
-	return Parse(data, path)
+	return parse(data, path, base, os.LookupEnv)
 }
 
 // Parse builds a Config from the text of a config file; filename is only
@@ -52,11 +57,10 @@ func Load(path string) (Config, error) {
 // Every problem found by all three steps is returned together, in a
 // *ValidationError, with the config as far as it could be decoded.
 func Parse(data []byte, filename string) (Config, error) {
-	return parse(data, filename, os.LookupEnv)
+	return parse(data, filename, Default(), os.LookupEnv)
 }
 
-func parse(data []byte, filename string, lookup func(string) (string, bool)) (Config, error) {
-	c := Default()
+func parse(data []byte, filename string, c Config, lookup func(string) (string, bool)) (Config, error) {
 	expanded, envProblems := expandEnv(data, filename, lookup)
 
 	d := decoder{

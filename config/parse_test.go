@@ -175,7 +175,7 @@ func TestParseEnv(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			text := "# a comment mentioning ${LOOM_UNSET}\njournal:\n  path: " + tc.value + "\n  snapshotEvery: 7\n"
-			c, err := parse([]byte(text), "loom.config.yaml", lookup)
+			c, err := parse([]byte(text), "loom.config.yaml", Default(), lookup)
 			if tc.problem == "" {
 				if err != nil {
 					t.Fatalf("parse: %v", err)

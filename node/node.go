@@ -173,6 +173,19 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	default:
 		return fmt.Errorf("node: coordination backend %q not supported", c.Coordination.Backend)
 	}
+	if n.mesh != nil {
+		// The sessions of this node's previous incarnation (a crash, a
+		// kill -9) hold its actors' locks until their TTL runs out, and a
+		// new leader extends them: end them now. This waits for a Raft
+		// leader, as the keeper does.
+		ended, err := n.mesh.store.EndSessionsOf(ctx, c.Node.ID, "")
+		if err != nil {
+			return fmt.Errorf("node: ending the sessions of this node's previous run: %w", err)
+		}
+		if ended > 0 {
+			n.log.Info("ended the coordinator sessions of this node's previous run", "sessions", ended)
+		}
+	}
 	n.keeper = lock.NewKeeper(n.coord, c.Node.ID, keeperConfig(c), n.log)
 	// In a cluster this waits for a Raft leader (and so for
 	// bootstrapExpect members), bounded by ctx.

@@ -83,6 +83,26 @@ func (s *Store) DestroySession(ctx context.Context, id lock.SessionID) error {
 	return res.err()
 }
 
+// EndSessionsOf ends every session whose owner is owner except keep (""
+// keeps none), freeing their locks, and returns how many it ended. A node
+// calls it when it starts, for the sessions of its previous incarnation:
+// their locks would otherwise stay held until the sessions' TTL ran out,
+// since a new leader extends every session it finds. Node ids are unique
+// in a cluster, so no other live node owns them.
+func (s *Store) EndSessionsOf(ctx context.Context, owner string, keep lock.SessionID) (int, error) {
+	if owner == "" || len(owner) > maxOwnerLen {
+		return 0, fmt.Errorf("%w: session owner of %d bytes", lock.ErrInvalid, len(owner))
+	}
+	res, err := s.exec(ctx, command{op: opEndOwner, owner: owner, session: keep})
+	if err != nil {
+		return 0, err
+	}
+	if err := res.err(); err != nil {
+		return 0, err
+	}
+	return int(res.value), nil
+}
+
 // Acquire takes the lock key for session id and returns its fencing token:
 // one more than the highest token granted so far in the cluster and than
 // the highest token that has written the journal of the same key. When it

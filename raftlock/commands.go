@@ -34,6 +34,7 @@ const (
 	opAppend                       // actor, token, expectedSeq, entry records
 	opSaveSnapshot                 // actor, token, seq, snapshot record
 	opTruncate                     // actor, token, throughSeq
+	opEndOwner                     // owner, session to keep: ends the owner's other sessions
 	opMax                          // one past the last op
 )
 
@@ -61,6 +62,8 @@ func (o op) String() string {
 		return "save-snapshot"
 	case opTruncate:
 		return "truncate"
+	case opEndOwner:
+		return "end-owner"
 	default:
 		return fmt.Sprintf("op(%d)", uint8(o))
 	}
@@ -79,9 +82,9 @@ type cmdID struct {
 type command struct {
 	op      op
 	id      cmdID
-	owner   string         // create-session
+	owner   string         // create-session, end-owner
 	ttl     time.Duration  // create-session
-	session lock.SessionID // renew, destroy-session, acquire, release
+	session lock.SessionID // renew, destroy-session, acquire, release; end-owner: the one to keep
 	key     string         // acquire, release: the lock key; journal ops: the actor
 	token   uint64         // journal ops
 	seq     uint64         // append: expectedSeq; save-snapshot: the snapshot's Seq; truncate: throughSeq
@@ -114,6 +117,9 @@ func encodeCommand(c command) []byte {
 	case opAcquire, opRelease:
 		b = appendString(b, string(c.session))
 		b = appendString(b, c.key)
+	case opEndOwner:
+		b = appendString(b, c.owner)
+		b = appendString(b, string(c.session))
 	case opAppend:
 		b = appendString(b, c.key)
 		b = binary.AppendUvarint(b, c.token)
@@ -157,6 +163,9 @@ func decodeCommand(b []byte) (command, error) {
 	case opAcquire, opRelease:
 		c.session = lock.SessionID(d.string())
 		c.key = d.string()
+	case opEndOwner:
+		c.owner = d.string()
+		c.session = lock.SessionID(d.string())
 	case opAppend:
 		c.key = d.string()
 		c.token = d.uvarint()

@@ -26,6 +26,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		{op: opAppend, id: id, key: "type/id", token: 7, seq: 3, records: [][]byte{[]byte("r1"), {}, []byte("r3")}},
 		{op: opSaveSnapshot, id: id, key: "type/id", token: 7, seq: 2, records: [][]byte{[]byte("snap")}},
 		{op: opTruncate, id: id, key: "type/id", token: 7, seq: 2},
+		{op: opEndOwner, id: id, owner: "node-a", session: "s1.abc"},
 	} {
 		b := encodeCommand(c)
 		got, err := decodeCommand(b)

@@ -144,6 +144,8 @@ func (ac *applyCtx) exec(c command) (result, error) {
 		rule, err = ac.renew(c.session)
 	case opDestroySession:
 		err = ac.destroySession(c.session)
+	case opEndOwner:
+		r.value, err = ac.endOwner(c.owner, c.session)
 	case opAcquire:
 		r.value, rule, err = ac.acquire(c.session, c.key)
 	case opRelease:
@@ -275,6 +277,32 @@ func (ac *applyCtx) destroySession(id lock.SessionID) error {
 		return err
 	}
 	return ac.deleteSession(id, s)
+}
+
+// endOwner ends every session of owner but keep, with their locks, and
+// returns how many it ended.
+func (ac *applyCtx) endOwner(owner string, keep lock.SessionID) (uint64, error) {
+	type item struct {
+		id lock.SessionID
+		s  session
+	}
+	var ended []item
+	err := ac.sessions.ForEach(func(k, v []byte) error {
+		s, err := unmarshalSession(v)
+		if err == nil && s.owner == owner && lock.SessionID(k) != keep {
+			ended = append(ended, item{lock.SessionID(bytes.Clone(k)), s})
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range ended {
+		if err := ac.deleteSession(it.id, it.s); err != nil {
+			return 0, err
+		}
+	}
+	return uint64(len(ended)), nil
 }
 
 // leaderStart is a new leader's first command. Sessions that had lapsed by

@@ -3,9 +3,11 @@ package raftlock
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -65,7 +67,22 @@ func (h *hcLogger) log(level slog.Level, msg string, args []any) {
 	if h.name != "" {
 		args = append([]any{"logger", h.name}, args...)
 	}
-	h.l.Log(ctx, level, msg, args...)
+	h.l.Log(ctx, level, msg, formatValues(args)...)
+}
+
+// formatValues renders hclog.Format values (hclog.Fmt("%+v", x), which
+// Raft uses) as the string hclog would print; slog would print the format
+// itself.
+func formatValues(args []any) []any {
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args = slices.Clone(args)
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	return args
 }
 
 func (h *hcLogger) Trace(msg string, args ...any) { h.log(LevelTrace, msg, args) }

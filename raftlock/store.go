@@ -133,10 +133,12 @@ func Open(cfg Config) (s *Store, err error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	hlog := NewHCLogger(s.log)
 
+	// On failure: the named result s is nil by the time this runs.
+	cancel := s.cancel
 	var closers []func() error
 	defer func() {
 		if err != nil {
-			s.cancel()
+			cancel()
 			for i := len(closers) - 1; i >= 0; i-- {
 				_ = closers[i]()
 			}
@@ -153,8 +155,11 @@ func Open(cfg Config) (s *Store, err error) {
 		Path:        filepath.Join(dir, "raft.db"),
 		BoltOptions: &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType},
 	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("raftlock: open %s: locked by another process (is another node using data dir %s?): %w", filepath.Join(dir, "raft.db"), cfg.DataDir, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("raftlock: open %s (is another process using %s?): %w", filepath.Join(dir, "raft.db"), cfg.DataDir, err)
+		return nil, fmt.Errorf("raftlock: open %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
 	closers = append(closers, s.logStore.Close)
 	logs, err := raft.NewLogCache(512, s.logStore)

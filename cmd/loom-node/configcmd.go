@@ -36,7 +36,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		if err := f.fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		cfg, err := f.load()
+		cfg, err := f.load(config.Default())
 		if err != nil {
 			fmt.Fprintf(stderr, "%v\n", err)
 			return 1

@@ -50,14 +50,15 @@ func (f *nodeFlags) addClusterFlags() {
 }
 
 // load reads the config file and applies the flags that were set.
-func (f *nodeFlags) load() (config.Config, error) {
-	return f.loadWith(nil)
+// base is what the file's keys override (config.Default or config.Dev).
+func (f *nodeFlags) load(base config.Config) (config.Config, error) {
+	return f.loadWith(base, nil)
 }
 
 // loadWith is load with a hook that adjusts the file's config before the
 // flags apply.
-func (f *nodeFlags) loadWith(adjust func(*config.Config)) (config.Config, error) {
-	cfg, err := config.Load(config.Path(f.config))
+func (f *nodeFlags) loadWith(base config.Config, adjust func(*config.Config)) (config.Config, error) {
+	cfg, err := config.LoadFrom(config.Path(f.config), base)
 	if err != nil {
 		return cfg, err
 	}
@@ -102,7 +103,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node dev: unexpected argument %q\n", f.fs.Arg(0))
 		return 2
 	}
-	cfg, err := f.load()
+	cfg, err := f.load(config.Dev())
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node dev: invalid configuration:\n%v\n", err)
 		return 1
@@ -164,7 +165,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node run: unexpected argument %q\n", f.fs.Arg(0))
 		return 2
 	}
-	cfg, err := f.loadWith(func(c *config.Config) {
+	cfg, err := f.loadWith(config.Default(), func(c *config.Config) {
 		// run is always a cluster member; a file may still tune the rest.
 		c.Coordination.Backend = config.CoordinationRaft
 		c.Journal.Backend = config.JournalRaft

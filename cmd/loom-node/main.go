@@ -9,10 +9,11 @@
 //	loom-node config print [--config FILE]
 //	loom-node version
 //
-// dev runs a single node on embedded defaults: a bbolt journal under
-// --data-dir (default ./loom-data), in-process coordination, the built-in
-// actor types, and the HTTP gateway on --http-port (default 7420; 0 picks a
-// free port). It prints one line with the address it serves. SIGINT or
+// dev runs a one-node cluster on embedded defaults (config.Dev): the Raft
+// coordinator and replicated journal under --data-dir (default
+// ./loom-data) with bootstrapExpect 1, free gRPC, Raft and gossip ports,
+// the built-in actor types, and the HTTP gateway on --http-port (default
+// 7420; 0 picks a free port). It prints one line with the address it serves. SIGINT or
 // SIGTERM stops it cleanly (running turns finish, the journal is flushed,
 // exit code 0); a second signal exits at once with code 1.
 package main
