@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -109,4 +110,32 @@ func TestJoiningNodeTakesSomeActorsWithTheirState(t *testing.T) {
 	if total != actors {
 		t.Fatalf("%d activations for %d actors", total, actors)
 	}
+}
+
+// A node closes its pooled gRPC connection to a member that leaves.
+func TestDepartedMemberConnectionIsClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := nodetest.Start(t, 3)
+	ctx := context.Background()
+	gone := c.Nodes[2]
+	addr := gone.GRPCAddr()
+	// Calls through n1 reach actors owned by n3, over a pooled connection.
+	nodetest.WaitFor(t, 15*time.Second, "n1 to connect to n3", func() bool {
+		for i := 0; i < 20; i++ {
+			if _, err := builtin.CounterAdd.Call(ctx, c.Nodes[0], fmt.Sprintf("d%d", i), builtin.CounterDelta{Delta: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return slices.Contains(c.Nodes[0].Info().Connections, addr)
+	})
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := gone.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, 15*time.Second, "n1 to close its connection to n3", func() bool {
+		return !slices.Contains(c.Nodes[0].Info().Connections, addr)
+	})
 }

@@ -30,8 +30,9 @@ type mesh struct {
 	store   *raftlock.Store
 	pool    *transport.Pool
 
-	bootstrapped bool   // owned by the watch goroutine
-	lastLeader   string // owned by the watch goroutine
+	bootstrapped bool            // owned by the watch goroutine
+	lastLeader   string          // owned by the watch goroutine
+	peerAddrs    map[string]bool // gRPC addresses of alive members; owned by the watch goroutine
 
 	topoMu  sync.Mutex
 	version uint64
@@ -130,6 +131,7 @@ func (m *mesh) onChange(ctx context.Context) {
 			}
 		}
 	}
+	m.closeDeparted()
 	m.maybeBootstrap()
 	if m.store.IsLeader() {
 		m.reconcile(ctx)
@@ -138,6 +140,26 @@ func (m *mesh) onChange(ctx context.Context) {
 		m.lastLeader = string(leader)
 		m.bump()
 	}
+}
+
+// closeDeparted closes the pooled connections to members that are no longer
+// alive (left, dead, or gone from the list), so that a departed node's
+// streams and their goroutines do not linger; a member that comes back is
+// dialled again on its next call. A suspect member keeps its connection.
+func (m *mesh) closeDeparted() {
+	now := map[string]bool{}
+	for _, mem := range m.members.Members() {
+		if mem.Meta.GRPCAddr != "" && (mem.State == cluster.StateAlive || mem.State == cluster.StateSuspect) {
+			now[mem.Meta.GRPCAddr] = true
+		}
+	}
+	for addr := range m.peerAddrs {
+		if !now[addr] {
+			m.pool.CloseAddr(addr)
+			m.n.log.Debug("closed the connection to a departed member", "grpc", addr)
+		}
+	}
+	m.peerAddrs = now
 }
 
 // bump records a topology change and wakes the watchers.

@@ -285,6 +285,9 @@ type ClusterInfo struct {
 	Members []MemberInfo   `json:"members"`
 	Ring    *RingInfo      `json:"ring,omitempty"`
 	Actors  map[string]int `json:"activeActors"`
+	// Connections are the gRPC addresses this node has pooled
+	// connections to (closed when their member departs).
+	Connections []string `json:"connections,omitempty"`
 }
 
 // RaftInfo is this node's view of Raft.
@@ -342,6 +345,7 @@ func (n *Node) Info() ClusterInfo {
 	}
 	r := m.table.Ring()
 	ci.Ring = &RingInfo{Members: r.Members(), Version: r.Version()}
+	ci.Connections = m.pool.Addrs()
 	return ci
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -328,6 +330,13 @@ func (p *Pool) CloseAddr(addr string) {
 	if pe != nil {
 		pe.close(fmt.Errorf("transport: connection to %s closed", addr))
 	}
+}
+
+// Addrs returns the addresses the pool has connections to, sorted.
+func (p *Pool) Addrs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.peers))
 }
 
 // Close closes every connection and stream and waits for the pool's
