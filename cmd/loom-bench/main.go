@@ -4,8 +4,10 @@
 //
 //	remote-get   counter.get through the cluster client: a remote call that changes no state
 //	durable-add  counter.add through the client: one durable State.Set through Raft per call
-//	grpc-unary   baseline: a bare gRPC unary echo to a second process on loopback
-//	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, one message per call
+//	grpc-unary   baseline: a bare gRPC unary echo (generated code only, one
+//	             connection) to a second process on loopback
+//	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, a stream per
+//	             caller, one message per call
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
 // the baselines, so the numbers say what the machine can do. The baselines'
@@ -31,8 +33,8 @@ import (
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/client"
-	"github.com/loom-mesh/loom/transport"
 	"github.com/loom-mesh/loom/transport/loompb"
+	"google.golang.org/grpc"
 )
 
 func main() {
@@ -121,14 +123,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer stop()
-		pool := transport.NewPool(transport.PoolOptions{})
-		defer pool.Close()
-		c := transport.Call{ActorType: "echo", ActorID: "1", Method: "echo", Payload: []byte(`{"delta":1}`)}
 		if want("grpc-unary") {
+			conn, err := dialRaw(addr)
+			if err != nil {
+				fmt.Fprintf(stderr, "loom-bench: unary echo: %v\n", err)
+				return 1
+			}
+			ac := loompb.NewActorsClient(conn)
+			req := &loompb.InvokeRequest{ActorType: "echo", ActorId: "1", Method: "echo", Payload: []byte(`{"delta":1}`)}
 			results = append(results, load("grpc-unary", *callers, *dur, func(int, int64) error {
-				_, err := pool.InvokeUnary(ctx, addr, c)
+				_, err := ac.Invoke(ctx, req)
 				return err
 			}))
+			_ = conn.Close()
 		}
 		if want("grpc-stream") {
 			r, err := streamEcho(ctx, addr, *callers, *dur)
@@ -211,14 +218,34 @@ func startEcho() (addr string, stop func(), err error) {
 	return line, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 }
 
-type echoHandler struct{}
-
-func (echoHandler) HandleInvoke(_ context.Context, c transport.Call) ([]byte, error) {
-	return c.Payload, nil
+// bareEcho is the baselines' server: the generated gRPC code and nothing
+// of Loom's (no batching, no error mapping, no tracing).
+type bareEcho struct {
+	loompb.UnimplementedActorsServer
 }
 
-// echoServer serves Invoke and a per-message stream echo on a free port,
-// prints the address, and runs until killed.
+func (bareEcho) Invoke(_ context.Context, req *loompb.InvokeRequest) (*loompb.InvokeResponse, error) {
+	return &loompb.InvokeResponse{CallId: req.CallId, Payload: req.Payload}, nil
+}
+
+func (bareEcho) Stream(stream loompb.Actors_StreamServer) error {
+	for {
+		b, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		out := &loompb.ResultBatch{Results: make([]*loompb.InvokeResponse, len(b.Calls))}
+		for i, c := range b.Calls {
+			out.Results[i] = &loompb.InvokeResponse{CallId: c.CallId, Payload: c.Payload}
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+// echoServer serves the bare unary and stream echo on a free port, prints
+// the address, and runs until killed.
 func echoServer() {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -226,7 +253,8 @@ func echoServer() {
 		os.Exit(1)
 	}
 	fmt.Println(ln.Addr().String())
-	srv := transport.NewServer(transport.ServerOptions{Actors: echoHandler{}})
+	srv := grpc.NewServer()
+	loompb.RegisterActorsServer(srv, bareEcho{})
 	_ = srv.Serve(ln)
 }
 
