@@ -7,10 +7,12 @@
 //   - Coordinator: Raft commands a follower forwards to the leader (opaque
 //     bytes; raftlock encodes them).
 //   - Topology: a stream of the cluster's membership, for clients.
+//   - Tasks: runs a stateless task registered on the node (package task)
+//     by name, one unary call; Pool.RunTask is its calling side.
 //
-// A Server serves the three services from handler interfaces (ActorHandler,
-// ForwardHandler, TopologySource), so this package knows nothing of nodes or
-// the runtime's internals. A Pool is the calling side: one connection per
+// A Server serves the services from handler interfaces (ActorHandler,
+// ForwardHandler, TopologySource, TaskHandler), so this package knows
+// nothing of nodes or the runtime's internals. A Pool is the calling side: one connection per
 // address, shared by everything that talks to it.
 //
 // # Calls on streams

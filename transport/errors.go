@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport/loompb"
 )
 
@@ -49,6 +50,7 @@ var errorCodes = []struct {
 	{"unknown_outcome", ErrUnknownOutcome, codes.Unknown, true},
 	{"unknown_type", runtime.ErrUnknownType, codes.NotFound, false},
 	{"unknown_method", runtime.ErrUnknownMethod, codes.NotFound, false},
+	{"unknown_task", task.ErrUnknownTask, codes.NotFound, false},
 	{"payload_too_large", runtime.ErrPayloadTooLarge, codes.InvalidArgument, false},
 	{"bad_payload", runtime.ErrBadPayload, codes.InvalidArgument, false},
 	{"invalid_id", runtime.ErrInvalidID, codes.InvalidArgument, false},

@@ -71,6 +71,9 @@ type ServerOptions struct {
 	Forward ForwardHandler
 	// Topology serves Topology.Watch; nil answers Unavailable.
 	Topology TopologySource
+	// Tasks serves Tasks.Run; nil uses Actors if it implements
+	// TaskHandler, else answers Unavailable.
+	Tasks TaskHandler
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// TracerProvider and Propagator for trace context: otelgrpc on every
@@ -137,6 +140,7 @@ func NewServer(opts ServerOptions) *Server {
 	loompb.RegisterActorsServer(s.grpc, actorsServer{s: s})
 	loompb.RegisterCoordinatorServer(s.grpc, coordinatorServer{s: s})
 	loompb.RegisterTopologyServer(s.grpc, topologyServer{s: s})
+	loompb.RegisterTasksServer(s.grpc, tasksServer{s: s})
 	return s
 }
 

@@ -663,6 +663,174 @@ func (x *ClusterTopology) GetLeader() string {
 	return ""
 }
 
+type RunTaskRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// input is the task's input as JSON; empty means the zero value.
+	Input []byte `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
+	// async: start the run and answer at once (fire-and-forget); the
+	// outcome goes to the node's task metrics, spans and log.
+	Async         bool `protobuf:"varint,3,opt,name=async,proto3" json:"async,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunTaskRequest) Reset() {
+	*x = RunTaskRequest{}
+	mi := &file_loom_v1_loom_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunTaskRequest) ProtoMessage() {}
+
+func (x *RunTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_loom_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunTaskRequest.ProtoReflect.Descriptor instead.
+func (*RunTaskRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_loom_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RunTaskRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunTaskRequest) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *RunTaskRequest) GetAsync() bool {
+	if x != nil {
+		return x.Async
+	}
+	return false
+}
+
+type RunTaskResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accepted: an async run was started (the other fields are unset).
+	Accepted bool `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Success  bool `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
+	// value is the output as JSON (when success).
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// error is why the run failed: code is one of the task package's
+	// outcome codes (failed, timeout, panic, canceled, deadline_exceeded).
+	Error         *Error `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	DurationNanos int64  `protobuf:"varint,5,opt,name=duration_nanos,json=durationNanos,proto3" json:"duration_nanos,omitempty"`
+	Attempts      uint32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	StartUnixNano int64  `protobuf:"varint,7,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
+	// failed_step names the innermost failed step of a composed task.
+	FailedStep    string `protobuf:"bytes,8,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunTaskResponse) Reset() {
+	*x = RunTaskResponse{}
+	mi := &file_loom_v1_loom_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunTaskResponse) ProtoMessage() {}
+
+func (x *RunTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_loom_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunTaskResponse.ProtoReflect.Descriptor instead.
+func (*RunTaskResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_loom_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RunTaskResponse) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *RunTaskResponse) GetSuccess() bool {
+	if x != nil {
+		return x.Success
+	}
+	return false
+}
+
+func (x *RunTaskResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *RunTaskResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *RunTaskResponse) GetDurationNanos() int64 {
+	if x != nil {
+		return x.DurationNanos
+	}
+	return 0
+}
+
+func (x *RunTaskResponse) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RunTaskResponse) GetStartUnixNano() int64 {
+	if x != nil {
+		return x.StartUnixNano
+	}
+	return 0
+}
+
+func (x *RunTaskResponse) GetFailedStep() string {
+	if x != nil {
+		return x.FailedStep
+	}
+	return ""
+}
+
 var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
@@ -715,14 +883,30 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\x0fClusterTopology\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\amembers\x18\x02 \x03(\v2\x0f.loom.v1.MemberR\amembers\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader2}\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"P\n" +
+	"\x0eRunTaskRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05input\x18\x02 \x01(\fR\x05input\x12\x14\n" +
+	"\x05async\x18\x03 \x01(\bR\x05async\"\x8f\x02\n" +
+	"\x0fRunTaskResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x18\n" +
+	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12$\n" +
+	"\x05error\x18\x04 \x01(\v2\x0e.loom.v1.ErrorR\x05error\x12%\n" +
+	"\x0eduration_nanos\x18\x05 \x01(\x03R\rdurationNanos\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\rR\battempts\x12&\n" +
+	"\x0fstart_unix_nano\x18\a \x01(\x03R\rstartUnixNano\x12\x1f\n" +
+	"\vfailed_step\x18\b \x01(\tR\n" +
+	"failedStep2}\n" +
 	"\x06Actors\x129\n" +
 	"\x06Invoke\x12\x16.loom.v1.InvokeRequest\x1a\x17.loom.v1.InvokeResponse\x128\n" +
 	"\x06Stream\x12\x14.loom.v1.InvokeBatch\x1a\x14.loom.v1.ResultBatch(\x010\x012K\n" +
 	"\vCoordinator\x12<\n" +
 	"\aForward\x12\x17.loom.v1.ForwardRequest\x1a\x18.loom.v1.ForwardResponse2F\n" +
 	"\bTopology\x12:\n" +
-	"\x05Watch\x12\x15.loom.v1.WatchRequest\x1a\x18.loom.v1.ClusterTopology0\x01B,Z*github.com/loom-mesh/loom/transport/loompbb\x06proto3"
+	"\x05Watch\x12\x15.loom.v1.WatchRequest\x1a\x18.loom.v1.ClusterTopology0\x012A\n" +
+	"\x05Tasks\x128\n" +
+	"\x03Run\x12\x17.loom.v1.RunTaskRequest\x1a\x18.loom.v1.RunTaskResponseB,Z*github.com/loom-mesh/loom/transport/loompbb\x06proto3"
 
 var (
 	file_loom_v1_loom_proto_rawDescOnce sync.Once
@@ -736,7 +920,7 @@ func file_loom_v1_loom_proto_rawDescGZIP() []byte {
 	return file_loom_v1_loom_proto_rawDescData
 }
 
-var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_loom_v1_loom_proto_goTypes = []any{
 	(*InvokeRequest)(nil),   // 0: loom.v1.InvokeRequest
 	(*InvokeResponse)(nil),  // 1: loom.v1.InvokeResponse
@@ -748,27 +932,32 @@ var file_loom_v1_loom_proto_goTypes = []any{
 	(*WatchRequest)(nil),    // 7: loom.v1.WatchRequest
 	(*Member)(nil),          // 8: loom.v1.Member
 	(*ClusterTopology)(nil), // 9: loom.v1.ClusterTopology
-	nil,                     // 10: loom.v1.InvokeRequest.TraceEntry
+	(*RunTaskRequest)(nil),  // 10: loom.v1.RunTaskRequest
+	(*RunTaskResponse)(nil), // 11: loom.v1.RunTaskResponse
+	nil,                     // 12: loom.v1.InvokeRequest.TraceEntry
 }
 var file_loom_v1_loom_proto_depIdxs = []int32{
-	10, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
+	12, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
 	2,  // 1: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
 	0,  // 2: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
 	1,  // 3: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
 	8,  // 4: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
-	0,  // 5: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
-	3,  // 6: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
-	5,  // 7: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
-	7,  // 8: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
-	1,  // 9: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
-	4,  // 10: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
-	6,  // 11: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
-	9,  // 12: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	2,  // 5: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
+	0,  // 6: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
+	3,  // 7: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
+	5,  // 8: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
+	7,  // 9: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
+	10, // 10: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
+	1,  // 11: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
+	4,  // 12: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
+	6,  // 13: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
+	9,  // 14: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
+	11, // 15: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_loom_proto_init() }
@@ -782,9 +971,9 @@ func file_loom_v1_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_loom_proto_rawDesc), len(file_loom_v1_loom_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_loom_v1_loom_proto_goTypes,
 		DependencyIndexes: file_loom_v1_loom_proto_depIdxs,

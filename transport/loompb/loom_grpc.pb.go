@@ -396,3 +396,123 @@ var Topology_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "loom/v1/loom.proto",
 }
+
+const (
+	Tasks_Run_FullMethodName = "/loom.v1.Tasks/Run"
+)
+
+// TasksClient is the client API for Tasks service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Tasks runs the stateless tasks registered on a node (package task) by
+// name. Any node that has the task can run it; nothing is journaled.
+type TasksClient interface {
+	// Run runs a task (or, with async, starts it and answers at once). A run
+	// that happened and failed is a normal response with success false; a
+	// run that did not happen (unknown task, bad input, node unavailable) is
+	// a gRPC status from transport's error table, like Actors.Invoke. The
+	// correlation id travels in metadata (loom-correlation-id), the trace
+	// context in otelgrpc's.
+	Run(ctx context.Context, in *RunTaskRequest, opts ...grpc.CallOption) (*RunTaskResponse, error)
+}
+
+type tasksClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTasksClient(cc grpc.ClientConnInterface) TasksClient {
+	return &tasksClient{cc}
+}
+
+func (c *tasksClient) Run(ctx context.Context, in *RunTaskRequest, opts ...grpc.CallOption) (*RunTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunTaskResponse)
+	err := c.cc.Invoke(ctx, Tasks_Run_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TasksServer is the server API for Tasks service.
+// All implementations must embed UnimplementedTasksServer
+// for forward compatibility.
+//
+// Tasks runs the stateless tasks registered on a node (package task) by
+// name. Any node that has the task can run it; nothing is journaled.
+type TasksServer interface {
+	// Run runs a task (or, with async, starts it and answers at once). A run
+	// that happened and failed is a normal response with success false; a
+	// run that did not happen (unknown task, bad input, node unavailable) is
+	// a gRPC status from transport's error table, like Actors.Invoke. The
+	// correlation id travels in metadata (loom-correlation-id), the trace
+	// context in otelgrpc's.
+	Run(context.Context, *RunTaskRequest) (*RunTaskResponse, error)
+	mustEmbedUnimplementedTasksServer()
+}
+
+// UnimplementedTasksServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTasksServer struct{}
+
+func (UnimplementedTasksServer) Run(context.Context, *RunTaskRequest) (*RunTaskResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Run not implemented")
+}
+func (UnimplementedTasksServer) mustEmbedUnimplementedTasksServer() {}
+func (UnimplementedTasksServer) testEmbeddedByValue()               {}
+
+// UnsafeTasksServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TasksServer will
+// result in compilation errors.
+type UnsafeTasksServer interface {
+	mustEmbedUnimplementedTasksServer()
+}
+
+func RegisterTasksServer(s grpc.ServiceRegistrar, srv TasksServer) {
+	// If the following call pancis, it indicates UnimplementedTasksServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Tasks_ServiceDesc, srv)
+}
+
+func _Tasks_Run_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TasksServer).Run(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Tasks_Run_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TasksServer).Run(ctx, req.(*RunTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Tasks_ServiceDesc is the grpc.ServiceDesc for Tasks service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Tasks_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "loom.v1.Tasks",
+	HandlerType: (*TasksServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Run",
+			Handler:    _Tasks_Run_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "loom/v1/loom.proto",
+}
