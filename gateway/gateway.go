@@ -14,6 +14,8 @@
 // X-Correlation-ID is taken from the request (a new one is generated when
 // absent) and echoed on the response; Idempotency-Key, when present, is
 // recorded in the journal entry of the turn.
+//
+// It also runs stateless tasks: POST /v1/tasks/{name} (see tasks.go).
 package gateway
 
 import (
@@ -28,6 +30,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/task"
 )
 
 // Options configure the gateway handler.
@@ -42,6 +45,10 @@ type Options struct {
 	Types func() map[string][]string
 	// Logger receives one line per failed call; nil discards.
 	Logger *slog.Logger
+	// Tasks, when set, runs POST /v1/tasks/{name} (see tasks.go); nil
+	// answers 404 unknown_task. TaskNames lists them for GET /v1/tasks.
+	Tasks     task.Invoker
+	TaskNames func() []string
 }
 
 // Handler serves the gateway's routes.
@@ -64,6 +71,7 @@ func New(opts Options) *Handler {
 	h := &Handler{opts: opts, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/actors/{type}/{id}/{method}", h.call)
 	h.mux.HandleFunc("GET /v1/actors", h.types)
+	h.taskRoutes()
 	return h
 }
 
@@ -142,6 +150,8 @@ func Classify(err error) (status int, code string) {
 		return http.StatusNotFound, "unknown_type"
 	case errors.Is(err, runtime.ErrUnknownMethod):
 		return http.StatusNotFound, "unknown_method"
+	case errors.Is(err, task.ErrUnknownTask):
+		return http.StatusNotFound, "unknown_task"
 	case errors.Is(err, runtime.ErrPayloadTooLarge):
 		return http.StatusRequestEntityTooLarge, "payload_too_large"
 	case errors.Is(err, runtime.ErrBadPayload):
