@@ -5,7 +5,7 @@ BIN     := bin/loom-node
 DATA    ?= ./loom-data
 PORT    ?= 7420
 
-.PHONY: build run cluster test bench vet fmt clean proto
+.PHONY: build run cluster test bench bench-cluster vet fmt clean proto
 
 build:
 	$(GO) build -o $(BIN) ./cmd/loom-node
@@ -23,9 +23,15 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# The benchmarks quoted in README.md (Performance).
+# The benchmarks quoted in README.md (Performance): single node, then the
+# cluster's code paths (Raft journal, transport, a 3-node cluster in one
+# process). For the multi-process figures run `make cluster` and, in another
+# terminal, `go run ./cmd/loom-bench`.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./runtime ./journal
+
+bench-cluster:
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./raftlock ./transport ./client
 
 vet:
 	$(GO) vet ./...
