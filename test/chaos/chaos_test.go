@@ -1,0 +1,142 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var (
+	seedFlag = flag.Int64("chaos.seed", 0, "seed of every random choice (0: drawn from the clock and printed)")
+	longFlag = flag.Bool("chaos.long", false, "also run the soak (or set LOOM_CHAOS_LONG=1, or to a duration such as 45m)")
+	longDur  = flag.Duration("chaos.duration", 30*time.Minute, "how long the soak injects faults, split between its 3- and 5-node runs")
+	outFlag  = flag.String("chaos.out", "", "keep every run's artifacts under this directory (default: a temporary one, kept only when the run fails)")
+	raceFlag = flag.Bool("chaos.race", false, "build loom-node with the race detector")
+)
+
+var binPath string
+
+// TestMain builds loom-node once for every scenario of the run.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "loom-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	binPath, err = Build(ctx, dir, *raceFlag)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func seed() int64 {
+	if *seedFlag != 0 {
+		return *seedFlag
+	}
+	return time.Now().UnixNano() % 1_000_000_000_000
+}
+
+// outDir picks where a scenario's artifacts go: under -chaos.out when set
+// (kept), in the test's artifact dir when go test runs with -artifacts
+// (kept), else in a temporary dir that is removed when the run passes.
+// The nodes' data dirs live under it in data/, removed on a pass.
+func outDir(t *testing.T, name string, seed int64) string {
+	t.Helper()
+	var dir string
+	keep := true
+	switch {
+	case *outFlag != "":
+		dir = filepath.Join(*outFlag, fmt.Sprintf("%s-%d", name, seed))
+	case flag.Lookup("test.artifacts") != nil && flag.Lookup("test.artifacts").Value.String() == "true":
+		dir = t.ArtifactDir()
+	default:
+		d, err := os.MkdirTemp("", "loom-chaos-"+name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, keep = d, false
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("chaos: artifacts (node logs, timeline.json, history.jsonl, report.json, data dirs) kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(filepath.Join(dir, "data"))
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	return dir
+}
+
+// runScenario runs s and fails t on any violation.
+func runScenario(t *testing.T, s Scenario, budget time.Duration) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	if dl, ok := t.Deadline(); ok {
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		defer cancel()
+	}
+	out := outDir(t, s.Name, s.Seed)
+	t.Logf("chaos: seed %d (replay with -chaos.seed %d)", s.Seed, s.Seed)
+	rep := Run(ctx, s, Env{Bin: binPath, WorkDir: filepath.Join(out, "data"), OutDir: out, Logf: t.Logf})
+	var tb bytes.Buffer
+	WriteTable(&tb, rep)
+	t.Logf("chaos: report (%s/report.json):\n%s", out, tb.String())
+	for _, v := range rep.Violations {
+		t.Errorf("chaos: %s", v)
+	}
+	return rep
+}
+
+// TestChaos is the default scenario: three nodes under load, kill -9 of a
+// hot actor's owner and of the Raft leader, SIGSTOP of an owner past the
+// session TTL, then convergence and every checker.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of real processes and runs for about a minute and a half")
+	}
+	runScenario(t, DefaultScenario(seed()), 5*time.Minute)
+}
+
+// TestChaosLong is the soak: random faults of every kind on three nodes,
+// then on five, for -chaos.duration in all. Only with -chaos.long or
+// LOOM_CHAOS_LONG.
+func TestChaosLong(t *testing.T) {
+	d := *longDur
+	if env := os.Getenv("LOOM_CHAOS_LONG"); env != "" {
+		if pd, err := time.ParseDuration(env); err == nil {
+			d = pd
+		}
+		*longFlag = true
+	}
+	if !*longFlag || testing.Short() {
+		t.Skip("the soak runs only with -chaos.long or LOOM_CHAOS_LONG")
+	}
+	s := seed()
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("nodes=%d", n), func(t *testing.T) {
+			runScenario(t, LongScenario(s, n, d/2), d/2+15*time.Minute)
+		})
+	}
+}

@@ -1,0 +1,414 @@
+package chaos
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Violation is one failed check.
+type Violation struct {
+	Checker string `json:"checker"` // linearizability, counter, recovery, convergence, load, harness
+	Actor   string `json:"actor,omitempty"`
+	Detail  string `json:"detail"`
+}
+
+func (v Violation) String() string {
+	if v.Actor != "" {
+		return fmt.Sprintf("%s: %s: %s", v.Checker, v.Actor, v.Detail)
+	}
+	return v.Checker + ": " + v.Detail
+}
+
+// ---- linearizability (porcupine) ----
+
+// regInput and regOutput are a register op for porcupine.
+type regInput struct {
+	Kind          string
+	Value, Expect int64
+}
+
+type regOutput struct {
+	Unknown bool
+	Value   int64 // read
+	Swapped bool  // cas
+}
+
+// RegisterModel is a register holding an int64 (0 = never written) with
+// read, write and compare-and-set. An op whose outcome is unknown is always
+// legal: a write or CAS takes effect at its linearization point (a CAS only
+// if the register holds its expected value); porcupine may put it after
+// every other op, which is the same as never.
+var RegisterModel = porcupine.Model{
+	Init: func() any { return int64(0) },
+	Step: func(state, input, output any) (bool, any) {
+		s, in, out := state.(int64), input.(regInput), output.(regOutput)
+		switch in.Kind {
+		case OpRead:
+			return out.Unknown || out.Value == s, s
+		case OpWrite:
+			return true, in.Value
+		case OpCAS:
+			if out.Unknown {
+				if s == in.Expect {
+					return true, in.Value
+				}
+				return true, s
+			}
+			if out.Swapped {
+				return s == in.Expect, in.Value
+			}
+			return s != in.Expect, s
+		}
+		return false, s
+	},
+	Hash: func(state any) uint64 { return uint64(state.(int64)) },
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(regInput), output.(regOutput)
+		res := "?"
+		switch {
+		case out.Unknown:
+		case in.Kind == OpRead:
+			res = fmt.Sprint(out.Value)
+		case in.Kind == OpCAS:
+			res = fmt.Sprint(out.Swapped)
+		default:
+			res = "ok"
+		}
+		switch in.Kind {
+		case OpRead:
+			return "read() → " + res
+		case OpWrite:
+			return fmt.Sprintf("write(%d) → %s", in.Value, res)
+		default:
+			return fmt.Sprintf("cas(%d→%d) → %s", in.Expect, in.Value, res)
+		}
+	},
+}
+
+// counterInput and counterOutput are a counter op for porcupine.
+type counterInput struct {
+	Kind  string
+	Delta int64
+}
+
+type counterOutput struct {
+	Unknown bool
+	Value   int64
+}
+
+// CounterModel is a counter whose add returns the new total and whose get
+// returns the total. An add of unknown outcome adds its delta at its
+// linearization point.
+var CounterModel = porcupine.Model{
+	Init: func() any { return int64(0) },
+	Step: func(state, input, output any) (bool, any) {
+		s, in, out := state.(int64), input.(counterInput), output.(counterOutput)
+		switch in.Kind {
+		case OpAdd:
+			n := s + in.Delta
+			return out.Unknown || out.Value == n, n
+		case OpGet:
+			return out.Unknown || out.Value == s, s
+		}
+		return false, s
+	},
+	Hash: func(state any) uint64 { return uint64(state.(int64)) },
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(counterInput), output.(counterOutput)
+		res := "?"
+		if !out.Unknown {
+			res = fmt.Sprint(out.Value)
+		}
+		if in.Kind == OpAdd {
+			return fmt.Sprintf("add(%d) → %s", in.Delta, res)
+		}
+		return "get() → " + res
+	},
+}
+
+// PorcupineHistory turns one actor's ops into porcupine operations and
+// picks its model. Failed ops are left out (they did not happen); unknown
+// reads are left out (they constrain nothing); unknown writes are kept with
+// a return time after every op of the history.
+func PorcupineHistory(ops []Op) (porcupine.Model, []porcupine.Operation) {
+	var never int64
+	for _, op := range ops {
+		never = max(never, op.Return+1)
+	}
+	model := RegisterModel
+	var out []porcupine.Operation
+	for _, op := range ops {
+		if op.Outcome == Failed {
+			continue
+		}
+		unknown := op.Outcome == Unknown
+		if unknown && !op.IsWrite() {
+			continue
+		}
+		ret := op.Return
+		if unknown {
+			ret = never
+		}
+		pop := porcupine.Operation{ClientId: op.Client, Call: op.Call, Return: ret, Metadata: op.ID}
+		switch op.Kind {
+		case OpRead, OpWrite, OpCAS:
+			pop.Input = regInput{Kind: op.Kind, Value: op.Value, Expect: op.Expect}
+			pop.Output = regOutput{Unknown: unknown, Value: op.Out, Swapped: op.Swapped}
+		case OpAdd, OpGet:
+			model = CounterModel
+			pop.Input = counterInput{Kind: op.Kind, Delta: op.Value}
+			pop.Output = counterOutput{Unknown: unknown, Value: op.Out}
+		}
+		out = append(out, pop)
+	}
+	return model, out
+}
+
+// LinearizabilityResult is porcupine's answer for one actor.
+type LinearizabilityResult struct {
+	Actor  string                `json:"actor"`
+	Ops    int                   `json:"ops"`
+	Result porcupine.CheckResult `json:"result"`
+	Took   time.Duration         `json:"took"`
+	HTML   string                `json:"html,omitempty"`
+}
+
+// CheckLinearizable checks every actor's history with porcupine, each
+// within timeout. Illegal is a violation, and its visualization (with the
+// faults as annotations) is written to visDir when that is set; Unknown
+// (timed out) is reported as inconclusive, not as a violation.
+func CheckLinearizable(ops []Op, faults []FaultEvent, timeout time.Duration, visDir string) ([]LinearizabilityResult, []Violation) {
+	byActor := map[string][]Op{}
+	for _, op := range ops {
+		byActor[op.Actor] = append(byActor[op.Actor], op)
+	}
+	var results []LinearizabilityResult
+	var violations []Violation
+	for _, actor := range keys(byActor) {
+		model, hist := PorcupineHistory(byActor[actor])
+		start := time.Now()
+		res, info := porcupine.CheckOperationsVerbose(model, hist, timeout)
+		lr := LinearizabilityResult{Actor: actor, Ops: len(hist), Result: res, Took: time.Since(start)}
+		if res == porcupine.Illegal {
+			detail := fmt.Sprintf("history of %d ops is not linearizable", len(hist))
+			if visDir != "" {
+				info.AddAnnotations(faultAnnotations(faults))
+				path := filepath.Join(visDir, "porcupine-"+strings.ReplaceAll(actor, "/", "-")+".html")
+				if err := porcupine.VisualizePath(model, info, path); err == nil {
+					lr.HTML = path
+					detail += " (see " + path + ")"
+				}
+			}
+			violations = append(violations, Violation{Checker: "linearizability", Actor: actor, Detail: detail})
+		}
+		results = append(results, lr)
+	}
+	return results, violations
+}
+
+func faultAnnotations(faults []FaultEvent) []porcupine.Annotation {
+	var out []porcupine.Annotation
+	for _, f := range faults {
+		end := f.Heal
+		if end == 0 {
+			end = f.Start
+		}
+		out = append(out, porcupine.Annotation{
+			Tag: "faults", Start: f.Start, End: end,
+			Description: string(f.Kind) + " " + f.Node, Details: f.Detail,
+			BackgroundColor: "#f6c4c4",
+		})
+	}
+	return out
+}
+
+// ---- counters ----
+
+// CounterBounds is one counter's final value against its increments.
+type CounterBounds struct {
+	Actor   string `json:"actor"`
+	Acked   int64  `json:"acked"`   // sum of the deltas of OK adds
+	Unknown int64  `json:"unknown"` // sum of the deltas of unknown adds
+	Final   int64  `json:"final"`
+	HasRead bool   `json:"hasFinalRead"`
+}
+
+// CheckCounters checks that every counter's final value (its last OK get
+// of the final phase, which runs after every add has returned) lies
+// between its acknowledged increments and those plus the unknown ones.
+func CheckCounters(ops []Op) ([]CounterBounds, []Violation) {
+	byActor := map[string]*CounterBounds{}
+	for _, op := range ops {
+		if op.Kind != OpAdd && op.Kind != OpGet {
+			continue
+		}
+		b := byActor[op.Actor]
+		if b == nil {
+			b = &CounterBounds{Actor: op.Actor}
+			byActor[op.Actor] = b
+		}
+		switch {
+		case op.Kind == OpAdd && op.Outcome == OK:
+			b.Acked += op.Value
+		case op.Kind == OpAdd && op.Outcome == Unknown:
+			b.Unknown += op.Value
+		case op.Kind == OpGet && op.Final && op.Outcome == OK:
+			b.Final, b.HasRead = op.Out, true // ops come by invoke time: the last wins
+		}
+	}
+	var out []CounterBounds
+	var violations []Violation
+	for _, k := range keys(byActor) {
+		b := *byActor[k]
+		out = append(out, b)
+		switch {
+		case !b.HasRead:
+			violations = append(violations, Violation{Checker: "counter", Actor: k, Detail: "no final read succeeded"})
+		case b.Final < b.Acked:
+			violations = append(violations, Violation{Checker: "counter", Actor: k,
+				Detail: fmt.Sprintf("final value %d is below the %d acknowledged (lost %d)", b.Final, b.Acked, b.Acked-b.Final)})
+		case b.Final > b.Acked+b.Unknown:
+			violations = append(violations, Violation{Checker: "counter", Actor: k,
+				Detail: fmt.Sprintf("final value %d is above acknowledged %d + unknown %d (phantom %d)", b.Final, b.Acked, b.Unknown, b.Final-b.Acked-b.Unknown)})
+		}
+	}
+	return out, violations
+}
+
+// ---- recovery ----
+
+// Unavailability is, for one fault, the longest time one of the hot actors
+// went without a successful operation, measured from its last success
+// before the fault to its first one after, and gaps within the fault's
+// window (its start until the next fault starts, or the load ends).
+type Unavailability struct {
+	Fault   int           `json:"fault"` // index into the timeline
+	Kind    FaultKind     `json:"kind"`
+	Actor   string        `json:"actor"`
+	Longest time.Duration `json:"longest"`
+	// Recovered is false when the actor had no success left in the
+	// window at all.
+	Recovered bool `json:"recovered"`
+}
+
+// MeasureUnavailability computes each fault's Unavailability over the hot
+// actors' successful ops, the window of fault i being [start_i, start_i+1)
+// and the last one's ending at loadEnd.
+func MeasureUnavailability(ops []Op, faults []FaultEvent, hot []string, loadEnd int64) []Unavailability {
+	okEnds := map[string][]int64{}
+	for _, op := range ops {
+		if op.Outcome == OK && !op.Final && slices.Contains(hot, op.Actor) {
+			okEnds[op.Actor] = append(okEnds[op.Actor], op.Return)
+		}
+	}
+	for _, e := range okEnds {
+		slices.Sort(e)
+	}
+	var out []Unavailability
+	for i, f := range faults {
+		wEnd := loadEnd
+		if i+1 < len(faults) {
+			wEnd = faults[i+1].Start
+		}
+		u := Unavailability{Fault: i, Kind: f.Kind, Recovered: true}
+		for _, actor := range hot {
+			ends := okEnds[actor]
+			// the last success at or before the fault started (or the
+			// fault's start itself if there was none)
+			prev := f.Start
+			j, _ := slices.BinarySearch(ends, f.Start+1)
+			if j > 0 {
+				prev = ends[j-1]
+			}
+			longest, recovered := time.Duration(0), false
+			for ; j < len(ends) && ends[j] < wEnd; j++ {
+				longest = max(longest, time.Duration(ends[j]-prev))
+				prev, recovered = ends[j], true
+			}
+			if !recovered {
+				longest = time.Duration(wEnd - prev)
+			}
+			if longest > u.Longest || (!recovered && u.Recovered) {
+				u.Longest, u.Actor = longest, actor
+				if !recovered {
+					u.Recovered = false
+				}
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// CheckRecovery fails each fault whose hot actors did not recover within
+// bound (or not at all).
+func CheckRecovery(us []Unavailability, bound time.Duration) []Violation {
+	var out []Violation
+	for _, u := range us {
+		switch {
+		case !u.Recovered:
+			out = append(out, Violation{Checker: "recovery", Actor: u.Actor,
+				Detail: fmt.Sprintf("fault %d (%s): no successful op for the remaining %v of its window", u.Fault, u.Kind, u.Longest.Round(time.Millisecond))})
+		case u.Longest > bound:
+			out = append(out, Violation{Checker: "recovery", Actor: u.Actor,
+				Detail: fmt.Sprintf("fault %d (%s): unavailable for %v, bound %v", u.Fault, u.Kind, u.Longest.Round(time.Millisecond), bound)})
+		}
+	}
+	return out
+}
+
+// ---- load ----
+
+// LoadBeforeFaults is the load of the run's first phase.
+type LoadBeforeFaults struct {
+	Window time.Duration `json:"window"`
+	OK     int           `json:"ok"`
+	QPS    float64       `json:"qps"`
+	// HotWithoutOK lists the hot actors without a successful op.
+	HotWithoutOK []string `json:"hotWithoutOk,omitempty"`
+}
+
+// CheckLoad measures the successful ops completed before the first fault
+// (at firstFault; the whole run if no fault) and fails the run when their
+// rate is below minQPS or a hot actor had none: a quiet run proves nothing.
+func CheckLoad(ops []Op, hot []string, firstFault int64, minQPS float64) (LoadBeforeFaults, []Violation) {
+	l := LoadBeforeFaults{Window: time.Duration(firstFault)}
+	okHot := map[string]bool{}
+	for _, op := range ops {
+		if op.Outcome == OK && op.Return <= firstFault && !op.Final {
+			l.OK++
+			okHot[op.Actor] = true
+		}
+	}
+	if firstFault > 0 {
+		l.QPS = float64(l.OK) / time.Duration(firstFault).Seconds()
+	}
+	for _, h := range hot {
+		if !okHot[h] {
+			l.HotWithoutOK = append(l.HotWithoutOK, h)
+		}
+	}
+	var v []Violation
+	if l.QPS < minQPS || math.IsNaN(l.QPS) {
+		v = append(v, Violation{Checker: "load", Detail: fmt.Sprintf("%.1f successful ops/s in the %v before the first fault, below the minimum %.1f: the run proves nothing", l.QPS, l.Window.Round(time.Millisecond), minQPS)})
+	}
+	if len(l.HotWithoutOK) > 0 {
+		v = append(v, Violation{Checker: "load", Detail: fmt.Sprintf("hot actors without a successful op before the first fault: %v", l.HotWithoutOK)})
+	}
+	return l, v
+}
+
+// writeFile is os.WriteFile that ignores an empty dir.
+func writeFile(dir, name string, data []byte) error {
+	if dir == "" {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dir, name), data, 0o644)
+}

@@ -1,0 +1,321 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClusterOptions configure StartCluster.
+type ClusterOptions struct {
+	// Bin is the loom-node binary (Build).
+	Bin string
+	// Nodes is the cluster's size.
+	Nodes int
+	// DataDir holds the nodes' data dirs and the config file.
+	DataDir string
+	// LogDir receives one log file per node (node-N.log).
+	LogDir string
+	// SessionTTL and RenewInterval are the nodes' coordinator session
+	// settings; short, so that faults heal within a short run.
+	SessionTTL, RenewInterval time.Duration
+	// Clock is the time since the run started (log markers).
+	Clock func() time.Duration
+}
+
+// Cluster is a set of loom-node processes on loopback that form one Loom
+// cluster (bootstrapExpect = the cluster's size, every node told every other
+// node's gossip address, so any one can restart alone).
+type Cluster struct {
+	Nodes []*Node
+	opts  ClusterOptions
+	hc    *http.Client
+}
+
+// StartCluster starts the processes and waits until every node is healthy
+// (its coordinator session is open, which needs a Raft leader) and sees
+// every other one alive, within ctx.
+func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
+	if o.Nodes < 1 {
+		return nil, errors.New("chaos: a cluster needs at least one node")
+	}
+	for _, d := range []string{o.DataDir, o.LogDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	cfgPath := filepath.Join(o.DataDir, "loom.config.yaml")
+	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: %s\n", o.SessionTTL, o.RenewInterval)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(4 * o.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: o, hc: &http.Client{Timeout: 2 * time.Second}}
+	var gossip []string
+	for i := range o.Nodes {
+		n := &Node{
+			ID:       fmt.Sprintf("node-%d", i+1),
+			HTTPPort: ports[4*i], GRPCPort: ports[4*i+1], RaftPort: ports[4*i+2], GossipPort: ports[4*i+3],
+			bin: o.Bin, clock: o.Clock,
+		}
+		n.DataDir = filepath.Join(o.DataDir, n.ID)
+		n.LogPath = filepath.Join(o.LogDir, n.ID+".log")
+		gossip = append(gossip, n.GossipAddr())
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		var join []string
+		for _, g := range gossip {
+			if g != n.GossipAddr() {
+				join = append(join, g)
+			}
+		}
+		n.args = []string{"run", "--config", cfgPath, "--node-id", n.ID, "--data-dir", n.DataDir,
+			"--bind", "127.0.0.1",
+			"--http-port", strconv.Itoa(n.HTTPPort), "--grpc-port", strconv.Itoa(n.GRPCPort),
+			"--raft-port", strconv.Itoa(n.RaftPort), "--gossip-port", strconv.Itoa(n.GossipPort),
+			"--bootstrap-expect", strconv.Itoa(o.Nodes), "--gossip", "local",
+			"--join", strings.Join(join, ",")}
+		if o.Nodes == 1 {
+			n.args = n.args[:len(n.args)-2]
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := n.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := n.WaitHealthy(ctx, c.hc); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	if _, err := c.AwaitConverged(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop kills every process (paused ones too) and waits for them.
+func (c *Cluster) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range c.Nodes {
+		_ = n.Kill(ctx)
+	}
+}
+
+// Node returns the node with the id, or nil.
+func (c *Cluster) Node(id string) *Node {
+	for _, n := range c.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// GRPCAddrs lists every node's gRPC address (seeds for the client).
+func (c *Cluster) GRPCAddrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.GRPCAddr())
+	}
+	return out
+}
+
+// clusterInfo is the part of GET /v1/cluster the suite reads (node's
+// ClusterInfo; declared here so the suite does not depend on node's
+// internals).
+type clusterInfo struct {
+	Node   string `json:"node"`
+	Leader string `json:"leader"`
+	Raft   *struct {
+		State     string   `json:"state"`
+		Voters    []string `json:"voters"`
+		Nonvoters []string `json:"nonvoters"`
+	} `json:"raft"`
+	Members []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	} `json:"members"`
+	Ring *struct {
+		Members []string `json:"members"`
+	} `json:"ring"`
+	Actors map[string]int `json:"activeActors"`
+}
+
+// Info reads GET /v1/cluster from a node.
+func (c *Cluster) Info(ctx context.Context, n *Node) (clusterInfo, error) {
+	var ci clusterInfo
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr()+"/v1/cluster", nil)
+	if err != nil {
+		return ci, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return ci, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ci, fmt.Errorf("%s: GET /v1/cluster: %s", n.ID, resp.Status)
+	}
+	return ci, json.NewDecoder(resp.Body).Decode(&ci)
+}
+
+// Leader finds the Raft leader: the running node that reports itself in the
+// Leader state. It polls until one does or ctx ends.
+func (c *Cluster) Leader(ctx context.Context) (*Node, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, n := range c.Nodes {
+			if n.State() != Running {
+				continue
+			}
+			if ci, err := c.Info(ctx, n); err == nil && ci.Raft != nil && ci.Raft.State == "Leader" {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("chaos: no Raft leader: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// convergence reports what keeps the cluster from having converged: every
+// node running and healthy, every node sees every node alive, the same
+// voters (min(N, 3) of them; nonvoters for the rest) and the same leader,
+// exactly one node is the leader, and every ring has every node. An empty
+// result means converged.
+func (c *Cluster) convergence(ctx context.Context) []string {
+	var problems []string
+	ids := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ids[i] = n.ID
+	}
+	wantVoters := min(len(c.Nodes), 3)
+	var voters []string
+	leaders := map[string]bool{}
+	selfLeaders := 0
+	for _, n := range c.Nodes {
+		if s := n.State(); s != Running {
+			problems = append(problems, fmt.Sprintf("%s is %s", n.ID, s))
+			continue
+		}
+		if !n.Healthy(ctx, c.hc) {
+			problems = append(problems, n.ID+" is not healthy")
+		}
+		ci, err := c.Info(ctx, n)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", n.ID, err))
+			continue
+		}
+		var alive []string
+		for _, m := range ci.Members {
+			if m.State == "alive" {
+				alive = append(alive, m.ID)
+			}
+		}
+		slices.Sort(alive)
+		if !slices.Equal(alive, ids) {
+			problems = append(problems, fmt.Sprintf("%s sees alive members %v, want %v", n.ID, alive, ids))
+		}
+		if ci.Ring == nil || !slices.Equal(sorted(ci.Ring.Members), ids) {
+			problems = append(problems, fmt.Sprintf("%s: ring is not every node", n.ID))
+		}
+		if ci.Raft == nil {
+			problems = append(problems, n.ID+" reports no Raft state")
+			continue
+		}
+		v := sorted(ci.Raft.Voters)
+		if len(v) != wantVoters || len(v)+len(ci.Raft.Nonvoters) != len(ids) {
+			problems = append(problems, fmt.Sprintf("%s: Raft voters %v nonvoters %v, want %d voters of %d servers", n.ID, v, ci.Raft.Nonvoters, wantVoters, len(ids)))
+		}
+		if voters == nil {
+			voters = v
+		} else if !slices.Equal(voters, v) {
+			problems = append(problems, fmt.Sprintf("%s: Raft voters %v differ from %v", n.ID, v, voters))
+		}
+		leaders[ci.Leader] = true
+		if ci.Raft.State == "Leader" {
+			selfLeaders++
+		}
+	}
+	if len(leaders) != 1 || leaders[""] {
+		problems = append(problems, fmt.Sprintf("nodes name different leaders: %v", keys(leaders)))
+	}
+	if selfLeaders != 1 {
+		problems = append(problems, fmt.Sprintf("%d nodes are in the Leader state", selfLeaders))
+	}
+	return problems
+}
+
+// AwaitConverged polls until the cluster has converged (see convergence)
+// and returns how long that took; on ctx's end it returns the last
+// problems seen.
+func (c *Cluster) AwaitConverged(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		problems := c.convergence(ctx)
+		if len(problems) == 0 {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("cluster did not converge: %s", strings.Join(problems, "; "))
+		case <-tick.C:
+		}
+	}
+}
+
+// ActiveActors sums each node's active actors per type.
+func (c *Cluster) ActiveActors(ctx context.Context) (total map[string]int, perNode map[string]map[string]int, err error) {
+	total, perNode = map[string]int{}, map[string]map[string]int{}
+	for _, n := range c.Nodes {
+		ci, err := c.Info(ctx, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		perNode[n.ID] = ci.Actors
+		for t, k := range ci.Actors {
+			total[t] += k
+		}
+	}
+	return total, perNode, nil
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func keys[K ~string, V any](m map[K]V) []K {
+	var out []K
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

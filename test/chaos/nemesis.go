@@ -1,0 +1,197 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+)
+
+// FaultKind names a fault.
+type FaultKind string
+
+// Faults that need no hook inside the node.
+const (
+	// KillRandom: kill -9 a random node, restart it with its data dir.
+	KillRandom FaultKind = "kill-random"
+	// KillLeader: kill -9 the Raft leader, restart it with its data dir.
+	KillLeader FaultKind = "kill-leader"
+	// KillOwner: kill -9 the node the ring names for a hot actor, restart
+	// it with its data dir.
+	KillOwner FaultKind = "kill-owner"
+	// PauseOwner: SIGSTOP the owner of a hot actor for longer than the
+	// session TTL, then SIGCONT (the zombie owner).
+	PauseOwner FaultKind = "pause-owner"
+	// PauseLeader: SIGSTOP the Raft leader past the session TTL, then
+	// SIGCONT.
+	PauseLeader FaultKind = "pause-leader"
+)
+
+// AllFaults lists every fault kind, for random schedules.
+var AllFaults = []FaultKind{KillRandom, KillLeader, KillOwner, PauseOwner, PauseLeader}
+
+// FaultEvent is one injected fault on the timeline. Times are ns since the
+// run started.
+type FaultEvent struct {
+	Kind   FaultKind `json:"kind"`
+	Node   string    `json:"node"`
+	Detail string    `json:"detail,omitempty"`
+	Start  int64     `json:"start"`            // injected
+	Heal   int64     `json:"heal"`             // restarted or continued
+	Ready  int64     `json:"ready"`            // the node answered /health again
+	Hold   string    `json:"hold"`             // how long it was down or paused
+	Err    string    `json:"error,omitempty"`  // the nemesis could not do it all
+	Notes  []string  `json:"notes,omitempty"`  // what the nemesis saw
+	Active bool      `json:"active,omitempty"` // still in effect (not healed)
+}
+
+// NemesisOptions configure fault injection.
+type NemesisOptions struct {
+	// KillDown is the range of how long a killed node stays down.
+	KillDown [2]time.Duration
+	// PauseFactor is the range of a pause in session TTLs (> 1).
+	PauseFactor [2]float64
+	SessionTTL  time.Duration
+	// ReadyTimeout bounds the wait for a healed node's health.
+	ReadyTimeout time.Duration
+}
+
+// Nemesis injects faults into a cluster and keeps the timeline.
+type Nemesis struct {
+	opts     NemesisOptions
+	cluster  *Cluster
+	workload *Workload
+	rec      *Recorder
+	rng      *rand.Rand
+	hc       *http.Client
+	Timeline []FaultEvent
+	logf     func(string, ...any)
+}
+
+// NewNemesis draws its choices from seed.
+func NewNemesis(c *Cluster, w *Workload, rec *Recorder, seed int64, o NemesisOptions, logf func(string, ...any)) *Nemesis {
+	return &Nemesis{opts: o, cluster: c, workload: w, rec: rec,
+		rng: rand.New(rand.NewPCG(uint64(seed), 0xfa017)), hc: &http.Client{Timeout: time.Second}, logf: logf}
+}
+
+func (n *Nemesis) between(r [2]time.Duration) time.Duration {
+	if r[1] <= r[0] {
+		return r[0]
+	}
+	return r[0] + time.Duration(n.rng.Int64N(int64(r[1]-r[0])))
+}
+
+// Rand is the nemesis's random source (for the schedule's own draws).
+func (n *Nemesis) Rand() *rand.Rand { return n.rng }
+
+// target picks the node for a fault kind.
+func (n *Nemesis) target(ctx context.Context, kind FaultKind) (*Node, string, error) {
+	switch kind {
+	case KillLeader, PauseLeader:
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		l, err := n.cluster.Leader(lctx)
+		return l, "Raft leader", err
+	case KillOwner, PauseOwner:
+		hot := n.workload.HotActors()
+		a := hot[n.rng.IntN(len(hot))]
+		id, ok := n.workload.Owner(a)
+		if !ok || n.cluster.Node(id) == nil {
+			return nil, "", fmt.Errorf("no ring owner for %s", a.Key())
+		}
+		return n.cluster.Node(id), "ring owner of " + a.Key(), nil
+	default:
+		var up []*Node
+		for _, x := range n.cluster.Nodes {
+			if x.State() == Running {
+				up = append(up, x)
+			}
+		}
+		if len(up) == 0 {
+			return nil, "", fmt.Errorf("no running node")
+		}
+		return up[n.rng.IntN(len(up))], "random", nil
+	}
+}
+
+// Inject runs one fault to its end: it kills or pauses the target, holds
+// the fault, heals it (restart with the data dir kept, or SIGCONT) and waits
+// for the node's health. It returns the event, also appended to Timeline.
+func (n *Nemesis) Inject(ctx context.Context, kind FaultKind) FaultEvent {
+	ev := FaultEvent{Kind: kind}
+	node, detail, err := n.target(ctx, kind)
+	if err != nil {
+		ev.Start, ev.Err = n.rec.Now(), err.Error()
+		n.Timeline = append(n.Timeline, ev)
+		n.logf("chaos: +%6.2fs %s: no target: %v", n.rec.Since().Seconds(), kind, err)
+		return ev
+	}
+	ev.Node, ev.Detail = node.ID, detail
+	var hold time.Duration
+	switch kind {
+	case PauseOwner, PauseLeader:
+		f := n.opts.PauseFactor[0] + n.rng.Float64()*(n.opts.PauseFactor[1]-n.opts.PauseFactor[0])
+		hold = time.Duration(f * float64(n.opts.SessionTTL)).Round(time.Millisecond)
+	default:
+		hold = n.between(n.opts.KillDown).Round(time.Millisecond)
+	}
+	ev.Hold = hold.String()
+	n.logf("chaos: +%6.2fs %s %s (%s) for %v", n.rec.Since().Seconds(), kind, node.ID, detail, hold)
+	ev.Start = n.rec.Now()
+	switch kind {
+	case PauseOwner, PauseLeader:
+		err = node.Pause()
+	default:
+		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = node.Kill(kctx)
+		cancel()
+	}
+	if err != nil {
+		ev.Err = err.Error()
+		n.Timeline = append(n.Timeline, ev)
+		return ev
+	}
+	// The fault's duration is part of the schedule, not a wait for an
+	// event; heal even if ctx ended, so that the cluster is whole again.
+	select {
+	case <-time.After(hold):
+	case <-ctx.Done():
+	}
+	switch kind {
+	case PauseOwner, PauseLeader:
+		err = node.Resume()
+	default:
+		err = node.Start()
+	}
+	ev.Heal = n.rec.Now()
+	if err != nil {
+		ev.Err, ev.Active = err.Error(), true
+		n.Timeline = append(n.Timeline, ev)
+		return ev
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.ReadyTimeout)
+	err = node.WaitHealthy(rctx, n.hc)
+	cancel()
+	ev.Ready = n.rec.Now()
+	if err != nil {
+		ev.Err = err.Error()
+	}
+	n.logf("chaos: +%6.2fs %s healed (%s), healthy after %v", n.rec.Since().Seconds(), node.ID, kind,
+		time.Duration(ev.Ready-ev.Heal).Round(time.Millisecond))
+	n.Timeline = append(n.Timeline, ev)
+	return ev
+}
+
+// HealAll restarts every down node and continues every paused one (for a
+// run cut short); it waits for none.
+func (n *Nemesis) HealAll() {
+	for _, x := range n.cluster.Nodes {
+		switch x.State() {
+		case Paused:
+			_ = x.Resume()
+		case Down:
+			_ = x.Start()
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Scenario is one run: a cluster, a workload, a fault schedule, checks.
+type Scenario struct {
+	Name  string
+	Nodes int
+	Seed  int64
+	// Faults run in this order (shuffled by the seed when Shuffle is set).
+	Faults  []FaultKind
+	Shuffle bool
+	// RandomFor, when > 0, goes on drawing faults from AllFaults after
+	// Faults until this long has passed since the first fault.
+	RandomFor time.Duration
+	// Warmup is the load before the first fault; Settle the range of the
+	// pause after each fault's heal, before the next one.
+	Warmup time.Duration
+	Settle [2]time.Duration
+
+	Workload WorkloadOptions
+	Nemesis  NemesisOptions
+
+	SessionTTL, RenewInterval time.Duration
+	// MinQPS: successful ops per second before the first fault below which
+	// the run fails.
+	MinQPS float64
+	// RecoveryBound: longest unavailability of a hot actor allowed per
+	// fault.
+	RecoveryBound time.Duration
+	// ConvergeTimeout bounds the convergence phase's steps.
+	ConvergeTimeout time.Duration
+	// CheckTimeout bounds porcupine per actor.
+	CheckTimeout time.Duration
+}
+
+// DefaultScenario is the short run `go test ./test/chaos` makes: three
+// nodes, a warm-up, then kill -9 of a hot actor's owner, kill -9 of the
+// Raft leader and a SIGSTOP of a hot actor's owner for about twice the
+// session TTL, in an order drawn from the seed, each followed by a pause
+// to settle; then convergence and the checks. About a minute and a half.
+func DefaultScenario(seed int64) Scenario {
+	ttl := 3 * time.Second
+	return Scenario{
+		Name: "kill-pause-3", Nodes: 3, Seed: seed,
+		Faults:  []FaultKind{KillOwner, KillLeader, PauseOwner},
+		Shuffle: true,
+		Warmup:  10 * time.Second,
+		Settle:  [2]time.Duration{8 * time.Second, 12 * time.Second},
+		Workload: WorkloadOptions{
+			Workers: 6, Rate: 120, OpTimeout: 2 * time.Second,
+			HotRegisters: 3, ColdRegisters: 16, HotCounters: 2, ColdCounters: 8,
+			HotFraction: 0.8, Seed: seed,
+		},
+		Nemesis: NemesisOptions{
+			KillDown:     [2]time.Duration{2 * time.Second, 5 * time.Second},
+			PauseFactor:  [2]float64{1.5, 2.5},
+			SessionTTL:   ttl,
+			ReadyTimeout: 45 * time.Second,
+		},
+		SessionTTL: ttl, RenewInterval: time.Second,
+		MinQPS:          20,
+		RecoveryBound:   25 * time.Second,
+		ConvergeTimeout: 60 * time.Second,
+		CheckTimeout:    60 * time.Second,
+	}
+}
+
+// LongScenario is the soak: random faults from every kind for d on n nodes.
+func LongScenario(seed int64, n int, d time.Duration) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = fmt.Sprintf("soak-%d", n)
+	s.Nodes = n
+	s.Faults = nil
+	s.RandomFor = d
+	s.Workload.Workers = 2 * n
+	s.Workload.HotRegisters, s.Workload.ColdRegisters = 4, 48
+	s.Workload.HotCounters, s.Workload.ColdCounters = 2, 16
+	s.CheckTimeout = 5 * time.Minute
+	return s
+}
+
+// Env is where a run keeps things.
+type Env struct {
+	Bin     string // the loom-node binary
+	WorkDir string // the nodes' data dirs (the caller removes it)
+	OutDir  string // artifacts: logs, timeline, history, report
+	Logf    func(format string, args ...any)
+}
+
+// Run runs the scenario and checks it. The report lists every violation;
+// a harness failure (a cluster that does not start) is one too. Artifacts
+// are written to env.OutDir.
+func Run(ctx context.Context, s Scenario, env Env) *Report {
+	logf := env.Logf
+	rep := &Report{Scenario: s.Name, Seed: s.Seed, Nodes: s.Nodes, Commit: gitCommit(), Started: time.Now(),
+		Faults: map[FaultKind]int{}, OutDir: env.OutDir}
+	rec := NewRecorder(rep.Started)
+	violate := func(checker, actor, format string, args ...any) {
+		v := Violation{Checker: checker, Actor: actor, Detail: fmt.Sprintf(format, args...)}
+		rep.Violations = append(rep.Violations, v)
+		logf("chaos: VIOLATION %s", v)
+	}
+	logf("chaos: scenario %s: seed %d, %d nodes, output %s", s.Name, s.Seed, s.Nodes, env.OutDir)
+
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	cl, err := StartCluster(startCtx, ClusterOptions{
+		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
+		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
+	})
+	cancel()
+	if err != nil {
+		violate("harness", "", "starting the cluster: %v", err)
+		rep.finish(rec, nil, env)
+		return rep
+	}
+	defer cl.Stop()
+	logf("chaos: +%6.2fs cluster of %d up", rec.Since().Seconds(), s.Nodes)
+
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	w, err := NewWorkload(dctx, cl, rec, s.Workload)
+	cancel()
+	if err != nil {
+		violate("harness", "", "%v", err)
+		rep.finish(rec, nil, env)
+		return rep
+	}
+	defer w.Close()
+	nem := NewNemesis(cl, w, rec, s.Seed, s.Nemesis, logf)
+
+	// The load runs from now until every fault has healed and settled.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		w.Run(loadCtx)
+	}()
+	wait := func(d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	wait(s.Warmup)
+	faults := append([]FaultKind(nil), s.Faults...)
+	if s.Shuffle {
+		nem.Rand().Shuffle(len(faults), func(i, j int) { faults[i], faults[j] = faults[j], faults[i] })
+	}
+	var firstFault time.Time
+	for i := 0; ctx.Err() == nil; i++ {
+		var kind FaultKind
+		switch {
+		case i < len(faults):
+			kind = faults[i]
+		case s.RandomFor > 0 && (firstFault.IsZero() || time.Since(firstFault) < s.RandomFor):
+			kind = AllFaults[nem.Rand().IntN(len(AllFaults))]
+		}
+		if kind == "" {
+			break
+		}
+		if firstFault.IsZero() {
+			firstFault = time.Now()
+		}
+		ev := nem.Inject(ctx, kind)
+		rep.Faults[kind]++
+		if ev.Err != "" {
+			violate("harness", "", "fault %s on %s: %s", kind, ev.Node, ev.Err)
+		}
+		wait(between(nem.Rand(), s.Settle))
+	}
+	stopLoad()
+	<-loadDone
+	loadEnd := rec.Now()
+	nem.HealAll()
+	logf("chaos: +%6.2fs load stopped; converging", rec.Since().Seconds())
+
+	// Convergence: every node up and agreeing, a final write to every
+	// actor, a final read of every actor, one activation each.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+	for _, n := range cl.Nodes {
+		if err := n.WaitHealthy(cctx, cl.hc); err != nil {
+			violate("convergence", "", "%v", err)
+		}
+	}
+	took, err := cl.AwaitConverged(cctx)
+	rep.ConvergedAfter = Dur(took)
+	if err != nil {
+		violate("convergence", "", "%v", err)
+	}
+	cancel()
+	final := func(kind string, a Actor) bool {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+		defer cancel()
+		for attempt := 0; ; attempt++ {
+			op := Op{Actor: a.Key(), Kind: kind, Final: true, Client: int(w.nextClient.Add(1)) - 1}
+			switch kind {
+			case OpWrite:
+				op.Value = w.nextValue.Add(1)
+			case OpAdd:
+				op.Value = 1
+			}
+			var via caller = embeddedCaller{w.clients[attempt%len(w.clients)]}
+			if attempt%2 == 1 {
+				via = gatewayCaller{hc: w.hc, node: cl.Nodes[attempt%len(cl.Nodes)], timeout: s.Workload.OpTimeout}
+			}
+			op = w.exec(fctx, via, op, fmt.Sprintf("chaos-final-%s-%s-%d", kind, a.Key(), attempt))
+			if op.Outcome == OK {
+				return true
+			}
+			select {
+			case <-fctx.Done():
+				violate("convergence", a.Key(), "final %s did not succeed within %v: %s", kind, s.ConvergeTimeout, op.Err)
+				return false
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	want := map[string]int{}
+	for _, a := range w.Actors {
+		want[a.Type]++
+		switch a.Type {
+		case TypeRegister:
+			final(OpWrite, a)
+		case TypeCounter:
+			final(OpAdd, a)
+		}
+	}
+	for _, a := range w.Actors {
+		switch a.Type {
+		case TypeRegister:
+			final(OpRead, a)
+		case TypeCounter:
+			final(OpGet, a)
+		}
+	}
+	// Every actor was just called, so each must be active on exactly one
+	// node: more means a duplicate activation, fewer one lost.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	for {
+		total, perNode, err := cl.ActiveActors(actx)
+		ok := err == nil
+		for typ, k := range want {
+			ok = ok && total[typ] == k
+		}
+		if ok {
+			break
+		}
+		if actx.Err() != nil {
+			violate("convergence", "", "active actors per type %v (per node %v), want %v: %v", total, perNode, want, err)
+			break
+		}
+		select {
+		case <-actx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	cancel()
+	logf("chaos: +%6.2fs converged after %v; stopping the cluster and checking", rec.Since().Seconds(), took.Round(time.Millisecond))
+	cl.Stop()
+
+	// The checks.
+	ops := rec.Ops()
+	rep.Timeline = nem.Timeline
+	var first int64 = loadEnd
+	if len(nem.Timeline) > 0 {
+		first = nem.Timeline[0].Start
+	}
+	var hot []string
+	for _, a := range w.HotActors() {
+		hot = append(hot, a.Key())
+	}
+	load, v := CheckLoad(ops, hot, first, s.MinQPS)
+	rep.Load = load
+	rep.Violations = append(rep.Violations, v...)
+	rep.Unavailability = MeasureUnavailability(ops, nem.Timeline, hot, loadEnd)
+	rep.Violations = append(rep.Violations, CheckRecovery(rep.Unavailability, s.RecoveryBound)...)
+	rep.Counters, v = CheckCounters(ops)
+	rep.Violations = append(rep.Violations, v...)
+	rep.LinearDetails, v = CheckLinearizable(ops, nem.Timeline, s.CheckTimeout, env.OutDir)
+	rep.Violations = append(rep.Violations, v...)
+	rep.finish(rec, ops, env)
+	return rep
+}
+
+func between(rng *rand.Rand, r [2]time.Duration) time.Duration {
+	if r[1] <= r[0] {
+		return r[0]
+	}
+	return r[0] + time.Duration(rng.Int64N(int64(r[1]-r[0])))
+}
+
+// finish fills the summaries and writes the artifacts.
+func (r *Report) finish(rec *Recorder, ops []Op, env Env) {
+	r.Duration = Dur(rec.Since())
+	var first int64
+	if len(r.Timeline) > 0 {
+		first = r.Timeline[0].Start
+	}
+	r.countOps(ops, first)
+	r.UnavailabilityByKind = map[FaultKind]Dur{}
+	for _, u := range r.Unavailability {
+		if Dur(u.Longest) > r.UnavailabilityByKind[u.Kind] {
+			r.UnavailabilityByKind[u.Kind] = Dur(u.Longest)
+		}
+		r.LongestUnavailability = max(r.LongestUnavailability, Dur(u.Longest))
+	}
+	r.Linearizability = map[porcupine.CheckResult]int{}
+	for _, l := range r.LinearDetails {
+		r.Linearizability[l.Result]++
+	}
+	if r.Violations == nil {
+		r.Violations = []Violation{}
+	}
+	if env.OutDir == "" {
+		return
+	}
+	if err := WriteJSONL(filepath.Join(env.OutDir, "history.jsonl"), ops); err != nil {
+		env.Logf("chaos: writing the history: %v", err)
+	}
+	for name, v := range map[string]any{"timeline.json": r.Timeline, "report.json": r} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err == nil {
+			err = writeFile(env.OutDir, name, append(b, '\n'))
+		}
+		if err != nil {
+			env.Logf("chaos: writing %s: %v", name, err)
+		}
+	}
+	var tb bytes.Buffer
+	WriteTable(&tb, r)
+	_ = writeFile(env.OutDir, "report.txt", tb.Bytes())
+}
