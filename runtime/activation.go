@@ -65,7 +65,11 @@ func (a *activation) acquire(ctx context.Context) error {
 		return err
 	}
 	a.waiting.Add(1)
-	defer a.waiting.Add(-1)
+	a.pool.waiting.Add(1)
+	defer func() {
+		a.waiting.Add(-1)
+		a.pool.waiting.Add(-1)
+	}()
 	select {
 	case a.sem <- struct{}{}:
 		return nil
@@ -92,7 +96,7 @@ func (a *activation) touch(now int64) {
 
 // run is the call path shared by Invoke, InvokeLocal and Execute: find or
 // activate the actor, wait for its mailbox, run one turn, commit it.
-func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
+func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, hops int, fn func(*turnCtx) (any, error)) (any, error) {
 	if r.closing.Load() {
 		return nil, ErrShuttingDown
 	}
@@ -136,13 +140,25 @@ func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, f
 			r.deactivateHeld(a, "session may have lapsed", false)
 			return nil, fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
 		}
-		res, held, err := r.turn(ctx, a, method, fn)
+		res, held, err := r.observedTurn(ctx, a, method, hops, fn)
 		a.touch(r.monoNow())
 		if held {
 			a.release()
 		}
 		return res, err
 	}
+}
+
+// observedTurn is turn, told to the Observer.
+func (r *Runtime) observedTurn(ctx context.Context, a *activation, method string, hops int, fn func(*turnCtx) (any, error)) (any, bool, error) {
+	o := r.opts.Observer
+	if o == nil {
+		return r.turn(ctx, a, method, fn)
+	}
+	ctx, done := o.StartTurn(ctx, a.typ.name, a.id, method, hops)
+	res, held, err := r.turn(ctx, a, method, fn)
+	done(err)
+	return res, held, err
 }
 
 // turn runs fn as one turn of a (mailbox held) and commits its state
@@ -153,7 +169,7 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, fn fun
 	res, panicked, err := protect(a, method, func() (any, error) { return fn(tc) })
 	if panicked {
 		a.state.discard()
-		r.log.Error("actor panicked; deactivating", "actor", a.key, "method", method, "err", err)
+		r.log.ErrorContext(ctx, "actor panicked; deactivating", "actor", a.key, "method", method, "err", err)
 		r.deactivateHeld(a, "panic", false)
 		return nil, false, err
 	}
@@ -192,7 +208,7 @@ func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, 
 	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, []journal.Entry{e})
 	if err != nil {
 		a.state.discard()
-		r.log.Warn("journal append failed; deactivating", "actor", a.key, "token", a.token, "err", err)
+		r.log.WarnContext(ctx, "journal append failed; deactivating", "actor", a.key, "token", a.token, "err", err)
 		r.deactivateHeld(a, "append failed", false)
 		return fmt.Errorf("loom: committing %s.%s on %s: %w", a.typ.name, method, a.key, err)
 	}
@@ -212,12 +228,12 @@ func (r *Runtime) maybeSnapshot(ctx context.Context, a *activation) {
 	}
 	snap := journal.Snapshot{Seq: a.seq, Data: a.state.encodeSnapshot()}
 	if err := r.journal.SaveSnapshot(ctx, a.key, a.token, snap); err != nil {
-		r.log.Warn("snapshot failed", "actor", a.key, "seq", a.seq, "err", err)
+		r.log.WarnContext(ctx, "snapshot failed", "actor", a.key, "seq", a.seq, "err", err)
 		return
 	}
 	a.snapSeq = a.seq
 	if err := r.journal.Truncate(ctx, a.key, a.token, a.seq); err != nil {
-		r.log.Warn("journal truncate failed", "actor", a.key, "seq", a.seq, "err", err)
+		r.log.WarnContext(ctx, "journal truncate failed", "actor", a.key, "seq", a.seq, "err", err)
 	}
 }
 
@@ -226,6 +242,11 @@ func (r *Runtime) maybeSnapshot(ctx context.Context, a *activation) {
 // pool.get). On failure the activation is discarded, the mailbox released,
 // and the error returned.
 func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
+	if o := r.opts.Observer; o != nil {
+		var done func(error)
+		ctx, done = o.StartActivation(ctx, a.typ.name, a.id)
+		defer func() { done(err) }()
+	}
 	if !r.session.Valid() {
 		r.abandon(a, false)
 		return fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
@@ -256,7 +277,7 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 			return err // commit deactivated it
 		}
 	}
-	r.log.Debug("activated", "actor", a.key, "token", a.token, "seq", a.seq)
+	r.log.DebugContext(ctx, "activated", "actor", a.key, "token", a.token, "seq", a.seq)
 	return nil
 }
 
@@ -338,6 +359,9 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 		}
 	}
 	r.log.Debug("deactivated", "actor", a.key, "reason", reason, "token", a.token)
+	if o := r.opts.Observer; o != nil {
+		o.Deactivated(a.typ.name, a.id, reason)
+	}
 	a.release()
 }
 

@@ -24,6 +24,7 @@ type pool struct {
 	cfg     PoolConfig
 	shards  [shardCount]shard
 	count   atomic.Int64  // activations in the maps
+	waiting atomic.Int64  // callers blocked on the mailboxes of its activations
 	clock   atomic.Uint64 // logical clock for LRU order
 	evictMu sync.Mutex
 }
@@ -175,6 +176,9 @@ func (p *pool) dropAll(reason string) {
 			a.dropped.Store(true)
 			delete(sh.m, id)
 			p.count.Add(-1)
+			if o := p.r.opts.Observer; o != nil {
+				o.Deactivated(p.td.name, id, DeactivationDropped)
+			}
 		}
 		sh.mu.Unlock()
 	}

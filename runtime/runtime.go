@@ -78,6 +78,9 @@ type Options struct {
 	// IdleCheckInterval is how often idle actors are looked for; 0 means
 	// every second, so an idle actor goes at most a second after its timeout.
 	IdleCheckInterval time.Duration
+	// Observer is told about calls, turns, activations and deactivations
+	// (metrics, traces); nil: nobody.
+	Observer Observer
 }
 
 // Runtime hosts actors on one node: it activates them from their journal,
@@ -262,11 +265,13 @@ func (r *Runtime) Invoke(ctx context.Context, actorType, id, method string, payl
 	return r.invoke(ctx, actorType, id, method, payload, 0)
 }
 
-func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payload []byte, hops int) ([]byte, error) {
+func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payload []byte, hops int) (_ []byte, err error) {
 	reg, md, err := r.lookup(actorType, method)
 	if err != nil {
 		return nil, err
 	}
+	ctx, done := r.observeCall(ctx, actorType, id, method, hops)
+	defer func() { done(err) }()
 	if max := r.opts.MaxPayloadBytes; max > 0 && len(payload) > max {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(payload), max)
 	}
@@ -281,7 +286,7 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	if err != nil {
 		return nil, decodeErr(fmt.Sprintf("argument of %s.%s (%s)", actorType, method, md.codecName), err)
 	}
-	out, err := r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, id, method, hops, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
@@ -301,11 +306,13 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 // InvokeLocal runs method with an unencoded argument. It implements
 // LocalInvoker. An actor hosted on another node is called through the
 // Router with the method's codec.
-func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string, in any) (any, error) {
+func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string, in any) (_ any, err error) {
 	reg, md, err := r.lookup(actorType, method)
 	if err != nil {
 		return nil, err
 	}
+	ctx, done := r.observeCall(ctx, actorType, id, method, 0)
+	defer func() { done(err) }()
 	if !md.checkIn(in) {
 		return nil, fmt.Errorf("%w: argument of %s.%s has type %T", ErrBadPayload, actorType, method, in)
 	}
@@ -330,7 +337,7 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 	if local, node := r.placeFor(reg, id, 0); !local {
 		return remote(node)
 	}
-	out, err := r.run(ctx, reg, id, method, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, id, method, 0, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
@@ -351,7 +358,7 @@ func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn f
 	if local, node := r.placeFor(reg, id, 0); !local {
 		return fmt.Errorf("%w: %s/%s belongs to node %s", ErrNotLocal, t.def.name, id, node)
 	}
-	_, err := r.run(ctx, reg, id, "execute", func(tc *turnCtx) (any, error) {
+	_, err := r.run(ctx, reg, id, "execute", 0, func(tc *turnCtx) (any, error) {
 		return nil, fn(tc, tc.act.inst.(*T))
 	})
 	if holder, ok := r.heldElsewhere(err); ok {

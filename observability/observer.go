@@ -1,0 +1,128 @@
+package observability
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// Span attributes Loom records. The correlation id is set on every span a
+// node records (see Tracing); actor and method on the spans of a call.
+const (
+	AttrCorrelationID = attribute.Key("loom.correlation_id")
+	AttrActor         = attribute.Key("loom.actor")  // "type/id", or "type" for a call span
+	AttrMethod        = attribute.Key("loom.method") // the actor method
+	AttrNode          = attribute.Key("loom.node")   // the node that recorded the span
+)
+
+const instrumentationName = "github.com/loom-mesh/loom/observability"
+
+// Observer implements runtime.Observer: Prometheus metrics always, and
+// OpenTelemetry spans when it has a TracerProvider.
+//
+// Spans: "loom.call T.m" for a call that enters the cluster here with no
+// span in its context (a Go caller; the gateway and the transport start
+// their own), "loom.turn T.m" for every turn that runs here, "loom.activate
+// T" for an activation. A call that enters with no correlation id gets a
+// new one, so every call carries one.
+type Observer struct {
+	m      *Metrics
+	tracer trace.Tracer // nil: tracing off
+}
+
+var _ runtime.Observer = (*Observer)(nil)
+
+// NewObserver builds the runtime's observer. tp nil means no spans.
+func NewObserver(m *Metrics, tp trace.TracerProvider) *Observer {
+	o := &Observer{m: m}
+	if tp != nil {
+		o.tracer = tp.Tracer(instrumentationName)
+	}
+	return o
+}
+
+func noop(error) {}
+
+// StartCall implements runtime.Observer.
+func (o *Observer) StartCall(ctx context.Context, typ, id, method string, hops int) (context.Context, func(error)) {
+	if hops > 0 {
+		return ctx, noop // counted where it entered; the transport has its span
+	}
+	if runtime.CorrelationID(ctx) == "" {
+		ctx = runtime.WithCorrelationID(ctx, NewCorrelationID())
+	}
+	st := o.m.stat(typ, method)
+	start := time.Now()
+	if o.tracer == nil || trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, func(err error) { o.m.callDone(st, typ, method, start, err) }
+	}
+	ctx, span := o.tracer.Start(ctx, st.callName, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method)))
+	return ctx, func(err error) {
+		o.m.callDone(st, typ, method, start, err)
+		endSpan(span, err)
+	}
+}
+
+// StartTurn implements runtime.Observer.
+func (o *Observer) StartTurn(ctx context.Context, typ, id, method string, hops int) (context.Context, func(error)) {
+	o.m.hops.Observe(float64(hops))
+	if o.tracer == nil {
+		return ctx, noop
+	}
+	st := o.m.stat(typ, method)
+	ctx, span := o.tracer.Start(ctx, st.turnName, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method)))
+	return ctx, func(err error) { endSpan(span, err) }
+}
+
+// StartActivation implements runtime.Observer.
+func (o *Observer) StartActivation(ctx context.Context, typ, id string) (context.Context, func(error)) {
+	start := time.Now()
+	var span trace.Span
+	if o.tracer != nil {
+		ctx, span = o.tracer.Start(ctx, "loom.activate "+typ, trace.WithAttributes(AttrActor.String(typ+"/"+id)))
+	}
+	return ctx, func(err error) {
+		o.m.activateSecs.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+			if errors.Is(err, journal.ErrFenced) {
+				o.m.fenced.WithLabelValues("activate").Inc()
+			}
+		}
+		o.m.activations.WithLabelValues(typ, outcome).Inc()
+		if span != nil {
+			endSpan(span, err)
+		}
+	}
+}
+
+// Deactivated implements runtime.Observer.
+func (o *Observer) Deactivated(typ, _ string, reason string) {
+	r := deactivationReason(reason)
+	o.m.deactivation.WithLabelValues(typ, r).Inc()
+	if r == "evicted" {
+		o.m.evictions.WithLabelValues(typ).Inc()
+	}
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+var (
+	attrEntries = attribute.Key("loom.entries")
+	attrToken   = attribute.Key("loom.token")
+)

@@ -1,0 +1,165 @@
+package observability
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// newTestTracer is a TracerProvider with the annotator and a store.
+func newTestTracer(t *testing.T, o StoreOptions) (trace.Tracer, *TraceStore) {
+	t.Helper()
+	s := NewTraceStore(o)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(annotator{}), sdktrace.WithSpanProcessor(s))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp.Tracer("test"), s
+}
+
+// call records a trace of three spans (root, child, grandchild) under
+// correlation id cid, the grandchild on actor.
+func call(tr trace.Tracer, cid, actor string) trace.TraceID {
+	ctx := runtime.WithCorrelationID(context.Background(), cid)
+	ctx, root := tr.Start(ctx, "root")
+	cctx, child := tr.Start(ctx, "child")
+	_, gc := tr.Start(cctx, "turn", trace.WithAttributes(AttrActor.String(actor), AttrMethod.String("m")))
+	gc.End()
+	child.End()
+	root.End()
+	return root.SpanContext().TraceID()
+}
+
+func TestStoreQueriesByCorrelationTraceActorAndTime(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	tr, s := newTestTracer(t, StoreOptions{NodeID: "n1", MaxAge: time.Hour, MaxSpans: 100, Now: clk.Now})
+	t1 := call(tr, "c-1", "counter/a")
+	t2 := call(tr, "c-2", "kv/b")
+
+	got := Assemble(s.Query(Query{CorrelationID: "c-1"}), 0)
+	if len(got) != 1 || got[0].TraceID != t1.String() || len(got[0].Spans) != 3 {
+		t.Fatalf("by correlation id: %+v", got)
+	}
+	tr1 := got[0]
+	if tr1.CorrelationID != "c-1" || len(tr1.Roots) != 1 || tr1.Nodes[0] != "n1" {
+		t.Fatalf("trace %+v", tr1)
+	}
+	// Parent/child links: root → child → turn.
+	byName := map[string]Span{}
+	for _, sp := range tr1.Spans {
+		byName[sp.Name] = sp
+		if sp.CorrelationID != "c-1" {
+			t.Fatalf("span %s has correlation id %q", sp.Name, sp.CorrelationID)
+		}
+	}
+	if tr1.Roots[0] != byName["root"].SpanID || byName["child"].ParentSpanID != byName["root"].SpanID ||
+		byName["turn"].ParentSpanID != byName["child"].SpanID || len(byName["root"].Children) != 1 ||
+		byName["root"].Children[0] != byName["child"].SpanID || byName["turn"].Actor != "counter/a" || byName["turn"].Method != "m" {
+		t.Fatalf("links wrong: %+v", byName)
+	}
+
+	if got := Assemble(s.Query(Query{TraceIDs: []string{t2.String()}}), 0); len(got) != 1 || got[0].CorrelationID != "c-2" {
+		t.Fatalf("by trace id: %+v", got)
+	}
+	for _, actor := range []string{"kv/b", "kv"} {
+		if got := Assemble(s.Query(Query{Actor: actor}), 0); len(got) != 1 || got[0].TraceID != t2.String() {
+			t.Fatalf("by actor %q: %+v", actor, got)
+		}
+	}
+	if got := s.Query(Query{Actor: "kv/bb"}); len(got) != 0 {
+		t.Fatalf("actor kv/bb matched %d spans", len(got))
+	}
+	if got := s.Query(Query{Since: time.Now().Add(time.Hour)}); len(got) != 0 {
+		t.Fatalf("since the future: %d spans", len(got))
+	}
+	if got := Assemble(s.Query(Query{Since: time.Now().Add(-time.Hour)}), 0); len(got) != 2 {
+		t.Fatalf("since an hour ago: %d traces", len(got))
+	}
+	if got := Assemble(s.Query(Query{Limit: 1}), 0); len(got) != 1 || got[0].TraceID != t2.String() {
+		t.Fatalf("limit 1 should give the most recent trace: %+v", got)
+	}
+	if got := s.Query(Query{CorrelationID: "nope"}); len(got) != 0 {
+		t.Fatalf("unknown correlation id: %d spans", len(got))
+	}
+}
+
+func TestStoreDropsSpansOlderThanMaxAge(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	tr, s := newTestTracer(t, StoreOptions{NodeID: "n1", MaxAge: time.Minute, MaxSpans: 100, Now: clk.Now})
+	m := NewMetrics()
+	m.SetTraceStore(s)
+	call(tr, "old", "counter/a")
+	clk.Advance(45 * time.Second)
+	call(tr, "new", "counter/b")
+	if n, traces := s.Size(); n != 6 || traces != 2 {
+		t.Fatalf("size %d spans %d traces, want 6, 2", n, traces)
+	}
+	clk.Advance(20 * time.Second) // "old" is 65 s old, "new" 20 s
+	if got := s.Query(Query{CorrelationID: "old"}); len(got) != 0 {
+		t.Fatalf("a trace older than maxTraceAge is still returned: %d spans", len(got))
+	}
+	if got := s.Query(Query{CorrelationID: "new"}); len(got) != 3 {
+		t.Fatalf("the recent trace: %d spans, want 3", len(got))
+	}
+	if n, traces := s.Size(); n != 3 || traces != 1 {
+		t.Fatalf("after expiry: %d spans %d traces, want 3, 1", n, traces)
+	}
+	clk.Advance(time.Hour)
+	if n, traces := s.Size(); n != 0 || traces != 0 {
+		t.Fatalf("after an hour: %d spans %d traces", n, traces)
+	}
+	if len(s.byCorr) != 0 || len(s.traces) != 0 {
+		t.Fatalf("indexes not emptied: %d correlation ids, %d traces", len(s.byCorr), len(s.traces))
+	}
+	if v := testutilCounter(t, m, "loom_trace_store_evicted_spans_total", "reason", "age"); v != 6 {
+		t.Fatalf("evicted for age: %v, want 6", v)
+	}
+}
+
+func TestStoreKeepsAtMostMaxSpans(t *testing.T) {
+	tr, s := newTestTracer(t, StoreOptions{NodeID: "n1", MaxAge: time.Hour, MaxSpans: 7})
+	var ids []trace.TraceID
+	for i := range 4 {
+		ids = append(ids, call(tr, "c"+string(rune('0'+i)), "counter/a"))
+	}
+	// 12 spans ended; the 7 newest are kept: traces 2 (1 span: its root),
+	// 3 and 4 (3 spans each). Trace 1 is gone.
+	if n, traces := s.Size(); n != 7 || traces != 3 {
+		t.Fatalf("size %d spans, %d traces; want 7, 3", n, traces)
+	}
+	if got := s.Query(Query{TraceIDs: []string{ids[0].String()}}); len(got) != 0 {
+		t.Fatalf("evicted trace answered with %d spans", len(got))
+	}
+	if got := s.Query(Query{CorrelationID: "c1"}); len(got) != 1 || got[0].Name != "root" {
+		t.Fatalf("partly evicted trace: %+v", got)
+	}
+	// Many more spans: the ring keeps wrapping correctly.
+	for range 50 {
+		call(tr, "x", "kv/z")
+	}
+	if got := Assemble(s.Query(Query{CorrelationID: "x", Limit: 1000}), 1000); len(got) != 3 {
+		t.Fatalf("after wrapping: %d traces with correlation x, want 3 (7 spans)", len(got))
+	}
+}

@@ -1,0 +1,150 @@
+package observability
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// Tracing is a node's OpenTelemetry setup: a TracerProvider whose spans go
+// to the node's TraceStore (and to an OTLP collector when
+// tracing.otlpEndpoint is set), and the W3C trace-context propagator. It
+// sets no OpenTelemetry global: the node hands Provider and Propagator to
+// the parts that trace (runtime observer, transport, gateway).
+type Tracing struct {
+	Provider   *sdktrace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	Store      *TraceStore
+}
+
+// TracingOptions are the parts of NewTracing that are not configuration.
+type TracingOptions struct {
+	// NodeID names the node: resource attribute service.instance.id, and
+	// the node of every span the store answers with.
+	NodeID string
+	// Logger receives export errors; nil discards.
+	Logger *slog.Logger
+	// Now is the trace store's clock (age limit); nil uses time.Now.
+	Now func() time.Time
+	// Exporter, when set, replaces the OTLP exporter built from
+	// OTLPEndpoint (tests).
+	Exporter sdktrace.SpanExporter
+}
+
+// NewTracing builds the tracing of a node from its configuration. It
+// returns nil, nil when cfg.Enabled is false: the node then passes no
+// TracerProvider anywhere and spans cost nothing.
+//
+// Every span is sampled, except root spans of the cluster's own
+// background RPCs (Raft command forwarding, topology watches, the
+// long-lived call streams), which belong to no call. When
+// cfg.OTLPEndpoint is set, spans are also exported over OTLP/gRPC,
+// without TLS (a collector next to the node), with cfg.OTLPHeaders, in
+// batches; the in-memory store does not wait for the exporter.
+func NewTracing(ctx context.Context, cfg config.TracingConfig, o TracingOptions) (*Tracing, error) {
+	if !cfg.Enabled {
+		return nil, nil
+	}
+	if cfg.MaxTraceAge <= 0 || cfg.MaxSpans <= 0 {
+		return nil, errors.New("observability: tracing.maxTraceAge and tracing.maxSpans must be positive")
+	}
+	store := NewTraceStore(StoreOptions{NodeID: o.NodeID, MaxAge: cfg.MaxTraceAge, MaxSpans: cfg.MaxSpans, Now: o.Now})
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithSampler(sdktrace.ParentBased(rootSampler{})),
+		sdktrace.WithResource(resource.NewSchemaless(
+			attribute.String("service.name", "loom"),
+			attribute.String("service.instance.id", o.NodeID),
+		)),
+		sdktrace.WithSpanProcessor(annotator{}),
+		sdktrace.WithSpanProcessor(store),
+	}
+	exp := o.Exporter
+	if exp == nil && cfg.OTLPEndpoint != "" {
+		eo := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.OTLPEndpoint), otlptracegrpc.WithInsecure()}
+		if len(cfg.OTLPHeaders) > 0 {
+			eo = append(eo, otlptracegrpc.WithHeaders(cfg.OTLPHeaders))
+		}
+		// New does not connect: a collector that is down costs dropped
+		// batches, not a failed start.
+		e, err := otlptracegrpc.New(ctx, eo...)
+		if err != nil {
+			return nil, fmt.Errorf("observability: OTLP exporter for %s: %w", cfg.OTLPEndpoint, err)
+		}
+		exp = e
+	}
+	if exp != nil {
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	}
+	return &Tracing{
+		Provider:   sdktrace.NewTracerProvider(opts...),
+		Propagator: propagation.TraceContext{},
+		Store:      store,
+	}, nil
+}
+
+// Shutdown flushes the exporter (bounded by ctx) and stops the provider.
+// Safe on a nil Tracing.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	return t.Provider.Shutdown(ctx)
+}
+
+// rootSampler samples every root span but those of background RPCs.
+type rootSampler struct{}
+
+// backgroundRPCs are gRPC methods (otelgrpc names spans after them) that
+// carry no call's context: a root span of one of them is noise.
+var backgroundRPCs = []string{"loom.v1.Coordinator/", "loom.v1.Topology/", "loom.v1.Actors/Stream"}
+
+func (rootSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	for _, prefix := range backgroundRPCs {
+		if strings.HasPrefix(p.Name, prefix) {
+			return sdktrace.SamplingResult{Decision: sdktrace.Drop}
+		}
+	}
+	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+}
+
+func (rootSampler) Description() string { return "LoomRootSampler" }
+
+// annotator records the correlation id carried by the context a span
+// starts in on the span, so that every span of a call has it.
+type annotator struct{}
+
+func (annotator) OnStart(parent context.Context, s sdktrace.ReadWriteSpan) {
+	if cid := runtime.CorrelationID(parent); cid != "" {
+		s.SetAttributes(AttrCorrelationID.String(cid))
+	}
+}
+func (annotator) OnEnd(sdktrace.ReadOnlySpan)      {}
+func (annotator) Shutdown(context.Context) error   { return nil }
+func (annotator) ForceFlush(context.Context) error { return nil }
+
+// NewCorrelationID returns a random 128-bit id in hex. It uses the
+// runtime's fast per-thread generator: a correlation id must be unique,
+// not unpredictable.
+func NewCorrelationID() string {
+	var b [16]byte
+	hi, lo := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(hi >> (56 - 8*i))
+		b[8+i] = byte(lo >> (56 - 8*i))
+	}
+	return hex.EncodeToString(b[:])
+}
