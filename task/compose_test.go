@@ -71,10 +71,11 @@ func TestChain(t *testing.T) {
 	}
 }
 
-// waitForCancel is a step that blocks until its context ends and reports
-// that it saw the cancellation.
-func waitForCancel(name string, saw chan<- string) *task.Task[int, int] {
+// waitForCancel is a step that signals entered, blocks until its context
+// ends and reports that it saw the cancellation.
+func waitForCancel(name string, entered chan<- struct{}, saw chan<- string) *task.Task[int, int] {
 	return task.New(name, func(ctx context.Context, _ int) (int, error) {
+		entered <- struct{}{}
 		<-ctx.Done()
 		saw <- name
 		return 0, ctx.Err()
@@ -89,10 +90,15 @@ func TestAll(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 
-	// The first failure cancels the others and names the failed step.
-	saw := make(chan string, 2)
-	fail := task.New("fail", func(context.Context, int) (int, error) { return 0, errBoom })
-	all := task.All("fail-fast", []*task.Task[int, int]{waitForCancel("w1", saw), fail, waitForCancel("w2", saw)})
+	// The first failure cancels the others and names the failed step. (It
+	// fails once the others run: a step not started yet is never called.)
+	saw, entered := make(chan string, 2), make(chan struct{}, 2)
+	fail := task.New("fail", func(context.Context, int) (int, error) {
+		<-entered
+		<-entered
+		return 0, errBoom
+	})
+	all := task.All("fail-fast", []*task.Task[int, int]{waitForCancel("w1", entered, saw), fail, waitForCancel("w2", entered, saw)})
 	r = all.Run(context.Background(), 1)
 	var se *task.StepError
 	if r.Success || r.FailedStep != "fail" || !errors.As(r.Err, &se) || se.Index != 1 || !errors.Is(r.Err, errBoom) {
@@ -116,9 +122,13 @@ func TestAllSettled(t *testing.T) {
 }
 
 func TestRace(t *testing.T) {
-	saw := make(chan string, 2)
-	quick := task.New("quick", func(_ context.Context, n int) (int, error) { return n + 100, nil })
-	r := task.Race("race", []*task.Task[int, int]{waitForCancel("slow1", saw), quick, waitForCancel("slow2", saw)}).Run(context.Background(), 1)
+	saw, entered := make(chan string, 2), make(chan struct{}, 2)
+	quick := task.New("quick", func(_ context.Context, n int) (int, error) {
+		<-entered // the others are running
+		<-entered
+		return n + 100, nil
+	})
+	r := task.Race("race", []*task.Task[int, int]{waitForCancel("slow1", entered, saw), quick, waitForCancel("slow2", entered, saw)}).Run(context.Background(), 1)
 	if !r.Success || r.Value != 101 {
 		t.Fatalf("%+v", r)
 	}
@@ -126,8 +136,11 @@ func TestRace(t *testing.T) {
 	<-saw
 
 	// A failure that comes first decides too.
-	fail := task.New("fail", func(context.Context, int) (int, error) { return 0, errBoom })
-	r = task.Race("race-fail", []*task.Task[int, int]{waitForCancel("slow", saw), fail}).Run(context.Background(), 1)
+	fail := task.New("fail", func(context.Context, int) (int, error) {
+		<-entered
+		return 0, errBoom
+	})
+	r = task.Race("race-fail", []*task.Task[int, int]{waitForCancel("slow", entered, saw), fail}).Run(context.Background(), 1)
 	if r.Success || r.FailedStep != "fail" || !errors.Is(r.Err, errBoom) {
 		t.Fatalf("%+v", r)
 	}
