@@ -22,6 +22,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/loom-mesh/loom/placement"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/transport"
@@ -36,6 +39,11 @@ type Options struct {
 	Placement placement.Config
 	// MaxAttempts bounds the nodes one call is tried on. Default 3.
 	MaxAttempts int
+	// TracerProvider and Propagator, when set, give every call a client
+	// span whose trace context travels with it (W3C: propagation.TraceContext{}),
+	// and a correlation id when the context carries none. nil: no spans.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Client calls actors on a Loom cluster. Safe for concurrent use.
@@ -78,7 +86,8 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		opts: opts, log: opts.Logger, pool: transport.NewPool(transport.PoolOptions{Logger: opts.Logger}),
+		opts: opts, log: opts.Logger,
+		pool:  transport.NewPool(transport.PoolOptions{Logger: opts.Logger, TracerProvider: opts.TracerProvider, Propagator: opts.Propagator}),
 		table: table, seeds: slices.Clone(addrs), members: map[string]*loompb.Member{},
 		cancel: cancel, ready: make(chan struct{}),
 	}
@@ -171,6 +180,9 @@ func (c *Client) Members() []string {
 // on a safe-to-retry failure it goes to the next alive node.
 func (c *Client) Invoke(ctx context.Context, actorType, id, method string, payload []byte) ([]byte, error) {
 	call := transport.Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload}
+	if c.opts.TracerProvider != nil && runtime.CorrelationID(ctx) == "" {
+		ctx = runtime.WithCorrelationID(ctx, runtime.NewCorrelationID())
+	}
 	tried := map[string]bool{}
 	var lastErr error
 	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {

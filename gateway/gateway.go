@@ -28,6 +28,11 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
@@ -49,12 +54,18 @@ type Options struct {
 	// answers 404 unknown_task. TaskNames lists them for GET /v1/tasks.
 	Tasks     task.Invoker
 	TaskNames func() []string
+	// TracerProvider, when set, gives every actor call a server span
+	// (joining the caller's trace when the request carries a W3C
+	// traceparent, read with Propagator). nil: no spans.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Handler serves the gateway's routes.
 type Handler struct {
-	opts Options
-	mux  *http.ServeMux
+	opts   Options
+	mux    *http.ServeMux
+	tracer trace.Tracer // nil without a TracerProvider
 }
 
 // New builds the handler. It starts nothing.
@@ -69,6 +80,9 @@ func New(opts Options) *Handler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{opts: opts, mux: http.NewServeMux()}
+	if opts.TracerProvider != nil {
+		h.tracer = opts.TracerProvider.Tracer("github.com/loom-mesh/loom/gateway")
+	}
 	h.mux.HandleFunc("POST /v1/actors/{type}/{id}/{method}", h.call)
 	h.mux.HandleFunc("GET /v1/actors", h.types)
 	h.taskRoutes()
@@ -119,9 +133,22 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request) {
 		ctx = runtime.WithIdempotencyKey(ctx, k)
 	}
 	typ, id, method := r.PathValue("type"), r.PathValue("id"), r.PathValue("method")
+	var span trace.Span
+	if h.tracer != nil {
+		if h.opts.Propagator != nil {
+			ctx = h.opts.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		ctx, span = h.tracer.Start(ctx, "POST /v1/actors/{type}/{id}/{method}", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("loom.actor", typ+"/"+id), attribute.String("loom.method", method)))
+		defer span.End()
+	}
 	res, err := h.opts.Invoker.Invoke(ctx, typ, id, method, body)
 	if err != nil {
 		status, code := Classify(err)
+		if span != nil {
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+		}
 		h.opts.Logger.Info("call failed", "actor", typ+"/"+id, "method", method, "correlation_id", cid, "status", status, "err", err)
 		writeError(w, status, code, err.Error())
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -241,8 +242,15 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 		req.IdempotencyKey = v[0]
 	}
 	// The deadline is gRPC's own (already on ctx); otelgrpc extracted the
-	// trace context.
+	// trace context, and started its span before the correlation id was
+	// known: record it there (the node's span processor records it on the
+	// spans that start later).
 	req.Trace = nil
+	if req.CorrelationId != "" {
+		if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+			sp.SetAttributes(attribute.String("loom.correlation_id", req.CorrelationId))
+		}
+	}
 	out, err := a.s.handle(a.s.callContext(ctx, req), req, false)
 	if err != nil {
 		return nil, statusError(err)
