@@ -23,6 +23,7 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	Types []runtime.Definition
 	// Builtins also registers the built-in counter, register and kv types.
 	Builtins bool
+	// Tasks are the application's stateless tasks (package task), run by
+	// name over HTTP and gRPC (see tasks.go).
+	Tasks []task.Definition
 	// Logger receives the node's logs; nil builds one from Config.Logging
 	// writing to stderr. The node adds its id to every line.
 	Logger *slog.Logger
@@ -67,6 +71,8 @@ type Node struct {
 	grpcSrv  *transport.Server
 	stopMesh context.CancelFunc
 	rtPtr    atomic.Pointer[runtime.Runtime]
+
+	tasks *task.Registry
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -85,7 +91,11 @@ func New(opts Options) (*Node, error) {
 		log = NewLogger(opts.Config.Logging, os.Stderr)
 	}
 	log = log.With("node", opts.Config.Node.ID)
-	return &Node{opts: opts, cfg: opts.Config, log: log}, nil
+	tasks, err := newTaskRegistry(opts.Tasks, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{opts: opts, cfg: opts.Config, log: log, tasks: tasks}, nil
 }
 
 // keeperConfig derives the session keeper's settings from the config.
@@ -270,6 +280,8 @@ func (n *Node) handler() http.Handler {
 		MaxBodyBytes: int64(n.cfg.Node.MaxPayloadBytes),
 		Types:        n.rt.Types,
 		Logger:       n.log,
+		Tasks:        n,
+		TaskNames:    n.tasks.Names,
 	}))
 	mux.HandleFunc("GET /health", n.health)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
@@ -453,6 +465,7 @@ func (n *Node) closeParts(ctx context.Context) error {
 	} else if n.ln != nil {
 		_ = n.ln.Close()
 	}
+	n.closeTasks(ctx)
 	if n.rt != nil {
 		if err := n.rt.Close(ctx); err != nil {
 			errs = append(errs, err)

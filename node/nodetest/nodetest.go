@@ -17,6 +17,7 @@ import (
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/task"
 )
 
 // SessionTTL is the nodes' coordinator session TTL.
@@ -65,6 +66,7 @@ type Cluster struct {
 	Seed  string // gossip address of the first node
 	dir   string
 	types []runtime.Definition
+	tasks []task.Definition
 }
 
 // Start starts n nodes concurrently with the built-in actor types (and
@@ -72,7 +74,14 @@ type Cluster struct {
 // test ends.
 func Start(t testing.TB, n int, types ...runtime.Definition) *Cluster {
 	t.Helper()
-	c := &Cluster{dir: t.TempDir(), types: types}
+	return StartWithTasks(t, n, nil, types...)
+}
+
+// StartWithTasks is Start with tasks (package task) registered on every
+// node.
+func StartWithTasks(t testing.TB, n int, tasks []task.Definition, types ...runtime.Definition) *Cluster {
+	t.Helper()
+	c := &Cluster{dir: t.TempDir(), types: types, tasks: tasks}
 	seedPort := FreePort(t)
 	c.Seed = fmt.Sprintf("127.0.0.1:%d", seedPort)
 	c.Nodes = make([]*node.Node, n)
@@ -102,7 +111,7 @@ func Start(t testing.TB, n int, types ...runtime.Definition) *Cluster {
 }
 
 func (c *Cluster) build(t testing.TB, id string, gossipPort int, join string, expect int) *node.Node {
-	nd, err := node.New(node.Options{Config: Config(c.dir, id, gossipPort, join, expect), Types: c.types, Builtins: true, Logger: Logger(id)})
+	nd, err := node.New(node.Options{Config: Config(c.dir, id, gossipPort, join, expect), Types: c.types, Tasks: c.tasks, Builtins: true, Logger: Logger(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
