@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
@@ -35,10 +37,12 @@ import (
 // name and input are checked; the outcome goes to the node's task metrics,
 // spans and log.
 //
-// X-Correlation-ID and X-Loom-Timeout work as for actor calls; a W3C trace
-// context in the request headers (traceparent) is extracted with the
-// global propagator (a no-op unless the application installs one), so the
-// task's span joins the caller's trace.
+// X-Correlation-ID and X-Loom-Timeout work as for actor calls. A W3C trace
+// context in the request headers (traceparent) is extracted with
+// Options.Propagator, else the global propagator (a no-op unless the
+// application installs one), so the task's span joins the caller's trace;
+// with Options.TracerProvider the request also gets a server span, and the
+// task's span (a child) goes to the same pipeline.
 func (h *Handler) taskRoutes() {
 	h.mux.HandleFunc("POST /v1/tasks/{name}", h.runTask)
 	h.mux.HandleFunc("GET /v1/tasks", h.taskNames)
@@ -90,8 +94,18 @@ func (h *Handler) runTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_payload", "reading body: "+err.Error())
 		return
 	}
-	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	prop := h.opts.Propagator
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
+	ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx = runtime.WithCorrelationID(ctx, cid)
+	if h.tracer != nil {
+		var span trace.Span
+		ctx, span = h.tracer.Start(ctx, "POST /v1/tasks/{name}", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("loom.task", name), attribute.Bool("loom.task.async", async)))
+		defer span.End()
+	}
 
 	if async {
 		// The run keeps the request's values, not its cancellation.

@@ -33,6 +33,12 @@ type resizeOut struct {
 // loopback listener. bg receives the correlation id of each "bg" run.
 func taskServer(t *testing.T) (srv *httptest.Server, bg chan string) {
 	t.Helper()
+	return taskServerWith(t, gateway.Options{})
+}
+
+// taskServerWith is taskServer with more gateway options.
+func taskServerWith(t *testing.T, opts gateway.Options) (srv *httptest.Server, bg chan string) {
+	t.Helper()
 	bg = make(chan string, 4)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
@@ -61,7 +67,8 @@ func taskServer(t *testing.T) (srv *httptest.Server, bg chan string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = httptest.NewServer(gateway.New(gateway.Options{Tasks: reg, TaskNames: reg.Names, MaxBodyBytes: 1024}))
+	opts.Tasks, opts.TaskNames, opts.MaxBodyBytes = reg, reg.Names, 1024
+	srv = httptest.NewServer(gateway.New(opts))
 	t.Cleanup(func() {
 		srv.Close()
 		_ = reg.Close(context.Background())
@@ -217,5 +224,31 @@ func TestTaskJoinsTheRequestsTrace(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no correlation id attribute: %v", span.Attributes())
+	}
+}
+
+func TestTaskSpanWithTheGatewaysTracerProvider(t *testing.T) {
+	// No globals: the gateway's own provider and propagator, as a node
+	// passes them; the task's span follows the request's into that pipeline.
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	srv, _ := taskServerWith(t, gateway.Options{TracerProvider: tp, Propagator: propagation.TraceContext{}})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	resp, body := post(t, srv, "/v1/tasks/resize", `{"width":2,"height":2}`, map[string]string{
+		"traceparent": "00-" + traceID + "-00f067aa0ba902b7-01",
+	})
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	byName := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		byName[s.Name()] = s
+	}
+	req, run := byName["POST /v1/tasks/{name}"], byName["task resize"]
+	if req == nil || run == nil {
+		t.Fatalf("spans %v", byName)
+	}
+	if req.SpanContext().TraceID().String() != traceID || run.Parent().SpanID() != req.SpanContext().SpanID() {
+		t.Fatal("the task span is not the request span's child in the caller's trace")
 	}
 }

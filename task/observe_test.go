@@ -73,6 +73,19 @@ func TestEachRunIsASpan(t *testing.T) {
 	}
 }
 
+func TestCallersTracerProviderIsUsed(t *testing.T) {
+	// No provider given and none installed globally: the run joins the
+	// pipeline of the caller's recording span.
+	rec, tp := recorder()
+	tk := task.New("follows", func(_ context.Context, n int) (int, error) { return n, nil })
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "request")
+	tk.Run(ctx, 1)
+	parent.End()
+	if len(rec.Ended()) != 2 || rec.Ended()[0].Name() != "task follows" {
+		t.Fatalf("%d spans", len(rec.Ended()))
+	}
+}
+
 func TestGlobalTracerProviderIsUsedWhenInstalled(t *testing.T) {
 	// Not parallel: it sets the global provider (and puts it back).
 	prev := otel.GetTracerProvider()

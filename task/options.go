@@ -78,9 +78,11 @@ func MaxConcurrent(n int) Option {
 	return func(c *config) { c.maxConcurrent = max(n, 0) }
 }
 
-// WithTracerProvider makes runs spans of tp's tracer. Without it each run
-// uses the global TracerProvider (otel.GetTracerProvider()) at the time of
-// the run, which is a no-op until an application installs one.
+// WithTracerProvider makes runs spans of tp's tracer. Without it a run
+// uses the provider of the caller's span when that span is recording (an
+// HTTP request or a call traced by the node), else the global
+// TracerProvider (otel.GetTracerProvider()) at the time of the run, which
+// is a no-op until an application installs one.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) { c.tracerProvider = tp }
 }

@@ -278,7 +278,7 @@ const (
 )
 
 func (t *Task[In, Out]) startSpan(ctx context.Context) (context.Context, trace.Span) {
-	ctx, span := t.tracerFor().Start(ctx, t.spanName, spanOpts...)
+	ctx, span := t.tracerFor(ctx).Start(ctx, t.spanName, spanOpts...)
 	if span.IsRecording() {
 		span.SetAttributes(attrTask.String(t.name))
 		if cid := loomrt.CorrelationID(ctx); cid != "" {
@@ -302,12 +302,18 @@ func endSpan(span trace.Span, attempts int, err error, step string) {
 	}
 }
 
-// tracerFor returns the tracer of the injected TracerProvider, or of the
-// global one as it is now; the last one is cached.
-func (t *Task[In, Out]) tracerFor() trace.Tracer {
+// tracerFor returns the tracer of the injected TracerProvider, else of the
+// provider of the caller's span when it records (so that the pipeline a
+// node or an application set up for its requests carries their tasks),
+// else of the global provider as it is now. The last one is cached.
+func (t *Task[In, Out]) tracerFor(ctx context.Context) trace.Tracer {
 	tp := t.cfg.tracerProvider
 	if tp == nil {
-		tp = otel.GetTracerProvider()
+		if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+			tp = parent.TracerProvider()
+		} else {
+			tp = otel.GetTracerProvider()
+		}
 	}
 	if c := t.tracer.Load(); c != nil && c.tp == tp {
 		return c.tr
