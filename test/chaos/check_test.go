@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -227,5 +230,48 @@ func TestOutcomeClassification(t *testing.T) {
 		if got := HTTPOutcome(c.status, c.err); got != c.want {
 			t.Errorf("HTTPOutcome(%d, %v) = %s, want %s", c.status, c.err, got, c.want)
 		}
+	}
+}
+
+func TestFreePortsAvoidTheEphemeralRange(t *testing.T) {
+	ports, err := freePorts(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] || p >= ephemeralLow() || p <= 0 {
+			t.Fatalf("ports %v (ephemeral range from %d)", ports, ephemeralLow())
+		}
+		seen[p] = true
+	}
+}
+
+// A gateway call whose kept-alive connection breaks after the request was
+// written is Unknown, and is not sent again behind the suite's back (Go's
+// http.Transport would, for a POST carrying Idempotency-Key; a run once saw
+// a write applied by a dying node reported as "connection refused").
+func TestGatewayCallIsNotRetriedAfterItWasWritten(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			_, _ = w.Write([]byte(`{"value":1}`))
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // read the request, then die without answering
+		}
+	}))
+	defer srv.Close()
+	port, _ := strconv.Atoi(srv.URL[strings.LastIndex(srv.URL, ":")+1:])
+	g := gatewayCaller{hc: srv.Client(), node: &Node{ID: "node-1", HTTPPort: port}, timeout: time.Second}
+	ctx := runtime.WithIdempotencyKey(context.Background(), "chaos-w1-1")
+	if _, _, outcome, err := g.call(ctx, "counter", "c", "add", []byte(`{"delta":1}`)); outcome != OK {
+		t.Fatalf("first call: %s %v", outcome, err)
+	}
+	_, _, outcome, err := g.call(ctx, "counter", "c", "add", []byte(`{"delta":1}`))
+	if outcome != Unknown || requests.Load() != 2 {
+		t.Fatalf("second call: %s (%v) after %d requests; want unknown after 2", outcome, err, requests.Load())
 	}
 }

@@ -202,8 +202,8 @@ func (c *Cluster) Leader(ctx context.Context) (*Node, error) {
 }
 
 // convergence reports what keeps the cluster from having converged: every
-// node running and healthy, every node sees every node alive, the same
-// voters (min(N, 3) of them; nonvoters for the rest) and the same leader,
+// node running and healthy, every node sees every node alive, every node is
+// a Raft server, with the same voters (at least min(N, 3)) and the same leader,
 // exactly one node is the leader, and every ring has every node. An empty
 // result means converged.
 func (c *Cluster) convergence(ctx context.Context) []string {
@@ -212,7 +212,9 @@ func (c *Cluster) convergence(ctx context.Context) []string {
 	for i, n := range c.Nodes {
 		ids[i] = n.ID
 	}
-	wantVoters := min(len(c.Nodes), 3)
+	// Nodes bootstrapped together are all voters; later ones join as
+	// voters up to cluster.voters (3), the rest as nonvoters.
+	minVoters := min(len(c.Nodes), 3)
 	var voters []string
 	leaders := map[string]bool{}
 	selfLeaders := 0
@@ -247,8 +249,8 @@ func (c *Cluster) convergence(ctx context.Context) []string {
 			continue
 		}
 		v := sorted(ci.Raft.Voters)
-		if len(v) != wantVoters || len(v)+len(ci.Raft.Nonvoters) != len(ids) {
-			problems = append(problems, fmt.Sprintf("%s: Raft voters %v nonvoters %v, want %d voters of %d servers", n.ID, v, ci.Raft.Nonvoters, wantVoters, len(ids)))
+		if servers := sorted(append(slices.Clone(v), ci.Raft.Nonvoters...)); len(v) < minVoters || !slices.Equal(servers, ids) {
+			problems = append(problems, fmt.Sprintf("%s: Raft voters %v nonvoters %v, want at least %d voters and every node a server", n.ID, v, ci.Raft.Nonvoters, minVoters))
 		}
 		if voters == nil {
 			voters = v

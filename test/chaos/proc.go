@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -229,6 +231,9 @@ func (n *Node) WaitHealthy(ctx context.Context, hc *http.Client) error {
 
 // freePorts reserves k distinct loopback ports that are free for TCP (and,
 // for gossip's sake, UDP) and releases them together, so no two are equal.
+// They are drawn below the kernel's ephemeral range, so that neither an
+// outgoing connection's source port nor another test's ":0" listener takes
+// one while a killed node is down: a restarted node must get its ports back.
 func freePorts(k int) ([]int, error) {
 	var lns []net.Listener
 	var pcs []net.PacketConn
@@ -240,20 +245,49 @@ func freePorts(k int) ([]int, error) {
 			p.Close()
 		}
 	}()
+	lo, hi := 10000, ephemeralLow()
+	if hi-lo < 1000 {
+		lo, hi = 0, 0 // no room below the ephemeral range: let the kernel pick
+	}
 	var ports []int
-	for len(ports) < k {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	for tries := 0; len(ports) < k; tries++ {
+		if tries > 100*k {
+			return nil, fmt.Errorf("chaos: no %d free ports between %d and %d", k, lo, hi)
 		}
-		lns = append(lns, ln)
-		p := ln.Addr().(*net.TCPAddr).Port
+		p := 0
+		if hi > lo {
+			p = lo + mrand.IntN(hi-lo)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		p = ln.Addr().(*net.TCPAddr).Port
 		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
-			continue // the UDP side is taken; keep the TCP one reserved and draw again
+			ln.Close()
+			continue
 		}
-		pcs = append(pcs, pc)
+		lns, pcs = append(lns, ln), append(pcs, pc)
 		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }

@@ -343,8 +343,15 @@ func (g gatewayCaller) call(ctx context.Context, typ, id, method string, payload
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Loom-Timeout", g.timeout.String())
+	// The op's key travels as the correlation id (the journal records it),
+	// not as Idempotency-Key: with that header Go's http.Transport takes a
+	// POST for replayable and silently sends it again on a new connection
+	// when a reused one breaks after the request was written, so a call
+	// applied by a node that then died came back as "connection refused"
+	// (seen in a run). The gateway records that key but does not
+	// deduplicate by it, so no caller may let a library retry on it.
 	if k := runtime.IdempotencyKey(ctx); k != "" {
-		req.Header.Set("Idempotency-Key", k)
+		req.Header.Set("X-Correlation-ID", k)
 	}
 	resp, err := g.hc.Do(req)
 	if err != nil {
