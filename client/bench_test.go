@@ -12,6 +12,7 @@ import (
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/client"
+	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node/nodetest"
 )
 
@@ -25,7 +26,43 @@ import (
 //
 //	go test -run '^$' -bench Cluster -benchtime 3s ./client
 func BenchmarkCluster(b *testing.B) {
-	c := nodetest.Start(b, 3)
+	r := newRig(b, nil)
+	for _, name := range []string{"get", "add"} {
+		for _, callers := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%s/callers=%d", name, callers), func(b *testing.B) { r.run(b, name, callers) })
+		}
+	}
+}
+
+// BenchmarkClusterTracing is BenchmarkCluster's 64-caller scenarios on two
+// clusters side by side, one with tracing.enabled (in-memory trace store,
+// no exporter) and one without, each measured right after the other:
+//
+//	go test -run '^$' -bench 'ClusterTracing/get' -benchtime 3s -count 5 ./client
+func BenchmarkClusterTracing(b *testing.B) {
+	rigs := map[string]*rig{
+		"off": newRig(b, nil),
+		"on":  newRig(b, func(c *config.Config) { c.Tracing.Enabled = true }),
+	}
+	for _, name := range []string{"get", "add"} {
+		for _, mode := range []string{"off", "on"} {
+			b.Run(fmt.Sprintf("%s/tracing=%s/callers=64", name, mode), func(b *testing.B) { rigs[mode].run(b, name, 64) })
+		}
+	}
+}
+
+const benchActors = 10000
+
+// rig is a 3-node cluster, a client, and 10,000 activated counters.
+type rig struct {
+	c  *nodetest.Cluster
+	cl *client.Client
+}
+
+func benchID(g int, i int64) string { return fmt.Sprintf("b%d", (int64(g)*7919+i)%benchActors) }
+
+func newRig(b *testing.B, configure func(*config.Config)) *rig {
+	c := nodetest.StartConfigured(b, 3, configure)
 	ctx := context.Background()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -37,18 +74,16 @@ func BenchmarkCluster(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cl.Close()
+	b.Cleanup(func() { _ = cl.Close() })
 	nodetest.WaitFor(b, 10*time.Second, "the client to learn 3 members", func() bool { return len(cl.Members()) == 3 })
 
-	const actors = 10000
-	id := func(g int, i int64) string { return fmt.Sprintf("b%d", (int64(g)*7919+i)%actors) }
 	// Activate every actor once, 64 at a time.
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 64 {
 		wg.Go(func() {
-			for i := next.Add(1) - 1; i < actors; i = next.Add(1) - 1 {
-				if _, err := builtin.CounterGet.Call(ctx, cl, id(0, i), struct{}{}); err != nil {
+			for i := next.Add(1) - 1; i < benchActors; i = next.Add(1) - 1 {
+				if _, err := builtin.CounterGet.Call(ctx, cl, benchID(0, i), struct{}{}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -57,71 +92,69 @@ func BenchmarkCluster(b *testing.B) {
 	}
 	wg.Wait()
 	if b.Failed() {
-		return
+		b.FailNow()
 	}
+	return &rig{c: c, cl: cl}
+}
 
-	// entries counts the Raft entries the nodes committed as leader and
-	// the commands in them (group commit).
-	entries := func() (n, cmds uint64) {
-		for _, nd := range c.Nodes {
-			st := nd.RaftStats()
-			e, _ := strconv.ParseUint(st["batches"], 10, 64)
-			k, _ := strconv.ParseUint(st["batch_commands"], 10, 64)
-			n, cmds = n+e, cmds+k
-		}
-		return n, cmds
+// entries counts the Raft entries the nodes committed as leader and the
+// commands in them (group commit).
+func (r *rig) entries() (n, cmds uint64) {
+	for _, nd := range r.c.Nodes {
+		st := nd.RaftStats()
+		e, _ := strconv.ParseUint(st["batches"], 10, 64)
+		k, _ := strconv.ParseUint(st["batch_commands"], 10, 64)
+		n, cmds = n+e, cmds+k
 	}
-	calls := map[string]func(g int, i int64) error{
-		"get": func(g int, i int64) error {
-			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
-			return err
-		},
-		"add": func(g int, i int64) error {
-			_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
-			return err
-		},
-	}
-	for _, name := range []string{"get", "add"} {
-		for _, callers := range []int{1, 64} {
-			b.Run(fmt.Sprintf("%s/callers=%d", name, callers), func(b *testing.B) {
-				call := calls[name]
-				e0, c0 := entries()
-				lat := make([][]time.Duration, callers)
-				var next atomic.Int64
-				var failed atomic.Value
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for g := range callers {
-					wg.Go(func() {
-						for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-							t0 := time.Now()
-							if err := call(g, i); err != nil {
-								failed.Store(err)
-								return
-							}
-							lat[g] = append(lat[g], time.Since(t0))
-						}
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				b.StopTimer()
-				if err, _ := failed.Load().(error); err != nil {
-					b.Fatal(err)
-				}
-				all := slices.Concat(lat...)
-				slices.Sort(all)
-				pct := func(p float64) float64 {
-					return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
-				}
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
-				b.ReportMetric(pct(0.50), "p50-ms")
-				b.ReportMetric(pct(0.99), "p99-ms")
-				if e1, c1 := entries(); e1 > e0 {
-					b.ReportMetric(float64(c1-c0)/float64(e1-e0), "cmds/entry")
-				}
-			})
+	return n, cmds
+}
+
+func (r *rig) run(b *testing.B, name string, callers int) {
+	ctx := context.Background()
+	call := func(g int, i int64) error {
+		var err error
+		switch name {
+		case "get":
+			_, err = builtin.CounterGet.Call(ctx, r.cl, benchID(g, i), struct{}{})
+		case "add":
+			_, err = builtin.CounterAdd.Call(ctx, r.cl, benchID(g, i), builtin.CounterDelta{Delta: 1})
 		}
+		return err
+	}
+	e0, c0 := r.entries()
+	lat := make([][]time.Duration, callers)
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for g := range callers {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				t0 := time.Now()
+				if err := call(g, i); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[g] = append(lat[g], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	if e1, c1 := r.entries(); e1 > e0 {
+		b.ReportMetric(float64(c1-c0)/float64(e1-e0), "cmds/entry")
 	}
 }

@@ -41,7 +41,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 		return fmt.Errorf("node: grpc listen: %w", err)
 	}
 	n.grpcLn = gln
-	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log})
+	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator()})
 
 	rc := raftlock.DefaultConfig()
 	if c.Cluster.Gossip == config.GossipLocal {
@@ -110,6 +110,9 @@ func (n *Node) serveMesh(ctx context.Context) {
 		Forward:  m.store,
 		Topology: m,
 		Logger:   n.log,
+
+		TracerProvider: n.tracerProvider(),
+		Propagator:     n.propagator(),
 	})
 	n.wg.Add(2)
 	go func() {

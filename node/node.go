@@ -22,6 +22,7 @@ import (
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport"
@@ -72,6 +73,8 @@ type Node struct {
 	stopMesh context.CancelFunc
 	rtPtr    atomic.Pointer[runtime.Runtime]
 
+	obs *observation // metrics, tracing, health (observe.go)
+
 	tasks *task.Registry
 }
 
@@ -89,13 +92,16 @@ func New(opts Options) (*Node, error) {
 	log := opts.Logger
 	if log == nil {
 		log = NewLogger(opts.Config.Logging, os.Stderr)
+	} else {
+		// Lines logged with a call's context carry its correlation id.
+		log = slog.New(observability.NewContextHandler(log.Handler()))
 	}
 	log = log.With("node", opts.Config.Node.ID)
 	tasks, err := newTaskRegistry(opts.Tasks, log)
 	if err != nil {
 		return nil, err
 	}
-	return &Node{opts: opts, cfg: opts.Config, log: log, tasks: tasks}, nil
+	return &Node{opts: opts, cfg: opts.Config, log: log, tasks: tasks, obs: newObservation()}, nil
 }
 
 // keeperConfig derives the session keeper's settings from the config.
@@ -107,15 +113,11 @@ func keeperConfig(c config.Config) lock.KeeperConfig {
 	return kc
 }
 
-// NewLogger builds the slog logger the logging config describes.
+// NewLogger builds the slog logger the logging config describes
+// (observability.NewLogger: text or JSON, the level, and the correlation id
+// of a call on the lines logged with its context).
 func NewLogger(c config.LoggingConfig, w *os.File) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	ho := &slog.HandlerOptions{Level: level}
-	if c.Format == config.LogFormatJSON {
-		return slog.New(slog.NewJSONHandler(w, ho))
-	}
-	return slog.New(slog.NewTextHandler(w, ho))
+	return observability.NewLogger(c, w)
 }
 
 // Start opens the journal, opens the node's coordinator session, starts the
@@ -144,6 +146,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: http listen on %s: %w", addr, err)
 	}
 	n.ln = ln
+	if err := n.startObservation(ctx); err != nil {
+		return err
+	}
 
 	var epoch uint64
 	if c.Coordination.Backend == config.CoordinationRaft {
@@ -196,7 +201,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.log.Info("ended the coordinator sessions of this node's previous run", "sessions", ended)
 		}
 	}
-	n.keeper = lock.NewKeeper(n.coord, c.Node.ID, keeperConfig(c), n.log)
+	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, keeperConfig(c), n.log)
 	// In a cluster this waits for a Raft leader (and so for
 	// bootstrapExpect members), bounded by ctx.
 	if err := n.keeper.Start(ctx); err != nil {
@@ -205,13 +210,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 	ro := runtime.Options{
 		NodeID:          c.Node.ID,
-		Journal:         n.journal,
-		Coordinator:     n.coord,
+		Journal:         n.observedJournal(),
+		Coordinator:     n.observedCoordinator(),
 		Session:         n.keeper,
 		Pool:            func(t string) runtime.PoolConfig { return runtime.PoolConfig(c.ActorPools.For(t)) },
 		SnapshotEvery:   c.Journal.SnapshotEvery,
 		MaxPayloadBytes: c.Node.MaxPayloadBytes,
 		Logger:          n.log,
+		Observer:        n.obs.observer,
 	}
 	if n.mesh != nil {
 		ro.Router = n.mesh
@@ -230,6 +236,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.rt = rt
 	n.rtPtr.Store(rt)
+	n.attachMetrics()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	n.stopWatch = stopWatch
 	n.wg.Add(1)
@@ -282,8 +289,11 @@ func (n *Node) handler() http.Handler {
 		Logger:       n.log,
 		Tasks:        n,
 		TaskNames:    n.tasks.Names,
+
+		TracerProvider: n.tracerProvider(),
+		Propagator:     n.propagator(),
 	}))
-	mux.HandleFunc("GET /health", n.health)
+	n.observabilityRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
 	return mux
 }
@@ -366,20 +376,6 @@ func (n *Node) clusterInfo(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(n.Info())
 }
 
-func (n *Node) health(w http.ResponseWriter, _ *http.Request) {
-	status, code := "healthy", http.StatusOK
-	if !n.keeper.Valid() {
-		status, code = "unhealthy", http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"status":    status,
-		"node":      n.cfg.Node.ID,
-		"timestamp": time.Now().UTC().Format(time.RFC3339Nano),
-	})
-}
-
 // watchLapses drops every activation the moment the node's session may
 // have lapsed: another node may take its actors from then on.
 func (n *Node) watchLapses(ctx context.Context) {
@@ -395,6 +391,7 @@ func (n *Node) watchLapses(ctx context.Context) {
 				return
 			}
 			n.log.Warn("coordinator session may have lapsed; dropping all actors", "session", e.Session())
+			n.obs.metrics.SessionLapsed()
 			n.rt.DropAll("coordinator session may have lapsed")
 		case <-ctx.Done():
 			return
@@ -521,6 +518,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 		if err := n.journal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: journal: %w", err))
 		}
+	}
+	if err := n.shutdownObservation(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("node: tracing: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@
 //	loom-node cluster [-n 3]
 //	loom-node members [--addr URL]
 //	loom-node call [--addr URL] <type>/<id> <method> ['<json>']
+//	loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--json] [<correlation-id>]
 //	loom-node config validate [FILE]
 //	loom-node config print [--config FILE]
 //	loom-node version
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMembers(args[1:], stdout, stderr)
 	case "call":
 		return cmdCall(args[1:], stdout, stderr)
+	case "traces":
+		return cmdTraces(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -75,6 +78,8 @@ func usage(w io.Writer) {
       list the cluster's members, Raft roles and the leader, as a node sees them
   loom-node call [--addr URL] <type>/<id> <method> ['<json>']
       call an actor through a node's HTTP gateway (default --addr http://127.0.0.1:7420)
+  loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--limit N] [--json] [<correlation-id>]
+      print a call's trace, cluster-wide, as a tree: node, span, actor, method, duration
   loom-node config validate [FILE]
       check a config file (default: $LOOM_CONFIG_PATH); lists every problem
   loom-node config print [--config FILE]

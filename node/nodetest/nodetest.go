@@ -67,6 +67,8 @@ type Cluster struct {
 	dir   string
 	types []runtime.Definition
 	tasks []task.Definition
+	// configure, when set, adjusts each node's configuration.
+	configure func(*config.Config)
 }
 
 // Start starts n nodes concurrently with the built-in actor types (and
@@ -81,7 +83,18 @@ func Start(t testing.TB, n int, types ...runtime.Definition) *Cluster {
 // node.
 func StartWithTasks(t testing.TB, n int, tasks []task.Definition, types ...runtime.Definition) *Cluster {
 	t.Helper()
-	c := &Cluster{dir: t.TempDir(), types: types, tasks: tasks}
+	return start(t, n, &Cluster{dir: t.TempDir(), types: types, tasks: tasks})
+}
+
+// StartConfigured is Start with configure applied to every node's
+// configuration (Config) before it starts: tracing on, pool sizes, ...
+func StartConfigured(t testing.TB, n int, configure func(*config.Config), types ...runtime.Definition) *Cluster {
+	t.Helper()
+	return start(t, n, &Cluster{dir: t.TempDir(), types: types, configure: configure})
+}
+
+func start(t testing.TB, n int, c *Cluster) *Cluster {
+	t.Helper()
 	seedPort := FreePort(t)
 	c.Seed = fmt.Sprintf("127.0.0.1:%d", seedPort)
 	c.Nodes = make([]*node.Node, n)
@@ -111,7 +124,11 @@ func StartWithTasks(t testing.TB, n int, tasks []task.Definition, types ...runti
 }
 
 func (c *Cluster) build(t testing.TB, id string, gossipPort int, join string, expect int) *node.Node {
-	nd, err := node.New(node.Options{Config: Config(c.dir, id, gossipPort, join, expect), Types: c.types, Tasks: c.tasks, Builtins: true, Logger: Logger(id)})
+	cfg := Config(c.dir, id, gossipPort, join, expect)
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
+	nd, err := node.New(node.Options{Config: cfg, Types: c.types, Tasks: c.tasks, Builtins: true, Logger: Logger(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
