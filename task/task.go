@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,11 @@ type Task[In, Out any] struct {
 	children []statsNode // the steps of a composed task
 	tracer   atomic.Pointer[tracerCache]
 	spanName string
+	// The causes of the task's own timeouts, made once.
+	timeoutCause, attemptTimeoutCause error
+	// results holds idle one-slot channels for the goroutine path of an
+	// attempt (one is not reused once its attempt was abandoned).
+	results sync.Pool
 }
 
 // spanOpts are the options of every run's span (made once: they would
@@ -91,7 +97,12 @@ func build[In, Out any](name string, fn func(context.Context, In) (Out, error), 
 	for _, o := range opts {
 		o(&cfg)
 	}
-	t := &Task[In, Out]{name: name, fn: fn, cfg: cfg, stats: newStats(), children: children, spanName: "task " + name}
+	t := &Task[In, Out]{
+		name: name, fn: fn, cfg: cfg, stats: newStats(), children: children, spanName: "task " + name,
+		timeoutCause:        &timeoutError{task: name, after: cfg.timeout.String()},
+		attemptTimeoutCause: &timeoutError{task: name, after: cfg.attemptTimeout.String(), attempt: true},
+	}
+	t.results.New = func() any { return make(chan result[Out], 1) }
 	if cfg.maxConcurrent > 0 {
 		t.slots = make(chan struct{}, cfg.maxConcurrent)
 	}
@@ -111,7 +122,7 @@ func (t *Task[In, Out]) Run(ctx context.Context, in In) Result[Out] {
 	ctx, span := t.startSpan(ctx)
 	if t.cfg.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, t.cfg.timeout, &timeoutError{task: t.name, after: t.cfg.timeout.String()})
+		ctx, cancel = context.WithTimeoutCause(ctx, t.cfg.timeout, t.timeoutCause)
 		defer cancel()
 	}
 	res := Result[Out]{Start: start}
@@ -166,7 +177,7 @@ func (t *Task[In, Out]) attempt(ctx context.Context, in In) (out Out, err error,
 	}
 	if t.cfg.attemptTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, t.cfg.attemptTimeout, &timeoutError{task: t.name, after: t.cfg.attemptTimeout.String(), attempt: true})
+		ctx, cancel = context.WithTimeoutCause(ctx, t.cfg.attemptTimeout, t.attemptTimeoutCause)
 		defer cancel()
 	}
 	if ctx.Done() == nil {
@@ -181,23 +192,26 @@ func (t *Task[In, Out]) attempt(ctx context.Context, in In) (out Out, err error,
 	}
 	// The function runs on its own goroutine so that the caller stops
 	// waiting the moment ctx ends, whatever the function does.
-	done := make(chan result[Out], 1)
+	done := t.results.Get().(chan result[Out])
 	go func() {
 		defer t.release()
 		o, e := t.call(ctx, in)
 		done <- result[Out]{o, e}
 	}()
+	var r result[Out]
 	select {
-	case r := <-done:
-		return r.out, t.explain(ctx, r.err), true
+	case r = <-done:
 	case <-ctx.Done():
 		select {
-		case r := <-done: // it finished too: keep its answer
-			return r.out, t.explain(ctx, r.err), true
+		case r = <-done: // it finished too: keep its answer
 		default:
+			// Abandoned: the function may still send on done, so done is
+			// not reused.
+			return out, ctxErr(ctx, t.name), true
 		}
-		return out, ctxErr(ctx, t.name), true
 	}
+	t.results.Put(done)
+	return r.out, t.explain(ctx, r.err), true
 }
 
 // explain adds why ctx ended (the task's own timeout, say) to a context
