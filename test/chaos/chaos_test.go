@@ -103,6 +103,13 @@ func runScenario(t *testing.T, s Scenario, budget time.Duration) *Report {
 	var tb bytes.Buffer
 	WriteTable(&tb, rep)
 	t.Logf("chaos: report (%s/report.json):\n%s", out, tb.String())
+	byKind := map[FaultKind]string{}
+	for k, d := range rep.UnavailabilityByKind {
+		byKind[k] = time.Duration(d).String()
+	}
+	t.Logf("chaos: checks: linearizability %v over %d actors; %d counters checked; %.0f ok ops/s before the first fault (min %.0f); phases %v; converged after %v; longest unavailability by fault %v",
+		rep.Linearizability, len(rep.LinearDetails), len(rep.Counters), rep.Load.QPS, s.MinQPS, rep.Phases,
+		time.Duration(rep.ConvergedAfter), byKind)
 	for _, v := range rep.Violations {
 		t.Errorf("chaos: %s", v)
 	}
