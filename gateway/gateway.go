@@ -7,13 +7,17 @@
 // 400 bad payload or argument, 404 unknown type or method, 409 conflict or
 // fenced, 413 payload too large, 422 the method returned an error, 500 an
 // actor panic or an internal failure, 503 unavailable or shutting down, 504
-// deadline exceeded. Only 200 and 500 may have applied the call (500 when the
-// outcome is unknown, such as a journal I/O error); every other status
-// means nothing was applied.
+// deadline exceeded. Only 200, 500 and 504 may have applied the call (500
+// when the outcome is unknown, such as a journal I/O error; 504 when the
+// deadline passed while the call was running or on its way to the owner);
+// every other status means nothing was applied.
 //
 // X-Correlation-ID is taken from the request (a new one is generated when
 // absent) and echoed on the response; Idempotency-Key, when present, is
-// recorded in the journal entry of the turn.
+// recorded in the journal entry of the turn, but calls are not
+// deduplicated by it. Beware that Go's net/http client resends a POST that
+// carries an Idempotency-Key header when its connection fails, so a
+// request may then run twice.
 //
 // It also runs stateless tasks: POST /v1/tasks/{name} (see tasks.go).
 package gateway
