@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
@@ -305,6 +306,29 @@ func TestOneTraceAcrossThreeNodes(t *testing.T) {
 	res = c.nodes[1].QueryTraces(context.Background(), observability.Query{Actor: "counter/" + counterID})
 	if len(res.Traces) != 1 || res.Traces[0].TraceID != first.Traces[0].TraceID || len(res.Traces[0].Spans) != len(first.Traces[0].Spans) {
 		t.Fatalf("QueryTraces by actor: %d traces", len(res.Traces))
+	}
+
+	// A cluster client that traces nothing itself: the owner's spans
+	// start a trace, with a correlation id made up where the call entered.
+	addrs := []string{c.nodes[0].GRPCAddr(), c.nodes[1].GRPCAddr(), c.nodes[2].GRPCAddr()}
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(dctx, addrs, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := builtin.CounterGet.Call(dctx, cl, counterID, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, 10*time.Second, "the client call's trace", func() bool {
+		res = c.nodes[0].QueryTraces(context.Background(), observability.Query{Actor: "counter/" + counterID, Limit: 1})
+		return len(res.Traces) == 1 && res.Traces[0].TraceID != first.Traces[0].TraceID
+	})
+	tr := res.Traces[0]
+	if len(tr.Spans) != 2 || tr.Spans[0].Name != "loom.Invoke counter.get" || tr.Spans[1].Name != "loom.turn counter.get" ||
+		tr.Spans[1].ParentSpanID != tr.Spans[0].SpanID || tr.CorrelationID == "" || tr.Spans[0].CorrelationID != tr.CorrelationID {
+		t.Fatalf("client call trace:\n%s%+v", tree(tr), tr.Spans)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/runtime"
 )
 
 // InstrumentJournal wraps j so that appends are timed and counted
@@ -38,7 +39,7 @@ func startChild(tr trace.Tracer, ctx context.Context, name, actor string) (conte
 	if tr == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
-	return tr.Start(ctx, name, trace.WithAttributes(AttrActor.String(actor)))
+	return tr.Start(ctx, name, trace.WithAttributes(AttrActor.String(actor), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
 }
 
 func finish(span trace.Span, err error) {

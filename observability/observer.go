@@ -64,7 +64,7 @@ func (o *Observer) StartCall(ctx context.Context, typ, id, method string, hops i
 		return ctx, func(err error) { o.m.callDone(st, typ, method, start, err) }
 	}
 	ctx, span := o.tracer.Start(ctx, st.callName, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method)))
+		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
 	return ctx, func(err error) {
 		o.m.callDone(st, typ, method, start, err)
 		endSpan(span, err)
@@ -79,7 +79,7 @@ func (o *Observer) StartTurn(ctx context.Context, typ, id, method string, hops i
 	}
 	st := o.m.stat(typ, method)
 	ctx, span := o.tracer.Start(ctx, st.turnName, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method)))
+		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
 	return ctx, func(err error) { endSpan(span, err) }
 }
 
@@ -88,7 +88,7 @@ func (o *Observer) StartActivation(ctx context.Context, typ, id string) (context
 	start := time.Now()
 	var span trace.Span
 	if o.tracer != nil {
-		ctx, span = o.tracer.Start(ctx, "loom.activate "+typ, trace.WithAttributes(AttrActor.String(typ+"/"+id)))
+		ctx, span = o.tracer.Start(ctx, "loom.activate "+typ, trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
 	}
 	return ctx, func(err error) {
 		o.m.activateSecs.WithLabelValues(typ).Observe(time.Since(start).Seconds())

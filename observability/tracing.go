@@ -2,7 +2,7 @@ package observability
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/runtime"
@@ -65,6 +66,7 @@ func NewTracing(ctx context.Context, cfg config.TracingConfig, o TracingOptions)
 	store := NewTraceStore(StoreOptions{NodeID: o.NodeID, MaxAge: cfg.MaxTraceAge, MaxSpans: cfg.MaxSpans, Now: o.Now})
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithSampler(sdktrace.ParentBased(rootSampler{})),
+		sdktrace.WithIDGenerator(fastIDs{}),
 		sdktrace.WithResource(resource.NewSchemaless(
 			attribute.String("service.name", "loom"),
 			attribute.String("service.instance.id", o.NodeID),
@@ -124,10 +126,15 @@ func (rootSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampling
 func (rootSampler) Description() string { return "LoomRootSampler" }
 
 // annotator records the correlation id carried by the context a span
-// starts in on the span, so that every span of a call has it.
+// starts in on the span, so that every span of a call has it. The
+// runtime's spans (this package's scope) set it themselves, with their
+// other attributes.
 type annotator struct{}
 
 func (annotator) OnStart(parent context.Context, s sdktrace.ReadWriteSpan) {
+	if s.InstrumentationScope().Name == instrumentationName {
+		return
+	}
 	if cid := runtime.CorrelationID(parent); cid != "" {
 		s.SetAttributes(AttrCorrelationID.String(cid))
 	}
@@ -136,15 +143,30 @@ func (annotator) OnEnd(sdktrace.ReadOnlySpan)      {}
 func (annotator) Shutdown(context.Context) error   { return nil }
 func (annotator) ForceFlush(context.Context) error { return nil }
 
-// NewCorrelationID returns a random 128-bit id in hex. It uses the
-// runtime's fast per-thread generator: a correlation id must be unique,
-// not unpredictable.
-func NewCorrelationID() string {
-	var b [16]byte
-	hi, lo := rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		b[i] = byte(hi >> (56 - 8*i))
-		b[8+i] = byte(lo >> (56 - 8*i))
+// NewCorrelationID returns a random 128-bit id in hex
+// (runtime.NewCorrelationID).
+func NewCorrelationID() string { return runtime.NewCorrelationID() }
+
+// fastIDs generates trace and span ids from math/rand/v2's per-thread
+// ChaCha8 generator: the SDK's default shares one math/rand source behind
+// a mutex, which costs under load.
+type fastIDs struct{}
+
+func (fastIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.BigEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
 	}
-	return hex.EncodeToString(b[:])
+	return tid, newSpanID()
+}
+
+func (fastIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return newSpanID() }
+
+func newSpanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.BigEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
 }

@@ -205,9 +205,12 @@ type actorsServer struct {
 // callContext adds the request's correlation id, idempotency key, trace
 // context and deadline to ctx.
 func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) context.Context {
-	if req.CorrelationId != "" {
-		ctx = runtime.WithCorrelationID(ctx, req.CorrelationId)
+	if req.CorrelationId == "" {
+		// Every call carries a correlation id; one that came without gets
+		// it here, where it enters the node.
+		req.CorrelationId = runtime.NewCorrelationID()
 	}
+	ctx = runtime.WithCorrelationID(ctx, req.CorrelationId)
 	if req.IdempotencyKey != "" {
 		ctx = runtime.WithIdempotencyKey(ctx, req.IdempotencyKey)
 	}
@@ -225,8 +228,15 @@ func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest, span boo
 		return nil, errNoActors
 	}
 	if span && s.tracer != nil {
+		opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+		if len(req.Trace) == 0 {
+			// No trace context came with the call: it starts a trace here,
+			// rather than hang off the stream's own span (which belongs
+			// to no call).
+			opts = append(opts, trace.WithNewRoot())
+		}
 		var span trace.Span
-		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, opts...)
 		defer span.End()
 	}
 	return h.HandleInvoke(ctx, Call{ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload, Hops: req.Hops})
@@ -246,12 +256,11 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 	// known: record it there (the node's span processor records it on the
 	// spans that start later).
 	req.Trace = nil
-	if req.CorrelationId != "" {
-		if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
-			sp.SetAttributes(attribute.String("loom.correlation_id", req.CorrelationId))
-		}
+	cctx := a.s.callContext(ctx, req)
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.SetAttributes(attribute.String("loom.correlation_id", req.CorrelationId))
 	}
-	out, err := a.s.handle(a.s.callContext(ctx, req), req, false)
+	out, err := a.s.handle(cctx, req, false)
 	if err != nil {
 		return nil, statusError(err)
 	}
