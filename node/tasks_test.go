@@ -17,6 +17,7 @@ import (
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
+	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
 )
@@ -47,10 +48,18 @@ var (
 
 func startNodeWithTasks(t *testing.T, tasks ...task.Definition) *node.Node {
 	t.Helper()
+	return startNodeWithTasksCfg(t, nil, tasks...)
+}
+
+func startNodeWithTasksCfg(t *testing.T, adjust func(*config.Config), tasks ...task.Definition) *node.Node {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
 	cfg.Node.HTTPPort = 0
 	cfg.Journal.Backend = config.JournalMemory
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	n, err := node.New(node.Options{Config: cfg, Types: []runtime.Definition{Announcer}, Tasks: tasks, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +91,13 @@ func TestNodeRunsTasksOverHTTP(t *testing.T) {
 	t.Cleanup(func() { shoutCIDs = nil })
 	n := startNodeWithTasks(t, Shout)
 	base := "http://" + n.HTTPAddr()
+	// Shout's counters count all its runs in this process (other tests'
+	// too): compare with where they start.
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(n.TaskMetrics()); err != nil {
+		t.Fatal(err)
+	}
+	runs0, failures0 := counter(t, reg, "loom_task_runs_total", "shout"), counter(t, reg, "loom_task_failures_total", "shout")
 
 	status, body := httpPost(t, base+"/v1/tasks/shout", `"hello"`, map[string]string{gateway.HeaderCorrelationID: "http-1"})
 	var o task.Outcome
@@ -110,14 +126,10 @@ func TestNodeRunsTasksOverHTTP(t *testing.T) {
 	if cid := <-shoutCIDs; cid != "bg-1" {
 		t.Fatalf("background correlation id %q", cid)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(n.TaskMetrics()); err != nil {
-		t.Fatal(err)
-	}
 	nodetest.WaitFor(t, 5*time.Second, "the background run to be counted", func() bool {
-		return counter(t, reg, "loom_task_runs_total", "shout") == 3
+		return counter(t, reg, "loom_task_runs_total", "shout") == runs0+3
 	})
-	if got := counter(t, reg, "loom_task_failures_total", "shout"); got != 1 {
+	if got := counter(t, reg, "loom_task_failures_total", "shout") - failures0; got != 1 {
 		t.Fatalf("failures %v", got)
 	}
 	if got := n.TaskNames(); len(got) != 1 || got[0] != "shout" {
@@ -180,4 +192,62 @@ func counter(t *testing.T, reg *prometheus.Registry, metric, taskName string) fl
 		}
 	}
 	return 0
+}
+
+func TestTaskRunsShowInTheNodesTracesAndMetrics(t *testing.T) {
+	// A task value of its own: a task's counters count every run of it in
+	// the process, and Shout runs in other tests too.
+	echo := task.New("echo", func(_ context.Context, s string) (string, error) {
+		if s == "" {
+			return "", errors.New("nothing to echo")
+		}
+		return s, nil
+	})
+	n := startNodeWithTasksCfg(t, func(c *config.Config) { c.Tracing.Enabled = true }, echo)
+	base := "http://" + n.HTTPAddr()
+	if status, body := httpPost(t, base+"/v1/tasks/echo", `"traced"`, map[string]string{gateway.HeaderCorrelationID: "trace-task-1"}); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	// Fire and forget: the outcome is recorded all the same.
+	if status, body := httpPost(t, base+"/v1/tasks/echo?async=true", `""`, map[string]string{gateway.HeaderCorrelationID: "trace-task-2"}); status != 202 {
+		t.Fatalf("%d %s", status, body)
+	}
+
+	spansOf := func(cid string) map[string]observability.Span {
+		code, b := httpGet(t, base+"/traces?correlationId="+cid)
+		if code != 200 {
+			t.Fatalf("/traces: %d %s", code, b)
+		}
+		var res observability.Result
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]observability.Span{}
+		for _, tr := range res.Traces {
+			for _, sp := range tr.Spans {
+				out[sp.Name] = sp
+			}
+		}
+		return out
+	}
+	var spans map[string]observability.Span
+	nodetest.WaitFor(t, 5*time.Second, "the task's spans", func() bool {
+		spans = spansOf("trace-task-1")
+		return spans["task echo"].SpanID != "" && spans["POST /v1/tasks/{name}"].SpanID != ""
+	})
+	if spans["task echo"].ParentSpanID != spans["POST /v1/tasks/{name}"].SpanID || spans["task echo"].Status != "ok" {
+		t.Fatalf("task span %+v under request span %+v", spans["task echo"], spans["POST /v1/tasks/{name}"])
+	}
+	nodetest.WaitFor(t, 5*time.Second, "the background run's span", func() bool {
+		spans = spansOf("trace-task-2")
+		return spans["task echo"].SpanID != ""
+	})
+	if sp := spans["task echo"]; sp.Status != "error" || !strings.Contains(sp.Error, "nothing to echo") {
+		t.Fatalf("background span %+v", sp)
+	}
+
+	code, b := httpGet(t, base+"/metrics")
+	if code != 200 || !strings.Contains(string(b), `loom_task_runs_total{task="echo"} 2`) || !strings.Contains(string(b), `loom_task_failures_total{task="echo"} 1`) {
+		t.Fatalf("/metrics: %d\n%s", code, b)
+	}
 }

@@ -309,3 +309,33 @@ func TestRegistryFireAndForget(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFireAndForgetSpanOutlivesTheCallersSpan(t *testing.T) {
+	// The caller's span ends before the background run starts; the run's
+	// span still goes to the caller's pipeline, as its child.
+	rec, tp := recorder()
+	release := make(chan struct{})
+	done := make(chan struct{})
+	bg := task.New("late", func(context.Context, int) (int, error) {
+		<-release
+		return 0, nil
+	})
+	reg, _ := task.NewRegistry(task.RegistryOptions{Tasks: []task.Definition{bg}})
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "request")
+	if err := reg.StartTask(ctx, "late", nil); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	close(release)
+	go func() { _ = reg.Close(context.Background()); close(done) }()
+	<-done
+	var run sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "task late" {
+			run = s
+		}
+	}
+	if run == nil || run.Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("background span %v", run)
+	}
+}

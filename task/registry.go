@@ -251,7 +251,7 @@ func (r *Registry) StartTask(ctx context.Context, name string, input []byte) err
 	}
 	r.wg.Add(1)
 	r.mu.Unlock()
-	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	bctx, cancel := context.WithCancel(context.WithoutCancel(withCallersProvider(ctx)))
 	stop := context.AfterFunc(r.bg, cancel)
 	go func() {
 		defer r.wg.Done()

@@ -279,6 +279,19 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// providerKey carries, for a fire-and-forget run, the TracerProvider of
+// the caller's span: by the time the run starts that span may have ended
+// (and stopped recording), but the run belongs to the same pipeline.
+type providerKey struct{}
+
+// withCallersProvider remembers the provider of ctx's span, if it records.
+func withCallersProvider(ctx context.Context) context.Context {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		return context.WithValue(ctx, providerKey{}, span.TracerProvider())
+	}
+	return ctx
+}
+
 // instrumentationName names the tracer.
 const instrumentationName = "github.com/loom-mesh/loom/task"
 
@@ -325,6 +338,8 @@ func (t *Task[In, Out]) tracerFor(ctx context.Context) trace.Tracer {
 	if tp == nil {
 		if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
 			tp = parent.TracerProvider()
+		} else if p, ok := ctx.Value(providerKey{}).(trace.TracerProvider); ok {
+			tp = p // a fire-and-forget run whose caller's span has ended
 		} else {
 			tp = otel.GetTracerProvider()
 		}
