@@ -54,9 +54,10 @@
 // attributes loom.task, loom.correlation_id, loom.task.attempts and, on
 // failure, loom.task.error_code and loom.task.failed_step), from the
 // TracerProvider given with WithTracerProvider, else the provider of the
-// caller's span when it is recording (a node's traced request), else the
-// global one (otel.GetTracerProvider()), which is a no-op until an
-// application installs one. The package sets no OpenTelemetry or
+// caller's span when it is recording (a node's traced request; a
+// fire-and-forget run keeps it after that span has ended), else the global
+// one (otel.GetTracerProvider()), which is a no-op until an application
+// installs one. The package sets no OpenTelemetry or
 // Prometheus global.
 //
 // # Metrics
