@@ -30,9 +30,8 @@ type mesh struct {
 	store   *raftlock.Store
 	pool    *transport.Pool
 
-	bootstrapped bool            // owned by the watch goroutine
-	lastLeader   string          // owned by the watch goroutine
-	peerAddrs    map[string]bool // gRPC addresses of alive members; owned by the watch goroutine
+	bootstrapped bool   // owned by the watch goroutine
+	lastLeader   string // owned by the watch goroutine
 
 	topoMu  sync.Mutex
 	version uint64
@@ -142,24 +141,26 @@ func (m *mesh) onChange(ctx context.Context) {
 	}
 }
 
-// closeDeparted closes the pooled connections to members that are no longer
-// alive (left, dead, or gone from the list), so that a departed node's
-// streams and their goroutines do not linger; a member that comes back is
-// dialled again on its next call. A suspect member keeps its connection.
+// closeDeparted closes the pooled connections to every address that is
+// not an alive or suspect member's (left, dead, or gone from the list), so
+// that a departed node's streams and their goroutines do not linger. It
+// looks at the pool, not at the members it saw before: a call in flight
+// (a forward to a leader that just died, say) may dial a departed address
+// again, and the next pass closes it. A member that comes back is dialled
+// on its next call.
 func (m *mesh) closeDeparted() {
-	now := map[string]bool{}
+	live := map[string]bool{}
 	for _, mem := range m.members.Members() {
 		if mem.Meta.GRPCAddr != "" && (mem.State == cluster.StateAlive || mem.State == cluster.StateSuspect) {
-			now[mem.Meta.GRPCAddr] = true
+			live[mem.Meta.GRPCAddr] = true
 		}
 	}
-	for addr := range m.peerAddrs {
-		if !now[addr] {
+	for _, addr := range m.pool.Addrs() {
+		if !live[addr] {
 			m.pool.CloseAddr(addr)
 			m.n.log.Debug("closed the connection to a departed member", "grpc", addr)
 		}
 	}
-	m.peerAddrs = now
 }
 
 // bump records a topology change and wakes the watchers.
