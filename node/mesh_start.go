@@ -111,8 +111,11 @@ func (n *Node) serveMesh(ctx context.Context) {
 		Topology: m,
 		Logger:   n.log,
 
-		TracerProvider: n.tracerProvider(),
-		Propagator:     n.propagator(),
+		// The server only extracts the trace context of a call: the
+		// runtime's turn span is the receiving side of a hop (a server span
+		// per call on top of it would double the cost of tracing), and the
+		// forwarding node's pool records the client side.
+		Propagator: n.propagator(),
 	})
 	n.wg.Add(2)
 	go func() {

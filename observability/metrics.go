@@ -79,7 +79,6 @@ type callKey struct{ typ, method string }
 type callStat struct {
 	ok       prometheus.Counter
 	seconds  prometheus.Observer
-	callName string
 	turnName string
 }
 
@@ -216,7 +215,6 @@ func (m *Metrics) stat(typ, method string) *callStat {
 	st := &callStat{
 		ok:       m.calls.WithLabelValues(typ, method, "ok"),
 		seconds:  m.callSeconds.WithLabelValues(typ, method),
-		callName: "loom.call " + typ + "." + method,
 		turnName: "loom.turn " + typ + "." + method,
 	}
 	v, _ := m.callStats.LoadOrStore(k, st)

@@ -27,11 +27,13 @@ const instrumentationName = "github.com/loom-mesh/loom/observability"
 // Observer implements runtime.Observer: Prometheus metrics always, and
 // OpenTelemetry spans when it has a TracerProvider.
 //
-// Spans: "loom.call T.m" for a call that enters the cluster here with no
-// span in its context (a Go caller; the gateway and the transport start
-// their own), "loom.turn T.m" for every turn that runs here, "loom.activate
-// T" for an activation. A call that enters with no correlation id gets a
-// new one, so every call carries one.
+// Spans: "loom.turn T.m" where a call is served (activation, mailbox wait,
+// the method and its commit; kind server), with "loom.activate T" under it
+// when the actor had to be activated. A call forwarded to another node is
+// the transport's client span ("loom.Invoke T.m"), on the forwarding node;
+// the turn on the owner is its child. One span per call on the owner keeps
+// tracing cheap. A call that enters with no correlation id gets a new one,
+// so every call carries one.
 type Observer struct {
 	m      *Metrics
 	tracer trace.Tracer // nil: tracing off
@@ -60,15 +62,7 @@ func (o *Observer) StartCall(ctx context.Context, typ, id, method string, hops i
 	}
 	st := o.m.stat(typ, method)
 	start := time.Now()
-	if o.tracer == nil || trace.SpanFromContext(ctx).IsRecording() {
-		return ctx, func(err error) { o.m.callDone(st, typ, method, start, err) }
-	}
-	ctx, span := o.tracer.Start(ctx, st.callName, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
-	return ctx, func(err error) {
-		o.m.callDone(st, typ, method, start, err)
-		endSpan(span, err)
-	}
+	return ctx, func(err error) { o.m.callDone(st, typ, method, start, err) }
 }
 
 // StartTurn implements runtime.Observer.

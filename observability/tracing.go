@@ -126,13 +126,17 @@ func (rootSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampling
 func (rootSampler) Description() string { return "LoomRootSampler" }
 
 // annotator records the correlation id carried by the context a span
-// starts in on the span, so that every span of a call has it. The
-// runtime's spans (this package's scope) set it themselves, with their
-// other attributes.
+// starts in on the span, so that every span of a call has it. The spans of
+// this package and the transport's per-call spans set it themselves, with
+// their other attributes (cheaper than adding one after the start).
 type annotator struct{}
 
+// transportScope is package transport's tracer name.
+const transportScope = "github.com/loom-mesh/loom/transport"
+
 func (annotator) OnStart(parent context.Context, s sdktrace.ReadWriteSpan) {
-	if s.InstrumentationScope().Name == instrumentationName {
+	switch s.InstrumentationScope().Name {
+	case instrumentationName, transportScope:
 		return
 	}
 	if cid := runtime.CorrelationID(parent); cid != "" {

@@ -97,6 +97,18 @@ func (a *activation) touch(now int64) {
 // run is the call path shared by Invoke, InvokeLocal and Execute: find or
 // activate the actor, wait for its mailbox, run one turn, commit it.
 func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, hops int, fn func(*turnCtx) (any, error)) (any, error) {
+	o := r.opts.Observer
+	if o == nil {
+		return r.serve(ctx, reg, id, method, fn)
+	}
+	ctx, done := o.StartTurn(ctx, reg.def.name, id, method, hops)
+	res, err := r.serve(ctx, reg, id, method, fn)
+	done(err)
+	return res, err
+}
+
+// serve is run without the Observer.
+func (r *Runtime) serve(ctx context.Context, reg *registered, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
 	if r.closing.Load() {
 		return nil, ErrShuttingDown
 	}
@@ -140,25 +152,13 @@ func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, h
 			r.deactivateHeld(a, "session may have lapsed", false)
 			return nil, fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
 		}
-		res, held, err := r.observedTurn(ctx, a, method, hops, fn)
+		res, held, err := r.turn(ctx, a, method, fn)
 		a.touch(r.monoNow())
 		if held {
 			a.release()
 		}
 		return res, err
 	}
-}
-
-// observedTurn is turn, told to the Observer.
-func (r *Runtime) observedTurn(ctx context.Context, a *activation, method string, hops int, fn func(*turnCtx) (any, error)) (any, bool, error) {
-	o := r.opts.Observer
-	if o == nil {
-		return r.turn(ctx, a, method, fn)
-	}
-	ctx, done := o.StartTurn(ctx, a.typ.name, a.id, method, hops)
-	res, held, err := r.turn(ctx, a, method, fn)
-	done(err)
-	return res, held, err
 }
 
 // turn runs fn as one turn of a (mailbox held) and commits its state

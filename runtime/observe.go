@@ -21,11 +21,14 @@ type Observer interface {
 	// actor making a call while handling one), more when another node
 	// forwarded it. The outcome is what the caller gets.
 	StartCall(ctx context.Context, actorType, id, method string, hops int) (context.Context, func(error))
-	// StartTurn: a turn of the actor (actorType, id) runs here, mailbox
-	// held. hops is as for StartCall (0 for Execute). The returned context
-	// is the turn's: the calls the actor makes and the journal append of
-	// the turn use it. The outcome is the turn's: its method's error, a
-	// panic, or the append's failure.
+	// StartTurn: the call is served here: the actor (actorType, id) is
+	// found or activated (StartActivation follows, with the returned
+	// context), its mailbox awaited, the turn run and committed. hops is as
+	// for StartCall (0 for Execute). The returned context is the turn's:
+	// the calls the actor makes and the journal append of the turn use it.
+	// The outcome is the turn's: its method's error, a panic, a failed
+	// activation (the lock held elsewhere: the call is then forwarded), or
+	// the append's failure.
 	StartTurn(ctx context.Context, actorType, id, method string, hops int) (context.Context, func(error))
 	// StartActivation: the actor is being activated here (lock, snapshot
 	// and journal replay, OnActivate).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -182,7 +183,8 @@ func (p *Pool) Invoke(ctx context.Context, addr string, c Call) ([]byte, error) 
 	}
 	if p.tracer != nil {
 		var span trace.Span
-		ctx, span = p.tracer.Start(ctx, "loom.Invoke "+c.ActorType+"."+c.Method, trace.WithSpanKind(trace.SpanKindClient))
+		ctx, span = p.tracer.Start(ctx, "loom.Invoke "+c.ActorType+"."+c.Method, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String(attrCorrelationID, runtime.CorrelationID(ctx))))
 		defer span.End()
 	}
 	req := p.request(ctx, c)

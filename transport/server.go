@@ -146,7 +146,11 @@ func NewServer(opts ServerOptions) *Server {
 }
 
 const (
-	tracerName       = "github.com/loom-mesh/loom/transport"
+	tracerName = "github.com/loom-mesh/loom/transport"
+	// attrCorrelationID is the span attribute of the call's correlation id
+	// (the node's observability records it on the spans it starts).
+	attrCorrelationID = "loom.correlation_id"
+
 	clientKeepalive  = 10 * time.Second // a client pings a connection idle this long
 	serverKeepalive  = 30 * time.Second
 	keepaliveTimeout = 5 * time.Second // no ping answer within this: the connection is dead
@@ -204,7 +208,7 @@ type actorsServer struct {
 
 // callContext adds the request's correlation id, idempotency key, trace
 // context and deadline to ctx.
-func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) context.Context {
+func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest, stream bool) context.Context {
 	if req.CorrelationId == "" {
 		// Every call carries a correlation id; one that came without gets
 		// it here, where it enters the node.
@@ -216,6 +220,11 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) con
 	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {
 		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
+	} else if stream {
+		// No trace context came with the call: what it records starts a
+		// trace, rather than hang off the stream's own span, which belongs
+		// to no call.
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	}
 	return ctx
 }
@@ -228,15 +237,9 @@ func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest, span boo
 		return nil, errNoActors
 	}
 	if span && s.tracer != nil {
-		opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-		if len(req.Trace) == 0 {
-			// No trace context came with the call: it starts a trace here,
-			// rather than hang off the stream's own span (which belongs
-			// to no call).
-			opts = append(opts, trace.WithNewRoot())
-		}
 		var span trace.Span
-		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, opts...)
+		ctx, span = s.tracer.Start(ctx, "loom.Invoke "+req.ActorType+"."+req.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String(attrCorrelationID, req.CorrelationId)))
 		defer span.End()
 	}
 	return h.HandleInvoke(ctx, Call{ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload, Hops: req.Hops})
@@ -256,9 +259,9 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 	// known: record it there (the node's span processor records it on the
 	// spans that start later).
 	req.Trace = nil
-	cctx := a.s.callContext(ctx, req)
+	cctx := a.s.callContext(ctx, req, false)
 	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
-		sp.SetAttributes(attribute.String("loom.correlation_id", req.CorrelationId))
+		sp.SetAttributes(attribute.String(attrCorrelationID, req.CorrelationId))
 	}
 	out, err := a.s.handle(cctx, req, false)
 	if err != nil {
@@ -301,9 +304,9 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			var cctx context.Context
 			var cancel context.CancelFunc
 			if req.DeadlineUnixNano != 0 {
-				cctx, cancel = context.WithDeadline(s.callContext(ctx, req), time.Unix(0, req.DeadlineUnixNano))
+				cctx, cancel = context.WithDeadline(s.callContext(ctx, req, true), time.Unix(0, req.DeadlineUnixNano))
 			} else {
-				cctx, cancel = context.WithCancel(s.callContext(ctx, req))
+				cctx, cancel = context.WithCancel(s.callContext(ctx, req, true))
 			}
 			mu.Lock()
 			running[req.CallId] = cancel

@@ -51,7 +51,7 @@ func TestTracesCommandPrintsTheCallTree(t *testing.T) {
 		!strings.HasPrefix(lines[1], "└─ node-1  POST /v1/actors/{type}/{id}/{method}  counter/t1 add  ") {
 		t.Fatalf("tree:\n%s", out)
 	}
-	for _, want := range []string{"   ├─ node-1  loom.activate counter  counter/t1", "   └─ node-1  loom.turn counter.add  counter/t1 add  ", "      └─ node-1  loom.journal.append  counter/t1  ", " ms"} {
+	for _, want := range []string{"   └─ node-1  loom.turn counter.add  counter/t1 add  ", "      ├─ node-1  loom.activate counter  counter/t1", "      └─ node-1  loom.journal.append  counter/t1  ", " ms"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("tree has no %q:\n%s", want, out)
 		}
