@@ -115,6 +115,14 @@ type Config struct {
 	// request in flight (with any Transport).
 	TransportMaxPool int
 	TransportTimeout time.Duration
+
+	// BeforeSync, if not nil, is called before every write to the Raft
+	// log store (each ends in an fsync); an error fails that write as a
+	// full disk would, and a delay slows it. It is a failpoint for the
+	// chaos suite (faultnet.Hook.BeforeSync): nil costs nothing. The
+	// stable store (term and vote) is not hooked: Raft cannot survive its
+	// failure.
+	BeforeSync func() error
 }
 
 // DefaultConfig returns the settings for a cluster on a LAN. NodeID,

@@ -162,7 +162,11 @@ func Open(cfg Config) (s *Store, err error) {
 		return nil, fmt.Errorf("raftlock: open %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
 	closers = append(closers, s.logStore.Close)
-	logs, err := raft.NewLogCache(512, s.logStore)
+	var logStore raft.LogStore = s.logStore
+	if cfg.BeforeSync != nil {
+		logStore = failpointLogStore{LogStore: s.logStore, before: cfg.BeforeSync}
+	}
+	logs, err := raft.NewLogCache(512, logStore)
 	if err != nil {
 		return nil, fmt.Errorf("raftlock: log cache: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,10 @@ type PoolOptions struct {
 	// Unary makes Invoke use one unary RPC per call instead of the streams
 	// (for comparison and debugging).
 	Unary bool
+	// Dialer, if not nil, opens the pool's TCP connections instead of
+	// gRPC's own dialer (the chaos hook's fault-injecting dialer,
+	// faultnet.Hook.Dialer). nil means gRPC's.
+	Dialer func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Pool holds one gRPC connection per address, dialed on first use and
@@ -121,7 +126,7 @@ func (p *Pool) peer(addr string) (*peer, error) {
 	if pe := p.peers[addr]; pe != nil {
 		return pe, nil
 	}
-	conn, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOptions(p.opts.TracerProvider, p.opts.Propagator)...)),
 		grpc.WithStatsHandler(sentTracker{}),
@@ -133,7 +138,11 @@ func (p *Pool) peer(addr string) (*peer, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: p.opts.ConnectTimeout,
 		}),
-	)
+	}
+	if p.opts.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(p.opts.Dialer))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", runtime.ErrUnavailable, addr, err)
 	}
