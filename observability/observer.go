@@ -52,6 +52,8 @@ func NewObserver(m *Metrics, tp trace.TracerProvider) *Observer {
 
 func noop(error) {}
 
+var turnKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // StartCall implements runtime.Observer.
 func (o *Observer) StartCall(ctx context.Context, typ, id, method string, hops int) (context.Context, func(error)) {
 	if hops > 0 {
@@ -72,8 +74,8 @@ func (o *Observer) StartTurn(ctx context.Context, typ, id, method string, hops i
 		return ctx, noop
 	}
 	st := o.m.stat(typ, method)
-	ctx, span := o.tracer.Start(ctx, st.turnName, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx))))
+	ctx, span := o.tracer.Start(ctx, st.turnName, turnKind)
+	span.SetAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx)))
 	return ctx, func(err error) { endSpan(span, err) }
 }
 
