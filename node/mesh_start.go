@@ -40,8 +40,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: grpc listen: %w", err)
 	}
-	n.grpcLn = gln
-	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator()})
+	n.grpcLn = n.chaos.grpcListener(gln)
+	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
+		Dialer: n.chaos.grpcDialer()})
 
 	rc := raftlock.DefaultConfig()
 	if c.Cluster.Gossip == config.GossipLocal {
@@ -55,6 +56,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 	}
 	rc.Forwarder = leaderForwarder{m}
 	rc.Logger = n.log.With("component", "raft")
+	if err := n.chaos.configureRaft(&rc); err != nil {
+		return err
+	}
 	store, err := raftlock.Open(rc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -87,6 +91,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 		Version:  Version,
 	}
 	m.changed = make(chan struct{})
+	if err := n.chaos.configureGossip(&cc); err != nil {
+		return err
+	}
 	members, err := cluster.New(cc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -43,6 +43,12 @@ type Options struct {
 	// Logger receives the node's logs; nil builds one from Config.Logging
 	// writing to stderr. The node adds its id to every line.
 	Logger *slog.Logger
+	// Chaos turns on the chaos hook in a clustered node. TEST ONLY (see
+	// ChaosOptions); nil, the default, builds none of it.
+	Chaos *ChaosOptions
+	// Unsafe deliberately breaks a guarantee. DEBUG ONLY (see
+	// UnsafeMode); empty, the default, is safe.
+	Unsafe UnsafeMode
 }
 
 // Node is one Loom node.
@@ -75,6 +81,9 @@ type Node struct {
 
 	obs *observation // metrics, tracing, health (observe.go)
 
+	chaos      *chaosState // the chaos hook (chaos.go); nil when off
+	unsafeWait func()      // waits for what the unsafe mode runs (unsafe.go)
+
 	tasks *task.Registry
 }
 
@@ -101,7 +110,14 @@ func New(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{opts: opts, cfg: opts.Config, log: log, tasks: tasks, obs: newObservation()}, nil
+	if err := opts.Unsafe.validate(); err != nil {
+		return nil, err
+	}
+	chaos := newChaosState(opts.Chaos, opts.Config.Node.ID)
+	if err := chaos.checkBind(opts.Config.Node.Bind); err != nil {
+		return nil, err
+	}
+	return &Node{opts: opts, cfg: opts.Config, log: log, tasks: tasks, obs: newObservation(), chaos: chaos}, nil
 }
 
 // keeperConfig derives the session keeper's settings from the config.
@@ -201,7 +217,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.log.Info("ended the coordinator sessions of this node's previous run", "sessions", ended)
 		}
 	}
-	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, keeperConfig(c), n.log)
+	kc := keeperConfig(c)
+	n.chaos.configureKeeper(&kc)
+	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, kc, n.log)
 	// In a cluster this waits for a Raft leader (and so for
 	// bootstrapExpect members), bounded by ctx.
 	if err := n.keeper.Start(ctx); err != nil {
@@ -222,6 +240,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.mesh != nil {
 		ro.Router = n.mesh
 	}
+	n.unsafeWait = n.unsafeRuntime(&ro)
+	n.chaos.configureRuntime(&ro)
 	rt, err := runtime.New(ro)
 	if err != nil {
 		return err
@@ -295,6 +315,8 @@ func (n *Node) handler() http.Handler {
 	}))
 	n.observabilityRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
+	n.adminRoutes(mux)
+	n.chaos.routes(mux)
 	return mux
 }
 
@@ -468,6 +490,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if n.unsafeWait != nil {
+		n.unsafeWait()
+	}
 	if n.grpcSrv != nil {
 		n.grpcSrv.Stop(ctx)
 	} else if n.grpcLn != nil {
@@ -507,6 +532,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 			if err := m.store.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: raft: %w", err))
 			}
+		}
+		if err := n.chaos.close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: chaos hook: %w", err))
 		}
 		if m.pool != nil {
 			_ = m.pool.Close()

@@ -25,6 +25,8 @@ type nodeFlags struct {
 	// cluster flags (run only)
 	grpcPort, raftPort, gossipPort, bootstrapExpect int
 	join, advertise, gossip                         string
+	// test-only flags (run only, chaos.go)
+	test testFlags
 }
 
 func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
@@ -113,7 +115,13 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 
 // serve runs a node until SIGINT or SIGTERM.
 func serve(cfg config.Config, stdout, stderr io.Writer) int {
-	n, err := node.New(node.Options{Config: cfg, Builtins: true})
+	return serveWith(node.Options{Config: cfg, Builtins: true}, stdout, stderr)
+}
+
+// serveWith is serve with more options.
+func serveWith(opts node.Options, stdout, stderr io.Writer) int {
+	cfg := opts.Config
+	n, err := node.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
 		return 1
@@ -158,6 +166,7 @@ func serve(cfg config.Config, stdout, stderr io.Writer) int {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	f := newNodeFlags("loom-node run", stderr)
 	f.addClusterFlags()
+	f.addTestFlags()
 	if err := f.fs.Parse(args); err != nil {
 		return 2
 	}
@@ -174,5 +183,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node run: invalid configuration:\n%v\n", err)
 		return 1
 	}
-	return serve(cfg, stdout, stderr)
+	opts := node.Options{Config: cfg, Builtins: true}
+	closeTest, err := f.testOptions(cfg, &opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "loom-node run: %v\n", err)
+		return 2
+	}
+	defer closeTest()
+	return serveWith(opts, stdout, stderr)
 }

@@ -4,11 +4,13 @@
 // skew and disk faults can be injected between processes on one machine
 // without root.
 //
-// It is off unless a node is started with an explicit chaos flag (the
-// wiring, still to come, is `loom-node run --chaos-hook`: the node then
-// builds one Hook, serves its Handler under /chaos/ on its HTTP port and
-// passes the hook's wrappers to its three network stacks). A node without
-// that flag never constructs a Hook and pays nothing.
+// It is off unless a node is started with an explicit, test-only chaos
+// flag: `loom-node run --chaos-hook` (node.Options.Chaos). The node then
+// builds one Hook, serves its Handler under /chaos/ on its HTTP port,
+// passes the hook's wrappers to its three network stacks, runs its
+// session keeper on the hook's clock and calls BeforeSync before every
+// Raft log write (see node/chaos.go). A node without that flag never
+// constructs a Hook and pays nothing.
 //
 // # Faults
 //

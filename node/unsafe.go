@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// UnsafeMode deliberately breaks one of Loom's guarantees. DEBUG ONLY: it
+// exists so that the chaos suite can prove its checkers catch a broken
+// build (test/chaos, TestChaosCheckersBite). A node in an unsafe mode
+// loses acknowledged writes or lets two nodes write one actor; never run
+// one with data you care about. `loom-node run --debug-unsafe MODE` sets
+// it; the empty mode is the safe default.
+type UnsafeMode string
+
+// Unsafe modes.
+const (
+	// UnsafeAckBeforeDurable acknowledges a turn before its journal
+	// append is durable: Append returns at once and the real append runs
+	// behind, per actor in order; one that fails is lost (and the ones
+	// behind it with it), while the actor goes on from its in-memory
+	// state.
+	UnsafeAckBeforeDurable UnsafeMode = "ack-before-durable"
+	// UnsafeIgnoreLock activates an actor even when another node holds
+	// its lock, under that holder's token: two nodes then serve and write
+	// the same actor, the journal's fence passes both (their tokens are
+	// equal), and only the conditional append keeps the log in order.
+	UnsafeIgnoreLock UnsafeMode = "ignore-lock"
+)
+
+// UnsafeModes lists the modes (for flag help).
+var UnsafeModes = []UnsafeMode{UnsafeAckBeforeDurable, UnsafeIgnoreLock}
+
+func (m UnsafeMode) validate() error {
+	if m == "" || slices.Contains(UnsafeModes, m) {
+		return nil
+	}
+	return fmt.Errorf("node: unknown unsafe mode %q (want one of %v)", m, UnsafeModes)
+}
+
+// unsafeRuntime applies the unsafe mode to the runtime's journal and
+// coordinator. It returns a function that stops what the mode started
+// (nil when there is nothing to stop).
+func (n *Node) unsafeRuntime(ro *runtime.Options) func() {
+	switch n.opts.Unsafe {
+	case UnsafeAckBeforeDurable:
+		n.log.Warn("UNSAFE debug mode: turns are acknowledged before their journal append is durable", "mode", n.opts.Unsafe)
+		wb := &writeBehind{Journal: ro.Journal, log: n.log, queues: map[string]*wbQueue{}}
+		ro.Journal = wb
+		return wb.wait
+	case UnsafeIgnoreLock:
+		n.log.Warn("UNSAFE debug mode: actors are activated even when another node holds their lock", "mode", n.opts.Unsafe)
+		ro.Coordinator = lockIgnorer{ro.Coordinator}
+	}
+	return nil
+}
+
+// writeBehind is the journal of UnsafeAckBeforeDurable.
+type writeBehind struct {
+	journal.Journal
+	log *slog.Logger
+
+	mu     sync.Mutex
+	queues map[string]*wbQueue
+	wg     sync.WaitGroup
+}
+
+type wbQueue struct {
+	pending []func() error
+	broken  bool // an append failed: the rest cannot land either
+}
+
+func (w *writeBehind) Append(_ context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
+	if err := journal.CheckAppendArgs(actor, expectedSeq, entries); err != nil {
+		return 0, err
+	}
+	entries = slices.Clone(entries)
+	job := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := w.Journal.Append(ctx, actor, token, expectedSeq, entries)
+		return err
+	}
+	w.mu.Lock()
+	q := w.queues[actor]
+	start := q == nil
+	if start {
+		q = &wbQueue{}
+		w.queues[actor] = q
+		w.wg.Add(1)
+	}
+	q.pending = append(q.pending, job)
+	w.mu.Unlock()
+	if start {
+		go w.drain(actor, q)
+	}
+	return expectedSeq + uint64(len(entries)), nil
+}
+
+// drain runs actor's queued appends in order until the queue is empty.
+func (w *writeBehind) drain(actor string, q *wbQueue) {
+	defer w.wg.Done()
+	for {
+		w.mu.Lock()
+		if len(q.pending) == 0 {
+			delete(w.queues, actor)
+			w.mu.Unlock()
+			return
+		}
+		job := q.pending[0]
+		q.pending = q.pending[1:]
+		broken := q.broken
+		w.mu.Unlock()
+		if broken {
+			continue
+		}
+		if err := job(); err != nil {
+			w.log.Warn("UNSAFE: an acknowledged journal append failed and is lost", "actor", actor, "err", err)
+			if !errors.Is(err, journal.ErrConflict) {
+				w.mu.Lock()
+				q.broken = true
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+// wait waits for the appends behind.
+func (w *writeBehind) wait() { w.wg.Wait() }
+
+// lockIgnorer is the coordinator of UnsafeIgnoreLock.
+type lockIgnorer struct{ lock.Coordinator }
+
+func (c lockIgnorer) Acquire(ctx context.Context, s lock.SessionID, key string) (uint64, error) {
+	tok, err := c.Coordinator.Acquire(ctx, s, key)
+	var held *lock.HeldError
+	if errors.As(err, &held) && held.Token > 0 {
+		return held.Token, nil
+	}
+	return tok, err
+}
