@@ -291,3 +291,28 @@ func TestRaftStreamLayer(t *testing.T) {
 		t.Fatalf("raft dial across a partition: %v after %v", err, time.Since(start))
 	}
 }
+
+// A connection made before the address book named its peer (a node's
+// connections at start, before the suite sets the book) obeys the rules
+// set later, on both sides.
+func TestConnectionsMadeBeforeTheAddressBook(t *testing.T) {
+	a, b := New("a", ipA, 1), New("b", ipB, 2)
+	ac, bc, _ := pipe(t, a, b)
+	if ok, err := exchange(t, ac, bc, "hello", time.Second); !ok {
+		t.Fatalf("healthy link: %v", err)
+	}
+	for _, h := range []*Hook{a, b} {
+		if err := h.Set(Faults{Peers: peers()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(t, b, Rule{Peer: "a", Dir: In, Drop: true})
+	if ok, _ := exchange(t, ac, bc, "lost", 200*time.Millisecond); ok {
+		t.Fatal("b heard a through a connection made before its book named a")
+	}
+	set(t, b)
+	set(t, a, Rule{Peer: "b", Dir: Out, Drop: true})
+	if ok, _ := exchange(t, ac, bc, "lost", 200*time.Millisecond); ok {
+		t.Fatal("a reached b through a connection made before its book named b")
+	}
+}

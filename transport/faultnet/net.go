@@ -1,6 +1,7 @@
 package faultnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,18 +23,29 @@ var ErrPoisoned = errors.New("faultnet: connection lost data to an injected faul
 type conn struct {
 	net.Conn
 	h        *Hook
-	peer     string
+	peer     string // the peer's node id, if the dialer named it
+	addr     string // else: the address its id is looked up by, on each use
 	ch       Channel
 	poisoned atomic.Bool
 }
 
+// who is the connection's peer. An address is looked up on every use, not
+// once: a connection made before the address book named its peer (the
+// book is set after the node starts) must obey the rules set later.
+func (c *conn) who() string {
+	if c.peer != "" {
+		return c.peer
+	}
+	return c.h.Peer(c.addr)
+}
+
 func (c *conn) Read(b []byte) (int, error) {
 	for {
-		if c.poisoned.Load() && !c.h.verdict(c.peer, c.ch, In).drop {
+		if c.poisoned.Load() && !c.h.verdict(c.who(), c.ch, In).drop {
 			return 0, c.poison()
 		}
 		n, err := c.Conn.Read(b)
-		if n > 0 && c.h.verdict(c.peer, c.ch, In).drop {
+		if n > 0 && c.h.verdict(c.who(), c.ch, In).drop {
 			c.poisoned.Store(true) // arrived, but "lost" on the way: discard
 			if err != nil {
 				return 0, err
@@ -48,7 +60,7 @@ func (c *conn) Read(b []byte) (int, error) {
 }
 
 func (c *conn) Write(b []byte) (int, error) {
-	v := c.h.verdict(c.peer, c.ch, Out)
+	v := c.h.verdict(c.who(), c.ch, Out)
 	if v.drop {
 		c.poisoned.Store(true)
 		return len(b), nil // swallowed, as by a network that drops it
@@ -68,12 +80,13 @@ func (c *conn) poison() error {
 	return ErrPoisoned
 }
 
-// wrap attributes a connection to a peer by its remote address.
-func (h *Hook) wrap(nc net.Conn, ch Channel, peer string) net.Conn {
-	if peer == "" {
-		peer = h.Peer(nc.RemoteAddr().String())
+// wrap attributes a connection to a peer: the one named, else the one
+// its address (addr, or else its remote address) belongs to.
+func (h *Hook) wrap(nc net.Conn, ch Channel, peer, addr string) net.Conn {
+	if addr == "" {
+		addr = nc.RemoteAddr().String()
 	}
-	return &conn{Conn: nc, h: h, peer: peer, ch: ch}
+	return &conn{Conn: nc, h: h, peer: peer, addr: addr, ch: ch}
 }
 
 // listener wraps accepted connections.
@@ -88,7 +101,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.h.wrap(c, l.ch, ""), nil
+	return l.h.wrap(c, l.ch, "", ""), nil
 }
 
 // Listener wraps ln so that accepted connections obey the rules of ch.
@@ -101,10 +114,7 @@ func (h *Hook) Listener(ln net.Listener, ch Channel) net.Listener {
 // to a blocked (or lost) peer hangs until ctx ends, as a SYN into a
 // blackhole would, then fails.
 func (h *Hook) dial(ctx context.Context, ch Channel, addr, peer string) (net.Conn, error) {
-	if peer == "" {
-		peer = h.Peer(addr)
-	}
-	v := h.verdict(peer, ch, Out)
+	v := h.verdict(cmp.Or(peer, h.Peer(addr)), ch, Out)
 	if h.lost(v) {
 		<-ctx.Done()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("faultnet: %s unreachable (injected): %w", addr, os.ErrDeadlineExceeded)}
@@ -124,7 +134,7 @@ func (h *Hook) dial(ctx context.Context, ch Channel, addr, peer string) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	return h.wrap(c, ch, peer), nil
+	return h.wrap(c, ch, peer, addr), nil
 }
 
 // Dialer returns a dial function for ch, shaped for gRPC's
@@ -217,7 +227,7 @@ func (g *gossip) pumpStreams() {
 				return
 			}
 			select {
-			case g.streams <- g.h.wrap(c, Gossip, ""):
+			case g.streams <- g.h.wrap(c, Gossip, "", ""):
 			case <-g.stop:
 				c.Close()
 				return
