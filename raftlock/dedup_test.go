@@ -152,12 +152,8 @@ func TestDedupWindow(t *testing.T) {
 			t.Errorf("replay of command %d: %+v (remembered: %v)", i+1, r, remembered)
 		}
 	}
-	var count int
-	if err := f.view(func(tx *boltTx) error {
-		count = tx.Bucket(bucketDedup).Stats().KeyN
-		return nil
-	}); err != nil || count != 3 {
-		t.Fatalf("dedup table holds %d entries (%v), want 3", count, err)
+	if count := countKeys(t, f, bDedup); count != 3 {
+		t.Fatalf("dedup table holds %d entries, want 3", count)
 	}
 	// Within one batch too: a command repeated in the same entry runs once.
 	dup := appendCmd(cmdID{"o", 99}, "t/w", 1, 5, "q")
@@ -178,15 +174,9 @@ func TestDedupSweep(t *testing.T) {
 	f.dedupWindow = 128 // slack 2
 	d := &fsmDriver{t: t, f: f}
 	count := func() int {
-		var n int
-		if err := f.view(func(tx *boltTx) error {
-			n = tx.Bucket(bucketDedup).Stats().KeyN
-			if m := tx.Bucket(bucketDedupLog).Stats().KeyN; m != n {
-				t.Fatalf("dedup holds %d, its log %d", n, m)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
+		n := countKeys(t, f, bDedup)
+		if m := countKeys(t, f, bDedupLog); m != n {
+			t.Fatalf("dedup holds %d, its log %d", n, m)
 		}
 		return n
 	}

@@ -8,32 +8,31 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	bolt "go.etcd.io/bbolt"
 )
 
-// applyCtx applies commands inside one bbolt read-write transaction on the
-// FSM goroutine. Every decision is a function of the transaction's state
-// and the stamped clock, never of the local clock, so replicas agree.
+// applyCtx applies commands on the FSM goroutine, to the active overlay on
+// top of the state machine's other layers (fsm_overlay.go). Every decision
+// is a function of that state and the stamped clock, never of the local
+// clock nor of when the layers were flushed, so replicas agree.
 //
 // A command's rule violation (fenced, held, expired...) is detected before
 // it writes anything and becomes its result; any other error is fatal to
-// the transaction.
+// the state machine.
 type applyCtx struct {
-	tx          *bolt.Tx
 	m           *fsmMeta
 	dedupWindow uint64
 	prev        int64 // the state machine's clock before the entry being applied
 	now         int64 // the state machine's clock for the entry being applied
 
-	sessions, expiry, held, locks, actors, log, recent, snapshots, dedup, dedupLog *bolt.Bucket
+	sessions, expiry, held, locks, actors, log, recent, snapshots, dedup, dedupLog bkt
 }
 
-func newApplyCtx(tx *bolt.Tx, m *fsmMeta, dedupWindow uint64) *applyCtx {
+func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64) *applyCtx {
 	return &applyCtx{
-		tx: tx, m: m, dedupWindow: dedupWindow,
-		sessions: tx.Bucket(bucketSessions), expiry: tx.Bucket(bucketExpiry), held: tx.Bucket(bucketHeld),
-		locks: tx.Bucket(bucketLocks), actors: tx.Bucket(bucketActors), log: tx.Bucket(bucketLog), recent: tx.Bucket(bucketRecent),
-		snapshots: tx.Bucket(bucketSnapshots), dedup: tx.Bucket(bucketDedup), dedupLog: tx.Bucket(bucketDedupLog),
+		m: m, dedupWindow: dedupWindow,
+		sessions: l.bucket(bSessions), expiry: l.bucket(bExpiry), held: l.bucket(bHeld),
+		locks: l.bucket(bLocks), actors: l.bucket(bActors), log: l.bucket(bLog), recent: l.bucket(bRecent),
+		snapshots: l.bucket(bSnapshots), dedup: l.bucket(bDedup), dedupLog: l.bucket(bDedupLog),
 	}
 }
 
@@ -523,7 +522,7 @@ func (ac *applyCtx) truncate(c command) (rule, err error) {
 		return rule, nil
 	}
 	prefix := actorPrefix(c.key)
-	for _, b := range []*bolt.Bucket{ac.log, ac.recent} {
+	for _, b := range []bkt{ac.log, ac.recent} {
 		if err := deleteEntries(b, prefix, c.seq); err != nil {
 			return nil, err
 		}
@@ -538,7 +537,6 @@ func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) err
 	c := ac.recent.Cursor()
 	if k, v := c.Seek(prefix); isEntryKeyOf(k, prefix) {
 		if first := entrySeq(k); tail-first+1+uint64(len(recs)) > recentMax {
-			ac.log.FillPercent = 0.95 // log keys only grow at each actor's end
 			var moved [][]byte
 			for ; isEntryKeyOf(k, prefix); k, v = c.Next() {
 				k := bytes.Clone(k)
@@ -564,7 +562,7 @@ func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) err
 
 // deleteEntries removes the entries under prefix with Seq <= through. The
 // keys are collected first: deleting under a moving cursor can skip keys.
-func deleteEntries(b *bolt.Bucket, prefix []byte, through uint64) error {
+func deleteEntries(b bkt, prefix []byte, through uint64) error {
 	var keys [][]byte
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); isEntryKeyOf(k, prefix) && entrySeq(k) <= through; k, _ = c.Next() {

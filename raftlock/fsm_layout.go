@@ -57,7 +57,7 @@ var (
 
 	// entryBuckets hold entries, in seq order: all of an actor's entries
 	// in log come before all of its entries in recent.
-	entryBuckets = [][]byte{bucketLog, bucketRecent}
+	entryBuckets = []bucketID{bLog, bRecent}
 
 	keyState = []byte("state")
 )

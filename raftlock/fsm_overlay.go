@@ -1,0 +1,345 @@
+package raftlock
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/google/btree"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Write-behind. The state machine applies commands to an in-memory overlay
+// of changed records on top of fsm.db, and writes the overlay to fsm.db in
+// one bbolt transaction once it is large enough (a flush). Every record is
+// looked up in the layers from the top: the overlay being applied to, the
+// overlay being flushed (if a flush is running), then fsm.db. A layer holds
+// a record's value or a tombstone (deleted), so the first layer that knows
+// the key decides. Iteration merges the layers in key order.
+//
+// The content of the state machine, and so every decision, is the same
+// whatever the flush timing: a flush only moves records from the bottom
+// overlay into fsm.db, where they read the same. Replicas flush at
+// different moments and still agree.
+
+// bucketID indexes allBuckets.
+type bucketID uint8
+
+const (
+	bMeta bucketID = iota
+	bSessions
+	bExpiry
+	bHeld
+	bLocks
+	bActors
+	bLog
+	bRecent
+	bSnapshots
+	bDedup
+	bDedupLog
+	numBuckets
+)
+
+// ovItem is one record of an overlay: a value, or a tombstone (del).
+type ovItem struct {
+	key []byte
+	val []byte
+	del bool
+}
+
+func ovLess(a, b ovItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+
+// overlay is a set of changes to the buckets of fsm.db. While it is the
+// active overlay only the FSM goroutine writes it (holding fsm.mu); once it
+// is handed to a flush it is never written again, so readers read it
+// without a lock of its own.
+type overlay struct {
+	trees [numBuckets]*btree.BTreeG[ovItem]
+	keys  int // records, tombstones included
+	bytes int // bytes of keys and values, roughly what a flush writes
+}
+
+func newOverlay() *overlay {
+	o := &overlay{}
+	for i := range o.trees {
+		o.trees[i] = btree.NewG(32, ovLess)
+	}
+	return o
+}
+
+func (o *overlay) get(b bucketID, key []byte) (ovItem, bool) {
+	return o.trees[b].Get(ovItem{key: key})
+}
+
+// set records a value or a tombstone. The overlay keeps key and val: the
+// caller must not change them afterwards (nor pass bbolt's memory).
+func (o *overlay) set(b bucketID, it ovItem) {
+	old, replaced := o.trees[b].ReplaceOrInsert(it)
+	if replaced {
+		o.bytes -= len(old.key) + len(old.val)
+	} else {
+		o.keys++
+	}
+	o.bytes += len(it.key) + len(it.val)
+}
+
+func (o *overlay) empty() bool { return o.keys == 0 }
+
+// fillPercent is how full the flush packs the pages of bucket b: keys of
+// the entry log and the dedup log only grow (at each actor's end, at the
+// end), so their pages are filled almost to the brim.
+func fillPercent(b bucketID) float64 {
+	switch b {
+	case bLog, bDedupLog:
+		return 0.95
+	}
+	return bolt.DefaultFillPercent
+}
+
+// writeTo writes the overlay into tx, bucket by bucket in key order (so
+// records that share a page are written together).
+func (o *overlay) writeTo(tx *bolt.Tx) error {
+	for b, t := range o.trees {
+		if t.Len() == 0 {
+			continue
+		}
+		bk := tx.Bucket(allBuckets[b])
+		bk.FillPercent = fillPercent(bucketID(b))
+		var err error
+		t.Ascend(func(it ovItem) bool {
+			if it.del {
+				err = bk.Delete(it.key)
+			} else {
+				err = bk.Put(it.key, it.val)
+			}
+			if err != nil {
+				err = fmt.Errorf("bucket %s: %w", allBuckets[b], err)
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layers is one consistent view of the state machine: the active overlay
+// (nil for none), the overlay being flushed (nil for none) and a bbolt
+// transaction on fsm.db. The apply context writes to top; readers only
+// read.
+type layers struct {
+	top, flushing *overlay
+	tx            *bolt.Tx
+}
+
+// bucket returns a view of one bucket through the layers.
+func (l *layers) bucket(b bucketID) bkt {
+	return bkt{l: l, id: b, bolt: l.tx.Bucket(allBuckets[b])}
+}
+
+// bkt is one bucket seen through the layers, with the subset of
+// *bolt.Bucket's methods the state machine uses. Values returned by Get
+// and by cursors are read-only and valid until the transaction ends.
+type bkt struct {
+	l    *layers
+	id   bucketID
+	bolt *bolt.Bucket
+}
+
+// Get returns the value of key, nil if there is none.
+func (b bkt) Get(key []byte) []byte {
+	for _, o := range [...]*overlay{b.l.top, b.l.flushing} {
+		if o == nil {
+			continue
+		}
+		if it, ok := o.get(b.id, key); ok {
+			if it.del {
+				return nil
+			}
+			return it.val
+		}
+	}
+	return b.bolt.Get(key)
+}
+
+// Put sets key to val in the top overlay; it keeps both slices (see
+// overlay.set). A nil val is stored as an empty value.
+func (b bkt) Put(key, val []byte) error {
+	if val == nil {
+		val = []byte{}
+	}
+	b.l.top.set(b.id, ovItem{key: key, val: val})
+	return nil
+}
+
+// Delete records a tombstone for key in the top overlay.
+func (b bkt) Delete(key []byte) error {
+	b.l.top.set(b.id, ovItem{key: key, del: true})
+	return nil
+}
+
+// ForEach calls fn for every record in key order; fn must not change the
+// bucket.
+func (b bkt) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cursor returns a cursor that merges the layers. The bucket must not be
+// changed while the cursor is in use (collect keys, then change them).
+func (b bkt) Cursor() *mcursor {
+	c := &mcursor{bc: b.bolt.Cursor()}
+	for i, o := range [...]*overlay{b.l.top, b.l.flushing} {
+		if o != nil && o.trees[b.id].Len() > 0 {
+			c.ov[i] = &treeIter{t: o.trees[b.id]}
+		}
+	}
+	return c
+}
+
+// treeIter walks one overlay tree in key order, taking its items a few at
+// a time (the btree only offers callbacks).
+type treeIter struct {
+	t    *btree.BTreeG[ovItem]
+	buf  []ovItem
+	i    int
+	more bool // the tree may hold items after buf
+}
+
+const treeIterChunk = 16
+
+// seek positions the iterator at the first item >= key (the first item if
+// key is nil).
+func (it *treeIter) seek(key []byte) { it.fill(key, true) }
+
+// fill loads the items from key on (after key if !inclusive).
+func (it *treeIter) fill(key []byte, inclusive bool) {
+	it.buf, it.i, it.more = it.buf[:0], 0, false
+	it.t.AscendGreaterOrEqual(ovItem{key: key}, func(x ovItem) bool {
+		if !inclusive && bytes.Equal(x.key, key) {
+			return true
+		}
+		if len(it.buf) == treeIterChunk {
+			it.more = true
+			return false
+		}
+		it.buf = append(it.buf, x)
+		return true
+	})
+}
+
+// cur returns the current item; ok is false at the end.
+func (it *treeIter) cur() (ovItem, bool) {
+	if it.i < len(it.buf) {
+		return it.buf[it.i], true
+	}
+	return ovItem{}, false
+}
+
+func (it *treeIter) next() {
+	it.i++
+	if it.i == len(it.buf) && it.more {
+		it.fill(it.buf[len(it.buf)-1].key, false)
+	}
+}
+
+// mcursor merges the overlays (ov[0] on top, then ov[1]) and a bbolt
+// cursor, like a bbolt cursor over the merged bucket: tombstones hide
+// records below them; at equal keys the upper layer wins.
+type mcursor struct {
+	ov     [2]*treeIter // nil: the layer has nothing in this bucket
+	bc     *bolt.Cursor
+	bk, bv []byte // the bbolt cursor's current record; bk nil at its end
+	key    []byte // the current key, nil at the end
+}
+
+// First moves to the first record.
+func (c *mcursor) First() (key, val []byte) {
+	for _, it := range c.ov {
+		if it != nil {
+			it.seek(nil)
+		}
+	}
+	c.bk, c.bv = c.bc.First()
+	return c.settle()
+}
+
+// Seek moves to the first record with a key >= key.
+func (c *mcursor) Seek(key []byte) (k, v []byte) {
+	for _, it := range c.ov {
+		if it != nil {
+			it.seek(key)
+		}
+	}
+	c.bk, c.bv = c.bc.Seek(key)
+	return c.settle()
+}
+
+// Next moves past the current record.
+func (c *mcursor) Next() (key, val []byte) {
+	if c.key == nil {
+		return nil, nil
+	}
+	c.skip(c.key)
+	return c.settle()
+}
+
+// skip advances every layer positioned at key.
+func (c *mcursor) skip(key []byte) {
+	for _, it := range c.ov {
+		if it == nil {
+			continue
+		}
+		if x, ok := it.cur(); ok && bytes.Equal(x.key, key) {
+			it.next()
+		}
+	}
+	if c.bk != nil && bytes.Equal(c.bk, key) {
+		c.bk, c.bv = c.bc.Next()
+	}
+}
+
+// settle finds the smallest key among the layers; the topmost layer
+// holding it decides its value, and a tombstone is skipped.
+func (c *mcursor) settle() (key, val []byte) {
+	for {
+		var (
+			min   []byte
+			val   []byte
+			del   bool
+			found bool
+		)
+		for _, it := range c.ov {
+			if it == nil {
+				continue
+			}
+			x, ok := it.cur()
+			if !ok {
+				continue
+			}
+			// An upper layer wins a tie: take a key only if it is
+			// strictly smaller than what was found above.
+			if !found || bytes.Compare(x.key, min) < 0 {
+				min, val, del, found = x.key, x.val, x.del, true
+			}
+		}
+		if c.bk != nil && (!found || bytes.Compare(c.bk, min) < 0) {
+			min, val, del, found = c.bk, c.bv, false, true
+		}
+		if !found {
+			c.key = nil
+			return nil, nil
+		}
+		if del {
+			c.skip(min)
+			continue
+		}
+		c.key = min
+		return min, val
+	}
+}
