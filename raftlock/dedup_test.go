@@ -152,7 +152,7 @@ func TestDedupWindow(t *testing.T) {
 			t.Errorf("replay of command %d: %+v (remembered: %v)", i+1, r, remembered)
 		}
 	}
-	if count := countKeys(t, f, bDedup); count != 3 {
+	if count := dedupResults(t, f); count != 3 {
 		t.Fatalf("dedup table holds %d entries, want 3", count)
 	}
 	// Within one batch too: a command repeated in the same entry runs once.
@@ -167,19 +167,14 @@ func TestDedupWindow(t *testing.T) {
 }
 
 // TestDedupSweep: past the window the table grows by the slack, then is
-// swept back to the window in one go.
+// swept back in one go, by whole chunks (of 2 results here), to as close
+// to the window as chunks allow without going under it.
 func TestDedupSweep(t *testing.T) {
 	t.Parallel()
 	f := newTestFSM(t)
-	f.dedupWindow = 128 // slack 2
+	f.dedupWindow = 128 // slack 2, chunks of 2
 	d := &fsmDriver{t: t, f: f}
-	count := func() int {
-		n := countKeys(t, f, bDedup)
-		if m := countKeys(t, f, bDedupLog); m != n {
-			t.Fatalf("dedup holds %d, its log %d", n, m)
-		}
-		return n
-	}
+	count := func() int { return dedupResults(t, f) }
 	for i := range 130 {
 		d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
 		if got := count(); got != i+1 {
@@ -187,11 +182,12 @@ func TestDedupSweep(t *testing.T) {
 		}
 	}
 	d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
-	if got := count(); got != 128 {
-		t.Fatalf("after the sweep the table holds %d, want 128", got)
+	if got := count(); got != 129 {
+		t.Fatalf("after the sweep the table holds %d, want 129 (one chunk of 2 forgotten)", got)
 	}
-	// The oldest three (driver/1..3) are forgotten, driver/4 is not.
-	for seq, remembered := range map[uint64]bool{3: false, 4: true} {
+	// The oldest chunk (driver/1 and 2) is forgotten, driver/3 is not.
+	for _, seq := range []uint64{2, 3} {
+		remembered := seq == 3
 		raw := encodeCommand(command{op: opCreateSession, id: cmdID{"driver", seq}, owner: "o", ttl: time.Second})
 		d.index++
 		r := f.ApplyBatch(testLogs(d.index, t0, raw))[0].(*applyResponse).results[0]
@@ -199,4 +195,33 @@ func TestDedupSweep(t *testing.T) {
 			t.Errorf("retry of driver/%d created %q (remembered: %v)", seq, r.text, remembered)
 		}
 	}
+}
+
+// dedupResults counts the results in f's dedup table, checking that the
+// in-memory index and the meta record agree with the chunks.
+func dedupResults(t *testing.T, f *fsm) int {
+	t.Helper()
+	var n int
+	if err := f.view(func(l *layers) error {
+		m, err := unmarshalMeta(l.bucket(bMeta).Get(keyState))
+		if err != nil {
+			return err
+		}
+		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
+			return forEachDedupRecord(v, func(dk, _ []byte) bool {
+				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
+					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
+				}
+				n++
+				return true
+			})
+		})
+		if err == nil && (uint64(n) != m.dedupCount || len(f.dedupIndex) != n) {
+			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedupCount, len(f.dedupIndex))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

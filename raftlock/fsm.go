@@ -2,6 +2,7 @@ package raftlock
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/loom-mesh/loom/journal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -35,6 +37,11 @@ type fsm struct {
 	dedupWindow uint64 // DedupWindow; tests lower it on their own fsm
 	flushKeys   int    // flush once the active overlay holds this many records...
 	flushBytes  int    // ...or this many bytes; tests lower them
+
+	// dedupIndex maps the dedup key of each command in the dedup table
+	// to its chunk (fsm_layout.go). Only the FSM goroutine uses it: the
+	// applies keep it, Restore rebuilds it from the restored file.
+	dedupIndex map[string]uint64
 
 	// mu guards db, closed, ov, fl and flushDone. ApplyBatch holds it
 	// exclusively while it applies (it writes ov), so readers see the
@@ -65,14 +72,15 @@ type fsm struct {
 	failed   error         // set once, when applying failed: wraps ErrStateMachine
 }
 
-// The write-behind bounds: a flush writes about 16k records (some 2,000
-// appends to random actors) or 8 MiB in one bbolt transaction. Larger
-// flushes share more pages between records but hold more memory (the
-// active overlay plus the one being flushed) and take longer; these keep
-// both overlays of a replica well under 64 MiB.
+// The write-behind bounds: a flush writes about 32k records (some 20,000
+// appends to actors drawn from 10,000) or 16 MiB in one bbolt transaction.
+// Larger flushes share more pages between records (at 4k records an append
+// costs about twice what it costs at 32k) but hold more memory, the active
+// overlay plus the one being flushed: some 200 bytes per record besides
+// the values, so under 20 MiB per replica at these bounds.
 const (
-	defaultFlushKeys  = 1 << 14
-	defaultFlushBytes = 8 << 20
+	defaultFlushKeys  = 1 << 15
+	defaultFlushBytes = 16 << 20
 )
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -115,7 +123,7 @@ func openFSM(path string, log *slog.Logger) (*fsm, error) {
 		return nil, fmt.Errorf("raftlock: initialise state machine %s: %w", path, err)
 	}
 	return &fsm{path: path, log: log, dedupWindow: DedupWindow, flushKeys: defaultFlushKeys, flushBytes: defaultFlushBytes,
-		db: db, ov: newOverlay(), advanced: make(chan struct{})}, nil
+		dedupIndex: map[string]uint64{}, db: db, ov: newOverlay(nil), advanced: make(chan struct{})}, nil
 }
 
 // applyResponse is what ApplyBatch returns for one Raft entry, and so what
@@ -155,7 +163,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if m, err = unmarshalMeta(meta.Get(keyState)); err != nil {
 			return err
 		}
-		ac := newApplyCtx(l, &m, f.dedupWindow)
+		ac := newApplyCtx(l, &m, f.dedupWindow, f.dedupIndex)
 		for i, lg := range logs {
 			m.applied = lg.Index
 			if lg.Type != raft.LogCommand {
@@ -226,7 +234,7 @@ func (f *fsm) startFlush() {
 	done := make(chan struct{})
 	f.mu.Lock()
 	fl, db := f.ov, f.db
-	f.fl, f.ov, f.flushDone = fl, newOverlay(), done
+	f.fl, f.ov, f.flushDone = fl, newOverlay(fl), done
 	f.mu.Unlock()
 	go func() {
 		err := db.Update(fl.writeTo)
@@ -398,7 +406,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := writeFile(tmp, rc); err != nil {
 		return fmt.Errorf("raftlock: restore: %w", err)
 	}
-	m, err := checkFSMFile(tmp)
+	m, index, err := checkFSMFile(tmp)
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("raftlock: restore: %w", err)
@@ -414,7 +422,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		_ = os.Remove(tmp)
 		return errClosed
 	}
-	f.ov, f.fl = newOverlay(), nil
 	if err := f.db.Close(); err != nil {
 		return fmt.Errorf("raftlock: restore: close %s: %w", f.path, err)
 	}
@@ -426,7 +433,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.closed = true // nothing is open any more
 		return f.fail(fmt.Errorf("%w: restore: %w", ErrStateMachine, err))
 	}
-	f.db = db
+	f.db, f.ov, f.fl, f.dedupIndex = db, newOverlay(nil), nil, index
 	f.setProgress(m.applied, m.time)
 	return nil
 }
@@ -440,14 +447,16 @@ func writeFile(path string, r io.Reader) error {
 	return errors.Join(err, file.Close())
 }
 
-// checkFSMFile opens a state machine file read-only and returns its meta.
-func checkFSMFile(path string) (fsmMeta, error) {
+// checkFSMFile opens a state machine file read-only and returns its meta
+// and the index of its dedup table.
+func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return fsmMeta{}, err
+		return fsmMeta{}, nil, err
 	}
 	defer db.Close()
 	var m fsmMeta
+	index := map[string]uint64{}
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
@@ -455,10 +464,27 @@ func checkFSMFile(path string) (fsmMeta, error) {
 			}
 		}
 		var err error
-		m, err = unmarshalMeta(tx.Bucket(bucketMeta).Get(keyState))
+		if m, err = unmarshalMeta(tx.Bucket(bucketMeta).Get(keyState)); err != nil {
+			return err
+		}
+		var count uint64
+		err = tx.Bucket(bucketDedup).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: dedup chunk key of %d bytes", journal.ErrCorrupt, len(k))
+			}
+			chunk := binary.BigEndian.Uint64(k)
+			return forEachDedupRecord(v, func(dk, _ []byte) bool {
+				index[string(dk)] = chunk
+				count++
+				return true
+			})
+		})
+		if err == nil && (count != m.dedupCount || uint64(len(index)) != count) {
+			err = fmt.Errorf("%w: dedup table holds %d results (%d keys), meta counts %d", journal.ErrCorrupt, count, len(index), m.dedupCount)
+		}
 		return err
 	})
-	return m, err
+	return m, index, err
 }
 
 // close closes the file, after a running flush and in-flight readers.

@@ -21,18 +21,19 @@ import (
 type applyCtx struct {
 	m           *fsmMeta
 	dedupWindow uint64
-	prev        int64 // the state machine's clock before the entry being applied
-	now         int64 // the state machine's clock for the entry being applied
+	dedupIndex  map[string]uint64 // fsm.dedupIndex: dedup key -> chunk number
+	prev        int64             // the state machine's clock before the entry being applied
+	now         int64             // the state machine's clock for the entry being applied
 
-	sessions, expiry, held, locks, actors, log, recent, snapshots, dedup, dedupLog bkt
+	sessions, expiry, held, locks, actors, log, snapshots, dedup bkt
 }
 
-func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64) *applyCtx {
+func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupIndex map[string]uint64) *applyCtx {
 	return &applyCtx{
-		m: m, dedupWindow: dedupWindow,
+		m: m, dedupWindow: dedupWindow, dedupIndex: dedupIndex,
 		sessions: l.bucket(bSessions), expiry: l.bucket(bExpiry), held: l.bucket(bHeld),
-		locks: l.bucket(bLocks), actors: l.bucket(bActors), log: l.bucket(bLog), recent: l.bucket(bRecent),
-		snapshots: l.bucket(bSnapshots), dedup: l.bucket(bDedup), dedupLog: l.bucket(bDedupLog),
+		locks: l.bucket(bLocks), actors: l.bucket(bActors), log: l.bucket(bLog),
+		snapshots: l.bucket(bSnapshots), dedup: l.bucket(bDedup),
 	}
 }
 
@@ -66,12 +67,8 @@ func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	var dk []byte
 	if c.id.seq != 0 {
 		dk = dedupKey(c.id)
-		if v := ac.dedup.Get(dk); v != nil {
-			r, err := decodeResult(v)
-			if err != nil {
-				return result{}, fmt.Errorf("dedup record: %w", err)
-			}
-			return r, nil
+		if r, ok, err := ac.remembered(dk); err != nil || ok {
+			return r, err
 		}
 	}
 	r, err := ac.exec(c)
@@ -86,45 +83,82 @@ func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	return r, nil
 }
 
-// remember stores r as the result of the command with dedup key dk. Once
-// the table holds dedupSlack results more than the window, the oldest are
-// forgotten in one sweep, down to the window: sweeping in bulk rewrites the
-// oldest pages once per dedupSlack commands instead of on every command.
+// remembered returns the result of the command with dedup key dk, ok
+// false if it is not in the dedup table.
+func (ac *applyCtx) remembered(dk []byte) (r result, ok bool, err error) {
+	chunk, ok := ac.dedupIndex[string(dk)]
+	if !ok {
+		return result{}, false, nil
+	}
+	v := ac.dedup.Get(u64Key(chunk))
+	var res []byte
+	if err := forEachDedupRecord(v, func(k, r []byte) bool {
+		if bytes.Equal(k, dk) {
+			res = r
+		}
+		return res == nil
+	}); err != nil {
+		return result{}, false, err
+	}
+	if res == nil {
+		return result{}, false, fmt.Errorf("%w: dedup index names chunk %d, which does not hold the key", journal.ErrCorrupt, chunk)
+	}
+	r, err = decodeResult(res)
+	if err != nil {
+		return result{}, false, fmt.Errorf("dedup record: %w", err)
+	}
+	return r, true, nil
+}
+
+// remember stores r as the result of the command with dedup key dk, at the
+// end of the last chunk. Once the table holds dedupSlack results more than
+// the window, the oldest chunks are forgotten in one sweep, as long as at
+// least the window remains: sweeping in bulk rewrites the oldest pages once
+// per dedupSlack commands instead of on every command.
 func (ac *applyCtx) remember(dk []byte, r result) error {
 	ac.m.dedupNext++
-	if err := ac.dedup.Put(dk, encodeResult(r)); err != nil {
+	chunk := (ac.m.dedupNext - 1) / dedupChunk(ac.dedupWindow)
+	key := u64Key(chunk)
+	if err := ac.dedup.Append(key, appendDedupRecord(nil, dk, encodeResult(r))); err != nil {
 		return err
 	}
-	if err := ac.dedupLog.Put(u64Key(ac.m.dedupNext), dk); err != nil {
-		return err
-	}
+	ac.dedupIndex[string(dk)] = chunk
 	ac.m.dedupCount++
 	if ac.m.dedupCount <= ac.dedupWindow+dedupSlack(ac.dedupWindow) {
 		return nil
 	}
-	var old [][2][]byte
-	c := ac.dedupLog.Cursor()
-	for k, v := c.First(); k != nil && ac.m.dedupCount-uint64(len(old)) > ac.dedupWindow; k, v = c.Next() {
-		old = append(old, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+	type forgotten struct {
+		key  []byte
+		keys []string
 	}
-	for _, kv := range old {
-		if err := ac.dedup.Delete(kv[1]); err != nil {
+	var gone []forgotten
+	count := ac.m.dedupCount
+	c := ac.dedup.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var keys []string
+		if err := forEachDedupRecord(v, func(k, _ []byte) bool {
+			keys = append(keys, string(k))
+			return true
+		}); err != nil {
 			return err
 		}
-		if err := ac.dedupLog.Delete(kv[0]); err != nil {
+		if count-uint64(len(keys)) < ac.dedupWindow {
+			break
+		}
+		count -= uint64(len(keys))
+		gone = append(gone, forgotten{bytes.Clone(k), keys})
+	}
+	for _, g := range gone {
+		if err := ac.dedup.Delete(g.key); err != nil {
 			return err
 		}
+		for _, k := range g.keys {
+			delete(ac.dedupIndex, k)
+		}
 	}
-	if ac.m.dedupCount-uint64(len(old)) > ac.dedupWindow {
-		return fmt.Errorf("%w: dedup log holds %d entries but counts %d", journal.ErrCorrupt, len(old), ac.m.dedupCount)
-	}
-	ac.m.dedupCount -= uint64(len(old))
+	ac.m.dedupCount = count
 	return nil
 }
-
-// dedupSlack is how far past the window the dedup table grows before a
-// sweep: 1/64 of the window (1562 results for DedupWindow).
-func dedupSlack(window uint64) uint64 { return window / 64 }
 
 // exec runs one command. A rule violation is returned as the result (via
 // resultOf); err is fatal.
@@ -521,39 +555,17 @@ func (ac *applyCtx) truncate(c command) (rule, err error) {
 	if rule := st.CheckTruncate(c.key, c.token, c.seq); rule != nil {
 		return rule, nil
 	}
-	prefix := actorPrefix(c.key)
-	for _, b := range []bkt{ac.log, ac.recent} {
-		if err := deleteEntries(b, prefix, c.seq); err != nil {
-			return nil, err
-		}
+	if err := deleteEntries(ac.log, actorPrefix(c.key), c.seq); err != nil {
+		return nil, err
 	}
 	return nil, ac.actors.Put([]byte(c.key), marshalActor(st.Truncated(c.token)))
 }
 
 // appendEntries stores recs as the seqs after tail of the actor with the
-// given key prefix, in the recent bucket, first moving the actor's recent
-// entries to the log bucket if they would exceed recentMax.
+// given key prefix.
 func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) error {
-	c := ac.recent.Cursor()
-	if k, v := c.Seek(prefix); isEntryKeyOf(k, prefix) {
-		if first := entrySeq(k); tail-first+1+uint64(len(recs)) > recentMax {
-			var moved [][]byte
-			for ; isEntryKeyOf(k, prefix); k, v = c.Next() {
-				k := bytes.Clone(k)
-				if err := ac.log.Put(k, bytes.Clone(v)); err != nil {
-					return err
-				}
-				moved = append(moved, k)
-			}
-			for _, k := range moved {
-				if err := ac.recent.Delete(k); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	for i, rec := range recs {
-		if err := ac.recent.Put(entryKey(prefix, tail+uint64(i)+1), rec); err != nil {
+		if err := ac.log.Put(entryKey(prefix, tail+uint64(i)+1), rec); err != nil {
 			return err
 		}
 	}

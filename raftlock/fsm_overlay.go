@@ -3,6 +3,7 @@ package raftlock
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/google/btree"
 	bolt "go.etcd.io/bbolt"
@@ -21,7 +22,7 @@ import (
 // overlay into fsm.db, where they read the same. Replicas flush at
 // different moments and still agree.
 
-// bucketID indexes allBuckets.
+// bucketID names a bucket of fsm.db (allBuckets).
 type bucketID uint8
 
 const (
@@ -32,10 +33,8 @@ const (
 	bLocks
 	bActors
 	bLog
-	bRecent
 	bSnapshots
 	bDedup
-	bDedupLog
 	numBuckets
 )
 
@@ -46,50 +45,101 @@ type ovItem struct {
 	del bool
 }
 
-func ovLess(a, b ovItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+func ovLess(a, b *ovItem) bool { return bytes.Compare(a.key, b.key) < 0 }
+
+// ordered says which buckets the state machine iterates (cursors,
+// ForEach): their overlay records are also kept in key order. The others
+// are only looked up by key, and sorted when flushed.
+var ordered = [numBuckets]bool{bSessions: true, bExpiry: true, bHeld: true, bLog: true, bDedup: true}
+
+// ovBucket is an overlay's records of one bucket: by key, and, for an
+// ordered bucket, in key order too (the same items).
+type ovBucket struct {
+	m map[string]*ovItem
+	t *btree.BTreeG[*ovItem] // nil for a bucket that is not ordered
+}
 
 // overlay is a set of changes to the buckets of fsm.db. While it is the
 // active overlay only the FSM goroutine writes it (holding fsm.mu); once it
 // is handed to a flush it is never written again, so readers read it
 // without a lock of its own.
 type overlay struct {
-	trees [numBuckets]*btree.BTreeG[ovItem]
-	keys  int // records, tombstones included
-	bytes int // bytes of keys and values, roughly what a flush writes
+	buckets [numBuckets]ovBucket
+	keys    int // records, tombstones included
+	bytes   int // bytes of keys and values, roughly what a flush writes
 }
 
-func newOverlay() *overlay {
+// newOverlay returns an empty overlay, its maps sized like those of prev
+// (if not nil): overlays that follow each other hold similar records.
+func newOverlay(prev *overlay) *overlay {
 	o := &overlay{}
-	for i := range o.trees {
-		o.trees[i] = btree.NewG(32, ovLess)
+	for i := range o.buckets {
+		hint := 0
+		if prev != nil {
+			hint = len(prev.buckets[i].m)
+		}
+		o.buckets[i].m = make(map[string]*ovItem, hint)
+		if ordered[i] {
+			o.buckets[i].t = btree.NewG(32, ovLess)
+		}
 	}
 	return o
 }
 
-func (o *overlay) get(b bucketID, key []byte) (ovItem, bool) {
-	return o.trees[b].Get(ovItem{key: key})
+func (o *overlay) get(b bucketID, key []byte) (*ovItem, bool) {
+	it, ok := o.buckets[b].m[string(key)]
+	return it, ok
 }
 
 // set records a value or a tombstone. The overlay keeps key and val: the
 // caller must not change them afterwards (nor pass bbolt's memory).
-func (o *overlay) set(b bucketID, it ovItem) {
-	old, replaced := o.trees[b].ReplaceOrInsert(it)
-	if replaced {
-		o.bytes -= len(old.key) + len(old.val)
-	} else {
-		o.keys++
+func (o *overlay) set(b bucketID, key, val []byte, del bool) {
+	ob := &o.buckets[b]
+	if it, ok := ob.m[string(key)]; ok {
+		o.bytes += len(val) - len(it.val)
+		it.val, it.del = val, del
+		return
 	}
-	o.bytes += len(it.key) + len(it.val)
+	it := &ovItem{key: key, val: val, del: del}
+	ob.m[string(key)] = it
+	if ob.t != nil {
+		ob.t.ReplaceOrInsert(it)
+	}
+	o.keys++
+	o.bytes += len(key) + len(val)
 }
 
 func (o *overlay) empty() bool { return o.keys == 0 }
 
+// ascend calls fn for the records of bucket b from key from on (all if
+// from is nil) in key order, until fn returns false.
+func (o *overlay) ascend(b bucketID, from []byte, fn func(*ovItem) bool) {
+	ob := &o.buckets[b]
+	if ob.t != nil {
+		ob.t.AscendGreaterOrEqual(&ovItem{key: from}, fn)
+		return
+	}
+	// Not kept in order (the state machine does not iterate it): sort.
+	items := make([]*ovItem, 0, len(ob.m))
+	for _, it := range ob.m {
+		if bytes.Compare(it.key, from) >= 0 {
+			items = append(items, it)
+		}
+	}
+	slices.SortFunc(items, func(a, b *ovItem) int { return bytes.Compare(a.key, b.key) })
+	for _, it := range items {
+		if !fn(it) {
+			return
+		}
+	}
+}
+
 // fillPercent is how full the flush packs the pages of bucket b: keys of
-// the entry log and the dedup log only grow (at each actor's end, at the
+// the entry log and the dedup table only grow (at each actor's end, at the
 // end), so their pages are filled almost to the brim.
 func fillPercent(b bucketID) float64 {
 	switch b {
-	case bLog, bDedupLog:
+	case bLog, bDedup:
 		return 0.95
 	}
 	return bolt.DefaultFillPercent
@@ -98,14 +148,14 @@ func fillPercent(b bucketID) float64 {
 // writeTo writes the overlay into tx, bucket by bucket in key order (so
 // records that share a page are written together).
 func (o *overlay) writeTo(tx *bolt.Tx) error {
-	for b, t := range o.trees {
-		if t.Len() == 0 {
+	for b := range o.buckets {
+		if len(o.buckets[b].m) == 0 {
 			continue
 		}
 		bk := tx.Bucket(allBuckets[b])
 		bk.FillPercent = fillPercent(bucketID(b))
 		var err error
-		t.Ascend(func(it ovItem) bool {
+		o.ascend(bucketID(b), nil, func(it *ovItem) bool {
 			if it.del {
 				err = bk.Delete(it.key)
 			} else {
@@ -168,13 +218,27 @@ func (b bkt) Put(key, val []byte) error {
 	if val == nil {
 		val = []byte{}
 	}
-	b.l.top.set(b.id, ovItem{key: key, val: val})
+	b.l.top.set(b.id, key, val, false)
 	return nil
+}
+
+// Append appends suffix to the value of key (creating it). A value
+// written only by Append is owned by the top overlay, so it grows in place
+// there; one from a lower layer is copied first.
+func (b bkt) Append(key, suffix []byte) error {
+	if it, ok := b.l.top.get(b.id, key); ok && !it.del {
+		it.val = append(it.val, suffix...)
+		b.l.top.bytes += len(suffix)
+		return nil
+	}
+	old := b.Get(key)
+	v := make([]byte, 0, 2*(len(old)+len(suffix)))
+	return b.Put(key, append(append(v, old...), suffix...))
 }
 
 // Delete records a tombstone for key in the top overlay.
 func (b bkt) Delete(key []byte) error {
-	b.l.top.set(b.id, ovItem{key: key, del: true})
+	b.l.top.set(b.id, key, nil, true)
 	return nil
 }
 
@@ -195,8 +259,8 @@ func (b bkt) ForEach(fn func(k, v []byte) error) error {
 func (b bkt) Cursor() *mcursor {
 	c := &mcursor{bc: b.bolt.Cursor()}
 	for i, o := range [...]*overlay{b.l.top, b.l.flushing} {
-		if o != nil && o.trees[b.id].Len() > 0 {
-			c.ov[i] = &treeIter{t: o.trees[b.id]}
+		if o != nil && len(o.buckets[b.id].m) > 0 {
+			c.ov[i] = &treeIter{o: o, b: b.id}
 		}
 	}
 	return c
@@ -205,8 +269,9 @@ func (b bkt) Cursor() *mcursor {
 // treeIter walks one overlay tree in key order, taking its items a few at
 // a time (the btree only offers callbacks).
 type treeIter struct {
-	t    *btree.BTreeG[ovItem]
-	buf  []ovItem
+	o    *overlay
+	b    bucketID
+	buf  []*ovItem
 	i    int
 	more bool // the tree may hold items after buf
 }
@@ -220,7 +285,7 @@ func (it *treeIter) seek(key []byte) { it.fill(key, true) }
 // fill loads the items from key on (after key if !inclusive).
 func (it *treeIter) fill(key []byte, inclusive bool) {
 	it.buf, it.i, it.more = it.buf[:0], 0, false
-	it.t.AscendGreaterOrEqual(ovItem{key: key}, func(x ovItem) bool {
+	it.o.ascend(it.b, key, func(x *ovItem) bool {
 		if !inclusive && bytes.Equal(x.key, key) {
 			return true
 		}
@@ -234,11 +299,11 @@ func (it *treeIter) fill(key []byte, inclusive bool) {
 }
 
 // cur returns the current item; ok is false at the end.
-func (it *treeIter) cur() (ovItem, bool) {
+func (it *treeIter) cur() (*ovItem, bool) {
 	if it.i < len(it.buf) {
 		return it.buf[it.i], true
 	}
-	return ovItem{}, false
+	return nil, false
 }
 
 func (it *treeIter) next() {

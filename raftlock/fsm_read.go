@@ -14,15 +14,13 @@ func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
 	var out []journal.Entry
 	err := f.view(func(l *layers) error {
 		prefix := actorPrefix(actor)
-		for _, name := range entryBuckets {
-			c := l.bucket(name).Cursor()
-			for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
-				e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
-				if err != nil {
-					return err
-				}
-				out = append(out, e)
+		c := l.bucket(bLog).Cursor()
+		for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
+			e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
+			if err != nil {
+				return err
 			}
+			out = append(out, e)
 		}
 		return nil
 	})
