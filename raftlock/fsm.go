@@ -62,6 +62,10 @@ type fsm struct {
 	flushDone chan struct{}
 	flushErr  error
 	flushes   atomic.Uint64 // flushes committed, for tests and Stats
+	// flushHook, if set (by tests, before the flush it affects starts),
+	// runs on the flush goroutine before the flush writes; an error
+	// fails the flush.
+	flushHook func() error
 
 	// progress is what the state machine has applied, guarded by pmu.
 	// Writers wait on it (waitApplied); the FSM goroutine advances it.
@@ -76,8 +80,8 @@ type fsm struct {
 // appends to actors drawn from 10,000) or 16 MiB in one bbolt transaction.
 // Larger flushes share more pages between records (at 4k records an append
 // costs about twice what it costs at 32k) but hold more memory, the active
-// overlay plus the one being flushed: some 200 bytes per record besides
-// the values, so under 20 MiB per replica at these bounds.
+// overlay plus the one being flushed: some 300 bytes per record with small
+// entries, about 10 MiB per full overlay.
 const (
 	defaultFlushKeys  = 1 << 15
 	defaultFlushBytes = 16 << 20
@@ -236,8 +240,15 @@ func (f *fsm) startFlush() {
 	fl, db := f.ov, f.db
 	f.fl, f.ov, f.flushDone = fl, newOverlay(fl), done
 	f.mu.Unlock()
+	hook := f.flushHook
 	go func() {
-		err := db.Update(fl.writeTo)
+		var err error
+		if hook != nil {
+			err = hook()
+		}
+		if err == nil {
+			err = db.Update(fl.writeTo)
+		}
 		if err != nil {
 			err = f.fail(fmt.Errorf("%w: writing applied entries to %s: %w", ErrStateMachine, f.path, err))
 		} else {
