@@ -249,8 +249,8 @@ func (ac *applyCtx) setDeadline(id lock.SessionID, s session, deadline int64) er
 func (ac *applyCtx) deleteSession(id lock.SessionID, s session) error {
 	prefix := heldPrefix(id)
 	var keys [][]byte
-	c := ac.held.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	c := ac.held.PrefixCursor(prefix)
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
@@ -576,8 +576,8 @@ func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) err
 // keys are collected first: deleting under a moving cursor can skip keys.
 func deleteEntries(b bkt, prefix []byte, through uint64) error {
 	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); isEntryKeyOf(k, prefix) && entrySeq(k) <= through; k, _ = c.Next() {
+	c := b.PrefixCursor(prefix)
+	for k, _ := c.First(); isEntryKeyOf(k, prefix) && entrySeq(k) <= through; k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {

@@ -47,16 +47,43 @@ type ovItem struct {
 
 func ovLess(a, b *ovItem) bool { return bytes.Compare(a.key, b.key) < 0 }
 
-// ordered says which buckets the state machine iterates (cursors,
-// ForEach): their overlay records are also kept in key order. The others
-// are only looked up by key, and sorted when flushed.
-var ordered = [numBuckets]bool{bSessions: true, bExpiry: true, bHeld: true, bLog: true, bDedup: true}
+// order is how an overlay keeps a bucket's records besides by key: as
+// the state machine iterates the bucket. Buckets it only looks up by key
+// are sorted when flushed.
+type order uint8
 
-// ovBucket is an overlay's records of one bucket: by key, and, for an
-// ordered bucket, in key order too (the same items).
+const (
+	byKeyOnly order = iota // looked up by key only
+	inTree                 // iterated: also in a btree, in key order
+	inGroups               // iterated within a group only: also in groups
+)
+
+// orders: log is only ever iterated within one actor's entries (Read,
+// Truncate), so its records are kept in per-actor groups, in seq order,
+// which appends extend at the end, instead of in one big tree.
+var orders = [numBuckets]order{bSessions: inTree, bExpiry: inTree, bHeld: inTree, bDedup: inTree, bLog: inGroups}
+
+// groupOf returns the group of a key of an inGroups bucket: for log, the
+// actor's entry key prefix (an entry key less its 8-byte seq). Such
+// prefixes are self-delimiting, so ordering groups by prefix and each
+// group by key orders all keys.
+func groupOf(key []byte) []byte { return key[:max(len(key)-8, 0)] }
+
+// ovGroup is the records of one group, in key order.
+type ovGroup struct{ items []*ovItem }
+
+// search returns the index of the first item with a key >= key.
+func (g *ovGroup) search(key []byte) int {
+	i, _ := slices.BinarySearchFunc(g.items, key, func(it *ovItem, k []byte) int { return bytes.Compare(it.key, k) })
+	return i
+}
+
+// ovBucket is an overlay's records of one bucket: by key, and in key order
+// too as the bucket's order says (the same items).
 type ovBucket struct {
 	m map[string]*ovItem
-	t *btree.BTreeG[*ovItem] // nil for a bucket that is not ordered
+	t *btree.BTreeG[*ovItem] // inTree
+	g map[string]*ovGroup    // inGroups: group -> its records
 }
 
 // overlay is a set of changes to the buckets of fsm.db. While it is the
@@ -74,13 +101,16 @@ type overlay struct {
 func newOverlay(prev *overlay) *overlay {
 	o := &overlay{}
 	for i := range o.buckets {
-		hint := 0
+		hint, groups := 0, 0
 		if prev != nil {
-			hint = len(prev.buckets[i].m)
+			hint, groups = len(prev.buckets[i].m), len(prev.buckets[i].g)
 		}
 		o.buckets[i].m = make(map[string]*ovItem, hint)
-		if ordered[i] {
+		switch orders[i] {
+		case inTree:
 			o.buckets[i].t = btree.NewG(32, ovLess)
+		case inGroups:
+			o.buckets[i].g = make(map[string]*ovGroup, groups)
 		}
 	}
 	return o
@@ -102,8 +132,21 @@ func (o *overlay) set(b bucketID, key, val []byte, del bool) {
 	}
 	it := &ovItem{key: key, val: val, del: del}
 	ob.m[string(key)] = it
-	if ob.t != nil {
+	switch {
+	case ob.t != nil:
 		ob.t.ReplaceOrInsert(it)
+	case ob.g != nil:
+		gk := groupOf(key)
+		g := ob.g[string(gk)]
+		if g == nil {
+			g = &ovGroup{}
+			ob.g[string(gk)] = g
+		}
+		if n := len(g.items); n == 0 || bytes.Compare(key, g.items[n-1].key) > 0 {
+			g.items = append(g.items, it) // an append: the usual case
+		} else {
+			g.items = slices.Insert(g.items, g.search(key), it)
+		}
 	}
 	o.keys++
 	o.bytes += len(key) + len(val)
@@ -111,18 +154,49 @@ func (o *overlay) set(b bucketID, key, val []byte, del bool) {
 
 func (o *overlay) empty() bool { return o.keys == 0 }
 
-// ascend calls fn for the records of bucket b from key from on (all if
-// from is nil) in key order, until fn returns false.
-func (o *overlay) ascend(b bucketID, from []byte, fn func(*ovItem) bool) {
+// ascend calls fn for the records of bucket b with keys >= from (all if
+// from is nil) that start with prefix (all if prefix is nil), in key
+// order, until fn returns false. A prefix of an inGroups bucket must be a
+// whole group.
+func (o *overlay) ascend(b bucketID, prefix, from []byte, fn func(*ovItem) bool) {
+	if bytes.Compare(from, prefix) < 0 {
+		from = prefix
+	}
+	in := func(it *ovItem) bool { return bytes.HasPrefix(it.key, prefix) }
 	ob := &o.buckets[b]
-	if ob.t != nil {
-		ob.t.AscendGreaterOrEqual(&ovItem{key: from}, fn)
+	switch {
+	case ob.t != nil:
+		ob.t.AscendGreaterOrEqual(&ovItem{key: from}, func(it *ovItem) bool { return in(it) && fn(it) })
+		return
+	case ob.g != nil && prefix != nil:
+		if g := ob.g[string(prefix)]; g != nil {
+			for _, it := range g.items[g.search(from):] {
+				if !fn(it) {
+					return
+				}
+			}
+		}
+		return
+	case ob.g != nil:
+		groups := make([]string, 0, len(ob.g))
+		for gk := range ob.g {
+			groups = append(groups, gk)
+		}
+		slices.Sort(groups)
+		for _, gk := range groups {
+			g := ob.g[gk]
+			for _, it := range g.items[g.search(from):] {
+				if !fn(it) {
+					return
+				}
+			}
+		}
 		return
 	}
 	// Not kept in order (the state machine does not iterate it): sort.
 	items := make([]*ovItem, 0, len(ob.m))
 	for _, it := range ob.m {
-		if bytes.Compare(it.key, from) >= 0 {
+		if bytes.Compare(it.key, from) >= 0 && in(it) {
 			items = append(items, it)
 		}
 	}
@@ -155,7 +229,7 @@ func (o *overlay) writeTo(tx *bolt.Tx) error {
 		bk := tx.Bucket(allBuckets[b])
 		bk.FillPercent = fillPercent(bucketID(b))
 		var err error
-		o.ascend(bucketID(b), nil, func(it *ovItem) bool {
+		o.ascend(bucketID(b), nil, nil, func(it *ovItem) bool {
 			if it.del {
 				err = bk.Delete(it.key)
 			} else {
@@ -256,11 +330,16 @@ func (b bkt) ForEach(fn func(k, v []byte) error) error {
 
 // Cursor returns a cursor that merges the layers. The bucket must not be
 // changed while the cursor is in use (collect keys, then change them).
-func (b bkt) Cursor() *mcursor {
-	c := &mcursor{bc: b.bolt.Cursor()}
+func (b bkt) Cursor() *mcursor { return b.PrefixCursor(nil) }
+
+// PrefixCursor is Cursor over the records whose keys start with prefix
+// only: First and Seek go to the first of them, and the cursor ends after
+// the last. For the log bucket prefix must be an actor's entry key prefix.
+func (b bkt) PrefixCursor(prefix []byte) *mcursor {
+	c := &mcursor{bc: b.bolt.Cursor(), prefix: prefix}
 	for i, o := range [...]*overlay{b.l.top, b.l.flushing} {
 		if o != nil && len(o.buckets[b.id].m) > 0 {
-			c.ov[i] = &treeIter{o: o, b: b.id}
+			c.ov[i] = &treeIter{o: o, b: b.id, prefix: prefix}
 		}
 	}
 	return c
@@ -269,11 +348,12 @@ func (b bkt) Cursor() *mcursor {
 // treeIter walks one overlay tree in key order, taking its items a few at
 // a time (the btree only offers callbacks).
 type treeIter struct {
-	o    *overlay
-	b    bucketID
-	buf  []*ovItem
-	i    int
-	more bool // the tree may hold items after buf
+	o      *overlay
+	b      bucketID
+	prefix []byte
+	buf    []*ovItem
+	i      int
+	more   bool // the tree may hold items after buf
 }
 
 const treeIterChunk = 16
@@ -285,7 +365,7 @@ func (it *treeIter) seek(key []byte) { it.fill(key, true) }
 // fill loads the items from key on (after key if !inclusive).
 func (it *treeIter) fill(key []byte, inclusive bool) {
 	it.buf, it.i, it.more = it.buf[:0], 0, false
-	it.o.ascend(it.b, key, func(x *ovItem) bool {
+	it.o.ascend(it.b, it.prefix, key, func(x *ovItem) bool {
 		if !inclusive && bytes.Equal(x.key, key) {
 			return true
 		}
@@ -319,29 +399,37 @@ func (it *treeIter) next() {
 type mcursor struct {
 	ov     [2]*treeIter // nil: the layer has nothing in this bucket
 	bc     *bolt.Cursor
+	prefix []byte // only keys with this prefix
 	bk, bv []byte // the bbolt cursor's current record; bk nil at its end
 	key    []byte // the current key, nil at the end
 }
 
-// First moves to the first record.
-func (c *mcursor) First() (key, val []byte) {
-	for _, it := range c.ov {
-		if it != nil {
-			it.seek(nil)
-		}
+// setBolt takes the bbolt cursor's record, ending at the prefix's end.
+func (c *mcursor) setBolt(k, v []byte) {
+	if k != nil && !bytes.HasPrefix(k, c.prefix) {
+		k, v = nil, nil
 	}
-	c.bk, c.bv = c.bc.First()
-	return c.settle()
+	c.bk, c.bv = k, v
 }
+
+// First moves to the first record.
+func (c *mcursor) First() (key, val []byte) { return c.Seek(nil) }
 
 // Seek moves to the first record with a key >= key.
 func (c *mcursor) Seek(key []byte) (k, v []byte) {
+	if bytes.Compare(key, c.prefix) < 0 {
+		key = c.prefix
+	}
 	for _, it := range c.ov {
 		if it != nil {
 			it.seek(key)
 		}
 	}
-	c.bk, c.bv = c.bc.Seek(key)
+	if key == nil {
+		c.setBolt(c.bc.First())
+	} else {
+		c.setBolt(c.bc.Seek(key))
+	}
 	return c.settle()
 }
 
@@ -365,7 +453,7 @@ func (c *mcursor) skip(key []byte) {
 		}
 	}
 	if c.bk != nil && bytes.Equal(c.bk, key) {
-		c.bk, c.bv = c.bc.Next()
+		c.setBolt(c.bc.Next())
 	}
 }
 

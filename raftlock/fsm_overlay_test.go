@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,13 +29,14 @@ func (m model) sorted() []string {
 	return keys
 }
 
-// TestOverlayMergedCursor: Get, ForEach, Seek and Next over two overlays
-// and a bbolt bucket read exactly as the bucket with the lower layers'
-// changes applied, then the upper's (values replaced, tombstones hiding
-// records), in key order; for an ordered bucket and for one the overlay
-// sorts on demand. After writing the lower overlay into the file, the
-// view is unchanged. Keys are drawn from a small space so that the layers
-// overlap a lot.
+// TestOverlayMergedCursor: Get, ForEach, Seek and Next, over the whole
+// bucket and within a prefix, over two overlays and a bbolt bucket read
+// exactly as the bucket with the lower layers' changes applied, then the
+// upper's (values replaced, tombstones hiding records), in key order; for
+// each way an overlay orders a bucket (per-actor groups for log, a tree
+// for held, sorted on demand for actors). After writing the lower overlay
+// into the file, the view is unchanged. Keys are drawn from a small space
+// so that the layers overlap a lot.
 func TestOverlayMergedCursor(t *testing.T) {
 	t.Parallel()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, nil)
@@ -43,7 +45,7 @@ func TestOverlayMergedCursor(t *testing.T) {
 	}
 	defer db.Close()
 	for seed := range uint64(40) {
-		for _, b := range []bucketID{bLog, bActors} {
+		for _, b := range []bucketID{bLog, bHeld, bActors} {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, allBuckets[b]), func(t *testing.T) {
 				testMergedCursor(t, db, b, rand.New(rand.NewPCG(seed, uint64(b))))
 			})
@@ -51,8 +53,34 @@ func TestOverlayMergedCursor(t *testing.T) {
 	}
 }
 
+// keySpace is the keys a test draws from for bucket b, every key a seek
+// may start from (drawn ones and others between them), and the prefixes
+// to scan.
+func keySpace(b bucketID) (keys, seeks, prefixes [][]byte) {
+	if b == bLog { // entry keys of three actors, seqs 1..6
+		for _, a := range []string{"a", "ab", "b"} {
+			p := actorPrefix(a)
+			prefixes = append(prefixes, p)
+			seeks = append(seeks, p, entryKey(p, 0), entryKey(p, 7), append(bytes.Clone(p), 0xff))
+			for seq := range uint64(6) {
+				keys = append(keys, entryKey(p, seq+1))
+			}
+		}
+		return keys, append(seeks, keys...), prefixes
+	}
+	for a := byte('a'); a < 'a'+6; a++ {
+		prefixes = append(prefixes, []byte{a})
+		seeks = append(seeks, []byte{a}, []byte{a, 0}, []byte{a, 0xff})
+		for c := byte('a'); c < 'a'+6; c++ {
+			keys = append(keys, []byte{a, c})
+		}
+	}
+	return keys, append(append(seeks, keys...), []byte{0}, []byte{0xff}), prefixes
+}
+
 func testMergedCursor(t *testing.T, db *bolt.DB, b bucketID, rng *rand.Rand) {
-	key := func() []byte { return []byte{byte('a' + rng.IntN(6)), byte('a' + rng.IntN(6))} }
+	space, seeks, prefixes := keySpace(b)
+	key := func() []byte { return bytes.Clone(space[rng.IntN(len(space))]) }
 	want := model{}
 	// The file: a fresh bucket with random records.
 	if err := db.Update(func(tx *bolt.Tx) error {
@@ -94,7 +122,7 @@ func testMergedCursor(t *testing.T, db *bolt.DB, b bucketID, rng *rand.Rand) {
 		t.Helper()
 		if err := db.View(func(tx *bolt.Tx) error {
 			l := &layers{top: upper, flushing: fl, tx: tx}
-			checkBucket(t, stage, l.bucket(b), want)
+			checkBucket(t, stage, l.bucket(b), want, seeks, prefixes)
 			return nil
 		}); err != nil {
 			t.Fatal(err)
@@ -111,44 +139,53 @@ func testMergedCursor(t *testing.T, db *bolt.DB, b bucketID, rng *rand.Rand) {
 }
 
 // checkBucket compares every way of reading bk with want.
-func checkBucket(t *testing.T, stage string, bk bkt, want model) {
+func checkBucket(t *testing.T, stage string, bk bkt, want model, seeks, prefixes [][]byte) {
 	t.Helper()
 	keys := want.sorted()
 	var got []string
 	if err := bk.ForEach(func(k, v []byte) error {
-		got = append(got, string(k)+"="+string(v))
+		got = append(got, fmt.Sprintf("%x=%s", k, v))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var exp []string
 	for _, k := range keys {
-		exp = append(exp, k+"="+want[k])
+		exp = append(exp, fmt.Sprintf("%x=%s", k, want[k]))
 	}
 	if !slices.Equal(got, exp) {
 		t.Fatalf("%s: ForEach = %v\nwant %v", stage, got, exp)
 	}
-	// Seek from every key of the space (present or not), then two Nexts.
-	for a := byte('a' - 1); a <= 'a'+6; a++ {
-		for c := byte('a' - 1); c <= 'a'+6; c++ {
-			from := []byte{a, c}
-			i, _ := slices.BinarySearch(keys, string(from))
-			cur := bk.Cursor()
+	// From every seek key, three steps: over the whole bucket, and within
+	// every prefix.
+	for _, prefix := range append([][]byte{nil}, prefixes...) {
+		var in []string
+		for _, k := range keys {
+			if strings.HasPrefix(k, string(prefix)) {
+				in = append(in, k)
+			}
+		}
+		for _, from := range seeks {
+			i, _ := slices.BinarySearch(in, string(from))
+			cur := bk.PrefixCursor(prefix)
 			k, v := cur.Seek(from)
 			for step := 0; step < 3; step++ {
-				if i+step >= len(keys) {
+				if i+step >= len(in) {
 					if k != nil {
-						t.Fatalf("%s: Seek(%s)+%d = %s, want the end", stage, from, step, k)
+						t.Fatalf("%s: prefix %x: Seek(%x)+%d = %x, want the end", stage, prefix, from, step, k)
 					}
 					break
 				}
-				if wk := keys[i+step]; string(k) != wk || string(v) != want[wk] {
-					t.Fatalf("%s: Seek(%s)+%d = %s=%s, want %s=%s", stage, from, step, k, v, wk, want[wk])
+				if wk := in[i+step]; string(k) != wk || string(v) != want[wk] {
+					t.Fatalf("%s: prefix %x: Seek(%x)+%d = %x=%s, want %x=%s", stage, prefix, from, step, k, v, wk, want[wk])
 				}
 				k, v = cur.Next()
 			}
+			if k, _ := bk.PrefixCursor(prefix).First(); len(in) == 0 && k != nil || len(in) > 0 && string(k) != in[0] {
+				t.Fatalf("%s: prefix %x: First = %x, want %q", stage, prefix, k, in)
+			}
 			if wv, ok := want[string(from)]; string(bk.Get(from)) != wv || (bk.Get(from) != nil) != ok {
-				t.Fatalf("%s: Get(%s) = %q, want %q (present %v)", stage, from, bk.Get(from), wv, ok)
+				t.Fatalf("%s: Get(%x) = %q, want %q (present %v)", stage, from, bk.Get(from), wv, ok)
 			}
 		}
 	}

@@ -14,7 +14,7 @@ func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
 	var out []journal.Entry
 	err := f.view(func(l *layers) error {
 		prefix := actorPrefix(actor)
-		c := l.bucket(bLog).Cursor()
+		c := l.bucket(bLog).PrefixCursor(prefix)
 		for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
 			e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
 			if err != nil {
