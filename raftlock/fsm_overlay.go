@@ -79,9 +79,11 @@ func (g *ovGroup) search(key []byte) int {
 }
 
 // ovBucket is an overlay's records of one bucket: by key, and in key order
-// too as the bucket's order says (the same items).
+// too as the bucket's order says (the same items); an inGroups bucket has
+// only its groups, and finds a key in its group.
 type ovBucket struct {
-	m map[string]*ovItem
+	n int                    // records
+	m map[string]*ovItem     // all but inGroups
 	t *btree.BTreeG[*ovItem] // inTree
 	g map[string]*ovGroup    // inGroups: group -> its records
 }
@@ -105,26 +107,40 @@ func newOverlay(prev *overlay) *overlay {
 		if prev != nil {
 			hint, groups = len(prev.buckets[i].m), len(prev.buckets[i].g)
 		}
-		o.buckets[i].m = make(map[string]*ovItem, hint)
-		switch orders[i] {
-		case inTree:
-			o.buckets[i].t = btree.NewG(32, ovLess)
-		case inGroups:
+		if orders[i] == inGroups {
 			o.buckets[i].g = make(map[string]*ovGroup, groups)
+			continue
+		}
+		o.buckets[i].m = make(map[string]*ovItem, hint)
+		if orders[i] == inTree {
+			o.buckets[i].t = btree.NewG(32, ovLess)
 		}
 	}
 	return o
 }
 
 func (o *overlay) get(b bucketID, key []byte) (*ovItem, bool) {
-	it, ok := o.buckets[b].m[string(key)]
-	return it, ok
+	ob := &o.buckets[b]
+	if ob.g == nil {
+		it, ok := ob.m[string(key)]
+		return it, ok
+	}
+	if g := ob.g[string(groupOf(key))]; g != nil {
+		if i := g.search(key); i < len(g.items) && bytes.Equal(g.items[i].key, key) {
+			return g.items[i], true
+		}
+	}
+	return nil, false
 }
 
 // set records a value or a tombstone. The overlay keeps key and val: the
 // caller must not change them afterwards (nor pass bbolt's memory).
 func (o *overlay) set(b bucketID, key, val []byte, del bool) {
 	ob := &o.buckets[b]
+	if ob.g != nil {
+		o.setInGroup(ob, key, val, del)
+		return
+	}
 	if it, ok := ob.m[string(key)]; ok {
 		o.bytes += len(val) - len(it.val)
 		it.val, it.del = val, del
@@ -132,22 +148,32 @@ func (o *overlay) set(b bucketID, key, val []byte, del bool) {
 	}
 	it := &ovItem{key: key, val: val, del: del}
 	ob.m[string(key)] = it
-	switch {
-	case ob.t != nil:
+	if ob.t != nil {
 		ob.t.ReplaceOrInsert(it)
-	case ob.g != nil:
-		gk := groupOf(key)
-		g := ob.g[string(gk)]
-		if g == nil {
-			g = &ovGroup{}
-			ob.g[string(gk)] = g
-		}
-		if n := len(g.items); n == 0 || bytes.Compare(key, g.items[n-1].key) > 0 {
-			g.items = append(g.items, it) // an append: the usual case
-		} else {
-			g.items = slices.Insert(g.items, g.search(key), it)
+	}
+	ob.n++
+	o.keys++
+	o.bytes += len(key) + len(val)
+}
+
+func (o *overlay) setInGroup(ob *ovBucket, key, val []byte, del bool) {
+	gk := groupOf(key)
+	g := ob.g[string(gk)]
+	if g == nil {
+		g = &ovGroup{}
+		ob.g[string(gk)] = g
+	}
+	i := len(g.items)
+	if i > 0 && bytes.Compare(key, g.items[i-1].key) <= 0 { // not an append
+		if i = g.search(key); bytes.Equal(g.items[i].key, key) {
+			it := g.items[i]
+			o.bytes += len(val) - len(it.val)
+			it.val, it.del = val, del
+			return
 		}
 	}
+	g.items = slices.Insert(g.items, i, &ovItem{key: key, val: val, del: del})
+	ob.n++
 	o.keys++
 	o.bytes += len(key) + len(val)
 }
@@ -223,7 +249,7 @@ func fillPercent(b bucketID) float64 {
 // records that share a page are written together).
 func (o *overlay) writeTo(tx *bolt.Tx) error {
 	for b := range o.buckets {
-		if len(o.buckets[b].m) == 0 {
+		if o.buckets[b].n == 0 {
 			continue
 		}
 		bk := tx.Bucket(allBuckets[b])
@@ -338,7 +364,7 @@ func (b bkt) Cursor() *mcursor { return b.PrefixCursor(nil) }
 func (b bkt) PrefixCursor(prefix []byte) *mcursor {
 	c := &mcursor{bc: b.bolt.Cursor(), prefix: prefix}
 	for i, o := range [...]*overlay{b.l.top, b.l.flushing} {
-		if o != nil && len(o.buckets[b.id].m) > 0 {
+		if o != nil && o.buckets[b.id].n > 0 {
 			c.ov[i] = &treeIter{o: o, b: b.id, prefix: prefix}
 		}
 	}
