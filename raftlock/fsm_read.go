@@ -1,6 +1,8 @@
 package raftlock
 
 import (
+	"bytes"
+
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 )
@@ -9,25 +11,29 @@ import (
 // overlays over a bbolt read transaction, fsm.view) on the caller's
 // goroutine and sees the state after some applied batch.
 
-// readEntries returns actor's entries with Seq >= from.
+// readEntries returns actor's entries with Seq >= from. The records are
+// copied out of the view and decoded after it is released: a long read
+// delays the applies (which wait for readers) as little as it can.
 func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
-	var out []journal.Entry
+	var recs [][]byte
 	err := f.view(func(l *layers) error {
 		prefix := actorPrefix(actor)
 		c := l.bucket(bLog).PrefixCursor(prefix)
 		for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
-			e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
-			if err != nil {
-				return err
-			}
-			out = append(out, e)
+			recs = append(recs, bytes.Clone(v)) // v is only valid in tx
 		}
 		return nil
 	})
-	if out == nil && err == nil {
-		out = []journal.Entry{}
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	out := make([]journal.Entry, len(recs))
+	for i, rec := range recs {
+		if out[i], err = journal.UnmarshalEntry(rec); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (f *fsm) actorState(actor string) (journal.ActorState, error) {
