@@ -167,12 +167,11 @@ func TestDedupWindow(t *testing.T) {
 }
 
 // TestDedupSweep: past the window the table grows by the slack, then is
-// swept back in one go, by whole chunks (of 2 results here), to as close
-// to the window as chunks allow without going under it.
+// swept back to the window in one go.
 func TestDedupSweep(t *testing.T) {
 	t.Parallel()
 	f := newTestFSM(t)
-	f.dedupWindow = 128 // slack 2, chunks of 2
+	f.dedupWindow = 128 // slack 2
 	d := &fsmDriver{t: t, f: f}
 	count := func() int { return dedupResults(t, f) }
 	for i := range 130 {
@@ -182,12 +181,11 @@ func TestDedupSweep(t *testing.T) {
 		}
 	}
 	d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
-	if got := count(); got != 129 {
-		t.Fatalf("after the sweep the table holds %d, want 129 (one chunk of 2 forgotten)", got)
+	if got := count(); got != 128 {
+		t.Fatalf("after the sweep the table holds %d, want 128", got)
 	}
-	// The oldest chunk (driver/1 and 2) is forgotten, driver/3 is not.
-	for _, seq := range []uint64{2, 3} {
-		remembered := seq == 3
+	// The oldest three (driver/1..3) are forgotten, driver/4 is not.
+	for seq, remembered := range map[uint64]bool{3: false, 4: true} {
 		raw := encodeCommand(command{op: opCreateSession, id: cmdID{"driver", seq}, owner: "o", ttl: time.Second})
 		d.index++
 		r := f.ApplyBatch(testLogs(d.index, t0, raw))[0].(*applyResponse).results[0]
@@ -208,7 +206,7 @@ func dedupResults(t *testing.T, f *fsm) int {
 			return err
 		}
 		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
-			return forEachDedupRecord(v, func(dk, _ []byte) bool {
+			return forEachDedupRecord(v, func(dk, _ []byte, _ int) bool {
 				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
 					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
 				}

@@ -408,7 +408,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) Release() { s.once.Do(func() { _ = s.tx.Rollback() }) }
 
 // Restore replaces the state machine with the snapshot's file: it is
-// written next to fsm.db, checked, and renamed over it, and the overlays
+// written next to fsm.db, migrated if it is of format 1, checked, and
+// renamed over it, and the overlays
 // are dropped (after waiting for a running flush, which writes to the old
 // file).
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -417,7 +418,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := writeFile(tmp, rc); err != nil {
 		return fmt.Errorf("raftlock: restore: %w", err)
 	}
-	m, index, err := checkFSMFile(tmp)
+	var (
+		m     fsmMeta
+		index map[string]uint64
+	)
+	err := migrateFormat1(tmp) // a snapshot of an earlier release
+	if err == nil {
+		m, index, err = checkFSMFile(tmp)
+	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("raftlock: restore: %w", err)
@@ -484,7 +492,7 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 				return fmt.Errorf("%w: dedup chunk key of %d bytes", journal.ErrCorrupt, len(k))
 			}
 			chunk := binary.BigEndian.Uint64(k)
-			return forEachDedupRecord(v, func(dk, _ []byte) bool {
+			return forEachDedupRecord(v, func(dk, _ []byte, _ int) bool {
 				index[string(dk)] = chunk
 				count++
 				return true

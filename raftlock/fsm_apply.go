@@ -92,7 +92,7 @@ func (ac *applyCtx) remembered(dk []byte) (r result, ok bool, err error) {
 	}
 	v := ac.dedup.Get(u64Key(chunk))
 	var res []byte
-	if err := forEachDedupRecord(v, func(k, r []byte) bool {
+	if err := forEachDedupRecord(v, func(k, r []byte, _ int) bool {
 		if bytes.Equal(k, dk) {
 			res = r
 		}
@@ -112,51 +112,67 @@ func (ac *applyCtx) remembered(dk []byte) (r result, ok bool, err error) {
 
 // remember stores r as the result of the command with dedup key dk, at the
 // end of the last chunk. Once the table holds dedupSlack results more than
-// the window, the oldest chunks are forgotten in one sweep, as long as at
-// least the window remains: sweeping in bulk rewrites the oldest pages once
-// per dedupSlack commands instead of on every command.
+// the window, the oldest are forgotten in one sweep, down to the window:
+// sweeping in bulk rewrites the oldest chunks once per dedupSlack commands
+// instead of on every command.
 func (ac *applyCtx) remember(dk []byte, r result) error {
 	ac.m.dedupNext++
-	chunk := (ac.m.dedupNext - 1) / dedupChunk(ac.dedupWindow)
-	key := u64Key(chunk)
+	key := u64Key((ac.m.dedupNext - 1) / dedupChunk)
 	if err := ac.dedup.Append(key, appendDedupRecord(nil, dk, encodeResult(r))); err != nil {
 		return err
 	}
-	ac.dedupIndex[string(dk)] = chunk
+	ac.dedupIndex[string(dk)] = (ac.m.dedupNext - 1) / dedupChunk
 	ac.m.dedupCount++
 	if ac.m.dedupCount <= ac.dedupWindow+dedupSlack(ac.dedupWindow) {
 		return nil
 	}
-	type forgotten struct {
-		key  []byte
-		keys []string
-	}
-	var gone []forgotten
-	count := ac.m.dedupCount
+	// Forget the oldest excess results: whole chunks, then the head of
+	// the first chunk kept.
+	excess := ac.m.dedupCount - ac.dedupWindow
+	var (
+		gone      [][]byte // chunks to delete
+		cut       []byte   // the chunk to cut, and what is left of it
+		rest      []byte
+		forgotten []string
+	)
 	c := ac.dedup.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var keys []string
-		if err := forEachDedupRecord(v, func(k, _ []byte) bool {
-			keys = append(keys, string(k))
+	for k, v := c.First(); k != nil && excess > 0; k, v = c.Next() {
+		end := 0
+		err := forEachDedupRecord(v, func(dk, _ []byte, next int) bool {
+			if excess == 0 {
+				return false
+			}
+			forgotten = append(forgotten, string(dk))
+			excess--
+			end = next
 			return true
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
-		if count-uint64(len(keys)) < ac.dedupWindow {
-			break
+		if end == len(v) {
+			gone = append(gone, bytes.Clone(k))
+		} else {
+			cut, rest = bytes.Clone(k), bytes.Clone(v[end:])
 		}
-		count -= uint64(len(keys))
-		gone = append(gone, forgotten{bytes.Clone(k), keys})
 	}
-	for _, g := range gone {
-		if err := ac.dedup.Delete(g.key); err != nil {
+	if excess > 0 {
+		return fmt.Errorf("%w: dedup table holds %d results fewer than it counts", journal.ErrCorrupt, excess)
+	}
+	for _, k := range gone {
+		if err := ac.dedup.Delete(k); err != nil {
 			return err
 		}
-		for _, k := range g.keys {
-			delete(ac.dedupIndex, k)
+	}
+	if cut != nil {
+		if err := ac.dedup.Put(cut, rest); err != nil {
+			return err
 		}
 	}
-	ac.m.dedupCount = count
+	for _, k := range forgotten {
+		delete(ac.dedupIndex, k)
+	}
+	ac.m.dedupCount = ac.dedupWindow
 	return nil
 }
 

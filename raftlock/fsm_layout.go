@@ -30,16 +30,25 @@ import (
 // actor's entries need no separate bucket of newest entries (format 1 had
 // one, "recent", to bound the pages each Raft entry rewrote).
 //
-// The dedup table is a log in chunks: the results of dedupChunk(window)
+// The dedup table is a log in chunks: the results of up to dedupChunk
 // consecutive commands per record, each as uvarint(len(dedup key)) || dedup
 // key || uvarint(len(result)) || result, where a dedup key is
 // uvarint(len(origin)) || origin || seq (8 bytes BE). Command number n
 // (counted from 1, fsmMeta.dedupNext) is in chunk (n-1)/dedupChunk. A
 // command appends to the last chunk, so a flush rewrites one or two chunks
-// instead of two records per command, and forgetting the oldest results
-// deletes whole chunks. Lookups by dedup key go through an index in memory
-// (fsm.dedupIndex: dedup key -> chunk number), derived from the bucket:
-// kept by the applies and rebuilt by Restore.
+// instead of writing two records per command; a sweep deletes the oldest
+// chunks and cuts the oldest results off the first chunk it keeps, so the
+// table remembers exactly the same commands as format 1 did. Lookups by
+// dedup key go through an index in memory (fsm.dedupIndex: dedup key ->
+// chunk number), derived from the bucket: kept by the applies and rebuilt
+// by Restore.
+//
+// Format 1 (before write-behind) also had "recent" (entry key -> entry
+// record: each actor's newest entries, the older ones in log) and kept the
+// dedup table as "dedup" (dedup key -> result) and "deduplog" (dedup
+// number -> dedup key). Restore migrates a format 1 file (a snapshot taken
+// by an earlier release, sent by one or kept on disk), so a node upgraded
+// in place still starts from its snapshots.
 //
 // Entry and snapshot records are exactly journal.MarshalEntry and
 // journal.MarshalSnapshot; results are encodeResult. The other records are
@@ -259,10 +268,9 @@ func dedupKey(id cmdID) []byte {
 	return binary.BigEndian.AppendUint64(b, id.seq)
 }
 
-// dedupChunk is how many results one record of the dedup bucket holds: at
-// most 64, and no more than the slack (dedupSlack), so that forgetting
-// whole chunks keeps between window and window+slack results.
-func dedupChunk(window uint64) uint64 { return min(64, max(1, dedupSlack(window))) }
+// dedupChunk is how many results one record of the dedup bucket holds at
+// most.
+const dedupChunk = 64
 
 // dedupSlack is how far past the window the dedup table grows before a
 // sweep: 1/64 of the window (1562 results for DedupWindow).
@@ -274,12 +282,13 @@ func appendDedupRecord(chunk, key, res []byte) []byte {
 }
 
 // forEachDedupRecord calls fn with the dedup key and encoded result of each
-// record of chunk, oldest first, until fn returns false.
-func forEachDedupRecord(chunk []byte, fn func(key, res []byte) bool) error {
+// record of chunk, oldest first, and the offset of the record after it,
+// until fn returns false.
+func forEachDedupRecord(chunk []byte, fn func(key, res []byte, end int) bool) error {
 	d := wireDecoder{b: chunk}
 	for len(d.b) > 0 && d.err == nil {
 		k, r := d.bytes(), d.bytes()
-		if d.err == nil && !fn(k, r) {
+		if d.err == nil && !fn(k, r, len(chunk)-len(d.b)) {
 			return nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -583,5 +584,91 @@ func TestFSMRestoreClearsOverlay(t *testing.T) {
 	}
 	if r := f2.one(t0, appendOne("t/old", 2, "active")); !errors.Is(r.err(), journal.ErrConflict) {
 		t.Fatalf("driver/2 (forgotten with the overlay) = %+v, want it run again: conflict", r)
+	}
+}
+
+// TestFSMRestoreFormat1: a snapshot in format 1 (an earlier release's:
+// newest entries in "recent", the dedup table in "dedup" and "deduplog")
+// restores into the same state: every entry, and the same remembered
+// commands, which later sweeps forget in the same order.
+func TestFSMRestoreFormat1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := actorPrefix("t/v1")
+	rec := func(seq uint64) []byte {
+		return journal.MarshalEntry(journal.Entry{Seq: seq, Actor: "t/v1", Token: 1, Payload: []byte(fmt.Sprint(seq))})
+	}
+	// Commands o/1..o/3 appended seqs 1..3; the window kept o/2 and o/3.
+	m := fsmMeta{applied: 7, time: t0.UnixNano(), token: 0, sessions: 0, dedupNext: 3, dedupCount: 2}.marshal()
+	m[0] = 1
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{"meta", "sessions", "expiry", "held", "locks", "actors", "log", "recent", "snapshots", "dedup", "deduplog"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		put := func(b string, k, v []byte) {
+			if err == nil {
+				err = tx.Bucket([]byte(b)).Put(k, v)
+			}
+		}
+		put("meta", keyState, m)
+		put("actors", []byte("t/v1"), marshalActor(journal.ActorState{Tail: 3, Token: 1}))
+		put("log", entryKey(prefix, 1), rec(1))
+		put("recent", entryKey(prefix, 2), rec(2))
+		put("recent", entryKey(prefix, 3), rec(3))
+		for seq := uint64(2); seq <= 3; seq++ {
+			dk := dedupKey(cmdID{"o", seq})
+			put("dedup", dk, encodeResult(result{value: seq}))
+			put("deduplog", u64Key(seq), dk)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+
+	f := newTestFSM(t)
+	f.dedupWindow = 2 // sweeps as soon as a result is added
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(t, f, "t/v1"); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("entries after restoring format 1: %v", got)
+	}
+	if n := dedupResults(t, f); n != 2 {
+		t.Fatalf("dedup table after restoring format 1 holds %d results", n)
+	}
+	apply := func(seq, expected uint64) result {
+		raw := appendCmd(cmdID{"o", seq}, "t/v1", 1, expected, fmt.Sprint(expected+1))
+		return f.ApplyBatch(testLogs(8+seq, t0, raw))[0].(*applyResponse).results[0]
+	}
+	// o/3 is remembered (its tail 3), o/1 is not: it runs and conflicts.
+	if r := apply(3, 2); r.err() != nil || r.value != 3 {
+		t.Fatalf("retry of o/3: %+v, want the remembered tail 3", r)
+	}
+	if r := apply(1, 0); !errors.Is(r.err(), journal.ErrConflict) {
+		t.Fatalf("retry of o/1: %+v, want it run again: conflict", r)
+	}
+	// That result pushed o/2 out (window 2): o/3 and o/1 remain.
+	if r := apply(2, 1); !errors.Is(r.err(), journal.ErrConflict) {
+		t.Fatalf("retry of o/2 after the sweep: %+v, want it run again: conflict", r)
+	}
+	if n := dedupResults(t, f); n != 2 {
+		t.Fatalf("dedup table holds %d results, want the window", n)
+	}
+	if r := apply(4, 3); r.err() != nil || r.value != 4 {
+		t.Fatalf("append after restoring format 1: %+v", r)
+	}
+	if got := payloads(t, f, "t/v1"); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
+		t.Fatalf("entries: %v", got)
 	}
 }
