@@ -99,13 +99,14 @@
 // the FSM goroutine between two applies, flushes the overlay (after any
 // flush still running) and opens a read transaction, so the file it
 // writes (tx.WriteTo) is exactly the state at the snapshot's index.
-// Restore writes the received file next to fsm.db, checks it (buckets,
+// Restore writes the received file next to fsm.db, migrates it if an
+// earlier release wrote it (format 1, fsm_layout.go), checks it (buckets,
 // meta, the dedup table against the meta's count), waits for a running
 // flush, renames the file over fsm.db and drops the overlays.
 // fsm_layout.go documents the buckets and records: an actor's entries are
 // adjacent in one bucket, and the dedup table is kept in chunks of 64
 // results with an index in memory (rebuilt by Restore), so that a command
-// costs the flush one record, not two plus two deletes.
+// costs a flush a share of one record, not two records and two deletes.
 //
 // # Commands and group commit
 //
