@@ -47,8 +47,9 @@ type fsm struct {
 	// exclusively while it applies (it writes ov), so readers see the
 	// state after a whole batch; readers hold it shared; Restore (which
 	// swaps the file) and close hold it exclusively. A flush goroutine
-	// never takes it, so the FSM goroutine may wait for a flush while
-	// readers wait for it.
+	// never takes it, and the FSM goroutine waits for a flush holding
+	// neither mu nor a bbolt transaction (a flush that grows the file
+	// waits for every read transaction to end).
 	mu     sync.RWMutex
 	db     *bolt.DB
 	closed bool
@@ -57,7 +58,8 @@ type fsm struct {
 	// none): readers read it under ov until the FSM goroutine has seen
 	// the flush commit. flushDone is closed when that flush has ended
 	// (nil if no flush was started since fl was last dropped); flushErr
-	// is its outcome, written before flushDone is closed.
+	// is its outcome, written by the flush goroutine before it closes
+	// flushDone and read only after.
 	fl        *overlay
 	flushDone chan struct{}
 	flushErr  error
