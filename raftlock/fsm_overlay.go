@@ -280,6 +280,7 @@ func (o *overlay) writeTo(tx *bolt.Tx) error {
 type layers struct {
 	top, flushing *overlay
 	tx            *bolt.Tx
+	gets          [numBuckets]*bolt.Cursor // for Get, one per bucket: reused, unlike Bucket.Get's
 }
 
 // bucket returns a view of one bucket through the layers.
@@ -309,7 +310,15 @@ func (b bkt) Get(key []byte) []byte {
 			return it.val
 		}
 	}
-	return b.bolt.Get(key)
+	c := b.l.gets[b.id]
+	if c == nil {
+		c = b.bolt.Cursor()
+		b.l.gets[b.id] = c
+	}
+	if k, v := c.Seek(key); bytes.Equal(k, key) {
+		return v
+	}
+	return nil
 }
 
 // Put sets key to val in the top overlay; it keeps both slices (see
