@@ -88,12 +88,15 @@
 // its own. Every decision and every read sees the same state whatever the
 // flush timing: lookups go from the active overlay to the one being
 // flushed (kept readable until the FSM goroutine has seen its commit) to
-// the file, and iteration merges the three in key order. Replicas flush
-// at different moments and agree. A replica's overlays cost memory (some
-// 10 MiB each at the bounds, measured with small appends), and the dedup
-// index some 8 MiB at DedupWindow, not durability: the Raft log is the
-// record, and on restart fsm.db is rebuilt from it anyway. There is no timer: an idle
-// overlay is as readable as the file, and is flushed by the next snapshot.
+// the file, and iteration merges the three in key order. Replicas flush at
+// different moments and agree. The overlays cost memory (some 10 MiB each
+// at the bounds with small entries; two at most), and so does the dedup
+// index (some 8 MiB at DedupWindow), not durability: the Raft log is the
+// record, and on restart fsm.db is rebuilt from it anyway. There is no
+// timer: an idle overlay is as readable as the file, and the next snapshot
+// flushes it. A read shares a lock with the applies, which take it alone,
+// so that it sees whole batches: a long Read delays the applies a little
+// (it copies records out and decodes them after).
 //
 // An FSM snapshot is the bbolt file itself: Snapshot, which Raft calls on
 // the FSM goroutine between two applies, flushes the overlay (after any
