@@ -152,12 +152,8 @@ func TestDedupWindow(t *testing.T) {
 			t.Errorf("replay of command %d: %+v (remembered: %v)", i+1, r, remembered)
 		}
 	}
-	var count int
-	if err := f.view(func(tx *boltTx) error {
-		count = tx.Bucket(bucketDedup).Stats().KeyN
-		return nil
-	}); err != nil || count != 3 {
-		t.Fatalf("dedup table holds %d entries (%v), want 3", count, err)
+	if count := dedupResults(t, f); count != 3 {
+		t.Fatalf("dedup table holds %d entries, want 3", count)
 	}
 	// Within one batch too: a command repeated in the same entry runs once.
 	dup := appendCmd(cmdID{"o", 99}, "t/w", 1, 5, "q")
@@ -177,19 +173,7 @@ func TestDedupSweep(t *testing.T) {
 	f := newTestFSM(t)
 	f.dedupWindow = 128 // slack 2
 	d := &fsmDriver{t: t, f: f}
-	count := func() int {
-		var n int
-		if err := f.view(func(tx *boltTx) error {
-			n = tx.Bucket(bucketDedup).Stats().KeyN
-			if m := tx.Bucket(bucketDedupLog).Stats().KeyN; m != n {
-				t.Fatalf("dedup holds %d, its log %d", n, m)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func() int { return dedupResults(t, f) }
 	for i := range 130 {
 		d.one(t0, command{op: opCreateSession, owner: "o", ttl: time.Second})
 		if got := count(); got != i+1 {
@@ -209,4 +193,33 @@ func TestDedupSweep(t *testing.T) {
 			t.Errorf("retry of driver/%d created %q (remembered: %v)", seq, r.text, remembered)
 		}
 	}
+}
+
+// dedupResults counts the results in f's dedup table, checking that the
+// in-memory index and the meta record agree with the chunks.
+func dedupResults(t *testing.T, f *fsm) int {
+	t.Helper()
+	var n int
+	if err := f.view(func(l *layers) error {
+		m, err := unmarshalMeta(l.bucket(bMeta).Get(keyState))
+		if err != nil {
+			return err
+		}
+		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
+			return forEachDedupRecord(v, func(dk, _ []byte, _ int) bool {
+				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
+					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
+				}
+				n++
+				return true
+			})
+		})
+		if err == nil && (uint64(n) != m.dedupCount || len(f.dedupIndex) != n) {
+			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedupCount, len(f.dedupIndex))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

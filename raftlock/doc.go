@@ -78,13 +78,38 @@
 // snapshot and a replay of the entries after it (about SnapshotThreshold
 // when snapshots keep up).
 //
-// An FSM snapshot is the bbolt file itself, written from a read
-// transaction (tx.WriteTo) opened between two applies, so it is exactly
-// the state at the snapshot's index; Restore writes the received file next
-// to fsm.db, checks it, and renames it over. fsm_layout.go documents the
-// buckets and records. An actor's newest entries sit in a small "recent"
-// bucket (as in journal.FileJournal), which halved the pages each Raft
-// entry rewrites on every replica.
+// The state machine is written behind: ApplyBatch applies commands to an
+// in-memory overlay of changed records (per bucket, values and tombstones)
+// on top of fsm.db, answers, and moves on; once the overlay holds 32k
+// records or 16 MiB it is handed to a flush, which writes it to fsm.db in
+// one bbolt transaction, sorted, on a goroutine of its own, while the next
+// overlay fills. So thousands of appends share each page written, instead
+// of every Raft entry rewriting a few pages per append in a transaction of
+// its own. Every decision and every read sees the same state whatever the
+// flush timing: lookups go from the active overlay to the one being
+// flushed (kept readable until the FSM goroutine has seen its commit) to
+// the file, and iteration merges the three in key order. Replicas flush at
+// different moments and agree. The overlays cost memory (some 10 MiB each
+// at the bounds with small entries; two at most), and so does the dedup
+// index (some 8 MiB at DedupWindow), not durability: the Raft log is the
+// record, and on restart fsm.db is rebuilt from it anyway. There is no
+// timer: an idle overlay is as readable as the file, and the next snapshot
+// flushes it. A read shares a lock with the applies, which take it alone,
+// so that it sees whole batches: a long Read delays the applies a little
+// (it copies records out and decodes them after).
+//
+// An FSM snapshot is the bbolt file itself: Snapshot, which Raft calls on
+// the FSM goroutine between two applies, flushes the overlay (after any
+// flush still running) and opens a read transaction, so the file it
+// writes (tx.WriteTo) is exactly the state at the snapshot's index.
+// Restore writes the received file next to fsm.db, migrates it if an
+// earlier release wrote it (format 1, fsm_layout.go), checks it (buckets,
+// meta, the dedup table against the meta's count), waits for a running
+// flush, renames the file over fsm.db and drops the overlays.
+// fsm_layout.go documents the buckets and records: an actor's entries are
+// adjacent in one bucket, and the dedup table is kept in chunks of 64
+// results with an index in memory (rebuilt by Restore), so that a command
+// costs a flush a share of one record, not two records and two deletes.
 //
 // # Commands and group commit
 //
@@ -99,8 +124,8 @@
 // the leader, or as one forward request to the leader otherwise. The leader
 // queues forwarded commands with its own, so commands from every node share
 // its entries. The state machine applies each entry (and each run of
-// entries Raft hands it at once) in one bbolt transaction and returns a
-// result per command.
+// entries Raft hands it at once) as one unit to its overlay (see Storage)
+// and returns a result per command.
 //
 // # Forwarding
 //
@@ -131,17 +156,24 @@
 //     leader observations) starts and stops the leadership goroutine
 //     (lead), which alone sets ready and runs the reaper.
 //   - The state machine (fsm) is written only by Raft's FSM goroutine
-//     (ApplyBatch, Snapshot, Restore). fsm.mu guards the bbolt handle:
-//     applies and readers share it, Restore and close take it alone.
-//     fsm.pmu guards the applied index, the state machine's clock and a
-//     failure; writers wait on it (waitApplied).
+//     (ApplyBatch, Snapshot, Restore) and by the flush goroutine it
+//     starts (at most one at a time; it writes fsm.db from an overlay
+//     nobody changes any more). fsm.mu guards the bbolt handle and the
+//     overlays: an apply holds it alone (readers see whole batches),
+//     readers share it, Restore and close take it alone; the flush
+//     goroutine never takes it. fsm.pmu guards the applied index, the
+//     state machine's clock and a failure; writers wait on it
+//     (waitApplied). The dedup index is the FSM goroutine's alone.
 //   - Goroutines: the committer and its senders, the watcher and the
 //     leadership goroutine are started by Open and stopped by Close, which
-//     waits for them; Raft's own goroutines stop in raft.Shutdown.
+//     waits for them; Raft's own goroutines stop in raft.Shutdown; a
+//     flush is waited for by the next flush, Snapshot, Restore and Close.
 //
-// If applying a committed entry fails (an I/O error on fsm.db), the node
-// stops applying and every operation fails with ErrStateMachine; a restart
-// rebuilds the state from the log.
+// If applying a committed entry or flushing the overlay fails (an I/O
+// error on fsm.db), the node stops applying and every operation fails with
+// ErrStateMachine; a restart rebuilds the state from the log. (Entries
+// answered before a failed flush were decided on the correct state; only
+// this replica's copy is lost, and the log has them.)
 //
 // # Membership
 //

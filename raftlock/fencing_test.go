@@ -8,7 +8,6 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/lock/locktest"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestFencingPausedOwner is the scenario fencing exists for: A holds
@@ -223,8 +222,8 @@ func TestReaperExpiresUntouchedSessions(t *testing.T) {
 	for _, n := range c.nodes {
 		waitFor(t, 10*time.Second, "session reaped on "+string(n.LocalID()), func() error {
 			found := false
-			err := n.fsm.view(func(tx *bolt.Tx) error {
-				found = tx.Bucket(bucketSessions).Get([]byte(sid)) != nil
+			err := n.fsm.view(func(l *layers) error {
+				found = l.bucket(bSessions).Get([]byte(sid)) != nil
 				return nil
 			})
 			if err != nil {

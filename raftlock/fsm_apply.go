@@ -8,32 +8,32 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	bolt "go.etcd.io/bbolt"
 )
 
-// applyCtx applies commands inside one bbolt read-write transaction on the
-// FSM goroutine. Every decision is a function of the transaction's state
-// and the stamped clock, never of the local clock, so replicas agree.
+// applyCtx applies commands on the FSM goroutine, to the active overlay on
+// top of the state machine's other layers (fsm_overlay.go). Every decision
+// is a function of that state and the stamped clock, never of the local
+// clock nor of when the layers were flushed, so replicas agree.
 //
 // A command's rule violation (fenced, held, expired...) is detected before
 // it writes anything and becomes its result; any other error is fatal to
-// the transaction.
+// the state machine.
 type applyCtx struct {
-	tx          *bolt.Tx
 	m           *fsmMeta
 	dedupWindow uint64
-	prev        int64 // the state machine's clock before the entry being applied
-	now         int64 // the state machine's clock for the entry being applied
+	dedupIndex  map[string]uint64 // fsm.dedupIndex: dedup key -> chunk number
+	prev        int64             // the state machine's clock before the entry being applied
+	now         int64             // the state machine's clock for the entry being applied
 
-	sessions, expiry, held, locks, actors, log, recent, snapshots, dedup, dedupLog *bolt.Bucket
+	sessions, expiry, held, locks, actors, log, snapshots, dedup bkt
 }
 
-func newApplyCtx(tx *bolt.Tx, m *fsmMeta, dedupWindow uint64) *applyCtx {
+func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupIndex map[string]uint64) *applyCtx {
 	return &applyCtx{
-		tx: tx, m: m, dedupWindow: dedupWindow,
-		sessions: tx.Bucket(bucketSessions), expiry: tx.Bucket(bucketExpiry), held: tx.Bucket(bucketHeld),
-		locks: tx.Bucket(bucketLocks), actors: tx.Bucket(bucketActors), log: tx.Bucket(bucketLog), recent: tx.Bucket(bucketRecent),
-		snapshots: tx.Bucket(bucketSnapshots), dedup: tx.Bucket(bucketDedup), dedupLog: tx.Bucket(bucketDedupLog),
+		m: m, dedupWindow: dedupWindow, dedupIndex: dedupIndex,
+		sessions: l.bucket(bSessions), expiry: l.bucket(bExpiry), held: l.bucket(bHeld),
+		locks: l.bucket(bLocks), actors: l.bucket(bActors), log: l.bucket(bLog),
+		snapshots: l.bucket(bSnapshots), dedup: l.bucket(bDedup),
 	}
 }
 
@@ -67,12 +67,8 @@ func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	var dk []byte
 	if c.id.seq != 0 {
 		dk = dedupKey(c.id)
-		if v := ac.dedup.Get(dk); v != nil {
-			r, err := decodeResult(v)
-			if err != nil {
-				return result{}, fmt.Errorf("dedup record: %w", err)
-			}
-			return r, nil
+		if r, ok, err := ac.remembered(dk); err != nil || ok {
+			return r, err
 		}
 	}
 	r, err := ac.exec(c)
@@ -87,45 +83,98 @@ func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	return r, nil
 }
 
-// remember stores r as the result of the command with dedup key dk. Once
-// the table holds dedupSlack results more than the window, the oldest are
-// forgotten in one sweep, down to the window: sweeping in bulk rewrites the
-// oldest pages once per dedupSlack commands instead of on every command.
+// remembered returns the result of the command with dedup key dk, ok
+// false if it is not in the dedup table.
+func (ac *applyCtx) remembered(dk []byte) (r result, ok bool, err error) {
+	chunk, ok := ac.dedupIndex[string(dk)]
+	if !ok {
+		return result{}, false, nil
+	}
+	v := ac.dedup.Get(u64Key(chunk))
+	var res []byte
+	if err := forEachDedupRecord(v, func(k, r []byte, _ int) bool {
+		if bytes.Equal(k, dk) {
+			res = r
+		}
+		return res == nil
+	}); err != nil {
+		return result{}, false, err
+	}
+	if res == nil {
+		return result{}, false, fmt.Errorf("%w: dedup index names chunk %d, which does not hold the key", journal.ErrCorrupt, chunk)
+	}
+	r, err = decodeResult(res)
+	if err != nil {
+		return result{}, false, fmt.Errorf("dedup record: %w", err)
+	}
+	return r, true, nil
+}
+
+// remember stores r as the result of the command with dedup key dk, at the
+// end of the last chunk. Once the table holds dedupSlack results more than
+// the window, the oldest are forgotten in one sweep, down to the window:
+// sweeping in bulk rewrites the oldest chunks once per dedupSlack commands
+// instead of on every command.
 func (ac *applyCtx) remember(dk []byte, r result) error {
 	ac.m.dedupNext++
-	if err := ac.dedup.Put(dk, encodeResult(r)); err != nil {
+	key := u64Key((ac.m.dedupNext - 1) / dedupChunk)
+	if err := ac.dedup.Append(key, appendDedupRecord(nil, dk, encodeResult(r))); err != nil {
 		return err
 	}
-	if err := ac.dedupLog.Put(u64Key(ac.m.dedupNext), dk); err != nil {
-		return err
-	}
+	ac.dedupIndex[string(dk)] = (ac.m.dedupNext - 1) / dedupChunk
 	ac.m.dedupCount++
 	if ac.m.dedupCount <= ac.dedupWindow+dedupSlack(ac.dedupWindow) {
 		return nil
 	}
-	var old [][2][]byte
-	c := ac.dedupLog.Cursor()
-	for k, v := c.First(); k != nil && ac.m.dedupCount-uint64(len(old)) > ac.dedupWindow; k, v = c.Next() {
-		old = append(old, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-	}
-	for _, kv := range old {
-		if err := ac.dedup.Delete(kv[1]); err != nil {
+	// Forget the oldest excess results: whole chunks, then the head of
+	// the first chunk kept.
+	excess := ac.m.dedupCount - ac.dedupWindow
+	var (
+		gone      [][]byte // chunks to delete
+		cut       []byte   // the chunk to cut, and what is left of it
+		rest      []byte
+		forgotten []string
+	)
+	c := ac.dedup.Cursor()
+	for k, v := c.First(); k != nil && excess > 0; k, v = c.Next() {
+		end := 0
+		err := forEachDedupRecord(v, func(dk, _ []byte, next int) bool {
+			if excess == 0 {
+				return false
+			}
+			forgotten = append(forgotten, string(dk))
+			excess--
+			end = next
+			return true
+		})
+		if err != nil {
 			return err
 		}
-		if err := ac.dedupLog.Delete(kv[0]); err != nil {
+		if end == len(v) {
+			gone = append(gone, bytes.Clone(k))
+		} else {
+			cut, rest = bytes.Clone(k), bytes.Clone(v[end:])
+		}
+	}
+	if excess > 0 {
+		return fmt.Errorf("%w: dedup table holds %d results fewer than it counts", journal.ErrCorrupt, excess)
+	}
+	for _, k := range gone {
+		if err := ac.dedup.Delete(k); err != nil {
 			return err
 		}
 	}
-	if ac.m.dedupCount-uint64(len(old)) > ac.dedupWindow {
-		return fmt.Errorf("%w: dedup log holds %d entries but counts %d", journal.ErrCorrupt, len(old), ac.m.dedupCount)
+	if cut != nil {
+		if err := ac.dedup.Put(cut, rest); err != nil {
+			return err
+		}
 	}
-	ac.m.dedupCount -= uint64(len(old))
+	for _, k := range forgotten {
+		delete(ac.dedupIndex, k)
+	}
+	ac.m.dedupCount = ac.dedupWindow
 	return nil
 }
-
-// dedupSlack is how far past the window the dedup table grows before a
-// sweep: 1/64 of the window (1562 results for DedupWindow).
-func dedupSlack(window uint64) uint64 { return window / 64 }
 
 // exec runs one command. A rule violation is returned as the result (via
 // resultOf); err is fatal.
@@ -216,8 +265,8 @@ func (ac *applyCtx) setDeadline(id lock.SessionID, s session, deadline int64) er
 func (ac *applyCtx) deleteSession(id lock.SessionID, s session) error {
 	prefix := heldPrefix(id)
 	var keys [][]byte
-	c := ac.held.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	c := ac.held.PrefixCursor(prefix)
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
@@ -522,40 +571,17 @@ func (ac *applyCtx) truncate(c command) (rule, err error) {
 	if rule := st.CheckTruncate(c.key, c.token, c.seq); rule != nil {
 		return rule, nil
 	}
-	prefix := actorPrefix(c.key)
-	for _, b := range []*bolt.Bucket{ac.log, ac.recent} {
-		if err := deleteEntries(b, prefix, c.seq); err != nil {
-			return nil, err
-		}
+	if err := deleteEntries(ac.log, actorPrefix(c.key), c.seq); err != nil {
+		return nil, err
 	}
 	return nil, ac.actors.Put([]byte(c.key), marshalActor(st.Truncated(c.token)))
 }
 
 // appendEntries stores recs as the seqs after tail of the actor with the
-// given key prefix, in the recent bucket, first moving the actor's recent
-// entries to the log bucket if they would exceed recentMax.
+// given key prefix.
 func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) error {
-	c := ac.recent.Cursor()
-	if k, v := c.Seek(prefix); isEntryKeyOf(k, prefix) {
-		if first := entrySeq(k); tail-first+1+uint64(len(recs)) > recentMax {
-			ac.log.FillPercent = 0.95 // log keys only grow at each actor's end
-			var moved [][]byte
-			for ; isEntryKeyOf(k, prefix); k, v = c.Next() {
-				k := bytes.Clone(k)
-				if err := ac.log.Put(k, bytes.Clone(v)); err != nil {
-					return err
-				}
-				moved = append(moved, k)
-			}
-			for _, k := range moved {
-				if err := ac.recent.Delete(k); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	for i, rec := range recs {
-		if err := ac.recent.Put(entryKey(prefix, tail+uint64(i)+1), rec); err != nil {
+		if err := ac.log.Put(entryKey(prefix, tail+uint64(i)+1), rec); err != nil {
 			return err
 		}
 	}
@@ -564,10 +590,10 @@ func (ac *applyCtx) appendEntries(prefix []byte, tail uint64, recs [][]byte) err
 
 // deleteEntries removes the entries under prefix with Seq <= through. The
 // keys are collected first: deleting under a moving cursor can skip keys.
-func deleteEntries(b *bolt.Bucket, prefix []byte, through uint64) error {
+func deleteEntries(b bkt, prefix []byte, through uint64) error {
 	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); isEntryKeyOf(k, prefix) && entrySeq(k) <= through; k, _ = c.Next() {
+	c := b.PrefixCursor(prefix)
+	for k, _ := c.First(); isEntryKeyOf(k, prefix) && entrySeq(k) <= through; k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {

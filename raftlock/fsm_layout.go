@@ -19,19 +19,36 @@ import (
 //	held       uvarint(len(session id)) || session id || lock key -> empty
 //	locks      lock key -> lock record
 //	actors     actor key -> actor record (journal.ActorState)
-//	log        entry key -> entry record: each actor's older entries
-//	recent     entry key -> entry record: each actor's newest entries
+//	log        entry key -> entry record
 //	snapshots  actor key -> snapshot record
-//	dedup      uvarint(len(origin)) || origin || seq (8 bytes BE) -> result
-//	deduplog   dedup number (8 bytes BE) -> dedup key, oldest first
+//	dedup      chunk number (8 bytes BE) -> dedup records, oldest first
 //
-// An entry key is uvarint(len(actor)) || actor || seq (8 bytes BE). As in
-// journal.FileJournal, an append writes to recent, first moving the actor's
-// entries there to log when it would hold more than recentMax of them: a
-// group commit touching many actors then dirties a few pages of a small
-// tree instead of a leaf per actor deep in a big one (the state machine is
-// written once per Raft entry on every replica, so pages written are its
-// main cost). Read reads log, then recent.
+// An entry key is uvarint(len(actor)) || actor || seq (8 bytes BE), so an
+// actor's entries are adjacent and in seq order. The file is written behind
+// the applies (fsm_overlay.go): a flush writes thousands of records in one
+// transaction, sorted, so the appends of one flush share pages, and an
+// actor's entries need no separate bucket of newest entries (format 1 had
+// one, "recent", to bound the pages each Raft entry rewrote).
+//
+// The dedup table is a log in chunks: the results of up to dedupChunk
+// consecutive commands per record, each as uvarint(len(dedup key)) || dedup
+// key || uvarint(len(result)) || result, where a dedup key is
+// uvarint(len(origin)) || origin || seq (8 bytes BE). Command number n
+// (counted from 1, fsmMeta.dedupNext) is in chunk (n-1)/dedupChunk. A
+// command appends to the last chunk, so a flush rewrites one or two chunks
+// instead of writing two records per command; a sweep deletes the oldest
+// chunks and cuts the oldest results off the first chunk it keeps, so the
+// table remembers exactly the same commands as format 1 did. Lookups by
+// dedup key go through an index in memory (fsm.dedupIndex: dedup key ->
+// chunk number), derived from the bucket: kept by the applies and rebuilt
+// by Restore.
+//
+// Format 1 (before write-behind) also had "recent" (entry key -> entry
+// record: each actor's newest entries, the older ones in log) and kept the
+// dedup table as "dedup" (dedup key -> result) and "deduplog" (dedup
+// number -> dedup key). Restore migrates a format 1 file (a snapshot taken
+// by an earlier release, sent by one or kept on disk), so a node upgraded
+// in place still starts from its snapshots.
 //
 // Entry and snapshot records are exactly journal.MarshalEntry and
 // journal.MarshalSnapshot; results are encodeResult. The other records are
@@ -47,23 +64,19 @@ var (
 	bucketLocks     = []byte("locks")
 	bucketActors    = []byte("actors")
 	bucketLog       = []byte("log")
-	bucketRecent    = []byte("recent")
 	bucketSnapshots = []byte("snapshots")
 	bucketDedup     = []byte("dedup")
-	bucketDedupLog  = []byte("deduplog")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketExpiry, bucketHeld, bucketLocks,
-		bucketActors, bucketLog, bucketRecent, bucketSnapshots, bucketDedup, bucketDedupLog}
-
-	// entryBuckets hold entries, in seq order: all of an actor's entries
-	// in log come before all of its entries in recent.
-	entryBuckets = [][]byte{bucketLog, bucketRecent}
+	// allBuckets is indexed by bucketID.
+	allBuckets = [numBuckets][]byte{bMeta: bucketMeta, bSessions: bucketSessions, bExpiry: bucketExpiry,
+		bHeld: bucketHeld, bLocks: bucketLocks, bActors: bucketActors, bLog: bucketLog,
+		bSnapshots: bucketSnapshots, bDedup: bucketDedup}
 
 	keyState = []byte("state")
 )
 
 // fsmFormat is the layout version stored in fsmMeta.
-const fsmFormat = 1
+const fsmFormat = 2
 
 // MaxKeyLen is the longest lock key, in bytes, Acquire accepts (longer keys
 // fail with lock.ErrInvalid). It equals journal.MaxActorLen: a lock key is
@@ -75,8 +88,9 @@ const maxOwnerLen = 1024
 
 // DedupWindow is how many deduplicated commands the state machine
 // remembers at least: the result of each of the last DedupWindow commands
-// that carried an id is kept (and up to 1/64 more, forgotten in sweeps), so a retry of any of them returns the original
-// result instead of running again. At 20,000 writes/s that is 5 s of
+// that carried an id is kept (and up to 1/64 more, forgotten in sweeps), so
+// a retry of any of them returns the original result instead of running
+// again. At 20,000 writes/s that is 5 s of
 // history, far longer than a retry takes (an election and a round trip).
 // It is part of the state machine's definition (every replica must evict
 // the same entries), hence a constant, not a Config field.
@@ -248,13 +262,40 @@ func isEntryKeyOf(k, prefix []byte) bool {
 
 func entrySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
 
-// recentMax is the most entries of one actor kept in the recent bucket.
-const recentMax = 8
-
 func dedupKey(id cmdID) []byte {
 	b := make([]byte, 0, binary.MaxVarintLen64+len(id.origin)+8)
 	b = appendString(b, id.origin)
 	return binary.BigEndian.AppendUint64(b, id.seq)
+}
+
+// dedupChunk is how many results one record of the dedup bucket holds at
+// most.
+const dedupChunk = 64
+
+// dedupSlack is how far past the window the dedup table grows before a
+// sweep: 1/64 of the window (1562 results for DedupWindow).
+func dedupSlack(window uint64) uint64 { return window / 64 }
+
+// appendDedupRecord appends one result to a dedup chunk.
+func appendDedupRecord(chunk, key, res []byte) []byte {
+	return appendBytes(appendBytes(chunk, key), res)
+}
+
+// forEachDedupRecord calls fn with the dedup key and encoded result of each
+// record of chunk, oldest first, and the offset of the record after it,
+// until fn returns false.
+func forEachDedupRecord(chunk []byte, fn func(key, res []byte, end int) bool) error {
+	d := wireDecoder{b: chunk}
+	for len(d.b) > 0 && d.err == nil {
+		k, r := d.bytes(), d.bytes()
+		if d.err == nil && !fn(k, r, len(chunk)-len(d.b)) {
+			return nil
+		}
+	}
+	if err := d.finish(); err != nil {
+		return fmt.Errorf("%w: dedup chunk: %w", journal.ErrCorrupt, err)
+	}
+	return nil
 }
 
 func u64Key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

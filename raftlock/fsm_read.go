@@ -1,41 +1,45 @@
 package raftlock
 
 import (
+	"bytes"
+
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	bolt "go.etcd.io/bbolt"
 )
 
-// Queries on the local replica. Each runs in one bbolt read transaction on
-// the caller's goroutine and sees the state after some applied entry.
+// Queries on the local replica. Each runs on one consistent view (the
+// overlays over a bbolt read transaction, fsm.view) on the caller's
+// goroutine and sees the state after some applied batch.
 
-// readEntries returns actor's entries with Seq >= from.
+// readEntries returns actor's entries with Seq >= from. The records are
+// copied out of the view and decoded after it is released: a long read
+// delays the applies (which wait for readers) as little as it can.
 func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
-	var out []journal.Entry
-	err := f.view(func(tx *bolt.Tx) error {
+	var recs [][]byte
+	err := f.view(func(l *layers) error {
 		prefix := actorPrefix(actor)
-		for _, name := range entryBuckets {
-			c := tx.Bucket(name).Cursor()
-			for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
-				e, err := journal.UnmarshalEntry(v) // copies: v is only valid in tx
-				if err != nil {
-					return err
-				}
-				out = append(out, e)
-			}
+		c := l.bucket(bLog).PrefixCursor(prefix)
+		for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
+			recs = append(recs, bytes.Clone(v)) // v is only valid in tx
 		}
 		return nil
 	})
-	if out == nil && err == nil {
-		out = []journal.Entry{}
+	if err != nil {
+		return nil, err
 	}
-	return out, err
+	out := make([]journal.Entry, len(recs))
+	for i, rec := range recs {
+		if out[i], err = journal.UnmarshalEntry(rec); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (f *fsm) actorState(actor string) (journal.ActorState, error) {
 	var st journal.ActorState
-	err := f.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketActors).Get([]byte(actor))
+	err := f.view(func(l *layers) error {
+		v := l.bucket(bActors).Get([]byte(actor))
 		if v == nil {
 			return nil
 		}
@@ -51,8 +55,8 @@ func (f *fsm) loadSnapshot(actor string) (journal.Snapshot, bool, error) {
 		snap journal.Snapshot
 		ok   bool
 	)
-	err := f.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSnapshots).Get([]byte(actor))
+	err := f.view(func(l *layers) error {
+		v := l.bucket(bSnapshots).Get([]byte(actor))
 		if v == nil {
 			return nil
 		}
@@ -71,8 +75,8 @@ func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
 		info lock.LockInfo
 		ok   bool
 	)
-	err := f.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketLocks).Get([]byte(key))
+	err := f.view(func(l *layers) error {
+		v := l.bucket(bLocks).Get([]byte(key))
 		if v == nil {
 			return nil
 		}
@@ -80,7 +84,7 @@ func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
 		if err != nil {
 			return err
 		}
-		sv := tx.Bucket(bucketSessions).Get([]byte(g.session))
+		sv := l.bucket(bSessions).Get([]byte(g.session))
 		if sv == nil {
 			return nil
 		}
@@ -98,8 +102,8 @@ func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
 // (UnixNano): the leader's reaper then commits a reap command.
 func (f *fsm) hasLapsed(now int64) (bool, error) {
 	var lapsed bool
-	err := f.view(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketExpiry).Cursor().First()
+	err := f.view(func(l *layers) error {
+		k, _ := l.bucket(bExpiry).Cursor().First()
 		lapsed = k != nil && expiryDeadline(k) < now
 		return nil
 	})

@@ -402,6 +402,7 @@ func (s *Store) Configuration() (raft.Configuration, error) {
 
 // Stats returns Raft's statistics (raft.Raft.Stats) plus the Store's:
 // fsm_applied_index, fsm_clock (the state machine's clock, RFC 3339),
+// fsm_flushes (write-behind flushes of the state machine committed),
 // batches and batch_commands (Raft entries this node committed as leader
 // and the commands in them), forwards and forwarded_commands (requests this
 // node sent to the leader and the commands in them), nudges (see
@@ -411,6 +412,7 @@ func (s *Store) Stats() map[string]string {
 	applied, clock, failed := s.fsm.progress()
 	st["fsm_applied_index"] = strconv.FormatUint(applied, 10)
 	st["fsm_clock"] = time.Unix(0, clock).UTC().Format(time.RFC3339Nano)
+	st["fsm_flushes"] = strconv.FormatUint(s.fsm.flushes.Load(), 10)
 	if failed != nil {
 		st["fsm_error"] = failed.Error()
 	}
