@@ -112,7 +112,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 // refused as unavailable until the runtime is set.
 func (n *Node) serveMesh(ctx context.Context) {
 	m := n.mesh
-	n.grpcSrv = transport.NewServer(transport.ServerOptions{
+	so := transport.ServerOptions{
 		Actors:   actorHandler{n},
 		Forward:  m.store,
 		Topology: m,
@@ -123,7 +123,13 @@ func (n *Node) serveMesh(ctx context.Context) {
 		// per call on top of it would double the cost of tracing), and the
 		// forwarding node's pool records the client side.
 		Propagator: n.propagator(),
-	})
+	}
+	if n.obs.tracing != nil {
+		// A traced turn runs deeper than Go's initial goroutine stack:
+		// grow each call's goroutine once, at its start (see the option).
+		so.CallStackBytes = 16 << 10
+	}
+	n.grpcSrv = transport.NewServer(so)
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()

@@ -39,14 +39,16 @@
 // TracerProvider whose spans go to the node's TraceStore (and to an OTLP
 // collector when tracing.otlpEndpoint is set) and the W3C trace-context
 // propagator; with tracing off it returns nil and nothing records spans.
-// A call yields spans for the HTTP gateway request or the Go caller
-// ("loom.call"), each forwarding hop (the transport's client and server
-// spans), the turn on the owner ("loom.turn"), an activation
-// ("loom.activate", with the lock acquisition and the journal reads of
-// the replay) and the journal append; a call an actor makes during its
-// turn is a child of that turn. Every span records the call's
+// A call yields spans for the HTTP gateway request, each forwarding hop
+// (the transport's client span on the forwarding node), the turn where it
+// is served ("loom.turn", kind server, covering the mailbox wait, the
+// method and its commit), an activation under it ("loom.activate", with
+// the lock acquisition and the journal reads of the replay) and the
+// journal append; a call an actor makes during its turn is a child of
+// that turn. The receiving side of a hop is the turn: one span per call
+// on the owner keeps tracing cheap. Every span records the call's
 // correlation id (loom.correlation_id), which travels in the context and
-// on the wire, and is generated when a call enters the cluster without
+// on the wire, and is generated where a call enters the cluster without
 // one.
 //
 // The TraceStore keeps the node's spans in memory, bounded by

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -32,11 +33,14 @@ type StoreOptions struct {
 // longer than MaxAge ago or MaxSpans newer spans have ended. Query
 // answers with whole traces.
 //
-// OnEnd, on the hot path, only puts the span in a ring under a mutex: no
-// index is kept. A query scans the ring (at most MaxSpans spans, well
-// under a millisecond for the default 10,000). Every method is safe for
-// concurrent use; reads drop the spans that have aged out first, so an
-// aged-out span is never returned, even on an idle node.
+// OnEnd, on the hot path, copies what a query needs of the span (ids,
+// name, times, status, Loom's attributes) into a fixed ring of records
+// under a mutex, so the SDK's span snapshot is garbage at once and the
+// store holds one flat array: no index is kept. A query scans the ring (at
+// most MaxSpans records, well under a millisecond for the default 10,000).
+// Every method is safe for concurrent use; reads drop the spans that have
+// aged out first, so an aged-out span is never returned, even on an idle
+// node.
 type TraceStore struct {
 	node    string
 	maxAge  time.Duration
@@ -44,13 +48,25 @@ type TraceStore struct {
 	onEvict func(reason string, n int) // set before use by Metrics.SetTraceStore
 
 	mu      sync.Mutex
-	ring    []storedSpan // capacity MaxSpans; oldest at head
+	ring    []record // capacity MaxSpans; oldest at head
 	head, n int
 }
 
-type storedSpan struct {
-	at   time.Time // when it was stored (≈ its end)
-	span sdktrace.ReadOnlySpan
+// record is what the store keeps of a span.
+type record struct {
+	at         int64 // when it was stored (≈ its end), Unix ns on the store's clock
+	start, end int64 // Unix ns
+	traceID    trace.TraceID
+	spanID     trace.SpanID
+	parentID   trace.SpanID
+	kind       trace.SpanKind
+	status     codes.Code
+	name       string
+	statusMsg  string
+	cid        string
+	actor      string
+	method     string
+	other      []attribute.KeyValue // the span's other attributes (shared, not copied)
 }
 
 var _ sdktrace.SpanProcessor = (*TraceStore)(nil)
@@ -66,7 +82,7 @@ func NewTraceStore(o StoreOptions) *TraceStore {
 	if o.MaxAge <= 0 {
 		o.MaxAge = time.Hour
 	}
-	return &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now, ring: make([]storedSpan, o.MaxSpans)}
+	return &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now, ring: make([]record, o.MaxSpans)}
 }
 
 // OnStart implements sdktrace.SpanProcessor (nothing to do).
@@ -80,19 +96,44 @@ func (s *TraceStore) ForceFlush(context.Context) error { return nil }
 
 // OnEnd implements sdktrace.SpanProcessor: it stores the span.
 func (s *TraceStore) OnEnd(sp sdktrace.ReadOnlySpan) {
-	if !sp.SpanContext().IsSampled() {
+	sc := sp.SpanContext()
+	if !sc.IsSampled() {
 		return
 	}
-	now := s.now()
+	st := sp.Status()
+	r := record{
+		start: sp.StartTime().UnixNano(), end: sp.EndTime().UnixNano(),
+		traceID: sc.TraceID(), spanID: sc.SpanID(), parentID: sp.Parent().SpanID(),
+		kind: sp.SpanKind(), status: st.Code, name: sp.Name(), statusMsg: st.Description,
+	}
+	attrs := sp.Attributes()
+	others := 0
+	for _, kv := range attrs {
+		switch kv.Key {
+		case AttrCorrelationID:
+			r.cid = kv.Value.AsString()
+		case AttrActor:
+			r.actor = kv.Value.AsString()
+		case AttrMethod:
+			r.method = kv.Value.AsString()
+		default:
+			others++
+		}
+	}
+	if others > 0 {
+		r.other = attrs
+	}
+	now := s.now().UnixNano()
+	r.at = now
 	s.mu.Lock()
 	aged := s.expireLocked(now)
 	full := s.n == len(s.ring)
 	if full {
-		s.ring[s.head] = storedSpan{}
+		s.ring[s.head] = record{}
 		s.head = (s.head + 1) % len(s.ring)
 		s.n--
 	}
-	s.ring[(s.head+s.n)%len(s.ring)] = storedSpan{at: now, span: sp}
+	s.ring[(s.head+s.n)%len(s.ring)] = r
 	s.n++
 	s.mu.Unlock()
 	if aged > 0 {
@@ -111,11 +152,11 @@ func (s *TraceStore) evicted(reason string, n int) {
 
 // expireLocked drops the spans stored longer than maxAge ago and returns
 // how many.
-func (s *TraceStore) expireLocked(now time.Time) int {
-	cutoff := now.Add(-s.maxAge)
+func (s *TraceStore) expireLocked(now int64) int {
+	cutoff := now - int64(s.maxAge)
 	n := 0
-	for s.n > 0 && s.ring[s.head].at.Before(cutoff) {
-		s.ring[s.head] = storedSpan{}
+	for s.n > 0 && s.ring[s.head].at < cutoff {
+		s.ring[s.head] = record{}
 		s.head = (s.head + 1) % len(s.ring)
 		s.n--
 		n++
@@ -123,13 +164,13 @@ func (s *TraceStore) expireLocked(now time.Time) int {
 	return n
 }
 
-// spans expires aged spans and returns the others, oldest first.
-func (s *TraceStore) spans() []sdktrace.ReadOnlySpan {
+// records expires aged spans and returns the others, oldest first.
+func (s *TraceStore) records() []record {
 	s.mu.Lock()
-	aged := s.expireLocked(s.now())
-	out := make([]sdktrace.ReadOnlySpan, s.n)
+	aged := s.expireLocked(s.now().UnixNano())
+	out := make([]record, s.n)
 	for i := range s.n {
-		out[i] = s.ring[(s.head+i)%len(s.ring)].span
+		out[i] = s.ring[(s.head+i)%len(s.ring)]
 	}
 	s.mu.Unlock()
 	s.evicted("age", aged)
@@ -138,10 +179,10 @@ func (s *TraceStore) spans() []sdktrace.ReadOnlySpan {
 
 // Size reports the spans and traces held now.
 func (s *TraceStore) Size() (spans, traces int) {
-	all := s.spans()
+	all := s.records()
 	ids := make(map[trace.TraceID]struct{}, len(all)/4)
-	for _, sp := range all {
-		ids[sp.SpanContext().TraceID()] = struct{}{}
+	for i := range all {
+		ids[all[i].traceID] = struct{}{}
 	}
 	return len(all), len(ids)
 }
@@ -154,7 +195,7 @@ func (s *TraceStore) Size() (spans, traces int) {
 // for at most q.Limit traces (the most recently ended first; 0 means
 // DefaultLimit).
 func (s *TraceStore) Query(q Query) []Span {
-	all := s.spans()
+	all := s.records()
 	var want map[trace.TraceID]bool
 	if len(q.TraceIDs) > 0 {
 		want = map[trace.TraceID]bool{}
@@ -165,27 +206,17 @@ func (s *TraceStore) Query(q Query) []Span {
 		}
 	}
 	last := map[trace.TraceID]int{} // matching trace → index of its newest span
-	for i, sp := range all {
-		tid := sp.SpanContext().TraceID()
-		if want != nil && !want[tid] {
-			continue
+	for i := range all {
+		r := &all[i]
+		switch {
+		case want != nil && !want[r.traceID]:
+		case !q.Since.IsZero() && r.start < q.Since.UnixNano():
+		case !q.Until.IsZero() && r.start > q.Until.UnixNano():
+		case q.CorrelationID != "" && r.cid != q.CorrelationID:
+		case q.Actor != "" && !actorMatches(r.actor, q.Actor):
+		default:
+			last[r.traceID] = i
 		}
-		if !q.Since.IsZero() && sp.StartTime().Before(q.Since) {
-			continue
-		}
-		if !q.Until.IsZero() && sp.StartTime().After(q.Until) {
-			continue
-		}
-		if q.CorrelationID != "" || q.Actor != "" {
-			cid, actor := spanKeys(sp)
-			if q.CorrelationID != "" && cid != q.CorrelationID {
-				continue
-			}
-			if q.Actor != "" && !actorMatches(actor, q.Actor) {
-				continue
-			}
-		}
-		last[tid] = i
 	}
 	type hit struct {
 		tid  trace.TraceID
@@ -204,25 +235,12 @@ func (s *TraceStore) Query(q Query) []Span {
 		selected[h.tid] = true
 	}
 	var out []Span
-	for _, sp := range all {
-		if selected[sp.SpanContext().TraceID()] {
-			out = append(out, s.export(sp))
+	for i := range all {
+		if selected[all[i].traceID] {
+			out = append(out, s.export(&all[i]))
 		}
 	}
 	return out
-}
-
-// spanKeys returns a span's correlation id and actor attributes.
-func spanKeys(sp sdktrace.ReadOnlySpan) (cid, actor string) {
-	for _, kv := range sp.Attributes() {
-		switch kv.Key {
-		case AttrCorrelationID:
-			cid = kv.Value.AsString()
-		case AttrActor:
-			actor = kv.Value.AsString()
-		}
-	}
-	return cid, actor
 }
 
 func actorMatches(actor, want string) bool {
@@ -235,38 +253,35 @@ func actorMatches(actor, want string) bool {
 	return actor == want || strings.HasPrefix(actor, want+"/")
 }
 
-// export converts a stored span to its JSON form.
-func (s *TraceStore) export(sp sdktrace.ReadOnlySpan) Span {
-	sc := sp.SpanContext()
+// export converts a record to its JSON form.
+func (s *TraceStore) export(r *record) Span {
 	out := Span{
-		TraceID:    sc.TraceID().String(),
-		SpanID:     sc.SpanID().String(),
-		Name:       sp.Name(),
-		Kind:       sp.SpanKind().String(),
-		Node:       s.node,
-		Start:      sp.StartTime(),
-		End:        sp.EndTime(),
-		DurationMs: float64(sp.EndTime().Sub(sp.StartTime()).Microseconds()) / 1000,
-		Status:     "unset",
+		TraceID:       r.traceID.String(),
+		SpanID:        r.spanID.String(),
+		Name:          r.name,
+		Kind:          r.kind.String(),
+		Node:          s.node,
+		Actor:         r.actor,
+		Method:        r.method,
+		CorrelationID: r.cid,
+		Start:         time.Unix(0, r.start).UTC(),
+		End:           time.Unix(0, r.end).UTC(),
+		DurationMs:    float64((r.end-r.start)/1000) / 1000,
+		Status:        "unset",
 	}
-	if p := sp.Parent(); p.IsValid() {
-		out.ParentSpanID = p.SpanID().String()
+	if r.parentID.IsValid() {
+		out.ParentSpanID = r.parentID.String()
 	}
-	switch st := sp.Status(); st.Code {
+	switch r.status {
 	case codes.Ok:
 		out.Status = "ok"
 	case codes.Error:
 		out.Status = "error"
-		out.Error = st.Description
+		out.Error = r.statusMsg
 	}
-	for _, kv := range sp.Attributes() {
+	for _, kv := range r.other {
 		switch kv.Key {
-		case AttrActor:
-			out.Actor = kv.Value.AsString()
-		case AttrMethod:
-			out.Method = kv.Value.AsString()
-		case AttrCorrelationID:
-			out.CorrelationID = kv.Value.AsString()
+		case AttrActor, AttrMethod, AttrCorrelationID:
 		default:
 			if out.Attributes == nil {
 				out.Attributes = map[string]string{}

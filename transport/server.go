@@ -84,6 +84,14 @@ type ServerOptions struct {
 	Propagator     propagation.TextMapPropagator
 	// MaxMessageBytes bounds a message either way. 0 means 16 MiB.
 	MaxMessageBytes int
+	// CallStackBytes, when > 0, grows the stack of the goroutine each call
+	// on a stream runs on to about this size as the goroutine starts. Go
+	// starts goroutines with a small stack and copies it whenever a call
+	// goes deeper; a handler known to run deep (a traced runtime: the
+	// OpenTelemetry SDK's span start has large frames) pays that copy deep
+	// in every call, where it is several times dearer than at the start.
+	// 0 means no pre-growth. At most 64 KiB is used.
+	CallStackBytes int
 	// MaxStreamCalls bounds the calls running at once for one call stream;
 	// past it the server stops reading that stream until one finishes
 	// (backpressure reaches the client through HTTP/2 flow control).
@@ -313,6 +321,9 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			mu.Unlock()
 			calls.Add(1)
 			go func() {
+				if s.opts.CallStackBytes > 0 {
+					growStack(s.opts.CallStackBytes)
+				}
 				defer calls.Done()
 				resp := &loompb.InvokeResponse{CallId: req.CallId}
 				out, err := s.handle(cctx, req, true)
@@ -465,3 +476,38 @@ func (t topologyServer) Watch(_ *loompb.WatchRequest, stream loompb.Topology_Wat
 		}
 	}
 }
+
+// growStack makes the calling goroutine's stack at least about n bytes
+// (up to 64 KiB) deep, so that it is grown now, while shallow, rather than
+// copied later deep in a call.
+func growStack(n int) {
+	switch {
+	case n > 32<<10:
+		growStack64()
+	case n > 16<<10:
+		growStack32()
+	default:
+		growStack16()
+	}
+}
+
+//go:noinline
+func growStack16() {
+	var buf [16 << 10]byte
+	touchStack(buf[:])
+}
+
+//go:noinline
+func growStack32() {
+	var buf [32 << 10]byte
+	touchStack(buf[:])
+}
+
+//go:noinline
+func growStack64() {
+	var buf [64 << 10]byte
+	touchStack(buf[:])
+}
+
+//go:noinline
+func touchStack(b []byte) { b[len(b)-1] = 1 }
