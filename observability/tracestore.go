@@ -1,10 +1,12 @@
 package observability
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -21,7 +23,8 @@ type StoreOptions struct {
 	// (tracing.maxTraceAge). Must be > 0.
 	MaxAge time.Duration
 	// MaxSpans: past this many spans the oldest are dropped
-	// (tracing.maxSpans). Must be > 0.
+	// (tracing.maxSpans), rounded up to a multiple of 16 (the shards).
+	// Must be > 0.
 	MaxSpans int
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
@@ -34,28 +37,39 @@ type StoreOptions struct {
 // answers with whole traces.
 //
 // OnEnd, on the hot path, copies what a query needs of the span (ids,
-// name, times, status, Loom's attributes) into a fixed ring of records
-// under a mutex, so the SDK's span snapshot is garbage at once and the
-// store holds one flat array: no index is kept. A query scans the ring (at
-// most MaxSpans records, well under a millisecond for the default 10,000).
-// Every method is safe for concurrent use; reads drop the spans that have
-// aged out first, so an aged-out span is never returned, even on an idle
-// node.
+// name, times, status, Loom's attributes) into a fixed ring of records, so
+// the SDK's span snapshot is garbage at once and the store holds flat
+// arrays: no index is kept. The rings are sharded by span id, each with
+// its own mutex, so that spans ending on different goroutines rarely wait
+// for each other; MaxSpans is split evenly between the shards, and the
+// oldest span of a shard goes first. A query scans every record (at most
+// MaxSpans, well under a millisecond for the default 10,000). Every method
+// is safe for concurrent use; reads drop the spans that have aged out
+// first, so an aged-out span is never returned, even on an idle node.
 type TraceStore struct {
 	node    string
 	maxAge  time.Duration
 	now     func() time.Time
 	onEvict func(reason string, n int) // set before use by Metrics.SetTraceStore
+	seq     atomic.Uint64
+	shards  [storeShards]storeShard
+}
 
+// storeShards is the number of rings a store is split into.
+const storeShards = 16
+
+type storeShard struct {
 	mu      sync.Mutex
-	ring    []record // capacity MaxSpans; oldest at head
+	ring    []record // oldest at head
 	head, n int
+	_       [64]byte // keep shards' mutexes on separate cache lines
 }
 
 // record is what the store keeps of a span.
 type record struct {
-	at         int64 // when it was stored (≈ its end), Unix ns on the store's clock
-	start, end int64 // Unix ns
+	seq        uint64 // store-wide order of storing
+	at         int64  // when it was stored (≈ its end), Unix ns on the store's clock
+	start, end int64  // Unix ns
 	traceID    trace.TraceID
 	spanID     trace.SpanID
 	parentID   trace.SpanID
@@ -82,7 +96,12 @@ func NewTraceStore(o StoreOptions) *TraceStore {
 	if o.MaxAge <= 0 {
 		o.MaxAge = time.Hour
 	}
-	return &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now, ring: make([]record, o.MaxSpans)}
+	s := &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now}
+	per := max(1, (o.MaxSpans+storeShards-1)/storeShards)
+	for i := range s.shards {
+		s.shards[i].ring = make([]record, per)
+	}
+	return s
 }
 
 // OnStart implements sdktrace.SpanProcessor (nothing to do).
@@ -125,17 +144,19 @@ func (s *TraceStore) OnEnd(sp sdktrace.ReadOnlySpan) {
 	}
 	now := s.now().UnixNano()
 	r.at = now
-	s.mu.Lock()
-	aged := s.expireLocked(now)
-	full := s.n == len(s.ring)
+	r.seq = s.seq.Add(1)
+	sh := &s.shards[r.spanID[7]%storeShards]
+	sh.mu.Lock()
+	aged := sh.expireLocked(now, s.maxAge)
+	full := sh.n == len(sh.ring)
 	if full {
-		s.ring[s.head] = record{}
-		s.head = (s.head + 1) % len(s.ring)
-		s.n--
+		sh.ring[sh.head] = record{}
+		sh.head = (sh.head + 1) % len(sh.ring)
+		sh.n--
 	}
-	s.ring[(s.head+s.n)%len(s.ring)] = r
-	s.n++
-	s.mu.Unlock()
+	sh.ring[(sh.head+sh.n)%len(sh.ring)] = r
+	sh.n++
+	sh.mu.Unlock()
 	if aged > 0 {
 		s.evicted("age", aged)
 	}
@@ -150,30 +171,37 @@ func (s *TraceStore) evicted(reason string, n int) {
 	}
 }
 
-// expireLocked drops the spans stored longer than maxAge ago and returns
-// how many.
-func (s *TraceStore) expireLocked(now int64) int {
-	cutoff := now - int64(s.maxAge)
+// expireLocked drops the shard's spans stored longer than maxAge ago and
+// returns how many.
+func (sh *storeShard) expireLocked(now int64, maxAge time.Duration) int {
+	cutoff := now - int64(maxAge)
 	n := 0
-	for s.n > 0 && s.ring[s.head].at < cutoff {
-		s.ring[s.head] = record{}
-		s.head = (s.head + 1) % len(s.ring)
-		s.n--
+	for sh.n > 0 && sh.ring[sh.head].at < cutoff {
+		sh.ring[sh.head] = record{}
+		sh.head = (sh.head + 1) % len(sh.ring)
+		sh.n--
 		n++
 	}
 	return n
 }
 
-// records expires aged spans and returns the others, oldest first.
+// records expires aged spans and returns the others, in the order they
+// were stored.
 func (s *TraceStore) records() []record {
-	s.mu.Lock()
-	aged := s.expireLocked(s.now().UnixNano())
-	out := make([]record, s.n)
-	for i := range s.n {
-		out[i] = s.ring[(s.head+i)%len(s.ring)]
+	now := s.now().UnixNano()
+	var out []record
+	aged := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		aged += sh.expireLocked(now, s.maxAge)
+		for j := range sh.n {
+			out = append(out, sh.ring[(sh.head+j)%len(sh.ring)])
+		}
+		sh.mu.Unlock()
 	}
-	s.mu.Unlock()
 	s.evicted("age", aged)
+	slices.SortFunc(out, func(a, b record) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 

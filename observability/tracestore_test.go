@@ -2,6 +2,7 @@ package observability
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -139,27 +140,31 @@ func TestStoreDropsSpansOlderThanMaxAge(t *testing.T) {
 }
 
 func TestStoreKeepsAtMostMaxSpans(t *testing.T) {
-	tr, s := newTestTracer(t, StoreOptions{NodeID: "n1", MaxAge: time.Hour, MaxSpans: 7})
+	tr, s := newTestTracer(t, StoreOptions{NodeID: "n1", MaxAge: time.Hour, MaxSpans: 32})
+	m := NewMetrics()
+	m.SetTraceStore(s)
 	var ids []trace.TraceID
-	for i := range 4 {
-		ids = append(ids, call(tr, "c"+string(rune('0'+i)), "counter/a"))
+	for i := range 100 {
+		ids = append(ids, call(tr, fmt.Sprintf("c%d", i), "counter/a"))
 	}
-	// 12 spans ended; the 7 newest are kept: traces 2 (1 span: its root),
-	// 3 and 4 (3 spans each). Trace 1 is gone.
-	if n, traces := s.Size(); n != 7 || traces != 3 {
-		t.Fatalf("size %d spans, %d traces; want 7, 3", n, traces)
+	// 300 spans ended over 16 shards of 2: at most 32 are kept, the
+	// newest always, the oldest never.
+	n, _ := s.Size()
+	if n > 32 || n < 16 {
+		t.Fatalf("%d spans kept, want 16..32", n)
 	}
 	if got := s.Query(Query{TraceIDs: []string{ids[0].String()}}); len(got) != 0 {
-		t.Fatalf("evicted trace answered with %d spans", len(got))
+		t.Fatalf("the first trace is still answered with %d spans", len(got))
 	}
-	if got := s.Query(Query{CorrelationID: "c1"}); len(got) != 1 || got[0].Name != "root" {
-		t.Fatalf("partly evicted trace: %+v", got)
+	got := s.Query(Query{CorrelationID: "c99"})
+	found := false
+	for _, sp := range got {
+		found = found || sp.Name == "root"
 	}
-	// Many more spans: the ring keeps wrapping correctly.
-	for range 50 {
-		call(tr, "x", "kv/z")
+	if !found {
+		t.Fatalf("the newest span (the last trace's root) is gone: %+v", got)
 	}
-	if got := Assemble(s.Query(Query{CorrelationID: "x", Limit: 1000}), 1000); len(got) != 3 {
-		t.Fatalf("after wrapping: %d traces with correlation x, want 3 (7 spans)", len(got))
+	if v := testutilCounter(t, m, "loom_trace_store_evicted_spans_total", "reason", "capacity"); int(v) != 300-n {
+		t.Fatalf("evicted for capacity: %v, want %d", v, 300-n)
 	}
 }
