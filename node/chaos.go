@@ -137,12 +137,7 @@ func (c *chaosState) configureRaft(rc *raftlock.Config) error {
 	if err != nil {
 		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
 	}
-	c.raft = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  c.hook.StreamLayer(ln),
-		MaxPool: rc.TransportMaxPool,
-		Timeout: rc.TransportTimeout,
-		Logger:  raftlock.NewHCLogger(rc.Logger).Named("raft-net"),
-	})
+	c.raft = raftlock.NewStreamTransport(c.hook.StreamLayer(ln), *rc)
 	rc.Transport = c.raft
 	rc.BeforeSync = c.hook.BeforeSync
 	return nil

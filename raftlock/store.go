@@ -188,11 +188,7 @@ func Open(cfg Config) (s *Store, err error) {
 				return nil, fmt.Errorf("raftlock: AdvertiseAddr: %w", err)
 			}
 		}
-		s.ownTrans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, advertise, &raft.NetworkTransportConfig{
-			MaxPool: cfg.TransportMaxPool,
-			Timeout: cfg.TransportTimeout,
-			Logger:  hlog.Named("raft-net"),
-		})
+		s.ownTrans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, advertise, transportConfig(cfg, nil, hlog))
 		if err != nil {
 			return nil, fmt.Errorf("raftlock: listen on %s: %w", cfg.BindAddr, err)
 		}
