@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -91,6 +92,16 @@ func outDir(t *testing.T, name string, seed int64) string {
 // runScenario runs s and fails t on any violation.
 func runScenario(t *testing.T, s Scenario, budget time.Duration) *Report {
 	t.Helper()
+	rep := run(t, s, budget)
+	for _, v := range rep.Violations {
+		t.Errorf("chaos: %s", v)
+	}
+	return rep
+}
+
+// run runs s and logs its report.
+func run(t *testing.T, s Scenario, budget time.Duration) *Report {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	if dl, ok := t.Deadline(); ok {
@@ -110,20 +121,72 @@ func runScenario(t *testing.T, s Scenario, budget time.Duration) *Report {
 	t.Logf("chaos: checks: linearizability %v over %d actors; %d counters checked; %.0f ok ops/s before the first fault (min %.0f); phases %v; converged after %v; longest unavailability by fault %v",
 		rep.Linearizability, len(rep.LinearDetails), len(rep.Counters), rep.Load.QPS, s.MinQPS, rep.Phases,
 		time.Duration(rep.ConvergedAfter), byKind)
-	for _, v := range rep.Violations {
-		t.Errorf("chaos: %s", v)
-	}
+	a, j := rep.Activation, rep.Journal
+	t.Logf("chaos: journal audit: %d actors, %d entries, %d of %d acknowledged writes found (%d behind a snapshot), %d locks held at the end; activation logs: %d events, %d activations, %d writes, %d fenced; double activation (M1): %d windows, %v in all, longest %v (%s)",
+		j.Actors, j.Entries, j.Found, j.Acked, j.Unverifiable, j.Locks, a.Events, a.Activations, a.Writes, a.Fenced,
+		a.Overlaps, time.Duration(a.OverlapTotal), time.Duration(a.OverlapLongest), a.LongestActor)
 	return rep
 }
 
 // TestChaos is the default scenario: three nodes under load, kill -9 of a
 // hot actor's owner and of the Raft leader, SIGSTOP of an owner past the
-// session TTL, then convergence and every checker.
+// session TTL, network partitions of every shape, then convergence and
+// every checker.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a cluster of real processes and runs for about a minute and a half")
+		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
 	runScenario(t, DefaultScenario(seed()), 5*time.Minute)
+}
+
+// TestChaosNodeFaults: a node's clock, disk and membership faults.
+func TestChaosNodeFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
+	}
+	runScenario(t, NodeFaultsScenario(seed()), 5*time.Minute)
+}
+
+// TestChaosCheckersBite is the proof that the checkers can fail: nodes in
+// an unsafe debug mode, under the faults that expose it, must be caught,
+// each by the checkers meant for its kind of violation. The test passes
+// only when they report the violation.
+func TestChaosCheckersBite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts clusters of real processes in unsafe modes")
+	}
+	for _, c := range []struct {
+		mode string
+		// every one of these checkers must report a violation
+		want []string
+	}{
+		// Acknowledged, then lost: not in the journal, and the history
+		// reads values go back (register or counter).
+		{"ack-before-durable", []string{"journal", "linearizability|counter"}},
+		// Two nodes serve one actor under one token.
+		{"ignore-lock", []string{"single-activation"}},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			rep := run(t, UnsafeScenario(seed(), c.mode), 3*time.Minute)
+			caught := map[string]int{}
+			for _, v := range rep.Violations {
+				caught[v.Checker]++
+			}
+			t.Logf("chaos: unsafe mode %s: violations by checker %v", c.mode, caught)
+			for _, w := range c.want {
+				n := 0
+				for alt := range strings.SplitSeq(w, "|") {
+					n += caught[alt]
+				}
+				if n == 0 {
+					t.Errorf("unsafe mode %s went unnoticed by %s (violations: %v)", c.mode, w, rep.Violations)
+				}
+			}
+			if caught["harness"] > 0 {
+				t.Errorf("the harness failed, so the run proves nothing: %v", rep.Violations)
+			}
+		})
+	}
 }
 
 // TestChaosLong is the soak: random faults of every kind on three nodes,

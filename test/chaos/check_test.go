@@ -78,6 +78,9 @@ func TestLinearizabilityChecker(t *testing.T) {
 		{"cas refused although the value matched", []Op{write(5, 0, 10, OK), cas(5, 6, false, 20, 30, OK)}, false},
 		{"unknown cas may swap", []Op{write(5, 0, 10, OK), cas(5, 6, false, 20, 30, Unknown), read(6, 40, 50)}, true},
 		{"unknown cas with the wrong expectation cannot swap", []Op{write(5, 0, 10, OK), cas(4, 6, false, 20, 30, Unknown), read(6, 40, 50)}, false},
+		{"unknown write observed, then the register goes back", []Op{write(1, 0, 10, OK), write(2, 5, 8, Unknown), read(2, 20, 30), read(1, 40, 50)}, false},
+		{"unknown write observed late", []Op{write(1, 0, 10, OK), write(2, 20, 25, Unknown), read(1, 30, 40), read(2, 50, 60), read(2, 70, 80)}, true},
+		{"unknown cas observed", []Op{write(1, 0, 10, OK), cas(1, 3, false, 20, 25, Unknown), read(3, 30, 40), cas(3, 4, true, 50, 60, OK), read(4, 70, 80)}, true},
 		{"counter adds", []Op{add(1, 1, 0, 10, OK), add(2, 3, 20, 30, OK), get(3, 40, 50, false)}, true},
 		{"counter add lost", []Op{add(1, 1, 0, 10, OK), add(2, 3, 20, 30, OK), get(1, 40, 50, false)}, false},
 		{"counter add applied twice", []Op{add(1, 1, 0, 10, OK), add(1, 1, 20, 30, OK)}, false},
@@ -234,7 +237,7 @@ func TestOutcomeClassification(t *testing.T) {
 }
 
 func TestFreePortsAvoidTheEphemeralRange(t *testing.T) {
-	ports, err := freePorts(12)
+	ports, err := freePorts("127.0.0.1", 12)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,15 +29,37 @@ type ClusterOptions struct {
 	SessionTTL, RenewInterval time.Duration
 	// Clock is the time since the run started (log markers).
 	Clock func() time.Duration
+	// DeadVoterTimeout is how long a Raft voter may stay dead or left
+	// before the leader removes it (cluster.deadVoterTimeout); 0 keeps
+	// the default.
+	DeadVoterTimeout time.Duration
+	// SnapshotEvery is journal.snapshotEvery: 0 takes no snapshot, so the
+	// journal audit sees every entry.
+	SnapshotEvery int
+	// Unsafe starts every node in this --debug-unsafe mode (the proof
+	// that the checkers bite).
+	Unsafe string
+	// Seed picks the cluster's loopback subnet.
+	Seed int64
 }
 
 // Cluster is a set of loom-node processes on loopback that form one Loom
 // cluster (bootstrapExpect = the cluster's size, every node told every other
-// node's gossip address, so any one can restart alone).
+// node's gossip address, so any one can restart alone). Every node runs
+// with the chaos hook (--chaos-hook) on an IP of its own, 127.A.B.11,
+// .12, ... (A and B drawn from the seed; Linux routes all of 127/8 to lo),
+// and writes its activation log next to its log.
 type Cluster struct {
-	Nodes []*Node
-	opts  ClusterOptions
-	hc    *http.Client
+	// Nodes are the members the checks expect; a node added by AddNode
+	// is one until RemoveNode.
+	Nodes  []*Node
+	all    []*Node // every node ever started, removed ones too
+	opts   ClusterOptions
+	hc     *http.Client
+	cfg    string // the config file
+	subnet string // "127.A.B."
+	next   int    // the next node's number
+	expect int    // bootstrapExpect
 }
 
 // StartCluster starts the processes and waits until every node is healthy
@@ -48,48 +70,35 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		return nil, errors.New("chaos: a cluster needs at least one node")
 	}
 	for _, d := range []string{o.DataDir, o.LogDir} {
+		// A replay into the same output dir starts afresh.
+		if err := os.RemoveAll(d); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	cfgPath := filepath.Join(o.DataDir, "loom.config.yaml")
-	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: %s\n", o.SessionTTL, o.RenewInterval)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	c := &Cluster{opts: o, hc: &http.Client{Timeout: 2 * time.Second}, expect: o.Nodes}
+	c.cfg = filepath.Join(o.DataDir, "loom.config.yaml")
+	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: %s\njournal:\n  snapshotEvery: %d\n",
+		o.SessionTTL, o.RenewInterval, o.SnapshotEvery)
+	if o.DeadVoterTimeout > 0 {
+		cfg += fmt.Sprintf("cluster:\n  deadVoterTimeout: %s\n", o.DeadVoterTimeout)
+	}
+	if err := os.WriteFile(c.cfg, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4 * o.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	c := &Cluster{opts: o, hc: &http.Client{Timeout: 2 * time.Second}}
-	var gossip []string
-	for i := range o.Nodes {
-		n := &Node{
-			ID:       fmt.Sprintf("node-%d", i+1),
-			HTTPPort: ports[4*i], GRPCPort: ports[4*i+1], RaftPort: ports[4*i+2], GossipPort: ports[4*i+3],
-			bin: o.Bin, clock: o.Clock,
+	sub := uint64(o.Seed) % (250 * 250)
+	c.subnet = fmt.Sprintf("127.%d.%d.", 1+sub/250, 1+sub%250)
+	for range o.Nodes {
+		n, err := c.newNode()
+		if err != nil {
+			return nil, err
 		}
-		n.DataDir = filepath.Join(o.DataDir, n.ID)
-		n.LogPath = filepath.Join(o.LogDir, n.ID+".log")
-		gossip = append(gossip, n.GossipAddr())
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
-		var join []string
-		for _, g := range gossip {
-			if g != n.GossipAddr() {
-				join = append(join, g)
-			}
-		}
-		n.args = []string{"run", "--config", cfgPath, "--node-id", n.ID, "--data-dir", n.DataDir,
-			"--bind", "127.0.0.1",
-			"--http-port", strconv.Itoa(n.HTTPPort), "--grpc-port", strconv.Itoa(n.GRPCPort),
-			"--raft-port", strconv.Itoa(n.RaftPort), "--gossip-port", strconv.Itoa(n.GossipPort),
-			"--bootstrap-expect", strconv.Itoa(o.Nodes), "--gossip", "local",
-			"--join", strings.Join(join, ",")}
-		if o.Nodes == 1 {
-			n.args = n.args[:len(n.args)-2]
-		}
+		n.setArgs(c, c.Nodes)
 	}
 	for _, n := range c.Nodes {
 		if err := n.Start(); err != nil {
@@ -110,11 +119,79 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	return c, nil
 }
 
+// newNode makes the cluster's next node (not started): its IP, free ports
+// on it, its data dir, log and activation log.
+func (c *Cluster) newNode() (*Node, error) {
+	c.next++
+	ip := c.subnet + strconv.Itoa(10+c.next)
+	ports, err := freePorts(ip, 4)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		ID: fmt.Sprintf("node-%d", c.next), IP: ip,
+		HTTPPort: ports[0], GRPCPort: ports[1], RaftPort: ports[2], GossipPort: ports[3],
+		bin: c.opts.Bin, clock: c.opts.Clock,
+	}
+	n.DataDir = filepath.Join(c.opts.DataDir, n.ID)
+	n.LogPath = filepath.Join(c.opts.LogDir, n.ID+".log")
+	n.EventsPath = filepath.Join(c.opts.LogDir, n.ID+".events.jsonl")
+	c.all = append(c.all, n)
+	return n, nil
+}
+
+// All lists every node ever started, removed ones too.
+func (c *Cluster) All() []*Node { return slices.Clone(c.all) }
+
+// setArgs sets n's command line: join every other node of peers.
+func (n *Node) setArgs(c *Cluster, peers []*Node) {
+	var join []string
+	for _, p := range peers {
+		if p != n {
+			join = append(join, p.GossipAddr())
+		}
+	}
+	n.args = []string{"run", "--config", c.cfg, "--node-id", n.ID, "--data-dir", n.DataDir,
+		"--bind", n.IP,
+		"--http-port", strconv.Itoa(n.HTTPPort), "--grpc-port", strconv.Itoa(n.GRPCPort),
+		"--raft-port", strconv.Itoa(n.RaftPort), "--gossip-port", strconv.Itoa(n.GossipPort),
+		"--bootstrap-expect", strconv.Itoa(c.expect), "--gossip", "local",
+		"--chaos-hook", "--chaos-events", n.EventsPath}
+	if c.opts.Unsafe != "" {
+		n.args = append(n.args, "--debug-unsafe", c.opts.Unsafe)
+	}
+	if len(join) > 0 {
+		n.args = append(n.args, "--join", strings.Join(join, ","))
+	}
+}
+
+// AddNode starts one more node that joins the cluster (churn), waits for
+// its health and returns it; it is then one of Nodes.
+func (c *Cluster) AddNode(ctx context.Context) (*Node, error) {
+	n, err := c.newNode()
+	if err != nil {
+		return nil, err
+	}
+	n.setArgs(c, append(slices.Clone(c.Nodes), n))
+	if err := n.Start(); err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, n)
+	return n, n.WaitHealthy(ctx, c.hc)
+}
+
+// RemoveNode stops n gracefully (it leaves the cluster) and drops it from
+// Nodes.
+func (c *Cluster) RemoveNode(ctx context.Context, n *Node) error {
+	c.Nodes = slices.DeleteFunc(c.Nodes, func(x *Node) bool { return x == n })
+	return n.Terminate(ctx)
+}
+
 // Stop kills every process (paused ones too) and waits for them.
 func (c *Cluster) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, n := range c.Nodes {
+	for _, n := range c.all {
 		_ = n.Kill(ctx)
 	}
 }

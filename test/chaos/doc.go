@@ -1,18 +1,43 @@
 // Package chaos is Loom's chaos suite: it starts clusters of real
-// loom-node processes on loopback, runs a recorded workload against them
-// through the embedded client and the HTTP gateway, injects faults (kill -9,
-// SIGSTOP past the session TTL), heals them, and then checks the history:
+// loom-node processes on loopback, each with the chaos hook
+// (`loom-node run --chaos-hook`, package transport/faultnet) on a loopback
+// IP of its own, runs a recorded workload against them through the
+// embedded client and the HTTP gateway, injects faults, heals them, and
+// then checks the history:
 //
 //   - linearizability of every register and counter actor (porcupine),
 //   - counter bounds: the final value lies between the acknowledged
 //     increments and the acknowledged plus the unknown ones,
+//   - the journal audit: every actor's journal, dumped from every node
+//     (GET /v1/admin/journal/{type}/{id}?sync=1), has contiguous seqs,
+//     tokens that never go down, every acknowledged write exactly once, no
+//     entry of a failed or never-invoked op, the same entries on every
+//     replica, and no orphaned lock (a held lock is the current session's
+//     of the node that has the actor active),
+//   - single activation, from the nodes' activation logs
+//     (--chaos-events): no token granted to two nodes, no two nodes
+//     writing under one token, no write under a token older than an
+//     earlier write's; and the total time two processes both had an actor
+//     loaded (reported: fencing makes it harmless),
 //   - recovery: the longest time a loaded (hot) actor went without a
 //     successful operation around each fault, against a bound,
-//   - convergence after healing: every node healthy, one membership, one
-//     Raft configuration and leader, one ring, a final write to every actor
-//     succeeds, and every actor is active on exactly one node,
+//   - convergence after every heal and at the end: every node healthy,
+//     one membership, one Raft configuration and leader, one ring, a final
+//     write to every actor succeeds, and every actor is active on exactly
+//     one node,
 //   - load: a run whose load before the first fault was too low fails
 //     instead of passing quietly.
+//
+// The faults (nemesis.go, faults.go): kill -9 (a random node, the Raft
+// leader, a hot actor's owner) and restart with the data dir kept or
+// wiped; SIGSTOP past the session TTL; partitions through the hook, for
+// gossip, Raft and gRPC alike (a minority, the leader, a clean split, a
+// deaf node, a bridge, one longer than memberlist's GossipToTheDeadTime,
+// gossip only); a node's lease clock running slow or fast while it is
+// cut off; slow fsync on the leader and "no space left" on one node's Raft
+// log; a node joining and leaving under load; a rolling restart. The
+// clients (the test process, 127.0.0.1) are never cut off: both sides of
+// a partition keep getting calls.
 //
 // Every operation is recorded with its invoke and completion time (ns since
 // the run started, monotonic) and an outcome: ok, failed (definitely not
@@ -31,11 +56,12 @@
 // porcupine's HTML for an illegal actor, and report.json) to an output
 // directory whose path is printed.
 //
-// Faults that need no help from the node (kill -9, SIGSTOP/SIGCONT) are
-// here. Network partitions, clock and disk faults need a chaos hook inside
-// the node and come later.
+// TestChaosCheckersBite runs nodes in an unsafe debug mode
+// (--debug-unsafe: acknowledge before the append is durable, or activate
+// an actor whose lock another node holds) under the faults that expose it,
+// and passes only when the checkers catch it.
 //
 // The package's tests run it: `go test ./test/chaos` runs the short default
-// scenario (see chaos_test.go for the flags: -chaos.seed, -chaos.long,
-// -chaos.out, -chaos.race).
+// scenarios and the unsafe-mode proof (see chaos_test.go for the flags:
+// -chaos.seed, -chaos.long, -chaos.out, -chaos.race).
 package chaos

@@ -36,11 +36,15 @@ const (
 // for null (never written); every write and CAS writes a value unique in
 // the run, so a read tells which write it saw.
 type Op struct {
-	ID     int64  `json:"id"`
-	Client int    `json:"client"` // a new client id after each unknown outcome
-	Via    string `json:"via"`    // "client" (embedded) or "http:node-N"
-	Actor  string `json:"actor"`  // "type/id"
-	Kind   string `json:"kind"`
+	ID     int64 `json:"id"`
+	Client int   `json:"client"` // a new client id after each unknown outcome
+	// Key is the op's unique key: the embedded client sends it as the
+	// idempotency key, the gateway as the correlation id, and the journal
+	// entry a write produces carries it (the journal audit matches them).
+	Key   string `json:"key"`
+	Via   string `json:"via"`   // "client" (embedded) or "http:node-N"
+	Actor string `json:"actor"` // "type/id"
+	Kind  string `json:"kind"`
 	// Inputs: the value written (write, CAS), the expected value (CAS),
 	// the delta (add).
 	Value  int64 `json:"value,omitempty"`

@@ -28,8 +28,55 @@ const (
 	PauseLeader FaultKind = "pause-leader"
 )
 
+// Faults injected through the nodes' chaos hook (faultnet), and membership
+// faults; see faults.go.
+const (
+	// PartitionMinority cuts a random minority (1 of 3, 2 of 5) off from
+	// the rest, for gossip, Raft and gRPC alike.
+	PartitionMinority FaultKind = "partition-minority"
+	// PartitionLeader cuts the Raft leader off from every other node.
+	PartitionLeader FaultKind = "partition-leader"
+	// PartitionSplit splits the nodes at random into two halves (the
+	// larger one has the majority).
+	PartitionSplit FaultKind = "partition-split"
+	// PartitionOneWay makes one node deaf: it sends to every peer and
+	// hears none (asymmetric loss).
+	PartitionOneWay FaultKind = "partition-oneway"
+	// PartitionBridge splits the others into two sides that cannot reach
+	// each other while one bridge node reaches both.
+	PartitionBridge FaultKind = "partition-bridge"
+	// PartitionLong isolates one node for longer than memberlist forgets
+	// dead members (GossipToTheDeadTime, 15 s with the local preset):
+	// only Loom's rejoin loop can heal it.
+	PartitionLong FaultKind = "partition-long"
+	// PartitionGossip isolates one follower's gossip only (Raft and gRPC
+	// still flow): the nodes' rings disagree about who owns what.
+	PartitionGossip FaultKind = "partition-gossip"
+	// ClockSkew makes one node's lease clock run slow (within the 10% the
+	// keeper's safety margin allows) or fast, and isolates the node for
+	// twice the session TTL meanwhile, so that its lease runs out on the
+	// skewed clock. (Offsets: see faults.go.)
+	ClockSkew FaultKind = "clock-skew"
+	// DiskSlow delays every Raft log write (fsync) of the leader.
+	DiskSlow FaultKind = "disk-slow"
+	// DiskFull fails every Raft log write of one node (the leader or a
+	// follower) with "no space left on device", then gives space back.
+	DiskFull FaultKind = "disk-full"
+	// RestartWiped kills a random node with -9 and restarts it with its
+	// data dir wiped: a brand-new node under the same id.
+	RestartWiped FaultKind = "restart-wiped"
+	// Churn starts one more node that joins under load and, after the
+	// hold, stops it gracefully (it leaves).
+	Churn FaultKind = "churn"
+	// RollingRestart restarts every node gracefully (SIGTERM), one at a
+	// time, the leader last, each when the previous one is healthy again.
+	RollingRestart FaultKind = "rolling-restart"
+)
+
 // AllFaults lists every fault kind, for random schedules.
-var AllFaults = []FaultKind{KillRandom, KillLeader, KillOwner, PauseOwner, PauseLeader}
+var AllFaults = []FaultKind{KillRandom, KillLeader, KillOwner, PauseOwner, PauseLeader,
+	PartitionMinority, PartitionLeader, PartitionSplit, PartitionOneWay, PartitionBridge, PartitionLong, PartitionGossip,
+	ClockSkew, DiskSlow, DiskFull, RestartWiped, Churn, RollingRestart}
 
 // FaultEvent is one injected fault on the timeline. Times are ns since the
 // run started.
@@ -53,8 +100,12 @@ type NemesisOptions struct {
 	// PauseFactor is the range of a pause in session TTLs (> 1).
 	PauseFactor [2]float64
 	SessionTTL  time.Duration
-	// ReadyTimeout bounds the wait for a healed node's health.
+	// ReadyTimeout bounds the wait for a healed node's health (and, after
+	// a partition, for the cluster's convergence).
 	ReadyTimeout time.Duration
+	// Hold is the range of how long a partition, clock or disk fault or
+	// a churn node lasts; LongHold that of PartitionLong.
+	Hold, LongHold [2]time.Duration
 }
 
 // Nemesis injects faults into a cluster and keeps the timeline.
@@ -119,6 +170,15 @@ func (n *Nemesis) target(ctx context.Context, kind FaultKind) (*Node, string, er
 // the fault, heals it (restart with the data dir kept, or SIGCONT) and waits
 // for the node's health. It returns the event, also appended to Timeline.
 func (n *Nemesis) Inject(ctx context.Context, kind FaultKind) FaultEvent {
+	if f, ok := hookFaults[kind]; ok {
+		ev := f(n, ctx)
+		ev.Kind = kind
+		if ev.Err != "" {
+			n.logf("chaos: +%6.2fs %s: %s", n.rec.Since().Seconds(), kind, ev.Err)
+		}
+		n.Timeline = append(n.Timeline, ev)
+		return ev
+	}
 	ev := FaultEvent{Kind: kind}
 	node, detail, err := n.target(ctx, kind)
 	if err != nil {
@@ -173,18 +233,16 @@ func (n *Nemesis) Inject(ctx context.Context, kind FaultKind) FaultEvent {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.ReadyTimeout)
 	err = node.WaitHealthy(rctx, n.hc)
 	cancel()
-	ev.Ready = n.rec.Now()
 	if err != nil {
 		ev.Err = err.Error()
 	}
-	n.logf("chaos: +%6.2fs %s healed (%s), healthy after %v", n.rec.Since().Seconds(), node.ID, kind,
-		time.Duration(ev.Ready-ev.Heal).Round(time.Millisecond))
+	ev = n.converged(ctx, ev)
 	n.Timeline = append(n.Timeline, ev)
 	return ev
 }
 
-// HealAll restarts every down node and continues every paused one (for a
-// run cut short); it waits for none.
+// HealAll restarts every down node, continues every paused one and lifts
+// every hook fault (for a run cut short); it waits for no node's health.
 func (n *Nemesis) HealAll() {
 	for _, x := range n.cluster.Nodes {
 		switch x.State() {
@@ -194,4 +252,7 @@ func (n *Nemesis) HealAll() {
 			_ = x.Start()
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = n.healHooks(ctx)
 }

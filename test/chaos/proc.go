@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,10 +67,12 @@ func (s NodeState) String() string {
 // to one log file.
 type Node struct {
 	ID                           string
+	IP                           string // its own loopback address
 	HTTPPort, GRPCPort, RaftPort int
 	GossipPort                   int
 	DataDir                      string
 	LogPath                      string
+	EventsPath                   string // the activation log
 
 	bin   string
 	args  []string
@@ -80,16 +83,17 @@ type Node struct {
 	exited chan struct{}
 	state  NodeState
 	starts int
+	deaths []time.Time // when a process of this node was killed or stopped
 }
 
 // HTTPAddr is the node's gateway address (host:port).
-func (n *Node) HTTPAddr() string { return "127.0.0.1:" + strconv.Itoa(n.HTTPPort) }
+func (n *Node) HTTPAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.HTTPPort)) }
 
 // GRPCAddr is the node's gRPC address.
-func (n *Node) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(n.GRPCPort) }
+func (n *Node) GRPCAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.GRPCPort)) }
 
 // GossipAddr is the node's gossip address.
-func (n *Node) GossipAddr() string { return "127.0.0.1:" + strconv.Itoa(n.GossipPort) }
+func (n *Node) GossipAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.GossipPort)) }
 
 // State reports what the harness last did to the node.
 func (n *Node) State() NodeState {
@@ -189,8 +193,55 @@ func (n *Node) Kill(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.state = Down
+	n.deaths = append(n.deaths, time.Now())
 	n.mu.Unlock()
 	return nil
+}
+
+// Deaths lists when the node's processes ended (killed or stopped).
+func (n *Node) Deaths() []time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.deaths)
+}
+
+// Terminate stops the process gracefully (SIGTERM: it leaves the
+// cluster) and waits for it to exit, killing it if ctx ends first.
+func (n *Node) Terminate(ctx context.Context) error {
+	n.mu.Lock()
+	if n.state == Down {
+		n.mu.Unlock()
+		return nil
+	}
+	if n.state == Paused {
+		_ = n.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	err := n.cmd.Process.Signal(syscall.SIGTERM)
+	exited := n.exited
+	n.mu.Unlock()
+	if err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("chaos: %s: terminate: %w", n.ID, err)
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		_ = n.Kill(context.WithoutCancel(ctx))
+		return fmt.Errorf("chaos: %s: no exit after SIGTERM: %w", n.ID, ctx.Err())
+	}
+	n.mu.Lock()
+	n.state = Down
+	n.deaths = append(n.deaths, time.Now())
+	n.mu.Unlock()
+	return nil
+}
+
+// Wipe removes the node's data dir (it must be down): it restarts as a
+// brand-new node under the same id.
+func (n *Node) Wipe() error {
+	if s := n.State(); s != Down {
+		return fmt.Errorf("chaos: %s: wipe while %s", n.ID, s)
+	}
+	return os.RemoveAll(n.DataDir)
 }
 
 // Healthy reports whether GET /health answers 200.
@@ -229,12 +280,12 @@ func (n *Node) WaitHealthy(ctx context.Context, hc *http.Client) error {
 	}
 }
 
-// freePorts reserves k distinct loopback ports that are free for TCP (and,
+// freePorts reserves k distinct ports on ip that are free for TCP (and,
 // for gossip's sake, UDP) and releases them together, so no two are equal.
 // They are drawn below the kernel's ephemeral range, so that neither an
 // outgoing connection's source port nor another test's ":0" listener takes
 // one while a killed node is down: a restarted node must get its ports back.
-func freePorts(k int) ([]int, error) {
+func freePorts(ip string, k int) ([]int, error) {
 	var lns []net.Listener
 	var pcs []net.PacketConn
 	defer func() {
@@ -258,12 +309,12 @@ func freePorts(k int) ([]int, error) {
 		if hi > lo {
 			p = lo + mrand.IntN(hi-lo)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
 			continue
 		}
 		p = ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
 			ln.Close()
 			continue

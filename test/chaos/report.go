@@ -68,6 +68,8 @@ type Report struct {
 	Linearizability map[porcupine.CheckResult]int `json:"linearizability"`
 	LinearDetails   []LinearizabilityResult       `json:"linearizabilityDetails"`
 	Counters        []CounterBounds               `json:"counters"`
+	Journal         JournalAudit                  `json:"journalAudit"`
+	Activation      ActivationReport              `json:"singleActivation"`
 
 	Violations []Violation `json:"violations"`
 	OutDir     string      `json:"outDir,omitempty"`
@@ -105,12 +107,13 @@ func (r *Report) faultSummary() string {
 // WriteTable prints reports as one table.
 func WriteTable(w io.Writer, reports ...*Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tseed\tnodes\tduration\tops\tok\tfailed\tunknown\tfaults\tviolations\tlongest unavailability")
+	fmt.Fprintln(tw, "scenario\tseed\tnodes\tduration\tops\tok\tfailed\tunknown\tfaults\tviolations\tlongest unavailability\tdouble activation (M1)")
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%d\t%d\t%d\t%d\t%s\t%d\t%v\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%d\t%d\t%d\t%d\t%s\t%d\t%v\t%v\n",
 			r.Scenario, r.Seed, r.Nodes, time.Duration(r.Duration).Round(100*time.Millisecond),
 			r.Ops.Attempted, r.Ops.OK, r.Ops.Failed, r.Ops.Unknown, r.faultSummary(),
-			len(r.Violations), time.Duration(r.LongestUnavailability).Round(10*time.Millisecond))
+			len(r.Violations), time.Duration(r.LongestUnavailability).Round(10*time.Millisecond),
+			time.Duration(r.Activation.OverlapTotal).Round(time.Millisecond))
 	}
 	tw.Flush()
 }

@@ -42,21 +42,33 @@ type Scenario struct {
 	ConvergeTimeout time.Duration
 	// CheckTimeout bounds porcupine per actor.
 	CheckTimeout time.Duration
+
+	// SnapshotEvery is the nodes' journal.snapshotEvery: 0 (no snapshot)
+	// lets the journal audit find every acknowledged write.
+	SnapshotEvery int
+	// DeadVoterTimeout is the nodes' cluster.deadVoterTimeout.
+	DeadVoterTimeout time.Duration
+	// Unsafe runs every node in a --debug-unsafe mode (TestChaosCheckersBite).
+	Unsafe string
 }
 
-// DefaultScenario is the short run `go test ./test/chaos` makes: three
-// nodes, a warm-up, then kill -9 of a hot actor's owner, kill -9 of the
-// Raft leader and a SIGSTOP of a hot actor's owner for about twice the
-// session TTL, in an order drawn from the seed, each followed by a pause
-// to settle; then convergence and the checks. About a minute and a half.
+// DefaultScenario is the first run `go test ./test/chaos` makes
+// (TestChaos): three nodes, a warm-up, then kill -9 of a hot actor's owner
+// and of the Raft leader, a SIGSTOP of a hot actor's owner for about twice
+// the session TTL, and the network partitions (a minority cut off, the
+// leader cut off, a deaf node, a bridge, a partition longer than
+// GossipToTheDeadTime), in an order drawn from the seed, each healed and
+// converged and followed by a pause to settle; then convergence and the
+// checks. About two and a half minutes.
 func DefaultScenario(seed int64) Scenario {
 	ttl := 3 * time.Second
 	return Scenario{
-		Name: "kill-pause-3", Nodes: 3, Seed: seed,
-		Faults:  []FaultKind{KillOwner, KillLeader, PauseOwner},
+		Name: "kill-pause-partition-3", Nodes: 3, Seed: seed,
+		Faults: []FaultKind{KillOwner, KillLeader, PauseOwner,
+			PartitionMinority, PartitionLeader, PartitionOneWay, PartitionBridge, PartitionLong},
 		Shuffle: true,
 		Warmup:  10 * time.Second,
-		Settle:  [2]time.Duration{8 * time.Second, 12 * time.Second},
+		Settle:  [2]time.Duration{3 * time.Second, 4 * time.Second},
 		Workload: WorkloadOptions{
 			Workers: 6, Rate: 120, OpTimeout: 2 * time.Second,
 			HotRegisters: 3, ColdRegisters: 16, HotCounters: 2, ColdCounters: 8,
@@ -67,13 +79,55 @@ func DefaultScenario(seed int64) Scenario {
 			PauseFactor:  [2]float64{1.5, 2.5},
 			SessionTTL:   ttl,
 			ReadyTimeout: 45 * time.Second,
+			Hold:         [2]time.Duration{4 * time.Second, 6 * time.Second},
+			LongHold:     [2]time.Duration{18 * time.Second, 22 * time.Second},
 		},
 		SessionTTL: ttl, RenewInterval: time.Second,
 		MinQPS:          20,
 		RecoveryBound:   25 * time.Second,
 		ConvergeTimeout: 60 * time.Second,
 		CheckTimeout:    60 * time.Second,
+		// A voter dead or gone for 10 s is removed (and added back when
+		// it returns): a node that left (churn) leaves the Raft
+		// configuration within a short run, and the long partition
+		// exercises the removal.
+		DeadVoterTimeout: 10 * time.Second,
 	}
+}
+
+// NodeFaultsScenario is the second run of `go test ./test/chaos`
+// (TestChaosNodeFaults): three nodes under the faults of one node's clock,
+// disk and membership: a lease clock running slow or fast while cut
+// off, slow fsync on the leader, no space left on one node's Raft log, a
+// restart with the data dir wiped, a node joining and leaving under load,
+// and a rolling restart. About two and a half minutes.
+func NodeFaultsScenario(seed int64) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = "clock-disk-membership-3"
+	s.Faults = []FaultKind{ClockSkew, DiskSlow, DiskFull, RestartWiped, Churn, RollingRestart}
+	return s
+}
+
+// UnsafeScenario runs nodes in an --debug-unsafe mode under the faults
+// that expose it (TestChaosCheckersBite): the checkers must catch it.
+func UnsafeScenario(seed int64, mode string) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = "unsafe-" + mode + "-3"
+	s.Unsafe = mode
+	s.Warmup = 8 * time.Second
+	switch mode {
+	case "ignore-lock":
+		// Two rings, one node's and the others', both serve an actor:
+		// long enough for gossip to declare the node dead (3-5 s) and
+		// the rings to disagree for a while.
+		s.Faults = []FaultKind{PartitionGossip}
+		s.Nemesis.Hold = [2]time.Duration{10 * time.Second, 12 * time.Second}
+	default:
+		// Acknowledged on a node cut off from the quorum, never written.
+		s.Faults = []FaultKind{PartitionMinority, KillOwner}
+	}
+	s.Shuffle = false
+	return s
 }
 
 // LongScenario is the soak: random faults from every kind for d on n nodes.
@@ -87,6 +141,9 @@ func LongScenario(seed int64, n int, d time.Duration) Scenario {
 	s.Workload.HotRegisters, s.Workload.ColdRegisters = 4, 48
 	s.Workload.HotCounters, s.Workload.ColdCounters = 2, 16
 	s.CheckTimeout = 5 * time.Minute
+	// Snapshots and truncation under faults too (the journal audit then
+	// counts the acknowledged writes a snapshot hides as unverifiable).
+	s.SnapshotEvery = 500
 	return s
 }
 
@@ -117,6 +174,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	cl, err := StartCluster(startCtx, ClusterOptions{
 		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
+		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
 	})
 	cancel()
 	if err != nil {
@@ -267,8 +325,16 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		}
 	}
 	cancel()
+	// Every actor's journal as every node's replica has it, for the audit.
+	dctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+	dumps, err := cl.DumpAll(dctx, w.Actors)
+	cancel()
+	if err != nil {
+		violate("journal", "", "dumping the journals: %v", err)
+	}
 	logf("chaos: +%6.2fs converged after %v; stopping the cluster and checking", rec.Since().Seconds(), took.Round(time.Millisecond))
 	cl.Stop()
+	stopped := time.Now()
 
 	// The checks.
 	ops := rec.Ops()
@@ -289,6 +355,20 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	rep.Counters, v = CheckCounters(ops)
 	rep.Violations = append(rep.Violations, v...)
 	rep.LinearDetails, v = CheckLinearizable(ops, nem.Timeline, s.CheckTimeout, env.OutDir)
+	rep.Violations = append(rep.Violations, v...)
+	rep.Journal, v = AuditJournals(ops, dumps)
+	rep.Violations = append(rep.Violations, v...)
+	var events []activationEvent
+	deaths := map[string][]time.Time{}
+	for _, n := range cl.All() {
+		ev, err := ReadActivationLog(n.EventsPath)
+		if err != nil {
+			violate("single-activation", "", "reading %s: %v", n.EventsPath, err)
+		}
+		events = append(events, ev...)
+		deaths[n.ID] = n.Deaths()
+	}
+	rep.Activation, v = CheckActivations(events, deaths, stopped)
 	rep.Violations = append(rep.Violations, v...)
 	rep.finish(rec, ops, env)
 	return rep

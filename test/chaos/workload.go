@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type WorkloadOptions struct {
 type Workload struct {
 	opts    WorkloadOptions
 	cluster *Cluster
+	nodes   []*Node // the gateways: the cluster's nodes when the load started
 	rec     *Recorder
 	Actors  []Actor
 	hot     []Actor
@@ -70,7 +72,7 @@ type Workload struct {
 
 // NewWorkload dials one embedded client per even worker.
 func NewWorkload(ctx context.Context, c *Cluster, rec *Recorder, o WorkloadOptions) (*Workload, error) {
-	w := &Workload{opts: o, cluster: c, rec: rec}
+	w := &Workload{opts: o, cluster: c, nodes: slices.Clone(c.Nodes), rec: rec}
 	add := func(typ, prefix string, n int, hot bool) {
 		for i := range n {
 			a := Actor{Type: typ, ID: fmt.Sprintf("%s-%d", prefix, i), Hot: hot}
@@ -196,7 +198,7 @@ func (wk *worker) one(ctx context.Context) {
 	if wk.embedded != nil {
 		via = embeddedCaller{wk.embedded}
 	} else {
-		via = gatewayCaller{hc: w.hc, node: w.cluster.Nodes[wk.rng.IntN(len(w.cluster.Nodes))], timeout: w.opts.OpTimeout}
+		via = gatewayCaller{hc: w.hc, node: w.nodes[wk.rng.IntN(len(w.nodes))], timeout: w.opts.OpTimeout}
 	}
 	// The run's end cancels ctx; an op cut short by it would be recorded
 	// as unknown for no fault of the cluster, so each op gets its own
@@ -248,6 +250,7 @@ func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
 	ctx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
 	defer cancel()
 	ctx = runtime.WithIdempotencyKey(ctx, key)
+	op.Key = key
 	op.Call = w.rec.Now()
 	out, name, outcome, err := via.call(ctx, typ, id, method, payload)
 	op.Return = w.rec.Now()
