@@ -140,7 +140,7 @@ func LongScenario(seed int64, n int, d time.Duration) Scenario {
 	s.Workload.Workers = 2 * n
 	s.Workload.HotRegisters, s.Workload.ColdRegisters = 4, 48
 	s.Workload.HotCounters, s.Workload.ColdCounters = 2, 16
-	s.CheckTimeout = 5 * time.Minute
+	s.CheckTimeout = 2 * time.Minute
 	// Snapshots and truncation under faults too (the journal audit then
 	// counts the acknowledged writes a snapshot hides as unverifiable).
 	s.SnapshotEvery = 500
