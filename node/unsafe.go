@@ -26,9 +26,9 @@ type UnsafeMode string
 const (
 	// UnsafeAckBeforeDurable acknowledges a turn before its journal
 	// append is durable: Append returns at once and the real append runs
-	// behind, per actor in order; one that fails is lost (and the ones
-	// behind it with it), while the actor goes on from its in-memory
-	// state.
+	// behind, per actor in order, given up after a second; one that fails
+	// is lost (and the ones behind it with it), while the actor goes on
+	// from its in-memory state.
 	UnsafeAckBeforeDurable UnsafeMode = "ack-before-durable"
 	// UnsafeIgnoreLock activates an actor even when another node holds
 	// its lock, under that holder's token: two nodes then serve and write
@@ -85,7 +85,7 @@ func (w *writeBehind) Append(_ context.Context, actor string, token, expectedSeq
 	}
 	entries = slices.Clone(entries)
 	job := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := w.Journal.Append(ctx, actor, token, expectedSeq, entries)
 		return err

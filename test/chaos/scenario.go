@@ -123,8 +123,9 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		s.Faults = []FaultKind{PartitionGossip}
 		s.Nemesis.Hold = [2]time.Duration{10 * time.Second, 12 * time.Second}
 	default:
-		// Acknowledged on a node cut off from the quorum, never written.
-		s.Faults = []FaultKind{PartitionMinority, KillOwner}
+		// Acknowledged on a node cut off from the quorum, paused or
+		// killed, and never written.
+		s.Faults = []FaultKind{PartitionMinority, PauseOwner, KillOwner}
 	}
 	s.Shuffle = false
 	return s
