@@ -230,3 +230,52 @@ func TestChaosHookPartitionsAndHeals(t *testing.T) {
 		t.Fatalf("activation log for token %d: %v, want %v first", d.Entries[0].Token, got, want)
 	}
 }
+
+// A partition of the Raft leader's gossip alone (Raft and gRPC flow)
+// must not lapse the followers' sessions: they forward their renewals to
+// the leader Raft names, even while gossip calls it dead.
+func TestLeaderGossipPartitionKeepsSessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node cluster and a partition")
+	}
+	nodes := startChaosCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodetest.WaitFor(t, 20*time.Second, "a leader", func() bool { return nodes[0].n.Info().Leader != "" })
+	var leader *chaosNode
+	var followers []*chaosNode
+	for _, cn := range nodes {
+		if cn.n.ID() == nodes[0].n.Info().Leader {
+			leader = cn
+		} else {
+			followers = append(followers, cn)
+		}
+	}
+	gossipOnly := []faultnet.Channel{faultnet.Gossip}
+	set := func(cn *chaosNode, rules ...faultnet.Rule) {
+		t.Helper()
+		if err := cn.hook.Set(faultnet.Faults{Peers: cn.hook.Faults().Peers, Rules: rules}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(leader, faultnet.Rule{Peer: "*", Drop: true, Channels: gossipOnly})
+	for _, f := range followers {
+		set(f, faultnet.Rule{Peer: leader.n.ID(), Drop: true, Channels: gossipOnly})
+	}
+	nodetest.WaitFor(t, 30*time.Second, "the followers see the leader dead", func() bool {
+		return alive(followers[0].n) == 2 && alive(followers[1].n) == 2
+	})
+	// Well past a session TTL with the leader dead to gossip: the
+	// followers' sessions live on, and they serve.
+	time.Sleep(2 * nodetest.SessionTTL) // the span under test, not a wait for an event
+	for _, f := range followers {
+		// Degraded (gossip counts a member dead), not unhealthy (a
+		// lapsed session).
+		if h := f.n.Health(); h.Status == "unhealthy" {
+			t.Errorf("%s: %s", f.n.ID(), h.Status)
+		}
+		if _, err := f.n.Invoke(ctx, "counter", "g-"+f.n.ID(), "add", []byte(`{"delta":1}`)); err != nil {
+			t.Errorf("%s: %v", f.n.ID(), err)
+		}
+	}
+}

@@ -73,9 +73,26 @@ func (f leaderForwarder) Forward(ctx context.Context, leader raft.ServerID, _ ra
 	m := f.m
 	addr, ok := m.grpcAddr(string(leader))
 	if !ok {
-		return nil, fmt.Errorf("%w: leader %s is not a known alive member", runtime.ErrUnavailable, leader)
+		// Raft hears from this leader, whatever gossip thinks of it (a
+		// partition of gossip alone): forward to its last known address
+		// rather than let every session on this node lapse.
+		addr, ok = m.knownGRPCAddr(string(leader))
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: leader %s is not a known member", runtime.ErrUnavailable, leader)
 	}
 	return m.pool.Forward(ctx, addr, batch)
+}
+
+// knownGRPCAddr is node's gRPC address as any member state has it: alive,
+// suspect, dead or left.
+func (m *mesh) knownGRPCAddr(node string) (string, bool) {
+	for _, mem := range m.members.Members() {
+		if mem.NodeID == node && mem.Meta.GRPCAddr != "" {
+			return mem.Meta.GRPCAddr, true
+		}
+	}
+	return "", false
 }
 
 func (m *mesh) grpcAddr(node string) (string, bool) {

@@ -43,11 +43,11 @@ var hookFaults = map[FaultKind]func(*Nemesis, context.Context) FaultEvent{
 		return n.partition(ctx, ids[:1], ids[1:], nil, n.between(n.opts.LongHold), "cut off past GossipToTheDeadTime")
 	},
 	PartitionGossip: func(n *Nemesis, ctx context.Context) FaultEvent {
-		// A follower: with the leader's gossip cut off, the followers
-		// find no alive member to forward their session renewals to
-		// (node's leaderForwarder looks the leader up among the members
-		// gossip says are alive), and every session on them lapses for
-		// as long as the partition lasts, Raft being fine.
+		// A follower, so that the rings disagree while every node keeps
+		// its session. (The leader's case is node's
+		// TestLeaderGossipPartitionKeepsSessions: the followers used to
+		// find no alive member to forward their renewals to, and every
+		// session on them lapsed for as long as the partition lasted.)
 		l, err := n.leader(ctx)
 		if err != nil {
 			return n.failed(err)
