@@ -23,12 +23,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-# The chaos suite with its soak: real loom-node processes killed (-9) and
-# paused (SIGSTOP) under a recorded load, on 3 then 5 nodes, for
-# CHAOS_DURATION in all, then the history checkers. Every run's artifacts
-# (node logs, fault timeline, history, report.json) stay in ./chaos-out.
-# CHAOS_SEED=N replays a run's schedule. `make test` runs only the short
-# default scenario.
+# The chaos suite with its soak: real loom-node processes killed (-9),
+# paused (SIGSTOP), partitioned, their clocks and disks faulted and their
+# membership churned, under a recorded load, on 3 then 5 nodes, for
+# CHAOS_DURATION in all, then the checkers. Every run's artifacts (node
+# logs, activation logs, fault timeline, history, report.json) stay in
+# ./chaos-out. CHAOS_SEED=N replays a run's schedule. `make test` runs only
+# the short default scenarios and the proof that the checkers bite.
 CHAOS_DURATION ?= 30m
 CHAOS_SEED     ?= 0
 chaos:
