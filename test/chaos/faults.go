@@ -415,10 +415,14 @@ func (n *Nemesis) rollingRestart(ctx context.Context) FaultEvent {
 	}
 	for _, x := range order {
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := x.Terminate(tctx)
+		err := x.Terminate(tctx) // kills it if it does not exit in time
 		cancel()
-		if err == nil {
-			err = n.restartNode(ctx, x)
+		if x.State() == Down {
+			// Restarted even after a failed graceful stop, so that one
+			// error does not leave the cluster a node short.
+			if rerr := n.restartNode(ctx, x); err == nil {
+				err = rerr
+			}
 		}
 		if err != nil {
 			ev.Err = err.Error()

@@ -316,3 +316,33 @@ func TestConnectionsMadeBeforeTheAddressBook(t *testing.T) {
 		t.Fatal("a reached b through a connection made before its book named b")
 	}
 }
+
+// Shutdown returns even when packets keep arriving that nobody reads:
+// memberlist's NetTransport sends to its channels with no way out, so the
+// wrapper must drain them until the inner transport is down (a node once
+// hung on SIGTERM this way).
+func TestMemberlistShutdownWithUnreadPackets(t *testing.T) {
+	b := New("b", ipB, 2)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ipB}, BindPort: 0})
+	if err != nil {
+		t.Skipf("memberlist transport on %s: %v", ipB, err)
+	}
+	g := b.Memberlist(nt)
+	_, port, _ := g.FinalAdvertiseAddr("", 0)
+	conn, err := net.Dial("udp", net.JoinHostPort(ipB, strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 200 { // more than the wrapper buffers: its pump blocks
+		_, _ = conn.Write([]byte("ping"))
+	}
+	time.Sleep(100 * time.Millisecond) // let them arrive: the state under test, not an event
+	done := make(chan error, 1)
+	go func() { done <- g.Shutdown() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown hangs with unread packets")
+	}
+}

@@ -169,7 +169,8 @@ type gossip struct {
 	h       *Hook
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	stop    chan struct{}
+	stop    chan struct{} // closed by Shutdown: deliver nothing more
+	drained chan struct{} // closed once inner is shut down: the pumps end
 	once    sync.Once
 	wg      sync.WaitGroup
 }
@@ -179,12 +180,17 @@ type gossip struct {
 // rules. Its Shutdown shuts inner down.
 func (h *Hook) Memberlist(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
 	g := &gossip{inner: inner, h: h, packets: make(chan *memberlist.Packet, 64),
-		streams: make(chan net.Conn, 16), stop: make(chan struct{})}
+		streams: make(chan net.Conn, 16), stop: make(chan struct{}), drained: make(chan struct{})}
 	g.wg.Add(2)
 	go g.pumpPackets()
 	go g.pumpStreams()
 	return g
 }
+
+// The pumps keep reading inner's channels until inner is shut down, even
+// after Shutdown stopped delivering: memberlist's NetTransport sends to
+// them without a way out, so a pump that stopped reading first would hang
+// its Shutdown (and the node's) on the next packet that arrives.
 
 func (g *gossip) pumpPackets() {
 	defer g.wg.Done()
@@ -209,10 +215,9 @@ func (g *gossip) pumpPackets() {
 			}
 			select {
 			case g.packets <- p:
-			case <-g.stop:
-				return
+			case <-g.stop: // dropped: shutting down
 			}
-		case <-g.stop:
+		case <-g.drained:
 			return
 		}
 	}
@@ -230,9 +235,8 @@ func (g *gossip) pumpStreams() {
 			case g.streams <- g.h.wrap(c, Gossip, "", ""):
 			case <-g.stop:
 				c.Close()
-				return
 			}
-		case <-g.stop:
+		case <-g.drained:
 			return
 		}
 	}
@@ -277,8 +281,12 @@ func (g *gossip) DialAddressTimeout(a memberlist.Address, timeout time.Duration)
 }
 
 func (g *gossip) Shutdown() error {
-	g.once.Do(func() { close(g.stop) })
-	err := g.inner.Shutdown()
-	g.wg.Wait()
+	var err error
+	g.once.Do(func() {
+		close(g.stop)
+		err = g.inner.Shutdown()
+		close(g.drained)
+		g.wg.Wait()
+	})
 	return err
 }
