@@ -144,12 +144,6 @@ func TestChaosNodeFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
-	// Out of the default run until a known failure is fixed: in CI (seed
-	// 731385772800) a node did not exit within its deadline after SIGTERM
-	// during the rolling restart, and the cluster did not converge after.
-	if !*longFlag && os.Getenv("LOOM_CHAOS_LONG") == "" {
-		t.Skip("node faults run with -chaos.long until the shutdown hang seen with seed 731385772800 is fixed")
-	}
 	runScenario(t, NodeFaultsScenario(seed()), 5*time.Minute)
 }
 
