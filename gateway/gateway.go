@@ -105,29 +105,14 @@ const (
 )
 
 func (h *Handler) call(w http.ResponseWriter, r *http.Request) {
-	cid := r.Header.Get(HeaderCorrelationID)
-	if cid == "" {
-		cid = runtime.NewCorrelationID()
-	}
-	w.Header().Set(HeaderCorrelationID, cid)
+	cid := correlationID(w, r)
 
-	timeout := h.opts.Timeout
-	if v := r.Header.Get(HeaderTimeout); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s: %q is not a positive duration", HeaderTimeout, v))
-			return
-		}
-		timeout = d
+	timeout, ok := h.timeout(w, r)
+	if !ok {
+		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body exceeds %d bytes", h.opts.MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_payload", "reading body: "+err.Error())
+	body, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
@@ -229,4 +214,46 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(b)
+}
+
+// correlationID returns the request's X-Correlation-ID, or a new one, and
+// echoes it on the response.
+func correlationID(w http.ResponseWriter, r *http.Request) string {
+	cid := r.Header.Get(HeaderCorrelationID)
+	if cid == "" {
+		cid = runtime.NewCorrelationID()
+	}
+	w.Header().Set(HeaderCorrelationID, cid)
+	return cid
+}
+
+// timeout is the request's X-Loom-Timeout, or the default; on a bad value
+// it answers 400 and returns false.
+func (h *Handler) timeout(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	v := r.Header.Get(HeaderTimeout)
+	if v == "" {
+		return h.opts.Timeout, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		writeError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s: %q is not a positive duration", HeaderTimeout, v))
+		return 0, false
+	}
+	return d, true
+}
+
+// readBody reads the body up to MaxBodyBytes; on failure it answers 413
+// or 400 and returns false.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err == nil {
+		return body, true
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body exceeds %d bytes", h.opts.MaxBodyBytes))
+	} else {
+		writeError(w, http.StatusBadRequest, "bad_payload", "reading body: "+err.Error())
+	}
+	return nil, false
 }

@@ -3,12 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -57,23 +54,14 @@ type Accepted struct {
 
 func (h *Handler) runTask(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	cid := r.Header.Get(HeaderCorrelationID)
-	if cid == "" {
-		cid = runtime.NewCorrelationID()
-	}
-	w.Header().Set(HeaderCorrelationID, cid)
+	cid := correlationID(w, r)
 	if h.opts.Tasks == nil {
 		writeError(w, http.StatusNotFound, "unknown_task", fmt.Sprintf("%v: %q (this server runs no tasks)", task.ErrUnknownTask, name))
 		return
 	}
-	timeout := h.opts.Timeout
-	if v := r.Header.Get(HeaderTimeout); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "bad_timeout", fmt.Sprintf("%s: %q is not a positive duration", HeaderTimeout, v))
-			return
-		}
-		timeout = d
+	timeout, ok := h.timeout(w, r)
+	if !ok {
+		return
 	}
 	async := false
 	if v := r.URL.Query().Get("async"); v != "" {
@@ -84,14 +72,8 @@ func (h *Handler) runTask(w http.ResponseWriter, r *http.Request) {
 		}
 		async = b
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body exceeds %d bytes", h.opts.MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_payload", "reading body: "+err.Error())
+	body, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
 	prop := h.opts.Propagator
