@@ -87,16 +87,16 @@ func (f leaderForwarder) Forward(ctx context.Context, leader raft.ServerID, _ ra
 // knownGRPCAddr is node's gRPC address as any member state has it: alive,
 // suspect, dead or left.
 func (m *mesh) knownGRPCAddr(node string) (string, bool) {
-	for _, mem := range m.members.Members() {
-		if mem.NodeID == node && mem.Meta.GRPCAddr != "" {
-			return mem.Meta.GRPCAddr, true
-		}
-	}
-	return "", false
+	return grpcAddrIn(m.members.Members(), node)
 }
 
+// grpcAddr is the gRPC address of node if it is alive.
 func (m *mesh) grpcAddr(node string) (string, bool) {
-	for _, mem := range m.members.Alive() {
+	return grpcAddrIn(m.members.Alive(), node)
+}
+
+func grpcAddrIn(members []cluster.Member, node string) (string, bool) {
+	for _, mem := range members {
 		if mem.NodeID == node && mem.Meta.GRPCAddr != "" {
 			return mem.Meta.GRPCAddr, true
 		}
