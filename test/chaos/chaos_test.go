@@ -6,8 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,6 +30,12 @@ var binPath string
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	if bin := os.Getenv(envBin); bin != "" {
+		// The run inside a network namespace (TestChaosKernelPartitions):
+		// the outer run built the binary.
+		binPath = bin
 		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "loom-chaos-bin-")
@@ -193,14 +203,8 @@ func TestChaosCheckersBite(t *testing.T) {
 // then on five, for -chaos.duration in all. Only with -chaos.long or
 // LOOM_CHAOS_LONG.
 func TestChaosLong(t *testing.T) {
-	d := *longDur
-	if env := os.Getenv("LOOM_CHAOS_LONG"); env != "" {
-		if pd, err := time.ParseDuration(env); err == nil {
-			d = pd
-		}
-		*longFlag = true
-	}
-	if !*longFlag || testing.Short() {
+	long, d := soak()
+	if !long || testing.Short() {
 		t.Skip("the soak runs only with -chaos.long or LOOM_CHAOS_LONG")
 	}
 	s := seed()
@@ -208,5 +212,120 @@ func TestChaosLong(t *testing.T) {
 		t.Run(fmt.Sprintf("nodes=%d", n), func(t *testing.T) {
 			runScenario(t, LongScenario(s, n, d/2), d/2+15*time.Minute)
 		})
+	}
+}
+
+// soak reports whether this is a long run (-chaos.long, or LOOM_CHAOS_LONG
+// set, to a duration or anything else) and its duration.
+func soak() (bool, time.Duration) {
+	d := *longDur
+	if env := os.Getenv("LOOM_CHAOS_LONG"); env != "" {
+		if pd, err := time.ParseDuration(env); err == nil {
+			d = pd
+		}
+		return true, d
+	}
+	return *longFlag, d
+}
+
+// TestChaosKernelPartitions runs the partitions again, cut by the kernel:
+// where the suite runs as root with iproute2 (ip and tc), it makes a
+// network namespace of its own, runs this test binary inside it (the nodes
+// and the workload's clients then share only that namespace's loopback),
+// and there the nemesis drops packets between nodes with tc filters on lo
+// instead of the chaos hook's rules (kernel.go). The namespace is deleted
+// at the end, and namespaces that killed runs left behind are swept first.
+// Short by default (about a minute); with -chaos.long, every partition on
+// five nodes for a sixth of -chaos.duration. Skipped, saying why, without
+// root, ip or tc, or where a namespace cannot be made.
+func TestChaosKernelPartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of real processes in a network namespace")
+	}
+	long, d := soak()
+	if ns := os.Getenv(envNetns); ns != "" {
+		// The inner run, inside the namespace.
+		budget := 3 * time.Minute
+		if long {
+			budget = d/6 + 10*time.Minute
+		}
+		runScenario(t, KernelScenario(seed(), long, d/6), budget)
+		return
+	}
+	if why := kernelUnavailable(); why != "" {
+		t.Skip(why)
+	}
+	sweepNetns(t.Logf)
+	sd := seed()
+	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-15*time.Second))
+		defer cancel()
+	}
+	nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ns, err := createNetns(nctx, sd)
+	cancel()
+	if err != nil {
+		t.Skipf("kernel partitions need a network namespace with tc (clsact, u32, mirred, ifb): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := deleteNetns(ns); err != nil {
+			t.Errorf("chaos: %v", err)
+		}
+	})
+	args := []string{"netns", "exec", ns, os.Args[0],
+		"-test.run", "^TestChaosKernelPartitions$", "-test.v", "-test.count", "1",
+		"-chaos.seed", strconv.FormatInt(sd, 10)}
+	if dl, ok := ctx.Deadline(); ok {
+		args = append(args, "-test.timeout", time.Until(dl).Round(time.Second).String())
+	}
+	if *outFlag != "" {
+		args = append(args, "-chaos.out", *outFlag)
+	}
+	if long {
+		args = append(args, "-chaos.long", "-chaos.duration", d.String())
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Env = append(os.Environ(), envNetns+"="+ns, envBin+"="+binPath)
+	lw := &lineLogger{logf: t.Logf}
+	cmd.Stdout, cmd.Stderr = lw, lw
+	// The run inside dies with this one (its nodes die with it).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	t.Logf("chaos: running the scenario in network namespace %s: ip %s", ns, strings.Join(args, " "))
+	err = cmd.Run()
+	lw.flush()
+	if err != nil {
+		t.Fatalf("chaos: the kernel-partition run in %s failed: %v (its output is above)", ns, err)
+	}
+}
+
+// lineLogger passes a process's output to a test's log, line by line.
+type lineLogger struct {
+	logf func(string, ...any)
+	mu   sync.Mutex
+	buf  []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.logf("netns| %s", l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+}
+
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.logf("netns| %s", l.buf)
+		l.buf = nil
 	}
 }

@@ -135,7 +135,15 @@ func (n *Nemesis) hold(ctx context.Context, ev FaultEvent, rules map[string][]fa
 	ev.Hold = hold.Round(time.Millisecond).String()
 	n.logf("chaos: +%6.2fs %s for %v", n.rec.Since().Seconds(), ev.Detail, hold)
 	ev.Start = n.rec.Now()
-	if err := n.setHooks(ctx, func(id string) faultnet.Faults { return faultnet.Faults{Rules: rules[id]} }); err != nil {
+	if n.kernel != nil {
+		// The same rules, cut by the kernel (kernel.go).
+		note, err := n.kernel.apply(ctx, rules)
+		if err != nil {
+			ev.Err = err.Error()
+		} else {
+			ev.Notes = append(ev.Notes, note)
+		}
+	} else if err := n.setHooks(ctx, func(id string) faultnet.Faults { return faultnet.Faults{Rules: rules[id]} }); err != nil {
 		ev.Err = err.Error()
 	}
 	sleep(ctx, hold)
@@ -145,6 +153,18 @@ func (n *Nemesis) hold(ctx context.Context, ev FaultEvent, rules map[string][]fa
 // healAndWait lifts every hook fault and waits for health and convergence.
 func (n *Nemesis) healAndWait(ctx context.Context, ev FaultEvent, involved []string) FaultEvent {
 	hctx := context.WithoutCancel(ctx)
+	if n.kernel != nil && n.kernel.installed > 0 {
+		dropped, err := n.kernel.heal(hctx)
+		ev.Notes = append(ev.Notes, fmt.Sprintf("the kernel dropped %d packets", dropped))
+		switch {
+		case err != nil && ev.Err == "":
+			ev.Err = err.Error()
+		case dropped == 0 && ev.Err == "":
+			// Gossip alone sends several packets a second: a cut
+			// that dropped nothing did not cut.
+			ev.Err = "the kernel partition dropped no packet"
+		}
+	}
 	if err := n.healHooks(hctx); err != nil && ev.Err == "" {
 		ev.Err = err.Error()
 	}
@@ -162,8 +182,8 @@ func (n *Nemesis) healAndWait(ctx context.Context, ev FaultEvent, involved []str
 		ev.Err = "after the heal: " + err.Error()
 	}
 	ev.Ready = n.rec.Now()
-	n.logf("chaos: +%6.2fs %s healed; %s after %v", n.rec.Since().Seconds(), ev.Detail, outcome(ev),
-		time.Duration(ev.Ready-ev.Heal).Round(time.Millisecond))
+	n.logf("chaos: +%6.2fs %s healed; %s after %v %v", n.rec.Since().Seconds(), ev.Detail, outcome(ev),
+		time.Duration(ev.Ready-ev.Heal).Round(time.Millisecond), ev.Notes)
 	return ev
 }
 

@@ -118,6 +118,9 @@ type Nemesis struct {
 	hc       *http.Client
 	Timeline []FaultEvent
 	logf     func(string, ...any)
+	// kernel, when set, cuts partitions with tc instead of the hook's
+	// rules (kernel.go).
+	kernel *kernelNet
 }
 
 // NewNemesis draws its choices from seed.
@@ -254,5 +257,8 @@ func (n *Nemesis) HealAll() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if n.kernel != nil {
+		_, _ = n.kernel.heal(ctx)
+	}
 	_ = n.healHooks(ctx)
 }

@@ -42,9 +42,12 @@ func (c *OpCounts) add(o Outcome) {
 
 // Report is one scenario's result.
 type Report struct {
-	Scenario string    `json:"scenario"`
-	Seed     int64     `json:"seed"`
-	Nodes    int       `json:"nodes"`
+	Scenario string `json:"scenario"`
+	Seed     int64  `json:"seed"`
+	Nodes    int    `json:"nodes"`
+	// Network says how partitions were cut: by the chaos hook (empty) or
+	// by the kernel.
+	Network  string    `json:"network,omitempty"`
 	Commit   string    `json:"commit"`
 	Started  time.Time `json:"started"`
 	Duration Dur       `json:"duration"`

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -50,6 +52,12 @@ type Scenario struct {
 	DeadVoterTimeout time.Duration
 	// Unsafe runs every node in a --debug-unsafe mode (TestChaosCheckersBite).
 	Unsafe string
+	// Kernel cuts the partitions with tc in the network namespace the run
+	// is in, instead of with the chaos hook's rules (kernel.go): the run
+	// must be inside the namespace that LOOM_CHAOS_NETNS names.
+	Kernel bool
+	// Pool is what RandomFor draws from; nil means AllFaults.
+	Pool []FaultKind
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -131,6 +139,37 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 	return s
 }
 
+// KernelPartitions are the partitions a kernel run cuts with tc: every
+// partition of the hook but the gossip-only one (tc tells nodes apart by
+// address, not by protocol).
+var KernelPartitions = []FaultKind{PartitionMinority, PartitionLeader, PartitionSplit,
+	PartitionOneWay, PartitionBridge, PartitionLong}
+
+// KernelScenario is TestChaosKernelPartitions: the partitions, cut by the
+// kernel in a network namespace of the run's own (kernel.go). The default
+// run is short (about a minute): the leader cut off, a deaf node, a bridge
+// and a minority cut off, shorter holds. The long one (-chaos.long) runs
+// every kernel partition once, the long partition past
+// GossipToTheDeadTime included, then random ones for d on five nodes.
+func KernelScenario(seed int64, long bool, d time.Duration) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = "partitions-kernel-3"
+	s.Kernel = true
+	if long {
+		s.Name = "partitions-kernel-5"
+		s.Nodes = 5
+		s.Faults = slices.Clone(KernelPartitions)
+		s.RandomFor, s.Pool = d, KernelPartitions
+		s.Workload.Workers = 10
+		return s
+	}
+	s.Faults = []FaultKind{PartitionLeader, PartitionOneWay, PartitionBridge, PartitionMinority}
+	s.Warmup = 8 * time.Second
+	s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
+	s.Nemesis.Hold = [2]time.Duration{3 * time.Second, 4 * time.Second}
+	return s
+}
+
 // LongScenario is the soak: random faults from every kind for d on n nodes.
 func LongScenario(seed int64, n int, d time.Duration) Scenario {
 	s := DefaultScenario(seed)
@@ -170,6 +209,14 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		logf("chaos: VIOLATION %s", v)
 	}
 	logf("chaos: scenario %s: seed %d, %d nodes, output %s", s.Name, s.Seed, s.Nodes, env.OutDir)
+	if s.Kernel {
+		rep.Network = "kernel (tc in network namespace " + os.Getenv(envNetns) + ")"
+		if err := checkInNetns(os.Getenv(envNetns)); err != nil {
+			violate("harness", "", "%v", err)
+			rep.finish(rec, nil, env)
+			return rep
+		}
+	}
 
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	cl, err := StartCluster(startCtx, ClusterOptions{
@@ -196,6 +243,9 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	}
 	defer w.Close()
 	nem := NewNemesis(cl, w, rec, s.Seed, s.Nemesis, logf)
+	if s.Kernel {
+		nem.kernel = &kernelNet{cluster: cl}
+	}
 
 	// The load runs from now until every fault has healed and settled.
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -224,7 +274,11 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		case i < len(faults):
 			kind = faults[i]
 		case s.RandomFor > 0 && (firstFault.IsZero() || time.Since(firstFault) < s.RandomFor):
-			kind = AllFaults[nem.Rand().IntN(len(AllFaults))]
+			pool := s.Pool
+			if len(pool) == 0 {
+				pool = AllFaults
+			}
+			kind = pool[nem.Rand().IntN(len(pool))]
 		}
 		if kind == "" {
 			break
