@@ -39,7 +39,10 @@ import (
 //     dialer, all bound to node.bind, which must be an IP of this node's
 //     own (the hook tells peers apart by source IP: give every node its own
 //     127.0.0.x);
-//   - runs its session keeper on the hook's clock (offset and rate);
+//   - runs its session keeper and its Raft store's clock (raftlock's
+//     Config.Now: as leader, the node stamps every entry with it, and
+//     sessions expire by those stamps) on the hook's clock (offset and
+//     rate);
 //   - calls the hook's BeforeSync before every Raft log write (slow fsync,
 //     "no space left");
 //   - writes its activation log to Events, when set (see ChaosEvent).
@@ -128,11 +131,13 @@ func (c *chaosState) grpcDialer() func(context.Context, string) (net.Conn, error
 }
 
 // configureRaft gives the Raft store a transport through the hook's
-// StreamLayer and the hook's disk failpoint.
+// StreamLayer, the hook's disk failpoint, and the hook's clock: a skewed
+// leader decides when every node's session expires.
 func (c *chaosState) configureRaft(rc *raftlock.Config) error {
 	if c == nil {
 		return nil
 	}
+	rc.Now = c.hook.Now
 	ln, err := net.Listen("tcp", rc.BindAddr)
 	if err != nil {
 		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)

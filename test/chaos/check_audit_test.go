@@ -55,6 +55,7 @@ func TestJournalAudit(t *testing.T) {
 		{"phantom", []journalDump{dump("node-1", "node-1", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}, [3]any{3, 3, "nobody"})}, "phantom"},
 		{"replicas differ", []journalDump{good[0], dump("node-2", "node-1", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "replicas differ"},
 		{"orphaned lock", []journalDump{dump("node-1", "node-2", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "does not have it active"},
+		{"orphaned lock a fast replica does not see", []journalDump{dump("node-1", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "node-9", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "not a member"},
 		{"lock of a gone node", []journalDump{dump("node-1", "node-9", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "not a member"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -176,23 +176,34 @@ func AuditJournals(ops []Op, dumps map[string][]journalDump) (JournalAudit, []Vi
 				active = append(active, o.Node)
 			}
 		}
-		if d.Lock == nil {
+		// The lock as any replica sees it (the highest token): a replica
+		// judges expiry by the later of the state machine's clock and its
+		// own, and a node whose clock ran fast under a clock fault stays
+		// ahead (the hook's clock carries on from where the rate left
+		// it), so it may see a held lock as lapsed.
+		lk := d.Lock
+		for _, o := range ds {
+			if o.Lock != nil && (lk == nil || o.Lock.Token > lk.Token) {
+				lk = o.Lock
+			}
+		}
+		if lk == nil {
 			continue
 		}
 		a.Locks++
 		var holder *journalDump
 		for i := range ds {
-			if ds[i].Node == d.Lock.Owner {
+			if ds[i].Node == lk.Owner {
 				holder = &ds[i]
 			}
 		}
 		switch {
 		case holder == nil:
-			bad("orphan-lock", actor, "held by %s (session %s, token %d), which is not a member", d.Lock.Owner, d.Lock.Session, d.Lock.Token)
-		case holder.Session != d.Lock.Session:
-			bad("orphan-lock", actor, "held by an old session %s of %s (its session is %s)", d.Lock.Session, d.Lock.Owner, holder.Session)
+			bad("orphan-lock", actor, "held by %s (session %s, token %d), which is not a member", lk.Owner, lk.Session, lk.Token)
+		case holder.Session != lk.Session:
+			bad("orphan-lock", actor, "held by an old session %s of %s (its session is %s)", lk.Session, lk.Owner, holder.Session)
 		case !holder.Active:
-			bad("orphan-lock", actor, "held by %s, which does not have it active (active on %v)", d.Lock.Owner, active)
+			bad("orphan-lock", actor, "held by %s, which does not have it active (active on %v)", lk.Owner, active)
 		}
 	}
 	return a, out

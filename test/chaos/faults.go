@@ -247,26 +247,57 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// clockSkew runs one node's clock (its session keeper's and its Raft
+// store's, which stamps entries while it leads) slow or fast, and cuts a
+// node off for twice the session TTL meanwhile, so that a session runs out
+// on a skewed clock. Half the time the target is the Raft leader, whose
+// clock then decides when every session expires: it cuts off a follower
+// (whose session the skewed leader expires, and whose locks it grants to
+// others) or itself (a new leader takes over from the skewed one's
+// stamps). Otherwise the target is a follower and is cut off itself (its
+// keeper must give its lease up in time on its own clock).
+//
+// Rates stay within what the lease contract allows: a node's keeper gives
+// its lease up a safety margin (TTL/10) before the TTL, so a keeper's clock
+// may run at most 10% slow (slower, and it believes in its lease after the
+// leader expired it), and a leader's clock at most 10% fast (faster, and it
+// expires sessions whose keepers still hold). A follower's clock may run
+// faster (its keeper gives up early): up to 1.5, lifted with the cut so
+// that it never stamps entries at that rate if it takes office.
+//
+// No offset: the keeper measures durations on its clock, so a constant
+// offset changes nothing there, and setting or lifting one is a jump of
+// that clock, which no monotonic clock does (a jump back of 60 s made a
+// node believe in its lease for a minute).
 func (n *Nemesis) clockSkew(ctx context.Context) FaultEvent {
-	ids := n.shuffledIDs()
-	target := ids[0]
-	rate := 0.93 + n.rng.Float64()*0.07 // slow, within the safety margin
+	l, err := n.leader(ctx)
+	if err != nil {
+		return n.failed(err)
+	}
+	followers := n.others(l.ID)
+	n.rng.Shuffle(len(followers), func(i, j int) { followers[i], followers[j] = followers[j], followers[i] })
+	target, role, cutOff := followers[0], "follower", followers[0]
+	rate := 0.93 + n.rng.Float64()*0.07 // slow, within the keeper's margin
 	if n.rng.IntN(2) == 0 {
+		target, role = l.ID, "Raft leader"
+		if n.rng.IntN(2) == 0 {
+			cutOff = l.ID
+		}
+		if n.rng.IntN(2) == 0 {
+			rate = 1.02 + n.rng.Float64()*0.08 // fast, within the margin
+		}
+	} else if n.rng.IntN(2) == 0 {
 		rate = 1.1 + n.rng.Float64()*0.4 // fast: the node gives up early
 	}
 	rate = float64(int(rate*1000)) / 1000
 	hold := n.between(n.opts.Hold)
 	iso := 2 * n.opts.SessionTTL
-	ev := FaultEvent{Node: target, Detail: fmt.Sprintf("lease clock of %s at rate %v; cut off for %v meanwhile", target, rate, iso),
+	ev := FaultEvent{Node: target, Detail: fmt.Sprintf("clock of %s %s at rate %v; %s cut off for %v meanwhile", role, target, rate, cutOff, iso),
 		Hold: (hold + iso).String()}
 	n.logf("chaos: +%6.2fs %s", n.rec.Since().Seconds(), ev.Detail)
-	// No offset: the keeper measures durations on its clock, so a
-	// constant offset changes nothing, and setting or lifting one is a
-	// jump of that clock, which no monotonic clock does (a jump back of
-	// 60 s made a node believe in its lease for a minute).
 	clock := faultnet.ClockFault{Rate: rate}
 	ev.Start = n.rec.Now()
-	set := func(rules map[string][]faultnet.Rule) {
+	set := func(rules map[string][]faultnet.Rule, clock faultnet.ClockFault) {
 		err := n.setHooks(ctx, func(id string) faultnet.Faults {
 			f := faultnet.Faults{Rules: rules[id]}
 			if id == target {
@@ -278,13 +309,16 @@ func (n *Nemesis) clockSkew(ctx context.Context) FaultEvent {
 			ev.Err = err.Error()
 		}
 	}
-	set(nil)
+	set(nil, clock)
 	sleep(ctx, hold/2)
-	set(cut([]string{target}, ids[1:], nil))
+	set(cut([]string{cutOff}, n.others(cutOff), nil), clock)
 	sleep(ctx, iso)
-	set(nil)
+	if rate > 1.1 {
+		clock = faultnet.ClockFault{}
+	}
+	set(nil, clock)
 	sleep(ctx, hold-hold/2)
-	return n.healAndWait(ctx, ev, ids)
+	return n.healAndWait(ctx, ev, append([]string{l.ID}, followers...))
 }
 
 func (n *Nemesis) diskSlow(ctx context.Context) FaultEvent {

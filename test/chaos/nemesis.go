@@ -52,10 +52,12 @@ const (
 	// PartitionGossip isolates one follower's gossip only (Raft and gRPC
 	// still flow): the nodes' rings disagree about who owns what.
 	PartitionGossip FaultKind = "partition-gossip"
-	// ClockSkew makes one node's lease clock run slow (within the 10% the
-	// keeper's safety margin allows) or fast, and isolates the node for
-	// twice the session TTL meanwhile, so that its lease runs out on the
-	// skewed clock. (Offsets: see faults.go.)
+	// ClockSkew makes one node's clock (its lease keeper's, and its Raft
+	// store's, by which a leader expires sessions) run slow or fast
+	// within the 10% the keeper's safety margin allows (a follower's
+	// faster), and cuts off a node for twice the session TTL meanwhile,
+	// so that a lease runs out on the skewed clock. Half the time the
+	// target is the Raft leader. (Rates and offsets: see faults.go.)
 	ClockSkew FaultKind = "clock-skew"
 	// DiskSlow delays every Raft log write (fsync) of the leader.
 	DiskSlow FaultKind = "disk-slow"

@@ -8,9 +8,9 @@
 // flag: `loom-node run --chaos-hook` (node.Options.Chaos). The node then
 // builds one Hook, serves its Handler under /chaos/ on its HTTP port,
 // passes the hook's wrappers to its three network stacks, runs its
-// session keeper on the hook's clock and calls BeforeSync before every
-// Raft log write (see node/chaos.go). A node without that flag never
-// constructs a Hook and pays nothing.
+// session keeper and its Raft store's clock on the hook's clock and calls
+// BeforeSync before every Raft log write (see node/chaos.go). A node
+// without that flag never constructs a Hook and pays nothing.
 //
 // # Faults
 //
@@ -27,8 +27,10 @@
 //   - Peers, the address book that says which node an address belongs to
 //     (node id → its IPs or host:ports): the suite knows every node's ports.
 //   - Clock: an offset and a rate for the node's own lease and expiry code
-//     (Hook.Now and Hook.AfterFunc plug into lock.KeeperConfig), since
-//     processes on one machine share the kernel clock.
+//     (Hook.Now and Hook.AfterFunc plug into lock.KeeperConfig, and Hook.Now
+//     into raftlock.Config.Now, the clock a Raft leader stamps entries
+//     with and sessions expire by), since processes on one machine share
+//     the kernel clock.
 //   - Disk: a delay before every fsync and a "no space left" switch, for
 //     the journal and the Raft log stores to call through BeforeSync.
 //
