@@ -209,6 +209,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		// kill -9) hold its actors' locks until their TTL runs out, and a
 		// new leader extends them: end them now. This waits for a Raft
 		// leader, as the keeper does.
+		if id, _ := n.mesh.store.Leader(); id == "" {
+			n.log.Info("waiting for a Raft leader", "bootstrapExpect", c.Cluster.BootstrapExpect, "raftState", n.mesh.store.HasState())
+		}
 		ended, err := n.mesh.store.EndSessionsOf(ctx, c.Node.ID, "")
 		if err != nil {
 			return fmt.Errorf("node: ending the sessions of this node's previous run: %w", err)

@@ -130,9 +130,32 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	if err := n.Start(context.Background()); err != nil {
-		fmt.Fprintf(stderr, "loom-node: %v\n", err)
-		return 1
+	// Start can wait a long time (for a Raft leader, for bootstrapExpect
+	// members): a signal ends the wait, and Start closes what it opened.
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	defer cancelStart()
+	started := make(chan error, 1)
+	go func() { started <- n.Start(startCtx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-node: %v\n", err)
+			return 1
+		}
+	case sig := <-sigs:
+		fmt.Fprintf(stderr, "loom-node: %v while starting: stopping\n", sig)
+		cancelStart()
+		select {
+		case err := <-started:
+			if err != nil {
+				return 1
+			}
+			// Started just as the signal came: shut down as below.
+			return shutdown(n, cfg, sigs, stderr)
+		case sig := <-sigs:
+			fmt.Fprintf(stderr, "loom-node: %v: exiting now\n", sig)
+			return 1
+		}
 	}
 	if cfg.Coordination.Backend == config.CoordinationRaft {
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (data dir %s)\n",
@@ -144,6 +167,12 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 
 	sig := <-sigs
 	fmt.Fprintf(stderr, "loom-node: %v: shutting down (again to exit now)\n", sig)
+	return shutdown(n, cfg, sigs, stderr)
+}
+
+// shutdown stops n gracefully within the configured shutdown timeout, or
+// at once on another signal.
+func shutdown(n *node.Node, cfg config.Config, sigs <-chan os.Signal, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.ShutdownTimeout)
 	defer cancel()
 	done := make(chan error, 1)

@@ -219,3 +219,58 @@ func TestConfigPrintRedactsSecretsAndAppliesFlags(t *testing.T) {
 		t.Fatalf("flag did not override the file:\n%s", out)
 	}
 }
+
+// A node waiting for its Raft cluster (bootstrapExpect 2, and no second
+// node comes) still stops on SIGTERM, closing what it had opened.
+func TestSIGTERMWhileWaitingForTheCluster(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(binPath, "run", "--node-id", "lonely", "--data-dir", data,
+		"--http-port", "0", "--grpc-port", "0", "--raft-port", "0", "--gossip-port", "0",
+		"--bootstrap-expect", "2", "--gossip", "local")
+	cmd.Env = append(os.Environ(), "LOOM_CONFIG_PATH=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var logs bytes.Buffer
+	waiting := make(chan struct{})
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "waiting for a Raft leader") {
+				once = true
+				close(waiting)
+			}
+		}
+	}()
+	select {
+	case <-waiting:
+	case <-scanned:
+		t.Fatalf("loom-node exited before waiting for the cluster:\n%s", logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("loom-node did not log that it waits for a Raft leader in 30s")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { <-scanned; exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit 30s after SIGTERM while starting:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "while starting: stopping") {
+		t.Fatalf("no word of the interrupted start:\n%s", logs.String())
+	}
+	// It released its data dir: a node can start on it now.
+	startNode(t, data)
+}
