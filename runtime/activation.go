@@ -338,7 +338,6 @@ func (r *Runtime) abandon(a *activation, releaseLock bool) {
 // when the instance or the lock can no longer be trusted.
 func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 	a.dead = true
-	a.pool.remove(a)
 	if clean && !a.dropped.Load() {
 		if d, ok := a.inst.(Deactivator); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -358,6 +357,12 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 			r.releaseLock(a)
 		}
 	}
+	// Only now may the id activate again: a call that finds a here waits
+	// for the mailbox, sees it dead and looks again. Removed any earlier,
+	// a new activation could acquire the lock (this session's still: the
+	// same token) before the release above, which would then free the new
+	// activation's lock.
+	a.pool.remove(a)
 	r.log.Debug("deactivated", "actor", a.key, "reason", reason, "token", a.token)
 	if o := r.opts.Observer; o != nil {
 		o.Deactivated(a.typ.name, a.id, reason)

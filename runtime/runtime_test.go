@@ -649,3 +649,66 @@ func TestRegisterErrors(t *testing.T) {
 		t.Fatal("registering a type twice must fail")
 	}
 }
+
+// slowRelease is a coordinator whose Release of one key waits until an
+// Acquire of that key arrives or a bound passes, so that a test can see
+// whether the runtime lets a new activation acquire while the old one is
+// still releasing.
+type slowRelease struct {
+	lock.Coordinator
+	key       string
+	releasing chan struct{} // closed when the Release of key begins
+	acquired  chan struct{} // closed by an Acquire of key during it
+	inRelease atomic.Bool
+	once      sync.Once
+}
+
+func (c *slowRelease) Acquire(ctx context.Context, s lock.SessionID, key string) (uint64, error) {
+	if key == c.key && c.inRelease.Load() {
+		c.once.Do(func() { close(c.acquired) })
+	}
+	return c.Coordinator.Acquire(ctx, s, key)
+}
+
+func (c *slowRelease) Release(ctx context.Context, s lock.SessionID, key string) error {
+	if key == c.key {
+		c.inRelease.Store(true)
+		close(c.releasing)
+		select {
+		case <-c.acquired:
+		case <-time.After(300 * time.Millisecond): // the bad event did not come
+		}
+		defer c.inRelease.Store(false)
+	}
+	return c.Coordinator.Release(ctx, s, key)
+}
+
+// A call that arrives while its actor is deactivating waits for the lock
+// release: were it to activate and acquire first (the same session gets
+// the lock again), the old activation's release would then free the lock
+// of the new one, which would run holding nothing.
+func TestActivationWaitsForThePreviousReleaseOfItsLock(t *testing.T) {
+	newProbe()
+	var sr *slowRelease
+	e := newEnv(t, allTypes, func(o *runtime.Options) {
+		sr = &slowRelease{Coordinator: o.Coordinator, key: "tally/r", releasing: make(chan struct{}), acquired: make(chan struct{})}
+		o.Coordinator = sr
+	})
+	ctx := context.Background()
+	if _, err := TallyAdd.Call(ctx, e.rt, "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	deactivated := make(chan error, 1)
+	go func() { deactivated <- e.rt.Deactivate(ctx, "tally", "r") }()
+	<-sr.releasing
+	if v, err := TallyAdd.Call(ctx, e.rt, "r", 1); err != nil || v != 2 {
+		t.Fatalf("add during the deactivation = %d, %v; want 2", v, err)
+	}
+	if err := <-deactivated; err != nil {
+		t.Fatal(err)
+	}
+	info, held, err := e.coord.Holder(ctx, "tally/r")
+	if err != nil || !held || info.Session != e.session.id {
+		t.Fatalf("lock of the active actor: %+v held=%v err=%v; want held by this node's session", info, held, err)
+	}
+}
