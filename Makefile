@@ -26,7 +26,9 @@ test:
 # The chaos suite with its soak: real loom-node processes killed (-9),
 # paused (SIGSTOP), partitioned, their clocks and disks faulted and their
 # membership churned, under a recorded load, on 3 then 5 nodes, for
-# CHAOS_DURATION in all, then the checkers. Every run's artifacts (node
+# CHAOS_DURATION in all, then the checkers; as root with ip and tc, also
+# every partition cut by the kernel in a network namespace, on 5 nodes for
+# a sixth of CHAOS_DURATION. Every run's artifacts (node
 # logs, activation logs, fault timeline, history, report.json) stay in
 # ./chaos-out. CHAOS_SEED=N replays a run's schedule. `make test` runs only
 # the short default scenarios and the proof that the checkers bite.

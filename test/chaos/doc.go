@@ -33,11 +33,29 @@
 // wiped; SIGSTOP past the session TTL; partitions through the hook, for
 // gossip, Raft and gRPC alike (a minority, the leader, a clean split, a
 // deaf node, a bridge, one longer than memberlist's GossipToTheDeadTime,
-// gossip only); a node's lease clock running slow or fast while it is
-// cut off; slow fsync on the leader and "no space left" on one node's Raft
-// log; a node joining and leaving under load; a rolling restart. The
-// clients (the test process, 127.0.0.1) are never cut off: both sides of
-// a partition keep getting calls.
+// gossip only); a node's clock running slow or fast (its lease keeper's
+// and its Raft store's, by which a leader stamps entries and expires
+// sessions; half the time the leader's) while a node is cut off; slow
+// fsync on the leader and "no space left" on one node's Raft log; a node
+// joining and leaving under load; a rolling restart. The clients (the
+// test process, 127.0.0.1) are never cut off: both sides of a partition
+// keep getting calls.
+//
+// TestChaosKernelPartitions runs the partitions again, cut by the kernel
+// (kernel.go): where the test runs as root with iproute2's ip and tc, it
+// creates a network namespace (loomchaos-<pid>-<seed>), re-executes its
+// own test binary inside it, so that the nodes and the clients share only
+// that namespace's loopback, and there drops the packets between two
+// nodes' addresses with tc filters on lo (a clsact qdisc, u32 matches on
+// source and destination, redirected to an ifb device kept down); a heal
+// deletes the filters. The nodes keep the chaos hook for everything else.
+// The outer test streams the inner run's output, fails if it failed,
+// deletes the namespace, and first deletes namespaces that killed runs
+// left. It skips, saying why, without root, ip or tc, or where the
+// namespace and its tc setup cannot be made. Its report names the
+// scenario partitions-kernel-3 (-5 in the soak) and its network
+// "kernel"; each partition's timeline entry notes the directions dropped
+// and how many packets the kernel dropped (none is an error).
 //
 // Every operation is recorded with its invoke and completion time (ns since
 // the run started, monotonic) and an outcome: ok, failed (definitely not
@@ -62,6 +80,7 @@
 // and passes only when the checkers catch it.
 //
 // The package's tests run it: `go test ./test/chaos` runs the short default
-// scenarios and the unsafe-mode proof (see chaos_test.go for the flags:
-// -chaos.seed, -chaos.long, -chaos.out, -chaos.race).
+// scenarios, the kernel partitions (as root) and the unsafe-mode proof
+// (see chaos_test.go for the flags: -chaos.seed, -chaos.long, -chaos.out,
+// -chaos.race).
 package chaos
