@@ -114,14 +114,16 @@ type route struct {
 }
 
 // commitLoop is the committer goroutine, started by Open and stopped by
-// Close. It takes a batch as soon as a send slot is free (MaxInFlight
-// batches may be in flight; with 1, the next batch is taken when the
+// Close. It takes a batch as soon as a send slot for its route is free
+// (MaxInFlight batches committed to Raft here, MaxForwardsInFlight
+// forwarded to the leader; with 1, the next batch is taken when the
 // previous send has returned) and hands it to a sender goroutine. Once
 // Close has set closed, it waits for the batches in flight to be answered,
 // fails what is queued, and exits.
 func (s *Store) commitLoop() {
 	defer s.committerWG.Done()
-	slots := make(chan struct{}, s.cfg.MaxInFlight)
+	raftSlots := make(chan struct{}, s.cfg.MaxInFlight)
+	forwardSlots := make(chan struct{}, s.cfg.MaxForwardsInFlight)
 	var senders sync.WaitGroup
 	defer func() {
 		senders.Wait()
@@ -131,16 +133,28 @@ func (s *Store) commitLoop() {
 		if !s.waitWork() {
 			return
 		}
+		rt, ok := s.route()
+		if !ok {
+			return
+		}
+		slots := raftSlots
+		if !rt.self {
+			slots = forwardSlots
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-s.closing:
 			return
 		}
-		rt, ok := s.route()
-		var batch []*call
-		if ok {
-			batch = s.take(rt)
+		// Leadership may have changed while this waited for a slot: look
+		// again, and wait for a slot of the other kind if it did.
+		if now, ok := s.route(); !ok || now.self != rt.self {
+			<-slots
+			continue
+		} else {
+			rt = now
 		}
+		batch := s.take(rt)
 		if len(batch) == 0 {
 			<-slots
 			continue

@@ -99,8 +99,17 @@ type Config struct {
 	// holding about half of them. More slots suit links whose latency
 	// dwarfs fsync; on one machine (loopback, a shared disk) 2 gave smaller
 	// batches, more fsyncs per write, and about 25% fewer writes/s.
-	// At least 1.
+	// At least 1. It bounds the batches this node commits to Raft as the
+	// leader; MaxForwardsInFlight bounds the batches a follower forwards.
 	MaxInFlight int
+	// MaxForwardsInFlight is how many batches a follower may have
+	// forwarded to the leader and not yet had answered. The leader queues
+	// forwarded commands with its own and commits them together, so a
+	// follower that sends its next batch while the previous one waits
+	// there adds commands to the leader's next entry rather than entries:
+	// its callers wait for one leader round, not for the round of the
+	// batch ahead of them too. At least 1.
+	MaxForwardsInFlight int
 
 	// ReapInterval is how often the leader looks for sessions past their
 	// deadline and, if it finds any, commits a reap command. Sessions are
@@ -154,7 +163,8 @@ func DefaultConfig() Config {
 		MaxBatchBytes: 4 << 20,
 		// One batch in flight: throughput comes from batch size (see
 		// MaxInFlight).
-		MaxInFlight: 1,
+		MaxInFlight:         1,
+		MaxForwardsInFlight: 4,
 		// Dead sessions are usually expired by the next command that
 		// touches them; the reaper sweeps the rest every second.
 		ReapInterval: time.Second,
@@ -241,6 +251,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		bad("MaxInFlight %d is below 1", c.MaxInFlight)
+	}
+	if c.MaxForwardsInFlight < 1 {
+		bad("MaxForwardsInFlight %d is below 1", c.MaxForwardsInFlight)
 	}
 	if c.ReapInterval <= 0 {
 		bad("ReapInterval %v is not positive", c.ReapInterval)

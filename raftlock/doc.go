@@ -66,7 +66,9 @@
 // # Storage
 //
 // Under Config.DataDir/raft: raft.db (raft-boltdb/v2: the Raft log and
-// stable store, fsynced), snapshots/ (raft's file snapshot store, the last
+// stable store, fsynced; bbolt's free-page list is not written with each
+// commit but rebuilt by scanning the file on open, as etcd does, which
+// makes every log write smaller), snapshots/ (raft's file snapshot store, the last
 // SnapshotRetain kept), and fsm.db, the state machine, a bbolt file opened
 // with NoSync. The Raft log is the durable record; fsm.db is a cache of
 // applying it. On every start fsm.db is deleted and rebuilt: Raft restores
@@ -131,7 +133,16 @@
 //
 // A follower sends its batch through Config.Forwarder to the leader's
 // HandleForward (the gRPC transport lives in transport/; tests call
-// HandleForward in process). Errors, timeouts and leader changes are
+// HandleForward in process). It may have MaxForwardsInFlight (default 4)
+// batches there at once, while the leader commits at most MaxInFlight
+// (default 1) entries at a time: the leader queues forwarded commands with
+// its own, so a follower's next batch joins the leader's next entry
+// instead of waiting at the follower for the batch ahead of it (measured
+// with 64 writers spread over three nodes: about a quarter more writes/s
+// and larger entries; more Raft entries in flight only added fsyncs).
+// Calls that must be retried go back to the head of the queue; commands
+// in different batches are concurrent calls, whose order nothing
+// promises. Errors, timeouts and leader changes are
 // retried transparently, with a backoff of 1 to 128 ms, until the caller's
 // context ends. The answer carries the Raft index of the batch; the
 // follower's callers then wait until their replica has applied it. A
@@ -148,7 +159,8 @@
 //   - Store.mu guards the committer's queue and the state of each call
 //     (queued, in flight, done, abandoned) and closed. Callers enqueue and
 //     wait; the committer goroutine (commitLoop) takes batches and sender
-//     goroutines it starts (at most MaxInFlight, default 1) send and
+//     goroutines it starts (at most MaxInFlight to Raft, MaxForwardsInFlight
+//     to the leader) send and
 //     answer them.
 //   - Store.lmu guards leadership: ready (leader and taken office), the
 //     generation, and the changed channel that wakes the committer. Only

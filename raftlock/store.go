@@ -153,7 +153,7 @@ func Open(cfg Config) (s *Store, err error) {
 	// directory before anything in it is touched.
 	s.logStore, err = raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType},
+		BoltOptions: &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("raftlock: open %s: locked by another process (is another node using data dir %s?): %w", filepath.Join(dir, "raft.db"), cfg.DataDir, err)
