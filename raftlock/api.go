@@ -147,7 +147,7 @@ func (s *Store) Holder(ctx context.Context, key string) (lock.LockInfo, bool, er
 		return lock.LockInfo{}, false, err
 	}
 	_, clock, _ := s.fsm.progress()
-	return s.fsm.holder(key, max(clock, s.cfg.Now().UnixNano()))
+	return s.fsm.holder(key, max(clock, s.stamp().UnixNano()))
 }
 
 // --- journal.Journal ---

@@ -364,7 +364,7 @@ func retryableRaftError(err error) bool {
 // sendRaft commits batch as one Raft entry stamped with this (leader)
 // node's clock, and answers it. It returns the calls to retry.
 func (s *Store) sendRaft(batch []*call) (retry []*call) {
-	f := s.raft.Apply(encodeBatch(s.cfg.Now(), commands(batch)), 0)
+	f := s.raft.Apply(encodeBatch(s.stamp(), commands(batch)), 0)
 	if err := f.Error(); err != nil {
 		if retryableRaftError(err) {
 			s.log.Debug("raftlock: apply failed, will retry", "err", err, "commands", len(batch))

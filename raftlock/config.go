@@ -53,7 +53,18 @@ type Config struct {
 	// every expiry decision in the state machine uses that stamp, so all
 	// replicas agree. Followers read it only to judge expiry in Holder.
 	// DefaultConfig sets time.Now; tests pass a fake clock. Required.
+	//
+	// Only a leader's first stamp reads Now's wall time: from taking
+	// office on, its stamps advance by Monotonic, so a step of the wall
+	// clock (NTP, an operator) while it leads moves no stamp. (A stamp
+	// that jumped ahead would end every session early, while their
+	// owners, timing their leases on monotonic clocks, still serve.)
 	Now func() time.Time
+	// Monotonic reads a clock that never steps, as a duration from any
+	// fixed origin. nil means Now's own elapsed time: Now().Sub of an
+	// earlier reading, which for time.Now is Go's monotonic clock and for
+	// a fake clock is the fake clock.
+	Monotonic func() time.Duration
 
 	// Logger receives the Store's and Raft's logs (Raft's hclog output is
 	// adapted, see NewHCLogger). nil discards them.

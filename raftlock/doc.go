@@ -42,10 +42,15 @@
 //     gets its first result. Sends that fail with an unknown outcome
 //     (leadership lost, the leader unreachable) are retried with the same
 //     bytes, so a write that returns took effect once.
-//   - One clock: the leader stamps every entry with its clock
-//     (Config.Now); the state machine's clock is the largest stamp applied
-//     so far, and every expiry decision uses it, so all replicas agree. A
-//     session has lapsed once its deadline is before that clock.
+//   - One clock: the leader stamps every entry with its clock; the state
+//     machine's clock is the largest stamp applied so far, and every
+//     expiry decision uses it, so all replicas agree. A session has lapsed
+//     once its deadline is before that clock. A leader's clock starts, on
+//     taking office, at the later of the state machine's clock and its
+//     wall clock (Config.Now), and then advances by its monotonic clock
+//     (Config.Monotonic): a step of its wall clock while it leads moves no
+//     stamp, and a leader whose wall clock is behind goes on from where
+//     the last one stopped.
 //   - Leader changes: a new leader first commits a Barrier, so every entry
 //     of earlier terms is applied locally, then a leader-start command
 //     that expires the sessions that had lapsed by the previous leader's

@@ -22,6 +22,7 @@ func (s *Store) watchLeadership() {
 				s.leaderStop = nil
 			}
 			s.ready = false
+			s.office.Store(nil)
 			s.leaderGen++
 			if isLeader {
 				ctx, stop := context.WithCancel(s.ctx)
@@ -67,7 +68,12 @@ func (s *Store) lead(ctx context.Context, gen uint64) {
 		s.log.Info("raftlock: barrier on taking office failed", "err", err)
 		return
 	}
-	start := encodeBatch(s.cfg.Now(), [][]byte{encodeCommand(command{op: opLeaderStart})})
+	// This office's clock goes on from the later of the state machine's
+	// clock (every earlier stamp is applied here now) and this node's wall
+	// clock, at the rate of its monotonic clock.
+	_, clock, _ := s.fsm.progress()
+	s.office.Store(&officeClock{base: max(clock, s.cfg.Now().UnixNano()), at: s.monotonic()})
+	start := encodeBatch(s.stamp(), [][]byte{encodeCommand(command{op: opLeaderStart})})
 	f := s.raft.Apply(start, 0)
 	if err := f.Error(); err != nil {
 		s.log.Info("raftlock: leader-start failed", "err", err)
@@ -96,7 +102,7 @@ func (s *Store) lead(ctx context.Context, gen uint64) {
 			return
 		case <-t.C:
 		}
-		lapsed, err := s.fsm.hasLapsed(s.cfg.Now().UnixNano())
+		lapsed, err := s.fsm.hasLapsed(s.stamp().UnixNano())
 		if err != nil || !lapsed {
 			continue
 		}
@@ -106,4 +112,20 @@ func (s *Store) lead(ctx context.Context, gen uint64) {
 		}
 		cancel()
 	}
+}
+
+// officeClock is a leader's clock: base (UnixNano) when the monotonic clock
+// read at.
+type officeClock struct {
+	base int64
+	at   time.Duration
+}
+
+// stamp is the time a leader stamps into an entry: its office clock, or
+// Now on a node not in office.
+func (s *Store) stamp() time.Time {
+	if oc := s.office.Load(); oc != nil {
+		return time.Unix(0, oc.base+int64(s.monotonic()-oc.at))
+	}
+	return s.cfg.Now()
 }

@@ -51,6 +51,10 @@ type Store struct {
 	// committed without waiting for its own replica (see execEncoded);
 	// reads wait until the replica has applied it.
 	lastWrite atomic.Uint64
+	// office is this node's clock while it leads (see stamp); nil otherwise.
+	office atomic.Pointer[officeClock]
+	// monotonic reads Config.Monotonic, or Now's elapsed time.
+	monotonic func() time.Duration
 
 	fsm       *fsm
 	raft      *raft.Raft
@@ -128,6 +132,11 @@ func Open(cfg Config) (s *Store, err error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.monotonic = cfg.Monotonic
+	if s.monotonic == nil {
+		origin := cfg.Now()
+		s.monotonic = func() time.Duration { return cfg.Now().Sub(origin) }
 	}
 	s.log = s.log.With("raftlock", string(cfg.NodeID))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
