@@ -124,9 +124,11 @@ func (n *Node) serveMesh(ctx context.Context) {
 		// forwarding node's pool records the client side.
 		Propagator: n.propagator(),
 	}
-	if n.obs.tracing != nil {
-		// A traced turn runs deeper than Go's initial goroutine stack:
-		// grow each call's goroutine once, at its start (see the option).
+	if n.obs.tracing.UsesSDK() {
+		// A turn traced through the OpenTelemetry SDK runs deeper than
+		// Go's initial goroutine stack: grow each call's goroutine once,
+		// at its start (see the option). The light tracer of a node that
+		// exports nowhere does not need it.
 		so.CallStackBytes = 16 << 10
 	}
 	n.grpcSrv = transport.NewServer(so)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	collecttrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/client"
@@ -180,11 +183,60 @@ func httpGet(t *testing.T, url string) (int, []byte) {
 // actor owned by B, whose method calls an actor on C. The call is ONE
 // trace, with correct parent/child links, found by its correlation id from
 // any node.
+//
+// It runs on both tracing paths: the light store-only tracer (no exporter,
+// the default) and the OpenTelemetry SDK (an OTLP endpoint is set: here a
+// collector in the test, which must receive the spans).
 func TestOneTraceAcrossThreeNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
-	c := startTraced(t, 3, nil)
+	t.Run("store", func(t *testing.T) { testOneTraceAcrossThreeNodes(t, nil) })
+	t.Run("sdk", func(t *testing.T) {
+		col := startCollector(t)
+		// Registered before the nodes are, so run after they shut down
+		// (and flushed their exporters).
+		t.Cleanup(func() {
+			if col.spans.Load() == 0 {
+				t.Error("the OTLP collector received no span")
+			}
+		})
+		testOneTraceAcrossThreeNodes(t, func(c *config.Config) { c.Tracing.OTLPEndpoint = col.addr })
+	})
+}
+
+// collector is an OTLP/gRPC trace collector that counts what it receives.
+type collector struct {
+	collecttrace.UnimplementedTraceServiceServer
+	addr  string
+	spans atomic.Int64
+}
+
+func startCollector(t *testing.T) *collector {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{addr: ln.Addr().String()}
+	srv := grpc.NewServer()
+	collecttrace.RegisterTraceServiceServer(srv, c)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return c
+}
+
+func (c *collector) Export(_ context.Context, req *collecttrace.ExportTraceServiceRequest) (*collecttrace.ExportTraceServiceResponse, error) {
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			c.spans.Add(int64(len(ss.Spans)))
+		}
+	}
+	return &collecttrace.ExportTraceServiceResponse{}, nil
+}
+
+func testOneTraceAcrossThreeNodes(t *testing.T, adjust func(*config.Config)) {
+	c := startTraced(t, 3, adjust)
 	c.waitRing(t)
 	ids := []string{"n1", "n2", "n3"}
 	relayID := keyOwnedBy(t, ids, "relay", "r", "n2")

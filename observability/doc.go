@@ -51,6 +51,32 @@
 // on the wire, and is generated where a call enters the cluster without
 // one.
 //
+// Spans are recorded on one of two paths, both implementations of the
+// OpenTelemetry trace API, chosen by NewTracing:
+//
+//   - With an exporter (tracing.otlpEndpoint set), the OpenTelemetry SDK:
+//     a TracerProvider with the TraceStore as one of its span processors
+//     and a batching OTLP exporter. The SDK is what exporting needs (its
+//     span snapshots, resource, batching), and it is paid for only then.
+//   - Without one (the default when tracing is on), a light tracer
+//     (storeProvider) that writes each span, as it ends, straight into the
+//     store's record: no processors, no snapshot, one allocation per span
+//     instead of eight, and frames small enough that a traced call needs
+//     no larger goroutine stack (the SDK path has the transport pre-grow
+//     each call's stack to 16 KiB). It costs a third of the SDK's time per
+//     span (BenchmarkTurnSpan), which is what keeps the cost of tracing
+//     within the 15% of remote throughput (see the README).
+//
+// Both record the same spans: the same sampling rule (a child as its
+// parent, a root span unless it belongs to a background RPC), trace and
+// span ids (fastIDs), parent links, kinds, names, times, status (which
+// only moves up, unset < error < ok) and attributes (a key set again takes
+// the new value; at most 128), and the correlation id of the starting
+// context on the spans of other scopes (the SDK path's annotator).
+// TestTracingPathsConform, the store tests and node's three-node trace
+// test run on both. The light tracer keeps no events or links: the store
+// keeps none on either path.
+//
 // The TraceStore keeps the node's spans in memory, bounded by
 // tracing.maxTraceAge (a span is dropped once it ended longer ago) and
 // tracing.maxSpans (the oldest go first); reads drop aged spans first, so

@@ -200,7 +200,19 @@ func (m *Metrics) SetMembers(f func() map[string]int) { m.members.Store(&f) }
 func (m *Metrics) SetTraceStore(s *TraceStore) {
 	m.traces.Store(s)
 	if s != nil {
-		s.onEvict = func(reason string, n int) { m.traceEvicted.WithLabelValues(reason).Add(float64(n)) }
+		byAge, byCapacity := m.traceEvicted.WithLabelValues("age"), m.traceEvicted.WithLabelValues("capacity")
+		s.onEvict = func(reason string, n int) {
+			// One span per call is evicted from a full store: no label
+			// lookup for the two known reasons.
+			switch reason {
+			case "age":
+				byAge.Add(float64(n))
+			case "capacity":
+				byCapacity.Add(float64(n))
+			default:
+				m.traceEvicted.WithLabelValues(reason).Add(float64(n))
+			}
+		}
 	}
 }
 

@@ -74,9 +74,24 @@ func (o *Observer) StartTurn(ctx context.Context, typ, id, method string, hops i
 		return ctx, noop
 	}
 	st := o.m.stat(typ, method)
-	ctx, span := o.tracer.Start(ctx, st.turnName, turnKind)
-	span.SetAttributes(AttrActor.String(typ+"/"+id), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx)))
+	var span trace.Span
+	if lt, ok := o.tracer.(*storeTracer); ok {
+		// The same span, without the API's variadic slices.
+		ctx, span = lt.startTurn(ctx, st.turnName, typ+"/"+id, method, runtime.CorrelationID(ctx))
+	} else {
+		ctx, span = startTurnSpan(ctx, o.tracer, st.turnName, typ+"/"+id, method)
+	}
 	return ctx, func(err error) { endSpan(span, err) }
+}
+
+// startTurnSpan starts a turn span through the API (the SDK path); apart
+// from StartTurn, whose frame it would grow by its attributes.
+//
+//go:noinline
+func startTurnSpan(ctx context.Context, tr trace.Tracer, name, actor, method string) (context.Context, trace.Span) {
+	ctx, span := tr.Start(ctx, name, turnKind)
+	span.SetAttributes(AttrActor.String(actor), AttrMethod.String(method), AttrCorrelationID.String(runtime.CorrelationID(ctx)))
+	return ctx, span
 }
 
 // StartActivation implements runtime.Observer.

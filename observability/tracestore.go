@@ -50,6 +50,7 @@ type TraceStore struct {
 	node    string
 	maxAge  time.Duration
 	now     func() time.Time
+	wall    bool                       // now is time.Now
 	onEvict func(reason string, n int) // set before use by Metrics.SetTraceStore
 	seq     atomic.Uint64
 	shards  [storeShards]storeShard
@@ -87,7 +88,8 @@ var _ sdktrace.SpanProcessor = (*TraceStore)(nil)
 
 // NewTraceStore builds an empty store.
 func NewTraceStore(o StoreOptions) *TraceStore {
-	if o.Now == nil {
+	wall := o.Now == nil
+	if wall {
 		o.Now = time.Now
 	}
 	if o.MaxSpans <= 0 {
@@ -96,7 +98,7 @@ func NewTraceStore(o StoreOptions) *TraceStore {
 	if o.MaxAge <= 0 {
 		o.MaxAge = time.Hour
 	}
-	s := &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now}
+	s := &TraceStore{node: o.NodeID, maxAge: o.MaxAge, now: o.Now, wall: wall}
 	per := max(1, (o.MaxSpans+storeShards-1)/storeShards)
 	for i := range s.shards {
 		s.shards[i].ring = make([]record, per)
@@ -142,19 +144,27 @@ func (s *TraceStore) OnEnd(sp sdktrace.ReadOnlySpan) {
 	if others > 0 {
 		r.other = attrs
 	}
-	now := s.now().UnixNano()
-	r.at = now
-	r.seq = s.seq.Add(1)
+	s.put(&r, 0)
+}
+
+// put stores a span's record (both tracing paths end here). now is the
+// time it is stored, Unix ns on the store's clock; 0 reads the clock.
+func (s *TraceStore) put(r *record, now int64) {
+	if now == 0 {
+		now = s.now().UnixNano()
+	}
 	sh := &s.shards[r.spanID[7]%storeShards]
 	sh.mu.Lock()
 	aged := sh.expireLocked(now, s.maxAge)
 	full := sh.n == len(sh.ring)
-	if full {
-		sh.ring[sh.head] = record{}
+	if full { // the oldest's slot takes the new record
 		sh.head = (sh.head + 1) % len(sh.ring)
 		sh.n--
 	}
-	sh.ring[(sh.head+sh.n)%len(sh.ring)] = r
+	slot := &sh.ring[(sh.head+sh.n)%len(sh.ring)]
+	*slot = *r
+	slot.at = now
+	slot.seq = s.seq.Add(1)
 	sh.n++
 	sh.mu.Unlock()
 	if aged > 0 {

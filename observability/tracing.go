@@ -26,10 +26,18 @@ import (
 // tracing.otlpEndpoint is set), and the W3C trace-context propagator. It
 // sets no OpenTelemetry global: the node hands Provider and Propagator to
 // the parts that trace (runtime observer, transport, gateway).
+//
+// Provider is one of two implementations of the OpenTelemetry trace API
+// (see the package doc, Traces): with an exporter, the OpenTelemetry SDK,
+// with the store as one of its span processors; without one, a light
+// tracer that records straight into the store. Both record the same spans.
 type Tracing struct {
-	Provider   *sdktrace.TracerProvider
+	Provider   trace.TracerProvider
 	Propagator propagation.TextMapPropagator
 	Store      *TraceStore
+
+	sdk   *sdktrace.TracerProvider // the SDK path; nil on the store path
+	light *storeProvider           // the store path; nil on the SDK path
 }
 
 // TracingOptions are the parts of NewTracing that are not configuration.
@@ -44,6 +52,9 @@ type TracingOptions struct {
 	// Exporter, when set, replaces the OTLP exporter built from
 	// OTLPEndpoint (tests).
 	Exporter sdktrace.SpanExporter
+	// SDK records through the OpenTelemetry SDK even with no exporter
+	// (tests: both paths must record the same spans).
+	SDK bool
 }
 
 // NewTracing builds the tracing of a node from its configuration. It
@@ -55,7 +66,10 @@ type TracingOptions struct {
 // long-lived call streams), which belong to no call. When
 // cfg.OTLPEndpoint is set, spans are also exported over OTLP/gRPC,
 // without TLS (a collector next to the node), with cfg.OTLPHeaders, in
-// batches; the in-memory store does not wait for the exporter.
+// batches; the in-memory store does not wait for the exporter. Spans go
+// through the OpenTelemetry SDK only then (or with o.Exporter or o.SDK);
+// otherwise a light tracer records them straight into the store, at a
+// fraction of the SDK's cost per span.
 func NewTracing(ctx context.Context, cfg config.TracingConfig, o TracingOptions) (*Tracing, error) {
 	if !cfg.Enabled {
 		return nil, nil
@@ -64,16 +78,7 @@ func NewTracing(ctx context.Context, cfg config.TracingConfig, o TracingOptions)
 		return nil, errors.New("observability: tracing.maxTraceAge and tracing.maxSpans must be positive")
 	}
 	store := NewTraceStore(StoreOptions{NodeID: o.NodeID, MaxAge: cfg.MaxTraceAge, MaxSpans: cfg.MaxSpans, Now: o.Now})
-	opts := []sdktrace.TracerProviderOption{
-		sdktrace.WithSampler(sdktrace.ParentBased(rootSampler{})),
-		sdktrace.WithIDGenerator(fastIDs{}),
-		sdktrace.WithResource(resource.NewSchemaless(
-			attribute.String("service.name", "loom"),
-			attribute.String("service.instance.id", o.NodeID),
-		)),
-		sdktrace.WithSpanProcessor(annotator{}),
-		sdktrace.WithSpanProcessor(store),
-	}
+	t := &Tracing{Propagator: propagation.TraceContext{}, Store: store}
 	exp := o.Exporter
 	if exp == nil && cfg.OTLPEndpoint != "" {
 		eo := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.OTLPEndpoint), otlptracegrpc.WithInsecure()}
@@ -88,23 +93,53 @@ func NewTracing(ctx context.Context, cfg config.TracingConfig, o TracingOptions)
 		}
 		exp = e
 	}
+	if exp == nil && !o.SDK {
+		t.light = newStoreProvider(store)
+		t.Provider = t.light
+		return t, nil
+	}
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithSampler(sdktrace.ParentBased(rootSampler{})),
+		sdktrace.WithIDGenerator(fastIDs{}),
+		sdktrace.WithResource(resource.NewSchemaless(
+			attribute.String("service.name", "loom"),
+			attribute.String("service.instance.id", o.NodeID),
+		)),
+		sdktrace.WithSpanProcessor(annotator{}),
+		sdktrace.WithSpanProcessor(store),
+	}
 	if exp != nil {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
-	return &Tracing{
-		Provider:   sdktrace.NewTracerProvider(opts...),
-		Propagator: propagation.TraceContext{},
-		Store:      store,
-	}, nil
+	t.sdk = sdktrace.NewTracerProvider(opts...)
+	t.Provider = t.sdk
+	return t, nil
+}
+
+// UsesSDK reports whether spans go through the OpenTelemetry SDK (an
+// exporter is configured) rather than the light store-only tracer.
+func (t *Tracing) UsesSDK() bool { return t != nil && t.sdk != nil }
+
+// ForceFlush exports the spans the exporter has not yet sent (bounded by
+// ctx); nothing to do without an exporter. Safe on a nil Tracing.
+func (t *Tracing) ForceFlush(ctx context.Context) error {
+	if t == nil || t.sdk == nil {
+		return nil
+	}
+	return t.sdk.ForceFlush(ctx)
 }
 
 // Shutdown flushes the exporter (bounded by ctx) and stops the provider.
 // Safe on a nil Tracing.
 func (t *Tracing) Shutdown(ctx context.Context) error {
-	if t == nil {
+	switch {
+	case t == nil:
 		return nil
+	case t.sdk != nil:
+		return t.sdk.Shutdown(ctx)
+	default:
+		return t.light.Shutdown(ctx)
 	}
-	return t.Provider.Shutdown(ctx)
 }
 
 // rootSampler samples every root span but those of background RPCs.
@@ -115,12 +150,21 @@ type rootSampler struct{}
 var backgroundRPCs = []string{"loom.v1.Coordinator/", "loom.v1.Topology/", "loom.v1.Actors/Stream"}
 
 func (rootSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
-	for _, prefix := range backgroundRPCs {
-		if strings.HasPrefix(p.Name, prefix) {
-			return sdktrace.SamplingResult{Decision: sdktrace.Drop}
-		}
+	if !sampleRoot(p.Name) {
+		return sdktrace.SamplingResult{Decision: sdktrace.Drop}
 	}
 	return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample}
+}
+
+// sampleRoot is the sampling rule of a root span named name: every one
+// but those of background RPCs.
+func sampleRoot(name string) bool {
+	for _, prefix := range backgroundRPCs {
+		if strings.HasPrefix(name, prefix) {
+			return false
+		}
+	}
+	return true
 }
 
 func (rootSampler) Description() string { return "LoomRootSampler" }
@@ -157,12 +201,16 @@ func NewCorrelationID() string { return runtime.NewCorrelationID() }
 type fastIDs struct{}
 
 func (fastIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	return newTraceID(), newSpanID()
+}
+
+func newTraceID() trace.TraceID {
 	var tid trace.TraceID
 	for !tid.IsValid() {
 		binary.BigEndian.PutUint64(tid[:8], rand.Uint64())
 		binary.BigEndian.PutUint64(tid[8:], rand.Uint64())
 	}
-	return tid, newSpanID()
+	return tid
 }
 
 func (fastIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return newSpanID() }

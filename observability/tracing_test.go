@@ -52,7 +52,7 @@ func TestTracingStoresExportsAndPropagates(t *testing.T) {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := tr.Provider.ForceFlush(sctx); err != nil { // the exporter forgets its spans on Shutdown
+	if err := tr.ForceFlush(sctx); err != nil { // the exporter forgets its spans on Shutdown
 		t.Fatal(err)
 	}
 	spans := exp.GetSpans()
