@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -72,6 +73,53 @@ type chaosNode struct {
 	hook   *faultnet.Hook
 	events *syncBuffer
 	ip     string
+	closed *closedConns
+}
+
+// closedConns records the gRPC addresses a node closed the pooled
+// connection of ("closed the connection to a departed member"), from its
+// log, whatever the test log level.
+type closedConns struct {
+	next  slog.Handler
+	mu    *sync.Mutex
+	addrs *[]string
+}
+
+func newClosedConns(next slog.Handler) *closedConns {
+	return &closedConns{next: next, mu: &sync.Mutex{}, addrs: &[]string{}}
+}
+
+func (c *closedConns) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *closedConns) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "closed the connection to a departed member" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "grpc" {
+				c.mu.Lock()
+				*c.addrs = append(*c.addrs, a.Value.String())
+				c.mu.Unlock()
+			}
+			return true
+		})
+	}
+	if c.next.Enabled(ctx, r.Level) {
+		return c.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (c *closedConns) WithAttrs(as []slog.Attr) slog.Handler {
+	return &closedConns{next: c.next.WithAttrs(as), mu: c.mu, addrs: c.addrs}
+}
+
+func (c *closedConns) WithGroup(g string) slog.Handler {
+	return &closedConns{next: c.next.WithGroup(g), mu: c.mu, addrs: c.addrs}
+}
+
+func (c *closedConns) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(*c.addrs)
 }
 
 // startChaosCluster starts n nodes with the chaos hook, each bound to its
@@ -92,8 +140,9 @@ func startChaosCluster(t *testing.T, n int) []*chaosNode {
 		cfg := nodetest.Config(dir, id, ports[i], strings.Join(seeds, ","), n)
 		cfg.Node.Bind = fmt.Sprintf("127.0.0.%d", 41+i)
 		cfg.Node.HTTPPort = 0
-		cn := &chaosNode{hook: faultnet.New(id, cfg.Node.Bind, uint64(i+1)), events: &syncBuffer{}, ip: cfg.Node.Bind}
-		nd, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: nodetest.Logger(id),
+		cn := &chaosNode{hook: faultnet.New(id, cfg.Node.Bind, uint64(i+1)), events: &syncBuffer{}, ip: cfg.Node.Bind,
+			closed: newClosedConns(nodetest.Logger(id).Handler())}
+		nd, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(cn.closed),
 			Chaos: &node.ChaosOptions{Hook: cn.hook, Events: cn.events}})
 		if err != nil {
 			t.Fatal(err)
@@ -276,6 +325,11 @@ func TestLeaderGossipPartitionKeepsSessions(t *testing.T) {
 		}
 		if _, err := f.n.Invoke(ctx, "counter", "g-"+f.n.ID(), "add", []byte(`{"delta":1}`)); err != nil {
 			t.Errorf("%s: %v", f.n.ID(), err)
+		}
+		// Its connection to the leader, over which it forwards, was never
+		// closed as a departed member's.
+		if slices.Contains(f.closed.list(), leader.n.GRPCAddr()) {
+			t.Errorf("%s closed its connection to the leader (%s), which gossip calls dead but Raft follows", f.n.ID(), leader.n.GRPCAddr())
 		}
 	}
 }

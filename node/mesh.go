@@ -159,7 +159,8 @@ func (m *mesh) onChange(ctx context.Context) {
 }
 
 // closeDeparted closes the pooled connections to every address that is
-// not an alive or suspect member's (left, dead, or gone from the list), so
+// not an alive or suspect member's (left, dead, or gone from the list) nor
+// the Raft leader's, so
 // that a departed node's streams and their goroutines do not linger. It
 // looks at the pool, not at the members it saw before: a call in flight
 // (a forward to a leader that just died, say) may dial a departed address
@@ -167,9 +168,18 @@ func (m *mesh) onChange(ctx context.Context) {
 // on its next call.
 func (m *mesh) closeDeparted() {
 	live := map[string]bool{}
-	for _, mem := range m.members.Members() {
+	members := m.members.Members()
+	for _, mem := range members {
 		if mem.Meta.GRPCAddr != "" && (mem.State == cluster.StateAlive || mem.State == cluster.StateSuspect) {
 			live[mem.Meta.GRPCAddr] = true
+		}
+	}
+	// The Raft leader's connection stays whatever gossip thinks of it:
+	// commands are forwarded over it while Raft hears from the leader (see
+	// forward), and closing it would cut those in flight every pass.
+	if leader, _ := m.store.Leader(); leader != "" {
+		if addr, ok := grpcAddrIn(members, string(leader)); ok {
+			live[addr] = true
 		}
 	}
 	for _, addr := range m.pool.Addrs() {
