@@ -278,36 +278,62 @@ func (c *Cluster) Leader(ctx context.Context) (*Node, error) {
 	}
 }
 
-// convergence reports what keeps the cluster from having converged: every
-// node running and healthy, every node sees every node alive, every node is
-// a Raft server, with the same voters (at least min(N, 3)) and the same leader,
-// exactly one node is the leader, and every ring has every node. An empty
-// result means converged.
+// convergence reports what keeps the cluster from having converged (see
+// convergenceProblems): it reads every node's state, health and
+// GET /v1/cluster. An empty result means converged.
 func (c *Cluster) convergence(ctx context.Context) []string {
-	var problems []string
 	ids := make([]string, len(c.Nodes))
+	views := make([]nodeView, len(c.Nodes))
 	for i, n := range c.Nodes {
 		ids[i] = n.ID
+		views[i] = nodeView{ID: n.ID, State: n.State()}
+		if views[i].State != Running {
+			continue
+		}
+		views[i].Healthy = n.Healthy(ctx, c.hc)
+		views[i].Info, views[i].Err = c.Info(ctx, n)
 	}
+	return convergenceProblems(ids, views)
+}
+
+// nodeView is what convergence reads from one node: its process state, and
+// for a running node its health and its GET /v1/cluster (or the error
+// reading it).
+type nodeView struct {
+	ID      string
+	State   NodeState
+	Healthy bool
+	Info    clusterInfo
+	Err     error
+}
+
+// convergenceProblems applies the convergence rules to the nodes' views
+// (ids are the expected members, the order views come in): every node
+// running and healthy, every node sees every node alive, every node is a
+// Raft server, with the same voters (at least min(N, 3)) and the same
+// leader, exactly one node is the leader, and every ring has every node.
+// An empty result means converged.
+func convergenceProblems(ids []string, views []nodeView) []string {
+	var problems []string
 	// Nodes bootstrapped together are all voters; later ones join as
 	// voters up to cluster.voters (3), the rest as nonvoters.
-	minVoters := min(len(c.Nodes), 3)
+	minVoters := min(len(ids), 3)
 	var voters []string
 	leaders := map[string]bool{}
 	selfLeaders := 0
-	for _, n := range c.Nodes {
-		if s := n.State(); s != Running {
-			problems = append(problems, fmt.Sprintf("%s is %s", n.ID, s))
+	for _, n := range views {
+		if n.State != Running {
+			problems = append(problems, fmt.Sprintf("%s is %s", n.ID, n.State))
 			continue
 		}
-		if !n.Healthy(ctx, c.hc) {
+		if !n.Healthy {
 			problems = append(problems, n.ID+" is not healthy")
 		}
-		ci, err := c.Info(ctx, n)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", n.ID, err))
+		if n.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", n.ID, n.Err))
 			continue
 		}
+		ci := n.Info
 		var alive []string
 		for _, m := range ci.Members {
 			if m.State == "alive" {
