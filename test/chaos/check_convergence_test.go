@@ -14,11 +14,14 @@ import (
 // nonvoters, node-1 the leader, named by all. Each node's info is decoded
 // from the JSON GET /v1/cluster answers, so every case starts from fresh
 // structs it may change.
-func convergedViews(t *testing.T, n, voters int) ([]string, []nodeView) {
+func convergedViews(t *testing.T, n, voters int, names []string) ([]string, []nodeView) {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("node-%d", i+1)
+	}
+	if names != nil {
+		ids = names // in the order the suite started them
 	}
 	members := make([]map[string]string, n)
 	for i, id := range ids {
@@ -57,11 +60,16 @@ func TestConvergenceChecker(t *testing.T) {
 	cases := []struct {
 		name          string
 		nodes, voters int
+		names         []string // node ids, if not node-1 .. node-n
 		breakIt       func(v []nodeView)
 		want          []string
 	}{
 		{name: "converged 3", nodes: 3, voters: 3},
 		{name: "converged 5 with 2 nonvoters", nodes: 5, voters: 3},
+		// A churned-in node-10 sorts before node-2: the suite's order of
+		// nodes is not the sorted order members, ring and servers are
+		// compared in.
+		{name: "converged with node-10", nodes: 3, voters: 3, names: []string{"node-2", "node-3", "node-10"}},
 		{name: "node down", nodes: 3, voters: 3,
 			breakIt: func(v []nodeView) { v[1].State = Down },
 			want:    []string{"node-2 is down"}},
@@ -136,7 +144,7 @@ func TestConvergenceChecker(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ids, views := convergedViews(t, tc.nodes, tc.voters)
+			ids, views := convergedViews(t, tc.nodes, tc.voters, tc.names)
 			if tc.breakIt != nil {
 				tc.breakIt(views)
 			}

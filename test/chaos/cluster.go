@@ -315,6 +315,9 @@ type nodeView struct {
 // An empty result means converged.
 func convergenceProblems(ids []string, views []nodeView) []string {
 	var problems []string
+	// Compared sorted, as members, ring and servers are (a churned-in
+	// node-10 sorts before node-2).
+	ids = sorted(ids)
 	// Nodes bootstrapped together are all voters; later ones join as
 	// voters up to cluster.voters (3), the rest as nonvoters.
 	minVoters := min(len(ids), 3)
