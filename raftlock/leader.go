@@ -72,7 +72,11 @@ func (s *Store) lead(ctx context.Context, gen uint64) {
 	// clock (every earlier stamp is applied here now) and this node's wall
 	// clock, at the rate of its monotonic clock.
 	_, clock, _ := s.fsm.progress()
-	s.office.Store(&officeClock{base: max(clock, s.cfg.Now().UnixNano()), at: s.monotonic()})
+	s.lmu.Lock()
+	if ctx.Err() == nil && gen == s.leaderGen { // not already deposed
+		s.office.Store(&officeClock{base: max(clock, s.cfg.Now().UnixNano()), at: s.monotonic()})
+	}
+	s.lmu.Unlock()
 	start := encodeBatch(s.stamp(), [][]byte{encodeCommand(command{op: opLeaderStart})})
 	f := s.raft.Apply(start, 0)
 	if err := f.Error(); err != nil {
