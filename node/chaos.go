@@ -39,10 +39,11 @@ import (
 //     dialer, all bound to node.bind, which must be an IP of this node's
 //     own (the hook tells peers apart by source IP: give every node its own
 //     127.0.0.x);
-//   - runs its session keeper and its Raft store's clock (raftlock's
-//     Config.Now: as leader, the node stamps every entry with it, and
-//     sessions expire by those stamps) on the hook's clock (offset and
-//     rate);
+//   - runs its session keeper and its Raft store's clocks (raftlock's
+//     Config.Now and Monotonic: as leader, the node stamps every entry
+//     from them, and sessions expire by those stamps) on the hook's clock:
+//     the rate skews both the wall and the monotonic clock, the offset
+//     steps only the wall clock (Hook.Now), as a real step does;
 //   - calls the hook's BeforeSync before every Raft log write (slow fsync,
 //     "no space left");
 //   - writes its activation log to Events, when set (see ChaosEvent).
@@ -137,7 +138,7 @@ func (c *chaosState) configureRaft(rc *raftlock.Config) error {
 	if c == nil {
 		return nil
 	}
-	rc.Now = c.hook.Now
+	rc.Now, rc.Monotonic = c.hook.Now, c.hook.Monotonic
 	ln, err := net.Listen("tcp", rc.BindAddr)
 	if err != nil {
 		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
@@ -171,7 +172,10 @@ func (c *chaosState) configureKeeper(kc *lock.KeeperConfig) {
 	if c == nil {
 		return
 	}
-	kc.Now, kc.AfterFunc = c.hook.Now, c.hook.AfterFunc
+	// The keeper times its lease by differences of Now: the monotonic
+	// clock, which the rate skews and an offset (a wall-clock step) does
+	// not move, as time.Now's monotonic reading is not moved by one.
+	kc.Now, kc.AfterFunc = c.hook.MonotonicNow, c.hook.AfterFunc
 }
 
 // configureRuntime routes the runtime's coordinator, journal and observer

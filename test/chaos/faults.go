@@ -265,10 +265,12 @@ func sleep(ctx context.Context, d time.Duration) {
 // faster (its keeper gives up early): up to 1.5, lifted with the cut so
 // that it never stamps entries at that rate if it takes office.
 //
-// No offset: the keeper measures durations on its clock, so a constant
-// offset changes nothing there, and setting or lifting one is a jump of
-// that clock, which no monotonic clock does (a jump back of 60 s made a
-// node believe in its lease for a minute).
+// And the target's wall clock steps 5 to 60 s ahead or back when the
+// fault starts, and back when it heals: an offset moves only the hook's
+// wall clock (what a Raft leader's first stamp in office reads, and what
+// a follower's lock lookups read), not the monotonic clock the keeper and
+// a leader in office time by, as a real step (NTP, an operator) moves
+// Go's time.Now but not its monotonic reading.
 func (n *Nemesis) clockSkew(ctx context.Context) FaultEvent {
 	l, err := n.leader(ctx)
 	if err != nil {
@@ -290,12 +292,16 @@ func (n *Nemesis) clockSkew(ctx context.Context) FaultEvent {
 		rate = 1.1 + n.rng.Float64()*0.4 // fast: the node gives up early
 	}
 	rate = float64(int(rate*1000)) / 1000
+	step := time.Duration(5+n.rng.IntN(56)) * time.Second
+	if n.rng.IntN(2) == 0 {
+		step = -step
+	}
 	hold := n.between(n.opts.Hold)
 	iso := 2 * n.opts.SessionTTL
-	ev := FaultEvent{Node: target, Detail: fmt.Sprintf("clock of %s %s at rate %v; %s cut off for %v meanwhile", role, target, rate, cutOff, iso),
+	ev := FaultEvent{Node: target, Detail: fmt.Sprintf("clock of %s %s at rate %v, wall clock stepped %v; %s cut off for %v meanwhile", role, target, rate, step, cutOff, iso),
 		Hold: (hold + iso).String()}
 	n.logf("chaos: +%6.2fs %s", n.rec.Since().Seconds(), ev.Detail)
-	clock := faultnet.ClockFault{Rate: rate}
+	clock := faultnet.ClockFault{Rate: rate, Offset: faultnet.Duration(step)}
 	ev.Start = n.rec.Now()
 	set := func(rules map[string][]faultnet.Rule, clock faultnet.ClockFault) {
 		err := n.setHooks(ctx, func(id string) faultnet.Faults {
@@ -314,7 +320,7 @@ func (n *Nemesis) clockSkew(ctx context.Context) FaultEvent {
 	set(cut([]string{cutOff}, n.others(cutOff), nil), clock)
 	sleep(ctx, iso)
 	if rate > 1.1 {
-		clock = faultnet.ClockFault{}
+		clock = faultnet.ClockFault{Offset: clock.Offset}
 	}
 	set(nil, clock)
 	sleep(ctx, hold-hold/2)

@@ -26,11 +26,14 @@
 //     of the three pairs.
 //   - Peers, the address book that says which node an address belongs to
 //     (node id → its IPs or host:ports): the suite knows every node's ports.
-//   - Clock: an offset and a rate for the node's own lease and expiry code
-//     (Hook.Now and Hook.AfterFunc plug into lock.KeeperConfig, and Hook.Now
-//     into raftlock.Config.Now, the clock a Raft leader stamps entries
-//     with and sessions expire by), since processes on one machine share
-//     the kernel clock.
+//   - Clock: an offset and a rate for the node's own lease and expiry code,
+//     since processes on one machine share the kernel clock. The rate
+//     skews both the wall clock (Hook.Now) and the monotonic one
+//     (Hook.Monotonic, Hook.MonotonicNow); the offset steps only the wall
+//     clock, as NTP or an operator does. Hook.MonotonicNow and
+//     Hook.AfterFunc plug into lock.KeeperConfig (a keeper times its lease
+//     monotonically), Hook.Now and Hook.Monotonic into raftlock.Config
+//     (a Raft leader's stamps, by which sessions expire).
 //   - Disk: a delay before every fsync and a "no space left" switch, for
 //     the journal and the Raft log stores to call through BeforeSync.
 //

@@ -139,7 +139,8 @@ type Hook struct {
 	self    string
 	localIP net.IP
 
-	state atomic.Pointer[state]
+	state  atomic.Pointer[state]
+	origin time.Time // MonotonicNow's origin
 
 	mu  sync.Mutex // serialises Set, and guards rng
 	rng *rand.Rand
@@ -149,8 +150,10 @@ type Hook struct {
 type state struct {
 	f     Faults
 	owner map[string]string // IP or host:port → node id
-	// clock: time = fakeBase + (real - realBase) * rate
+	// clock: time = fakeBase + (real - realBase) * rate; its monotonic
+	// reading, which no offset moves: monoBase + (real - realBase) * rate
 	realBase, fakeBase time.Time
+	monoBase           time.Duration
 	rate               float64
 }
 
@@ -163,6 +166,7 @@ func New(self, localIP string, seed uint64) *Hook {
 		h.localIP = net.ParseIP(localIP)
 	}
 	now := time.Now()
+	h.origin = now
 	h.state.Store(&state{owner: map[string]string{}, realBase: now, fakeBase: now, rate: 1})
 	return h
 }
@@ -183,6 +187,7 @@ func (h *Hook) Set(f Faults) error {
 	}
 	// carry the clock on without the old offset, then apply the new one
 	s.fakeBase = old.read(now).Add(-time.Duration(old.f.Clock.Offset)).Add(time.Duration(f.Clock.Offset))
+	s.monoBase = old.readMono(now)
 	for id, addrs := range f.Peers {
 		for _, a := range addrs {
 			s.owner[a] = id
@@ -199,10 +204,26 @@ func (s *state) read(real time.Time) time.Time {
 	return s.fakeBase.Add(time.Duration(float64(real.Sub(s.realBase)) * s.rate))
 }
 
+func (s *state) readMono(real time.Time) time.Duration {
+	return s.monoBase + time.Duration(float64(real.Sub(s.realBase))*s.rate)
+}
+
 // Now is the node's clock: the real clock with the clock fault applied.
 // It keeps a monotonic reading, so durations between two Now values follow
 // the fault's rate.
 func (h *Hook) Now() time.Time { return h.state.Load().read(time.Now()) }
+
+// Monotonic is the node's monotonic clock, as a duration since the hook
+// was made: it runs at the fault's rate, and no offset moves it (an offset
+// is a step of the wall clock, Now, as NTP or an operator makes one; a
+// monotonic clock never steps). It fits raftlock.Config.Monotonic, and
+// MonotonicNow the keeper.
+func (h *Hook) Monotonic() time.Duration { return h.state.Load().readMono(time.Now()) }
+
+// MonotonicNow is Monotonic as a time.Time (from a fixed origin), for
+// code that measures durations as differences of Now values: its
+// differences follow the rate, and no offset steps it.
+func (h *Hook) MonotonicNow() time.Time { return h.origin.Add(h.Monotonic()) }
 
 // AfterFunc is time.AfterFunc on the hook's clock: d is scaled by the rate
 // in force when it is called. With Now it fits lock.KeeperConfig.

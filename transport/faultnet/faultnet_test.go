@@ -188,6 +188,31 @@ func TestClock(t *testing.T) {
 	}
 }
 
+// An offset steps the wall clock (Now) only; the monotonic clock runs at
+// the rate and never steps.
+func TestMonotonicClock(t *testing.T) {
+	h := New("a", "", 1)
+	m0, n0 := h.Monotonic(), h.MonotonicNow()
+	_ = h.Set(Faults{Clock: ClockFault{Offset: Duration(time.Hour)}})
+	if d := h.Monotonic() - m0; d < 0 || d > time.Second {
+		t.Fatalf("an offset of 1h moved the monotonic clock by %v", d)
+	}
+	if d := h.MonotonicNow().Sub(n0); d < 0 || d > time.Second {
+		t.Fatalf("an offset of 1h moved MonotonicNow by %v", d)
+	}
+	if off := h.Now().Sub(time.Now()); off < 59*time.Minute {
+		t.Fatalf("the wall clock did not step: offset read as %v", off)
+	}
+	_ = h.Set(Faults{Clock: ClockFault{Rate: 2, Offset: Duration(-time.Hour)}})
+	s := h.state.Load()
+	if got := s.readMono(s.realBase.Add(10*time.Second)) - s.readMono(s.realBase); got != 20*time.Second {
+		t.Fatalf("rate 2: 10s real read as %v on the monotonic clock", got)
+	}
+	if d := h.Monotonic() - m0; d < 0 || d > time.Second {
+		t.Fatalf("stepping the wall clock back 2h moved the monotonic clock by %v", d)
+	}
+}
+
 func TestDisk(t *testing.T) {
 	h := New("a", "", 1)
 	if err := h.BeforeSync(); err != nil {
