@@ -13,19 +13,6 @@ import (
 	"github.com/loom-mesh/loom/lock"
 )
 
-// countKeys counts the records of bucket b as the state machine sees
-// them (overlays and file merged).
-func countKeys(t testing.TB, f *fsm, b bucketID) int {
-	t.Helper()
-	var n int
-	if err := f.view(func(l *layers) error {
-		return l.bucket(b).ForEach(func(_, _ []byte) error { n++; return nil })
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // newTestFSM opens a bare state machine, without Raft.
 func newTestFSM(t *testing.T) *fsm {
 	t.Helper()
