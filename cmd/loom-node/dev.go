@@ -134,28 +134,24 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 	// members): a signal ends the wait, and Start closes what it opened.
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
-	started := make(chan error, 1)
-	go func() { started <- n.Start(startCtx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			fmt.Fprintf(stderr, "loom-node: %v\n", err)
-			return 1
-		}
-	case sig := <-sigs:
+	started := goErr(func() error { return n.Start(startCtx) })
+	err, sig := awaitOrSignal(started, sigs)
+	if sig != nil {
 		fmt.Fprintf(stderr, "loom-node: %v while starting: stopping\n", sig)
 		cancelStart()
-		select {
-		case err := <-started:
-			if err != nil {
-				return 1
-			}
-			// Started just as the signal came: shut down as below.
-			return shutdown(n, cfg, sigs, stderr)
-		case sig := <-sigs:
+		if err, sig = awaitOrSignal(started, sigs); sig != nil {
 			fmt.Fprintf(stderr, "loom-node: %v: exiting now\n", sig)
 			return 1
 		}
+		if err != nil {
+			return 1
+		}
+		// Started just as the signal came: shut down as below.
+		return shutdown(n, cfg, sigs, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loom-node: %v\n", err)
+		return 1
 	}
 	if cfg.Coordination.Backend == config.CoordinationRaft {
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (data dir %s)\n",
@@ -165,7 +161,7 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 			cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
 	}
 
-	sig := <-sigs
+	sig = <-sigs
 	fmt.Fprintf(stderr, "loom-node: %v: shutting down (again to exit now)\n", sig)
 	return shutdown(n, cfg, sigs, stderr)
 }
@@ -175,18 +171,32 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 func shutdown(n *node.Node, cfg config.Config, sigs <-chan os.Signal, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- n.Shutdown(ctx) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			fmt.Fprintf(stderr, "loom-node: shutdown: %v\n", err)
-			return 1
-		}
-		return 0
-	case sig := <-sigs:
+	err, sig := awaitOrSignal(goErr(func() error { return n.Shutdown(ctx) }), sigs)
+	switch {
+	case sig != nil:
 		fmt.Fprintf(stderr, "loom-node: %v: exiting now\n", sig)
 		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "loom-node: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// goErr runs f on a goroutine of its own; its error comes on the channel.
+func goErr(f func() error) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return done
+}
+
+// awaitOrSignal waits for done's error, or for a signal (sig non-nil).
+func awaitOrSignal(done <-chan error, sigs <-chan os.Signal) (err error, sig os.Signal) {
+	select {
+	case err = <-done:
+		return err, nil
+	case sig = <-sigs:
+		return nil, sig
 	}
 }
 
