@@ -86,7 +86,7 @@ func (r *Runtime) forward(ctx context.Context, node string, c Call) ([]byte, err
 // heldElsewhere reports the node holding the actor's lock when activation
 // failed because another node holds it.
 func (r *Runtime) heldElsewhere(err error) (string, bool) {
-	if r.opts.Router == nil {
+	if err == nil || r.opts.Router == nil {
 		return "", false
 	}
 	var he *lock.HeldError

@@ -228,10 +228,11 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest, str
 	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {
 		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
-	} else if stream {
+	} else if stream && trace.SpanContextFromContext(ctx).IsValid() {
 		// No trace context came with the call: what it records starts a
 		// trace, rather than hang off the stream's own span, which belongs
-		// to no call.
+		// to no call. (A stream without a span, as when tracing is off,
+		// needs nothing.)
 		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	}
 	return ctx
