@@ -13,7 +13,13 @@
 // the baselines, so the numbers say what the machine can do. The baselines'
 // echo server is this binary, re-executed as a child process.
 //
-//	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--actors 10000] [--only a,b]
+// With --rounds N it measures every scenario N times, rotating the order
+// from round to round (durable-add's rounds come last), and reports each scenario's median rate and the
+// medians of the rounds' ratios: on a shared machine, whose load drifts
+// over a run, a ratio of two measurements taken side by side is steadier
+// than a ratio of two taken minutes apart.
+//
+//	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 package main
 
 import (
@@ -25,6 +31,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -106,15 +113,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addrs := fs.String("addrs", "127.0.0.1:7520,127.0.0.1:7521,127.0.0.1:7522", "gRPC addresses of cluster nodes (loom-node cluster's defaults)")
 	callers := fs.Int("callers", 64, "concurrent callers")
-	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement")
+	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
+	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
 	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *rounds < 1 || *callers < 1 || *dur <= 0 {
+		fmt.Fprintf(stderr, "loom-bench: --rounds and --callers must be at least 1 and --duration positive\n")
+		return 2
+	}
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 	ctx := context.Background()
-	var results []result
+	var scenarios []scenario
 
 	if want("grpc-unary") || want("grpc-stream") {
 		addr, stop, err := startEcho()
@@ -129,21 +141,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "loom-bench: unary echo: %v\n", err)
 				return 1
 			}
+			defer conn.Close()
 			ac := loompb.NewActorsClient(conn)
 			req := &loompb.InvokeRequest{ActorType: "echo", ActorId: "1", Method: "echo", Payload: []byte(`{"delta":1}`)}
-			results = append(results, load("grpc-unary", *callers, *dur, func(int, int64) error {
-				_, err := ac.Invoke(ctx, req)
-				return err
-			}))
-			_ = conn.Close()
+			scenarios = append(scenarios, scenario{"grpc-unary", func(d time.Duration) (result, error) {
+				return load("grpc-unary", *callers, d, func(int, int64) error {
+					_, err := ac.Invoke(ctx, req)
+					return err
+				}), nil
+			}})
 		}
 		if want("grpc-stream") {
-			r, err := streamEcho(ctx, addr, *callers, *dur)
-			if err != nil {
-				fmt.Fprintf(stderr, "loom-bench: stream echo: %v\n", err)
-				return 1
-			}
-			results = append(results, r)
+			scenarios = append(scenarios, scenario{"grpc-stream", func(d time.Duration) (result, error) {
+				return streamEcho(ctx, addr, *callers, d)
+			}})
 		}
 	}
 	if want("remote-get") || want("durable-add") {
@@ -156,46 +167,180 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer cl.Close()
 		id := func(g int, i int64) string { return fmt.Sprintf("b%d", (int64(g)*7919+i)%int64(*actors)) }
+		get := func(g int, i int64) error {
+			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
+			return err
+		}
+		// Warm up: activate the actors once.
+		_ = load("warm-up", *callers, min(*dur/2, 5*time.Second), get)
 		if want("remote-get") {
-			// Warm up: activate the actors once.
-			_ = load("warm-up", *callers, *dur/2, func(g int, i int64) error {
-				_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
-				return err
-			})
-			results = append(results, load("remote-get", *callers, *dur, func(g int, i int64) error {
-				_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
-				return err
-			}))
+			scenarios = append(scenarios, scenario{"remote-get", func(d time.Duration) (result, error) {
+				return load("remote-get", *callers, d, get), nil
+			}})
 		}
 		if want("durable-add") {
-			results = append(results, load("durable-add", *callers, *dur, func(g int, i int64) error {
-				_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
-				return err
-			}))
+			scenarios = append(scenarios, scenario{"durable-add", func(d time.Duration) (result, error) {
+				return load("durable-add", *callers, d, func(g int, i int64) error {
+					_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
+					return err
+				}), nil
+			}})
 		}
 	}
 
-	base := map[string]float64{}
-	for _, r := range results {
-		base[r.name] = r.rate()
+	// The scenarios that change no state take turns, in an order that
+	// rotates from round to round. durable-add's rounds come after all of
+	// theirs: its writes leave the nodes work to do (state machine
+	// flushes, Raft snapshots) that would slow whatever ran next.
+	var rotating, after []int
+	for i, sc := range scenarios {
+		if sc.name == "durable-add" {
+			after = append(after, i)
+		} else {
+			rotating = append(rotating, i)
+		}
 	}
-	fmt.Fprintf(stdout, "loom-bench: %d callers, %v per measurement, %d actors\n", *callers, *dur, *actors)
-	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s %10s\n", "scenario", "calls/s", "p50", "p99", "p999", "errors", "x unary", "x stream")
-	for _, r := range results {
+	measured := make([][]result, *rounds) // [round][scenario]
+	for r := range measured {
+		measured[r] = make([]result, len(scenarios))
+	}
+	measure := func(r, i int) bool {
+		res, err := scenarios[i].measure(*dur)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %s: %v\n", scenarios[i].name, err)
+			return false
+		}
+		measured[r][i] = res
+		return true
+	}
+	for r := range *rounds {
+		for k := range rotating {
+			if !measure(r, rotating[(k+r)%len(rotating)]) {
+				return 1
+			}
+		}
+	}
+	for _, i := range after {
+		for r := range *rounds {
+			if !measure(r, i) {
+				return 1
+			}
+		}
+	}
+	names := make([]string, len(scenarios))
+	for i, sc := range scenarios {
+		names[i] = sc.name
+	}
+	report(stdout, summarize(names, measured), *callers, *dur, *rounds, *actors)
+	return 0
+}
+
+// scenario is one measurement loom-bench can repeat.
+type scenario struct {
+	name    string
+	measure func(d time.Duration) (result, error)
+}
+
+// summary is one scenario over every round: the median rate, the
+// latencies of all rounds together, and its ratios to the baselines (the
+// medians of the rounds' ratios, so that drift in the machine's load
+// between rounds weighs on both sides of a ratio alike).
+type summary struct {
+	name     string
+	rates    []float64 // one per round, sorted
+	lat      []time.Duration
+	errors   int64
+	firstErr error
+	ratio    map[string][]float64 // baseline name -> the rounds' ratios, sorted
+}
+
+func (s summary) rate() float64 { return median(s.rates) }
+
+func (s summary) q(p float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	return s.lat[min(len(s.lat)-1, int(float64(len(s.lat))*p))]
+}
+
+// summarize folds measured[round][scenario] into one summary per scenario.
+func summarize(names []string, measured [][]result) []summary {
+	out := make([]summary, len(names))
+	for i, name := range names {
+		s := summary{name: name, ratio: map[string][]float64{}}
+		for _, round := range measured {
+			r := round[i]
+			s.rates = append(s.rates, r.rate())
+			s.lat = append(s.lat, r.lat...)
+			s.errors += r.errors
+			if s.firstErr == nil {
+				s.firstErr = r.firstErr
+			}
+			for j, base := range names {
+				if base == "grpc-unary" || base == "grpc-stream" {
+					if b := round[j].rate(); b > 0 {
+						s.ratio[base] = append(s.ratio[base], r.rate()/b)
+					}
+				}
+			}
+		}
+		sort.Float64s(s.rates)
+		slices.Sort(s.lat)
+		for _, v := range s.ratio {
+			sort.Float64s(v)
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// median of sorted values (the mean of the middle two for an even count).
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds, actors int) {
+	if rounds == 1 {
+		fmt.Fprintf(w, "loom-bench: %d callers, %v per measurement, %d actors\n", callers, dur, actors)
+	} else {
+		fmt.Fprintf(w, "loom-bench: %d callers, %d rounds of %v per scenario (order rotating), %d actors; calls/s and ratios are medians of the rounds\n", callers, rounds, dur, actors)
+	}
+	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s %10s %10s\n", "scenario", "calls/s", "p50", "p99", "p999", "errors", "x unary", "x stream")
+	for _, s := range sums {
 		ratio := func(b string) string {
-			if base[b] == 0 {
+			v := s.ratio[b]
+			if len(v) == 0 {
 				return "-"
 			}
-			return fmt.Sprintf("%.2f", r.rate()/base[b])
+			return fmt.Sprintf("%.2f", median(v))
 		}
-		fmt.Fprintf(stdout, "%-12s %12.0f %10v %10v %10v %8d %10s %10s\n", r.name, r.rate(),
-			r.q(0.50).Round(time.Microsecond), r.q(0.99).Round(time.Microsecond), r.q(0.999).Round(time.Microsecond),
-			r.errors, ratio("grpc-unary"), ratio("grpc-stream"))
-		if r.firstErr != nil {
-			fmt.Fprintf(stdout, "  first error: %v\n", r.firstErr)
+		fmt.Fprintf(w, "%-12s %12.0f %10v %10v %10v %8d %10s %10s\n", s.name, s.rate(),
+			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond),
+			s.errors, ratio("grpc-unary"), ratio("grpc-stream"))
+		if s.firstErr != nil {
+			fmt.Fprintf(w, "  first error: %v\n", s.firstErr)
 		}
 	}
-	return 0
+	if rounds == 1 {
+		return
+	}
+	fmt.Fprintf(w, "ranges over the rounds:\n")
+	for _, s := range sums {
+		line := fmt.Sprintf("  %-12s calls/s %.0f-%.0f", s.name, s.rates[0], s.rates[len(s.rates)-1])
+		for _, b := range []string{"grpc-unary", "grpc-stream"} {
+			if v := s.ratio[b]; len(v) > 0 && b != s.name {
+				line += fmt.Sprintf(", x %s %.2f-%.2f", strings.TrimPrefix(b, "grpc-"), v[0], v[len(v)-1])
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // startEcho runs this binary as an echo server in a child process.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// res is a measurement of calls calls in one second, with the given
+// latencies.
+func res(calls int64, lat ...time.Duration) result {
+	return result{calls: calls, elapsed: time.Second, lat: lat}
+}
+
+func TestSummarizeTakesMediansOfTheRoundsRatios(t *testing.T) {
+	names := []string{"grpc-unary", "grpc-stream", "remote-get"}
+	// The machine gets busier and quieter between rounds: every rate moves,
+	// the ratios of each round stay near 2x unary and 0.5x stream except in
+	// round 2, where remote-get alone was slowed.
+	measured := [][]result{
+		{res(100, time.Millisecond), res(400, time.Millisecond), res(200, 3*time.Millisecond)},
+		{res(50, time.Millisecond), res(200, time.Millisecond), res(100, 1*time.Millisecond)},
+		{res(100, time.Millisecond), res(400, time.Millisecond), res(20, 2*time.Millisecond)},
+		{res(80, time.Millisecond), res(300, time.Millisecond), res(180, 4*time.Millisecond)},
+	}
+	sums := summarize(names, measured)
+	get := sums[2]
+	if get.name != "remote-get" {
+		t.Fatalf("summary 2 is %q", get.name)
+	}
+	// Rates 20, 100, 180, 200: median (100+180)/2.
+	if got := get.rate(); got != 140 {
+		t.Errorf("median rate = %v, want 140", got)
+	}
+	// Ratios to unary: 2, 2, 0.2, 2.25 -> sorted 0.2, 2, 2, 2.25 -> median 2.
+	if got := median(get.ratio["grpc-unary"]); got != 2 {
+		t.Errorf("median ratio to unary = %v, want 2", got)
+	}
+	// To stream: 0.5, 0.5, 0.05, 0.6 -> median 0.5.
+	if got := median(get.ratio["grpc-stream"]); got != 0.5 {
+		t.Errorf("median ratio to stream = %v, want 0.5", got)
+	}
+	// Latencies of all rounds together, sorted.
+	if len(get.lat) != 4 || get.q(0.5) != 3*time.Millisecond || get.q(0) != time.Millisecond {
+		t.Errorf("latencies = %v, p50 %v", get.lat, get.q(0.5))
+	}
+	// A baseline's ratio to itself is 1 in every round.
+	if v := sums[0].ratio["grpc-unary"]; len(v) != 4 || v[0] != 1 || v[3] != 1 {
+		t.Errorf("unary to itself: %v", v)
+	}
+}
+
+func TestSummarizeWithoutBaselinesHasNoRatios(t *testing.T) {
+	e := errors.New("boom")
+	measured := [][]result{{{name: "durable-add", calls: 10, errors: 2, elapsed: time.Second, firstErr: e}}}
+	sums := summarize([]string{"durable-add"}, measured)
+	if len(sums[0].ratio) != 0 {
+		t.Errorf("ratios without baselines: %v", sums[0].ratio)
+	}
+	if sums[0].errors != 2 || !errors.Is(sums[0].firstErr, e) {
+		t.Errorf("errors %d, first %v", sums[0].errors, sums[0].firstErr)
+	}
+	var out bytes.Buffer
+	report(&out, sums, 64, time.Second, 1, 10)
+	if !strings.Contains(out.String(), "first error: boom") || strings.Contains(out.String(), "ranges") {
+		t.Errorf("report:\n%s", out.String())
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{1, 3}, 2},
+		{[]float64{1, 2, 9}, 2},
+	} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestBadFlagsAreRefused(t *testing.T) {
+	for _, args := range [][]string{{"--rounds", "0"}, {"--callers", "0"}, {"--duration", "0s"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		if !strings.Contains(errOut.String(), "must be") {
+			t.Errorf("%v: stderr %q", args, errOut.String())
+		}
+	}
+}
