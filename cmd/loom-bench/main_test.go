@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -94,5 +95,35 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		if !strings.Contains(errOut.String(), "must be") {
 			t.Errorf("%v: stderr %q", args, errOut.String())
 		}
+	}
+}
+
+func TestWarmUpCallsEveryActorOnce(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[int]int{}
+	if err := warmUp(8, 1000, func(a int) error {
+		mu.Lock()
+		seen[a]++
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1000 {
+		t.Fatalf("%d actors called, want 1000", len(seen))
+	}
+	for a, n := range seen {
+		if n != 1 || a < 0 || a >= 1000 {
+			t.Fatalf("actor %d called %d times", a, n)
+		}
+	}
+	boom := errors.New("boom")
+	if err := warmUp(4, 100, func(a int) error {
+		if a == 50 {
+			return boom
+		}
+		return nil
+	}); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
 	}
 }
