@@ -21,8 +21,8 @@ import (
 // cluster in this process (Raft coordinator and journal, loopback TCP):
 // counter.get (a remote call that changes no state) and counter.add (one
 // durable State.Set through Raft), with 1 and 64 callers over 10,000
-// actors activated beforehand. It reports calls/s, p50/p99 latency and the
-// mean number of commands per Raft entry.
+// actors activated beforehand (each given a value by one add). It reports
+// calls/s, p50/p99 latency and the mean number of commands per Raft entry.
 // cmd/loom-bench measures the same against separate processes.
 //
 //	go test -run '^$' -bench Cluster -benchtime 3s ./client
@@ -121,7 +121,8 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// rig is a 3-node cluster, a client, and 10,000 activated counters.
+// rig is a 3-node cluster, a client, and 10,000 activated counters, each
+// holding a value.
 type rig struct {
 	c  *nodetest.Cluster
 	cl *client.Client
@@ -145,13 +146,14 @@ func newRig(b *testing.B, configure func(*config.Config)) *rig {
 	b.Cleanup(func() { _ = cl.Close() })
 	nodetest.WaitFor(b, 10*time.Second, "the client to learn 3 members", func() bool { return len(cl.Members()) == 3 })
 
-	// Activate every actor once, 64 at a time.
+	// Activate every actor once, 64 at a time, with an add: a counter in
+	// use holds a value, which each get then decodes.
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 64 {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < benchActors; i = next.Add(1) - 1 {
-				if _, err := builtin.CounterGet.Call(ctx, cl, benchID(0, i), struct{}{}); err != nil {
+				if _, err := builtin.CounterAdd.Call(ctx, cl, benchID(0, i), builtin.CounterDelta{Delta: 1}); err != nil {
 					b.Error(err)
 					return
 				}

@@ -87,10 +87,12 @@ type ServerOptions struct {
 	// CallStackBytes, when > 0, grows the stack of the goroutine each call
 	// on a stream runs on to about this size as the goroutine starts. Go
 	// starts goroutines with a small stack and copies it whenever a call
-	// goes deeper; a handler known to run deep (a traced runtime: the
-	// OpenTelemetry SDK's span start has large frames) pays that copy deep
-	// in every call, where it is several times dearer than at the start.
-	// 0 means no pre-growth. At most 64 KiB is used.
+	// goes deeper; a handler known to run deep (an actor turn that decodes
+	// JSON state; a runtime traced through the OpenTelemetry SDK, whose
+	// span start has large frames) pays that copy deep in every call,
+	// where walking the frames makes it several times dearer than at the
+	// start. 0 means no pre-growth; up to 8 KiB gives an 8 KiB stack, at
+	// most 64 KiB is used.
 	CallStackBytes int
 	// MaxStreamCalls bounds the calls running at once for one call stream;
 	// past it the server stops reading that stream until one finishes
@@ -487,9 +489,21 @@ func growStack(n int) {
 		growStack64()
 	case n > 16<<10:
 		growStack32()
-	default:
+	case n > 8<<10:
 		growStack16()
+	default:
+		growStack8()
 	}
+}
+
+// growStack8 leaves room in an 8 KiB stack for the frames beneath it, so
+// that the stack is grown to 8 KiB, a size the runtime keeps cached per
+// processor, and not past it.
+//
+//go:noinline
+func growStack8() {
+	var buf [6 << 10]byte
+	touchStack(buf[:])
 }
 
 //go:noinline
