@@ -109,8 +109,10 @@ func tracedScenario(t *testing.T, tr *Tracing) {
 	bgChild.End()
 	bgSpan.End()
 
-	// A new root under a sampled span, with explicit times.
-	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	// A new root under a sampled span, with explicit times, older than
+	// maxTraceAge: the store ages spans by when it stored them, so this one
+	// is kept like the others.
+	at := time.Now().Add(-2 * config.Default().Tracing.MaxTraceAge)
 	_, root := gw.Start(ctx, "a new root", trace.WithNewRoot(), trace.WithTimestamp(at))
 	root.End(trace.WithTimestamp(at.Add(1500 * time.Microsecond)))
 	if root.SpanContext().TraceID() == req.SpanContext().TraceID() {

@@ -225,7 +225,8 @@ func (s *storeSpan) End(opts ...trace.SpanEndOption) {
 		end = ec.Timestamp()
 	}
 	s.mu.Lock()
-	if end.IsZero() {
+	clocked := end.IsZero() // not an explicit timestamp: read from the clock now
+	if clocked {
 		end = s.start.Add(time.Since(s.start)) // the SDK's monotonic end time
 	}
 	if s.ended {
@@ -236,10 +237,12 @@ func (s *storeSpan) End(opts ...trace.SpanEndOption) {
 	s.rec.start, s.rec.end = s.start.UnixNano(), end.UnixNano()
 	s.mu.Unlock()
 	// Ended, s.rec no longer changes: the store copies it. On the wall
-	// clock, the span's end is the time it is stored (one clock read).
+	// clock, the span's end, just read, is the time it is stored (one
+	// clock read); an end given explicitly may be any time, and the store
+	// ages spans by when they were stored, in order, so it reads its clock.
 	store := s.t.p.store
 	var at int64
-	if store.wall {
+	if store.wall && clocked {
 		at = s.rec.end
 	}
 	store.put(&s.rec, at)
