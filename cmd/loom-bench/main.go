@@ -14,10 +14,11 @@
 // echo server is this binary, re-executed as a child process.
 //
 // With --rounds N it measures every scenario N times, rotating the order
-// from round to round (durable-add's rounds come last), and reports each scenario's median rate and the
-// medians of the rounds' ratios: on a shared machine, whose load drifts
-// over a run, a ratio of two measurements taken side by side is steadier
-// than a ratio of two taken minutes apart.
+// from round to round (durable-add's rounds come last), and reports each
+// scenario's median rate and the medians of the rounds' ratios: on a
+// shared machine, whose load drifts over a run, a ratio of two
+// measurements taken side by side is steadier than a ratio of two taken
+// minutes apart.
 //
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 package main
@@ -63,13 +64,6 @@ type result struct {
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
 
-func (r result) q(p float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	return r.lat[min(len(r.lat)-1, int(float64(len(r.lat))*p))]
-}
-
 // load runs call from callers goroutines for d and collects latencies.
 func load(name string, callers int, d time.Duration, call func(g int, i int64) error) result {
 	var stop atomic.Bool
@@ -101,7 +95,6 @@ func load(name string, callers int, d time.Duration, call func(g int, i int64) e
 	for _, l := range lats {
 		r.lat = append(r.lat, l...)
 	}
-	sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 	if e, ok := first.Load().(error); ok {
 		r.firstErr = e
 	}
@@ -177,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// then decodes it), whatever ran against the cluster before. 64 at
 		// a time whatever --callers says: this is not measured.
 		if err := warmUp(64, *actors, func(a int) error {
-			_, err := builtin.CounterAdd.Call(ctx, cl, fmt.Sprintf("b%d", a), builtin.CounterDelta{Delta: 1})
+			_, err := builtin.CounterAdd.Call(ctx, cl, id(0, int64(a)), builtin.CounterDelta{Delta: 1})
 			return err
 		}); err != nil {
 			fmt.Fprintf(stderr, "loom-bench: activating the actors: %v\n", err)
