@@ -225,13 +225,13 @@ func (s *storeSpan) End(opts ...trace.SpanEndOption) {
 		end = ec.Timestamp()
 	}
 	s.mu.Lock()
+	if s.ended { // or never sampled: no clock to read
+		s.mu.Unlock()
+		return
+	}
 	clocked := end.IsZero() // not an explicit timestamp: read from the clock now
 	if clocked {
 		end = s.start.Add(time.Since(s.start)) // the SDK's monotonic end time
-	}
-	if s.ended {
-		s.mu.Unlock()
-		return
 	}
 	s.ended = true
 	s.rec.start, s.rec.end = s.start.UnixNano(), end.UnixNano()
