@@ -276,6 +276,13 @@ func (s *Store) Close() error {
 		}
 		s.raft.DeregisterObserver(s.observer)
 		s.bgWG.Wait()
+		if nt, ok := s.trans.(*raft.NetworkTransport); ok {
+			// The transport's Close (Shutdown called it) only stops
+			// listening: the connections it pooled to other nodes stay
+			// open, and so do the goroutines that serve them there,
+			// until the garbage collector finalizes them. Close them now.
+			nt.CloseStreams()
+		}
 		if s.ownTrans != nil {
 			if err := s.ownTrans.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("raftlock: close transport: %w", err))
