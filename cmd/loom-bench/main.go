@@ -8,10 +8,12 @@
 //	             connection) to a second process on loopback
 //	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, a stream per
 //	             caller, one message per call
+//	raft-apply   baseline: raw hashicorp/raft, three nodes in this process on
+//	             loopback with raft-boltdb stores, one Apply per call
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
-// the baselines, so the numbers say what the machine can do. The baselines'
-// echo server is this binary, re-executed as a child process.
+// the baselines, so the numbers say what the machine can do. The gRPC
+// baselines' echo server is this binary, re-executed as a child process.
 //
 // With --rounds N it measures every scenario N times, rotating the order
 // from round to round (durable-add's rounds come last), and reports each
@@ -109,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream,raft-apply")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -149,6 +151,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return streamEcho(ctx, addr, *callers, d)
 			}})
 		}
+	}
+	if want("raft-apply") {
+		rr, err := startRawRaft(3, 30*time.Second)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: raft baseline: %v\n", err)
+			return 1
+		}
+		defer rr.close()
+		scenarios = append(scenarios, scenario{"raft-apply", func(d time.Duration) (result, error) {
+			return load("raft-apply", *callers, d, func(int, int64) error { return rr.apply() }), nil
+		}})
 	}
 	if want("remote-get") || want("durable-add") {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -289,6 +302,13 @@ func (s summary) q(p float64) time.Duration {
 	return s.lat[min(len(s.lat)-1, int(float64(len(s.lat))*p))]
 }
 
+// baselines are the scenarios every other is compared with, and the
+// labels of the ratios' columns.
+var (
+	baselines = []string{"grpc-unary", "grpc-stream", "raft-apply"}
+	labels    = []string{"unary", "stream", "raft"}
+)
+
 // summarize folds measured[round][scenario] into one summary per scenario.
 func summarize(names []string, measured [][]result) []summary {
 	out := make([]summary, len(names))
@@ -303,7 +323,7 @@ func summarize(names []string, measured [][]result) []summary {
 				s.firstErr = r.firstErr
 			}
 			for j, base := range names {
-				if base == "grpc-unary" || base == "grpc-stream" {
+				if slices.Contains(baselines, base) {
 					if b := round[j].rate(); b > 0 {
 						s.ratio[base] = append(s.ratio[base], r.rate()/b)
 					}
@@ -338,18 +358,22 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	} else {
 		fmt.Fprintf(w, "loom-bench: %d callers, %d rounds of %v per scenario (order rotating), %d actors; calls/s and ratios are medians of the rounds\n", callers, rounds, dur, actors)
 	}
-	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s %10s %10s\n", "scenario", "calls/s", "p50", "p99", "p999", "errors", "x unary", "x stream")
+	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s", "scenario", "calls/s", "p50", "p99", "p999", "errors")
+	for _, l := range labels {
+		fmt.Fprintf(w, " %10s", "x "+l)
+	}
+	fmt.Fprintln(w)
 	for _, s := range sums {
-		ratio := func(b string) string {
-			v := s.ratio[b]
-			if len(v) == 0 {
-				return "-"
+		fmt.Fprintf(w, "%-12s %12.0f %10v %10v %10v %8d", s.name, s.rate(),
+			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond), s.errors)
+		for _, b := range baselines {
+			ratio := "-"
+			if v := s.ratio[b]; len(v) > 0 {
+				ratio = fmt.Sprintf("%.2f", median(v))
 			}
-			return fmt.Sprintf("%.2f", median(v))
+			fmt.Fprintf(w, " %10s", ratio)
 		}
-		fmt.Fprintf(w, "%-12s %12.0f %10v %10v %10v %8d %10s %10s\n", s.name, s.rate(),
-			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond),
-			s.errors, ratio("grpc-unary"), ratio("grpc-stream"))
+		fmt.Fprintln(w)
 		if s.firstErr != nil {
 			fmt.Fprintf(w, "  first error: %v\n", s.firstErr)
 		}
@@ -360,9 +384,9 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	fmt.Fprintf(w, "ranges over the rounds:\n")
 	for _, s := range sums {
 		line := fmt.Sprintf("  %-12s calls/s %.0f-%.0f", s.name, s.rates[0], s.rates[len(s.rates)-1])
-		for _, b := range []string{"grpc-unary", "grpc-stream"} {
+		for k, b := range baselines {
 			if v := s.ratio[b]; len(v) > 0 && b != s.name {
-				line += fmt.Sprintf(", x %s %.2f-%.2f", strings.TrimPrefix(b, "grpc-"), v[0], v[len(v)-1])
+				line += fmt.Sprintf(", x %s %.2f-%.2f", labels[k], v[0], v[len(v)-1])
 			}
 		}
 		fmt.Fprintln(w, line)

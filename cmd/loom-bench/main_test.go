@@ -127,3 +127,29 @@ func TestWarmUpCallsEveryActorOnce(t *testing.T) {
 		t.Fatalf("err = %v, want boom", err)
 	}
 }
+
+func TestDurableAddIsComparedWithRawRaft(t *testing.T) {
+	names := []string{"raft-apply", "durable-add"}
+	measured := [][]result{
+		{res(1000), res(500)},
+		{res(800), res(600)},
+		{res(1200), res(300)},
+	}
+	sums := summarize(names, measured)
+	// Ratios 0.5, 0.75, 0.25: median 0.5.
+	if got := median(sums[1].ratio["raft-apply"]); got != 0.5 {
+		t.Errorf("durable-add over raft-apply = %v, want 0.5", got)
+	}
+	var out bytes.Buffer
+	report(&out, sums, 64, time.Second, 3, 10)
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasSuffix(lines[1], "x raft") {
+		t.Errorf("header %q has no raft column", lines[1])
+	}
+	if f := strings.Fields(lines[3]); f[0] != "durable-add" || f[len(f)-1] != "0.50" || f[len(f)-2] != "-" {
+		t.Errorf("durable-add row %q", lines[3])
+	}
+	if !strings.Contains(out.String(), "durable-add  calls/s 300-600, x raft 0.25-0.75") {
+		t.Errorf("ranges:\n%s", out.String())
+	}
+}
