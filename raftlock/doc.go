@@ -183,8 +183,11 @@
 //     (waitApplied). The dedup index is the FSM goroutine's alone.
 //   - Goroutines: the committer and its senders, the watcher and the
 //     leadership goroutine are started by Open and stopped by Close, which
-//     waits for them; Raft's own goroutines stop in raft.Shutdown; a
-//     flush is waited for by the next flush, Snapshot, Restore and Close.
+//     waits for them; Raft's own goroutines stop in raft.Shutdown, and
+//     Close closes the transport's pooled connections, which ends the
+//     goroutines other nodes serve them with (nothing is left to the
+//     garbage collector's finalizers); a flush is waited for by the next
+//     flush, Snapshot, Restore and Close.
 //
 // If applying a committed entry or flushing the overlay fails (an I/O
 // error on fsm.db), the node stops applying and every operation fails with
