@@ -204,8 +204,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	// The scenarios that change no state take turns, in an order that
-	// rotates from round to round. durable-add's rounds come after all of
+	// The other scenarios take turns, in an order that rotates from round
+	// to round (raft-apply writes too, but in this process, whose Raft is
+	// idle once its round ends). durable-add's rounds come after all of
 	// theirs: its writes leave the nodes work to do (state machine
 	// flushes, Raft snapshots) that would slow whatever ran next.
 	var rotating, after []int
