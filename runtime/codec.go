@@ -1,8 +1,8 @@
 package runtime
 
 import (
-	"encoding/json"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"reflect"
 
 	"google.golang.org/protobuf/proto"

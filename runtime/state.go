@@ -2,9 +2,9 @@ package runtime
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/segmentio/encoding/json"
 	"sort"
 )
 
