@@ -298,8 +298,23 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 		calls   sync.WaitGroup
 		slots   = make(chan struct{}, s.opts.MaxStreamCalls)
 		mu      sync.Mutex
-		running = map[uint64]context.CancelFunc{} // by call id, for InvokeBatch.cancel
+		running = map[uint64]context.CancelFunc{} // by call id, for InvokeBatch.cancel and the stream's end
 	)
+	// A call's context does not hang off the stream's: deriving 64
+	// concurrent calls from one cancelable parent makes each creation and
+	// each cancel take the parent's lock and touch its map of children.
+	// Calls keep the stream's values (metadata, peer, trace); when the
+	// stream's context ends, the calls still running are canceled here,
+	// through running, which is kept anyway.
+	base := context.WithoutCancel(ctx)
+	stopCancels := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		for _, cancel := range running {
+			cancel()
+		}
+		mu.Unlock()
+	})
+	defer stopCancels()
 	var recvErr error
 	for {
 		batch, err := stream.Recv()
@@ -315,12 +330,15 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			var cctx context.Context
 			var cancel context.CancelFunc
 			if req.DeadlineUnixNano != 0 {
-				cctx, cancel = context.WithDeadline(s.callContext(ctx, req, true), time.Unix(0, req.DeadlineUnixNano))
+				cctx, cancel = context.WithDeadline(s.callContext(base, req, true), time.Unix(0, req.DeadlineUnixNano))
 			} else {
-				cctx, cancel = context.WithCancel(s.callContext(ctx, req, true))
+				cctx, cancel = context.WithCancel(s.callContext(base, req, true))
 			}
 			mu.Lock()
 			running[req.CallId] = cancel
+			if ctx.Err() != nil {
+				cancel() // the stream ended before this call was registered
+			}
 			mu.Unlock()
 			calls.Add(1)
 			go func() {
