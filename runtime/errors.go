@@ -14,7 +14,9 @@ var (
 	// ErrUnknownMethod: the actor type has no method of that name. Not applied.
 	ErrUnknownMethod = errors.New("loom: unknown method")
 	// ErrBadPayload: the argument could not be decoded into the method's
-	// input type. Not applied.
+	// input type: not applied. Also returned on the caller's side when the
+	// result of a call to another node cannot be decoded into the method's
+	// output type: that call ran.
 	ErrBadPayload = errors.New("loom: bad payload")
 	// ErrPayloadTooLarge: the argument exceeds the configured limit. Not applied.
 	ErrPayloadTooLarge = errors.New("loom: payload too large")

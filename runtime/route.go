@@ -59,8 +59,8 @@ func (r *Runtime) placeFor(reg *registered, id string, hops int) (local bool, no
 	owner, isLocal, ok := rt.Owner(reg.def.name, id)
 	if !ok || isLocal || hops > 0 {
 		// This node is the owner, or the call was already forwarded: take
-		// the lock here if it is free (runWithHolderFallback forwards to
-		// the holder if not).
+		// the lock here if it is free (invoke and InvokeLocal forward to
+		// the holder if not, see heldElsewhere).
 		return true, ""
 	}
 	return false, owner

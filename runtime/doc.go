@@ -1,0 +1,114 @@
+// Package runtime hosts Loom's actors on one node. An actor type is built
+// with NewType and typed AddMethod calls and registered on a Runtime
+// (Register adds all the types given or none). A Runtime activates an actor
+// (type, id) on its first call, runs its calls one turn at a time, commits
+// each turn's State changes to the journal, and deactivates it when idle,
+// evicted, handed off or shut down. Invoke takes and returns encoded bytes
+// (Invoker); InvokeLocal, which Method.Call prefers, passes values without
+// encoding or copying them; Execute runs a closure as a turn of a local
+// actor.
+//
+// Arguments and results are encoded per Go type: protobuf binary when the
+// type is a generated message (a pointer implementing proto.Message), JSON
+// otherwise, with github.com/segmentio/encoding/json, a drop-in replacement
+// for encoding/json (same API and struct tags). An empty JSON payload
+// decodes as the zero value. GetState and SetState store JSON values too.
+//
+// # Guarantees
+//
+//   - One activation per actor per Runtime. It holds the actor's lock (key
+//     "type/id", taken through Options.Coordinator under the node's
+//     Session), so no other node activates it meanwhile; a node still
+//     running it after losing the lock cannot commit over a newer holder:
+//     the journal fences it.
+//   - One turn at a time per actor, in arrival order: the mailbox is a
+//     channel of capacity one. A caller waiting in it whose context ends
+//     gives up, and its call never runs. Different actors run in parallel;
+//     a turn runs on its caller's goroutine.
+//   - Activation takes the lock (and its fencing token), loads the
+//     snapshot, replays the journal entries after it in order and checks
+//     the tail: written under a higher token, ErrFenced; a gap, or a tail
+//     past the replay, journal.ErrCorrupt. Then the factory builds the
+//     instance (its fields are not persisted) and OnActivate runs; its
+//     State writes, if any, are committed as one KindStateOp entry. On any
+//     failure the activation is discarded and the caller gets the error; a
+//     lock held by another session (or an expired session) gives
+//     ErrUnavailable wrapping the lock's error (*lock.HeldError).
+//   - Commit before answer: State writes are buffered, visible to the
+//     turn's own reads. A turn that changed something is appended as ONE
+//     journal entry (KindInvocation: method, changes, time, correlation id,
+//     idempotency key) with the activation's fencing token (Context.Token),
+//     expecting the tail it has applied; only after the append returned
+//     are the changes applied in memory and the caller answered. A turn
+//     that changed nothing writes nothing.
+//   - A failed turn changes nothing. A method error discards its writes
+//     and returns a *MethodError; the actor stays active. A panic discards
+//     them, returns ErrActorPanic (the stack goes to the log) and
+//     deactivates the actor. A failed append discards them, deactivates the
+//     actor and returns the journal's error (ErrFenced, ErrConflict: not
+//     applied; others: outcome unknown, as the journal contract says); the
+//     next call replays the journal. A result that cannot be encoded fails
+//     the call after its turn was committed.
+//   - Snapshots: with SnapshotEvery n > 0, the commit that leaves n entries
+//     after the last snapshot saves the whole state as a snapshot and
+//     truncates the journal through it, both with the token. Failures are
+//     logged; the turn stands; the next commit tries again.
+//   - Session: an activation requires Session.Valid; a turn requires it and
+//     the session the lock was taken under. Otherwise the call fails with
+//     ErrUnavailable (a turn's actor is first deactivated, without hook or
+//     lock release). DropAll, which the node calls when its session may
+//     have lapsed, discards every activation at once, without hooks or
+//     releases; a running turn that then reaches its commit fails with
+//     ErrUnavailable (one that changed nothing still answers).
+//
+// # Pools and deactivation
+//
+// Each type has a pool (PoolConfig from Options.Pool; DefaultPoolConfig is
+// 10,000 activations, 5 minutes idle, LRU). MaxSize is exact: at it,
+// EvictLRU deactivates the least recently used actor (after its running
+// turn) and EvictReject fails with ErrPoolFull. A sweeper, every
+// IdleCheckInterval (default 1 s), deactivates actors whose last turn is
+// IdleTimeout old by Options.Now, skipping busy ones. A clean deactivation
+// (idle, evicted, Deactivate, Rebalance, Close) waits for the running turn,
+// runs OnDeactivate with read-only State and a 10 s context (its error is
+// logged), releases the lock (not on Close: ending the session frees them
+// all) and only then removes the actor, so no new activation can take the
+// lock before the old one released it. A call that waited on the old one
+// activates the actor anew from the journal. Close fails new and queued
+// calls with ErrShuttingDown, lets running turns finish, deactivates every
+// actor, and closes neither the journal nor the coordinator.
+//
+// # Routing
+//
+// A nil Options.Router makes every actor local. Otherwise the lock holder
+// is the truth and the ring (Router.Owner) a hint: an actor active here is
+// served here; a new call (Hops 0) goes to the ring's owner unless that is
+// this node or unknown; a forwarded call, or one this node owns, activates
+// here, and is forwarded to the holder if another node holds the lock.
+// Each forward adds one to Call.Hops; a call that already made MaxHops
+// fails with ErrTooManyHops (wraps ErrUnavailable). Execute never forwards
+// (ErrNotLocal). Rebalance hands off the actors the ring places elsewhere.
+//
+// # Errors
+//
+// Callers branch on the sentinels of errors.go with errors.Is; the
+// journal's and lock's errors and ctx.Err() come wrapped. Not applied:
+// ErrUnknownType, ErrUnknownMethod, ErrBadPayload for an argument,
+// ErrPayloadTooLarge (Options.MaxPayloadBytes), ErrInvalidID (empty or over
+// 1024 bytes), ErrPoolFull, ErrShuttingDown, ErrNotLocal, ErrUnavailable
+// (retryable), ErrFenced, ErrConflict, ErrActorPanic, and *MethodError,
+// through which errors.Is and errors.As see the method's own error (wrap
+// ErrInvalidArgument for refused values). A result the caller's side
+// cannot decode is ErrBadPayload too, after the turn ran.
+//
+// # Observer, goroutines and locking
+//
+// Options.Observer is called synchronously on the goroutine doing the work
+// (StartCall, StartTurn, StartActivation, Deactivated with a Deactivation*
+// reason); each Start's function is called once with the outcome. New
+// starts one goroutine, the idle sweeper, which Close stops and waits for;
+// all other work, hooks included, runs on a caller's goroutine or the
+// sweeper's. A pool's map is sharded under RWMutexes; an activation's
+// instance and State are guarded by its mailbox, so State and Context are
+// valid only inside a turn. Runtime's methods are safe for concurrent use.
+package runtime
