@@ -17,8 +17,8 @@
 //
 // # Calls on streams
 //
-// Pool.Invoke spreads calls over a few long-lived streams per address
-// (PoolOptions.StreamsPerAddr, opened on demand). Each stream has a sender
+// Pool.Invoke sends calls on long-lived streams, one per address unless
+// PoolOptions.StreamsPerAddr says more (opened on demand). Each stream has a sender
 // goroutine that writes everything queued since its last write as ONE
 // InvokeBatch message, so 64 concurrent callers cost a handful of writes,
 // not 64. The server runs each call in its own goroutine and its writer
