@@ -95,20 +95,22 @@ func (a *activation) touch(now int64) {
 }
 
 // run is the call path shared by Invoke, InvokeLocal and Execute: find or
-// activate the actor, wait for its mailbox, run one turn, commit it.
-func (r *Runtime) run(ctx context.Context, reg *registered, id, method string, hops int, fn func(*turnCtx) (any, error)) (any, error) {
+// activate the actor, wait for its mailbox, run one turn, commit it. a, if
+// not nil, is the actor's activation as placeFor found it (serve looks the
+// actor up again if it was deactivated since).
+func (r *Runtime) run(ctx context.Context, reg *registered, a *activation, id, method string, hops int, fn func(*turnCtx) (any, error)) (any, error) {
 	o := r.opts.Observer
 	if o == nil {
-		return r.serve(ctx, reg, id, method, fn)
+		return r.serve(ctx, reg, a, id, method, fn)
 	}
 	ctx, done := o.StartTurn(ctx, reg.def.name, id, method, hops)
-	res, err := r.serve(ctx, reg, id, method, fn)
+	res, err := r.serve(ctx, reg, a, id, method, fn)
 	done(err)
 	return res, err
 }
 
 // serve is run without the Observer.
-func (r *Runtime) serve(ctx context.Context, reg *registered, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
+func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
 	if r.closing.Load() {
 		return nil, ErrShuttingDown
 	}
@@ -119,10 +121,14 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, id, method string,
 		return nil, err
 	}
 	for {
-		a, created, err := reg.pool.get(ctx, id)
-		if err != nil {
-			return nil, err
+		a, created := found, false
+		if found == nil {
+			var err error
+			if a, created, err = reg.pool.get(ctx, id); err != nil {
+				return nil, err
+			}
 		}
+		found = nil // a second time round, look it up again
 		if created {
 			if err := r.activate(ctx, a); err != nil {
 				return nil, err

@@ -8,5 +8,5 @@ func (r *Runtime) IsActive(actorType, id string) bool {
 	if !ok {
 		return false
 	}
-	return r.isActive(reg, id)
+	return r.active(reg, id) != nil
 }

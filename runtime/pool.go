@@ -19,19 +19,24 @@ var shardSeed = maphash.MakeSeed()
 // of activations while the pool enforces MaxSize, so the cap is exact. An
 // activation's own fields are guarded by its mailbox (see activation).
 type pool struct {
+	shards  [shardCount]shard // first: a pool's allocation is 64-byte aligned (size class), and so is each shard
 	r       *Runtime
 	td      *typeDef
 	cfg     PoolConfig
-	shards  [shardCount]shard
-	count   atomic.Int64  // activations in the maps
-	waiting atomic.Int64  // callers blocked on the mailboxes of its activations
-	clock   atomic.Uint64 // logical clock for LRU order
+	count   atomic.Int64 // activations in the maps
+	waiting atomic.Int64 // callers blocked on the mailboxes of its activations
 	evictMu sync.Mutex
+	_       [64]byte      // clock, written by every turn, on a cache line of its own
+	clock   atomic.Uint64 // logical clock for LRU order
+	_       [56]byte
 }
 
+// A shard fills a cache line (64 bytes), so that read-locking one from
+// one core does not evict its neighbour from the other's cache.
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]*activation
+	_  [64 - 24 - 8]byte
 }
 
 func newPool(r *Runtime, td *typeDef, cfg PoolConfig) *pool {

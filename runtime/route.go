@@ -50,28 +50,33 @@ func (r *Runtime) InvokeForwarded(ctx context.Context, c Call) ([]byte, error) {
 }
 
 // placeFor decides where a call is served: local true, or the node to
-// forward to.
-func (r *Runtime) placeFor(reg *registered, id string, hops int) (local bool, node string) {
+// forward to. When the actor is active here it also returns its
+// activation, which serve then takes without looking it up again.
+func (r *Runtime) placeFor(reg *registered, id string, hops int) (local bool, node string, a *activation) {
 	rt := r.opts.Router
-	if rt == nil || r.isActive(reg, id) {
-		return true, ""
+	if rt == nil {
+		return true, "", nil
+	}
+	if a = r.active(reg, id); a != nil {
+		return true, "", a
 	}
 	owner, isLocal, ok := rt.Owner(reg.def.name, id)
 	if !ok || isLocal || hops > 0 {
 		// This node is the owner, or the call was already forwarded: take
 		// the lock here if it is free (invoke and InvokeLocal forward to
 		// the holder if not, see heldElsewhere).
-		return true, ""
+		return true, "", nil
 	}
-	return false, owner
+	return false, owner, nil
 }
 
-func (r *Runtime) isActive(reg *registered, id string) bool {
+// active returns id's activation in reg's pool, or nil.
+func (r *Runtime) active(reg *registered, id string) *activation {
 	sh := reg.pool.shard(id)
 	sh.mu.RLock()
 	a := sh.m[id]
 	sh.mu.RUnlock()
-	return a != nil
+	return a
 }
 
 // forward sends a call to node, counting the hop.

@@ -279,14 +279,15 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 		return nil, err
 	}
 	call := Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload, Hops: hops}
-	if local, node := r.placeFor(reg, id, hops); !local {
+	local, node, a := r.placeFor(reg, id, hops)
+	if !local {
 		return r.forward(ctx, node, call)
 	}
 	in, err := md.decode(payload)
 	if err != nil {
 		return nil, decodeErr(fmt.Sprintf("argument of %s.%s (%s)", actorType, method, md.codecName), err)
 	}
-	out, err := r.run(ctx, reg, id, method, hops, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, a, id, method, hops, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
@@ -334,10 +335,11 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 		}
 		return out, nil
 	}
-	if local, node := r.placeFor(reg, id, 0); !local {
+	local, node, a := r.placeFor(reg, id, 0)
+	if !local {
 		return remote(node)
 	}
-	out, err := r.run(ctx, reg, id, method, 0, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, a, id, method, 0, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
@@ -355,10 +357,11 @@ func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn f
 	if !ok || reg.def != t.def {
 		return fmt.Errorf("%w: %q", ErrUnknownType, t.def.name)
 	}
-	if local, node := r.placeFor(reg, id, 0); !local {
+	local, node, a := r.placeFor(reg, id, 0)
+	if !local {
 		return fmt.Errorf("%w: %s/%s belongs to node %s", ErrNotLocal, t.def.name, id, node)
 	}
-	_, err := r.run(ctx, reg, id, "execute", 0, func(tc *turnCtx) (any, error) {
+	_, err := r.run(ctx, reg, a, id, "execute", 0, func(tc *turnCtx) (any, error) {
 		return nil, fn(tc, tc.act.inst.(*T))
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
