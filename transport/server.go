@@ -216,9 +216,9 @@ type actorsServer struct {
 	s *Server
 }
 
-// callContext adds the request's correlation id, idempotency key, trace
-// context and deadline to ctx.
-func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest, stream bool) context.Context {
+// callContext adds the request's correlation id, idempotency key and trace
+// context to ctx.
+func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) context.Context {
 	if req.CorrelationId == "" {
 		// Every call carries a correlation id; one that came without gets
 		// it here, where it enters the node.
@@ -230,14 +230,21 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest, str
 	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {
 		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
-	} else if stream && trace.SpanContextFromContext(ctx).IsValid() {
-		// No trace context came with the call: what it records starts a
-		// trace, rather than hang off the stream's own span, which belongs
-		// to no call. (A stream without a span, as when tracing is off,
-		// needs nothing.)
-		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	}
 	return ctx
+}
+
+// streamCallBase is the context a stream's calls derive from: the stream's
+// values (metadata, peer) without its cancellation (see Stream) and without
+// its span, which belongs to no call: a call that brings no trace context
+// starts a trace rather than hang off it. Computed once per stream, not per
+// call. (A stream without a span, as when tracing is off, keeps none.)
+func streamCallBase(ctx context.Context) context.Context {
+	base := context.WithoutCancel(ctx)
+	if trace.SpanContextFromContext(base).IsValid() {
+		base = trace.ContextWithSpanContext(base, trace.SpanContext{})
+	}
+	return base
 }
 
 // handle runs one call; span adds a server span (calls on a stream, which
@@ -270,7 +277,7 @@ func (a actorsServer) Invoke(ctx context.Context, req *loompb.InvokeRequest) (*l
 	// known: record it there (the node's span processor records it on the
 	// spans that start later).
 	req.Trace = nil
-	cctx := a.s.callContext(ctx, req, false)
+	cctx := a.s.callContext(ctx, req)
 	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
 		sp.SetAttributes(attribute.String(attrCorrelationID, req.CorrelationId))
 	}
@@ -306,7 +313,7 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 	// Calls keep the stream's values (metadata, peer, trace); when the
 	// stream's context ends, the calls still running are canceled here,
 	// through running, which is kept anyway.
-	base := context.WithoutCancel(ctx)
+	base := streamCallBase(ctx)
 	stopCancels := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		for _, cancel := range running {
@@ -330,9 +337,9 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			var cctx context.Context
 			var cancel context.CancelFunc
 			if req.DeadlineUnixNano != 0 {
-				cctx, cancel = context.WithDeadline(s.callContext(base, req, true), time.Unix(0, req.DeadlineUnixNano))
+				cctx, cancel = context.WithDeadline(s.callContext(base, req), time.Unix(0, req.DeadlineUnixNano))
 			} else {
-				cctx, cancel = context.WithCancel(s.callContext(base, req, true))
+				cctx, cancel = context.WithCancel(s.callContext(base, req))
 			}
 			mu.Lock()
 			running[req.CallId] = cancel
