@@ -310,9 +310,9 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 	// A call's context does not hang off the stream's: deriving 64
 	// concurrent calls from one cancelable parent makes each creation and
 	// each cancel take the parent's lock and touch its map of children.
-	// Calls keep the stream's values (metadata, peer, trace); when the
-	// stream's context ends, the calls still running are canceled here,
-	// through running, which is kept anyway.
+	// Calls keep the stream's values (metadata, peer; not its span, see
+	// streamCallBase); when the stream's context ends, the calls still
+	// running are canceled here, through running, which is kept anyway.
 	base := streamCallBase(ctx)
 	stopCancels := context.AfterFunc(ctx, func() {
 		mu.Lock()
