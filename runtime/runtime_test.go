@@ -324,18 +324,23 @@ func TestBadInput(t *testing.T) {
 		name, typ, id, method string
 		payload               string
 		want                  error
+		says                  string // in the message, when set
 	}{
-		{"unknown type", "nope", "a", "add", `1`, runtime.ErrUnknownType},
-		{"unknown method", "tally", "a", "nope", `1`, runtime.ErrUnknownMethod},
-		{"undecodable", "tally", "a", "add", `{"not":"an int"}`, runtime.ErrBadPayload},
-		{"not json", "tally", "a", "add", `{`, runtime.ErrBadPayload},
-		{"too large", "tally", "a", "add", strings.Repeat("1", 65), runtime.ErrPayloadTooLarge},
-		{"empty id", "tally", "", "add", `1`, runtime.ErrInvalidID},
+		{"unknown type", "nope", "a", "add", `1`, runtime.ErrUnknownType, ""},
+		{"unknown method", "tally", "a", "nope", `1`, runtime.ErrUnknownMethod, ""},
+		// The JSON type that did not fit is named (encoding/json's wording).
+		{"undecodable", "tally", "a", "add", `{"not":"an int"}`, runtime.ErrBadPayload, "cannot unmarshal object into Go value of type int"},
+		{"not json", "tally", "a", "add", `{`, runtime.ErrBadPayload, "unexpected end of JSON input"},
+		{"too large", "tally", "a", "add", strings.Repeat("1", 65), runtime.ErrPayloadTooLarge, ""},
+		{"empty id", "tally", "", "add", `1`, runtime.ErrInvalidID, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.rt.Invoke(ctx, tc.typ, tc.id, tc.method, []byte(tc.payload))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.says)
 			}
 		})
 	}

@@ -137,7 +137,7 @@ func GetState[V any](s *State, key string) (v V, found bool, err error) {
 	if !ok {
 		return v, false, nil
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := unmarshalJSON(b, &v); err != nil {
 		return v, true, fmt.Errorf("loom: state key %q: %w", key, err)
 	}
 	return v, true, nil
