@@ -57,6 +57,11 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 	client := &http.Client{Timeout: *timeout + 5*time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), "malformed HTTP response") {
+			// Typically a gRPC port: its HTTP/2 greeting is not HTTP/1.1.
+			fmt.Fprintf(stderr, "loom-node call: %s does not speak HTTP/1.1 (a gRPC port? --addr takes a node's HTTP address; under loom-node cluster, node i serves HTTP on 7420+i and gRPC on 7520+i): %v\n", base, err)
+			return 1
+		}
 		fmt.Fprintf(stderr, "loom-node call: %v\n", err)
 		return 1
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 var binPath string
@@ -198,6 +201,24 @@ func TestCallCommand(t *testing.T) {
 	stderr.Reset()
 	if code := run([]string{"call", "--addr", p.addr, "counter/c9", "nope"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "unknown_method") {
 		t.Fatalf("unknown method: exit %d, %s", code, stderr.String())
+	}
+}
+
+// `call` pointed at a gRPC port (a real gRPC server on loopback) says so,
+// rather than only quoting the HTTP/2 bytes it got back.
+func TestCallCommandAtAGRPCPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Stop(); <-served })
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"call", "--addr", ln.Addr().String(), "--timeout", "5s", "counter/c9", "get"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "a gRPC port?") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
 
