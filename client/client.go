@@ -183,14 +183,15 @@ func (c *Client) Invoke(ctx context.Context, actorType, id, method string, paylo
 	if c.opts.TracerProvider != nil && runtime.CorrelationID(ctx) == "" {
 		ctx = runtime.WithCorrelationID(ctx, runtime.NewCorrelationID())
 	}
-	tried := map[string]bool{}
+	var triedBuf [4]string
+	tried := triedBuf[:0] // addresses tried, in order; no allocation for the usual one
 	var lastErr error
 	for attempt := 0; attempt < c.opts.MaxAttempts; attempt++ {
 		addr, ok := c.target(actorType+"/"+id, tried)
 		if !ok {
 			break
 		}
-		tried[addr] = true
+		tried = append(tried, addr)
 		out, err := c.pool.Invoke(ctx, addr, call)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return out, err
@@ -204,17 +205,17 @@ func (c *Client) Invoke(ctx context.Context, actorType, id, method string, paylo
 }
 
 // target picks the owner's address, or any alive node not tried yet.
-func (c *Client) target(key string, tried map[string]bool) (string, bool) {
+func (c *Client) target(key string, tried []string) (string, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if owner, ok := c.table.Locate(key); ok {
-		if m := c.members[owner]; m != nil && !tried[m.GrpcAddr] {
+		if m := c.members[owner]; m != nil && !slices.Contains(tried, m.GrpcAddr) {
 			return m.GrpcAddr, true
 		}
 	}
 	var addrs []string
 	for _, m := range c.members {
-		if !tried[m.GrpcAddr] {
+		if !slices.Contains(tried, m.GrpcAddr) {
 			addrs = append(addrs, m.GrpcAddr)
 		}
 	}

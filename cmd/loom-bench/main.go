@@ -36,6 +36,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,7 +173,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer cl.Close()
-		id := func(g int, i int64) string { return fmt.Sprintf("b%d", (int64(g)*7919+i)%int64(*actors)) }
+		// The actors' ids, made once: formatting one per call would cost
+		// the generator CPU that the system it measures (and not the
+		// baselines) pays for, on the same cores.
+		ids := make([]string, *actors)
+		for a := range ids {
+			ids[a] = "b" + strconv.Itoa(a)
+		}
+		id := func(g int, i int64) string { return ids[(int64(g)*7919+i)%int64(*actors)] }
 		get := func(g int, i int64) error {
 			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
 			return err
