@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	json "github.com/segmentio/encoding/json"
 	"sort"
+
+	json "github.com/segmentio/encoding/json"
 )
 
 // State is an actor's durable key-value state. Reads see the turn's own

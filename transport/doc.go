@@ -17,16 +17,16 @@
 //
 // # Calls on streams
 //
-// Pool.Invoke sends calls on long-lived streams, one per address unless
-// PoolOptions.StreamsPerAddr says more (opened on demand). Each stream has a sender
-// goroutine that writes everything queued since its last write as ONE
-// InvokeBatch message, so 64 concurrent callers cost a handful of writes,
-// not 64. The server runs each call in its own goroutine and its writer
-// batches the results back the same way. Per-call metadata travels in the
-// request: correlation id, idempotency key, deadline (absolute, so the
-// nodes' clocks are assumed to agree to well within a deadline) and trace
-// context. A caller whose context ends stops waiting at once, and the
-// server is told to cancel the call. Pool.InvokeUnary (or
+// Pool.Invoke sends calls on long-lived streams (opened on demand), one
+// per address unless PoolOptions.StreamsPerAddr says more. Each stream has
+// a sender goroutine that writes everything queued since its last write as
+// ONE InvokeBatch message, so 64 concurrent callers cost a handful of
+// writes, not 64. The server runs each call in its own goroutine and its
+// writer batches the results back the same way. Per-call metadata travels
+// in the request: correlation id, idempotency key, deadline (absolute, so
+// the nodes' clocks are assumed to agree to well within a deadline) and
+// trace context. A caller whose context ends stops waiting at once, and
+// the server is told to cancel the call. Pool.InvokeUnary (or
 // PoolOptions.Unary) sends one unary RPC per call instead; there the
 // correlation id and idempotency key travel in gRPC metadata and the
 // deadline is gRPC's own.
