@@ -11,8 +11,10 @@
 // Arguments and results are encoded per Go type: protobuf binary when the
 // type is a generated message (a pointer implementing proto.Message), JSON
 // otherwise, with github.com/segmentio/encoding/json, a drop-in replacement
-// for encoding/json (same API and struct tags). An empty JSON payload
-// decodes as the zero value. GetState and SetState store JSON values too.
+// for encoding/json (same API and struct tags); input it cannot decode is
+// decoded again by encoding/json, whose error (naming the JSON type that did
+// not fit) is the one returned. An empty JSON payload decodes as the zero
+// value. GetState and SetState store JSON values too.
 //
 // # Guarantees
 //
