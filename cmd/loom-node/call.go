@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -57,9 +59,8 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 	client := &http.Client{Timeout: *timeout + 5*time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		if strings.Contains(err.Error(), "malformed HTTP response") {
-			// Typically a gRPC port: its HTTP/2 greeting is not HTTP/1.1.
-			fmt.Fprintf(stderr, "loom-node call: %s does not speak HTTP/1.1 (a gRPC port? --addr takes a node's HTTP address; under loom-node cluster, node i serves HTTP on 7420+i and gRPC on 7520+i): %v\n", base, err)
+		if u, perr := neturl.Parse(base); perr == nil && greetsWithHTTP2(u.Host) {
+			fmt.Fprintf(stderr, "loom-node call: %s speaks HTTP/2, not HTTP/1.1 (a gRPC port? --addr takes a node's HTTP address; under loom-node cluster, node i serves HTTP on 7420+i and gRPC on 7520+i): %v\n", base, err)
 			return 1
 		}
 		fmt.Fprintf(stderr, "loom-node call: %v\n", err)
@@ -77,4 +78,23 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, strings.TrimSpace(string(out)))
 	return 0
+}
+
+// greetsWithHTTP2 reports whether the server at hostport opens a new
+// connection with an HTTP/2 SETTINGS frame, as a gRPC server does at once
+// (an HTTP/1.1 server waits for a request). Asked only after a call failed,
+// to tell a newcomer who gave a gRPC port what went wrong: net/http's own
+// error depends on when the server's frame arrived.
+func greetsWithHTTP2(hostport string) bool {
+	c, err := net.DialTimeout("tcp", hostport, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	var h [9]byte // a frame header: length (3), type (1), flags (1), stream id (4)
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return false
+	}
+	return h[3] == 0x4 // SETTINGS
 }
