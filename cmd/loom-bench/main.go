@@ -311,12 +311,19 @@ func (s summary) q(p float64) time.Duration {
 	return s.lat[min(len(s.lat)-1, int(float64(len(s.lat))*p))]
 }
 
-// baselines are the scenarios every other is compared with, and the
-// labels of the ratios' columns.
-var (
-	baselines = []string{"grpc-unary", "grpc-stream", "raft-apply"}
-	labels    = []string{"unary", "stream", "raft"}
-)
+// baselines are the scenarios every other is compared with, each with the
+// label of its ratio's column.
+var baselines = []baseline{
+	{"grpc-unary", "unary"},
+	{"grpc-stream", "stream"},
+	{"raft-apply", "raft"},
+}
+
+type baseline struct{ name, label string }
+
+func isBaseline(name string) bool {
+	return slices.ContainsFunc(baselines, func(b baseline) bool { return b.name == name })
+}
 
 // summarize folds measured[round][scenario] into one summary per scenario.
 func summarize(names []string, measured [][]result) []summary {
@@ -332,7 +339,7 @@ func summarize(names []string, measured [][]result) []summary {
 				s.firstErr = r.firstErr
 			}
 			for j, base := range names {
-				if slices.Contains(baselines, base) {
+				if isBaseline(base) {
 					if b := round[j].rate(); b > 0 {
 						s.ratio[base] = append(s.ratio[base], r.rate()/b)
 					}
@@ -368,8 +375,8 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 		fmt.Fprintf(w, "loom-bench: %d callers, %d rounds of %v per scenario (order rotating), %d actors; calls/s and ratios are medians of the rounds\n", callers, rounds, dur, actors)
 	}
 	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s", "scenario", "calls/s", "p50", "p99", "p999", "errors")
-	for _, l := range labels {
-		fmt.Fprintf(w, " %10s", "x "+l)
+	for _, b := range baselines {
+		fmt.Fprintf(w, " %10s", "x "+b.label)
 	}
 	fmt.Fprintln(w)
 	for _, s := range sums {
@@ -377,7 +384,7 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond), s.errors)
 		for _, b := range baselines {
 			ratio := "-"
-			if v := s.ratio[b]; len(v) > 0 {
+			if v := s.ratio[b.name]; len(v) > 0 {
 				ratio = fmt.Sprintf("%.2f", median(v))
 			}
 			fmt.Fprintf(w, " %10s", ratio)
@@ -393,9 +400,9 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	fmt.Fprintf(w, "ranges over the rounds:\n")
 	for _, s := range sums {
 		line := fmt.Sprintf("  %-12s calls/s %.0f-%.0f", s.name, s.rates[0], s.rates[len(s.rates)-1])
-		for k, b := range baselines {
-			if v := s.ratio[b]; len(v) > 0 && b != s.name {
-				line += fmt.Sprintf(", x %s %.2f-%.2f", labels[k], v[0], v[len(v)-1])
+		for _, b := range baselines {
+			if v := s.ratio[b.name]; len(v) > 0 && b.name != s.name {
+				line += fmt.Sprintf(", x %s %.2f-%.2f", b.label, v[0], v[len(v)-1])
 			}
 		}
 		fmt.Fprintln(w, line)
