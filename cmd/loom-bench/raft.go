@@ -28,6 +28,7 @@ type rawRaft struct {
 	nodes  []*raft.Raft
 	fsms   []*countFSM
 	stores []*raftboltdb.BoltStore
+	trans  []*raft.NetworkTransport
 	cmd    []byte
 }
 
@@ -68,13 +69,13 @@ func startRawRaft(n int, timeout time.Duration) (_ *rawRaft, err error) {
 		if err != nil {
 			return nil, err
 		}
+		rr.trans = append(rr.trans, trans)
 		cfg := raft.DefaultConfig()
 		cfg.LocalID = raft.ServerID(fmt.Sprintf("node-%d", i))
 		cfg.Logger = hclog.NewNullLogger()
 		fsm := &countFSM{}
 		node, err := raft.NewRaft(cfg, fsm, store, store, snaps, trans)
 		if err != nil {
-			_ = trans.Close()
 			return nil, err
 		}
 		node.RegisterObserver(raft.NewObserver(observed, false, func(o *raft.Observation) bool {
@@ -119,11 +120,17 @@ func (rr *rawRaft) apply() error {
 	return l.Apply(rr.cmd, 0).Error()
 }
 
-// close shuts every node down and removes the directory.
+// close shuts every node down, closes the transports' pooled connections
+// (as raftlock.Store.Close does: Shutdown leaves them to the garbage
+// collector) and removes the directory.
 func (rr *rawRaft) close() {
 	var errs []error
 	for _, n := range rr.nodes {
 		errs = append(errs, n.Shutdown().Error())
+	}
+	for _, t := range rr.trans {
+		t.CloseStreams()
+		errs = append(errs, t.Close())
 	}
 	for _, s := range rr.stores {
 		errs = append(errs, s.Close())
