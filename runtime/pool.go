@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 const shardCount = 32
@@ -26,18 +27,20 @@ type pool struct {
 	count   atomic.Int64 // activations in the maps
 	waiting atomic.Int64 // callers blocked on the mailboxes of its activations
 	evictMu sync.Mutex
-	_       [64]byte      // clock, written by every turn, on a cache line of its own
-	clock   atomic.Uint64 // logical clock for LRU order
-	_       [56]byte
+	_       [cacheLine]byte // clock, written by every turn, on a cache line of its own
+	clock   atomic.Uint64   // logical clock for LRU order
+	_       [cacheLine - 8]byte
 }
 
-// A shard fills a cache line (64 bytes), so that read-locking one from
+// A shard fills a cache line, so that read-locking one from
 // one core does not evict its neighbour from the other's cache.
 type shard struct {
 	mu sync.RWMutex
 	m  map[string]*activation
-	_  [64 - 24 - 8]byte
+	_  [cacheLine - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[string]*activation(nil))]byte
 }
+
+const cacheLine = 64
 
 func newPool(r *Runtime, td *typeDef, cfg PoolConfig) *pool {
 	p := &pool{r: r, td: td, cfg: cfg}
