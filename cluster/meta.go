@@ -24,6 +24,15 @@ type Meta struct {
 	GRPCAddr string `json:"grpc,omitempty"`
 	// RaftAddr is the host:port of the node's Raft transport.
 	RaftAddr string `json:"raft,omitempty"`
+	// RaftID is the node's Raft server id, which its data dir decides: a
+	// node restarted with a wiped data dir comes back under a new one.
+	RaftID string `json:"rid,omitempty"`
+	// RaftReady says the node's Raft server has caught up with the
+	// leader's log since it started, so it may be made a voter.
+	RaftReady bool `json:"rready,omitempty"`
+	// RaftState says the node had Raft state (a log, a snapshot, a vote)
+	// when it started: it belongs to a cluster that exists.
+	RaftState bool `json:"rstate,omitempty"`
 	// HTTPAddr is the host:port of the node's HTTP server (/health,
 	// /metrics, the JSON gateway).
 	HTTPAddr string `json:"http,omitempty"`

@@ -9,6 +9,15 @@
 // closes the journal, so nothing acknowledged is lost. A Node serves one
 // Start/Shutdown cycle.
 //
+// In a cluster, membership drives the Raft configuration (mesh.go): the
+// leader adds every alive member as a non-voter under the Raft server id
+// its data dir gave it, promotes caught-up non-voters while there are
+// fewer than cluster.voters voters, and removes servers dead past
+// cluster.deadVoterTimeout and the previous incarnation of a node that
+// came back on a wiped data dir. Such a node never votes nor bootstraps
+// until a leader has added it, so it cannot lend a lagging candidate the
+// vote of the server whose log it lost.
+//
 // Single-node coordination: with coordination.backend "memory", locks live
 // in process memory and vanish on exit, but the journal remembers the
 // highest fencing token per actor. So that tokens keep increasing across

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -30,8 +32,14 @@ type mesh struct {
 	store   *raftlock.Store
 	pool    *transport.Pool
 
-	bootstrapped bool   // owned by the watch goroutine
-	lastLeader   string // owned by the watch goroutine
+	bootstrapped bool         // owned by the watch goroutine
+	lastLeader   string       // owned by the watch goroutine
+	meta         cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
+	// bootstrapping is true while this node, without Raft state, is one of
+	// the servers a new cluster is being bootstrapped with (see
+	// maybeBootstrap): only then may its Raft server vote before a leader
+	// has added it (raftlock.Config.VoteGate).
+	bootstrapping atomic.Bool
 
 	topoMu  sync.Mutex
 	version uint64
@@ -66,17 +74,19 @@ func (m *mesh) Forward(ctx context.Context, node string, c runtime.Call) ([]byte
 }
 
 // leaderForwarder implements raftlock.Forwarder: commands for the leader go
-// to its gRPC address, found through gossip by its Raft id (the node id).
+// to its gRPC address, found through gossip by the node its Raft id
+// belongs to (raftlock.NodeOf).
 type leaderForwarder struct{ m *mesh }
 
 func (f leaderForwarder) Forward(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, batch []byte) ([]byte, error) {
 	m := f.m
-	addr, ok := m.grpcAddr(string(leader))
+	node := raftlock.NodeOf(leader)
+	addr, ok := m.grpcAddr(node)
 	if !ok {
 		// Raft hears from this leader, whatever gossip thinks of it (a
 		// partition of gossip alone): forward to its last known address
 		// rather than let every session on this node lapse.
-		addr, ok = m.knownGRPCAddr(string(leader))
+		addr, ok = m.knownGRPCAddr(node)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: leader %s is not a known member", runtime.ErrUnavailable, leader)
@@ -149,6 +159,7 @@ func (m *mesh) onChange(ctx context.Context) {
 	}
 	m.closeDeparted()
 	m.maybeBootstrap()
+	m.publishReady(ctx)
 	if m.store.IsLeader() {
 		m.reconcile(ctx)
 	}
@@ -178,7 +189,7 @@ func (m *mesh) closeDeparted() {
 	// commands are forwarded over it while Raft hears from the leader (see
 	// forward), and closing it would cut those in flight every pass.
 	if leader, _ := m.store.Leader(); leader != "" {
-		if addr, ok := grpcAddrIn(members, string(leader)); ok {
+		if addr, ok := grpcAddrIn(members, raftlock.NodeOf(leader)); ok {
 			live[addr] = true
 		}
 	}
@@ -213,7 +224,7 @@ func (m *mesh) Topology() *loompb.ClusterTopology {
 	v := m.version
 	m.topoMu.Unlock()
 	leader, _ := m.store.Leader()
-	t := &loompb.ClusterTopology{Version: v, Leader: string(leader)}
+	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(leader)}
 	for _, mem := range m.members.Members() {
 		t.Members = append(t.Members, &loompb.Member{
 			NodeId: mem.NodeID, GrpcAddr: mem.Meta.GRPCAddr, HttpAddr: mem.Meta.HTTPAddr,
@@ -223,30 +234,52 @@ func (m *mesh) Topology() *loompb.ClusterTopology {
 	return t
 }
 
+// leaderNode is the node whose Raft server id is leader; empty if none.
+func (m *mesh) leaderNode(leader raft.ServerID) string {
+	if leader == "" {
+		return ""
+	}
+	return raftlock.NodeOf(leader)
+}
+
+// publishReady gossips, once, that this node's Raft server has caught up
+// with the leader's log, which the leader waits for before it makes the
+// server a voter.
+func (m *mesh) publishReady(ctx context.Context) {
+	if m.meta.RaftReady || !m.store.CaughtUp() {
+		return
+	}
+	meta := m.meta
+	meta.RaftReady = true
+	uctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := m.members.UpdateMeta(uctx, meta); err != nil && ctx.Err() == nil {
+		// In effect locally; it spreads with later gossip.
+		m.n.log.Debug("gossiping raft readiness", "err", err)
+	}
+	m.meta = meta
+	m.n.log.Info("raft server caught up with the leader", "raftID", meta.RaftID)
+}
+
 // maybeBootstrap bootstraps the Raft cluster, like Consul's
-// bootstrap_expect: once bootstrapExpect members are alive, the one with
-// the smallest id among the first bootstrapExpect (by id) bootstraps them
-// all as voters. A node with Raft state never bootstraps again.
+// bootstrap_expect: once bootstrapExpect members are alive and none of
+// them belongs to a cluster already (none had Raft state when it started,
+// none has caught up with a leader), the one with the smallest id among
+// the first bootstrapExpect (by id) bootstraps them all as voters, under
+// the Raft server ids they gossip. While that is so, those servers may
+// vote before a leader has added them (m.bootstrapping); a node that
+// starts without state beside a cluster that exists (a new node, or one
+// whose data dir was wiped) never bootstraps and never votes until the
+// leader has added it. A node with Raft state never bootstraps again.
 func (m *mesh) maybeBootstrap() {
 	if m.store.HasState() || m.bootstrapped {
+		m.bootstrapping.Store(false)
 		return
 	}
-	expect := m.n.cfg.Cluster.BootstrapExpect
-	alive := m.members.Alive()
-	if len(alive) < expect {
-		return
-	}
-	sort.Slice(alive, func(i, j int) bool { return alive[i].NodeID < alive[j].NodeID })
-	alive = alive[:expect]
-	if alive[0].NodeID != m.n.cfg.Node.ID {
-		return // the first node bootstraps; this one is added by the leader
-	}
-	servers := make([]raft.Server, 0, expect)
-	for _, mem := range alive {
-		if mem.Meta.RaftAddr == "" {
-			return // metadata not gossiped yet
-		}
-		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(mem.NodeID), Address: raft.ServerAddress(mem.Meta.RaftAddr)})
+	servers, ok := m.bootstrapServers()
+	m.bootstrapping.Store(ok)
+	if !ok || servers[0].ID != m.store.LocalID() {
+		return // the first node bootstraps; the others vote for it
 	}
 	if err := m.store.Bootstrap(servers); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		m.n.log.Warn("raft bootstrap failed", "err", err)
@@ -256,67 +289,129 @@ func (m *mesh) maybeBootstrap() {
 	m.n.log.Info("raft cluster bootstrapped", "voters", len(servers))
 }
 
-// reconcile runs on the leader: alive members missing from the Raft
-// configuration are added (as voters up to cluster.voters, then as
-// non-voters), and voters dead or gone for longer than
-// cluster.deadVoterTimeout are removed.
+// bootstrapServers is the configuration a new cluster would be bootstrapped
+// with, the first bootstrapExpect alive members by node id, with this node
+// among them; ok is false if there is none (too few members, metadata not
+// gossiped yet, or a member that belongs to a cluster already).
+func (m *mesh) bootstrapServers() ([]raft.Server, bool) {
+	expect := m.n.cfg.Cluster.BootstrapExpect
+	alive := m.members.Alive()
+	if len(alive) < expect {
+		return nil, false
+	}
+	for _, mem := range alive {
+		if mem.Meta.RaftState || mem.Meta.RaftReady {
+			return nil, false
+		}
+	}
+	sort.Slice(alive, func(i, j int) bool { return alive[i].NodeID < alive[j].NodeID })
+	alive = alive[:expect]
+	servers := make([]raft.Server, 0, expect)
+	self := false
+	for _, mem := range alive {
+		if mem.Meta.RaftAddr == "" || mem.Meta.RaftID == "" {
+			return nil, false // metadata not gossiped yet
+		}
+		self = self || mem.Meta.RaftID == string(m.store.LocalID())
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(mem.Meta.RaftID), Address: raft.ServerAddress(mem.Meta.RaftAddr)})
+	}
+	return servers, self
+}
+
+// reconcile runs on the leader and keeps the Raft configuration in step
+// with membership, as Consul's autopilot does:
+//
+//   - an alive member whose Raft server is not in the configuration is
+//     added as a non-voter, never straight as a voter: its log may be
+//     empty;
+//   - a server whose node is alive under another Raft server id is that
+//     node's previous incarnation (its data dir was wiped or replaced) and
+//     is removed;
+//   - a server whose node is dead or gone for longer than
+//     cluster.deadVoterTimeout is removed;
+//   - non-voters whose node gossips that it has caught up (RaftReady) are
+//     promoted, in node id order, until there are cluster.voters voters.
 func (m *mesh) reconcile(ctx context.Context) {
 	conf, err := m.store.Configuration()
 	if err != nil {
 		return
 	}
-	inConf := map[string]raft.Server{}
+	inConf := map[raft.ServerID]raft.Server{}
 	voters := 0
 	for _, s := range conf.Servers {
-		inConf[string(s.ID)] = s
+		inConf[s.ID] = s
 		if s.Suffrage == raft.Voter {
 			voters++
 		}
 	}
-	byID := map[string]cluster.Member{}
+	byNode := map[string]cluster.Member{}
 	for _, mem := range m.members.Members() {
-		byID[mem.NodeID] = mem
+		byNode[mem.NodeID] = mem
 	}
+	nodes := slices.Sorted(maps.Keys(byNode))
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ids := make([]string, 0, len(byID))
-	for id := range byID {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		mem := byID[id]
-		if _, ok := inConf[id]; ok || mem.State != cluster.StateAlive || mem.Meta.RaftAddr == "" {
+	self := m.store.LocalID()
+
+	for _, id := range nodes {
+		mem := byNode[id]
+		sid := raft.ServerID(mem.Meta.RaftID)
+		if sid == "" || mem.State != cluster.StateAlive || mem.Meta.RaftAddr == "" {
 			continue
 		}
-		sid, addr := raft.ServerID(id), raft.ServerAddress(mem.Meta.RaftAddr)
-		if voters < m.n.cfg.Cluster.Voters {
-			if err := m.store.AddVoter(cctx, sid, addr); err != nil {
-				m.n.log.Warn("adding raft voter failed", "member", id, "err", err)
-				continue
-			}
-			voters++
-			m.n.log.Info("added raft voter", "member", id)
-		} else if err := m.store.AddNonvoter(cctx, sid, addr); err != nil {
-			m.n.log.Warn("adding raft non-voter failed", "member", id, "err", err)
-		} else {
-			m.n.log.Info("added raft non-voter", "member", id)
+		if _, ok := inConf[sid]; ok {
+			continue
 		}
+		if err := m.store.AddNonvoter(cctx, sid, raft.ServerAddress(mem.Meta.RaftAddr)); err != nil {
+			m.n.log.Warn("adding raft non-voter failed", "member", id, "raftID", sid, "err", err)
+			continue
+		}
+		inConf[sid] = raft.Server{Suffrage: raft.Nonvoter, ID: sid, Address: raft.ServerAddress(mem.Meta.RaftAddr)}
+		m.n.log.Info("added raft non-voter", "member", id, "raftID", sid)
 	}
+
 	limit := m.n.cfg.Cluster.DeadVoterTimeout
-	for id, s := range inConf {
-		if id == m.n.cfg.Node.ID {
+	for _, sid := range slices.Sorted(maps.Keys(inConf)) {
+		s := inConf[sid]
+		if sid == self {
 			continue
 		}
-		mem, known := byID[id]
-		gone := known && (mem.State == cluster.StateDead || mem.State == cluster.StateLeft) && time.Since(mem.Since) > limit
-		if !gone {
+		node := raftlock.NodeOf(sid)
+		mem, known := byNode[node]
+		var why string
+		switch {
+		case known && mem.State == cluster.StateAlive && mem.Meta.RaftID != "" && raft.ServerID(mem.Meta.RaftID) != sid:
+			why = "the node is back under a new raft id (its data dir was replaced)"
+		case known && (mem.State == cluster.StateDead || mem.State == cluster.StateLeft) && time.Since(mem.Since) > limit:
+			why = "dead past the timeout"
+		default:
 			continue
 		}
-		if err := m.store.RemoveServer(cctx, s.ID); err != nil {
-			m.n.log.Warn("removing dead raft server failed", "member", id, "err", err)
+		if err := m.store.RemoveServer(cctx, sid); err != nil {
+			m.n.log.Warn("removing raft server failed", "member", node, "raftID", sid, "err", err)
 			continue
 		}
-		m.n.log.Info("removed raft server dead past the timeout", "member", id, "state", mem.State, "since", mem.Since)
+		delete(inConf, sid)
+		if s.Suffrage == raft.Voter {
+			voters--
+		}
+		m.n.log.Info("removed raft server", "member", node, "raftID", sid, "why", why, "state", mem.State, "since", mem.Since)
+	}
+
+	for _, id := range nodes {
+		if voters >= m.n.cfg.Cluster.Voters {
+			break
+		}
+		mem := byNode[id]
+		s, ok := inConf[raft.ServerID(mem.Meta.RaftID)]
+		if !ok || s.Suffrage == raft.Voter || mem.State != cluster.StateAlive || !mem.Meta.RaftReady {
+			continue
+		}
+		if err := m.store.AddVoter(cctx, s.ID, s.Address); err != nil {
+			m.n.log.Warn("promoting raft non-voter failed", "member", id, "raftID", s.ID, "err", err)
+			continue
+		}
+		voters++
+		m.n.log.Info("promoted raft non-voter to voter", "member", id, "raftID", s.ID)
 	}
 }

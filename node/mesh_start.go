@@ -49,6 +49,8 @@ func (n *Node) startMesh(ctx context.Context) error {
 		rc = raftlock.FastConfig()
 	}
 	rc.NodeID = raft.ServerID(c.Node.ID)
+	rc.PerDirServerID = true
+	rc.VoteGate = m.bootstrapping.Load
 	rc.DataDir = c.Node.DataDir
 	rc.BindAddr = net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.RaftPort))
 	if c.Node.Advertise != "" {
@@ -84,12 +86,15 @@ func (n *Node) startMesh(ctx context.Context) error {
 	cc.RejoinInterval = c.Cluster.RejoinInterval
 	cc.Logger = n.log.With("component", "gossip")
 	cc.Meta = cluster.Meta{
-		NodeID:   c.Node.ID,
-		GRPCAddr: n.advertised(gln.Addr()),
-		RaftAddr: string(store.Addr()),
-		HTTPAddr: n.advertised(n.ln.Addr()),
-		Version:  Version,
+		NodeID:    c.Node.ID,
+		GRPCAddr:  n.advertised(gln.Addr()),
+		RaftAddr:  string(store.Addr()),
+		RaftID:    string(store.LocalID()),
+		RaftState: store.HasState(),
+		HTTPAddr:  n.advertised(n.ln.Addr()),
+		Version:   Version,
 	}
+	m.meta = cc.Meta
 	m.changed = make(chan struct{})
 	if err := n.chaos.configureGossip(&cc); err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/observability"
+	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport"
@@ -339,10 +340,23 @@ type ClusterInfo struct {
 
 // RaftInfo is this node's view of Raft.
 type RaftInfo struct {
-	State        string   `json:"state"`
-	AppliedIndex uint64   `json:"appliedIndex"`
-	Voters       []string `json:"voters"`
-	Nonvoters    []string `json:"nonvoters,omitempty"`
+	State        string `json:"state"`
+	AppliedIndex uint64 `json:"appliedIndex"`
+	// ID is this node's Raft server id (node id @ the data dir's suffix).
+	ID string `json:"id"`
+	// Voters and Nonvoters are the nodes of the configuration's servers;
+	// a node listed twice has an old incarnation (a replaced data dir)
+	// not yet removed. Servers has the Raft server ids.
+	Voters    []string     `json:"voters"`
+	Nonvoters []string     `json:"nonvoters,omitempty"`
+	Servers   []RaftServer `json:"servers,omitempty"`
+}
+
+// RaftServer is one server of the Raft configuration.
+type RaftServer struct {
+	ID       string `json:"id"`
+	Node     string `json:"node"`
+	Suffrage string `json:"suffrage"`
 }
 
 // MemberInfo is one member as this node sees it.
@@ -375,15 +389,17 @@ func (n *Node) Info() ClusterInfo {
 	}
 	ci.Mode = "cluster"
 	leader, _ := m.store.Leader()
-	ci.Leader = string(leader)
-	ri := &RaftInfo{State: m.store.State().String(), AppliedIndex: m.store.AppliedIndex(), Voters: []string{}}
+	ci.Leader = m.leaderNode(leader)
+	ri := &RaftInfo{ID: string(m.store.LocalID()), State: m.store.State().String(), AppliedIndex: m.store.AppliedIndex(), Voters: []string{}}
 	if conf, err := m.store.Configuration(); err == nil {
 		for _, s := range conf.Servers {
+			node := raftlock.NodeOf(s.ID)
 			if s.Suffrage == raft.Voter {
-				ri.Voters = append(ri.Voters, string(s.ID))
+				ri.Voters = append(ri.Voters, node)
 			} else {
-				ri.Nonvoters = append(ri.Nonvoters, string(s.ID))
+				ri.Nonvoters = append(ri.Nonvoters, node)
 			}
+			ri.Servers = append(ri.Servers, RaftServer{ID: string(s.ID), Node: node, Suffrage: s.Suffrage.String()})
 		}
 	}
 	ci.Raft = ri

@@ -179,7 +179,7 @@ func (n *Node) Health() observability.Report {
 		st := observability.ParseRaftStats(m.store.Stats())
 		leader, _ := m.store.Leader()
 		r.Components.Raft = &observability.RaftHealth{
-			Role: m.store.State().String(), Leader: string(leader), Term: st.Term,
+			Role: m.store.State().String(), Leader: m.leaderNode(leader), Term: st.Term,
 			CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMs: st.LastContact.Milliseconds(),
 		}
 		if st.LastContact < 0 {

@@ -23,6 +23,30 @@ type Config struct {
 	// across restarts (the data dir belongs to it). Required.
 	NodeID raft.ServerID
 
+	// PerDirServerID, when set, makes NodeID the node's name rather than
+	// its Raft id: the server id is made when the data dir gets its Raft
+	// state, NodeID + "@" + 16 random hex digits, and kept in
+	// DataDir/raft/server-id (NodeOf maps it back). A node restarted with
+	// its data dir keeps its id; one restarted with an empty (wiped,
+	// replaced) data dir is a new server that must be added to the cluster
+	// and that never votes as the server it replaces, whose votes and log
+	// it lost. A data dir that has Raft state but no id file (written
+	// before per-dir ids) keeps NodeID. LocalID reports the id in use.
+	PerDirServerID bool
+
+	// VoteGate, if not nil, decides whether this server may vote while it
+	// is not in its own latest Raft configuration: a server with an empty
+	// log that has not been added to a cluster yet. Return true only while
+	// a new cluster is being bootstrapped with this server in it; a server
+	// joining an existing cluster, or replacing one whose data dir was
+	// lost, must not vote before a leader has added it (hashicorp/raft
+	// counts a vote for the server it asked, by address, so a wiped server
+	// would vote as its predecessor with none of its log). nil leaves
+	// hashicorp/raft's behaviour: such a server votes. The transport must
+	// support pre-vote and Close (raft's TCP and in-memory transports do).
+	// Called from the transport's goroutine; must not block.
+	VoteGate func() bool
+
 	// DataDir is where the node keeps its Raft state, under
 	// DataDir/raft: raft.db (log and stable store), snapshots/ and fsm.db
 	// (the state machine, rebuilt on every start). Required.

@@ -200,10 +200,24 @@
 // Bootstrap creates a cluster (call it on one node, or on all with the same
 // servers); HasState says whether a node already has Raft state (then it
 // must not be bootstrapped: it rejoins its cluster with its data dir).
+//
+// With Config.PerDirServerID a server id belongs to a data dir (NodeID +
+// "@" + random hex, in raft/server-id; NodeOf maps it back): a node whose
+// data dir was wiped comes back as a new server, never as the one whose
+// votes and log it lost. Config.VoteGate closes the other half of that
+// hole: hashicorp/raft counts a vote for the server it asked, by address,
+// and an empty log grants any vote, so a server outside its own
+// configuration refuses vote and pre-vote requests (answering them in a
+// wrapper around the transport) unless the gate says a new cluster is
+// being bootstrapped with it. Once a leader has added it, it has every
+// entry committed before its addition and votes by Raft's rules.
+// CaughtUp tells whether a follower has applied about as far as the
+// leader's commit index, which node/ waits for before promoting it.
 // AddVoter, AddNonvoter and RemoveServer run on the leader (ErrNotLeader
 // elsewhere); Leader, State, IsLeader, Configuration and Stats describe the
 // node. The bootstrap_expect logic (wait for N members, pick the node that
-// bootstraps, promote and remove voters) is node/'s, built on these.
+// bootstraps, add servers as non-voters, promote caught-up ones, remove
+// dead servers and replaced incarnations) is node/'s, built on these.
 // hashicorp/raft does not tell a removed server of its removal; node/ closes
 // it.
 //

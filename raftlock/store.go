@@ -62,6 +62,7 @@ type Store struct {
 	trans     raft.Transport
 	ownTrans  *raft.NetworkTransport // the TCP transport Open made, closed by Close
 	hasState  bool
+	gate      *voteGate // nil without Config.VoteGate
 	observer  *raft.Observer
 	notifyCh  chan bool
 	observeCh chan raft.Observation
@@ -208,8 +209,14 @@ func Open(cfg Config) (s *Store, err error) {
 	if s.hasState, err = raft.HasExistingState(logs, s.logStore, snaps); err != nil {
 		return nil, fmt.Errorf("raftlock: read raft state: %w", err)
 	}
+	if cfg.PerDirServerID {
+		if s.cfg.NodeID, err = resolveServerID(dir, cfg.NodeID, s.hasState); err != nil {
+			return nil, err
+		}
+		s.log = s.log.With("serverID", string(s.cfg.NodeID))
+	}
 	rc := raft.DefaultConfig()
-	rc.LocalID = cfg.NodeID
+	rc.LocalID = s.cfg.NodeID
 	rc.Logger = hlog.Named("raft")
 	rc.NotifyCh = s.notifyCh
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
@@ -224,8 +231,25 @@ func Open(cfg Config) (s *Store, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raftlock: raft config: %w", err)
 	}
-	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, s.trans); err != nil {
+	var trans raft.Transport = s.trans
+	var gate *voteGate
+	if cfg.VoteGate != nil {
+		if gate, err = newVoteGate(s.trans, s.cfg.NodeID, cfg.VoteGate, s.ctx.Done()); err != nil {
+			return nil, err
+		}
+		trans = gate
+		s.bgWG.Add(1)
+		go func() {
+			defer s.bgWG.Done()
+			gate.run()
+		}()
+	}
+	if s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.logStore, snaps, trans); err != nil {
 		return nil, fmt.Errorf("raftlock: start raft: %w", err)
+	}
+	if gate != nil {
+		gate.r.Store(s.raft)
+		s.gate = gate
 	}
 	s.observer = raft.NewObserver(s.observeCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
@@ -303,6 +327,26 @@ func (s *Store) Close() error {
 }
 
 // --- membership and introspection ---
+
+// CaughtUp reports whether this server, a follower, has applied the log
+// up to about the leader's commit index as the leader last told it (within
+// MaxAppendEntries entries), and heard from the leader within an election
+// timeout: it could vote and acknowledge without first replaying a
+// backlog. The leader reports true.
+func (s *Store) CaughtUp() bool {
+	switch s.raft.State() {
+	case raft.Leader:
+		return true
+	case raft.Follower:
+	default:
+		return false
+	}
+	commit := s.raft.CommitIndex()
+	if commit == 0 || time.Since(s.raft.LastContact()) > s.cfg.ElectionTimeout {
+		return false
+	}
+	return s.raft.AppliedIndex()+uint64(max(s.cfg.MaxAppendEntries, 1)) >= commit
+}
 
 // LocalID is this node's Raft server id.
 func (s *Store) LocalID() raft.ServerID { return s.cfg.NodeID }

@@ -154,6 +154,55 @@ func (c *Cluster) Join(t testing.TB, id string) *node.Node {
 	return nd
 }
 
+// Restart shuts node i down and starts a node with the same id, Raft port
+// and data dir in its place (wiped first if wipe is set: a replaced disk),
+// joining through the seed; it returns the new node once it has started.
+// Node 0 is the seed and cannot be restarted.
+func (c *Cluster) Restart(t testing.TB, i int, wipe bool) *node.Node {
+	t.Helper()
+	if i == 0 {
+		t.Fatal("nodetest: the seed node cannot be restarted")
+	}
+	old := c.Nodes[i]
+	id := old.ID()
+	var raftPort int
+	for _, m := range old.Info().Members {
+		if m.ID == id {
+			_, p, err := net.SplitHostPort(m.Raft)
+			if err != nil {
+				t.Fatalf("nodetest: %s's raft address %q: %v", id, m.Raft, err)
+			}
+			fmt.Sscan(p, &raftPort)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := old.Shutdown(ctx); err != nil {
+		t.Fatalf("nodetest: shutting %s down: %v", id, err)
+	}
+	if wipe {
+		if err := os.RemoveAll(filepath.Join(c.dir, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prev := c.configure
+	c.configure = func(cfg *config.Config) {
+		if prev != nil {
+			prev(cfg)
+		}
+		cfg.Node.RaftPort = raftPort
+	}
+	nd := c.build(t, id, 0, c.Seed, len(c.Nodes))
+	c.configure = prev
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	if err := nd.Start(sctx); err != nil {
+		t.Fatalf("nodetest: restarting %s: %v", id, err)
+	}
+	c.Nodes[i] = nd
+	return nd
+}
+
 // WaitFor polls cond every 20 ms until it holds, failing the test after
 // timeout.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
