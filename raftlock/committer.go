@@ -111,6 +111,11 @@ type route struct {
 	self bool
 	id   raft.ServerID
 	addr raft.ServerAddress
+
+	// changed is closed, and ctx cancelled, once leadership or the known
+	// leader changes after the route was chosen.
+	changed <-chan struct{}
+	ctx     context.Context
 }
 
 // commitLoop is the committer goroutine, started by Open and stopped by
@@ -143,6 +148,12 @@ func (s *Store) commitLoop() {
 		}
 		select {
 		case slots <- struct{}{}:
+		case <-rt.changed:
+			// The leader changed while every slot of this route was
+			// taken (by forwards to a leader that stopped answering,
+			// say, now cancelled): route again. A node that became
+			// the leader commits through Raft at once.
+			continue
 		case <-s.closing:
 			return
 		}
@@ -210,14 +221,14 @@ func (s *Store) waitWork() bool {
 func (s *Store) route() (route, bool) {
 	for {
 		s.lmu.Lock()
-		ready, changed := s.ready, s.changed
+		ready, changed, ctx := s.ready, s.changed, s.routeCtx
 		s.lmu.Unlock()
 		if ready {
-			return route{self: true}, true
+			return route{self: true, changed: changed, ctx: ctx}, true
 		}
 		if s.raft.State() != raft.Leader {
 			if addr, id := s.raft.LeaderWithID(); id != "" && id != s.cfg.NodeID {
-				return route{id: id, addr: addr}, true
+				return route{id: id, addr: addr, changed: changed, ctx: ctx}, true
 			}
 		}
 		// No leader known, or this node is taking office. Leader changes
@@ -407,7 +418,12 @@ func (s *Store) sendForward(rt route, batch []*call) (retry []*call) {
 	}
 	s.stats.forwards.Add(1)
 	s.stats.forwarded.Add(uint64(len(batch)))
-	out, err := s.cfg.Forwarder.Forward(s.ctx, rt.id, rt.addr, encodeForward(commands(batch)))
+	// The forward ends at ForwardTimeout, or as soon as the leader known
+	// changes (rt.ctx), whichever comes first; its commands are then
+	// retried, with the same bytes, wherever the next route leads.
+	ctx, cancel := context.WithTimeout(rt.ctx, s.cfg.ForwardTimeout)
+	out, err := s.cfg.Forwarder.Forward(ctx, rt.id, rt.addr, encodeForward(commands(batch)))
+	cancel()
 	if err != nil {
 		s.log.Debug("raftlock: forward failed, will retry", "leader", rt.id, "err", err, "commands", len(batch))
 		return batch
@@ -456,11 +472,15 @@ func (s *Store) nudge(rt route, batch []*call, index uint64) {
 	if !idle {
 		return
 	}
-	s.sendNudge(s.ctx, rt)
+	s.sendNudge(rt.ctx, rt)
 }
 
+// sendNudge sends an empty forward request to the leader of rt, for at
+// most ForwardTimeout.
 func (s *Store) sendNudge(ctx context.Context, rt route) {
 	s.stats.nudges.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
+	defer cancel()
 	if _, err := s.cfg.Forwarder.Forward(ctx, rt.id, rt.addr, encodeForward(nil)); err != nil {
 		s.log.Debug("raftlock: nudge failed", "leader", rt.id, "err", err)
 	}

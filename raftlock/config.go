@@ -160,6 +160,15 @@ type Config struct {
 	TransportMaxPool int
 	TransportTimeout time.Duration
 
+	// ForwardTimeout bounds one forward request to the leader. A forward
+	// also ends as soon as this node sees the leader change (or lose
+	// contact), so this is the backstop for a leader that still looks
+	// alive and does not answer; the commands of a forward that ended
+	// are retried (their outcome was unknown; dedup applies them once)
+	// until their callers' contexts end. It should be well above the time
+	// a leader takes to commit a batch, and it is a few election timeouts.
+	ForwardTimeout time.Duration
+
 	// BeforeSync, if not nil, is called before every write to the Raft
 	// log store (each ends in an fsync); an error fails that write as a
 	// full disk would, and a delay slows it. It is a failpoint for the
@@ -207,6 +216,9 @@ func DefaultConfig() Config {
 		// (snapshots are streamed, so this is per chunk of I/O).
 		TransportMaxPool: 3,
 		TransportTimeout: 10 * time.Second,
+		// A leader commits a batch in milliseconds; one that answers
+		// nothing for 3 s is stuck or gone.
+		ForwardTimeout: 3 * time.Second,
 	}
 }
 
@@ -224,6 +236,7 @@ func FastConfig() Config {
 	c.TrailingLogs = 1024
 	c.ReapInterval = 200 * time.Millisecond
 	c.TransportTimeout = 2 * time.Second
+	c.ForwardTimeout = time.Second
 	return c
 }
 
@@ -295,6 +308,9 @@ func (c Config) Validate() error {
 	}
 	if c.Transport == nil && c.TransportMaxPool < 1 {
 		bad("TransportMaxPool %d is below 1", c.TransportMaxPool)
+	}
+	if c.ForwardTimeout < c.ElectionTimeout {
+		bad("ForwardTimeout %v is below ElectionTimeout %v", c.ForwardTimeout, c.ElectionTimeout)
 	}
 	if c.TransportTimeout <= 0 {
 		bad("TransportTimeout %v is not positive", c.TransportTimeout)

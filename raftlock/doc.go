@@ -149,7 +149,13 @@
 // in different batches are concurrent calls, whose order nothing
 // promises. Errors, timeouts and leader changes are
 // retried transparently, with a backoff of 1 to 128 ms, until the caller's
-// context ends. The answer carries the Raft index of the batch; the
+// context ends. A forward request lasts at most ForwardTimeout, and ends
+// the moment this node sees the leader change or lose contact: a leader
+// that was paused or cut off would otherwise hold the request, and the
+// forward slot, until its connection died (seconds, or gRPC's keepalive),
+// while the node that won the election in its place sat waiting for a
+// slot. The committer waiting for a slot routes again on the same event,
+// so a node that became leader commits through Raft at once. The answer carries the Raft index of the batch; the
 // follower's callers then wait until their replica has applied it. A
 // follower learns that an entry committed from the next AppendEntries, so
 // when nothing else is queued and a caller of the batch waits for the

@@ -51,9 +51,16 @@ func (s *Store) watchLeadership() {
 	}
 }
 
+// signalChangedLocked wakes whoever waits on changed and cancels the
+// forwards in flight to the leader known until now (routeCtx): a leader
+// that stopped answering (paused, cut off) would otherwise hold them, and
+// the forward slots, until the connection dies. Their commands are retried
+// with the same bytes, so dedup applies each once.
 func (s *Store) signalChangedLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+	s.routeCancel()
+	s.routeCtx, s.routeCancel = context.WithCancel(s.ctx)
 }
 
 // lead runs while this node is the leader (generation gen). It takes

@@ -81,6 +81,10 @@ type Store struct {
 	leaderGen  uint64
 	leaderStop context.CancelFunc // stops the current leadership goroutine
 	changed    chan struct{}
+	// routeCtx is cancelled, and replaced, with every close of changed:
+	// forwards sent to the leader known before a change end with it.
+	routeCtx    context.Context
+	routeCancel context.CancelFunc
 
 	failures    atomic.Int32       // consecutive failed sends, for the retry backoff
 	closing     chan struct{}      // closed when Close starts
@@ -141,6 +145,7 @@ func Open(cfg Config) (s *Store, err error) {
 	}
 	s.log = s.log.With("raftlock", string(cfg.NodeID))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.routeCtx, s.routeCancel = context.WithCancel(s.ctx)
 	hlog := NewHCLogger(s.log)
 
 	// On failure: the named result s is nil by the time this runs.
