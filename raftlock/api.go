@@ -7,6 +7,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
 // The lock.Coordinator and journal.Journal methods. Writes go through the
@@ -50,8 +51,8 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ttl time.Durati
 	switch {
 	case owner == "":
 		return "", fmt.Errorf("%w: empty session owner", lock.ErrInvalid)
-	case len(owner) > maxOwnerLen:
-		return "", fmt.Errorf("%w: session owner of %d bytes exceeds %d", lock.ErrInvalid, len(owner), maxOwnerLen)
+	case len(owner) > locksm.MaxOwnerLen:
+		return "", fmt.Errorf("%w: session owner of %d bytes exceeds %d", lock.ErrInvalid, len(owner), locksm.MaxOwnerLen)
 	case ttl <= 0:
 		return "", fmt.Errorf("%w: session TTL %v is not positive", lock.ErrInvalid, ttl)
 	}
@@ -90,7 +91,7 @@ func (s *Store) DestroySession(ctx context.Context, id lock.SessionID) error {
 // since a new leader extends every session it finds. Node ids are unique
 // in a cluster, so no other live node owns them.
 func (s *Store) EndSessionsOf(ctx context.Context, owner string, keep lock.SessionID) (int, error) {
-	if owner == "" || len(owner) > maxOwnerLen {
+	if owner == "" || len(owner) > locksm.MaxOwnerLen {
 		return 0, fmt.Errorf("%w: session owner of %d bytes", lock.ErrInvalid, len(owner))
 	}
 	res, err := s.exec(ctx, command{op: opEndOwner, owner: owner, session: keep})
@@ -109,7 +110,7 @@ func (s *Store) EndSessionsOf(ctx context.Context, owner string, keep lock.Sessi
 // returns, the grant is applied on this node, so Read, Tail and
 // LoadSnapshot of that actor here see every append committed before it.
 func (s *Store) Acquire(ctx context.Context, id lock.SessionID, key string) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	if err := locksm.CheckKey(key); err != nil {
 		return 0, err
 	}
 	res, err := s.exec(ctx, command{op: opAcquire, session: id, key: key})
@@ -124,7 +125,7 @@ func (s *Store) Acquire(ctx context.Context, id lock.SessionID, key string) (uin
 
 // Release frees the lock if session id holds it.
 func (s *Store) Release(ctx context.Context, id lock.SessionID, key string) error {
-	if err := checkKey(key); err != nil {
+	if err := locksm.CheckKey(key); err != nil {
 		return err
 	}
 	res, err := s.exec(ctx, command{op: opRelease, session: id, key: key})
@@ -140,7 +141,7 @@ func (s *Store) Release(ctx context.Context, id lock.SessionID, key string) erro
 // own clock (Config.Now); it is a hint on a node that lags or whose clock
 // differs from the leader's, exact on the leader and after Sync.
 func (s *Store) Holder(ctx context.Context, key string) (lock.LockInfo, bool, error) {
-	if err := checkKey(key); err != nil {
+	if err := locksm.CheckKey(key); err != nil {
 		return lock.LockInfo{}, false, err
 	}
 	if err := s.enterRead(ctx); err != nil {

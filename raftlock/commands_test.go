@@ -9,6 +9,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
 func TestCommandRoundTrip(t *testing.T) {
@@ -97,7 +98,7 @@ func TestResultErrors(t *testing.T) {
 		{&lock.HeldError{Key: "k", Holder: "n2", Token: 3}, lock.ErrHeld},
 		{errors.Join(lock.ErrSessionExpired), lock.ErrSessionExpired},
 		{lock.ErrNotHeld, lock.ErrNotHeld},
-		{checkKey(""), lock.ErrInvalid},
+		{locksm.CheckKey(""), lock.ErrInvalid},
 	} {
 		r, err := decodeResult(encodeResult(resultOf(tc.err)))
 		if err != nil {

@@ -118,6 +118,21 @@
 // results with an index in memory (rebuilt by Restore), so that a command
 // costs a flush a share of one record, not two records and two deletes.
 //
+// # State machines
+//
+// The rules are two plain state machines, internal packages with no Raft,
+// network or clock of their own: internal/locksm (sessions, locks and
+// fencing tokens) and internal/journalsm (the actors' journals). Each
+// applies one command at a time to a few buckets (internal/kv.Bucket, the
+// part of a bbolt bucket they use), as a function of those records and of
+// the stamped clock passed in. The journals see the locks only through the
+// lock fence (the token of the lock held on a key), and the locks see the
+// journals only through the highest token that has written a key. The fsm
+// (fsm_apply.go) decodes each entry, moves the clock, answers retries from
+// the dedup table and hands each other command to the machine it belongs
+// to, over the overlay and fsm.db; their tests run them on an in-memory
+// kv.Mem.
+//
 // # Commands and group commit
 //
 // Each write becomes a command, encoded in a small versioned binary format

@@ -1,30 +1,31 @@
 package raftlock
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/loom-mesh/loom/journal"
-	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
 // The state machine's bbolt file (fsm.db, and every FSM snapshot, which is a
 // copy of it) has these top-level buckets:
 //
 //	meta       "state" -> fsmMeta (format, applied index, clock, counters)
-//	sessions   session id -> session record
-//	expiry     deadline (8 bytes, order-preserving) || session id -> empty
-//	held       uvarint(len(session id)) || session id || lock key -> empty
-//	locks      lock key -> lock record
-//	actors     actor key -> actor record (journal.ActorState)
-//	log        entry key -> entry record
-//	snapshots  actor key -> snapshot record
+//	sessions   session id -> session record                  (locksm)
+//	expiry     deadline || session id -> empty                (locksm)
+//	held       session id || lock key -> empty               (locksm)
+//	locks      lock key -> lock record                        (locksm)
+//	actors     actor key -> actor record (journal.ActorState) (journalsm)
+//	log        entry key -> entry record                      (journalsm)
+//	snapshots  actor key -> snapshot record                   (journalsm)
 //	dedup      chunk number (8 bytes BE) -> dedup records, oldest first
 //
-// An entry key is uvarint(len(actor)) || actor || seq (8 bytes BE), so an
-// actor's entries are adjacent and in seq order. The file is written behind
+// The state machines' records, and how their keys are made, are documented
+// with them (internal/locksm/layout.go, internal/journalsm/layout.go); the
+// file, the meta record and the dedup table are raftlock's. An entry key
+// is uvarint(len(actor)) || actor || seq (8 bytes BE), so an actor's
+// entries are adjacent and in seq order. The file is written behind
 // the applies (fsm_overlay.go): a flush writes thousands of records in one
 // transaction, sorted, so the appends of one flush share pages, and an
 // actor's entries need no separate bucket of newest entries (format 1 had
@@ -52,7 +53,8 @@ import (
 //
 // Entry and snapshot records are exactly journal.MarshalEntry and
 // journal.MarshalSnapshot; results are encodeResult. The other records are
-// uvarints and length-prefixed strings, listed with their encoders below.
+// uvarints and length-prefixed strings, listed with their encoders (below,
+// and in the state machines' layout.go).
 // The file is never read by another release (it is rebuilt from the log on
 // every start), but snapshots are sent to other nodes, so fsmMeta carries a
 // format number that Restore checks.
@@ -81,10 +83,7 @@ const fsmFormat = 2
 // MaxKeyLen is the longest lock key, in bytes, Acquire accepts (longer keys
 // fail with lock.ErrInvalid). It equals journal.MaxActorLen: a lock key is
 // the key of the actor whose journal it fences.
-const MaxKeyLen = journal.MaxActorLen
-
-// maxOwnerLen bounds CreateSession's owner (a node id).
-const maxOwnerLen = 1024
+const MaxKeyLen = locksm.MaxKeyLen
 
 // DedupWindow is how many deduplicated commands the state machine
 // remembers at least: the result of each of the last DedupWindow commands
@@ -103,12 +102,11 @@ const DedupWindow = 100_000
 //	      last session number, dedup numbers issued, dedup entries held;
 //	      each 8 bytes big-endian
 type fsmMeta struct {
-	applied    uint64 // index of the last Raft entry applied
-	time       int64  // the state machine's clock: the latest leader stamp, UnixNano
-	token      uint64 // the last fencing token granted
-	sessions   uint64 // the last session number issued
-	dedupNext  uint64 // dedup numbers issued so far
-	dedupCount uint64 // entries in the dedup table
+	applied    uint64          // index of the last Raft entry applied
+	time       int64           // the state machine's clock: the latest leader stamp, UnixNano
+	locks      locksm.Counters // the last fencing token granted, the last session number issued
+	dedupNext  uint64          // dedup numbers issued so far
+	dedupCount uint64          // entries in the dedup table
 }
 
 const metaLen = 1 + 8*6
@@ -116,7 +114,7 @@ const metaLen = 1 + 8*6
 func (m fsmMeta) marshal() []byte {
 	b := make([]byte, 0, metaLen)
 	b = append(b, fsmFormat)
-	for _, v := range [...]uint64{m.applied, uint64(m.time), m.token, m.sessions, m.dedupNext, m.dedupCount} {
+	for _, v := range [...]uint64{m.applied, uint64(m.time), m.locks.Token, m.locks.Sessions, m.dedupNext, m.dedupCount} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	return b
@@ -127,140 +125,8 @@ func unmarshalMeta(b []byte) (fsmMeta, error) {
 		return fsmMeta{}, fmt.Errorf("%w: state machine meta record of %d bytes, format %v", journal.ErrCorrupt, len(b), b[:min(len(b), 1)])
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
-	return fsmMeta{applied: u(0), time: int64(u(1)), token: u(2), sessions: u(3), dedupNext: u(4), dedupCount: u(5)}, nil
+	return fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)}, dedupNext: u(4), dedupCount: u(5)}, nil
 }
-
-// session is a session record:
-//
-//	1-10  ttl in nanoseconds, uvarint
-//	8     deadline, UnixNano, big-endian two's complement
-//	n     owner: uvarint length, bytes
-type session struct {
-	ttl      int64
-	deadline int64 // lapsed once the state machine's clock is past it
-	owner    string
-}
-
-func (s session) marshal() []byte {
-	b := make([]byte, 0, 2*binary.MaxVarintLen64+8+len(s.owner))
-	b = binary.AppendUvarint(b, uint64(s.ttl))
-	b = binary.BigEndian.AppendUint64(b, uint64(s.deadline))
-	return appendString(b, s.owner)
-}
-
-func unmarshalSession(b []byte) (session, error) {
-	d := wireDecoder{b: b}
-	var s session
-	s.ttl = int64(d.uvarint())
-	if d.err == nil && len(d.b) < 8 {
-		d.fail("truncated deadline")
-	}
-	if d.err == nil {
-		s.deadline = int64(binary.BigEndian.Uint64(d.b))
-		d.b = d.b[8:]
-	}
-	s.owner = d.string()
-	if err := d.finish(); err != nil {
-		return session{}, fmt.Errorf("%w: session record: %w", journal.ErrCorrupt, err)
-	}
-	return s, nil
-}
-
-// expiryKey orders sessions by deadline: the deadline with its sign bit
-// flipped (so negative instants sort first), then the session id.
-func expiryKey(deadline int64, id lock.SessionID) []byte {
-	b := make([]byte, 0, 8+len(id))
-	b = binary.BigEndian.AppendUint64(b, uint64(deadline)^(1<<63))
-	return append(b, id...)
-}
-
-func expiryDeadline(k []byte) int64 { return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)) }
-
-// heldPrefix is the prefix of the held keys of session id; a uvarint length
-// is self-delimiting, so no session's prefix is a prefix of another's.
-func heldPrefix(id lock.SessionID) []byte {
-	return appendString(make([]byte, 0, binary.MaxVarintLen64+len(id)), string(id))
-}
-
-func heldKey(id lock.SessionID, key string) []byte {
-	return append(heldPrefix(id), key...)
-}
-
-// grant is a lock record:
-//
-//	1-10  token, uvarint
-//	n     session id: uvarint length, bytes
-type grant struct {
-	token   uint64
-	session lock.SessionID
-}
-
-func (g grant) marshal() []byte {
-	b := make([]byte, 0, 2*binary.MaxVarintLen64+len(g.session))
-	b = binary.AppendUvarint(b, g.token)
-	return appendString(b, string(g.session))
-}
-
-func unmarshalGrant(b []byte) (grant, error) {
-	d := wireDecoder{b: b}
-	g := grant{token: d.uvarint(), session: lock.SessionID(d.string())}
-	if err := d.finish(); err != nil {
-		return grant{}, fmt.Errorf("%w: lock record: %w", journal.ErrCorrupt, err)
-	}
-	return g, nil
-}
-
-// Actor records hold journal.ActorState:
-//
-//	1-10  Tail, uvarint
-//	1-10  Token, uvarint
-//	1     flags: bit 0 = HasSnapshot
-//	1-10  SnapshotSeq, uvarint
-func marshalActor(st journal.ActorState) []byte {
-	b := make([]byte, 0, 3*binary.MaxVarintLen64+1)
-	b = binary.AppendUvarint(b, st.Tail)
-	b = binary.AppendUvarint(b, st.Token)
-	if st.HasSnapshot {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
-	return binary.AppendUvarint(b, st.SnapshotSeq)
-}
-
-func unmarshalActor(b []byte) (journal.ActorState, error) {
-	d := wireDecoder{b: b}
-	var st journal.ActorState
-	st.Tail = d.uvarint()
-	st.Token = d.uvarint()
-	switch f := d.byte(); f {
-	case 0:
-	case 1:
-		st.HasSnapshot = true
-	default:
-		d.fail(fmt.Sprintf("flags %#x", f))
-	}
-	st.SnapshotSeq = d.uvarint()
-	if err := d.finish(); err != nil {
-		return journal.ActorState{}, fmt.Errorf("%w: actor record: %w", journal.ErrCorrupt, err)
-	}
-	return st, nil
-}
-
-// actorPrefix is the prefix of the entry keys of actor.
-func actorPrefix(actor string) []byte {
-	return appendString(make([]byte, 0, binary.MaxVarintLen64+len(actor)+8), actor)
-}
-
-func entryKey(prefix []byte, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(prefix[:len(prefix):len(prefix)], seq)
-}
-
-func isEntryKeyOf(k, prefix []byte) bool {
-	return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix)
-}
-
-func entrySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
 
 func dedupKey(id cmdID) []byte {
 	b := make([]byte, 0, binary.MaxVarintLen64+len(id.origin)+8)
@@ -299,11 +165,3 @@ func forEachDedupRecord(chunk []byte, fn func(key, res []byte, end int) bool) er
 }
 
 func u64Key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-// addDuration returns t+d in UnixNano, saturating instead of overflowing.
-func addDuration(t int64, d int64) int64 {
-	if d > 0 && t > math.MaxInt64-d {
-		return math.MaxInt64
-	}
-	return t + d
-}

@@ -6,6 +6,9 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
+	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -64,7 +67,7 @@ const (
 var orders = [numBuckets]order{bSessions: inTree, bExpiry: inTree, bHeld: inTree, bDedup: inTree, bLog: inGroups}
 
 // groupOf returns the group of a key of an inGroups bucket: for log, the
-// actor's entry key prefix (an entry key less its 8-byte seq). Such
+// actor's journalsm.EntryPrefix (an entry key less its 8-byte seq). Such
 // prefixes are self-delimiting, so ordering groups by prefix and each
 // group by key orders all keys.
 func groupOf(key []byte) []byte { return key[:max(len(key)-8, 0)] }
@@ -288,9 +291,22 @@ func (l *layers) bucket(b bucketID) bkt {
 	return bkt{l: l, id: b, bolt: l.tx.Bucket(allBuckets[b])}
 }
 
+// lockBuckets are the buckets of the session and lock state machine.
+func (l *layers) lockBuckets() locksm.Buckets {
+	return locksm.Buckets{Sessions: l.bucket(bSessions), Expiry: l.bucket(bExpiry), Held: l.bucket(bHeld), Locks: l.bucket(bLocks)}
+}
+
+// journalBuckets are the buckets of the journal state machine.
+func (l *layers) journalBuckets() journalsm.Buckets {
+	return journalsm.Buckets{Actors: l.bucket(bActors), Log: l.bucket(bLog), Snapshots: l.bucket(bSnapshots)}
+}
+
+var _ kv.Bucket = bkt{}
+
 // bkt is one bucket seen through the layers, with the subset of
-// *bolt.Bucket's methods the state machine uses. Values returned by Get
-// and by cursors are read-only and valid until the transaction ends.
+// *bolt.Bucket's methods the state machines use (kv.Bucket, and Append for
+// the dedup table). Values returned by Get and by cursors are read-only
+// and valid until the transaction ends.
 type bkt struct {
 	l    *layers
 	id   bucketID
@@ -365,12 +381,12 @@ func (b bkt) ForEach(fn func(k, v []byte) error) error {
 
 // Cursor returns a cursor that merges the layers. The bucket must not be
 // changed while the cursor is in use (collect keys, then change them).
-func (b bkt) Cursor() *mcursor { return b.PrefixCursor(nil) }
+func (b bkt) Cursor() kv.Cursor { return b.PrefixCursor(nil) }
 
 // PrefixCursor is Cursor over the records whose keys start with prefix
 // only: First and Seek go to the first of them, and the cursor ends after
-// the last. For the log bucket prefix must be an actor's entry key prefix.
-func (b bkt) PrefixCursor(prefix []byte) *mcursor {
+// the last. For the log bucket prefix must be an actor's EntryPrefix.
+func (b bkt) PrefixCursor(prefix []byte) kv.Cursor {
 	c := &mcursor{bc: b.bolt.Cursor(), prefix: prefix}
 	for i, o := range [...]*overlay{b.l.top, b.l.flushing} {
 		if o != nil && o.buckets[b.id].n > 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -60,11 +61,11 @@ func TestOverlayMergedCursor(t *testing.T) {
 func keySpace(b bucketID) (keys, seeks, prefixes [][]byte) {
 	if b == bLog { // entry keys of three actors, seqs 1..6
 		for _, a := range []string{"a", "ab", "b"} {
-			p := actorPrefix(a)
+			p := journalsm.EntryPrefix(a)
 			prefixes = append(prefixes, p)
-			seeks = append(seeks, p, entryKey(p, 0), entryKey(p, 7), append(bytes.Clone(p), 0xff))
+			seeks = append(seeks, p, journalsm.EntryKey(p, 0), journalsm.EntryKey(p, 7), append(bytes.Clone(p), 0xff))
 			for seq := range uint64(6) {
-				keys = append(keys, entryKey(p, seq+1))
+				keys = append(keys, journalsm.EntryKey(p, seq+1))
 			}
 		}
 		return keys, append(seeks, keys...), prefixes
@@ -490,12 +491,12 @@ func TestFSMReadsWhileFlushing(t *testing.T) {
 			t.Fatalf("concurrent read during the flush = %v, want %v", got, want)
 		}
 	}
-	if inFile(t, f, bLog, entryKey(actorPrefix("t/r"), 1)) != nil {
+	if inFile(t, f, bLog, journalsm.EntryKey(journalsm.EntryPrefix("t/r"), 1)) != nil {
 		t.Fatal("entry 1 in fsm.db before the flush wrote")
 	}
 	release()
 	<-done // committed; the FSM goroutine has not dropped the overlay yet
-	if f.fl == nil || inFile(t, f, bLog, entryKey(actorPrefix("t/r"), 1)) == nil {
+	if f.fl == nil || inFile(t, f, bLog, journalsm.EntryKey(journalsm.EntryPrefix("t/r"), 1)) == nil {
 		t.Fatal("after the commit: want entry 1 in fsm.db and still layered")
 	}
 	if got := payloads(t, f, "t/r"); !slices.Equal(got, want) {
@@ -598,12 +599,12 @@ func TestFSMRestoreFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := actorPrefix("t/v1")
+	prefix := journalsm.EntryPrefix("t/v1")
 	rec := func(seq uint64) []byte {
 		return journal.MarshalEntry(journal.Entry{Seq: seq, Actor: "t/v1", Token: 1, Payload: []byte(fmt.Sprint(seq))})
 	}
 	// Commands o/1..o/3 appended seqs 1..3; the window kept o/2 and o/3.
-	m := fsmMeta{applied: 7, time: t0.UnixNano(), token: 0, sessions: 0, dedupNext: 3, dedupCount: 2}.marshal()
+	m := fsmMeta{applied: 7, time: t0.UnixNano(), dedupNext: 3, dedupCount: 2}.marshal()
 	m[0] = 1
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range []string{"meta", "sessions", "expiry", "held", "locks", "actors", "log", "recent", "snapshots", "dedup", "deduplog"} {
@@ -617,10 +618,10 @@ func TestFSMRestoreFormat1(t *testing.T) {
 			}
 		}
 		put("meta", keyState, m)
-		put("actors", []byte("t/v1"), marshalActor(journal.ActorState{Tail: 3, Token: 1}))
-		put("log", entryKey(prefix, 1), rec(1))
-		put("recent", entryKey(prefix, 2), rec(2))
-		put("recent", entryKey(prefix, 3), rec(3))
+		put("actors", []byte("t/v1"), journalsm.MarshalActor(journal.ActorState{Tail: 3, Token: 1}))
+		put("log", journalsm.EntryKey(prefix, 1), rec(1))
+		put("recent", journalsm.EntryKey(prefix, 2), rec(2))
+		put("recent", journalsm.EntryKey(prefix, 3), rec(3))
 		for seq := uint64(2); seq <= 3; seq++ {
 			dk := dedupKey(cmdID{"o", seq})
 			put("dedup", dk, encodeResult(result{value: seq}))

@@ -1,15 +1,16 @@
 package raftlock
 
 import (
-	"bytes"
-
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
 // Queries on the local replica. Each runs on one consistent view (the
 // overlays over a bbolt read transaction, fsm.view) on the caller's
-// goroutine and sees the state after some applied batch.
+// goroutine, sees the state after some applied batch, and asks the state
+// machine the records belong to, which changes nothing when it reads.
 
 // readEntries returns actor's entries with Seq >= from. The records are
 // copied out of the view and decoded after it is released: a long read
@@ -17,11 +18,7 @@ import (
 func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
 	var recs [][]byte
 	err := f.view(func(l *layers) error {
-		prefix := actorPrefix(actor)
-		c := l.bucket(bLog).PrefixCursor(prefix)
-		for k, v := c.Seek(entryKey(prefix, max(from, 1))); isEntryKeyOf(k, prefix); k, v = c.Next() {
-			recs = append(recs, bytes.Clone(v)) // v is only valid in tx
-		}
+		recs = journalsm.New(l.journalBuckets(), nil).Entries(actor, from)
 		return nil
 	})
 	if err != nil {
@@ -39,12 +36,8 @@ func (f *fsm) readEntries(actor string, from uint64) ([]journal.Entry, error) {
 func (f *fsm) actorState(actor string) (journal.ActorState, error) {
 	var st journal.ActorState
 	err := f.view(func(l *layers) error {
-		v := l.bucket(bActors).Get([]byte(actor))
-		if v == nil {
-			return nil
-		}
 		var err error
-		st, err = unmarshalActor(v)
+		st, err = journalsm.New(l.journalBuckets(), nil).State(actor)
 		return err
 	})
 	return st, err
@@ -56,13 +49,8 @@ func (f *fsm) loadSnapshot(actor string) (journal.Snapshot, bool, error) {
 		ok   bool
 	)
 	err := f.view(func(l *layers) error {
-		v := l.bucket(bSnapshots).Get([]byte(actor))
-		if v == nil {
-			return nil
-		}
 		var err error
-		snap, err = journal.UnmarshalSnapshot(v)
-		ok = err == nil
+		snap, ok, err = journalsm.New(l.journalBuckets(), nil).Snapshot(actor)
 		return err
 	})
 	return snap, ok, err
@@ -76,24 +64,9 @@ func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
 		ok   bool
 	)
 	err := f.view(func(l *layers) error {
-		v := l.bucket(bLocks).Get([]byte(key))
-		if v == nil {
-			return nil
-		}
-		g, err := unmarshalGrant(v)
-		if err != nil {
-			return err
-		}
-		sv := l.bucket(bSessions).Get([]byte(g.session))
-		if sv == nil {
-			return nil
-		}
-		s, err := unmarshalSession(sv)
-		if err != nil || s.deadline < now {
-			return err
-		}
-		info, ok = lock.LockInfo{Key: key, Session: g.session, Owner: s.owner, Token: g.token}, true
-		return nil
+		var err error
+		info, ok, err = locksm.New(l.lockBuckets(), nil).Holder(key, now)
+		return err
 	})
 	return info, ok, err
 }
@@ -103,8 +76,7 @@ func (f *fsm) holder(key string, now int64) (lock.LockInfo, bool, error) {
 func (f *fsm) hasLapsed(now int64) (bool, error) {
 	var lapsed bool
 	err := f.view(func(l *layers) error {
-		k, _ := l.bucket(bExpiry).Cursor().First()
-		lapsed = k != nil && expiryDeadline(k) < now
+		lapsed = locksm.New(l.lockBuckets(), nil).Lapsed(now)
 		return nil
 	})
 	return lapsed, err

@@ -1,0 +1,141 @@
+// Package kv is the storage raftlock's state machines run on: buckets of
+// records kept in key order, the subset of a bbolt bucket they use. raftlock
+// gives them its write-behind overlay on top of fsm.db; tests give them Mem.
+// It also holds the two encodings their records share: uvarints and
+// length-prefixed strings.
+package kv
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Bucket is one bucket of records, keys in bytewise order. It is used by
+// one goroutine at a time (raftlock's FSM goroutine).
+//
+// Values returned by Get and by cursors are read-only and valid until the
+// bucket changes, or for raftlock's overlay until its transaction ends: a
+// caller that keeps one copies it. Put keeps key and val: the caller must
+// not change them afterwards. "Not found" is a nil value from Get; a
+// record stored with a nil or empty value reads as an empty, non-nil
+// value. Errors from Put and Delete are I/O failures, fatal to the state
+// machine.
+type Bucket interface {
+	// Get returns the value of key, nil if there is none.
+	Get(key []byte) []byte
+	// Put sets key to val (a nil val is stored as an empty value).
+	Put(key, val []byte) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(key []byte) error
+	// ForEach calls fn for every record in key order until fn returns an
+	// error, which it returns; fn must not change the bucket.
+	ForEach(fn func(k, v []byte) error) error
+	// Cursor returns a cursor over all records. The bucket must not be
+	// changed while the cursor is in use: collect keys, then change them.
+	Cursor() Cursor
+	// PrefixCursor is Cursor over the records whose keys start with
+	// prefix only: First and Seek go to the first of them, and the
+	// cursor ends after the last.
+	PrefixCursor(prefix []byte) Cursor
+}
+
+// Cursor walks a bucket in key order, like a bbolt cursor. A nil key means
+// the end.
+type Cursor interface {
+	// First moves to the first record.
+	First() (key, val []byte)
+	// Seek moves to the first record with a key >= key.
+	Seek(key []byte) (k, v []byte)
+	// Next moves past the current record.
+	Next() (key, val []byte)
+}
+
+// ErrRecord is wrapped by every failure to decode a record.
+var ErrRecord = errors.New("malformed record")
+
+// AppendString appends s as a uvarint length and its bytes.
+func AppendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// Decoder reads a record made of uvarints, bytes and length-prefixed
+// strings. The first failure is kept in Err (wrapping ErrRecord); later
+// reads return zero values.
+type Decoder struct {
+	B   []byte // what is left to read
+	Err error
+}
+
+// Fail records a failure, unless one was recorded already.
+func (d *Decoder) Fail(msg string) {
+	if d.Err == nil {
+		d.Err = fmt.Errorf("%w: %s", ErrRecord, msg)
+	}
+}
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if d.Err != nil {
+		return 0
+	}
+	if len(d.B) == 0 {
+		d.Fail("truncated")
+		return 0
+	}
+	c := d.B[0]
+	d.B = d.B[1:]
+	return c
+}
+
+// Uvarint reads a uvarint.
+func (d *Decoder) Uvarint() uint64 {
+	if d.Err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.B)
+	if n <= 0 {
+		d.Fail("bad uvarint")
+		return 0
+	}
+	d.B = d.B[n:]
+	return v
+}
+
+// Uint64 reads 8 bytes, big-endian.
+func (d *Decoder) Uint64() uint64 {
+	if d.Err != nil {
+		return 0
+	}
+	if len(d.B) < 8 {
+		d.Fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.B)
+	d.B = d.B[8:]
+	return v
+}
+
+// String reads a uvarint length and that many bytes.
+func (d *Decoder) String() string {
+	n := d.Uvarint()
+	if d.Err != nil {
+		return ""
+	}
+	if n > uint64(len(d.B)) {
+		d.Fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.B)))
+		return ""
+	}
+	s := string(d.B[:n])
+	d.B = d.B[n:]
+	return s
+}
+
+// Finish returns Err, or a failure if bytes are left over.
+func (d *Decoder) Finish() error {
+	if d.Err == nil && len(d.B) != 0 {
+		d.Fail(fmt.Sprintf("%d trailing bytes", len(d.B)))
+	}
+	return d.Err
+}
