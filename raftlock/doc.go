@@ -131,7 +131,27 @@
 // (fsm_apply.go) decodes each entry, moves the clock, answers retries from
 // the dedup table and hands each other command to the machine it belongs
 // to, over the overlay and fsm.db; their tests run them on an in-memory
-// kv.Mem.
+// kv.Mem, and a test replays random sequences on both and compares.
+//
+// Several Raft groups, each owning a share of the actors' journals, would
+// go on top of this split (it is not built): durable throughput would grow
+// with the number of leaders instead of being one leader's log. Each group
+// is a Raft group of its own (log, leader, committer, dedup table, leader
+// clock, fsm.db) whose state machine is a journalsm.Machine over its own
+// buckets; an actor belongs to the group its key hashes to (a consistent
+// hash, so a new group moves few actors), and the Store routes its writes
+// and reads there. The journal rules need the locks only through
+// journalsm.Locks, and a grant needs the journals only through
+// locksm.Journals, both decided inside one state machine at its stamped
+// clock; so the simplest placement keeps an actor's lock in its journal's
+// group too: a locksm.Machine per group, a session per node per group
+// (renewals multiply by the number of groups), and a token counter per
+// group, so tokens strictly increase per key, the order fencing compares,
+// though no longer across groups. One lock group for every key would keep one
+// session per node, but the fence would then cross groups, and could not
+// be decided in the journal group's state machine: each grant would have
+// to commit a fence command (raising the actor's token) in the actor's
+// group before Acquire returns, and read that group's written token first.
 //
 // # Commands and group commit
 //
