@@ -18,10 +18,14 @@ run: build
 cluster: build
 	./$(BIN) cluster -n 3
 
-# Every package, race detector on, no cached results.
+# Every package, race detector on, no cached results; then the packages
+# with test-only machinery (the chaos hook, the unsafe modes) again as the
+# chaos suite builds them, with -tags loomchaos.
 test:
 	$(GO) vet ./...
+	$(GO) vet -tags loomchaos ./node/... ./cmd/...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 10m -tags loomchaos ./node/... ./cmd/loom-node
 
 # The chaos suite with its soak: real loom-node processes killed (-9),
 # paused (SIGSTOP), partitioned, their clocks and disks faulted and their

@@ -1,3 +1,5 @@
+//go:build loomchaos
+
 package node
 
 import (
@@ -56,34 +58,6 @@ type ChaosOptions struct {
 	Events io.Writer
 }
 
-// ChaosEvent is one line of a node's activation log, what the chaos suite's
-// single-activation checker reads.
-type ChaosEvent struct {
-	// Time is the wall clock in ns since the epoch, real (not the
-	// hook's skewed clock): processes on one machine share it.
-	Time  int64  `json:"t"`
-	Node  string `json:"node"`
-	PID   int    `json:"pid"`
-	Event string `json:"ev"`
-	Actor string `json:"actor"`
-	Token uint64 `json:"token,omitempty"`
-	// First and Last are the seqs a write was given.
-	First uint64 `json:"first,omitempty"`
-	Last  uint64 `json:"last,omitempty"`
-	// Reason says why an actor was deactivated or a write refused.
-	Reason string `json:"reason,omitempty"`
-}
-
-// ChaosEvent.Event values.
-const (
-	EventAcquired    = "acquired"    // the lock was granted (Token)
-	EventActivated   = "activated"   // loaded and serving under Token
-	EventFailed      = "failed"      // the activation failed (Reason)
-	EventDeactivated = "deactivated" // left memory (Reason)
-	EventWrite       = "write"       // the journal accepted seqs First..Last under Token
-	EventFenced      = "fenced"      // the journal refused a write under Token as fenced
-)
-
 // chaosState is a node's chaos hook at work; nil when the hook is off,
 // and every method is then a no-op that returns its input.
 type chaosState struct {
@@ -93,15 +67,15 @@ type chaosState struct {
 	raft   *raft.NetworkTransport // closed after the Raft store
 }
 
-func newChaosState(o *ChaosOptions, nodeID string) *chaosState {
+func newChaosState(o *ChaosOptions, nodeID string) (*chaosState, error) {
 	if o == nil || o.Hook == nil {
-		return nil
+		return nil, nil
 	}
 	c := &chaosState{hook: o.Hook, node: nodeID}
 	if o.Events != nil {
 		c.events = &eventLog{w: o.Events, node: nodeID, pid: os.Getpid()}
 	}
-	return c
+	return c, nil
 }
 
 // checkBind refuses a bind address the hook cannot attribute traffic by.

@@ -45,10 +45,13 @@ type Options struct {
 	// writing to stderr. The node adds its id to every line.
 	Logger *slog.Logger
 	// Chaos turns on the chaos hook in a clustered node. TEST ONLY (see
-	// ChaosOptions); nil, the default, builds none of it.
+	// ChaosOptions), and only in a binary built with the loomchaos tag:
+	// without it, New refuses a non-nil Chaos with ErrNotBuiltIn. nil,
+	// the default, builds none of it.
 	Chaos *ChaosOptions
 	// Unsafe deliberately breaks a guarantee. DEBUG ONLY (see
-	// UnsafeMode); empty, the default, is safe.
+	// UnsafeMode), with the loomchaos tag only, like Chaos; empty, the
+	// default, is safe.
 	Unsafe UnsafeMode
 }
 
@@ -114,7 +117,10 @@ func New(opts Options) (*Node, error) {
 	if err := opts.Unsafe.validate(); err != nil {
 		return nil, err
 	}
-	chaos := newChaosState(opts.Chaos, opts.Config.Node.ID)
+	chaos, err := newChaosState(opts.Chaos, opts.Config.Node.ID)
+	if err != nil {
+		return nil, err
+	}
 	if err := chaos.checkBind(opts.Config.Node.Bind); err != nil {
 		return nil, err
 	}

@@ -1,3 +1,5 @@
+//go:build loomchaos
+
 package main
 
 import (
@@ -10,7 +12,12 @@ import (
 	"github.com/loom-mesh/loom/transport/faultnet"
 )
 
-// Test-only flags of `loom-node run`, for the chaos suite (test/chaos).
+// testUsage is the usage line of the test-only flags.
+const testUsage = `
+      test only: [--chaos-hook [--chaos-events FILE] [--chaos-seed N]] [--debug-unsafe MODE] (see -h)`
+
+// Test-only flags of `loom-node run`, for the chaos suite (test/chaos),
+// in a binary built with the loomchaos tag only (nochaos.go has none).
 // Neither is in the config file, so that no file can turn them on.
 type testFlags struct {
 	chaosHook   bool

@@ -1,3 +1,5 @@
+//go:build loomchaos
+
 package main
 
 import (

@@ -71,8 +71,7 @@ func usage(w io.Writer) {
       run a single node on embedded defaults (bbolt journal, built-in actor types)
   loom-node run [dev flags] [--grpc-port N] [--raft-port N] [--gossip-port N]
                 [--join HOST:PORT,...] [--bootstrap-expect N] [--advertise IP] [--gossip lan|local]
-      run a cluster member (Raft coordinator and journal, gossip, gRPC)
-      test only: [--chaos-hook [--chaos-events FILE] [--chaos-seed N]] [--debug-unsafe MODE] (see -h)
+      run a cluster member (Raft coordinator and journal, gossip, gRPC)`+testUsage+`
   loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster]
       run a local cluster of n loom-node processes; Ctrl-C stops them all
   loom-node members [--addr URL]

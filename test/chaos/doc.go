@@ -1,5 +1,6 @@
 // Package chaos is Loom's chaos suite: it starts clusters of real
-// loom-node processes on loopback, each with the chaos hook
+// loom-node processes on loopback (built with -tags loomchaos, the only
+// build that has them), each with the chaos hook
 // (`loom-node run --chaos-hook`, package transport/faultnet) on a loopback
 // IP of its own, runs a recorded workload against them through the
 // embedded client and the HTTP gateway, injects faults, heals them, and

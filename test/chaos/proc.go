@@ -28,7 +28,9 @@ func Build(ctx context.Context, dir string, race bool) (string, error) {
 		return "", fmt.Errorf("chaos: no go command on PATH: %w", err)
 	}
 	bin := filepath.Join(dir, "loom-node")
-	args := []string{"build", "-o", bin}
+	// The chaos hook and the unsafe modes are built in only with the
+	// loomchaos tag; a default loom-node refuses their flags.
+	args := []string{"build", "-tags", "loomchaos", "-o", bin}
 	if race {
 		args = append(args, "-race")
 	}

@@ -5,7 +5,9 @@
 // without root.
 //
 // It is off unless a node is started with an explicit, test-only chaos
-// flag: `loom-node run --chaos-hook` (node.Options.Chaos). The node then
+// flag: `loom-node run --chaos-hook` (node.Options.Chaos), which exists
+// only in a binary built with the loomchaos tag: a default loom-node
+// refuses the flag and does not link this package. The node then
 // builds one Hook, serves its Handler under /chaos/ on its HTTP port,
 // passes the hook's wrappers to its three network stacks, runs its
 // session keeper and its Raft store's clock on the hook's clock and calls
