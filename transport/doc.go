@@ -23,9 +23,10 @@
 // ONE InvokeBatch message, so 64 concurrent callers cost a handful of
 // writes, not 64. The server runs each call in its own goroutine and its
 // writer batches the results back the same way. Per-call metadata travels
-// in the request: correlation id, idempotency key, deadline (absolute, so
-// the nodes' clocks are assumed to agree to well within a deadline) and
-// trace context. A caller whose context ends stops waiting at once, and
+// in the request: correlation id, idempotency key, the time left before
+// the caller's deadline (a duration, started on the receiver's monotonic
+// clock when the call arrives, as gRPC's grpc-timeout is: the nodes' wall
+// clocks never meet) and trace context. A caller whose context ends stops waiting at once, and
 // the server is told to cancel the call. Pool.InvokeUnary (or
 // PoolOptions.Unary) sends one unary RPC per call instead; there the
 // correlation id and idempotency key travel in gRPC metadata and the

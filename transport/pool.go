@@ -164,7 +164,12 @@ func (p *Pool) request(ctx context.Context, c Call) *loompb.InvokeRequest {
 		IdempotencyKey: runtime.IdempotencyKey(ctx),
 	}
 	if d, ok := ctx.Deadline(); ok {
-		req.DeadlineUnixNano = d.UnixNano()
+		// The time left, not the instant: the receiver starts it on
+		// its own monotonic clock when the call arrives, so the two
+		// nodes' wall clocks are never compared. (The time the call
+		// then waits for its stream's next write, microseconds, is
+		// not taken off.)
+		req.TimeoutNanos = max(int64(time.Until(d)), 1)
 	}
 	return req
 }
@@ -233,7 +238,7 @@ func (p *Pool) InvokeUnary(ctx context.Context, addr string, c Call) ([]byte, er
 		return nil, err
 	}
 	req := p.request(ctx, c)
-	req.DeadlineUnixNano = 0 // gRPC carries it
+	req.TimeoutNanos = 0 // gRPC carries it (grpc-timeout)
 	var md metadata.MD
 	if req.CorrelationId != "" || req.IdempotencyKey != "" {
 		md = metadata.MD{}

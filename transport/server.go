@@ -336,8 +336,10 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			}
 			var cctx context.Context
 			var cancel context.CancelFunc
-			if req.DeadlineUnixNano != 0 {
-				cctx, cancel = context.WithDeadline(s.callContext(base, req), time.Unix(0, req.DeadlineUnixNano))
+			if req.TimeoutNanos > 0 {
+				// The caller's time left, from now on this node's
+				// monotonic clock: no wall clocks compared.
+				cctx, cancel = context.WithTimeout(s.callContext(base, req), time.Duration(req.TimeoutNanos))
 			} else {
 				cctx, cancel = context.WithCancel(s.callContext(base, req))
 			}

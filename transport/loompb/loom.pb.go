@@ -41,14 +41,16 @@ type InvokeRequest struct {
 	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// hops counts the forwards between nodes so far (bounded by the runtime).
 	Hops uint32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
-	// deadline is the caller's deadline in Unix nanoseconds, 0 for none. The
-	// unary call uses gRPC's own deadline; a Stream needs it per call. It
-	// assumes the nodes' clocks agree to well within a deadline.
-	DeadlineUnixNano int64 `protobuf:"varint,9,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
 	// trace carries the caller's trace context (W3C traceparent and friends,
 	// as the configured propagator writes them) for calls on a Stream; on
 	// Invoke the otelgrpc metadata carries it.
-	Trace         map[string]string `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Trace map[string]string `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// timeout_nanos is the time the caller had left when it sent the call,
+	// 0 for no deadline. The receiver starts it on its own monotonic clock
+	// when the call arrives, as gRPC does with grpc-timeout, so no two
+	// nodes' wall clocks are compared. The unary call uses gRPC's own
+	// deadline; a Stream needs it per call.
+	TimeoutNanos  int64 `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,18 +141,18 @@ func (x *InvokeRequest) GetHops() uint32 {
 	return 0
 }
 
-func (x *InvokeRequest) GetDeadlineUnixNano() int64 {
-	if x != nil {
-		return x.DeadlineUnixNano
-	}
-	return 0
-}
-
 func (x *InvokeRequest) GetTrace() map[string]string {
 	if x != nil {
 		return x.Trace
 	}
 	return nil
+}
+
+func (x *InvokeRequest) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
 }
 
 type InvokeResponse struct {
@@ -835,7 +837,7 @@ var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\x99\x03\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xaa\x03\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -845,14 +847,15 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12%\n" +
 	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12'\n" +
 	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12\x12\n" +
-	"\x04hops\x18\b \x01(\rR\x04hops\x12,\n" +
-	"\x12deadline_unix_nano\x18\t \x01(\x03R\x10deadlineUnixNano\x127\n" +
+	"\x04hops\x18\b \x01(\rR\x04hops\x127\n" +
 	"\x05trace\x18\n" +
-	" \x03(\v2!.loom.v1.InvokeRequest.TraceEntryR\x05trace\x1a8\n" +
+	" \x03(\v2!.loom.v1.InvokeRequest.TraceEntryR\x05trace\x12#\n" +
+	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"i\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\t\x10\n" +
+	"R\x12deadline_unix_nano\"i\n" +
 	"\x0eInvokeResponse\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12$\n" +
