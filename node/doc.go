@@ -7,7 +7,12 @@
 // starts goroutines; Shutdown undoes Start in reverse order: it stops
 // accepting requests, lets running turns finish, releases actor locks and
 // closes the journal, so nothing acknowledged is lost. A Node serves one
-// Start/Shutdown cycle.
+// Start/Shutdown cycle. Start, Shutdown, Runtime and Invoke may be called
+// from any goroutine at any time: Shutdown during Start ends Start's waits
+// (for a Raft leader, for bootstrapExpect members) at once, Start then
+// fails with ErrShutDown after closing what it opened, and Shutdown
+// returns once that is done; a second Shutdown waits for the first; Start
+// after Shutdown, or twice, fails (ErrShutDown, ErrAlreadyStarted).
 //
 // In a cluster, membership drives the Raft configuration (mesh.go): the
 // leader adds every alive member as a non-voter under the Raft server id

@@ -61,14 +61,20 @@ type Node struct {
 	cfg  config.Config
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	started bool
-	stopped bool
+	// mu guards the lifecycle: state, and the running Start's cancel and
+	// done. It is never held while Start waits (for a Raft leader, say),
+	// so Shutdown can always get it.
+	mu          sync.Mutex
+	state       lifecycle
+	startCancel context.CancelFunc // ends the running Start's context
+	startDone   chan struct{}      // closed when the running Start returns
+	// stopMu serialises Shutdown's closing of the parts (a second
+	// Shutdown waits for the first).
+	stopMu sync.Mutex
 
 	journal journal.Journal
 	coord   lock.Coordinator
 	keeper  *lock.Keeper
-	rt      *runtime.Runtime
 	ln      net.Listener
 	srv     *http.Server
 	served  chan error
@@ -147,16 +153,49 @@ func NewLogger(c config.LoggingConfig, w *os.File) *slog.Logger {
 // runtime and serves HTTP. On error everything opened so far is closed.
 func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.started {
-		return errors.New("node: already started")
+	switch n.state {
+	case stateStarting, stateRunning:
+		n.mu.Unlock()
+		return ErrAlreadyStarted
+	case stateStopped:
+		n.mu.Unlock()
+		return ErrShutDown
 	}
-	n.started = true
+	n.state = stateStarting
+	ctx, cancel := context.WithCancel(ctx)
+	n.startCancel, n.startDone = cancel, make(chan struct{})
+	done := n.startDone
+	n.mu.Unlock()
 	defer func() {
+		n.mu.Lock()
+		stopped := n.state != stateStarting // Shutdown came meanwhile
+		if err == nil && !stopped {
+			n.state = stateRunning
+		} else {
+			n.state = stateStopped
+		}
+		n.mu.Unlock()
+		cancel()
+		switch {
+		case stopped && err == nil:
+			err = fmt.Errorf("%w while starting", ErrShutDown)
+		case stopped:
+			err = fmt.Errorf("%w while starting: %w", ErrShutDown, err)
+		}
 		if err != nil {
+			// Close everything this Start opened; a Shutdown called
+			// meanwhile waits for it (done).
 			n.closeParts(context.Background())
 		}
+		close(done)
 	}()
+	err = n.start(ctx)
+	return err
+}
+
+// start opens and starts the node's parts (see Start); on an error,
+// Start closes whatever it opened.
+func (n *Node) start(ctx context.Context) error {
 	c := n.cfg
 	if err := os.MkdirAll(c.Node.DataDir, 0o755); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
@@ -264,7 +303,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		_ = rt.Close(context.Background())
 		return err
 	}
-	n.rt = rt
 	n.rtPtr.Store(rt)
 	n.attachMetrics()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
@@ -312,10 +350,11 @@ func (n *Node) GRPCAddr() string {
 
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
+	rt := n.runtime() // set before the HTTP server starts
 	mux.Handle("/v1/", gateway.New(gateway.Options{
-		Invoker:      n.rt,
+		Invoker:      rt,
 		MaxBodyBytes: int64(n.cfg.Node.MaxPayloadBytes),
-		Types:        n.rt.Types,
+		Types:        rt.Types,
 		Logger:       n.log,
 		Tasks:        n,
 		TaskNames:    n.tasks.Names,
@@ -439,7 +478,7 @@ func (n *Node) watchLapses(ctx context.Context) {
 			}
 			n.log.Warn("coordinator session may have lapsed; dropping all actors", "session", e.Session())
 			n.obs.metrics.SessionLapsed()
-			n.rt.DropAll("coordinator session may have lapsed")
+			n.runtime().DropAll("coordinator session may have lapsed")
 		case <-ctx.Done():
 			return
 		}
@@ -458,34 +497,57 @@ func (n *Node) HTTPAddr() string {
 func (n *Node) ID() string { return n.cfg.Node.ID }
 
 // Runtime is the node's actor runtime (nil before Start).
-func (n *Node) Runtime() *runtime.Runtime { return n.rt }
+func (n *Node) Runtime() *runtime.Runtime { return n.runtime() }
 
 // Invoke implements runtime.Invoker.
 func (n *Node) Invoke(ctx context.Context, actorType, id, method string, payload []byte) ([]byte, error) {
-	if n.rt == nil {
+	rt := n.runtime()
+	if rt == nil {
 		return nil, fmt.Errorf("%w: node not started", runtime.ErrUnavailable)
 	}
-	return n.rt.Invoke(ctx, actorType, id, method, payload)
+	return rt.Invoke(ctx, actorType, id, method, payload)
 }
 
 // InvokeLocal implements runtime.LocalInvoker.
 func (n *Node) InvokeLocal(ctx context.Context, actorType, id, method string, in any) (any, error) {
-	if n.rt == nil {
+	rt := n.runtime()
+	if rt == nil {
 		return nil, fmt.Errorf("%w: node not started", runtime.ErrUnavailable)
 	}
-	return n.rt.InvokeLocal(ctx, actorType, id, method, in)
+	return rt.InvokeLocal(ctx, actorType, id, method, in)
 }
 
 // Shutdown stops accepting requests, waits for running requests and turns
 // (until ctx ends), deactivates every actor, ends the coordinator session
-// and closes the journal. It may be called more than once.
+// and closes the journal. It may be called from any goroutine at any time,
+// and more than once (later calls wait for the first to finish). During
+// Start it ends Start's waits (Start then fails with ErrShutDown and
+// closes what it opened) and returns once that is done; before Start it
+// makes any later Start fail with ErrShutDown.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopMu.Lock()
+	defer n.stopMu.Unlock()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.stopped || !n.started {
+	state := n.state
+	n.state = stateStopped
+	cancelStart, startDone := n.startCancel, n.startDone
+	n.mu.Unlock()
+	switch state {
+	case stateNew, stateStopped:
+		if startDone != nil {
+			<-startDone // a Start that failed by itself may still be closing
+		}
 		return nil
+	case stateStarting:
+		n.log.Info("node stopping while it starts")
+		cancelStart()
+		select {
+		case <-startDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("node: shutdown while starting: %w", ctx.Err())
+		}
 	}
-	n.stopped = true
 	n.log.Info("node stopping")
 	err := n.closeParts(ctx)
 	n.log.Info("node stopped")
@@ -510,8 +572,8 @@ func (n *Node) closeParts(ctx context.Context) error {
 		_ = n.ln.Close()
 	}
 	n.closeTasks(ctx)
-	if n.rt != nil {
-		if err := n.rt.Close(ctx); err != nil {
+	if rt := n.runtime(); rt != nil {
+		if err := rt.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -586,3 +648,23 @@ func (n *Node) RaftStats() map[string]string {
 	}
 	return n.mesh.store.Stats()
 }
+
+// lifecycle is where a Node is in its one Start/Shutdown cycle.
+type lifecycle uint8
+
+const (
+	stateNew      lifecycle = iota
+	stateStarting           // Start is running
+	stateRunning            // Start succeeded
+	stateStopped            // Shutdown was called, or Start failed
+)
+
+// Lifecycle errors.
+var (
+	// ErrAlreadyStarted: Start was called on a node already started or
+	// starting.
+	ErrAlreadyStarted = errors.New("node: already started")
+	// ErrShutDown: Start was called after Shutdown (or after a Start that
+	// failed; a Node serves one cycle), or Shutdown ended a Start.
+	ErrShutDown = errors.New("node: shut down")
+)

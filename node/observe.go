@@ -80,7 +80,7 @@ func (n *Node) observedCoordinator() lock.Coordinator {
 // store and membership once they exist.
 func (n *Node) attachMetrics() {
 	m := n.obs.metrics
-	m.SetActors(n.rt)
+	m.SetActors(n.runtime())
 	if err := m.Registry().Register(n.TaskMetrics()); err != nil {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}

@@ -131,23 +131,19 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	// Start can wait a long time (for a Raft leader, for bootstrapExpect
-	// members): a signal ends the wait, and Start closes what it opened.
-	startCtx, cancelStart := context.WithCancel(context.Background())
-	defer cancelStart()
-	started := goErr(func() error { return n.Start(startCtx) })
+	// members): a signal shuts the node down, which ends the wait and
+	// closes what Start opened.
+	started := goErr(func() error { return n.Start(context.Background()) })
 	err, sig := awaitOrSignal(started, sigs)
 	if sig != nil {
 		fmt.Fprintf(stderr, "loom-node: %v while starting: stopping\n", sig)
-		cancelStart()
-		if err, sig = awaitOrSignal(started, sigs); sig != nil {
-			fmt.Fprintf(stderr, "loom-node: %v: exiting now\n", sig)
-			return 1
+		if code := shutdown(n, cfg, sigs, stderr); code != 0 {
+			return code
 		}
-		if err != nil {
-			return 1
+		if err := <-started; err != nil {
+			return 1 // stopped before it served
 		}
-		// Started just as the signal came: shut down as below.
-		return shutdown(n, cfg, sigs, stderr)
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
