@@ -37,7 +37,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/errclass"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
 )
@@ -158,46 +158,11 @@ func (h *Handler) types(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Classify maps an error from an Invoker to an HTTP status and a stable
-// error code.
+// error code: errclass's table, the one the transport and the metrics
+// read too.
 func Classify(err error) (status int, code string) {
-	var me *runtime.MethodError
-	switch {
-	case errors.Is(err, runtime.ErrUnknownType):
-		return http.StatusNotFound, "unknown_type"
-	case errors.Is(err, runtime.ErrUnknownMethod):
-		return http.StatusNotFound, "unknown_method"
-	case errors.Is(err, task.ErrUnknownTask):
-		return http.StatusNotFound, "unknown_task"
-	case errors.Is(err, runtime.ErrPayloadTooLarge):
-		return http.StatusRequestEntityTooLarge, "payload_too_large"
-	case errors.Is(err, runtime.ErrBadPayload):
-		return http.StatusBadRequest, "bad_payload"
-	case errors.Is(err, runtime.ErrInvalidID):
-		return http.StatusBadRequest, "invalid_id"
-	case errors.Is(err, runtime.ErrInvalidArgument):
-		return http.StatusBadRequest, "invalid_argument"
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout, "deadline_exceeded"
-	case errors.Is(err, context.Canceled):
-		return 499, "canceled" // nginx's "client closed request"
-	case errors.Is(err, runtime.ErrActorPanic):
-		return http.StatusInternalServerError, "actor_panic"
-	case errors.As(err, &me):
-		// The method itself failed (perhaps because a call it made did).
-		return http.StatusUnprocessableEntity, "method_error"
-	case errors.Is(err, journal.ErrFenced):
-		return http.StatusConflict, "fenced"
-	case errors.Is(err, journal.ErrConflict):
-		return http.StatusConflict, "conflict"
-	case errors.Is(err, runtime.ErrShuttingDown):
-		return http.StatusServiceUnavailable, "shutting_down"
-	case errors.Is(err, runtime.ErrPoolFull):
-		return http.StatusServiceUnavailable, "pool_full"
-	case errors.Is(err, runtime.ErrUnavailable):
-		return http.StatusServiceUnavailable, "unavailable"
-	default:
-		return http.StatusInternalServerError, "internal"
-	}
+	c := errclass.Of(err)
+	return c.HTTP, c.Code
 }
 
 // ErrorBody is the JSON shape of every error response.

@@ -1,7 +1,6 @@
 package observability
 
 import (
-	"context"
 	"errors"
 	"sort"
 	"strconv"
@@ -13,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/errclass"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/runtime"
 )
@@ -267,37 +266,12 @@ func deactivationReason(r string) string {
 	return "other"
 }
 
-// Outcome is the low-cardinality label of a call's result: "ok",
-// "method_error", "not_found" (unknown type or method), "bad_request",
-// "unavailable", "fenced", "conflict", "deadline_exceeded", "canceled",
-// "panic" or "error".
-func Outcome(err error) string {
-	var me *runtime.MethodError
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, runtime.ErrActorPanic):
-		return "panic"
-	case errors.As(err, &me):
-		return "method_error"
-	case errors.Is(err, runtime.ErrUnknownType), errors.Is(err, runtime.ErrUnknownMethod):
-		return "not_found"
-	case errors.Is(err, runtime.ErrBadPayload), errors.Is(err, runtime.ErrInvalidArgument),
-		errors.Is(err, runtime.ErrInvalidID), errors.Is(err, runtime.ErrPayloadTooLarge):
-		return "bad_request"
-	case errors.Is(err, journal.ErrFenced):
-		return "fenced"
-	case errors.Is(err, journal.ErrConflict):
-		return "conflict"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrShuttingDown), errors.Is(err, runtime.ErrPoolFull):
-		return "unavailable"
-	}
-	return "error"
-}
+// Outcome is the low-cardinality label of a call's result: "ok", or the
+// outcome errclass's table gives the error ("method_error", "not_found",
+// "bad_request", "unavailable", "fenced", "conflict",
+// "deadline_exceeded", "canceled", "panic", "unknown_outcome", "error"),
+// the same table the transport and the gateway answer from.
+func Outcome(err error) string { return errclass.Of(err).Outcome }
 
 func lockOutcome(err error) string {
 	switch {

@@ -1,16 +1,13 @@
 package transport
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/errclass"
 	"github.com/loom-mesh/loom/runtime"
-	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport/loompb"
 )
 
@@ -19,60 +16,23 @@ var (
 	// ErrUnknownOutcome: the call was sent and the connection failed (or the
 	// remote node lost the answer) before its result arrived. It may have
 	// taken effect. Retry only what is idempotent. It never matches
-	// runtime.ErrUnavailable.
-	ErrUnknownOutcome = errors.New("transport: call sent, outcome unknown")
+	// runtime.ErrUnavailable. (errclass.ErrUnknownOutcome.)
+	ErrUnknownOutcome = errclass.ErrUnknownOutcome
 	// ErrNotOwner wraps runtime.ErrUnavailable: the node does not own the
 	// actor and would not take it. Not applied; retry, at the node that
 	// OwnerHint names when it names one. Handlers return it through
-	// NotOwner.
-	ErrNotOwner = fmt.Errorf("%w: not the owner", runtime.ErrUnavailable)
+	// NotOwner. (errclass.ErrNotOwner.)
+	ErrNotOwner = errclass.ErrNotOwner
 	// ErrClosed wraps runtime.ErrUnavailable: the Pool is closed. Not
 	// applied.
 	ErrClosed = fmt.Errorf("%w: transport closed", runtime.ErrUnavailable)
 )
 
-// errMethod stands for *runtime.MethodError in the table.
-var errMethod = errors.New("method error")
-
-// errorCodes is the one mapping between errors and the wire: the sentinel,
-// its stable code (loompb.Error.code), the gRPC status code a unary call
-// answers with, and whether a call that failed with it may have taken
-// effect. The first row whose sentinel the error matches (errors.Is; for
-// method_error, errors.As) decides; an error that matches none travels as
-// "internal", maybe applied. DecodeError turns a code back into an error
-// that matches the same sentinel.
-var errorCodes = []struct {
-	code         string
-	err          error
-	grpc         codes.Code
-	maybeApplied bool
-}{
-	{"unknown_outcome", ErrUnknownOutcome, codes.Unknown, true},
-	{"unknown_type", runtime.ErrUnknownType, codes.NotFound, false},
-	{"unknown_method", runtime.ErrUnknownMethod, codes.NotFound, false},
-	{"unknown_task", task.ErrUnknownTask, codes.NotFound, false},
-	{"payload_too_large", runtime.ErrPayloadTooLarge, codes.InvalidArgument, false},
-	{"bad_payload", runtime.ErrBadPayload, codes.InvalidArgument, false},
-	{"invalid_id", runtime.ErrInvalidID, codes.InvalidArgument, false},
-	{"invalid_argument", runtime.ErrInvalidArgument, codes.InvalidArgument, false},
-	{"fenced", journal.ErrFenced, codes.FailedPrecondition, false},
-	{"conflict", journal.ErrConflict, codes.Aborted, false},
-	{"actor_panic", runtime.ErrActorPanic, codes.Internal, false},
-	// A method's own error; after the rows above so that a method that
-	// wraps a sentinel keeps it.
-	{"method_error", errMethod, codes.Unknown, false},
-	{"deadline_exceeded", context.DeadlineExceeded, codes.DeadlineExceeded, true},
-	{"canceled", context.Canceled, codes.Canceled, true},
-	{"shutting_down", runtime.ErrShuttingDown, codes.Unavailable, false},
-	{"pool_full", runtime.ErrPoolFull, codes.ResourceExhausted, false},
-	{"not_local", runtime.ErrNotLocal, codes.FailedPrecondition, false},
-	{"not_owner", ErrNotOwner, codes.Unavailable, false},
-	{"too_many_hops", runtime.ErrTooManyHops, codes.Unavailable, false},
-	{"unavailable", runtime.ErrUnavailable, codes.Unavailable, false},
-}
-
-// codeInternal is the code of an error the table does not know.
-const codeInternal = "internal"
+// The mapping between errors and the wire (the stable code in
+// loompb.Error.code, the gRPC status code of a unary answer, and whether
+// a call that failed may have taken effect) is errclass's table, the one
+// the HTTP gateway and the metrics read too. DecodeError turns a code
+// back into an error that matches the same sentinel.
 
 // NotOwner returns an error for a handler to answer a call for an actor
 // this node does not own: it matches ErrNotOwner (and so
@@ -131,13 +91,7 @@ func MaybeApplied(err error) bool {
 	if errors.As(err, &ns) || errors.Is(err, runtime.ErrUnavailable) {
 		return false
 	}
-	for _, e := range errorCodes {
-		if e.err != errMethod && errors.Is(err, e.err) {
-			return e.maybeApplied
-		}
-	}
-	var me *runtime.MethodError
-	return !errors.As(err, &me)
+	return errclass.Of(err).MaybeApplied
 }
 
 // notSentError wraps the caller's context error when the context ended
@@ -152,25 +106,8 @@ func EncodeError(err error) *loompb.Error {
 	if err == nil {
 		return nil
 	}
-	code, _, maybe := classify(err)
-	return &loompb.Error{Code: code, Message: err.Error(), MaybeApplied: maybe, OwnerHint: OwnerHint(err)}
-}
-
-// classify finds err's row in the table.
-func classify(err error) (code string, grpc codes.Code, maybeApplied bool) {
-	var me *runtime.MethodError
-	for _, e := range errorCodes {
-		match := false
-		if e.err == errMethod {
-			match = errors.As(err, &me)
-		} else {
-			match = errors.Is(err, e.err)
-		}
-		if match {
-			return e.code, e.grpc, e.maybeApplied
-		}
-	}
-	return codeInternal, codes.Internal, true
+	c := errclass.Of(err)
+	return &loompb.Error{Code: c.Code, Message: err.Error(), MaybeApplied: c.MaybeApplied, OwnerHint: OwnerHint(err)}
 }
 
 // RemoteError is an error a remote node returned. It matches (errors.Is)
@@ -197,17 +134,13 @@ func DecodeError(pe *loompb.Error) error {
 		return nil
 	}
 	re := &RemoteError{Code: pe.Code, Message: pe.Message, MaybeApplied: pe.MaybeApplied, OwnerHint: pe.OwnerHint}
-	for _, e := range errorCodes {
-		if e.code != pe.Code {
-			continue
-		}
-		if e.err == errMethod {
+	if c, ok := errclass.ByCode(pe.Code); ok {
+		if c.Err == errclass.ErrMethod {
 			// Callers test method errors with errors.As(*runtime.MethodError);
 			// an empty Actor makes it print the remote message as is.
 			return &runtime.MethodError{Err: re}
 		}
-		re.sentinel = e.err
-		return re
+		re.sentinel = c.Err
 	}
 	return re
 }
@@ -216,8 +149,7 @@ func DecodeError(pe *loompb.Error) error {
 // table's code, the message, and the wire Error as its one detail.
 func statusError(err error) error {
 	pe := EncodeError(err)
-	_, code, _ := classify(err)
-	st := status.New(code, pe.Message)
+	st := status.New(errclass.Of(err).GRPC, pe.Message)
 	if withDetails, derr := st.WithDetails(pe); derr == nil {
 		st = withDetails
 	}

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"google.golang.org/grpc/codes"
+
+	"github.com/loom-mesh/loom/errclass"
 )
 
 // ErrorRow is a row of the error table, for the table-driven tests.
@@ -12,12 +14,12 @@ type ErrorRow struct {
 	MaybeApplied bool
 }
 
-// ErrorRows returns the error table.
+// ErrorRows returns the error table (errclass.Rows).
 func ErrorRows() []ErrorRow {
-	rows := make([]ErrorRow, len(errorCodes))
-	for i, e := range errorCodes {
-		rows[i] = ErrorRow{Code: e.code, Err: e.err, GRPC: e.grpc, MaybeApplied: e.maybeApplied}
-		if e.err == errMethod {
+	rows := make([]ErrorRow, len(errclass.Rows))
+	for i, e := range errclass.Rows {
+		rows[i] = ErrorRow{Code: e.Code, Err: e.Err, GRPC: e.GRPC, MaybeApplied: e.MaybeApplied}
+		if e.Err == errclass.ErrMethod {
 			rows[i].Err = nil
 		}
 	}
