@@ -69,6 +69,37 @@ func (o op) String() string {
 	}
 }
 
+// Flags in a command's first byte, above the op (which fits in opMask).
+// An entry written before they existed has neither, and reads as a first
+// attempt with no birth time.
+const (
+	opMask = 0x3f
+	// flagBorn: the command carries its birth time, after its id (every
+	// command with an id does).
+	flagBorn = 0x80
+	// flagRetry: this copy of the command may not be its first to reach
+	// Raft (the committer sends the same command again, with this flag).
+	// The state machine refuses a retry it may have forgotten (see
+	// applyCommand); a first attempt cannot have been applied before.
+	flagRetry = 0x40
+)
+
+// cmdOp is the op of an encoded command.
+func cmdOp(cmd []byte) op {
+	if len(cmd) == 0 {
+		return 0
+	}
+	return op(cmd[0] & opMask)
+}
+
+// markRetry flags the encoded command cmd, in place, as a retry (a no-op
+// for a command without an id, which carries no birth time).
+func markRetry(cmd []byte) {
+	if len(cmd) > 0 && cmd[0]&flagBorn != 0 {
+		cmd[0] |= flagRetry
+	}
+}
+
 // cmdID identifies a command for deduplication: origin names the Store
 // instance that created it (node id and a random per-Open nonce) and seq
 // counts its commands. seq 0 means "not deduplicated" (noop, reap and
@@ -80,8 +111,14 @@ type cmdID struct {
 
 // command is one decoded command. Which fields are set depends on op.
 type command struct {
-	op      op
-	id      cmdID
+	op op
+	id cmdID
+	// born is, for a command with an id, the state machine's clock on the
+	// node that created it, when it did (UnixNano): no replica can apply
+	// the command at an earlier clock (the clock never goes back, and the
+	// command's entry comes after every entry that node had applied).
+	born    int64
+	retry   bool           // flagRetry: this copy may not be the first to reach Raft
 	owner   string         // create-session, end-owner
 	ttl     time.Duration  // create-session
 	session lock.SessionID // renew, destroy-session, acquire, release; end-owner: the one to keep
@@ -93,21 +130,32 @@ type command struct {
 
 // encodeCommand returns the wire form of c:
 //
-//	1      op
+//	1      op, with flagBorn if seq is not 0, and flagRetry
 //	n      origin: uvarint length, bytes
 //	1-10   seq, uvarint
+//	1-10   born, zig-zag varint (if flagBorn)
 //	...    op fields, in the order of the command struct: strings as
 //	       uvarint length + bytes, integers as uvarint (ttl in nanoseconds),
 //	       records as uvarint count, then each as uvarint length + bytes
 func encodeCommand(c command) []byte {
-	n := 1 + 2*binary.MaxVarintLen64 + len(c.id.origin) + 5*binary.MaxVarintLen64 + len(c.owner) + len(c.session) + len(c.key)
+	n := 1 + 3*binary.MaxVarintLen64 + len(c.id.origin) + 5*binary.MaxVarintLen64 + len(c.owner) + len(c.session) + len(c.key)
 	for _, r := range c.records {
 		n += binary.MaxVarintLen64 + len(r)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, byte(c.op))
+	head := byte(c.op)
+	if c.id.seq != 0 {
+		head |= flagBorn
+		if c.retry {
+			head |= flagRetry
+		}
+	}
+	b = append(b, head)
 	b = appendString(b, c.id.origin)
 	b = binary.AppendUvarint(b, c.id.seq)
+	if head&flagBorn != 0 {
+		b = binary.AppendVarint(b, c.born)
+	}
 	switch c.op {
 	case opCreateSession:
 		b = appendString(b, c.owner)
@@ -146,9 +194,19 @@ func encodeCommand(c command) []byte {
 func decodeCommand(b []byte) (command, error) {
 	d := wireDecoder{b: b}
 	var c command
-	c.op = op(d.byte())
+	head := d.byte()
+	c.op = op(head & opMask)
 	c.id.origin = d.string()
 	c.id.seq = d.uvarint()
+	switch {
+	case head&flagBorn != 0 && c.id.seq == 0:
+		d.fail("a birth time without an id")
+	case head&flagBorn != 0:
+		c.born = d.varint()
+		c.retry = head&flagRetry != 0
+	case head&flagRetry != 0:
+		d.fail("a retry without a birth time")
+	}
 	switch c.op {
 	case opNoop, opLeaderStart, opReap:
 	case opCreateSession:
@@ -290,6 +348,7 @@ const (
 	codeLockInvalid                   // lock.ErrInvalid
 	codeBadCommand                    // the command could not be decoded
 	codeRetry                         // not applied: the receiver is not the leader (forwarding only)
+	codeUnknown                       // ErrUnknownOutcome: a retry the state machine may have forgotten; not applied now
 	codeMax
 )
 
@@ -347,6 +406,8 @@ func (r result) err() error {
 		return &ruleError{lock.ErrInvalid, r.text}
 	case codeBadCommand:
 		return &ruleError{errBadWire, r.text}
+	case codeUnknown:
+		return &ruleError{ErrUnknownOutcome, r.text}
 	default:
 		return &ruleError{ErrNotLeader, r.text}
 	}

@@ -28,6 +28,8 @@ func TestCommandRoundTrip(t *testing.T) {
 		{op: opSaveSnapshot, id: id, key: "type/id", token: 7, seq: 2, records: [][]byte{[]byte("snap")}},
 		{op: opTruncate, id: id, key: "type/id", token: 7, seq: 2},
 		{op: opEndOwner, id: id, owner: "node-a", session: "s1.abc"},
+		{op: opRenew, id: id, born: t0.UnixNano(), session: "s1.abc"},
+		{op: opAppend, id: id, born: -1, retry: true, key: "type/id", token: 7, seq: 3, records: [][]byte{[]byte("r1")}},
 	} {
 		b := encodeCommand(c)
 		got, err := decodeCommand(b)
@@ -56,6 +58,21 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeCommand([]byte{byte(opMax), 0, 0}); !errors.Is(err, errBadWire) {
 		t.Fatalf("unknown op: %v", err)
+	}
+	// A command written before birth times and retry flags existed reads
+	// as a first attempt born at 0.
+	legacy := []byte{byte(opRenew), 1, 'o', 9, 2, 's', '1'}
+	if c, err := decodeCommand(legacy); err != nil || c.id != (cmdID{"o", 9}) || c.born != 0 || c.retry || c.session != "s1" {
+		t.Fatalf("legacy command = %+v, %v", c, err)
+	}
+	// Flags that do not fit the id are refused.
+	for _, b := range [][]byte{
+		{byte(opRenew) | flagRetry, 1, 'o', 9, 2, 's', '1'}, // a retry without a birth time
+		{byte(opNoop) | flagBorn, 0, 0, 0},                  // a birth time without an id
+	} {
+		if _, err := decodeCommand(b); !errors.Is(err, errBadWire) {
+			t.Fatalf("decodeCommand(%x) = %v; want errBadWire", b, err)
+		}
 	}
 }
 

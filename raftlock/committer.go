@@ -20,10 +20,12 @@ import (
 // its own queue, so commands from every node share its next entry.
 //
 // A send that fails in a way that leaves the outcome unknown (leadership
-// lost, the leader unreachable) is retried with the same command bytes,
-// hence the same ids: the state machine applies each id once and answers a
-// repeat with the remembered result. Calls are retried until their
-// caller's context ends or the Store closes.
+// lost, the leader unreachable, a forward cancelled or timed out) is
+// retried with the same command bytes, hence the same ids, but flagged as
+// retries: the state machine applies each id once and answers a repeat
+// with the remembered result, or, for a retry older than what it
+// remembers, with ErrUnknownOutcome (see applyCommand). Calls are retried
+// until their caller's context ends or the Store closes.
 
 // call is one command on its way through the committer. The caller fills
 // the inputs and waits on done; the committer sets the outputs and closes
@@ -290,6 +292,11 @@ func (s *Store) take(rt route) []*call {
 		size += len(c.cmd)
 		c.state = callInFlight
 		c.attempts++
+		if c.attempts > 1 {
+			// Nobody reads c.cmd now: the send before this one has
+			// returned (it copied the bytes into its request or entry).
+			markRetry(c.cmd)
+		}
 		batch = append(batch, c)
 	}
 	n := copy(s.queue, s.queue[i:])
@@ -420,7 +427,8 @@ func (s *Store) sendForward(rt route, batch []*call) (retry []*call) {
 	s.stats.forwarded.Add(uint64(len(batch)))
 	// The forward ends at ForwardTimeout, or as soon as the leader known
 	// changes (rt.ctx), whichever comes first; its commands are then
-	// retried, with the same bytes, wherever the next route leads.
+	// retried, with the same ids and flagged as retries, wherever the
+	// next route leads.
 	ctx, cancel := context.WithTimeout(rt.ctx, s.cfg.ForwardTimeout)
 	out, err := s.cfg.Forwarder.Forward(ctx, rt.id, rt.addr, encodeForward(commands(batch)))
 	cancel()
@@ -541,11 +549,7 @@ func (s *Store) HandleForward(ctx context.Context, batch []byte) ([]byte, error)
 	}
 	calls := make([]*call, len(cmds))
 	for i, cmd := range cmds {
-		o := op(0)
-		if len(cmd) > 0 {
-			o = op(cmd[0])
-		}
-		calls[i] = &call{ctx: ctx, op: o, cmd: cmd, forwarded: true}
+		calls[i] = &call{ctx: ctx, op: cmdOp(cmd), cmd: cmd, forwarded: true}
 	}
 	if err := s.enqueue(calls...); err != nil {
 		return nil, err
@@ -567,10 +571,12 @@ func (s *Store) HandleForward(ctx context.Context, batch []byte) ([]byte, error)
 
 // exec runs one command through the committer and waits until this node's
 // replica has applied it, so that a read after exec returns sees it.
-// Commands other than noop and reap get a fresh id.
+// Commands other than noop and reap get a fresh id, and are born at this
+// replica's clock (see command.born).
 func (s *Store) exec(ctx context.Context, c command) (result, error) {
 	if c.op != opNoop && c.op != opReap {
 		c.id = cmdID{origin: s.origin, seq: s.seq.Add(1)}
+		_, c.born, _ = s.fsm.progress()
 	}
 	return s.execEncoded(ctx, c.op, encodeCommand(c))
 }

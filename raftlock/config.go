@@ -16,8 +16,9 @@ import (
 // than one node. Open calls Validate and never fills in anything itself.
 //
 // Settings that change what the state machine computes (none of them do:
-// the dedup window and the format are constants of the package) need not
-// agree across nodes; timings should, as in any Raft cluster.
+// the dedup window and retention and the format are constants of the
+// package) need not agree across nodes; timings should, as in any Raft
+// cluster.
 type Config struct {
 	// NodeID is this server's Raft id: unique in the cluster and stable
 	// across restarts (the data dir belongs to it). Required.

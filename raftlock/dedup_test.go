@@ -118,12 +118,13 @@ func TestDedupForwardedTwice(t *testing.T) {
 	}
 }
 
-// TestDedupWindow: the state machine remembers the last dedup-window
-// commands and forgets older ones, the same way on every replica.
+// TestDedupWindow: with no retention, the state machine remembers the last
+// dedup-window commands and forgets older ones, the same way on every
+// replica.
 func TestDedupWindow(t *testing.T) {
 	t.Parallel()
 	f := newTestFSM(t)
-	f.dedupWindow = 3
+	f.dedupWindow, f.dedupRetention = 3, 0 // the count alone
 	var idx uint64
 	apply := func(cmds ...[]byte) []result {
 		idx++
@@ -171,7 +172,7 @@ func TestDedupWindow(t *testing.T) {
 func TestDedupSweep(t *testing.T) {
 	t.Parallel()
 	f := newTestFSM(t)
-	f.dedupWindow = 128 // slack 2
+	f.dedupWindow, f.dedupRetention = 128, 0 // slack 2; the count alone
 	d := &fsmDriver{t: t, f: f}
 	count := func() int { return dedupResults(t, f) }
 	for i := range 130 {
@@ -206,7 +207,7 @@ func dedupResults(t *testing.T, f *fsm) int {
 			return err
 		}
 		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
-			return forEachDedupRecord(v, func(dk, _ []byte, _ int) bool {
+			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
 				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
 					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
 				}
@@ -222,4 +223,106 @@ func dedupResults(t *testing.T, f *fsm) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestDedupRetention: a result is kept while it is among the last
+// dedup-window commands OR younger than the retention (by the state
+// machine's clock), so a retry within the retention is deduplicated
+// however many commands came between; a retry that comes after its result
+// was forgotten is answered "outcome unknown" and not applied, never run
+// again (which would answer this append "conflict": not applied, about an
+// append that was). A retry born after everything forgotten runs. The
+// same with a state machine that flushes after every entry.
+func TestDedupRetention(t *testing.T) {
+	t.Parallel()
+	const window, retention = 4, 10 * time.Second
+	for _, tc := range []struct {
+		name    string
+		applied bool          // the first copy of the append was applied at t0
+		others  int           // commands applied after t0, spread until the retry
+		after   time.Duration // the retry comes at t0+after
+		born    time.Duration // the append was created at t0+born
+		want    string        // remembered, unknown or runs
+	}{
+		{"within both bounds", true, 2, time.Second, 0, "remembered"},
+		{"past the count, within the retention", true, 50, 5 * time.Second, 0, "remembered"},
+		{"past the retention, within the count", true, 2, time.Minute, 0, "remembered"},
+		{"past both bounds", true, 50, time.Minute, 0, "unknown"},
+		{"past both bounds, never applied", false, 50, time.Minute, 0, "unknown"},
+		{"never applied, born after all that was forgotten", false, 50, time.Minute, time.Minute - time.Second, "runs"},
+	} {
+		for _, flushKeys := range []int{defaultFlushKeys, 1} {
+			t.Run(fmt.Sprintf("%s/flushKeys=%d", tc.name, flushKeys), func(t *testing.T) {
+				t.Parallel()
+				f := newTestFSM(t)
+				f.dedupWindow, f.dedupRetention, f.flushKeys = window, int64(retention), flushKeys
+				d := &fsmDriver{t: t, f: f}
+				x := encodeCommand(command{op: opAppend, id: cmdID{"caller", 1}, born: t0.Add(tc.born).UnixNano(), key: "t/x", token: 1,
+					records: [][]byte{journal.MarshalEntry(journal.Entry{Seq: 1, Actor: "t/x", Token: 1, Payload: []byte("x")})}})
+				if tc.applied {
+					d.index++
+					if r := f.ApplyBatch(testLogs(d.index, t0, x))[0].(*applyResponse).results[0]; r.err() != nil || r.value != 1 {
+						t.Fatalf("first copy: %+v", r)
+					}
+				}
+				for i := range tc.others {
+					d.one(t0.Add(tc.after*time.Duration(i+1)/time.Duration(tc.others+1)), command{op: opCreateSession, owner: "o", ttl: time.Hour})
+				}
+				retry := bytes.Clone(x)
+				markRetry(retry)
+				d.index++
+				r := f.ApplyBatch(testLogs(d.index, t0.Add(tc.after), retry))[0].(*applyResponse).results[0]
+				var entries []string
+				es, err := f.readEntries("t/x", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range es {
+					entries = append(entries, string(e.Payload))
+				}
+				switch tc.want {
+				case "remembered", "runs":
+					if r.err() != nil || r.value != 1 || len(entries) != 1 {
+						t.Fatalf("retry = %+v (%v), entries %q; want tail 1, one entry", r, r.err(), entries)
+					}
+				case "unknown":
+					if !errors.Is(r.err(), ErrUnknownOutcome) || errors.Is(r.err(), journal.ErrConflict) {
+						t.Fatalf("retry = %+v (%v); want ErrUnknownOutcome", r, r.err())
+					}
+					if want := map[bool]int{true: 1, false: 0}[tc.applied]; len(entries) != want {
+						t.Fatalf("entries after the refused retry: %q; want %d", entries, want)
+					}
+				}
+				dedupResults(t, f)
+			})
+		}
+	}
+}
+
+// TestCommitterFlagsRetries: the committer sends a call's first attempt
+// as it was encoded and every later one flagged as a retry; a command
+// without an id is never flagged.
+func TestCommitterFlagsRetries(t *testing.T) {
+	t.Parallel()
+	s := &Store{cfg: Config{MaxBatch: 8, MaxBatchBytes: 1 << 20}, wake: make(chan struct{}, 1)}
+	withID := encodeCommand(command{op: opRenew, id: cmdID{"n1/x", 1}, born: 5, session: "s1"})
+	noID := encodeCommand(command{op: opNoop})
+	calls := []*call{{ctx: t.Context(), op: opRenew, cmd: withID}, {ctx: t.Context(), op: opNoop, cmd: noID}}
+	if err := s.enqueue(calls...); err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		batch := s.take(route{self: true})
+		if len(batch) != 2 {
+			t.Fatalf("attempt %d: took %d calls", attempt, len(batch))
+		}
+		c, err := decodeCommand(batch[0].cmd)
+		if err != nil || c.retry != (attempt > 1) || c.born != 5 || c.id.seq != 1 {
+			t.Fatalf("attempt %d: sent %+v (%v); want retry %v", attempt, c, err, attempt > 1)
+		}
+		if n, err := decodeCommand(batch[1].cmd); err != nil || n.retry || batch[1].cmd[0] != byte(opNoop) {
+			t.Fatalf("attempt %d: the command without an id became %+v (%v)", attempt, n, err)
+		}
+		s.requeue(batch)
+	}
 }

@@ -36,12 +36,24 @@
 //     grants in one Raft entry get different tokens (a Raft index would
 //     not do). A session re-acquiring its own lock gets the same token.
 //   - Exactly-once commands: every command carries an id (this Store's
-//     origin, node id plus a random nonce per Open, and a counter). The
-//     state machine remembers the results of the last DedupWindow (100,000)
-//     commands with ids; a command it has seen is not applied again and
-//     gets its first result. Sends that fail with an unknown outcome
-//     (leadership lost, the leader unreachable) are retried with the same
-//     bytes, so a write that returns took effect once.
+//     origin, node id plus a random nonce per Open, and a counter) and its
+//     birth time (this replica's clock when it was created; no replica
+//     can apply it at an earlier clock). The state machine remembers the
+//     result of each command with an id while it is among the last
+//     DedupWindow (100,000) such commands or was applied less than
+//     DedupRetention (30 s, by the state machine's clock) ago; a command
+//     it remembers is not applied again and gets its first result. Sends
+//     whose outcome is unknown (leadership lost, the leader unreachable,
+//     a forward timed out or cancelled on a leader change) are sent again,
+//     the same commands with the same ids, flagged as retries, so a write
+//     that returns took effect once. A retry that comes after the state machine may
+//     have forgotten its result (it is not remembered, and it was born no
+//     later than the newest result forgotten) is not applied and fails
+//     with ErrUnknownOutcome: a caller is never told "not applied" (a
+//     conflict, a fence) about a command that was. A first attempt is
+//     never refused that way: no copy of it can have been applied before.
+//     Every replica makes the same decisions, from the entry and its own
+//     state alone.
 //   - One clock: the leader stamps every entry with its clock; the state
 //     machine's clock is the largest stamp applied so far, and every
 //     expiry decision uses it, so all replicas agree. A session has lapsed
@@ -66,7 +78,9 @@
 //     method fails with an error matching journal.ErrClosed and
 //     lock.ErrClosed. A context that ends before a command was sent returns
 //     ctx.Err() (no effect); after it was sent, an error wrapping
-//     ErrUnknownOutcome and ctx.Err().
+//     ErrUnknownOutcome and ctx.Err(). A retry refused because it may
+//     have outlived its remembered result (see Exactly-once commands)
+//     wraps ErrUnknownOutcome alone.
 //
 // # Storage
 //
@@ -98,8 +112,10 @@
 // the file, and iteration merges the three in key order. Replicas flush at
 // different moments and agree. The overlays cost memory (some 10 MiB each
 // at the bounds with small entries; two at most), and so does the dedup
-// index (some 8 MiB at DedupWindow), not durability: the Raft log is the
-// record, and on restart fsm.db is rebuilt from it anyway. There is no
+// index (some 80 bytes a result: 8 MiB at DedupWindow, more when
+// DedupRetention holds more, 50 MiB at 20,000 writes/s), not durability:
+// the Raft log is the record, and on restart fsm.db is rebuilt from it
+// anyway. There is no
 // timer: an idle overlay is as readable as the file, and the next snapshot
 // flushes it. A read shares a lock with the applies, which take it alone,
 // so that it sees whole batches: a long Read delays the applies a little
@@ -110,13 +126,14 @@
 // flush still running) and opens a read transaction, so the file it
 // writes (tx.WriteTo) is exactly the state at the snapshot's index.
 // Restore writes the received file next to fsm.db, migrates it if an
-// earlier release wrote it (format 1, fsm_layout.go), checks it (buckets,
-// meta, the dedup table against the meta's count), waits for a running
-// flush, renames the file over fsm.db and drops the overlays.
+// earlier release wrote it (formats 1 and 2, fsm_layout.go), checks it
+// (buckets, meta, the dedup table against the meta's count), waits for a
+// running flush, renames the file over fsm.db and drops the overlays.
 // fsm_layout.go documents the buckets and records: an actor's entries are
 // adjacent in one bucket, and the dedup table is kept in chunks of 64
-// results with an index in memory (rebuilt by Restore), so that a command
-// costs a flush a share of one record, not two records and two deletes.
+// results, each with the clock it was applied at, with an index in memory
+// (rebuilt by Restore), so that a command costs a flush a share of one
+// record, not two records and two deletes.
 //
 // # State machines
 //
@@ -180,9 +197,10 @@
 // instead of waiting at the follower for the batch ahead of it (measured
 // with 64 writers spread over three nodes: about a quarter more writes/s
 // and larger entries; more Raft entries in flight only added fsyncs).
-// Calls that must be retried go back to the head of the queue; commands
-// in different batches are concurrent calls, whose order nothing
-// promises. Errors, timeouts and leader changes are
+// Calls that must be retried go back to the head of the queue, the same
+// commands with the same ids, flagged as retries (see Exactly-once
+// commands); commands in different batches are concurrent calls, whose
+// order nothing promises. Errors, timeouts and leader changes are
 // retried transparently, with a backoff of 1 to 128 ms, until the caller's
 // context ends. A forward request lasts at most ForwardTimeout, and ends
 // the moment this node sees the leader change or lose contact: a leader

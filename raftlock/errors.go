@@ -19,8 +19,10 @@ var (
 
 	// ErrUnknownOutcome: a command was handed to Raft (or to the leader),
 	// and the caller's context ended, or the Store closed, before its
-	// outcome was known. It may or may not take effect. When a context
-	// ended the error also wraps ctx.Err().
+	// outcome was known; or a retry of it came after the state machine may
+	// have forgotten its result (see DedupRetention), and was not applied
+	// again. It may or may not have taken effect. When a context ended the
+	// error also wraps ctx.Err().
 	ErrUnknownOutcome = errors.New("raftlock: outcome unknown")
 
 	// ErrStateMachine: this node's state machine failed to apply a

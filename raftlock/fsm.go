@@ -32,11 +32,12 @@ import (
 // goroutine, concurrently with applies and readers. Readers (the Store's
 // Read, Tail, Holder...) run on their callers' goroutines.
 type fsm struct {
-	path        string
-	log         *slog.Logger
-	dedupWindow uint64 // DedupWindow; tests lower it on their own fsm
-	flushKeys   int    // flush once the active overlay holds this many records...
-	flushBytes  int    // ...or this many bytes; tests lower them
+	path           string
+	log            *slog.Logger
+	dedupWindow    uint64 // DedupWindow; tests lower it on their own fsm
+	dedupRetention int64  // DedupRetention in nanoseconds; tests lower it too
+	flushKeys      int    // flush once the active overlay holds this many records...
+	flushBytes     int    // ...or this many bytes; tests lower them
 
 	// dedupIndex maps the dedup key of each command in the dedup table
 	// to its chunk (fsm_layout.go). Only the FSM goroutine uses it: the
@@ -123,12 +124,13 @@ func openFSM(path string, log *slog.Logger) (*fsm, error) {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keyState, fsmMeta{}.marshal())
+		return tx.Bucket(bucketMeta).Put(keyState, newMeta().marshal())
 	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("raftlock: initialise state machine %s: %w", path, err)
 	}
-	return &fsm{path: path, log: log, dedupWindow: DedupWindow, flushKeys: defaultFlushKeys, flushBytes: defaultFlushBytes,
+	return &fsm{path: path, log: log, dedupWindow: DedupWindow, dedupRetention: int64(DedupRetention),
+		flushKeys: defaultFlushKeys, flushBytes: defaultFlushBytes,
 		dedupIndex: map[string]uint64{}, db: db, ov: newOverlay(nil), advanced: make(chan struct{})}, nil
 }
 
@@ -169,7 +171,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if m, err = unmarshalMeta(meta.Get(keyState)); err != nil {
 			return err
 		}
-		ac := newApplyCtx(l, &m, f.dedupWindow, f.dedupIndex)
+		ac := newApplyCtx(l, &m, f.dedupWindow, f.dedupRetention, f.dedupIndex)
 		for i, lg := range logs {
 			m.applied = lg.Index
 			if lg.Type != raft.LogCommand {
@@ -410,8 +412,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) Release() { s.once.Do(func() { _ = s.tx.Rollback() }) }
 
 // Restore replaces the state machine with the snapshot's file: it is
-// written next to fsm.db, migrated if it is of format 1, checked, and
-// renamed over it, and the overlays
+// written next to fsm.db, migrated if it is of an earlier format, checked,
+// and renamed over it, and the overlays
 // are dropped (after waiting for a running flush, which writes to the old
 // file).
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -424,7 +426,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		m     fsmMeta
 		index map[string]uint64
 	)
-	err := migrateFormat1(tmp) // a snapshot of an earlier release
+	err := migrate(tmp) // a snapshot of an earlier release
 	if err == nil {
 		m, index, err = checkFSMFile(tmp)
 	}
@@ -494,7 +496,7 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 				return fmt.Errorf("%w: dedup chunk key of %d bytes", journal.ErrCorrupt, len(k))
 			}
 			chunk := binary.BigEndian.Uint64(k)
-			return forEachDedupRecord(v, func(dk, _ []byte, _ int) bool {
+			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
 				index[string(dk)] = chunk
 				count++
 				return true

@@ -39,7 +39,8 @@ func TestFSMRestoreFormat1File(t *testing.T) {
 	for _, flushKeys := range []int{defaultFlushKeys, 1} {
 		t.Run(fmt.Sprintf("flushKeys=%d", flushKeys), func(t *testing.T) {
 			f := newTestFSM(t)
-			f.dedupWindow, f.flushKeys = 16, flushKeys
+			// The earlier release forgot by count alone.
+			f.dedupWindow, f.dedupRetention, f.flushKeys = 16, 0, flushKeys
 			if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 				t.Fatal(err)
 			}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -16,12 +18,16 @@ var (
 	v1BucketDedupLog = []byte("deduplog")
 )
 
-// migrateFormat1 rewrites a state machine file of format 1 in format 2, in
-// place: the entries of recent move to log, and the dedup table (dedup:
-// key -> result, deduplog: number -> key) becomes chunks, the same results
-// in the same order, so the state machine remembers the same commands. A
-// file of another format is left as it is (checkFSMFile judges it).
-func migrateFormat1(path string) error {
+// metaLen12 is the length of the meta record of formats 1 and 2, which
+// share its layout: format, then applied index, clock, last token, last
+// session number, dedup numbers issued and dedup entries held, 8 bytes
+// each.
+const metaLen12 = 1 + 8*6
+
+// migrate rewrites a state machine file of an earlier format (1 or 2) in
+// the current one, in place, in one transaction. A file of another format
+// is left as it is (checkFSMFile judges it).
+func migrate(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoGrowSync: true})
 	if err != nil {
 		return err
@@ -32,62 +38,125 @@ func migrateFormat1(path string) error {
 			return nil
 		}
 		m := meta.Get(keyState)
-		if len(m) != metaLen || m[0] != 1 {
+		if len(m) != metaLen12 {
 			return nil
 		}
-		log, recent := tx.Bucket(bucketLog), tx.Bucket(v1BucketRecent)
-		dedup, dedupLog := tx.Bucket(bucketDedup), tx.Bucket(v1BucketDedupLog)
-		if log == nil || recent == nil || dedup == nil || dedupLog == nil {
-			return fmt.Errorf("%w: format 1 state machine without its buckets", journal.ErrCorrupt)
-		}
-		if err := recent.ForEach(func(k, v []byte) error {
-			return log.Put(bytes.Clone(k), bytes.Clone(v))
-		}); err != nil {
-			return err
-		}
-		type chunk struct {
-			n   uint64
-			val []byte
-		}
-		var chunks []chunk
-		if err := dedupLog.ForEach(func(k, dk []byte) error {
-			res := dedup.Get(dk)
-			if len(k) != 8 || res == nil {
-				return fmt.Errorf("%w: format 1 dedup log entry %x -> %x without a result", journal.ErrCorrupt, k, dk)
+		switch m[0] {
+		case 1:
+			if err := migrate1to2(tx); err != nil {
+				return fmt.Errorf("format 1: %w", err)
 			}
-			n := (binary.BigEndian.Uint64(k) - 1) / dedupChunk
-			if len(chunks) == 0 || chunks[len(chunks)-1].n != n {
-				chunks = append(chunks, chunk{n: n})
-			}
-			c := &chunks[len(chunks)-1]
-			c.val = appendDedupRecord(c.val, dk, res)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, name := range [][]byte{v1BucketRecent, bucketDedup, v1BucketDedupLog} {
-			if err := tx.DeleteBucket(name); err != nil {
-				return err
+			fallthrough
+		case 2:
+			if err := migrate2to3(tx, bytes.Clone(m)); err != nil {
+				return fmt.Errorf("format 2: %w", err)
 			}
 		}
-		b, err := tx.CreateBucket(bucketDedup)
-		if err != nil {
-			return err
-		}
-		for _, c := range chunks {
-			if err := b.Put(u64Key(c.n), c.val); err != nil {
-				return err
-			}
-		}
-		m = bytes.Clone(m)
-		m[0] = fsmFormat
-		return meta.Put(keyState, m)
+		return nil
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("migrate format 1: %w", err)
+		return fmt.Errorf("migrate state machine: %w", err)
 	}
 	return nil
+}
+
+// migrate1to2 rewrites the buckets of format 1 as format 2 has them: the
+// entries of recent move to log, and the dedup table (dedup: key ->
+// result, deduplog: number -> key) becomes chunks of format 2 records
+// (uvarint(len(key)) || key || uvarint(len(result)) || result), the same
+// results in the same order, so the state machine remembers the same
+// commands. The meta record is left to migrate2to3.
+func migrate1to2(tx *bolt.Tx) error {
+	log, recent := tx.Bucket(bucketLog), tx.Bucket(v1BucketRecent)
+	dedup, dedupLog := tx.Bucket(bucketDedup), tx.Bucket(v1BucketDedupLog)
+	if log == nil || recent == nil || dedup == nil || dedupLog == nil {
+		return fmt.Errorf("%w: format 1 state machine without its buckets", journal.ErrCorrupt)
+	}
+	if err := recent.ForEach(func(k, v []byte) error {
+		return log.Put(bytes.Clone(k), bytes.Clone(v))
+	}); err != nil {
+		return err
+	}
+	type chunk struct {
+		n   uint64
+		val []byte
+	}
+	var chunks []chunk
+	if err := dedupLog.ForEach(func(k, dk []byte) error {
+		res := dedup.Get(dk)
+		if len(k) != 8 || res == nil {
+			return fmt.Errorf("%w: format 1 dedup log entry %x -> %x without a result", journal.ErrCorrupt, k, dk)
+		}
+		n := (binary.BigEndian.Uint64(k) - 1) / dedupChunk
+		if len(chunks) == 0 || chunks[len(chunks)-1].n != n {
+			chunks = append(chunks, chunk{n: n})
+		}
+		c := &chunks[len(chunks)-1]
+		c.val = appendBytes(appendBytes(c.val, dk), res)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, name := range [][]byte{v1BucketRecent, bucketDedup, v1BucketDedupLog} {
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+	}
+	b, err := tx.CreateBucket(bucketDedup)
+	if err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		if err := b.Put(u64Key(c.n), c.val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrate2to3 gives every result of the dedup table the time it was
+// applied, which format 2 did not keep: the clock of the meta record m
+// (format 2), the latest any of them can have been applied at, so each is
+// kept for the retention from there, never less. The table forgot results
+// by count before (dedupNext > dedupCount), when, it does not say: the
+// latest it can have been is the same clock, which is then dedupForgot, so
+// that a retry born before it that is not remembered is answered "outcome
+// unknown" (see applyCommand).
+func migrate2to3(tx *bolt.Tx, m []byte) error {
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(m[1+8*i:]) }
+	meta := fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)}, dedupNext: u(4), dedupCount: u(5),
+		dedupForgot: math.MinInt64, dedupOldest: int64(u(1))}
+	if meta.dedupNext > meta.dedupCount {
+		meta.dedupForgot = meta.time
+	}
+	dedup := tx.Bucket(bucketDedup)
+	if dedup == nil {
+		return fmt.Errorf("%w: no dedup bucket", journal.ErrCorrupt)
+	}
+	type chunk struct{ key, val []byte }
+	var chunks []chunk
+	if err := dedup.ForEach(func(k, v []byte) error {
+		c := chunk{key: bytes.Clone(k)}
+		d := wireDecoder{b: v}
+		for len(d.b) > 0 && d.err == nil {
+			dk, res := d.bytes(), d.bytes()
+			c.val = appendDedupRecord(c.val, dk, meta.time, res)
+		}
+		if err := d.finish(); err != nil {
+			return fmt.Errorf("%w: dedup chunk %x: %w", journal.ErrCorrupt, k, err)
+		}
+		chunks = append(chunks, c)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		if err := dedup.Put(c.key, c.val); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyState, meta.marshal())
 }

@@ -2,6 +2,7 @@ package raftlock
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -214,9 +215,11 @@ func dumpState(t *testing.T, f *fsm) []string {
 }
 
 // randomCommands returns a stream of commands over a few sessions, locks
-// and actors, with some commands repeated (retries) and stamps that move
-// forward unevenly, so that sessions lapse, locks change hands, appends
-// conflict or are fenced, and the dedup table is swept.
+// and actors, with some commands repeated (retries, flagged as the
+// committer flags them) and stamps that move forward unevenly, so that
+// sessions lapse, locks change hands, appends conflict or are fenced, the
+// dedup table is swept, and some retries come after their result was
+// forgotten.
 type cmdStream struct {
 	rng  *rand.Rand
 	at   time.Time
@@ -227,9 +230,12 @@ type cmdStream struct {
 }
 
 func (s *cmdStream) next() (time.Time, []byte) {
+	born := s.at // the clock of a replica that has applied the last entry
 	s.at = s.at.Add(time.Duration(s.rng.IntN(400)) * time.Millisecond)
 	if len(s.sent) > 0 && s.rng.IntN(10) == 0 {
-		return s.at, s.sent[s.rng.IntN(len(s.sent))] // a retry
+		retry := bytes.Clone(s.sent[s.rng.IntN(len(s.sent))])
+		markRetry(retry)
+		return s.at, retry
 	}
 	actor := fmt.Sprintf("t/%d", s.rng.IntN(5))
 	var sess lock.SessionID
@@ -273,7 +279,7 @@ func (s *cmdStream) next() (time.Time, []byte) {
 		c = command{op: opAppend, key: actor, token: token, seq: tail, records: recs}
 	}
 	s.seq++
-	c.id = cmdID{"stream", s.seq}
+	c.id, c.born = cmdID{"stream", s.seq}, born.UnixNano()
 	raw := encodeCommand(c)
 	s.sent = append(s.sent, raw)
 	return s.at, raw
@@ -293,10 +299,11 @@ func TestFSMFlushTimingInvisible(t *testing.T) {
 			eager.flushKeys = 1
 			lazy.flushKeys, lazy.flushBytes = 1<<30, 1<<30
 			for _, f := range []*fsm{eager, lazy} {
-				f.dedupWindow = 128 // swept by chunks of 2
+				// Swept by chunks of 2 results, or of 156 ms.
+				f.dedupWindow, f.dedupRetention = 128, int64(10*time.Second)
 			}
 			s := &cmdStream{rng: rand.New(rand.NewPCG(seed, 7)), at: t0, f: lazy}
-			ok := map[op]int{}
+			ok, unknown := map[op]int{}, 0
 			for index := uint64(1); index <= 600; index++ {
 				// Commands of one entry are drawn before it is applied:
 				// some of them conflict with each other.
@@ -313,6 +320,9 @@ func TestFSMFlushTimingInvisible(t *testing.T) {
 					t.Fatalf("entry %d: eager %+v (%v), lazy %+v (%v)", index, re.results, re.err, rl.results, rl.err)
 				}
 				for i, r := range rl.results {
+					if r.code == codeUnknown {
+						unknown++
+					}
 					if r.code == codeOK {
 						ok[decodeOp(cmds[i])]++
 						if decodeOp(cmds[i]) == opCreateSession {
@@ -326,6 +336,9 @@ func TestFSMFlushTimingInvisible(t *testing.T) {
 				if ok[o] < 3 {
 					t.Fatalf("only %d successful %v commands: %v", ok[o], o, ok)
 				}
+			}
+			if unknown == 0 {
+				t.Fatal("no retry came after its result was forgotten")
 			}
 			if eager.flushes.Load() == 0 || lazy.flushes.Load() != 0 {
 				t.Fatalf("flushes: eager %d, lazy %d", eager.flushes.Load(), lazy.flushes.Load())
@@ -604,8 +617,7 @@ func TestFSMRestoreFormat1(t *testing.T) {
 		return journal.MarshalEntry(journal.Entry{Seq: seq, Actor: "t/v1", Token: 1, Payload: []byte(fmt.Sprint(seq))})
 	}
 	// Commands o/1..o/3 appended seqs 1..3; the window kept o/2 and o/3.
-	m := fsmMeta{applied: 7, time: t0.UnixNano(), dedupNext: 3, dedupCount: 2}.marshal()
-	m[0] = 1
+	m := metaOfFormat12(1, 7, uint64(t0.UnixNano()), 0, 0, 3, 2)
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, name := range []string{"meta", "sessions", "expiry", "held", "locks", "actors", "log", "recent", "snapshots", "dedup", "deduplog"} {
 			if _, err := tx.CreateBucket([]byte(name)); err != nil {
@@ -638,7 +650,7 @@ func TestFSMRestoreFormat1(t *testing.T) {
 	_ = db.Close()
 
 	f := newTestFSM(t)
-	f.dedupWindow = 2 // sweeps as soon as a result is added
+	f.dedupWindow, f.dedupRetention = 2, 0 // sweeps as soon as a result is added
 	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
 		t.Fatal(err)
 	}
@@ -672,4 +684,105 @@ func TestFSMRestoreFormat1(t *testing.T) {
 	if got := payloads(t, f, "t/v1"); !slices.Equal(got, []string{"1", "2", "3", "4"}) {
 		t.Fatalf("entries: %v", got)
 	}
+}
+
+// metaOfFormat12 is a meta record of format 1 or 2: the format, then
+// applied index, clock, last token, last session number, dedup numbers
+// issued and dedup entries held.
+func metaOfFormat12(format byte, fields ...uint64) []byte {
+	b := []byte{format}
+	for _, v := range fields {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// TestFSMRestoreFormat2: a snapshot in format 2 (an earlier release's:
+// dedup results without the time they were applied) restores with every
+// result it remembered, each kept for the retention from the snapshot's
+// clock; the results it had forgotten (by count) count as forgotten at
+// that clock, so their retries are answered "outcome unknown".
+func TestFSMRestoreFormat2(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := journalsm.EntryPrefix("t/v2")
+	rec := func(seq uint64) []byte {
+		return journal.MarshalEntry(journal.Entry{Seq: seq, Actor: "t/v2", Token: 1, Payload: []byte(fmt.Sprint(seq))})
+	}
+	// Commands o/1..o/3 appended seqs 1..3; the window kept o/2 and o/3,
+	// both in chunk 0.
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		put := func(b []byte, k, v []byte) {
+			if err == nil {
+				err = tx.Bucket(b).Put(k, v)
+			}
+		}
+		put(bucketMeta, keyState, metaOfFormat12(2, 7, uint64(t0.UnixNano()), 0, 0, 3, 2))
+		put(bucketActors, []byte("t/v2"), journalsm.MarshalActor(journal.ActorState{Tail: 3, Token: 1}))
+		var chunk []byte
+		for seq := uint64(1); seq <= 3; seq++ {
+			put(bucketLog, journalsm.EntryKey(prefix, seq), rec(seq))
+			if seq > 1 {
+				chunk = appendBytes(appendBytes(chunk, dedupKey(cmdID{"o", seq})), encodeResult(result{value: seq}))
+			}
+		}
+		put(bucketDedup, u64Key(0), chunk)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+
+	f := newTestFSM(t)
+	f.dedupWindow, f.dedupRetention = 2, int64(10*time.Second)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := payloads(t, f, "t/v2"); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("entries after restoring format 2: %v", got)
+	}
+	d := &fsmDriver{t: t, f: f, index: 7}
+	retry := func(at time.Time, seq uint64) result {
+		c := command{op: opAppend, id: cmdID{"o", seq}, born: t0.Add(-time.Second).UnixNano(), key: "t/v2", token: 1, seq: seq - 1,
+			records: [][]byte{rec(seq)}, retry: true}
+		d.index++
+		return f.ApplyBatch(testLogs(d.index, at, encodeCommand(c)))[0].(*applyResponse).results[0]
+	}
+	// Within the retention from the snapshot's clock, o/2 and o/3 are
+	// remembered however many commands came since.
+	for i := range 10 {
+		d.one(t0.Add(time.Duration(i)*time.Second/2), command{op: opCreateSession, owner: "o", ttl: time.Hour})
+	}
+	if r := retry(t0.Add(5*time.Second), 2); r.err() != nil || r.value != 2 {
+		t.Fatalf("retry of o/2 within the retention: %+v, want the remembered tail 2", r)
+	}
+	// o/1 was forgotten before the snapshot: its retry may have been
+	// applied, and is not run.
+	if r := retry(t0.Add(5*time.Second), 1); !errors.Is(r.err(), ErrUnknownOutcome) {
+		t.Fatalf("retry of o/1, forgotten by format 2: %+v (%v), want ErrUnknownOutcome", r, r.err())
+	}
+	// Past both bounds, o/3 is forgotten too.
+	for i := range 4 {
+		d.one(t0.Add(time.Minute+time.Duration(i)*time.Second), command{op: opCreateSession, owner: "o", ttl: time.Hour})
+	}
+	if r := retry(t0.Add(time.Minute+5*time.Second), 3); !errors.Is(r.err(), ErrUnknownOutcome) {
+		t.Fatalf("retry of o/3 past both bounds: %+v (%v), want ErrUnknownOutcome", r, r.err())
+	}
+	if got := payloads(t, f, "t/v2"); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("entries: %v", got)
+	}
+	dedupResults(t, f)
 }

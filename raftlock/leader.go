@@ -55,7 +55,7 @@ func (s *Store) watchLeadership() {
 // forwards in flight to the leader known until now (routeCtx): a leader
 // that stopped answering (paused, cut off) would otherwise hold them, and
 // the forward slots, until the connection dies. Their commands are retried
-// with the same bytes, so dedup applies each once.
+// with the same ids, flagged as retries, so dedup applies each once.
 func (s *Store) signalChangedLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
