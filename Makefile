@@ -28,8 +28,10 @@ test:
 	$(GO) test -race -count=1 -timeout 10m -tags loomchaos ./node/... ./cmd/loom-node
 
 # The chaos suite with its soak: real loom-node processes killed (-9),
-# paused (SIGSTOP), partitioned, their clocks and disks faulted and their
-# membership churned, under a recorded load, on 3 then 5 nodes, for
+# paused (SIGSTOP), partitioned, their clocks and disks faulted, their
+# membership churned and faults combined (a voter wiped, then the leader
+# lost while followers lag; the leader paused during a burst of forwarded
+# writes), under a recorded load, on 3 then 5 nodes, for
 # CHAOS_DURATION in all, then the checkers; as root with ip and tc, also
 # every partition cut by the kernel in a network namespace, on 5 nodes for
 # a sixth of CHAOS_DURATION. Every run's artifacts (node

@@ -157,6 +157,23 @@ func TestChaosNodeFaults(t *testing.T) {
 	runScenario(t, NodeFaultsScenario(seed()), 5*time.Minute)
 }
 
+// TestChaosCombined runs the combined faults, each on a cluster of its
+// own: a wipe of one voter followed by the loss of the leader while a
+// follower lags (WipeLeaderLoss: no acknowledged write may be lost, no
+// token go back), and a leader SIGSTOP during a burst of forwarded writes
+// (PauseLeaderBurst: every follower commits again within election timeout
+// + 1 s). About 35 s each.
+func TestChaosCombined(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts clusters of real processes; about 35 s each")
+	}
+	for _, kind := range []FaultKind{WipeLeaderLoss, PauseLeaderBurst} {
+		t.Run(string(kind), func(t *testing.T) {
+			runScenario(t, CombinedScenario(seed(), kind), 3*time.Minute)
+		})
+	}
+}
+
 // TestChaosCheckersBite is the proof that the checkers can fail: nodes in
 // an unsafe debug mode, under the faults that expose it, must be caught,
 // each by the checkers meant for its kind of violation. The test passes

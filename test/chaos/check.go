@@ -134,12 +134,121 @@ var CounterModel = porcupine.Model{
 	},
 }
 
+// kvState is a kv actor's state over KVKeys: each key's value, 0 for
+// absent (values are unique and never 0).
+type kvState [4]int64
+
+// kvInput and kvOutput are a kv op for porcupine. Key indexes KVKeys.
+type kvInput struct {
+	Kind  string
+	Key   int
+	Value int64
+}
+
+type kvOutput struct {
+	Unknown bool
+	Value   int64 // kv.get: 0 when not found
+	Deleted bool  // kv.delete
+	Listed  uint8 // kv.list: bit i set when KVKeys[i] was listed
+}
+
+// KVModel is a kv actor over KVKeys: put, delete (which says whether the
+// key was there), get and list. A put or delete of unknown outcome takes
+// effect at its linearization point.
+var KVModel = porcupine.Model{
+	Init: func() any { return kvState{} },
+	Step: func(state, input, output any) (bool, any) {
+		s, in, out := state.(kvState), input.(kvInput), output.(kvOutput)
+		switch in.Kind {
+		case OpKVPut:
+			s[in.Key] = in.Value
+			return true, s
+		case OpKVDelete:
+			ok := out.Unknown || out.Deleted == (s[in.Key] != 0)
+			s[in.Key] = 0
+			return ok, s
+		case OpKVGet:
+			return out.Unknown || out.Value == s[in.Key], s
+		case OpKVList:
+			return out.Unknown || out.Listed == s.listed(), s
+		}
+		return false, s
+	},
+	Hash: func(state any) uint64 {
+		var h uint64 = 14695981039346656037
+		for _, v := range state.(kvState) {
+			h = (h ^ uint64(v)) * 1099511628211
+		}
+		return h
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(kvInput), output.(kvOutput)
+		res := "?"
+		k := KVKeys[in.Key]
+		switch in.Kind {
+		case OpKVPut:
+			if !out.Unknown {
+				res = "ok"
+			}
+			return fmt.Sprintf("put(%s=%d) → %s", k, in.Value, res)
+		case OpKVDelete:
+			if !out.Unknown {
+				res = fmt.Sprint(out.Deleted)
+			}
+			return fmt.Sprintf("delete(%s) → %s", k, res)
+		case OpKVGet:
+			return fmt.Sprintf("get(%s) → %d", k, out.Value)
+		default:
+			return fmt.Sprintf("list() → %v", listedKeys(out.Listed))
+		}
+	},
+	DescribeState: func(state any) string { return fmt.Sprint(state.(kvState)) },
+}
+
+func (s kvState) listed() uint8 {
+	var m uint8
+	for i, v := range s {
+		if v != 0 {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// kvMask is the bit mask of keys (KVKeys indexes); an unknown key sets a
+// bit no state has, so that the list is illegal.
+func kvMask(keys []string) uint8 {
+	var m uint8
+	for _, k := range keys {
+		i := slices.Index(KVKeys, k)
+		if i < 0 {
+			i = 7
+		}
+		m |= 1 << i
+	}
+	return m
+}
+
+func listedKeys(m uint8) []string {
+	var out []string
+	for i, k := range KVKeys {
+		if m&(1<<i) != 0 {
+			out = append(out, k)
+		}
+	}
+	if m&(1<<7) != 0 {
+		out = append(out, "(a key never written)")
+	}
+	return out
+}
+
 // PorcupineHistory turns one actor's ops into porcupine operations and
 // picks its model. Failed ops are left out (they did not happen); unknown
 // reads are left out (they constrain nothing); unknown writes are kept with
 // a return time after every op of the history, except that an unknown
-// register write (or CAS) whose value some successful op observed (a read
-// of it, a swapped CAS expecting it) returns when the first of those did:
+// register write, CAS or kv.put whose value some successful op observed (a
+// read or kv.get of it, a swapped CAS expecting it) returns when the first
+// of those did:
 // values are unique, so it must have taken effect by then. That prunes
 // porcupine's search without changing its answer.
 func PorcupineHistory(ops []Op) (porcupine.Model, []porcupine.Operation) {
@@ -150,7 +259,7 @@ func PorcupineHistory(ops []Op) (porcupine.Model, []porcupine.Operation) {
 		if op.Outcome != OK {
 			continue
 		}
-		v, observed := op.Out, op.Kind == OpRead
+		v, observed := op.Out, op.Kind == OpRead || op.Kind == OpKVGet
 		if op.Kind == OpCAS && op.Swapped {
 			v, observed = op.Expect, true
 		}
@@ -173,7 +282,7 @@ func PorcupineHistory(ops []Op) (porcupine.Model, []porcupine.Operation) {
 		ret := op.Return
 		if unknown {
 			ret = never
-			if r, ok := seenBy[op.Value]; ok && (op.Kind == OpWrite || op.Kind == OpCAS) && r > op.Call {
+			if r, ok := seenBy[op.Value]; ok && (op.Kind == OpWrite || op.Kind == OpCAS || op.Kind == OpKVPut) && r > op.Call {
 				ret = r
 			}
 		}
@@ -186,6 +295,10 @@ func PorcupineHistory(ops []Op) (porcupine.Model, []porcupine.Operation) {
 			model = CounterModel
 			pop.Input = counterInput{Kind: op.Kind, Delta: op.Value}
 			pop.Output = counterOutput{Unknown: unknown, Value: op.Out}
+		case OpKVPut, OpKVDelete, OpKVGet, OpKVList:
+			model = KVModel
+			pop.Input = kvInput{Kind: op.Kind, Key: max(0, slices.Index(KVKeys, op.Field)), Value: op.Value}
+			pop.Output = kvOutput{Unknown: unknown, Value: op.Out, Deleted: op.Swapped, Listed: kvMask(op.Listed)}
 		}
 		out = append(out, pop)
 	}
@@ -391,17 +504,24 @@ func MeasureUnavailability(ops []Op, faults []FaultEvent, hot []string, loadEnd 
 }
 
 // CheckRecovery fails each fault whose hot actors did not recover within
-// bound (or not at all).
-func CheckRecovery(us []Unavailability, bound time.Duration) []Violation {
+// bound plus the fault's designed outage (FaultEvent.Outage), or not at
+// all.
+func CheckRecovery(us []Unavailability, faults []FaultEvent, bound time.Duration) []Violation {
 	var out []Violation
 	for _, u := range us {
+		b, why := bound, ""
+		if u.Fault < len(faults) && faults[u.Fault].Outage > 0 {
+			o := time.Duration(faults[u.Fault].Outage)
+			b += o
+			why = fmt.Sprintf(" + the fault's outage %v", o.Round(time.Millisecond))
+		}
 		switch {
 		case !u.Recovered:
 			out = append(out, Violation{Checker: "recovery", Actor: u.Actor,
 				Detail: fmt.Sprintf("fault %d (%s): no successful op for the remaining %v of its window", u.Fault, u.Kind, u.Longest.Round(time.Millisecond))})
-		case u.Longest > bound:
+		case u.Longest > b:
 			out = append(out, Violation{Checker: "recovery", Actor: u.Actor,
-				Detail: fmt.Sprintf("fault %d (%s): unavailable for %v, bound %v", u.Fault, u.Kind, u.Longest.Round(time.Millisecond), bound)})
+				Detail: fmt.Sprintf("fault %d (%s): unavailable for %v, bound %v%s", u.Fault, u.Kind, u.Longest.Round(time.Millisecond), bound, why)})
 		}
 	}
 	return out

@@ -87,7 +87,8 @@ type JournalAudit struct {
 //
 //   - seqs contiguous from the snapshot (or 1) up to the tail;
 //   - tokens never decreasing in seq order, the tail's token the highest;
-//   - every acknowledged write (write, swapped CAS, add) present exactly
+//   - every acknowledged write (write, swapped CAS, add, kv.put, kv.delete
+//     that found its key) present exactly
 //     once (by its key), no entry of a definitely failed op, no entry of an
 //     op nobody invoked, no key twice;
 //   - every replica holds the same journal;
@@ -212,10 +213,10 @@ func AuditJournals(ops []Op, dumps map[string][]journalDump) (JournalAudit, []Vi
 // writes reports whether an OK op appended to its journal.
 func writes(op Op) bool {
 	switch op.Kind {
-	case OpWrite, OpAdd:
+	case OpWrite, OpAdd, OpKVPut:
 		return true
-	case OpCAS:
-		return op.Swapped
+	case OpCAS, OpKVDelete:
+		return op.Swapped // swapped; found its key
 	}
 	return false
 }

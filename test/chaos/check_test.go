@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -156,18 +157,24 @@ func TestUnavailability(t *testing.T) {
 	if len(us) != 2 || us[0].Longest != 3*time.Second || !us[0].Recovered || us[1].Longest != 100*time.Millisecond {
 		t.Fatalf("unavailability %+v", us)
 	}
-	if v := CheckRecovery(us, 5*time.Second); len(v) != 0 {
+	if v := CheckRecovery(us, faults, 5*time.Second); len(v) != 0 {
 		t.Fatalf("within the bound: %v", v)
 	}
-	if v := CheckRecovery(us, 2*time.Second); len(v) != 1 {
+	if v := CheckRecovery(us, faults, 2*time.Second); len(v) != 1 {
 		t.Fatalf("over the bound: %v", v)
+	}
+	// A fault's designed outage widens its bound.
+	withOutage := slices.Clone(faults)
+	withOutage[0].Outage = Dur(1500 * time.Millisecond)
+	if v := CheckRecovery(us, withOutage, 2*time.Second); len(v) != 0 {
+		t.Fatalf("within the bound plus the outage: %v", v)
 	}
 	// No success after the fault at all: not recovered.
 	us = MeasureUnavailability(ops[:10], faults[:1], []string{"register/h"}, ms(8000))
 	if us[0].Recovered {
 		t.Fatalf("recovered without a success: %+v", us)
 	}
-	if v := CheckRecovery(us, time.Hour); len(v) != 1 {
+	if v := CheckRecovery(us, faults, time.Hour); len(v) != 1 {
 		t.Fatalf("no recovery must fail: %v", v)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loom-mesh/loom/config"
 )
 
 // ClusterOptions configure StartCluster.
@@ -155,7 +157,7 @@ func (n *Node) setArgs(c *Cluster, peers []*Node) {
 		"--bind", n.IP,
 		"--http-port", strconv.Itoa(n.HTTPPort), "--grpc-port", strconv.Itoa(n.GRPCPort),
 		"--raft-port", strconv.Itoa(n.RaftPort), "--gossip-port", strconv.Itoa(n.GossipPort),
-		"--bootstrap-expect", strconv.Itoa(c.expect), "--gossip", "local",
+		"--bootstrap-expect", strconv.Itoa(c.expect), "--gossip", gossipPreset,
 		"--chaos-hook", "--chaos-events", n.EventsPath}
 	if c.opts.Unsafe != "" {
 		n.args = append(n.args, "--debug-unsafe", c.opts.Unsafe)
@@ -163,6 +165,22 @@ func (n *Node) setArgs(c *Cluster, peers []*Node) {
 	if len(join) > 0 {
 		n.args = append(n.args, "--join", strings.Join(join, ","))
 	}
+}
+
+// gossipPreset is the timing preset every node runs with (--gossip).
+const gossipPreset = config.GossipLocal
+
+// Config is the configuration the nodes run with: their config file, read
+// as loom-node reads it, with the settings their command line adds that
+// the suite's bounds depend on (the timing preset).
+func (c *Cluster) Config() (config.Config, error) {
+	cfg, err := config.Load(c.cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("chaos: reading the nodes' config: %w", err)
+	}
+	cfg.Cluster.Gossip = gossipPreset
+	cfg.Cluster.BootstrapExpect = c.expect
+	return cfg, nil
 }
 
 // AddNode starts one more node that joins the cluster (churn), waits for

@@ -4,9 +4,15 @@
 // (`loom-node run --chaos-hook`, package transport/faultnet) on a loopback
 // IP of its own, runs a recorded workload against them through the
 // embedded client and the HTTP gateway, injects faults, heals them, and
-// then checks the history:
+// then checks the history. The workload writes, compare-and-sets and reads
+// registers, adds to and reads counters, puts, deletes, gets and lists the
+// keys of kv actors (kv.list), and every quarter second reads one hot
+// register through every node's gateway and an embedded client at once.
+// The checks:
 //
-//   - linearizability of every register and counter actor (porcupine),
+//   - linearizability of every register, counter and kv actor
+//     (porcupine; a kv actor is a map over a few keys whose list must
+//     name exactly the keys present),
 //   - counter bounds: the final value lies between the acknowledged
 //     increments and the acknowledged plus the unknown ones,
 //   - the journal audit: every actor's journal, dumped from every node
@@ -21,13 +27,29 @@
 //     earlier write's; and the total time two processes both had an actor
 //     loaded (reported: fencing makes it harmless),
 //   - recovery: the longest time a loaded (hot) actor went without a
-//     successful operation around each fault, against a bound,
+//     successful operation around each fault, against a bound derived
+//     from the nodes' configuration (bounds.go): session TTL + election
+//     (twice Raft's heartbeat timeout, randomised, plus one election
+//     timeout) + gossip's failure detection (a probe interval and its
+//     timeout plus memberlist's suspicion timeout for the cluster's
+//     size) + a margin (the workload's op timeout and a second), plus
+//     the fault's designed outage if it has one; the report prints the
+//     bound and its parts,
+//   - commits after a leader pause: after the Raft leader is stopped
+//     during a burst of forwarded writes, every follower commits again
+//     within election + 1 s,
 //   - convergence after every heal and at the end: every node healthy,
 //     one membership, one Raft configuration and leader, one ring, a final
 //     write to every actor succeeds, and every actor is active on exactly
 //     one node,
 //   - load: a run whose load before the first fault was too low fails
 //     instead of passing quietly.
+//
+// The report also gives, for each partition with a majority side, the
+// success rate of the gateway calls to each side's nodes (the embedded
+// client's calls belong to no side) and the longest window in which no
+// write invoked during the partition was acknowledged (the majority side
+// committed nothing: the minority cannot).
 //
 // The faults (nemesis.go, faults.go): kill -9 (a random node, the Raft
 // leader, a hot actor's owner) and restart with the data dir kept or
@@ -41,6 +63,19 @@
 // joining and leaving under load; a rolling restart. The clients (the
 // test process, 127.0.0.1) are never cut off: both sides of a partition
 // keep getting calls.
+//
+// Combined faults (combined.go), in the soak's random pool too, expose
+// what no fault alone does. wipe-leader-loss makes a minority of
+// followers lag (the leader's Raft traffic to them delayed by three
+// quarters of the heartbeat timeout), kills -9 another follower, wipes
+// its data dir and restarts it under its id, and kills the leader right
+// after it: a wiped node that votes as the voter it was lets a lagger win
+// without the entries the old majority committed, and the checkers see
+// acknowledged writes lost and tokens going back. pause-leader-burst
+// writes to the followers' actors open-loop (a new write every 20 ms per
+// follower, whatever the earlier ones do) and SIGSTOPs the leader
+// meanwhile: a follower whose forwards wait on the stopped leader without
+// a deadline commits nothing until a connection dies.
 //
 // TestChaosKernelPartitions runs the partitions again, cut by the kernel
 // (kernel.go): where the test runs as root with iproute2's ip and tc, it
@@ -81,7 +116,8 @@
 // and passes only when the checkers catch it.
 //
 // The package's tests run it: `go test ./test/chaos` runs the short default
-// scenarios, the kernel partitions (as root) and the unsafe-mode proof
+// scenarios, the combined faults (TestChaosCombined, a cluster each), the
+// kernel partitions (as root) and the unsafe-mode proof
 // (see chaos_test.go for the flags: -chaos.seed, -chaos.long, -chaos.out,
 // -chaos.race).
 package chaos

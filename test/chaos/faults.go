@@ -60,7 +60,8 @@ var hookFaults = map[FaultKind]func(*Nemesis, context.Context) FaultEvent{
 		ids := n.shuffledIDs()
 		deaf := ids[0]
 		rules := map[string][]faultnet.Rule{deaf: {{Peer: "*", Dir: faultnet.In, Drop: true}}}
-		return n.hold(ctx, FaultEvent{Node: deaf, Detail: "deaf: sends to every peer, hears none"}, rules, n.between(n.opts.Hold), ids)
+		ev := FaultEvent{Node: deaf, Detail: "deaf: sends to every peer, hears none", Minority: ids[:1], Majority: ids[1:]}
+		return n.hold(ctx, ev, rules, n.between(n.opts.Hold), ids)
 	},
 	PartitionBridge: func(n *Nemesis, ctx context.Context) FaultEvent {
 		ids := n.shuffledIDs()
@@ -70,12 +71,14 @@ var hookFaults = map[FaultKind]func(*Nemesis, context.Context) FaultEvent{
 		ev := FaultEvent{Node: bridge, Detail: fmt.Sprintf("bridge %s between %v and %v", bridge, left, right)}
 		return n.hold(ctx, ev, cut(left, right, nil), n.between(n.opts.Hold), ids)
 	},
-	ClockSkew:      (*Nemesis).clockSkew,
-	DiskSlow:       (*Nemesis).diskSlow,
-	DiskFull:       (*Nemesis).diskFull,
-	RestartWiped:   (*Nemesis).restartWiped,
-	Churn:          (*Nemesis).churn,
-	RollingRestart: (*Nemesis).rollingRestart,
+	WipeLeaderLoss:   (*Nemesis).wipeLeaderLoss,
+	PauseLeaderBurst: (*Nemesis).pauseLeaderBurst,
+	ClockSkew:        (*Nemesis).clockSkew,
+	DiskSlow:         (*Nemesis).diskSlow,
+	DiskFull:         (*Nemesis).diskFull,
+	RestartWiped:     (*Nemesis).restartWiped,
+	Churn:            (*Nemesis).churn,
+	RollingRestart:   (*Nemesis).rollingRestart,
 }
 
 // cut is the rules of a partition between sides a and b (on chs, or every
@@ -125,6 +128,10 @@ func (n *Nemesis) partition(ctx context.Context, a, b []string, chs []faultnet.C
 	ev := FaultEvent{Node: strings.Join(a, ","), Detail: fmt.Sprintf("%s: %v | %v", what, a, b)}
 	if len(chs) > 0 {
 		ev.Detail += fmt.Sprintf(" (%v)", chs)
+	} else if len(a) < len(b) {
+		// Cut on every channel with a majority on one side: the
+		// report's availability per side.
+		ev.Minority, ev.Majority = slices.Clone(a), slices.Clone(b)
 	}
 	return n.hold(ctx, ev, cut(a, b, chs), hold, append(slices.Clone(a), b...))
 }

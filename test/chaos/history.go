@@ -30,7 +30,16 @@ const (
 	OpCAS   = "cas"   // register.cas
 	OpAdd   = "add"   // counter.add
 	OpGet   = "get"   // counter.get
+
+	OpKVPut    = "kv.put"    // kv.put of Field
+	OpKVDelete = "kv.delete" // kv.delete of Field
+	OpKVGet    = "kv.get"    // kv.get of Field
+	OpKVList   = "kv.list"   // kv.list
 )
+
+// KVKeys are the keys the workload's kv operations use: few, so that
+// puts, deletes, gets and lists of one actor meet.
+var KVKeys = []string{"a", "b", "c", "d"}
 
 // Op is one recorded operation. Register values are integers, 0 standing
 // for null (never written); every write and CAS writes a value unique in
@@ -45,23 +54,32 @@ type Op struct {
 	Via   string `json:"via"`   // "client" (embedded) or "http:node-N"
 	Actor string `json:"actor"` // "type/id"
 	Kind  string `json:"kind"`
-	// Inputs: the value written (write, CAS), the expected value (CAS),
-	// the delta (add).
-	Value  int64 `json:"value,omitempty"`
-	Expect int64 `json:"expect,omitempty"`
-	// Outputs when OK: the value read (read, get) or the counter's new
-	// value (add); whether a CAS swapped.
-	Out     int64   `json:"out,omitempty"`
-	Swapped bool    `json:"swapped,omitempty"`
-	Call    int64   `json:"call"`   // ns since the run started
-	Return  int64   `json:"return"` // ns since the run started
-	Outcome Outcome `json:"outcome"`
-	Err     string  `json:"err,omitempty"`
-	Final   bool    `json:"final,omitempty"` // part of the convergence phase
+	// Inputs: the value written (write, CAS, kv.put), the expected value
+	// (CAS), the delta (add), the kv key (kv.put, kv.delete, kv.get).
+	Value  int64  `json:"value,omitempty"`
+	Expect int64  `json:"expect,omitempty"`
+	Field  string `json:"field,omitempty"`
+	// Outputs when OK: the value read (read, get, kv.get; 0 for null or
+	// a missing key) or the counter's new value (add); whether a CAS
+	// swapped or a kv.delete found its key; the keys kv.list returned.
+	Out     int64    `json:"out,omitempty"`
+	Swapped bool     `json:"swapped,omitempty"`
+	Listed  []string `json:"listed,omitempty"`
+	Call    int64    `json:"call"`   // ns since the run started
+	Return  int64    `json:"return"` // ns since the run started
+	Outcome Outcome  `json:"outcome"`
+	Err     string   `json:"err,omitempty"`
+	Final   bool     `json:"final,omitempty"` // part of the convergence phase
 }
 
 // IsWrite reports whether the op may change its actor's state.
-func (o Op) IsWrite() bool { return o.Kind == OpWrite || o.Kind == OpCAS || o.Kind == OpAdd }
+func (o Op) IsWrite() bool {
+	switch o.Kind {
+	case OpWrite, OpCAS, OpAdd, OpKVPut, OpKVDelete:
+		return true
+	}
+	return false
+}
 
 // Recorder collects operations from many goroutines.
 type Recorder struct {

@@ -75,10 +75,29 @@ const (
 	RollingRestart FaultKind = "rolling-restart"
 )
 
+// Combined faults: several faults at once, in the order that exposes a
+// class of bug no single one does (see combined.go).
+const (
+	// WipeLeaderLoss makes a minority of followers lag (the leader's Raft
+	// traffic to them delayed), kills -9 another follower, wipes its data
+	// dir and restarts it under the same id, and kills the leader while
+	// the laggers still miss the newest committed entries; the leader
+	// restarts after the hold. A wiped node that votes as the voter it
+	// was lets a lagging follower win an election without entries the
+	// old majority committed, and erase them.
+	WipeLeaderLoss FaultKind = "wipe-leader-loss"
+	// PauseLeaderBurst sends a burst of writes to actors the followers
+	// own (each forwarded to the leader, open-loop: a new one every few
+	// milliseconds whatever the earlier ones do), then SIGSTOPs the Raft
+	// leader past the session TTL while the burst goes on. Every
+	// follower must commit again within Bounds.LeaderPause of the stop.
+	PauseLeaderBurst FaultKind = "pause-leader-burst"
+)
+
 // AllFaults lists every fault kind, for random schedules.
 var AllFaults = []FaultKind{KillRandom, KillLeader, KillOwner, PauseOwner, PauseLeader,
 	PartitionMinority, PartitionLeader, PartitionSplit, PartitionOneWay, PartitionBridge, PartitionLong, PartitionGossip,
-	ClockSkew, DiskSlow, DiskFull, RestartWiped, Churn, RollingRestart}
+	ClockSkew, DiskSlow, DiskFull, RestartWiped, Churn, RollingRestart, WipeLeaderLoss, PauseLeaderBurst}
 
 // FaultEvent is one injected fault on the timeline. Times are ns since the
 // run started.
@@ -93,6 +112,16 @@ type FaultEvent struct {
 	Err    string    `json:"error,omitempty"`  // the nemesis could not do it all
 	Notes  []string  `json:"notes,omitempty"`  // what the nemesis saw
 	Active bool      `json:"active,omitempty"` // still in effect (not healed)
+	// A partition with a majority side: the node ids of each side (the
+	// report's availability per side).
+	Majority []string `json:"majority,omitempty"`
+	Minority []string `json:"minority,omitempty"`
+	// Outage is how long the fault, by design, left too few voters to
+	// elect a leader (the recovery bound of the fault grows by it).
+	Outage Dur `json:"outage,omitempty"`
+	// Burst names, per follower, the actors it owned that a
+	// PauseLeaderBurst wrote to (the commit stall is measured on them).
+	Burst map[string][]string `json:"burst,omitempty"`
 }
 
 // NemesisOptions configure fault injection.
@@ -108,6 +137,12 @@ type NemesisOptions struct {
 	// Hold is the range of how long a partition, clock or disk fault or
 	// a churn node lasts; LongHold that of PartitionLong.
 	Hold, LongHold [2]time.Duration
+	// FollowerLag is the delay WipeLeaderLoss puts on the leader's Raft
+	// traffic to the followers it makes lag (Bounds.FollowerLag).
+	FollowerLag time.Duration
+	// BurstEvery is how often PauseLeaderBurst starts a write on each
+	// follower, and BurstLead how long the burst runs before the pause.
+	BurstEvery, BurstLead time.Duration
 }
 
 // Nemesis injects faults into a cluster and keeps the timeline.

@@ -67,6 +67,15 @@ type Report struct {
 	LongestUnavailability Dur               `json:"longestUnavailability"`
 	UnavailabilityByKind  map[FaultKind]Dur `json:"unavailabilityByKind"`
 	ConvergedAfter        Dur               `json:"convergedAfter"`
+	// Bounds are the liveness bounds, derived from the nodes'
+	// configuration.
+	Bounds Bounds `json:"bounds"`
+	// Partitions: availability per side of each partition with a
+	// majority, and the longest time nothing committed.
+	Partitions []PartitionAvailability `json:"partitions,omitempty"`
+	// LeaderPauses: how long after a leader's SIGSTOP (during a burst)
+	// each follower committed again.
+	LeaderPauses []LeaderPause `json:"leaderPauses,omitempty"`
 
 	Linearizability map[porcupine.CheckResult]int `json:"linearizability"`
 	LinearDetails   []LinearizabilityResult       `json:"linearizabilityDetails"`
@@ -107,18 +116,81 @@ func (r *Report) faultSummary() string {
 	return strings.Join(parts, " ")
 }
 
-// WriteTable prints reports as one table.
+// sides sums the partitions' requests per side and finds the longest
+// time nothing committed during one.
+func (r *Report) sides() (majority, minority SideAvailability, noCommit Dur) {
+	for _, p := range r.Partitions {
+		majority.Attempted += p.Majority.Attempted
+		majority.OK += p.Majority.OK
+		minority.Attempted += p.Minority.Attempted
+		minority.OK += p.Minority.OK
+		noCommit = max(noCommit, p.NoCommit)
+	}
+	return majority, minority, noCommit
+}
+
+func rate(s SideAvailability) string {
+	if s.Attempted == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%% of %d", 100*s.Rate(), s.Attempted)
+}
+
+// leaderPause is the longest commit stall after a leader pause against
+// its bound ("-" without one).
+func (r *Report) leaderPause() string {
+	if len(r.LeaderPauses) == 0 {
+		return "-"
+	}
+	var longest Dur
+	recovered := true
+	for _, lp := range r.LeaderPauses {
+		longest = max(longest, lp.Longest)
+		recovered = recovered && lp.Recovered
+	}
+	s := fmt.Sprintf("%v (bound %v)", time.Duration(longest).Round(10*time.Millisecond), time.Duration(r.Bounds.LeaderPause).Round(10*time.Millisecond))
+	if !recovered {
+		s = ">= " + s
+	}
+	return s
+}
+
+// WriteTable prints reports as one table, then each report's bounds (and
+// their parts), partitions and leader pauses.
 func WriteTable(w io.Writer, reports ...*Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tseed\tnodes\tduration\tops\tok\tfailed\tunknown\tfaults\tviolations\tlongest unavailability\tdouble activation (M1)")
+	fmt.Fprintln(tw, "scenario\tseed\tnodes\tduration\tops\tok\tfailed\tunknown\tfaults\tviolations\tlongest unavailability (bound)\tmajority side ok\tminority side ok\tlongest majority no-commit\tcommit after leader pause\tdouble activation (M1)")
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%d\t%d\t%d\t%d\t%s\t%d\t%v\t%v\n",
+		maj, mnr, noCommit := r.sides()
+		nc := "-"
+		if len(r.Partitions) > 0 {
+			nc = time.Duration(noCommit).Round(10 * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%d\t%d\t%d\t%d\t%s\t%d\t%v (%v)\t%s\t%s\t%s\t%s\t%v\n",
 			r.Scenario, r.Seed, r.Nodes, time.Duration(r.Duration).Round(100*time.Millisecond),
 			r.Ops.Attempted, r.Ops.OK, r.Ops.Failed, r.Ops.Unknown, r.faultSummary(),
 			len(r.Violations), time.Duration(r.LongestUnavailability).Round(10*time.Millisecond),
+			time.Duration(r.Bounds.Recovery).Round(10*time.Millisecond),
+			rate(maj), rate(mnr), nc, r.leaderPause(),
 			time.Duration(r.Activation.OverlapTotal).Round(time.Millisecond))
 	}
 	tw.Flush()
+	for _, r := range reports {
+		fmt.Fprintf(w, "%s: bounds: %s\n", r.Scenario, r.Bounds)
+		for _, p := range r.Partitions {
+			fmt.Fprintf(w, "%s: fault %d (%s): majority %v %s ok, minority %v %s ok, longest no-commit %v\n",
+				r.Scenario, p.Fault, p.Kind, p.Majority.Nodes, rate(p.Majority), p.Minority.Nodes, rate(p.Minority),
+				time.Duration(p.NoCommit).Round(time.Millisecond))
+		}
+		for _, lp := range r.LeaderPauses {
+			var parts []string
+			for _, id := range keys(lp.Stall) {
+				parts = append(parts, fmt.Sprintf("%s %v", id, time.Duration(lp.Stall[id]).Round(time.Millisecond)))
+			}
+			fmt.Fprintf(w, "%s: fault %d (%s): first commit after the leader's SIGSTOP per follower: %s (bound %v, all committed again while paused: %v)\n",
+				r.Scenario, lp.Fault, PauseLeaderBurst, strings.Join(parts, ", "), time.Duration(lp.Bound).Round(time.Millisecond), lp.Recovered)
+		}
+	}
 }
 
 // gitCommit is the checkout's commit, "unknown" outside a git checkout.

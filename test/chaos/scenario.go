@@ -38,7 +38,8 @@ type Scenario struct {
 	// the run fails.
 	MinQPS float64
 	// RecoveryBound: longest unavailability of a hot actor allowed per
-	// fault.
+	// fault (plus the fault's designed outage); 0 means Bounds.Recovery,
+	// derived from the nodes' configuration.
 	RecoveryBound time.Duration
 	// ConvergeTimeout bounds the convergence phase's steps.
 	ConvergeTimeout time.Duration
@@ -79,8 +80,8 @@ func DefaultScenario(seed int64) Scenario {
 		Settle:  [2]time.Duration{3 * time.Second, 4 * time.Second},
 		Workload: WorkloadOptions{
 			Workers: 6, Rate: 120, OpTimeout: 2 * time.Second,
-			HotRegisters: 3, ColdRegisters: 16, HotCounters: 2, ColdCounters: 8,
-			HotFraction: 0.8, Seed: seed,
+			HotRegisters: 3, ColdRegisters: 16, HotCounters: 2, ColdCounters: 8, KVs: 4,
+			HotFraction: 0.8, FanoutEvery: 250 * time.Millisecond, Seed: seed,
 		},
 		Nemesis: NemesisOptions{
 			KillDown:     [2]time.Duration{2 * time.Second, 5 * time.Second},
@@ -89,10 +90,11 @@ func DefaultScenario(seed int64) Scenario {
 			ReadyTimeout: 45 * time.Second,
 			Hold:         [2]time.Duration{4 * time.Second, 6 * time.Second},
 			LongHold:     [2]time.Duration{18 * time.Second, 22 * time.Second},
+			BurstEvery:   20 * time.Millisecond,
+			BurstLead:    time.Second,
 		},
 		SessionTTL: ttl, RenewInterval: time.Second,
 		MinQPS:          20,
-		RecoveryBound:   25 * time.Second,
 		ConvergeTimeout: 60 * time.Second,
 		CheckTimeout:    60 * time.Second,
 		// A voter dead or gone for 10 s is removed (and added back when
@@ -113,6 +115,20 @@ func NodeFaultsScenario(seed int64) Scenario {
 	s := DefaultScenario(seed)
 	s.Name = "clock-disk-membership-3"
 	s.Faults = []FaultKind{ClockSkew, DiskSlow, DiskFull, RestartWiped, Churn, RollingRestart}
+	return s
+}
+
+// CombinedScenario is one run of TestChaosCombined: three nodes, a short
+// warm-up, then one combined fault (WipeLeaderLoss or PauseLeaderBurst),
+// convergence and every check. About 35 s.
+func CombinedScenario(seed int64, kind FaultKind) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = string(kind) + "-3"
+	s.Faults = []FaultKind{kind}
+	s.Shuffle = false
+	s.Warmup = 8 * time.Second
+	s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
+	s.Nemesis.KillDown = [2]time.Duration{3 * time.Second, 4 * time.Second}
 	return s
 }
 
@@ -180,6 +196,7 @@ func LongScenario(seed int64, n int, d time.Duration) Scenario {
 	s.Workload.Workers = 2 * n
 	s.Workload.HotRegisters, s.Workload.ColdRegisters = 4, 48
 	s.Workload.HotCounters, s.Workload.ColdCounters = 2, 16
+	s.Workload.KVs = 8
 	s.CheckTimeout = 2 * time.Minute
 	// Snapshots and truncation under faults too (the journal audit then
 	// counts the acknowledged writes a snapshot hides as unverifiable).
@@ -232,6 +249,19 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	}
 	defer cl.Stop()
 	logf("chaos: +%6.2fs cluster of %d up", rec.Since().Seconds(), s.Nodes)
+	cfg, err := cl.Config()
+	if err != nil {
+		violate("harness", "", "%v", err)
+	}
+	rep.Bounds = DeriveBounds(cfg, s.Nodes, s.Workload.OpTimeout)
+	recoveryBound := time.Duration(rep.Bounds.Recovery)
+	if s.RecoveryBound > 0 {
+		recoveryBound = s.RecoveryBound
+	}
+	logf("chaos: bounds from the nodes' configuration: %s", rep.Bounds)
+	if s.Nemesis.FollowerLag == 0 {
+		s.Nemesis.FollowerLag = time.Duration(rep.Bounds.FollowerLag)
+	}
 
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	w, err := NewWorkload(dctx, cl, rec, s.Workload)
@@ -323,6 +353,8 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 				op.Value = w.nextValue.Add(1)
 			case OpAdd:
 				op.Value = 1
+			case OpKVPut:
+				op.Field, op.Value = KVKeys[0], w.nextValue.Add(1)
 			}
 			var via caller = embeddedCaller{w.clients[attempt%len(w.clients)]}
 			if attempt%2 == 1 {
@@ -348,6 +380,8 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 			final(OpWrite, a)
 		case TypeCounter:
 			final(OpAdd, a)
+		case TypeKV:
+			final(OpKVPut, a)
 		}
 	}
 	for _, a := range w.Actors {
@@ -356,6 +390,8 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 			final(OpRead, a)
 		case TypeCounter:
 			final(OpGet, a)
+		case TypeKV:
+			final(OpKVList, a)
 		}
 	}
 	// Every actor was just called, so each must be active on exactly one
@@ -406,7 +442,10 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	rep.Load = load
 	rep.Violations = append(rep.Violations, v...)
 	rep.Unavailability = MeasureUnavailability(ops, nem.Timeline, hot, loadEnd)
-	rep.Violations = append(rep.Violations, CheckRecovery(rep.Unavailability, s.RecoveryBound)...)
+	rep.Violations = append(rep.Violations, CheckRecovery(rep.Unavailability, nem.Timeline, recoveryBound)...)
+	rep.Partitions = MeasurePartitions(ops, nem.Timeline)
+	rep.LeaderPauses = MeasureLeaderPause(ops, nem.Timeline, time.Duration(rep.Bounds.LeaderPause))
+	rep.Violations = append(rep.Violations, CheckLeaderPause(rep.LeaderPauses)...)
 	rep.Counters, v = CheckCounters(ops)
 	rep.Violations = append(rep.Violations, v...)
 	rep.LinearDetails, v = CheckLinearizable(ops, nem.Timeline, s.CheckTimeout, env.OutDir)

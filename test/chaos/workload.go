@@ -25,6 +25,7 @@ import (
 const (
 	TypeRegister = "register"
 	TypeCounter  = "counter"
+	TypeKV       = "kv"
 )
 
 // Actor is one actor of the workload.
@@ -47,9 +48,15 @@ type WorkloadOptions struct {
 	// OpTimeout bounds each operation.
 	OpTimeout time.Duration
 	// Hot and cold actors of each type; HotFraction of the operations go
-	// to the hot ones.
-	HotRegisters, ColdRegisters, HotCounters, ColdCounters int
-	HotFraction                                            float64
+	// to the hot ones. KVs are cold kv actors (put, delete, get and list
+	// over KVKeys).
+	HotRegisters, ColdRegisters, HotCounters, ColdCounters, KVs int
+	HotFraction                                                 float64
+	// FanoutEvery, when > 0, is how often the same hot register is read
+	// concurrently through every node's gateway and an embedded client at
+	// once (each read a client of its own for the checker): replicas and
+	// owners that disagree show up as reads no order explains.
+	FanoutEvery time.Duration
 	// Seed drives every choice of actor, operation and argument.
 	Seed int64
 }
@@ -88,6 +95,7 @@ func NewWorkload(ctx context.Context, c *Cluster, rec *Recorder, o WorkloadOptio
 	add(TypeCounter, "cnt-hot", o.HotCounters, true)
 	add(TypeRegister, "reg", o.ColdRegisters, false)
 	add(TypeCounter, "cnt", o.ColdCounters, false)
+	add(TypeKV, "kv", o.KVs, false)
 	if len(w.hot) == 0 {
 		return nil, errors.New("chaos: the workload needs at least one hot actor")
 	}
@@ -122,9 +130,13 @@ func (w *Workload) HotActors() []Actor { return w.hot }
 // embedded client sees it.
 func (w *Workload) Owner(a Actor) (string, bool) { return w.clients[0].Owner(a.Type, a.ID) }
 
-// Run runs the workers until ctx ends and waits for them.
+// Run runs the workers (and the fan-out reads) until ctx ends and waits
+// for them.
 func (w *Workload) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	if w.opts.FanoutEvery > 0 {
+		wg.Go(func() { w.fanout(ctx) })
+	}
 	per := time.Duration(float64(w.opts.Workers) / w.opts.Rate * float64(time.Second))
 	for i := range w.opts.Workers {
 		wk := &worker{
@@ -193,6 +205,18 @@ func (wk *worker) one(ctx context.Context) {
 		} else {
 			op.Kind = OpGet
 		}
+	case TypeKV:
+		op.Field = KVKeys[wk.rng.IntN(len(KVKeys))]
+		switch {
+		case r < 0.35:
+			op.Kind, op.Value = OpKVPut, w.nextValue.Add(1)
+		case r < 0.5:
+			op.Kind = OpKVDelete
+		case r < 0.75:
+			op.Kind = OpKVGet
+		default:
+			op.Kind, op.Field = OpKVList, ""
+		}
 	}
 	var via caller
 	if wk.embedded != nil {
@@ -246,6 +270,14 @@ func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
 		method, payload = "add", fmt.Appendf(nil, `{"delta":%d}`, op.Value)
 	case OpGet:
 		method, payload = "get", []byte(`{}`)
+	case OpKVPut:
+		method, payload = "put", fmt.Appendf(nil, `{"key":%q,"value":%d}`, op.Field, op.Value)
+	case OpKVDelete:
+		method, payload = "delete", fmt.Appendf(nil, `{"key":%q}`, op.Field)
+	case OpKVGet:
+		method, payload = "get", fmt.Appendf(nil, `{"key":%q}`, op.Field)
+	case OpKVList:
+		method, payload = "list", []byte(`{}`)
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
 	defer cancel()
@@ -271,6 +303,41 @@ func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
 
 func decodeOutput(op *Op, out []byte) error {
 	switch op.Kind {
+	case OpKVGet:
+		var v struct {
+			Value *int64
+			Found *bool
+		}
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		if v.Found == nil {
+			return errors.New("no found field")
+		}
+		if *v.Found {
+			if v.Value == nil || *v.Value == 0 {
+				return errors.New("found, but no value")
+			}
+			op.Out = *v.Value
+		}
+	case OpKVDelete:
+		var v struct{ Deleted *bool }
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		if v.Deleted == nil {
+			return errors.New("no deleted field")
+		}
+		op.Swapped = *v.Deleted
+	case OpKVList:
+		var v struct{ Keys *[]string }
+		if err := json.Unmarshal(out, &v); err != nil {
+			return err
+		}
+		if v.Keys == nil {
+			return errors.New("no keys field")
+		}
+		op.Listed = *v.Keys
 	case OpRead:
 		var v struct{ Value *int64 }
 		if err := json.Unmarshal(out, &v); err != nil {
@@ -299,6 +366,45 @@ func decodeOutput(op *Op, out []byte) error {
 		op.Out = *v.Value
 	}
 	return nil
+}
+
+// fanout reads one hot register through every gateway and the first
+// embedded client at the same moment, every FanoutEvery, until ctx ends.
+// Each read is a client of its own, so that the checker may order them
+// freely among themselves but not against the writes around them.
+func (w *Workload) fanout(ctx context.Context) {
+	var regs []Actor
+	for _, a := range w.hot {
+		if a.Type == TypeRegister {
+			regs = append(regs, a)
+		}
+	}
+	if len(regs) == 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(uint64(w.opts.Seed), 0xfa9))
+	tick := time.NewTicker(w.opts.FanoutEvery)
+	defer tick.Stop()
+	for round := 0; ; round++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		a := regs[rng.IntN(len(regs))]
+		vias := []caller{embeddedCaller{w.clients[0]}}
+		for _, n := range w.nodes {
+			vias = append(vias, gatewayCaller{hc: w.hc, node: n, timeout: w.opts.OpTimeout})
+		}
+		var wg sync.WaitGroup
+		for i, via := range vias {
+			op := Op{Actor: a.Key(), Kind: OpRead, Client: int(w.nextClient.Add(1)) - 1}
+			wg.Go(func() {
+				w.exec(context.WithoutCancel(ctx), via, op, fmt.Sprintf("chaos-fanout-%d-%d", round, i))
+			})
+		}
+		wg.Wait()
+	}
 }
 
 // caller is one way to reach the cluster.
