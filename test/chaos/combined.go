@@ -95,7 +95,7 @@ func (n *Nemesis) wipeLeaderLoss(ctx context.Context) FaultEvent {
 
 // pauseLeaderBurst is PauseLeaderBurst: up to three cold registers each
 // follower owns get a write every BurstEvery (each a client of its own,
-// at most 16 in flight per follower, through the follower's own gateway,
+// at most burstInFlight per follower, through the follower's own gateway,
 // so each is appended there and forwarded to the leader); after BurstLead
 // the leader is stopped for PauseFactor session TTLs while the burst goes
 // on, then continued. A follower that keeps its forward slots on the
@@ -164,14 +164,20 @@ func (n *Nemesis) pauseLeaderBurst(ctx context.Context) FaultEvent {
 	return n.converged(ctx, ev)
 }
 
+// burstInFlight bounds a burst's writes in flight per follower: 96 writes
+// one BurstEvery (20 ms) apart span 1.92 s, more than Bounds.LeaderPause
+// with the local preset (1.6 s), so writes keep being invoked past the
+// bound even when none of them returns.
+const burstInFlight = 96
+
 // burst writes to actors (owned by x) through x's gateway, open-loop:
-// one write every BurstEvery, whatever the earlier ones do, at most 16 in
-// flight, until ctx ends; it waits for the writes in flight.
+// one write every BurstEvery, whatever the earlier ones do, at most
+// burstInFlight in flight, until ctx ends; it waits for the writes in flight.
 func (n *Nemesis) burst(ctx context.Context, x *Node, actors []Actor) {
 	w := n.workload
 	tick := time.NewTicker(n.opts.BurstEvery)
 	defer tick.Stop()
-	slots := make(chan struct{}, 16)
+	slots := make(chan struct{}, burstInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	via := gatewayCaller{hc: w.hc, node: x, timeout: w.opts.OpTimeout}
@@ -184,7 +190,7 @@ func (n *Nemesis) burst(ctx context.Context, x *Node, actors []Actor) {
 		select {
 		case slots <- struct{}{}:
 		default:
-			continue // 16 in flight: this tick's write is not started
+			continue // all in flight: this tick's write is not started
 		}
 		a := actors[i%len(actors)]
 		op := Op{Actor: a.Key(), Kind: OpWrite, Value: w.nextValue.Add(1), Client: int(w.nextClient.Add(1)) - 1}
