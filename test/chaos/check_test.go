@@ -233,6 +233,8 @@ func TestOutcomeClassification(t *testing.T) {
 		{http.StatusUnprocessableEntity, nil, Failed},
 		{http.StatusInternalServerError, nil, Unknown},
 		{http.StatusGatewayTimeout, nil, Unknown},
+		{http.StatusBadGateway, nil, Unknown}, // unknown_outcome
+		{499, nil, Unknown},
 		{0, refused, Failed},
 		{0, context.DeadlineExceeded, Unknown},
 		{0, errors.New("EOF"), Unknown},

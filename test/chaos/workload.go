@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/client"
+	"github.com/loom-mesh/loom/errclass"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/transport"
 )
@@ -477,11 +478,11 @@ func (g gatewayCaller) call(ctx context.Context, typ, id, method string, payload
 	return body, via, OK, nil
 }
 
-// HTTPOutcome classifies a gateway answer: 200 OK; 500 (internal, unknown
-// outcome), 504 (deadline) and 499 (canceled) Unknown, as the transport's
-// table says a deadline may have applied the call; every other status
-// Failed, as the gateway documents. A transport error is Failed only when
-// the connection was refused (nothing was sent), else Unknown.
+// HTTPOutcome classifies a gateway answer: 200 OK; a status that errclass's
+// table gives an error that may have been applied (internal's 500, 502
+// unknown outcome, 504 deadline, 499 canceled) Unknown; every other status
+// Failed. A transport error is Failed only when the connection was refused
+// (nothing was sent), else Unknown.
 func HTTPOutcome(status int, err error) Outcome {
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -489,12 +490,16 @@ func HTTPOutcome(status int, err error) Outcome {
 		}
 		return Unknown
 	}
-	switch status {
-	case http.StatusOK:
+	if status == http.StatusOK {
 		return OK
-	case http.StatusInternalServerError, http.StatusGatewayTimeout, 499:
-		return Unknown
-	default:
-		return Failed
 	}
+	if status == errclass.Internal.HTTP {
+		return Unknown
+	}
+	for _, r := range errclass.Rows {
+		if r.HTTP == status && r.MaybeApplied {
+			return Unknown
+		}
+	}
+	return Failed
 }
