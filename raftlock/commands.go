@@ -12,9 +12,16 @@ import (
 )
 
 // wireVersion is the first byte of every batch, forward request and forward
-// response. A reader refuses any other value (errBadWire), so a newer
-// release's log entries are never misread.
-const wireVersion = 1
+// response. A reader refuses any value above it, or below
+// minWireVersion (errBadWire), so a newer release's log entries are never
+// misread. Version 2 added a command's birth time and retry flag (see
+// encodeCommand) and the result code codeUnknown; a version 1 batch, from
+// a log written before, holds commands without them, which read as first
+// attempts. An earlier release refuses version 2.
+const (
+	wireVersion    = 2
+	minWireVersion = 1
+)
 
 // errBadWire is wrapped by every decoding failure of the wire formats.
 var errBadWire = errors.New("raftlock: malformed command encoding")
@@ -494,8 +501,8 @@ func (d *wireDecoder) fail(msg string) {
 }
 
 func (d *wireDecoder) version() {
-	if v := d.byte(); d.err == nil && v != wireVersion {
-		d.fail(fmt.Sprintf("version %d, this build reads version %d", v, wireVersion))
+	if v := d.byte(); d.err == nil && (v < minWireVersion || v > wireVersion) {
+		d.fail(fmt.Sprintf("version %d, this build reads versions %d to %d", v, minWireVersion, wireVersion))
 	}
 }
 

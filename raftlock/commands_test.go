@@ -84,8 +84,16 @@ func TestBatchAndForwardRoundTrip(t *testing.T) {
 	if err != nil || ts != stamp.UnixNano() || len(got) != 3 || string(got[1]) != "bc" {
 		t.Fatalf("batch: %v %q %v", ts, got, err)
 	}
-	if _, _, err := decodeBatch(append([]byte{2}, encodeBatch(stamp, cmds)[1:]...)); !errors.Is(err, errBadWire) {
-		t.Fatalf("batch of version 2 accepted: %v", err)
+	if _, _, err := decodeBatch(append([]byte{wireVersion + 1}, encodeBatch(stamp, cmds)[1:]...)); !errors.Is(err, errBadWire) {
+		t.Fatalf("batch of version %d accepted: %v", wireVersion+1, err)
+	}
+	if _, _, err := decodeBatch(append([]byte{0}, encodeBatch(stamp, cmds)[1:]...)); !errors.Is(err, errBadWire) {
+		t.Fatalf("batch of version 0 accepted: %v", err)
+	}
+	// A batch of version 1, from a log written before commands carried
+	// their birth time, still reads.
+	if ts, got, err := decodeBatch(append([]byte{1}, encodeBatch(stamp, cmds)[1:]...)); err != nil || ts != stamp.UnixNano() || len(got) != 3 {
+		t.Fatalf("batch of version 1: %v %q %v", ts, got, err)
 	}
 	fwd, err := decodeForward(encodeForward(cmds))
 	if err != nil || len(fwd) != 3 || string(fwd[0]) != "a" {

@@ -51,9 +51,15 @@
 //     later than the newest result forgotten) is not applied and fails
 //     with ErrUnknownOutcome: a caller is never told "not applied" (a
 //     conflict, a fence) about a command that was. A first attempt is
-//     never refused that way: no copy of it can have been applied before.
-//     Every replica makes the same decisions, from the entry and its own
-//     state alone.
+//     never refused that way: the committer sends a command again only
+//     after its previous send returned, so its first copy reaches the log
+//     before any retry. The exception is a forward request held up (in
+//     the network, or in the socket of a stopped leader) for longer than
+//     both bounds after its sender gave up, which the leader then begins
+//     before it sees the cancellation: such a late first copy is not
+//     recognised and runs again (an append then fails with a conflict
+//     that nobody waits for). Every replica makes the same decisions, from
+//     the entry and its own state alone.
 //   - One clock: the leader stamps every entry with its clock; the state
 //     machine's clock is the largest stamp applied so far, and every
 //     expiry decision uses it, so all replicas agree. A session has lapsed
@@ -176,7 +182,10 @@
 // (commands.go; a version byte, uvarints and length-prefixed bytes; journal
 // entries and snapshots inside are journal.MarshalEntry and
 // MarshalSnapshot records, already stamped with Seq, Actor and Token, since
-// an append succeeds only at the seqs it expects). Commands are queued for
+// an append succeeds only at the seqs it expects). This release writes
+// version 2 and reads logs of versions 1 and 2; a release that reads only
+// version 1 refuses its entries and forwards, and applies the dedup rules
+// differently, so the nodes of a cluster must not run both. Commands are queued for
 // the Store's committer goroutine, which takes everything queued (up to
 // MaxBatch commands, MaxBatchBytes) as soon as its previous send has
 // returned, with no timer, and sends it as one Raft entry if this node is

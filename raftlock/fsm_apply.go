@@ -80,8 +80,11 @@ func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
 // and a first attempt cannot have been applied before, since the
 // committer sends a retry only after the first attempt was handed on
 // (to Raft here, or to the leader), which puts the first attempt earlier
-// in the log than its retries. The decision reads only the entry and the
-// state, so every replica makes the same one.
+// in the log than its retries. (Unless a forward request was held up
+// past both dedup bounds after its sender gave up, and the leader began
+// it before it saw the cancellation: that late first attempt runs again;
+// see the package doc.) The decision reads only the entry and the state,
+// so every replica makes the same one.
 func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	c, err := decodeCommand(raw)
 	if err != nil {
