@@ -290,8 +290,9 @@ type ClusterConfig struct {
 	BootstrapExpect int `yaml:"bootstrapExpect"`
 
 	// Voters is how many Raft voters the leader keeps: members that join
-	// later are added as voters until there are Voters of them, the rest
-	// as non-voters (they replicate the log but do not vote). Must be odd,
+	// later are added as non-voters (they replicate the log but do not
+	// vote), and the leader promotes those that have caught up until there
+	// are Voters voters, also after it removed a dead one. Must be odd,
 	// 1 to 7. Odd, because Raft needs a majority of voters: n voters
 	// tolerate (n-1)/2 failures, so an even count tolerates no more
 	// failures than the odd count below it (4 tolerate 1, like 3) while
