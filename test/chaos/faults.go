@@ -355,7 +355,11 @@ func (n *Nemesis) diskFull(ctx context.Context) FaultEvent {
 		target, role = others[n.rng.IntN(len(others))], "follower"
 	}
 	ev := FaultEvent{Node: target, Detail: fmt.Sprintf("%s %s: no space left for Raft log writes", role, target)}
-	return n.diskFault(ctx, ev, target, faultnet.DiskFault{NoSpace: true})
+	ev = n.diskFault(ctx, ev, target, faultnet.DiskFault{NoSpace: true})
+	if ev.Heal > ev.Start {
+		ev.Outage = Dur(ev.Heal - ev.Start) // see FaultEvent.Outage
+	}
+	return ev
 }
 
 func (n *Nemesis) diskFault(ctx context.Context, ev FaultEvent, target string, d faultnet.DiskFault) FaultEvent {

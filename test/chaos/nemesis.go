@@ -116,8 +116,12 @@ type FaultEvent struct {
 	// report's availability per side).
 	Majority []string `json:"majority,omitempty"`
 	Minority []string `json:"minority,omitempty"`
-	// Outage is how long the fault, by design, left too few voters to
-	// elect a leader (the recovery bound of the fault grows by it).
+	// Outage is how long the fault, by design, left some actors without
+	// a node that can serve them: too few voters to elect a leader, or a
+	// node whose Raft log cannot be written (it can neither apply its own
+	// renewals nor load an actor, yet its session is kept alive by the
+	// others, so its actors stay with it until its disk is back). The
+	// recovery bound of the fault grows by it.
 	Outage Dur `json:"outage,omitempty"`
 	// Burst names, per follower, the actors it owned that a
 	// PauseLeaderBurst wrote to (the commit stall is measured on them).
