@@ -194,7 +194,9 @@ func (n *Nemesis) burst(ctx context.Context, x *Node, actors []Actor) {
 		}
 		a := actors[i%len(actors)]
 		op := Op{Actor: a.Key(), Kind: OpWrite, Value: w.nextValue.Add(1), Client: int(w.nextClient.Add(1)) - 1}
-		key := fmt.Sprintf("chaos-burst-%s-%d", x.ID, i)
+		// Unique in the run (a later burst at the same node must not
+		// reuse an op id: the journal audit matches entries by it).
+		key := fmt.Sprintf("chaos-burst-%s-%d", x.ID, op.Client)
 		wg.Go(func() {
 			defer func() { <-slots }()
 			w.exec(context.WithoutCancel(ctx), via, op, key)
