@@ -17,8 +17,6 @@ func Types() []runtime.Definition {
 	return []runtime.Definition{Counter, Register, KV}
 }
 
-type empty struct{}
-
 // ---- counter ----
 
 type counter struct{}
@@ -51,7 +49,7 @@ var CounterAdd = runtime.AddMethod(Counter, "add", func(ctx runtime.Context, _ *
 })
 
 // CounterGet returns the total.
-var CounterGet = runtime.AddMethod(Counter, "get", func(ctx runtime.Context, _ *counter, _ empty) (CounterValue, error) {
+var CounterGet = runtime.AddMethod0(Counter, "get", func(ctx runtime.Context, _ *counter) (CounterValue, error) {
 	v, _, err := runtime.GetState[int64](ctx.State(), "value")
 	return CounterValue{Value: v}, err
 })
@@ -107,7 +105,7 @@ func canonical(v json.RawMessage) ([]byte, error) {
 }
 
 // RegisterRead returns the current value.
-var RegisterRead = runtime.AddMethod(Register, "read", func(ctx runtime.Context, _ *register, _ empty) (RegisterValue, error) {
+var RegisterRead = runtime.AddMethod0(Register, "read", func(ctx runtime.Context, _ *register) (RegisterValue, error) {
 	return RegisterValue{Value: readRegister(ctx.State())}, nil
 })
 
@@ -221,6 +219,6 @@ var KVDeleteMethod = runtime.AddMethod(KV, "delete", func(ctx runtime.Context, _
 })
 
 // KVListMethod lists the keys, sorted.
-var KVListMethod = runtime.AddMethod(KV, "list", func(ctx runtime.Context, _ *kv, _ empty) (KVList, error) {
+var KVListMethod = runtime.AddMethod0(KV, "list", func(ctx runtime.Context, _ *kv) (KVList, error) {
 	return KVList{Keys: ctx.State().Keys()}, nil
 })

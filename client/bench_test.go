@@ -206,7 +206,7 @@ func (r *rig) measure(name string, callers, n int, first int64) (sample, error) 
 		var err error
 		switch name {
 		case "get":
-			_, err = builtin.CounterGet.Call(ctx, r.cl, benchID(g, i), struct{}{})
+			_, err = builtin.CounterGet.Call(ctx, r.cl, benchID(g, i))
 		case "add":
 			_, err = builtin.CounterAdd.Call(ctx, r.cl, benchID(g, i), builtin.CounterDelta{Delta: 1})
 		}

@@ -64,7 +64,7 @@ func TestClientRoutesToOwnersAndFailsOver(t *testing.T) {
 		var v builtin.CounterValue
 		nodetest.WaitFor(t, 3*nodetest.SessionTTL+10*time.Second, "k to answer after a node left", func() bool {
 			var err error
-			v, err = builtin.CounterGet.Call(ctx, cl, id, struct{}{})
+			v, err = builtin.CounterGet.Call(ctx, cl, id)
 			if err != nil && !errors.Is(err, runtime.ErrUnavailable) {
 				t.Fatalf("%s: %v is not retryable", id, err)
 			}

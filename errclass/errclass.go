@@ -13,8 +13,10 @@
 //     applied is ever reported as not applied.
 //   - Then the errors that say exactly what went wrong with the request or
 //     the actor: unknown type, method or task; bad payload, id or
-//     argument; a panic; fencing and sequence conflicts. A method error
-//     that wraps one of them keeps it.
+//     argument; fencing and sequence conflicts; a panic; a call cycle or
+//     a call chain too deep. A method error that wraps one of them keeps
+//     it (a cycle is reported as such however many methods wrapped it on
+//     its way back up the chain).
 //   - Then the call's context: a deadline or a cancellation, even one a
 //     method returned (it ran out of its caller's time), is reported as
 //     such, and as possibly applied: the conservative answer, since the
@@ -87,6 +89,8 @@ var Rows = []Class{
 	{"fenced", http.StatusConflict, codes.FailedPrecondition, "fenced", false, journal.ErrFenced},
 	{"conflict", http.StatusConflict, codes.Aborted, "conflict", false, journal.ErrConflict},
 	{"actor_panic", http.StatusInternalServerError, codes.Internal, "panic", false, runtime.ErrActorPanic},
+	{"call_cycle", http.StatusConflict, codes.FailedPrecondition, "call_cycle", false, runtime.ErrCallCycle},
+	{"call_chain_too_deep", http.StatusConflict, codes.FailedPrecondition, "call_cycle", false, runtime.ErrCallChainTooDeep},
 	{"deadline_exceeded", http.StatusGatewayTimeout, codes.DeadlineExceeded, "deadline_exceeded", true, context.DeadlineExceeded},
 	{"canceled", 499, codes.Canceled, "canceled", true, context.Canceled}, // nginx's "client closed request"
 	{"method_error", http.StatusUnprocessableEntity, codes.Unknown, "method_error", false, ErrMethod},

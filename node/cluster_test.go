@@ -42,7 +42,7 @@ func TestThreeNodesOneActivationExactSums(t *testing.T) {
 	// Every node answers every actor with the same total.
 	for id, w := range want {
 		for _, nd := range nodes {
-			v, err := builtin.CounterGet.Call(ctx, nd, id, struct{}{})
+			v, err := builtin.CounterGet.Call(ctx, nd, id)
 			if err != nil || v.Value != w {
 				t.Fatalf("%s via %s = %d, %v; want %d", id, nd.ID(), v.Value, err, w)
 			}
@@ -90,7 +90,7 @@ func TestJoiningNodeTakesSomeActorsWithTheirState(t *testing.T) {
 		var v builtin.CounterValue
 		nodetest.WaitFor(t, 15*time.Second, "a call to "+id, func() bool {
 			var err error
-			v, err = builtin.CounterGet.Call(ctx, c.Nodes[i%4], id, struct{}{})
+			v, err = builtin.CounterGet.Call(ctx, c.Nodes[i%4], id)
 			if err != nil && !errors.Is(err, runtime.ErrUnavailable) {
 				t.Fatalf("%s: %v is not a retryable error", id, err)
 			}

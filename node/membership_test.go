@@ -87,7 +87,7 @@ func TestWipedNodeRejoinsAsANewRaftServer(t *testing.T) {
 		var v builtin.CounterValue
 		nodetest.WaitFor(t, 15*time.Second, "a read of "+id+" through the wiped node", func() bool {
 			var err error
-			v, err = builtin.CounterGet.Call(ctx, wiped, id, struct{}{})
+			v, err = builtin.CounterGet.Call(ctx, wiped, id)
 			return err == nil
 		})
 		if v.Value != int64(i+1) {

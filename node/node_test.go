@@ -45,7 +45,7 @@ func TestRestartKeepsStateAndRaisesTokens(t *testing.T) {
 	if err := n.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := builtin.CounterGet.Call(ctx, n, "c", struct{}{}); !errors.Is(err, runtime.ErrShuttingDown) {
+	if _, err := builtin.CounterGet.Call(ctx, n, "c"); !errors.Is(err, runtime.ErrShuttingDown) {
 		t.Fatalf("call after Shutdown: %v, want ErrShuttingDown", err)
 	}
 

@@ -32,8 +32,8 @@ import (
 
 // tracedCluster is a cluster of nodes with tracing on and fixed ports, so
 // that a node can be stopped and started again on the same data and
-// addresses. Each node has its own "relay" actor type, whose method calls
-// a counter through the node that hosts it.
+// addresses. Its nodes host the "relay" actor type, whose method calls a
+// counter.
 type tracedCluster struct {
 	t     *testing.T
 	cfgs  []config.Config
@@ -46,15 +46,15 @@ type RelayCall struct {
 	Counter string `json:"counter"`
 }
 
-func relayType(host *atomic.Pointer[node.Node]) runtime.Definition {
-	t := runtime.NewType("relay", func(string) *struct{} { return &struct{}{} })
-	runtime.AddMethod(t, "call", func(ctx runtime.Context, _ *struct{}, in RelayCall) (builtin.CounterValue, error) {
-		// A call made while handling a call: same context, so the same
-		// trace and correlation id.
-		return builtin.CounterAdd.Call(ctx, host.Load(), in.Counter, builtin.CounterDelta{Delta: 1})
-	})
-	return t
-}
+// Relay is the "relay" actor type: its call method adds 1 to a counter,
+// an actor calling an actor, through its Context.
+var Relay = runtime.NewType("relay", func(string) *struct{} { return &struct{}{} })
+
+var _ = runtime.AddMethod(Relay, "call", func(ctx runtime.Context, _ *struct{}, in RelayCall) (builtin.CounterValue, error) {
+	// A call made while handling a call: same context, so the same
+	// trace and correlation id.
+	return builtin.CounterAdd.Call(ctx, ctx.Actors(), in.Counter, builtin.CounterDelta{Delta: 1})
+})
 
 func startTraced(t *testing.T, n int, adjust func(*config.Config)) *tracedCluster {
 	t.Helper()
@@ -95,12 +95,10 @@ func (c *tracedCluster) start(t *testing.T, idx ...int) {
 	errs := make([]error, len(idx))
 	var wg sync.WaitGroup
 	for k, i := range idx {
-		host := new(atomic.Pointer[node.Node])
-		nd, err := node.New(node.Options{Config: c.cfgs[i], Builtins: true, Types: []runtime.Definition{relayType(host)}, Logger: nodetest.Logger(c.cfgs[i].Node.ID)})
+		nd, err := node.New(node.Options{Config: c.cfgs[i], Builtins: true, Types: []runtime.Definition{Relay}, Logger: nodetest.Logger(c.cfgs[i].Node.ID)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		host.Store(nd)
 		c.mu.Lock()
 		c.nodes[i] = nd
 		c.mu.Unlock()
@@ -374,7 +372,7 @@ func testOneTraceAcrossThreeNodes(t *testing.T, adjust func(*config.Config)) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := builtin.CounterGet.Call(dctx, cl, counterID, struct{}{}); err != nil {
+	if _, err := builtin.CounterGet.Call(dctx, cl, counterID); err != nil {
 		t.Fatal(err)
 	}
 	nodetest.WaitFor(t, 10*time.Second, "the client call's trace", func() bool {

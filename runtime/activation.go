@@ -171,7 +171,7 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 // changes. held is false when the turn deactivated the actor, which also
 // released the mailbox.
 func (r *Runtime) turn(ctx context.Context, a *activation, method string, fn func(*turnCtx) (any, error)) (res any, held bool, err error) {
-	tc := &turnCtx{Context: ctx, act: a}
+	tc := newTurnCtx(ctx, a)
 	res, panicked, err := protect(a, method, func() (any, error) { return fn(tc) })
 	if panicked {
 		a.state.discard()
@@ -273,7 +273,7 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 	}
 	a.inst = a.typ.factory(a.id)
 	if act, ok := a.inst.(Activator); ok {
-		tc := &turnCtx{Context: ctx, act: a}
+		tc := newTurnCtx(ctx, a)
 		if _, _, err := protect(a, "OnActivate", func() (any, error) { return nil, act.OnActivate(tc) }); err != nil {
 			a.state.discard()
 			r.abandon(a, true)
@@ -348,7 +348,7 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 		if d, ok := a.inst.(Deactivator); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			a.state.readOnly = true
-			tc := &turnCtx{Context: ctx, act: a}
+			tc := newTurnCtx(ctx, a)
 			if _, _, err := protect(a, "OnDeactivate", func() (any, error) { return nil, d.OnDeactivate(tc) }); err != nil {
 				r.log.Warn("OnDeactivate failed", "actor", a.key, "err", err)
 			}

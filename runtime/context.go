@@ -9,7 +9,10 @@ import (
 
 // Context is what an actor method receives: the caller's context (deadline,
 // cancellation, values) plus the actor's identity and state. Calls the actor
-// makes to other actors with this Context carry the same correlation id.
+// makes to other actors with this Context, through Actors, carry the same
+// correlation id, the trace (the turn's span is their parent), what is left
+// of the deadline, and the call chain with this actor appended (see
+// CallChain); not the caller's idempotency key, which names this call only.
 //
 // A Context is valid only during the turn it was made for.
 type Context interface {
@@ -24,12 +27,46 @@ type Context interface {
 	CorrelationID() string
 	// Token is the fencing token this activation writes under.
 	Token() uint64
+	// Actors calls other actors, wherever they live in the cluster:
+	// pass it, with this Context, to a Method's Call
+	// (Reserve.Call(ctx, ctx.Actors(), "stock-7", req)). A call back
+	// into an actor already waiting in this call chain fails at once with
+	// ErrCallCycle.
+	Actors() Invoker
+	// Self is this actor's reference.
+	Self() Ref
 }
 
 type turnCtx struct {
 	context.Context
-	act *activation
+	act  *activation
+	link chainLink // the call chain of calls made from this turn
 }
+
+func newTurnCtx(ctx context.Context, a *activation) *turnCtx {
+	tc := &turnCtx{Context: ctx, act: a}
+	tc.link = chainLink{typ: a.typ.name, id: a.id, depth: 1}
+	if p := chainOf(ctx); p != nil {
+		tc.link.parent, tc.link.depth = p, p.depth+1
+	}
+	return tc
+}
+
+// Value adds the turn's call chain to the caller's context's values.
+func (c *turnCtx) Value(key any) any {
+	if key == any(chainKey) {
+		return &c.link
+	}
+	if key == idempotencyKey {
+		// A key names the call that started this turn; the calls the
+		// turn makes are new calls, with keys of their own if any.
+		return nil
+	}
+	return c.Context.Value(key)
+}
+
+func (c *turnCtx) Actors() Invoker { return c.act.pool.r }
+func (c *turnCtx) Self() Ref       { return Ref{Type: c.act.typ.name, ID: c.act.id} }
 
 func (c *turnCtx) ActorType() string     { return c.act.typ.name }
 func (c *turnCtx) ActorID() string       { return c.act.id }

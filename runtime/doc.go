@@ -91,6 +91,28 @@
 // fails with ErrTooManyHops (wraps ErrUnavailable). Execute never forwards
 // (ErrNotLocal). Rebalance hands off the actors the ring places elsewhere.
 //
+// # Actors calling actors, contracts and call chains
+//
+// A method calls another actor through its Context: a Method's Call with
+// ctx.Actors() as the Invoker, which reaches the actor wherever it lives
+// (the Runtime routes it as any call). The child call carries the turn's
+// correlation id, trace (the turn's span is its parent) and deadline, not
+// the caller's idempotency key. A Contract declares a type's name and
+// methods (Declare, Declare0 for methods without argument) apart from its
+// implementation, so a client imports the contract alone; Implement, Bind
+// and Bind0 implement it, and Register refuses a type that leaves a
+// declared method unbound or binds one declared elsewhere or with other
+// types. A Ref names an actor (type and id) and serializes as JSON or as
+// "type/id".
+//
+// Every call carries its call chain: the actors, outermost first, whose
+// turns wait for it (CallChain; transports carry it between nodes). A turn
+// holds its actor's mailbox until it ends, so a call into an actor already
+// in its own chain (A → B → A) could only wait for its deadline: it fails
+// at once with ErrCallCycle, naming the cycle. A chain longer than
+// Options.MaxCallDepth (DefaultMaxCallDepth, 32) fails with
+// ErrCallChainTooDeep. Neither is applied.
+//
 // # Errors
 //
 // Callers branch on the sentinels of errors.go with errors.Is; the
@@ -98,7 +120,8 @@
 // ErrUnknownType, ErrUnknownMethod, ErrBadPayload for an argument,
 // ErrPayloadTooLarge (Options.MaxPayloadBytes), ErrInvalidID (empty or over
 // 1024 bytes), ErrPoolFull, ErrShuttingDown, ErrNotLocal, ErrUnavailable
-// (retryable), ErrFenced, ErrConflict, ErrActorPanic, and *MethodError,
+// (retryable), ErrFenced, ErrConflict, ErrActorPanic, ErrCallCycle,
+// ErrCallChainTooDeep, and *MethodError,
 // through which errors.Is and errors.As see the method's own error (wrap
 // ErrInvalidArgument for refused values). A result the caller's side
 // cannot decode is ErrBadPayload too, after the turn ran.

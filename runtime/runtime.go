@@ -81,6 +81,10 @@ type Options struct {
 	// Observer is told about calls, turns, activations and deactivations
 	// (metrics, traces); nil: nobody.
 	Observer Observer
+	// MaxCallDepth bounds a call chain (see CallChain): a call that would
+	// make it longer fails with ErrCallChainTooDeep. 0 means
+	// DefaultMaxCallDepth.
+	MaxCallDepth int
 }
 
 // Runtime hosts actors on one node: it activates them from their journal,
@@ -131,6 +135,9 @@ func New(opts Options) (*Runtime, error) {
 	if opts.MaxPayloadBytes < 0 {
 		errs = append(errs, errors.New("runtime: Options.MaxPayloadBytes must be >= 0"))
 	}
+	if opts.MaxCallDepth < 0 {
+		errs = append(errs, errors.New("runtime: Options.MaxCallDepth must be >= 0"))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -142,6 +149,9 @@ func New(opts Options) (*Runtime, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.MaxCallDepth == 0 {
+		opts.MaxCallDepth = DefaultMaxCallDepth
 	}
 	r := &Runtime{
 		opts:    opts,
@@ -175,6 +185,7 @@ func (r *Runtime) Register(defs ...Definition) error {
 		td := d.definition()
 		td.mu.Lock()
 		errs = append(errs, td.errs...)
+		errs = append(errs, td.contractErrors()...)
 		methods := make(map[string]*methodDef, len(td.methods))
 		for k, v := range td.methods {
 			methods[k] = v
@@ -278,6 +289,9 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	if err := validID(id); err != nil {
 		return nil, err
 	}
+	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
+		return nil, err
+	}
 	call := Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload, Hops: hops}
 	local, node, a := r.placeFor(reg, id, hops)
 	if !local {
@@ -318,6 +332,9 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 		return nil, fmt.Errorf("%w: argument of %s.%s has type %T", ErrBadPayload, actorType, method, in)
 	}
 	if err := validID(id); err != nil {
+		return nil, err
+	}
+	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
 		return nil, err
 	}
 	remote := func(node string) (any, error) {

@@ -41,11 +41,12 @@ type Type[T any] struct {
 
 // typeDef is the type-erased form the runtime works with.
 type typeDef struct {
-	name    string
-	factory func(id string) any
-	mu      sync.Mutex // guards methods and errs while the type is being built
-	methods map[string]*methodDef
-	errs    []error // definition mistakes, reported by Register
+	name     string
+	factory  func(id string) any
+	mu       sync.Mutex // guards methods and errs while the type is being built
+	methods  map[string]*methodDef
+	errs     []error   // definition mistakes, reported by Register
+	contract *Contract // the contract it implements (Implement), or nil
 }
 
 // methodDef is one method, type-erased. decode and encode run outside the
@@ -188,6 +189,11 @@ func AddMethod[T, In, Out any](t *Type[T], name string, fn func(ctx Context, a *
 // Call invokes the method on actor id through inv. With a LocalInvoker the
 // value is handed over without encoding.
 func (m Method[In, Out]) Call(ctx context.Context, inv Invoker, id string, in In) (Out, error) {
+	return m.call(ctx, inv, id, in, false)
+}
+
+// call is Call; noInput sends an empty payload (Method0).
+func (m Method[In, Out]) call(ctx context.Context, inv Invoker, id string, in In, noInput bool) (Out, error) {
 	var zero Out
 	if li, ok := inv.(LocalInvoker); ok {
 		res, err := li.InvokeLocal(ctx, m.actorType, id, m.name, in)
@@ -203,9 +209,12 @@ func (m Method[In, Out]) Call(ctx context.Context, inv Invoker, id string, in In
 		}
 		return out, nil
 	}
-	payload, err := m.in.encode(in)
-	if err != nil {
-		return zero, fmt.Errorf("%w: encoding argument of %s.%s: %v", ErrBadPayload, m.actorType, m.name, err)
+	var payload []byte
+	if !noInput {
+		var err error
+		if payload, err = m.in.encode(in); err != nil {
+			return zero, fmt.Errorf("%w: encoding argument of %s.%s: %v", ErrBadPayload, m.actorType, m.name, err)
+		}
 	}
 	res, err := inv.Invoke(ctx, m.actorType, id, m.name, payload)
 	if err != nil {

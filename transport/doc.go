@@ -23,7 +23,8 @@
 // ONE InvokeBatch message, so 64 concurrent callers cost a handful of
 // writes, not 64. The server runs each call in its own goroutine and its
 // writer batches the results back the same way. Per-call metadata travels
-// in the request: correlation id, idempotency key, the time left before
+// in the request: correlation id, idempotency key, call chain
+// (runtime.CallChain), the time left before
 // the caller's deadline (a duration, started on the receiver's monotonic
 // clock when the call arrives, as gRPC's grpc-timeout is: the nodes' wall
 // clocks never meet) and trace context. A caller whose context ends stops waiting at once, and

@@ -90,6 +90,9 @@ func callSize(r *loompb.InvokeRequest) int {
 	for k, v := range r.Trace {
 		n += len(k) + len(v) + 8
 	}
+	for _, a := range r.CallChain {
+		n += len(a) + 4
+	}
 	return n
 }
 

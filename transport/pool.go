@@ -162,6 +162,7 @@ func (p *Pool) request(ctx context.Context, c Call) *loompb.InvokeRequest {
 		ActorType: c.ActorType, ActorId: c.ActorID, Method: c.Method, Payload: c.Payload, Hops: c.Hops,
 		CorrelationId:  runtime.CorrelationID(ctx),
 		IdempotencyKey: runtime.IdempotencyKey(ctx),
+		CallChain:      runtime.CallChain(ctx),
 	}
 	if d, ok := ctx.Deadline(); ok {
 		// The time left, not the instant: the receiver starts it on

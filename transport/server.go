@@ -26,9 +26,10 @@ import (
 	"github.com/loom-mesh/loom/transport/loompb"
 )
 
-// Call is an actor call as it crosses the wire. The correlation id and the
-// idempotency key travel in the context (runtime.WithCorrelationID,
-// runtime.WithIdempotencyKey), and so does the deadline.
+// Call is an actor call as it crosses the wire. The correlation id, the
+// idempotency key and the call chain travel in the context
+// (runtime.WithCorrelationID, runtime.WithIdempotencyKey,
+// runtime.WithCallChain), and so does the deadline.
 type Call struct {
 	ActorType, ActorID, Method string
 	Payload                    []byte
@@ -38,8 +39,8 @@ type Call struct {
 
 // ActorHandler runs actor calls that arrive at a node. The Server calls
 // HandleInvoke from its own goroutines, concurrently, one per call; ctx
-// carries the caller's deadline, correlation id, idempotency key and trace
-// context, and is canceled when the caller gives up or the server stops.
+// carries the caller's deadline, correlation id, idempotency key, call
+// chain and trace context, and is canceled when the caller gives up or the server stops.
 // The returned error is sent through the error table (errors.go): return
 // the runtime / journal sentinels (wrapped) or NotOwner. c.Payload must not
 // be kept after HandleInvoke returns.
@@ -253,6 +254,12 @@ func (s *Server) handle(ctx context.Context, req *loompb.InvokeRequest, span boo
 	h := s.opts.Actors
 	if h == nil {
 		return nil, errNoActors
+	}
+	if len(req.CallChain) > 0 {
+		var err error
+		if ctx, err = runtime.WithCallChain(ctx, req.CallChain); err != nil {
+			return nil, err
+		}
 	}
 	if span && s.tracer != nil {
 		var span trace.Span

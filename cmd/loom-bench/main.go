@@ -182,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		id := func(g int, i int64) string { return ids[(int64(g)*7919+i)%int64(*actors)] }
 		get := func(g int, i int64) error {
-			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i), struct{}{})
+			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i))
 			return err
 		}
 		// Warm up: activate every actor once, so that no measurement

@@ -50,7 +50,11 @@ type InvokeRequest struct {
 	// when the call arrives, as gRPC does with grpc-timeout, so no two
 	// nodes' wall clocks are compared. The unary call uses gRPC's own
 	// deadline; a Stream needs it per call.
-	TimeoutNanos  int64 `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	TimeoutNanos int64 `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// call_chain lists, outermost first, the actors ("type/id") whose turns
+	// wait on this call (runtime.CallChain): empty for a call from outside
+	// any actor. The runtime refuses a call that would close a cycle.
+	CallChain     []string `protobuf:"bytes,12,rep,name=call_chain,json=callChain,proto3" json:"call_chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,6 +157,13 @@ func (x *InvokeRequest) GetTimeoutNanos() int64 {
 		return x.TimeoutNanos
 	}
 	return 0
+}
+
+func (x *InvokeRequest) GetCallChain() []string {
+	if x != nil {
+		return x.CallChain
+	}
+	return nil
 }
 
 type InvokeResponse struct {
@@ -837,7 +848,7 @@ var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xaa\x03\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xc9\x03\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -850,7 +861,9 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\x04hops\x18\b \x01(\rR\x04hops\x127\n" +
 	"\x05trace\x18\n" +
 	" \x03(\v2!.loom.v1.InvokeRequest.TraceEntryR\x05trace\x12#\n" +
-	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x1a8\n" +
+	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
+	"\n" +
+	"call_chain\x18\f \x03(\tR\tcallChain\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
