@@ -165,7 +165,8 @@ type NodeConfig struct {
 // ActorPoolsConfig bounds how many actors are active in memory.
 type ActorPoolsConfig struct {
 	// Default applies to every actor type without its own entry in Types.
-	// Default: MaxSize 10000, IdleTimeout 5m, EvictionPolicy "lru".
+	// Default: MaxSize 10000, IdleTimeout 5m, EvictionPolicy "lru",
+	// IdempotencyKeys 1000, IdempotencyRetention 10m, MaxQueue 1000.
 	Default PoolConfig `yaml:"default"`
 
 	// Types overrides Default per actor type. Fields left nil inherit from
@@ -191,15 +192,35 @@ type PoolConfig struct {
 	// EvictionReject fails the new activation. Default EvictionLRU: callers
 	// keep working under load, at the cost of reloading evicted actors.
 	EvictionPolicy string `yaml:"evictionPolicy"`
+
+	// IdempotencyKeys is how many idempotency keys each actor remembers
+	// (the newest), with the outcome of the call that carried each. Must be
+	// > 0. Default 1000.
+	IdempotencyKeys int `yaml:"idempotencyKeys"`
+
+	// IdempotencyRetention is how long each key is remembered at least,
+	// unless the count evicts it first; a retry older than that is
+	// refused, not run again. Must be > 0. Default 10m: far longer than
+	// any retry of a failed call, short enough to keep the records small.
+	IdempotencyRetention time.Duration `yaml:"idempotencyRetention"`
+
+	// MaxQueue is how many calls may wait for one actor's turn; a call
+	// beyond it fails at once with runtime.ErrOverloaded (HTTP 429), not
+	// applied. Must be > 0. Default 1000: a queue that long already waits
+	// for a thousand turns.
+	MaxQueue int `yaml:"maxQueue"`
 }
 
 // PoolOverride is one actor type's entry in ActorPoolsConfig.Types. A nil
 // field is unset and inherits from ActorPoolsConfig.Default; a non-nil one
 // (even pointing at zero) overrides it. In Go 1.26, new(1000) makes an *int.
 type PoolOverride struct {
-	MaxSize        *int           `yaml:"maxSize"`
-	IdleTimeout    *time.Duration `yaml:"idleTimeout"`
-	EvictionPolicy *string        `yaml:"evictionPolicy"`
+	MaxSize              *int           `yaml:"maxSize"`
+	IdleTimeout          *time.Duration `yaml:"idleTimeout"`
+	EvictionPolicy       *string        `yaml:"evictionPolicy"`
+	IdempotencyKeys      *int           `yaml:"idempotencyKeys"`
+	IdempotencyRetention *time.Duration `yaml:"idempotencyRetention"`
+	MaxQueue             *int           `yaml:"maxQueue"`
 }
 
 // For returns the effective pool settings for actorType: its override in
@@ -218,6 +239,15 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 	}
 	if o.EvictionPolicy != nil {
 		p.EvictionPolicy = *o.EvictionPolicy
+	}
+	if o.IdempotencyKeys != nil {
+		p.IdempotencyKeys = *o.IdempotencyKeys
+	}
+	if o.IdempotencyRetention != nil {
+		p.IdempotencyRetention = *o.IdempotencyRetention
+	}
+	if o.MaxQueue != nil {
+		p.MaxQueue = *o.MaxQueue
 	}
 	return p
 }
@@ -417,9 +447,12 @@ func Default() Config {
 		},
 		ActorPools: ActorPoolsConfig{
 			Default: PoolConfig{
-				MaxSize:        10000,
-				IdleTimeout:    5 * time.Minute,
-				EvictionPolicy: EvictionLRU,
+				MaxSize:              10000,
+				IdleTimeout:          5 * time.Minute,
+				EvictionPolicy:       EvictionLRU,
+				IdempotencyKeys:      1000,
+				IdempotencyRetention: 10 * time.Minute,
+				MaxQueue:             1000,
 			},
 		},
 		Journal: JournalConfig{

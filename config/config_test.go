@@ -55,7 +55,8 @@ func TestDefaultValues(t *testing.T) {
 		{"node.advertise", c.Node.Advertise, ""},
 		{"node.shutdownTimeout", c.Node.ShutdownTimeout, 30 * time.Second},
 		{"node.maxPayloadBytes", c.Node.MaxPayloadBytes, 4 << 20},
-		{"actorPools.default", c.ActorPools.Default, PoolConfig{MaxSize: 10000, IdleTimeout: 5 * time.Minute, EvictionPolicy: EvictionLRU}},
+		{"actorPools.default", c.ActorPools.Default, PoolConfig{MaxSize: 10000, IdleTimeout: 5 * time.Minute, EvictionPolicy: EvictionLRU,
+			IdempotencyKeys: 1000, IdempotencyRetention: 10 * time.Minute, MaxQueue: 1000}},
 		{"actorPools.types", len(c.ActorPools.Types), 0},
 		{"journal.backend", c.Journal.Backend, JournalBBolt},
 		{"journal.path", c.Journal.Path, ""},
@@ -107,6 +108,10 @@ func TestValidate(t *testing.T) {
 		{"pool size", func(c *Config) { c.ActorPools.Default.MaxSize = 0 }, "actorPools.default.maxSize", "must be > 0 (got 0)"},
 		{"pool idle", func(c *Config) { c.ActorPools.Default.IdleTimeout = -time.Second }, "actorPools.default.idleTimeout", "must be >= 0 (got -1s)"},
 		{"pool policy", func(c *Config) { c.ActorPools.Default.EvictionPolicy = "fifo" }, "actorPools.default.evictionPolicy", `must be one of lru, reject (got "fifo")`},
+		{"pool queue", func(c *Config) { c.ActorPools.Default.MaxQueue = -1 }, "actorPools.default.maxQueue", "must be > 0 (got -1)"},
+		{"pool keys", func(c *Config) { c.ActorPools.Default.IdempotencyKeys = 0 }, "actorPools.default.idempotencyKeys", "must be > 0 (got 0)"},
+		{"pool key retention", func(c *Config) { c.ActorPools.Default.IdempotencyRetention = 0 }, "actorPools.default.idempotencyRetention", "must be > 0 (got 0s)"},
+		{"type queue", func(c *Config) { c.ActorPools.Types = map[string]PoolOverride{"order": {MaxQueue: new(-5)}} }, "actorPools.types.order.maxQueue", "must be > 0 (got -5)"},
 		{"type size", func(c *Config) {
 			c.ActorPools.Types = map[string]PoolOverride{"counter": {MaxSize: new(-1)}}
 		}, "actorPools.types.counter.maxSize", "must be > 0 (got -1)"},

@@ -36,9 +36,10 @@ func TestParseExampleFile(t *testing.T) {
 			MaxPayloadBytes: 8 << 20,
 		},
 		ActorPools: ActorPoolsConfig{
-			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU},
+			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
+				IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500},
 			Types: map[string]PoolOverride{
-				"counter": {MaxSize: new(1000)},
+				"counter": {MaxSize: new(1000), MaxQueue: new(5000)},
 				"session": {IdleTimeout: new(30 * time.Second), EvictionPolicy: new(EvictionReject)},
 			},
 		},
@@ -69,10 +70,12 @@ func TestParseExampleFile(t *testing.T) {
 	if !reflect.DeepEqual(exported(got), want) {
 		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)
 	}
-	if p := got.ActorPools.For("counter"); p != (PoolConfig{MaxSize: 1000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU}) {
+	if p := got.ActorPools.For("counter"); p != (PoolConfig{MaxSize: 1000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
+		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 5000}) {
 		t.Errorf("For(counter) = %+v", p)
 	}
-	if p := got.ActorPools.For("session"); p != (PoolConfig{MaxSize: 20000, IdleTimeout: 30 * time.Second, EvictionPolicy: EvictionReject}) {
+	if p := got.ActorPools.For("session"); p != (PoolConfig{MaxSize: 20000, IdleTimeout: 30 * time.Second, EvictionPolicy: EvictionReject,
+		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500}) {
 		t.Errorf("For(session) = %+v", p)
 	}
 }

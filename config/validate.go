@@ -220,6 +220,9 @@ func (v *validator) validate(c *Config) {
 		v.add("actorPools.default.idleTimeout", p.IdleTimeout, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(p.IdleTimeout)))
 	}
 	v.oneOf("actorPools.default.evictionPolicy", p.EvictionPolicy, EvictionLRU, EvictionReject)
+	v.positive("actorPools.default.idempotencyKeys", p.IdempotencyKeys)
+	v.positiveDuration("actorPools.default.idempotencyRetention", p.IdempotencyRetention)
+	v.positive("actorPools.default.maxQueue", p.MaxQueue)
 	for _, name := range sortedKeys(c.ActorPools.Types) {
 		o := c.ActorPools.Types[name]
 		prefix := "actorPools.types." + name
@@ -234,6 +237,15 @@ func (v *validator) validate(c *Config) {
 		}
 		if o.EvictionPolicy != nil {
 			v.oneOf(prefix+".evictionPolicy", *o.EvictionPolicy, EvictionLRU, EvictionReject)
+		}
+		if o.IdempotencyKeys != nil {
+			v.positive(prefix+".idempotencyKeys", *o.IdempotencyKeys)
+		}
+		if o.IdempotencyRetention != nil {
+			v.positiveDuration(prefix+".idempotencyRetention", *o.IdempotencyRetention)
+		}
+		if o.MaxQueue != nil {
+			v.positive(prefix+".maxQueue", *o.MaxQueue)
 		}
 	}
 

@@ -86,6 +86,9 @@ var Rows = []Class{
 	{"bad_payload", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrBadPayload},
 	{"invalid_id", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidID},
 	{"invalid_argument", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidArgument},
+	{"invalid_idempotency_key", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrIdempotencyKeyInvalid},
+	{"idempotency_key_reused", http.StatusUnprocessableEntity, codes.FailedPrecondition, "bad_request", false, runtime.ErrIdempotencyKeyReused},
+	{"idempotency_key_expired", http.StatusGone, codes.FailedPrecondition, "bad_request", false, runtime.ErrIdempotencyKeyExpired},
 	{"fenced", http.StatusConflict, codes.FailedPrecondition, "fenced", false, journal.ErrFenced},
 	{"conflict", http.StatusConflict, codes.Aborted, "conflict", false, journal.ErrConflict},
 	{"actor_panic", http.StatusInternalServerError, codes.Internal, "panic", false, runtime.ErrActorPanic},
@@ -95,6 +98,7 @@ var Rows = []Class{
 	{"canceled", 499, codes.Canceled, "canceled", true, context.Canceled}, // nginx's "client closed request"
 	{"method_error", http.StatusUnprocessableEntity, codes.Unknown, "method_error", false, ErrMethod},
 	{"shutting_down", http.StatusServiceUnavailable, codes.Unavailable, "unavailable", false, runtime.ErrShuttingDown},
+	{"overloaded", http.StatusTooManyRequests, codes.ResourceExhausted, "overloaded", false, runtime.ErrOverloaded},
 	{"pool_full", http.StatusServiceUnavailable, codes.ResourceExhausted, "unavailable", false, runtime.ErrPoolFull},
 	{"not_local", http.StatusServiceUnavailable, codes.FailedPrecondition, "unavailable", false, runtime.ErrNotLocal},
 	{"not_owner", http.StatusServiceUnavailable, codes.Unavailable, "unavailable", false, ErrNotOwner},

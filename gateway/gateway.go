@@ -3,21 +3,26 @@
 //	POST /v1/actors/{type}/{id}/{method}   body: the JSON argument
 //
 // answers 200 with the JSON result, or an error body
-// {"error":{"code":"...","message":"..."}} whose status says what happened:
-// 400 bad payload or argument, 404 unknown type or method, 409 conflict or
-// fenced, 413 payload too large, 422 the method returned an error, 500 an
-// actor panic or an internal failure, 503 unavailable or shutting down, 504
-// deadline exceeded. Only 200, 500 and 504 may have applied the call (500
-// when the outcome is unknown, such as a journal I/O error; 504 when the
-// deadline passed while the call was running or on its way to the owner);
-// every other status means nothing was applied.
+// {"error":{"code":"...","message":"..."}} whose status says what happened
+// (package errclass's table decides): 400 bad payload, argument or
+// idempotency key, 404 unknown type or method, 409 conflict, fenced or a
+// call cycle, 410 an idempotency key too old to be checked, 413 payload too
+// large, 422 the method returned an error (or the key was used for another
+// method), 429 the actor's queue is full (with Retry-After), 500 an actor
+// panic or an internal failure, 502 outcome unknown, 503 unavailable or
+// shutting down, 504 deadline exceeded. Only 200, 499, 500, 502 and 504
+// may have applied the call; every other status means nothing was
+// applied.
 //
 // X-Correlation-ID is taken from the request (a new one is generated when
-// absent) and echoed on the response; Idempotency-Key, when present, is
-// recorded in the journal entry of the turn, but calls are not
-// deduplicated by it. Beware that Go's net/http client resends a POST that
-// carries an Idempotency-Key header when its connection fails, so a
-// request may then run twice.
+// absent) and echoed on the response. Idempotency-Key (at most 256 bytes)
+// makes the call run at most once on its actor: a request with a key the
+// actor already ran is answered with the recorded outcome, the same body
+// and status, without running again, across restarts and failovers (see
+// package runtime for the window a key is remembered in). The key's age
+// counts from the request's arrival. (Go's net/http client resends a POST
+// that carries an Idempotency-Key header when its connection fails; with
+// the key, the resend is answered from the record.)
 //
 // It also runs stateless tasks: POST /v1/tasks/{name} (see tasks.go).
 package gateway
@@ -139,6 +144,9 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request) {
 			span.SetAttributes(attribute.Int("http.response.status_code", status))
 		}
 		h.opts.Logger.Info("call failed", "actor", typ+"/"+id, "method", method, "correlation_id", cid, "status", status, "err", err)
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
 		writeError(w, status, code, err.Error())
 		return
 	}

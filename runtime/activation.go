@@ -78,6 +78,34 @@ func (a *activation) acquire(ctx context.Context) error {
 	}
 }
 
+// acquireCall is acquire for a call: it fails at once with ErrOverloaded
+// when the pool's MaxQueue calls already wait for this actor.
+func (a *activation) acquireCall(ctx context.Context) error {
+	select {
+	case a.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n := a.waiting.Add(1); int(n) > a.pool.cfg.MaxQueue {
+		a.waiting.Add(-1)
+		return fmt.Errorf("%w: %s has %d calls waiting for its turn (maxQueue %d)", ErrOverloaded, a.key, n-1, a.pool.cfg.MaxQueue)
+	}
+	a.pool.waiting.Add(1)
+	defer func() {
+		a.waiting.Add(-1)
+		a.pool.waiting.Add(-1)
+	}()
+	select {
+	case a.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (a *activation) tryAcquire() bool {
 	select {
 	case a.sem <- struct{}{}:
@@ -98,19 +126,24 @@ func (a *activation) touch(now int64) {
 // activate the actor, wait for its mailbox, run one turn, commit it. a, if
 // not nil, is the actor's activation as placeFor found it (serve looks the
 // actor up again if it was deactivated since).
-func (r *Runtime) run(ctx context.Context, reg *registered, a *activation, id, method string, hops int, fn func(*turnCtx) (any, error)) (any, error) {
+//
+// enc encodes the method's result: with it, a call whose context carries
+// an idempotency key is answered from the actor's record of the key, or
+// runs and is recorded (see keyedTurn), and the result is a recorded.
+// Without it (Execute) the key is only written in the journal entry.
+func (r *Runtime) run(ctx context.Context, reg *registered, a *activation, id, method string, hops int, enc func(any) ([]byte, error), fn func(*turnCtx) (any, error)) (any, error) {
 	o := r.opts.Observer
 	if o == nil {
-		return r.serve(ctx, reg, a, id, method, fn)
+		return r.serve(ctx, reg, a, id, method, enc, fn)
 	}
 	ctx, done := o.StartTurn(ctx, reg.def.name, id, method, hops)
-	res, err := r.serve(ctx, reg, a, id, method, fn)
+	res, err := r.serve(ctx, reg, a, id, method, enc, fn)
 	done(err)
 	return res, err
 }
 
 // serve is run without the Observer.
-func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation, id, method string, fn func(*turnCtx) (any, error)) (any, error) {
+func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation, id, method string, enc func(any) ([]byte, error), fn func(*turnCtx) (any, error)) (any, error) {
 	if r.closing.Load() {
 		return nil, ErrShuttingDown
 	}
@@ -134,7 +167,10 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 				return nil, err
 			}
 		} else {
-			if err := a.acquire(ctx); err != nil {
+			if err := a.acquireCall(ctx); err != nil {
+				if errors.Is(err, ErrOverloaded) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("loom: waiting for %s: %w", a.key, err)
 			}
 			if a.dead {
@@ -158,7 +194,7 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 			r.deactivateHeld(a, "session may have lapsed", false)
 			return nil, fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
 		}
-		res, held, err := r.turn(ctx, a, method, fn)
+		res, held, err := r.turn(ctx, a, method, enc, fn)
 		a.touch(r.monoNow())
 		if held {
 			a.release()
@@ -169,8 +205,14 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 
 // turn runs fn as one turn of a (mailbox held) and commits its state
 // changes. held is false when the turn deactivated the actor, which also
-// released the mailbox.
-func (r *Runtime) turn(ctx context.Context, a *activation, method string, fn func(*turnCtx) (any, error)) (res any, held bool, err error) {
+// released the mailbox. With enc and an idempotency key, see run.
+func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc func(any) ([]byte, error), fn func(*turnCtx) (any, error)) (res any, held bool, err error) {
+	keyed := enc != nil && IdempotencyKey(ctx) != ""
+	if keyed {
+		if res, done, err := r.keyedTurn(ctx, a, method); done {
+			return res, true, err
+		}
+	}
 	tc := newTurnCtx(ctx, a)
 	res, panicked, err := protect(a, method, func() (any, error) { return fn(tc) })
 	if panicked {
@@ -180,9 +222,30 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, fn fun
 		return nil, false, err
 	}
 	if err != nil {
-		// A failed turn changes nothing: its writes are discarded.
+		// A failed turn changes nothing: its writes are discarded. Under
+		// a key, its error is remembered (one entry, no changes) unless
+		// it leaves the outcome of the method's own calls unknown.
 		a.state.discard()
-		return nil, true, &MethodError{Actor: a.key, Method: method, Err: err}
+		me := &MethodError{Actor: a.key, Method: method, Err: err}
+		if keyed && recordable(err) {
+			a.state.rec = failedRecord(err)
+			a.state.rec.method = method
+			if cerr := r.commit(ctx, a, journal.KindInvocation, method); cerr != nil {
+				return nil, false, cerr
+			}
+		}
+		return nil, true, me
+	}
+	if keyed {
+		b, err := enc(res)
+		if err != nil {
+			// Not committed: a result that cannot be recorded cannot
+			// be given again.
+			a.state.discard()
+			return nil, true, fmt.Errorf("loom: encoding result of %s.%s: %w", a.typ.name, method, err)
+		}
+		a.state.rec = &idemRecord{method: method, result: b}
+		res = recorded{b: b, v: res, fresh: true}
 	}
 	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
 		return nil, false, err
@@ -211,6 +274,9 @@ func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, 
 		CorrelationID:  CorrelationID(ctx),
 		IdempotencyKey: IdempotencyKey(ctx),
 	}
+	if rec := a.state.rec; rec != nil {
+		rec.key, rec.at = e.IdempotencyKey, e.Time.UnixNano()
+	}
 	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, []journal.Entry{e})
 	if err != nil {
 		a.state.discard()
@@ -218,7 +284,7 @@ func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, 
 		r.deactivateHeld(a, "append failed", false)
 		return fmt.Errorf("loom: committing %s.%s on %s: %w", a.typ.name, method, a.key, err)
 	}
-	a.state.apply()
+	a.state.apply(a.pool.cfg.IdempotencyKeys)
 	a.seq = tail
 	r.maybeSnapshot(ctx, a)
 	return nil
@@ -294,7 +360,7 @@ func (r *Runtime) load(ctx context.Context, a *activation) error {
 		return err
 	}
 	if ok {
-		if err := a.state.loadSnapshot(snap.Data); err != nil {
+		if err := a.state.loadSnapshot(snap.Data, a.pool.cfg.IdempotencyKeys); err != nil {
 			return fmt.Errorf("%w: snapshot at seq %d: %v", journal.ErrCorrupt, snap.Seq, err)
 		}
 		a.seq, a.snapSeq = snap.Seq, snap.Seq
@@ -309,7 +375,7 @@ func (r *Runtime) load(ctx context.Context, a *activation) error {
 		}
 		switch e.Kind {
 		case journal.KindInvocation, journal.KindStateOp:
-			if err := a.state.replayChanges(e.Payload); err != nil {
+			if err := a.state.replayEntry(e, a.pool.cfg.IdempotencyKeys); err != nil {
 				return fmt.Errorf("%w: entry %d: %v", journal.ErrCorrupt, e.Seq, err)
 			}
 		}

@@ -94,18 +94,6 @@ func CorrelationID(ctx context.Context) string {
 	return id
 }
 
-// WithIdempotencyKey returns a context carrying a caller-chosen idempotency
-// key, recorded in the journal entry of the turn the call produces.
-func WithIdempotencyKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, idempotencyKey, key)
-}
-
-// IdempotencyKey returns the idempotency key carried by ctx, or "".
-func IdempotencyKey(ctx context.Context) string {
-	k, _ := ctx.Value(idempotencyKey).(string)
-	return k
-}
-
 // NewCorrelationID returns a random 128-bit id in hex. It uses
 // math/rand/v2's per-thread generator (ChaCha8, seeded by the OS), fast
 // enough to give every call an id.

@@ -46,6 +46,10 @@ var (
 	// argument has a value the method refuses (an empty key, say). The
 	// gateway answers 400 for it. The turn was not applied.
 	ErrInvalidArgument = errors.New("loom: invalid argument")
+	// ErrOverloaded: the actor already has its type's MaxQueue calls
+	// waiting for a turn. Not applied; retry later (the gateway answers
+	// 429 with Retry-After).
+	ErrOverloaded = errors.New("loom: overloaded")
 	// ErrInvalidID: the actor id is empty or too long. Not applied.
 	ErrInvalidID = errors.New("loom: invalid actor id")
 )

@@ -41,7 +41,20 @@ type PoolConfig struct {
 	IdleTimeout time.Duration
 	// EvictionPolicy applies at MaxSize: EvictLRU (default) or EvictReject.
 	EvictionPolicy string
+	// IdempotencyKeys is how many idempotency keys each actor remembers
+	// (the newest); 0 means DefaultIdempotencyKeys.
+	IdempotencyKeys int
+	// IdempotencyRetention is how long a key is remembered at least,
+	// unless the count evicts it first; 0 means
+	// DefaultIdempotencyRetention.
+	IdempotencyRetention time.Duration
+	// MaxQueue is how many calls may wait for one actor's turn; one more
+	// fails at once with ErrOverloaded. 0 means DefaultMaxQueue.
+	MaxQueue int
 }
+
+// DefaultMaxQueue is PoolConfig.MaxQueue's default.
+const DefaultMaxQueue = 1000
 
 // DefaultPoolConfig is 10,000 activations per type, a 5 minute idle timeout
 // (as Orleans' default collection age is in the same range) and LRU eviction.
@@ -203,6 +216,23 @@ func (r *Runtime) Register(defs ...Definition) error {
 		if cfg.EvictionPolicy == "" {
 			cfg.EvictionPolicy = EvictLRU
 		}
+		if cfg.MaxQueue < 0 {
+			errs = append(errs, fmt.Errorf("runtime: actor type %q: negative MaxQueue %d", td.name, cfg.MaxQueue))
+			continue
+		}
+		if cfg.MaxQueue == 0 {
+			cfg.MaxQueue = DefaultMaxQueue
+		}
+		if cfg.IdempotencyKeys < 0 || cfg.IdempotencyRetention < 0 {
+			errs = append(errs, fmt.Errorf("runtime: actor type %q: negative idempotency window (%d keys, %v)", td.name, cfg.IdempotencyKeys, cfg.IdempotencyRetention))
+			continue
+		}
+		if cfg.IdempotencyKeys == 0 {
+			cfg.IdempotencyKeys = DefaultIdempotencyKeys
+		}
+		if cfg.IdempotencyRetention == 0 {
+			cfg.IdempotencyRetention = DefaultIdempotencyRetention
+		}
 		if cfg.EvictionPolicy != EvictLRU && cfg.EvictionPolicy != EvictReject {
 			errs = append(errs, fmt.Errorf("runtime: actor type %q: unknown eviction policy %q", td.name, cfg.EvictionPolicy))
 			continue
@@ -292,6 +322,9 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
 		return nil, err
 	}
+	if err := checkIdempotencyKey(ctx); err != nil {
+		return nil, err
+	}
 	call := Call{ActorType: actorType, ActorID: id, Method: method, Payload: payload, Hops: hops}
 	local, node, a := r.placeFor(reg, id, hops)
 	if !local {
@@ -301,7 +334,7 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	if err != nil {
 		return nil, decodeErr(fmt.Sprintf("argument of %s.%s (%s)", actorType, method, md.codecName), err)
 	}
-	out, err := r.run(ctx, reg, a, id, method, hops, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, a, id, method, hops, md.encode, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
@@ -309,6 +342,9 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rec, ok := out.(recorded); ok {
+		return rec.b, nil
 	}
 	b, err := md.encode(out)
 	if err != nil {
@@ -337,6 +373,9 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
 		return nil, err
 	}
+	if err := checkIdempotencyKey(ctx); err != nil {
+		return nil, err
+	}
 	remote := func(node string) (any, error) {
 		payload, err := md.encodeIn(in)
 		if err != nil {
@@ -356,11 +395,21 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 	if !local {
 		return remote(node)
 	}
-	out, err := r.run(ctx, reg, a, id, method, 0, func(tc *turnCtx) (any, error) {
+	out, err := r.run(ctx, reg, a, id, method, 0, md.encode, func(tc *turnCtx) (any, error) {
 		return md.call(tc, tc.act.inst, in)
 	})
 	if holder, ok := r.heldElsewhere(err); ok {
 		return remote(holder)
+	}
+	if rec, ok := out.(recorded); ok && err == nil {
+		if rec.fresh {
+			return rec.v, nil
+		}
+		v, err := md.decodeOut(rec.b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decoding the recorded result of %s.%s: %v", ErrBadPayload, actorType, method, err)
+		}
+		return v, nil
 	}
 	return out, err
 }
@@ -378,7 +427,7 @@ func Execute[T any](ctx context.Context, r *Runtime, t *Type[T], id string, fn f
 	if !local {
 		return fmt.Errorf("%w: %s/%s belongs to node %s", ErrNotLocal, t.def.name, id, node)
 	}
-	_, err := r.run(ctx, reg, a, id, "execute", 0, func(tc *turnCtx) (any, error) {
+	_, err := r.run(ctx, reg, a, id, "execute", 0, nil, func(tc *turnCtx) (any, error) {
 		return nil, fn(tc, tc.act.inst.(*T))
 	})
 	if holder, ok := r.heldElsewhere(err); ok {

@@ -20,6 +20,8 @@ type State struct {
 	writes    map[string]pending // this turn's writes, by key
 	cleared   bool               // Clear was called in this turn
 	readOnly  bool               // set while OnDeactivate runs
+	idem      idemTable          // the actor's remembered idempotency keys
+	rec       *idemRecord        // this turn's outcome, to remember under its key
 }
 
 type pending struct {
@@ -107,17 +109,22 @@ func (s *State) Keys() []string {
 // Len is the number of keys present.
 func (s *State) Len() int { return len(s.Keys()) }
 
-// dirty reports whether the turn changed anything.
-func (s *State) dirty() bool { return s.cleared || len(s.writes) > 0 }
+// dirty reports whether the turn has anything to commit.
+func (s *State) dirty() bool { return s.cleared || len(s.writes) > 0 || s.rec != nil }
 
-// discard drops the turn's changes.
+// discard drops the turn's changes and its record.
 func (s *State) discard() {
 	s.cleared = false
 	s.writes = nil
+	s.rec = nil
 }
 
-// apply makes the turn's changes committed.
-func (s *State) apply() {
+// apply makes the turn's changes committed, and remembers its record
+// (keeping at most maxKeys).
+func (s *State) apply(maxKeys int) {
+	if s.rec != nil {
+		s.idem.add(s.rec, maxKeys)
+	}
 	if s.cleared {
 		s.committed = make(map[string][]byte, len(s.writes))
 	}
@@ -157,20 +164,29 @@ func SetState[V any](s *State, key string, v V) error {
 // The encoding of a turn's changes, the Payload of a KindInvocation or
 // KindStateOp journal entry:
 //
-//	byte     version (1)
-//	byte     flags: bit 0 = the turn cleared the state first
+//	byte     version (1, or 2 when flag 2 may be set)
+//	byte     flags: bit 0 = the turn cleared the state first; bit 1 = an
+//	         idempotency record follows the operations (version 2)
 //	uvarint  number of operations n
 //	n times: byte op (1 = set, 2 = delete), uvarint len(key), key,
 //	         and for set: uvarint len(value), value
+//	[record] the call's outcome under the entry's IdempotencyKey
+//	         (appendRecord), if bit 1
 //
 // Operations are sorted by key. Replaying applies the clear, then the ops.
+// A turn without a record writes version 1, as releases before records
+// did.
 //
 // The encoding of a snapshot's Data:
 //
-//	byte     version (1)
+//	byte     version (1, or 2 with remembered keys)
 //	uvarint  number of keys n
 //	n times: uvarint len(key), key, uvarint len(value), value (sorted by key)
-const stateEncodingVersion = 1
+//	[table]  version 2: the remembered idempotency keys (appendTable)
+const (
+	stateEncodingVersion   = 1
+	stateEncodingVersionV2 = 2
+)
 
 const (
 	opSet    = 1
@@ -187,10 +203,15 @@ func (s *State) encodeChanges() []byte {
 	}
 	sort.Strings(keys)
 	b := make([]byte, 0, size)
-	b = append(b, stateEncodingVersion)
 	var flags byte
 	if s.cleared {
 		flags |= 1
+	}
+	if s.rec != nil {
+		b = append(b, stateEncodingVersionV2)
+		flags |= 2
+	} else {
+		b = append(b, stateEncodingVersion)
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
@@ -205,11 +226,15 @@ func (s *State) encodeChanges() []byte {
 		b = appendBytes(b, []byte(k))
 		b = appendBytes(b, w.value)
 	}
+	if s.rec != nil {
+		b = appendRecord(b, s.rec)
+	}
 	return b
 }
 
-// replayChanges applies an encoded change set to the committed state.
-func (s *State) replayChanges(b []byte) error {
+// replayChanges applies an encoded change set to the committed state and
+// returns its idempotency record, if any (without key or time).
+func (s *State) replayChanges(b []byte) (*idemRecord, error) {
 	return walkChanges(b, func(cleared bool) {
 		if cleared {
 			s.committed = make(map[string][]byte)
@@ -224,45 +249,56 @@ func (s *State) replayChanges(b []byte) error {
 }
 
 // walkChanges parses an encoded change set, calling onClear once and then
-// onOp for each operation in order. It validates the whole record.
-func walkChanges(b []byte, onClear func(bool), onOp func(op byte, key, val []byte)) error {
+// onOp for each operation in order, and returns its idempotency record. It
+// validates the whole record.
+func walkChanges(b []byte, onClear func(bool), onOp func(op byte, key, val []byte)) (*idemRecord, error) {
 	if len(b) < 2 {
-		return errors.New("state change record too short")
+		return nil, errors.New("state change record too short")
 	}
-	if b[0] != stateEncodingVersion {
-		return fmt.Errorf("state change record version %d not supported", b[0])
+	if b[0] != stateEncodingVersion && b[0] != stateEncodingVersionV2 {
+		return nil, fmt.Errorf("state change record version %d not supported", b[0])
+	}
+	hasRecord := b[1]&2 != 0
+	if hasRecord && b[0] < stateEncodingVersionV2 {
+		return nil, errors.New("state change record: version 1 with a record")
 	}
 	onClear(b[1]&1 != 0)
 	b = b[2:]
 	n, b, err := readUvarint(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i := uint64(0); i < n; i++ {
 		if len(b) == 0 {
-			return errors.New("state change record truncated")
+			return nil, errors.New("state change record truncated")
 		}
 		op := b[0]
 		b = b[1:]
 		var key, val []byte
 		if key, b, err = readBytes(b); err != nil {
-			return err
+			return nil, err
 		}
 		switch op {
 		case opSet:
 			if val, b, err = readBytes(b); err != nil {
-				return err
+				return nil, err
 			}
 		case opDelete:
 		default:
-			return fmt.Errorf("state change record: unknown op %d", op)
+			return nil, fmt.Errorf("state change record: unknown op %d", op)
 		}
 		onOp(op, key, val)
 	}
-	if len(b) != 0 {
-		return errors.New("state change record has trailing bytes")
+	var rec *idemRecord
+	if hasRecord {
+		if rec, b, err = readRecord(b); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	if len(b) != 0 {
+		return nil, errors.New("state change record has trailing bytes")
+	}
+	return rec, nil
 }
 
 // encodeSnapshot encodes the committed state.
@@ -275,20 +311,30 @@ func (s *State) encodeSnapshot() []byte {
 	}
 	sort.Strings(keys)
 	b := make([]byte, 0, size)
-	b = append(b, stateEncodingVersion)
+	withTable := s.idem.len() > 0 || s.idem.forgotAt != 0
+	if withTable {
+		b = append(b, stateEncodingVersionV2)
+	} else {
+		b = append(b, stateEncodingVersion)
+	}
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = appendBytes(b, []byte(k))
 		b = appendBytes(b, s.committed[k])
 	}
+	if withTable {
+		b = appendTable(b, &s.idem)
+	}
 	return b
 }
 
-// loadSnapshot replaces the committed state with an encoded snapshot.
-func (s *State) loadSnapshot(b []byte) error {
-	if len(b) < 1 || b[0] != stateEncodingVersion {
+// loadSnapshot replaces the committed state (and the remembered keys, at
+// most maxKeys) with an encoded snapshot.
+func (s *State) loadSnapshot(b []byte, maxKeys int) error {
+	if len(b) < 1 || (b[0] != stateEncodingVersion && b[0] != stateEncodingVersionV2) {
 		return errors.New("state snapshot: missing or unsupported version")
 	}
+	version := b[0]
 	b = b[1:]
 	n, b, err := readUvarint(b)
 	if err != nil {
@@ -305,10 +351,17 @@ func (s *State) loadSnapshot(b []byte) error {
 		}
 		m[string(k)] = append([]byte(nil), v...)
 	}
+	t := &idemTable{}
+	if version == stateEncodingVersionV2 {
+		if t, b, err = readTable(b, maxKeys); err != nil {
+			return err
+		}
+	}
 	if len(b) != 0 {
 		return errors.New("state snapshot has trailing bytes")
 	}
 	s.committed = m
+	s.idem = *t
 	return nil
 }
 
@@ -317,7 +370,7 @@ func (s *State) loadSnapshot(b []byte) error {
 // Clear before the operations; a nil value in ops means a delete.
 func DecodeChanges(payload []byte) (cleared bool, ops map[string][]byte, err error) {
 	ops = make(map[string][]byte)
-	err = walkChanges(payload, func(c bool) { cleared = c }, func(op byte, key, val []byte) {
+	_, err = walkChanges(payload, func(c bool) { cleared = c }, func(op byte, key, val []byte) {
 		if op == opDelete {
 			ops[string(key)] = nil
 			return

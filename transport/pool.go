@@ -164,6 +164,9 @@ func (p *Pool) request(ctx context.Context, c Call) *loompb.InvokeRequest {
 		IdempotencyKey: runtime.IdempotencyKey(ctx),
 		CallChain:      runtime.CallChain(ctx),
 	}
+	if req.IdempotencyKey != "" {
+		req.IdempotencyAgeNanos = int64(runtime.IdempotencyKeyAge(ctx))
+	}
 	if d, ok := ctx.Deadline(); ok {
 		// The time left, not the instant: the receiver starts it on
 		// its own monotonic clock when the call arrives, so the two

@@ -227,7 +227,7 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) con
 	}
 	ctx = runtime.WithCorrelationID(ctx, req.CorrelationId)
 	if req.IdempotencyKey != "" {
-		ctx = runtime.WithIdempotencyKey(ctx, req.IdempotencyKey)
+		ctx = runtime.WithIdempotencyKeyAge(ctx, req.IdempotencyKey, time.Duration(req.IdempotencyAgeNanos))
 	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {
 		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))

@@ -54,9 +54,14 @@ type InvokeRequest struct {
 	// call_chain lists, outermost first, the actors ("type/id") whose turns
 	// wait on this call (runtime.CallChain): empty for a call from outside
 	// any actor. The runtime refuses a call that would close a cycle.
-	CallChain     []string `protobuf:"bytes,12,rep,name=call_chain,json=callChain,proto3" json:"call_chain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CallChain []string `protobuf:"bytes,12,rep,name=call_chain,json=callChain,proto3" json:"call_chain,omitempty"`
+	// idempotency_age_nanos is how long ago the caller attached the
+	// idempotency key (runtime.IdempotencyKeyAge), a duration like
+	// timeout_nanos: the receiver measures the key's age on its own clock
+	// from it, to refuse a retry older than the window keys are kept in.
+	IdempotencyAgeNanos int64 `protobuf:"varint,13,opt,name=idempotency_age_nanos,json=idempotencyAgeNanos,proto3" json:"idempotency_age_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *InvokeRequest) Reset() {
@@ -164,6 +169,13 @@ func (x *InvokeRequest) GetCallChain() []string {
 		return x.CallChain
 	}
 	return nil
+}
+
+func (x *InvokeRequest) GetIdempotencyAgeNanos() int64 {
+	if x != nil {
+		return x.IdempotencyAgeNanos
+	}
+	return 0
 }
 
 type InvokeResponse struct {
@@ -848,7 +860,7 @@ var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xc9\x03\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xfd\x03\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -863,7 +875,8 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	" \x03(\v2!.loom.v1.InvokeRequest.TraceEntryR\x05trace\x12#\n" +
 	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
-	"call_chain\x18\f \x03(\tR\tcallChain\x1a8\n" +
+	"call_chain\x18\f \x03(\tR\tcallChain\x122\n" +
+	"\x15idempotency_age_nanos\x18\r \x01(\x03R\x13idempotencyAgeNanos\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
