@@ -10,7 +10,15 @@
 // transport) or the node answered that it is unavailable or not the owner,
 // the call is tried on the next alive node, within the caller's deadline.
 // A call that was sent and whose outcome is unknown
-// (transport.ErrUnknownOutcome, a deadline) is returned to the caller.
+// (transport.ErrUnknownOutcome, a deadline) is returned to the caller,
+// unless Options.IdempotentRetries is set: then every call carries an
+// idempotency key (the caller's, or one the client makes), and a call whose
+// outcome is unknown because its connection or node failed is sent again
+// with the same key, on the owner of the moment, until it gets an answer
+// or the caller's context ends. The actor runs it once and answers the
+// retry from its record (see package runtime). Not retried, even then: an
+// error the actor or node answered (a method error, a refusal that is not
+// "unavailable"), the caller's own deadline or cancellation.
 package client
 
 import (
@@ -20,6 +28,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -44,6 +53,14 @@ type Options struct {
 	// and a correlation id when the context carries none. nil: no spans.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// IdempotentRetries gives every call an idempotency key and retries
+	// calls whose outcome is unknown (see the package doc), with a backoff
+	// of 10 ms doubling to 1 s, until the caller's context ends or
+	// MaxRetries retries were made.
+	IdempotentRetries bool
+	// MaxRetries bounds the retries of one call under IdempotentRetries.
+	// Default 20.
+	MaxRetries int
 }
 
 // Client calls actors on a Loom cluster. Safe for concurrent use.
@@ -61,6 +78,10 @@ type Client struct {
 	wg     sync.WaitGroup
 	ready  chan struct{}
 	once   sync.Once
+
+	stats struct {
+		retries atomic.Uint64
+	}
 }
 
 var _ runtime.Invoker = (*Client)(nil)
@@ -79,6 +100,9 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 3
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 20
 	}
 	table, err := placement.NewTable(opts.Placement)
 	if err != nil {
@@ -183,6 +207,16 @@ func (c *Client) Invoke(ctx context.Context, actorType, id, method string, paylo
 	if c.opts.TracerProvider != nil && runtime.CorrelationID(ctx) == "" {
 		ctx = runtime.WithCorrelationID(ctx, runtime.NewCorrelationID())
 	}
+	if c.opts.IdempotentRetries {
+		return c.invokeKeyed(ctx, call)
+	}
+	return c.invoke(ctx, call)
+}
+
+// invoke tries the call on up to MaxAttempts nodes while it fails without
+// effect.
+func (c *Client) invoke(ctx context.Context, call transport.Call) ([]byte, error) {
+	actorType, id := call.ActorType, call.ActorID
 	var triedBuf [4]string
 	tried := triedBuf[:0] // addresses tried, in order; no allocation for the usual one
 	var lastErr error
@@ -203,6 +237,42 @@ func (c *Client) Invoke(ctx context.Context, actorType, id, method string, paylo
 	}
 	return nil, lastErr
 }
+
+// invokeKeyed is invoke under an idempotency key, sent again while its
+// outcome is unknown or no node could take it.
+func (c *Client) invokeKeyed(ctx context.Context, call transport.Call) ([]byte, error) {
+	if runtime.IdempotencyKey(ctx) == "" {
+		ctx = runtime.WithIdempotencyKey(ctx, "loom-client/"+runtime.NewCorrelationID())
+	}
+	backoff := 10 * time.Millisecond
+	for retry := 0; ; retry++ {
+		out, err := c.invoke(ctx, call)
+		if err == nil || ctx.Err() != nil || retry >= c.opts.MaxRetries || !(retryable(err) || unknownOutcome(err)) {
+			return out, err
+		}
+		c.stats.retries.Add(1)
+		c.log.Debug("client: retrying with the same idempotency key", "actor", call.ActorType+"/"+call.ActorID, "method", call.Method, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// unknownOutcome: the call was sent and its connection or node failed
+// before the answer came; not the caller's deadline (a deadline that ran
+// out on the node or on the way is the caller's too).
+func unknownOutcome(err error) bool {
+	return errors.Is(err, transport.ErrUnknownOutcome) &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+// Retries is how many calls the client sent again under IdempotentRetries.
+func (c *Client) Retries() uint64 { return c.stats.retries.Load() }
 
 // target picks the owner's address, or any alive node not tried yet.
 func (c *Client) target(key string, tried []string) (string, bool) {
