@@ -88,7 +88,7 @@ var Rows = []Class{
 	{"invalid_argument", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidArgument},
 	{"invalid_idempotency_key", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrIdempotencyKeyInvalid},
 	{"idempotency_key_reused", http.StatusUnprocessableEntity, codes.FailedPrecondition, "bad_request", false, runtime.ErrIdempotencyKeyReused},
-	{"idempotency_key_expired", http.StatusGone, codes.FailedPrecondition, "bad_request", false, runtime.ErrIdempotencyKeyExpired},
+	{"idempotency_key_expired", http.StatusGone, codes.FailedPrecondition, "idempotency_key_expired", true, runtime.ErrIdempotencyKeyExpired},
 	{"fenced", http.StatusConflict, codes.FailedPrecondition, "fenced", false, journal.ErrFenced},
 	{"conflict", http.StatusConflict, codes.Aborted, "conflict", false, journal.ErrConflict},
 	{"actor_panic", http.StatusInternalServerError, codes.Internal, "panic", false, runtime.ErrActorPanic},

@@ -10,9 +10,9 @@
 // large, 422 the method returned an error (or the key was used for another
 // method), 429 the actor's queue is full (with Retry-After), 500 an actor
 // panic or an internal failure, 502 outcome unknown, 503 unavailable or
-// shutting down, 504 deadline exceeded. Only 200, 499, 500, 502 and 504
-// may have applied the call; every other status means nothing was
-// applied.
+// shutting down, 504 deadline exceeded. Only 200, 410 (an earlier call
+// with the key may have run), 499, 500, 502 and 504 may have applied the
+// call; every other status means nothing was applied.
 //
 // X-Correlation-ID is taken from the request (a new one is generated when
 // absent) and echoed on the response. Idempotency-Key (at most 256 bytes)

@@ -55,7 +55,9 @@ var (
 	ErrIdempotencyKeyReused = errors.New("loom: idempotency key reused for another method")
 	// ErrIdempotencyKeyExpired: the key is not remembered and may have
 	// been forgotten (older than the retention, or evicted by the count),
-	// so running the call could run it twice. Not applied.
+	// so running the call could run it twice. This call was not applied;
+	// an earlier one with the same key may have been (its outcome is
+	// unknown).
 	ErrIdempotencyKeyExpired = errors.New("loom: idempotency key outside the window")
 )
 

@@ -70,6 +70,8 @@ type Op struct {
 	Outcome Outcome  `json:"outcome"`
 	Err     string   `json:"err,omitempty"`
 	Final   bool     `json:"final,omitempty"` // part of the convergence phase
+	// Attempts is how many times the op was sent (WorkloadOptions.RetryUnknown).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // IsWrite reports whether the op may change its actor's state.

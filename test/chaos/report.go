@@ -26,6 +26,10 @@ type OpCounts struct {
 	OK        int `json:"ok"`
 	Failed    int `json:"failed"`
 	Unknown   int `json:"unknown"`
+	// Retried: ops sent more than once (WorkloadOptions.RetryUnknown),
+	// and RetriedOK the ones of them that were then answered OK.
+	Retried   int `json:"retried,omitempty"`
+	RetriedOK int `json:"retriedOk,omitempty"`
 }
 
 func (c *OpCounts) add(o Outcome) {
@@ -92,6 +96,12 @@ func (r *Report) countOps(ops []Op, firstFault int64) {
 	r.Phases = map[string]OpCounts{}
 	for _, op := range ops {
 		r.Ops.add(op.Outcome)
+		if op.Attempts > 1 {
+			r.Ops.Retried++
+			if op.Outcome == OK {
+				r.Ops.RetriedOK++
+			}
+		}
 		phase := "before"
 		switch {
 		case op.Final:
@@ -177,6 +187,9 @@ func WriteTable(w io.Writer, reports ...*Report) {
 	tw.Flush()
 	for _, r := range reports {
 		fmt.Fprintf(w, "%s: bounds: %s\n", r.Scenario, r.Bounds)
+		if r.Ops.Retried > 0 {
+			fmt.Fprintf(w, "%s: %d ops of unknown outcome sent again under their idempotency key, %d of them then answered ok\n", r.Scenario, r.Ops.Retried, r.Ops.RetriedOK)
+		}
 		for _, p := range r.Partitions {
 			fmt.Fprintf(w, "%s: fault %d (%s): majority %v %s ok, minority %v %s ok, longest no-commit %v\n",
 				r.Scenario, p.Fault, p.Kind, p.Majority.Nodes, rate(p.Majority), p.Minority.Nodes, rate(p.Minority),

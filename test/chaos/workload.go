@@ -60,6 +60,18 @@ type WorkloadOptions struct {
 	FanoutEvery time.Duration
 	// Seed drives every choice of actor, operation and argument.
 	Seed int64
+	// RetryUnknown sends every op whose outcome is unknown again, with the
+	// same idempotency key (its age counted from the first send), through
+	// the same kind of caller (a gateway: a node drawn again), until it is
+	// answered OK or RetryFor has passed since its first send (it is then
+	// still unknown: a refusal of a retry says nothing of an earlier
+	// attempt). Its history
+	// entry spans the first call to the last return and counts the
+	// attempts; the journal audit then checks that every key took effect
+	// exactly once.
+	RetryUnknown bool
+	// RetryFor bounds the retries of one op; 0 means 30 s.
+	RetryFor time.Duration
 }
 
 // Workload runs recorded operations against a cluster.
@@ -230,7 +242,31 @@ func (wk *worker) one(ctx context.Context) {
 	// deadline and the loop checks ctx between ops.
 	wk.seq++
 	op.Client = wk.client
-	op = w.exec(context.WithoutCancel(ctx), via, op, fmt.Sprintf("chaos-w%d-%d", wk.id, wk.seq))
+	key, born := fmt.Sprintf("chaos-w%d-%d", wk.id, wk.seq), time.Now()
+	op = w.attempt(context.WithoutCancel(ctx), via, op, key, born)
+	if w.opts.RetryUnknown {
+		retryFor := w.opts.RetryFor
+		if retryFor == 0 {
+			retryFor = 30 * time.Second
+		}
+		// Once an attempt's outcome is unknown, only an OK settles the op:
+		// a later attempt refused before it reached the actor
+		// (unavailable, not the owner, overloaded) says nothing of the
+		// earlier one, so the op stays unknown unless one is answered.
+		first, unknown := op.Call, op.Outcome == Unknown
+		for unknown && op.Outcome != OK && time.Since(born) < retryFor && ctx.Err() == nil {
+			if wk.embedded == nil {
+				via = gatewayCaller{hc: w.hc, node: w.nodes[wk.rng.IntN(len(w.nodes))], timeout: w.opts.OpTimeout}
+			}
+			attempts := op.Attempts
+			op = w.attempt(context.WithoutCancel(ctx), via, op, key, born)
+			op.Call, op.Attempts = first, attempts+1
+		}
+		if unknown && op.Outcome != OK {
+			op.Outcome = Unknown
+		}
+	}
+	w.rec.Add(op)
 	switch op.Outcome {
 	case OK:
 		switch op.Kind {
@@ -253,6 +289,14 @@ func (wk *worker) one(ctx context.Context) {
 
 // exec runs op through via and records it.
 func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
+	op = w.attempt(ctx, via, op, key, time.Now())
+	w.rec.Add(op)
+	return op
+}
+
+// attempt runs op through via once, under key (born when the op was first
+// sent), and returns it with its outcome, unrecorded.
+func (w *Workload) attempt(ctx context.Context, via caller, op Op, key string, born time.Time) Op {
 	typ, id, _ := strings.Cut(op.Actor, "/")
 	var method string
 	var payload []byte
@@ -282,8 +326,19 @@ func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.opts.OpTimeout)
 	defer cancel()
-	ctx = runtime.WithIdempotencyKey(ctx, key)
+	// Every op carries its key as its correlation id (the journal audit
+	// matches entries by it); a write also as its idempotency key, so
+	// that it runs once however often it is sent. (A keyed call's
+	// outcome is recorded in the actor's journal, a read's too: reads
+	// go without, as running them twice has no effect.)
+	ctx = runtime.WithCorrelationID(ctx, key)
+	if op.IsWrite() {
+		ctx = runtime.WithIdempotencyKeyAge(ctx, key, time.Since(born))
+	}
 	op.Key = key
+	if op.Attempts == 0 {
+		op.Attempts = 1
+	}
 	op.Call = w.rec.Now()
 	out, name, outcome, err := via.call(ctx, typ, id, method, payload)
 	op.Return = w.rec.Now()
@@ -298,7 +353,6 @@ func (w *Workload) exec(ctx context.Context, via caller, op Op, key string) Op {
 			op.Outcome, op.Err = Unknown, fmt.Sprintf("undecodable reply %q: %v", out, err)
 		}
 	}
-	w.rec.Add(op)
 	return op
 }
 
@@ -453,15 +507,14 @@ func (g gatewayCaller) call(ctx context.Context, typ, id, method string, payload
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Loom-Timeout", g.timeout.String())
-	// The op's key travels as the correlation id (the journal records it),
-	// not as Idempotency-Key: with that header Go's http.Transport takes a
-	// POST for replayable and silently sends it again on a new connection
-	// when a reused one breaks after the request was written, so a call
-	// applied by a node that then died came back as "connection refused"
-	// (seen in a run). The gateway records that key but does not
-	// deduplicate by it, so no caller may let a library retry on it.
+	// The op's key travels as the correlation id (the journal records it)
+	// and, for a write, as its Idempotency-Key. With that header Go's
+	// http.Transport takes a POST for replayable and sends it again on a
+	// new connection when a reused one breaks after the request was
+	// written; the actor answers such a resend from its record.
+	req.Header.Set("X-Correlation-ID", runtime.CorrelationID(ctx))
 	if k := runtime.IdempotencyKey(ctx); k != "" {
-		req.Header.Set("X-Correlation-ID", k)
+		req.Header.Set("Idempotency-Key", k)
 	}
 	resp, err := g.hc.Do(req)
 	if err != nil {
