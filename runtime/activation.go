@@ -40,6 +40,7 @@ type activation struct {
 	session lock.SessionID // the session the lock was taken under
 	seq     uint64         // journal tail this activation has applied
 	snapSeq uint64         // Seq of the last snapshot
+	timers  map[string]*actorTimer
 }
 
 func newActivation(p *pool, id string) *activation {
@@ -397,6 +398,7 @@ func (r *Runtime) load(ctx context.Context, a *activation) error {
 // abandon discards an activation that failed to activate.
 func (r *Runtime) abandon(a *activation, releaseLock bool) {
 	a.dead = true
+	a.stopTimers()
 	a.pool.remove(a)
 	if releaseLock {
 		r.releaseLock(a)
@@ -410,6 +412,7 @@ func (r *Runtime) abandon(a *activation, releaseLock bool) {
 // when the instance or the lock can no longer be trusted.
 func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 	a.dead = true
+	a.stopTimers()
 	if clean && !a.dropped.Load() {
 		if d, ok := a.inst.(Deactivator); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -183,6 +183,81 @@ func BenchmarkCallDurable(b *testing.B) {
 	}
 }
 
+// benchFanout calls benchPing on actor "callee" n times from inside its
+// own turn: n actor-to-actor calls.
+var benchFanout = AddMethod(benchType, "fanout", func(ctx Context, _ *benchActor, n int) (int, error) {
+	for i := range n {
+		if _, err := benchPing.Call(ctx, ctx.Actors(), "callee", i); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+})
+
+// BenchmarkActorToActor compares a call an actor makes to another actor
+// on the same node (through its Context: call chain, cycle check) with
+// the same call made directly from outside any actor: ns/op is per call
+// to "callee" on both sides.
+func BenchmarkActorToActor(b *testing.B) {
+	for _, path := range []string{"direct", "from-actor"} {
+		b.Run(path, func(b *testing.B) {
+			r := newBenchRuntime(b, inmem.NewJournal(), 0)
+			ctx := context.Background()
+			if _, err := benchPing.Call(ctx, r, "callee", 0); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := benchFanout.Call(ctx, r, "caller", 0); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			if path == "direct" {
+				for i := range b.N {
+					if _, err := benchPing.Call(ctx, r, "callee", i); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			if _, err := benchFanout.Call(ctx, r, "caller", b.N); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkIdempotencyKey: BenchmarkCallDurable's one-actor case with and
+// without an idempotency key on every call (each its own key): the record
+// of the key and the result goes in the same journal append. On the bbolt
+// journal (fsync) and, to see the CPU the record costs without the disk's
+// noise, on the in-memory journal.
+func BenchmarkIdempotencyKey(b *testing.B) {
+	for _, jn := range []string{"bbolt", "memory"} {
+		for _, keyed := range []bool{false, true} {
+			b.Run(fmt.Sprintf("journal=%s/keyed=%v", jn, keyed), func(b *testing.B) {
+				j := journal.Journal(inmem.NewJournal())
+				if jn == "bbolt" {
+					j = openFileJournal(b)
+				}
+				r := newBenchRuntime(b, j, 0)
+				ctx := context.Background()
+				keys := make([]string, b.N)
+				for i := range keys {
+					keys[i] = fmt.Sprintf("key-%d", i)
+				}
+				runCallers(b, 1, true, func(g, i int) error {
+					cctx := ctx
+					if keyed {
+						cctx = WithIdempotencyKey(ctx, keys[i])
+					}
+					_, err := benchSet.Call(cctx, r, "d", i)
+					return err
+				})
+			})
+		}
+	}
+}
+
 // BenchmarkActivationReplay: activating an actor whose journal holds 10,000
 // entries (each setting one of 100 keys to a 100-byte value), without a
 // snapshot and with one (snapshotEvery 1000).

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
+	"time"
 )
 
 // Context is what an actor method receives: the caller's context (deadline,
@@ -35,6 +36,13 @@ type Context interface {
 	Actors() Invoker
 	// Self is this actor's reference.
 	Self() Ref
+	// SetTimer starts, or replaces, this activation's timer called name:
+	// fn runs as a turn of this actor after due, then every period (0:
+	// once). Timers are in memory: they stop when the actor is
+	// deactivated and never keep it active (see timers.go).
+	SetTimer(name string, due, period time.Duration, fn func(ctx Context) error)
+	// CancelTimer stops the timer called name, if it is set.
+	CancelTimer(name string)
 }
 
 type turnCtx struct {

@@ -23,6 +23,12 @@
 // minutes apart.
 //
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
+//	loom-bench --overload [--busy-callers 16] [--hot-callers 2000] [--hot-pause 10ms] [--http-addrs 127.0.0.1:7420,...] [--callers 16] [--duration 10s]
+//
+// --overload runs the overload scenario instead (overload.go): one hot
+// actor flooded far past its mailbox bound while other callers call other
+// actors; it reports their latency with and without the flood, the hot
+// actor's answers, and each node's mailbox depth and memory.
 package main
 
 import (
@@ -113,6 +119,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
 	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream,raft-apply")
+	var of overloadFlags
+	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
+	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "--overload: the nodes' HTTP addresses, for /metrics")
+	fs.IntVar(&of.hotCallers, "hot-callers", 2000, "--overload: goroutines calling the hot actor in the flood phase")
+	fs.IntVar(&of.busyCallers, "busy-callers", 16, "--overload: goroutines calling the hot actor in the busy phase")
+	fs.DurationVar(&of.hotPause, "hot-pause", 10*time.Millisecond, "--overload: a hot caller's pause after an overloaded answer")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -122,6 +134,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 	ctx := context.Background()
+	if *overloadMode {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{})
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)
+			return 1
+		}
+		defer cl.Close()
+		if err := overload(ctx, stdout, cl, of, *callers, min(*actors, 1000), *dur); err != nil {
+			fmt.Fprintf(stderr, "loom-bench: overload: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	var scenarios []scenario
 
 	if want("grpc-unary") || want("grpc-stream") {
