@@ -19,6 +19,12 @@
 // retry from its record (see package runtime). Not retried, even then: an
 // error the actor or node answered (a method error, a refusal that is not
 // "unavailable"), the caller's own deadline or cancellation.
+//
+// Backpressure: when a node answers that an actor's mailbox is full
+// (runtime.ErrOverloaded), the client fails further calls to that actor at
+// once, unsent, with the same error for Options.OverloadHoldOff (100 ms),
+// so that many callers of one hot actor cost its node one refusal per
+// hold-off rather than one per call.
 package client
 
 import (
@@ -61,6 +67,12 @@ type Options struct {
 	// MaxRetries bounds the retries of one call under IdempotentRetries.
 	// Default 20.
 	MaxRetries int
+	// OverloadHoldOff: after a node answers that an actor is overloaded
+	// (runtime.ErrOverloaded: its mailbox is full), the client fails the
+	// calls to that actor at once, without sending them, for this long.
+	// A flood of callers then costs the node one refusal per hold-off
+	// instead of one per call. Default 100 ms; negative: never hold off.
+	OverloadHoldOff time.Duration
 }
 
 // Client calls actors on a Loom cluster. Safe for concurrent use.
@@ -81,7 +93,9 @@ type Client struct {
 
 	stats struct {
 		retries atomic.Uint64
+		held    atomic.Uint64
 	}
+	held sync.Map // "type/id" -> time.Time: calls to it fail at once until then (OverloadHoldOff)
 }
 
 var _ runtime.Invoker = (*Client)(nil)
@@ -103,6 +117,9 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 20
+	}
+	if opts.OverloadHoldOff == 0 {
+		opts.OverloadHoldOff = 100 * time.Millisecond
 	}
 	table, err := placement.NewTable(opts.Placement)
 	if err != nil {
@@ -217,6 +234,11 @@ func (c *Client) Invoke(ctx context.Context, actorType, id, method string, paylo
 // effect.
 func (c *Client) invoke(ctx context.Context, call transport.Call) ([]byte, error) {
 	actorType, id := call.ActorType, call.ActorID
+	if c.opts.OverloadHoldOff > 0 {
+		if err := c.holdingOff(actorType, id); err != nil {
+			return nil, err
+		}
+	}
 	var triedBuf [4]string
 	tried := triedBuf[:0] // addresses tried, in order; no allocation for the usual one
 	var lastErr error
@@ -227,6 +249,9 @@ func (c *Client) invoke(ctx context.Context, call transport.Call) ([]byte, error
 		}
 		tried = append(tried, addr)
 		out, err := c.pool.Invoke(ctx, addr, call)
+		if err != nil && c.opts.OverloadHoldOff > 0 && errors.Is(err, runtime.ErrOverloaded) {
+			c.held.Store(actorType+"/"+id, time.Now().Add(c.opts.OverloadHoldOff))
+		}
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return out, err
 		}
@@ -262,6 +287,27 @@ func (c *Client) invokeKeyed(ctx context.Context, call transport.Call) ([]byte, 
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// holdingOff fails a call to an actor a node recently said was
+// overloaded (see Options.OverloadHoldOff).
+func (c *Client) holdingOff(actorType, id string) error {
+	key := actorType + "/" + id
+	v, ok := c.held.Load(key)
+	if !ok {
+		return nil
+	}
+	until := v.(time.Time)
+	if left := time.Until(until); left > 0 {
+		c.stats.held.Add(1)
+		return fmt.Errorf("%w: %s: its owner refused a call as overloaded; the client holds calls to it off for %v more (not sent)", runtime.ErrOverloaded, key, left.Round(time.Millisecond))
+	}
+	c.held.CompareAndDelete(key, v)
+	return nil
+}
+
+// HeldOff is how many calls the client failed without sending them,
+// holding off an overloaded actor (Options.OverloadHoldOff).
+func (c *Client) HeldOff() uint64 { return c.stats.held.Load() }
 
 // unknownOutcome: the call was sent and its connection or node failed
 // before the answer came; not the caller's deadline (a deadline that ran

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,5 +105,69 @@ func TestIdempotentRetriesResendWithTheSameKey(t *testing.T) {
 		if age < 0 || age > 10*time.Second {
 			t.Errorf("a key arrived %v old", age)
 		}
+	}
+}
+
+// full answers every call to actor "hot" as overloaded and counts them.
+type full struct {
+	lossy
+	hot, other atomic.Int64
+}
+
+func (f *full) HandleInvoke(_ context.Context, c transport.Call) ([]byte, error) {
+	if c.ActorID == "hot" {
+		f.hot.Add(1)
+		return nil, fmt.Errorf("%w: hot has 1000 calls waiting", runtime.ErrOverloaded)
+	}
+	f.other.Add(1)
+	return []byte(`1`), nil
+}
+
+func TestOverloadedActorIsHeldOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &full{lossy: lossy{addr: ln.Addr().String()}}
+	srv := transport.NewServer(transport.ServerOptions{Actors: f, Topology: f})
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Stop(ctx)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const holdOff = 200 * time.Millisecond
+	cl, err := client.Dial(ctx, []string{f.addr}, client.Options{OverloadHoldOff: holdOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	start := time.Now()
+	for i := range 50 {
+		if _, err := cl.Invoke(ctx, "t", "hot", "m", nil); !errors.Is(err, runtime.ErrOverloaded) {
+			t.Fatalf("call %d: %v, want ErrOverloaded", i, err)
+		}
+		if _, err := cl.Invoke(ctx, "t", "cold", "m", nil); err != nil {
+			t.Fatalf("another actor: %v", err)
+		}
+	}
+	within := time.Since(start) < holdOff
+	if within && (f.hot.Load() != 1 || cl.HeldOff() != 49) {
+		t.Errorf("within the hold-off: the node saw %d calls to hot, the client held %d off; want 1 and 49", f.hot.Load(), cl.HeldOff())
+	}
+	if f.other.Load() != 50 {
+		t.Errorf("the other actor's calls reached the node %d times, want 50", f.other.Load())
+	}
+	// After the hold-off the next call goes to the node again.
+	deadline := time.Now().Add(10 * time.Second)
+	sent := f.hot.Load()
+	for f.hot.Load() == sent && time.Now().Before(deadline) {
+		_, _ = cl.Invoke(ctx, "t", "hot", "m", nil)
+		time.Sleep(holdOff / 4)
+	}
+	if f.hot.Load() == sent {
+		t.Error("no call reached the node after the hold-off")
 	}
 }

@@ -166,7 +166,8 @@ type NodeConfig struct {
 type ActorPoolsConfig struct {
 	// Default applies to every actor type without its own entry in Types.
 	// Default: MaxSize 10000, IdleTimeout 5m, EvictionPolicy "lru",
-	// IdempotencyKeys 1000, IdempotencyRetention 10m, MaxQueue 1000.
+	// IdempotencyKeys 1000, IdempotencyRetention 10m, MaxQueue 1000, no
+	// MaxActivating bound, no RateLimit.
 	Default PoolConfig `yaml:"default"`
 
 	// Types overrides Default per actor type. Fields left nil inherit from
@@ -209,6 +210,20 @@ type PoolConfig struct {
 	// applied. Must be > 0. Default 1000: a queue that long already waits
 	// for a thousand turns.
 	MaxQueue int `yaml:"maxQueue"`
+
+	// MaxActivating bounds the activations of the type in progress at
+	// once on a node (lock, replay, OnActivate); a call that would start
+	// one more waits for a slot. Must be >= 0; 0 = no bound. Default 0.
+	MaxActivating int `yaml:"maxActivating"`
+
+	// RateLimit bounds the calls a node serves to the type's actors per
+	// second; one more fails at once with 429 overloaded. Must be >= 0;
+	// 0 = no limit. Default 0.
+	RateLimit float64 `yaml:"rateLimit"`
+
+	// RateBurst is the rate limit's bucket size: calls allowed at once
+	// after a quiet spell. Must be >= 0; 0 = RateLimit rounded up.
+	RateBurst int `yaml:"rateBurst"`
 }
 
 // PoolOverride is one actor type's entry in ActorPoolsConfig.Types. A nil
@@ -221,6 +236,9 @@ type PoolOverride struct {
 	IdempotencyKeys      *int           `yaml:"idempotencyKeys"`
 	IdempotencyRetention *time.Duration `yaml:"idempotencyRetention"`
 	MaxQueue             *int           `yaml:"maxQueue"`
+	MaxActivating        *int           `yaml:"maxActivating"`
+	RateLimit            *float64       `yaml:"rateLimit"`
+	RateBurst            *int           `yaml:"rateBurst"`
 }
 
 // For returns the effective pool settings for actorType: its override in
@@ -248,6 +266,15 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 	}
 	if o.MaxQueue != nil {
 		p.MaxQueue = *o.MaxQueue
+	}
+	if o.MaxActivating != nil {
+		p.MaxActivating = *o.MaxActivating
+	}
+	if o.RateLimit != nil {
+		p.RateLimit = *o.RateLimit
+	}
+	if o.RateBurst != nil {
+		p.RateBurst = *o.RateBurst
 	}
 	return p
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -229,6 +230,13 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, secret bool
 			return false
 		}
 		v.SetInt(int64(i))
+	case v.Kind() == reflect.Float64:
+		var f float64
+		if (tag != "!!int" && tag != "!!float") || n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.problem(n.Line, path, "must be a number such as 250 or 12.5 (got %s%s)", describe(n, secret), quotedHint)
+			return false
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Bool:
 		var b bool
 		if tag != "!!bool" || n.Decode(&b) != nil {

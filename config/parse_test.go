@@ -37,9 +37,9 @@ func TestParseExampleFile(t *testing.T) {
 		},
 		ActorPools: ActorPoolsConfig{
 			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
-				IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500},
+				IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500, MaxActivating: 64},
 			Types: map[string]PoolOverride{
-				"counter": {MaxSize: new(1000), MaxQueue: new(5000)},
+				"counter": {MaxSize: new(1000), MaxQueue: new(5000), RateLimit: new(2500.5)},
 				"session": {IdleTimeout: new(30 * time.Second), EvictionPolicy: new(EvictionReject)},
 			},
 		},
@@ -71,11 +71,11 @@ func TestParseExampleFile(t *testing.T) {
 		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)
 	}
 	if p := got.ActorPools.For("counter"); p != (PoolConfig{MaxSize: 1000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
-		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 5000}) {
+		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 5000, MaxActivating: 64, RateLimit: 2500.5}) {
 		t.Errorf("For(counter) = %+v", p)
 	}
 	if p := got.ActorPools.For("session"); p != (PoolConfig{MaxSize: 20000, IdleTimeout: 30 * time.Second, EvictionPolicy: EvictionReject,
-		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500}) {
+		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500, MaxActivating: 64}) {
 		t.Errorf("For(session) = %+v", p)
 	}
 }

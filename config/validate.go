@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
@@ -157,6 +158,12 @@ func (v *validator) positive(key string, n int) {
 	}
 }
 
+func (v *validator) notNegative(key string, n float64) {
+	if n < 0 || math.IsNaN(n) {
+		v.add(key, n, fmt.Sprintf("must be >= 0 (got %v)", n))
+	}
+}
+
 func (v *validator) positiveDuration(key string, d time.Duration) {
 	if d <= 0 {
 		v.add(key, d, fmt.Sprintf("must be > 0 (got %s)", formatDuration(d)))
@@ -223,6 +230,9 @@ func (v *validator) validate(c *Config) {
 	v.positive("actorPools.default.idempotencyKeys", p.IdempotencyKeys)
 	v.positiveDuration("actorPools.default.idempotencyRetention", p.IdempotencyRetention)
 	v.positive("actorPools.default.maxQueue", p.MaxQueue)
+	v.notNegative("actorPools.default.maxActivating", float64(p.MaxActivating))
+	v.notNegative("actorPools.default.rateLimit", p.RateLimit)
+	v.notNegative("actorPools.default.rateBurst", float64(p.RateBurst))
 	for _, name := range sortedKeys(c.ActorPools.Types) {
 		o := c.ActorPools.Types[name]
 		prefix := "actorPools.types." + name
@@ -246,6 +256,15 @@ func (v *validator) validate(c *Config) {
 		}
 		if o.MaxQueue != nil {
 			v.positive(prefix+".maxQueue", *o.MaxQueue)
+		}
+		if o.MaxActivating != nil {
+			v.notNegative(prefix+".maxActivating", float64(*o.MaxActivating))
+		}
+		if o.RateLimit != nil {
+			v.notNegative(prefix+".rateLimit", *o.RateLimit)
+		}
+		if o.RateBurst != nil {
+			v.notNegative(prefix+".rateBurst", float64(*o.RateBurst))
 		}
 	}
 

@@ -154,6 +154,9 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if l := reg.pool.limiter; l != nil && !l.Allow() {
+		return nil, fmt.Errorf("%w: %s calls exceed the type's rate limit of %v/s on this node", ErrOverloaded, reg.def.name, reg.pool.cfg.RateLimit)
+	}
 	for {
 		a, created := found, false
 		if found == nil {
@@ -164,7 +167,19 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 		}
 		found = nil // a second time round, look it up again
 		if created {
-			if err := r.activate(ctx, a); err != nil {
+			if sem := reg.pool.activating; sem != nil {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					r.abandon(a, false)
+					return nil, fmt.Errorf("loom: waiting for one of %s's %d activation slots: %w", reg.def.name, cap(sem), ctx.Err())
+				}
+			}
+			err := r.activate(ctx, a)
+			if sem := reg.pool.activating; sem != nil {
+				<-sem
+			}
+			if err != nil {
 				return nil, err
 			}
 		} else {

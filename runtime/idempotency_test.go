@@ -282,3 +282,69 @@ func TestMaxQueueRefusesAtOnce(t *testing.T) {
 		t.Errorf("MaxQueue -1: %v", err)
 	}
 }
+
+func TestRateLimitRefusesAtOnce(t *testing.T) {
+	e := newEnv(t, []runtime.Definition{Ledger}, func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig {
+			return runtime.PoolConfig{MaxSize: 100, RateLimit: 0.001, RateBurst: 3}
+		}
+	})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := LedgerGet.Call(ctx, e.rt, fmt.Sprint("r", i)); err != nil {
+			t.Fatalf("call %d within the burst: %v", i, err)
+		}
+	}
+	if _, err := LedgerGet.Call(ctx, e.rt, "r9"); !errors.Is(err, runtime.ErrOverloaded) || !strings.Contains(err.Error(), "rate limit") {
+		t.Errorf("a call beyond the burst: %v, want ErrOverloaded (rate limit)", err)
+	}
+}
+
+// slowStart's activation waits for the test.
+type slowStart struct{}
+
+var slowGate chan struct{}
+
+func (*slowStart) OnActivate(ctx runtime.Context) error {
+	select {
+	case <-slowGate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var (
+	SlowStart     = runtime.NewType("slow-start", func(string) *slowStart { return &slowStart{} })
+	SlowStartPing = runtime.AddMethod0(SlowStart, "ping", func(runtime.Context, *slowStart) (string, error) { return "pong", nil })
+)
+
+func TestMaxActivatingMakesActivationsWait(t *testing.T) {
+	slowGate = make(chan struct{})
+	e := newEnv(t, []runtime.Definition{SlowStart}, func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig { return runtime.PoolConfig{MaxSize: 100, MaxActivating: 1} }
+	})
+	first := make(chan error, 1)
+	go func() {
+		_, err := SlowStartPing.Call(context.Background(), e.rt, "a")
+		first <- err
+	}()
+	waitFor(t, "the first activation to start", func() bool { return e.rt.Active("slow-start") == 1 })
+	// The only slot is taken: a second actor's activation waits, and
+	// gives up with its caller.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := SlowStartPing.Call(ctx, e.rt, "b"); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "activation slots") {
+		t.Errorf("a second activation while the slot is taken: %v", err)
+	}
+	if e.rt.IsActive("slow-start", "b") {
+		t.Error("b was left in the pool after its caller gave up")
+	}
+	close(slowGate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if out, err := SlowStartPing.Call(context.Background(), e.rt, "b"); err != nil || out != "pong" {
+		t.Errorf("b once the slot is free: %q, %v", out, err)
+	}
+}

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"golang.org/x/time/rate"
+
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -27,6 +29,11 @@ type pool struct {
 	count   atomic.Int64 // activations in the maps
 	waiting atomic.Int64 // callers blocked on the mailboxes of its activations
 	evictMu sync.Mutex
+	// activating holds a token per activation in progress
+	// (PoolConfig.MaxActivating); nil without a bound.
+	activating chan struct{}
+	// limiter is PoolConfig.RateLimit's token bucket; nil without one.
+	limiter *rate.Limiter
 	_       [cacheLine]byte // clock, written by every turn, on a cache line of its own
 	clock   atomic.Uint64   // logical clock for LRU order
 	_       [cacheLine - 8]byte
@@ -44,6 +51,12 @@ const cacheLine = 64
 
 func newPool(r *Runtime, td *typeDef, cfg PoolConfig) *pool {
 	p := &pool{r: r, td: td, cfg: cfg}
+	if cfg.MaxActivating > 0 {
+		p.activating = make(chan struct{}, cfg.MaxActivating)
+	}
+	if cfg.RateLimit > 0 {
+		p.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
+	}
 	for i := range p.shards {
 		p.shards[i].m = make(map[string]*activation)
 	}

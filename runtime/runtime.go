@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,17 @@ type PoolConfig struct {
 	// MaxQueue is how many calls may wait for one actor's turn; one more
 	// fails at once with ErrOverloaded. 0 means DefaultMaxQueue.
 	MaxQueue int
+	// MaxActivating bounds the activations of the type in progress at once
+	// on this node (lock, snapshot and journal replay, OnActivate): a call
+	// that would start one more waits for a slot, until its context ends.
+	// 0: no bound.
+	MaxActivating int
+	// RateLimit bounds the calls this node serves to the type's actors,
+	// per second (a token bucket of RateBurst tokens, default the rate
+	// rounded up); a call beyond it fails at once with ErrOverloaded, not
+	// applied. 0: no limit.
+	RateLimit float64
+	RateBurst int
 }
 
 // DefaultMaxQueue is PoolConfig.MaxQueue's default.
@@ -216,9 +228,12 @@ func (r *Runtime) Register(defs ...Definition) error {
 		if cfg.EvictionPolicy == "" {
 			cfg.EvictionPolicy = EvictLRU
 		}
-		if cfg.MaxQueue < 0 {
-			errs = append(errs, fmt.Errorf("runtime: actor type %q: negative MaxQueue %d", td.name, cfg.MaxQueue))
+		if cfg.MaxQueue < 0 || cfg.MaxActivating < 0 || cfg.RateLimit < 0 || cfg.RateBurst < 0 {
+			errs = append(errs, fmt.Errorf("runtime: actor type %q: negative MaxQueue %d, MaxActivating %d, RateLimit %v or RateBurst %d", td.name, cfg.MaxQueue, cfg.MaxActivating, cfg.RateLimit, cfg.RateBurst))
 			continue
+		}
+		if cfg.RateLimit > 0 && cfg.RateBurst == 0 {
+			cfg.RateBurst = int(math.Ceil(cfg.RateLimit))
 		}
 		if cfg.MaxQueue == 0 {
 			cfg.MaxQueue = DefaultMaxQueue

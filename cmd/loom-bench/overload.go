@@ -35,7 +35,8 @@ import (
 // hot actor answered (ok, overloaded, other errors), and, sampled every
 // 250 ms from each node's /metrics (--http-addrs), the largest counter
 // mailbox depth (loom_mailbox_depth) and each node's resident memory at
-// the start and end of the phase and at its peak. The bound works when
+// the start and end of the phase and at its peak, and its CPU use (cores).
+// The bound works when
 // flood looks like busy: the callers beyond the queue cost the others
 // nothing but their refusals.
 type overloadFlags struct {
@@ -73,7 +74,7 @@ func overload(ctx context.Context, w io.Writer, cl *client.Client, of overloadFl
 
 	fmt.Fprintf(w, "loom-bench overload: %d callers on %d other actors; counter/hot called by %d (busy) then %d (flood) callers, each pausing %v after a 429; %v per phase\n",
 		callers, actors, of.busyCallers, of.hotCallers, of.hotPause, d)
-	fmt.Fprintf(w, "%-10s %14s %10s %10s %8s %12s %14s %10s %s\n", "phase", "others calls/s", "p50", "p99", "errors", "hot ok/s", "hot 429/s", "hot errs", "max mailbox, node memory start→end (max)")
+	fmt.Fprintf(w, "%-10s %14s %10s %10s %8s %12s %14s %10s %s\n", "phase", "others calls/s", "p50", "p99", "errors", "hot ok/s", "hot 429/s", "hot errs", "per node: max mailbox, memory start→end (max), CPU")
 	for _, p := range []struct {
 		name string
 		r    result
@@ -90,7 +91,7 @@ func overload(ctx context.Context, w io.Writer, cl *client.Client, of overloadFl
 		fmt.Fprintf(w, " %12.0f %14.0f %10d ", float64(h.ok)/d.Seconds(), float64(h.overloaded)/d.Seconds(), h.errs)
 		var parts []string
 		for _, s := range h.nodes {
-			parts = append(parts, fmt.Sprintf("%s: %.0f, %.0f→%.0f MiB (%.0f)", s.addr, s.maxDepth, s.rssFirst/(1<<20), s.rssLast/(1<<20), s.rssMax/(1<<20)))
+			parts = append(parts, fmt.Sprintf("%s: %.0f, %.0f→%.0f MiB (%.0f), %.2f cores", s.addr, s.maxDepth, s.rssFirst/(1<<20), s.rssLast/(1<<20), s.rssMax/(1<<20), s.cpu()))
 		}
 		fmt.Fprintln(w, strings.Join(parts, "; "))
 		if h.firstErr != nil {
@@ -163,6 +164,16 @@ type nodeSample struct {
 	addr                              string
 	maxDepth                          float64
 	rssFirst, rssLast, rssMax, points float64
+	cpuFirst, cpuLast                 float64 // process_cpu_seconds_total
+	tFirst, tLast                     time.Time
+}
+
+// cpu is the node's CPU use between the first and last samples, in cores.
+func (s nodeSample) cpu() float64 {
+	if d := s.tLast.Sub(s.tFirst).Seconds(); d > 0 {
+		return (s.cpuLast - s.cpuFirst) / d
+	}
+	return 0
 }
 
 // sampleNodes reads each node's /metrics every 250 ms until stop.
@@ -182,11 +193,12 @@ func sampleNodes(addrs []string, stop <-chan struct{}) []nodeSample {
 			}
 			s := &out[i]
 			s.maxDepth = max(s.maxDepth, m[`loom_mailbox_depth{type="counter"}`])
-			rss := m["process_resident_memory_bytes"]
+			rss, cpu, now := m["process_resident_memory_bytes"], m["process_cpu_seconds_total"], time.Now()
 			if s.points == 0 {
-				s.rssFirst = rss
+				s.rssFirst, s.cpuFirst, s.tFirst = rss, cpu, now
 			}
 			s.rssLast, s.rssMax = rss, max(s.rssMax, rss)
+			s.cpuLast, s.tLast = cpu, now
 			s.points++
 		}
 		select {
