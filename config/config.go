@@ -224,6 +224,12 @@ type PoolConfig struct {
 	// RateBurst is the rate limit's bucket size: calls allowed at once
 	// after a quiet spell. Must be >= 0; 0 = RateLimit rounded up.
 	RateBurst int `yaml:"rateBurst"`
+
+	// Reentrant lets a call from a running turn's own call chain (A → B →
+	// A) interleave with that turn instead of failing as a call cycle;
+	// each such call is a commit point of the turn (see package runtime).
+	// Only under actorPools.types, for a registered type. Default false.
+	Reentrant bool `yaml:"reentrant"`
 }
 
 // PoolOverride is one actor type's entry in ActorPoolsConfig.Types. A nil
@@ -239,6 +245,7 @@ type PoolOverride struct {
 	MaxActivating        *int           `yaml:"maxActivating"`
 	RateLimit            *float64       `yaml:"rateLimit"`
 	RateBurst            *int           `yaml:"rateBurst"`
+	Reentrant            *bool          `yaml:"reentrant"`
 }
 
 // For returns the effective pool settings for actorType: its override in
@@ -275,6 +282,9 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 	}
 	if o.RateBurst != nil {
 		p.RateBurst = *o.RateBurst
+	}
+	if o.Reentrant != nil {
+		p.Reentrant = *o.Reentrant
 	}
 	return p
 }

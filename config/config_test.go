@@ -113,6 +113,7 @@ func TestValidate(t *testing.T) {
 		{"pool key retention", func(c *Config) { c.ActorPools.Default.IdempotencyRetention = 0 }, "actorPools.default.idempotencyRetention", "must be > 0 (got 0s)"},
 		{"type queue", func(c *Config) { c.ActorPools.Types = map[string]PoolOverride{"order": {MaxQueue: new(-5)}} }, "actorPools.types.order.maxQueue", "must be > 0 (got -5)"},
 		{"rate", func(c *Config) { c.ActorPools.Default.RateLimit = -1.5 }, "actorPools.default.rateLimit", "must be >= 0 (got -1.5)"},
+		{"default reentrant", func(c *Config) { c.ActorPools.Default.Reentrant = true }, "actorPools.default.reentrant", "must be set per type, under actorPools.types.<type>.reentrant: reentrancy changes what a turn commits, so a type opts in by name"},
 		{"type activating", func(c *Config) { c.ActorPools.Types = map[string]PoolOverride{"order": {MaxActivating: new(-1)}} }, "actorPools.types.order.maxActivating", "must be >= 0 (got -1)"},
 		{"type size", func(c *Config) {
 			c.ActorPools.Types = map[string]PoolOverride{"counter": {MaxSize: new(-1)}}

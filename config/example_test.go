@@ -33,8 +33,8 @@ tracing:
 	fmt.Println(c.Redacted().Tracing.OTLPHeaders["authorization"])
 	// Output:
 	// node-2 0 127.0.0.1
-	// {MaxSize:1000 IdleTimeout:10m0s EvictionPolicy:lru IdempotencyKeys:1000 IdempotencyRetention:10m0s MaxQueue:1000 MaxActivating:0 RateLimit:0 RateBurst:0}
-	// {MaxSize:10000 IdleTimeout:10m0s EvictionPolicy:lru IdempotencyKeys:1000 IdempotencyRetention:10m0s MaxQueue:1000 MaxActivating:0 RateLimit:0 RateBurst:0}
+	// {MaxSize:1000 IdleTimeout:10m0s EvictionPolicy:lru IdempotencyKeys:1000 IdempotencyRetention:10m0s MaxQueue:1000 MaxActivating:0 RateLimit:0 RateBurst:0 Reentrant:false}
+	// {MaxSize:10000 IdleTimeout:10m0s EvictionPolicy:lru IdempotencyKeys:1000 IdempotencyRetention:10m0s MaxQueue:1000 MaxActivating:0 RateLimit:0 RateBurst:0 Reentrant:false}
 	// loom-data/journal.db
 	// [redacted]
 }

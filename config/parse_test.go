@@ -39,7 +39,7 @@ func TestParseExampleFile(t *testing.T) {
 			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
 				IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 500, MaxActivating: 64},
 			Types: map[string]PoolOverride{
-				"counter": {MaxSize: new(1000), MaxQueue: new(5000), RateLimit: new(2500.5)},
+				"counter": {MaxSize: new(1000), MaxQueue: new(5000), RateLimit: new(2500.5), Reentrant: new(true)},
 				"session": {IdleTimeout: new(30 * time.Second), EvictionPolicy: new(EvictionReject)},
 			},
 		},
@@ -71,7 +71,7 @@ func TestParseExampleFile(t *testing.T) {
 		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)
 	}
 	if p := got.ActorPools.For("counter"); p != (PoolConfig{MaxSize: 1000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
-		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 5000, MaxActivating: 64, RateLimit: 2500.5}) {
+		IdempotencyKeys: 2000, IdempotencyRetention: 30 * time.Minute, MaxQueue: 5000, MaxActivating: 64, RateLimit: 2500.5, Reentrant: true}) {
 		t.Errorf("For(counter) = %+v", p)
 	}
 	if p := got.ActorPools.For("session"); p != (PoolConfig{MaxSize: 20000, IdleTimeout: 30 * time.Second, EvictionPolicy: EvictionReject,
@@ -82,6 +82,20 @@ func TestParseExampleFile(t *testing.T) {
 
 // TestExampleFileSetsEveryKey keeps the documented example complete: every
 // field of Config appears in it.
+func TestReentrantNeedsARegisteredType(t *testing.T) {
+	c, err := Parse([]byte("actorPools:\n  types:\n    order:\n      reentrant: true\n    ordr:\n      reentrant: true\n"), "loom.config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckActorTypes([]string{"order", "stock"}); err == nil ||
+		err.Error() != `loom.config.yaml:6: actorPools.types.ordr.reentrant: no actor type "ordr" is registered (registered: order, stock)` {
+		t.Errorf("CheckActorTypes = %v", err)
+	}
+	if err := c.CheckActorTypes([]string{"order", "ordr"}); err != nil {
+		t.Errorf("both registered: %v", err)
+	}
+}
+
 func TestExampleFileSetsEveryKey(t *testing.T) {
 	got, err := Load(exampleFile)
 	if err != nil {

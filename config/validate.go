@@ -108,6 +108,26 @@ func (c *Config) Validate() error {
 	return &ValidationError{Problems: v.problems}
 }
 
+// CheckActorTypes reports, as a *ValidationError with file and line, every
+// actorPools.types entry that sets reentrant for a type not among names
+// (the types the node registers): a flag that changes what a turn commits
+// must not silently apply to nothing.
+func (c *Config) CheckActorTypes(names []string) error {
+	v := validator{src: c.src}
+	for _, name := range sortedKeys(c.ActorPools.Types) {
+		if o := c.ActorPools.Types[name]; o.Reentrant != nil && !slices.Contains(names, name) {
+			sorted := slices.Sorted(slices.Values(names))
+			v.add("actorPools.types."+name+".reentrant", *o.Reentrant,
+				fmt.Sprintf("no actor type %q is registered (registered: %s)", name, strings.Join(sorted, ", ")))
+		}
+	}
+	if len(v.problems) == 0 {
+		return nil
+	}
+	sortProblems(v.problems)
+	return &ValidationError{Problems: v.problems}
+}
+
 // sortProblems puts problems in file order, those without a line last,
 // keeping the order of problems on the same line.
 func sortProblems(ps []Problem) {
@@ -233,6 +253,9 @@ func (v *validator) validate(c *Config) {
 	v.notNegative("actorPools.default.maxActivating", float64(p.MaxActivating))
 	v.notNegative("actorPools.default.rateLimit", p.RateLimit)
 	v.notNegative("actorPools.default.rateBurst", float64(p.RateBurst))
+	if p.Reentrant {
+		v.add("actorPools.default.reentrant", p.Reentrant, "must be set per type, under actorPools.types.<type>.reentrant: reentrancy changes what a turn commits, so a type opts in by name")
+	}
 	for _, name := range sortedKeys(c.ActorPools.Types) {
 		o := c.ActorPools.Types[name]
 		prefix := "actorPools.types." + name

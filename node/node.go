@@ -100,6 +100,15 @@ type Node struct {
 // Version is the Loom version a node reports in its gossip metadata.
 const Version = "0.1.0-dev"
 
+// types is every actor type the node registers.
+func (o Options) types() []runtime.Definition {
+	types := append([]runtime.Definition(nil), o.Types...)
+	if o.Builtins {
+		types = append(types, builtin.Types()...)
+	}
+	return types
+}
+
 // New checks the configuration and builds a Node. It starts nothing.
 func New(opts Options) (*Node, error) {
 	if err := opts.Config.Validate(); err != nil {
@@ -107,6 +116,13 @@ func New(opts Options) (*Node, error) {
 	}
 	if err := keeperConfig(opts.Config).Validate(); err != nil {
 		return nil, fmt.Errorf("node: coordination.sessionTTL and coordination.renewInterval: %w", err)
+	}
+	var names []string
+	for _, d := range opts.types() {
+		names = append(names, d.Name())
+	}
+	if err := opts.Config.CheckActorTypes(names); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
@@ -295,11 +311,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	types := append([]runtime.Definition(nil), n.opts.Types...)
-	if n.opts.Builtins {
-		types = append(types, builtin.Types()...)
-	}
-	if err := rt.Register(types...); err != nil {
+	if err := rt.Register(n.opts.types()...); err != nil {
 		_ = rt.Close(context.Background())
 		return err
 	}

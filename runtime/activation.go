@@ -41,6 +41,8 @@ type activation struct {
 	seq     uint64         // journal tail this activation has applied
 	snapSeq uint64         // Seq of the last snapshot
 	timers  map[string]*actorTimer
+
+	reentry reentry // reentrant types' running turns (reentrant.go)
 }
 
 func newActivation(p *pool, id string) *activation {
@@ -183,6 +185,11 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 				return nil, err
 			}
 		} else {
+			if reg.pool.reentrant && inChain(ctx, reg.def.name, id) {
+				if res, ok, err := r.nestedTurn(ctx, a, method, enc, fn); ok {
+					return res, err
+				}
+			}
 			if err := a.acquireCall(ctx); err != nil {
 				if errors.Is(err, ErrOverloaded) {
 					return nil, err
@@ -230,7 +237,22 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 		}
 	}
 	tc := newTurnCtx(ctx, a)
+	var closeReentry func() error
+	if a.pool.reentrant {
+		closeReentry = a.openReentry(tc)
+	}
 	res, panicked, err := protect(a, method, func() (any, error) { return fn(tc) })
+	var perr error
+	if closeReentry != nil {
+		perr = closeReentry()
+	}
+	if perr != nil {
+		// A reentrant call into this turn panicked or could not commit:
+		// the actor's memory may not match its journal.
+		a.state.discard()
+		r.deactivateHeld(a, "reentrant call failed", false)
+		return nil, false, fmt.Errorf("loom: %s.%s on %s: a call that re-entered the turn failed: %w", a.typ.name, method, a.key, perr)
+	}
 	if panicked {
 		a.state.discard()
 		r.log.ErrorContext(ctx, "actor panicked; deactivating", "actor", a.key, "method", method, "err", err)
@@ -274,12 +296,22 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 // deactivated (mailbox released): its in-memory view may no longer match
 // the journal, so the next call replays it.
 func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, method string) error {
+	err := r.appendTurn(ctx, a, kind, method)
+	if err != nil {
+		r.deactivateHeld(a, "append failed", false)
+	}
+	return err
+}
+
+// appendTurn is commit without the deactivation on failure (the state's
+// changes are discarded): a reentrant turn, which does not hold the
+// mailbox, leaves that to the turn it interleaved with (see nestedTurn).
+func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Kind, method string) error {
 	if !a.state.dirty() {
 		return nil
 	}
 	if a.dropped.Load() {
 		a.state.discard()
-		r.deactivateHeld(a, "dropped", false)
 		return fmt.Errorf("%w: %s was dropped before its turn committed", ErrUnavailable, a.key)
 	}
 	e := journal.Entry{
@@ -297,7 +329,6 @@ func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, 
 	if err != nil {
 		a.state.discard()
 		r.log.WarnContext(ctx, "journal append failed; deactivating", "actor", a.key, "token", a.token, "err", err)
-		r.deactivateHeld(a, "append failed", false)
 		return fmt.Errorf("loom: committing %s.%s on %s: %w", a.typ.name, method, a.key, err)
 	}
 	a.state.apply(a.pool.cfg.IdempotencyKeys)

@@ -79,8 +79,9 @@ func WithCallChain(ctx context.Context, chain []string) (context.Context, error)
 }
 
 // checkChain refuses a call to (typ, id) that closes a cycle in ctx's call
-// chain, or that would make it longer than max.
-func checkChain(ctx context.Context, typ, id string, max int) error {
+// chain (unless the type is reentrant), or that would make it longer than
+// max.
+func checkChain(ctx context.Context, typ, id string, max int, reentrant bool) error {
 	l := chainOf(ctx)
 	if l == nil {
 		return nil
@@ -88,6 +89,9 @@ func checkChain(ctx context.Context, typ, id string, max int) error {
 	if l.depth >= max {
 		chain := CallChain(ctx)
 		return fmt.Errorf("%w: %s/%s would be actor %d of a chain limited to %d (%s → ...)", ErrCallChainTooDeep, typ, id, l.depth+1, max, strings.Join(chain[:min(3, len(chain))], " → "))
+	}
+	if reentrant {
+		return nil
 	}
 	for c := l; c != nil; c = c.parent {
 		if c.id == id && c.typ == typ {

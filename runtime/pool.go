@@ -34,9 +34,12 @@ type pool struct {
 	activating chan struct{}
 	// limiter is PoolConfig.RateLimit's token bucket; nil without one.
 	limiter *rate.Limiter
-	_       [cacheLine]byte // clock, written by every turn, on a cache line of its own
-	clock   atomic.Uint64   // logical clock for LRU order
-	_       [cacheLine - 8]byte
+	// reentrant: calls from a running turn's own chain interleave with it
+	// (Type.Reentrant or PoolConfig.Reentrant; see reentrant.go).
+	reentrant bool
+	_         [cacheLine]byte // clock, written by every turn, on a cache line of its own
+	clock     atomic.Uint64   // logical clock for LRU order
+	_         [cacheLine - 8]byte
 }
 
 // A shard fills a cache line, so that read-locking one from

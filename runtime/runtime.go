@@ -63,6 +63,9 @@ type PoolConfig struct {
 	// applied. 0: no limit.
 	RateLimit float64
 	RateBurst int
+	// Reentrant lets calls from a running turn's own call chain interleave
+	// with it (see Type.Reentrant), for a type whose code does not say so.
+	Reentrant bool
 }
 
 // DefaultMaxQueue is PoolConfig.MaxQueue's default.
@@ -254,6 +257,7 @@ func (r *Runtime) Register(defs ...Definition) error {
 		}
 		reg := &registered{def: td, methods: methods}
 		reg.pool = newPool(r, td, cfg)
+		reg.pool.reentrant = td.reentrant || cfg.Reentrant
 		next[td.name] = reg
 	}
 	if len(errs) > 0 {
@@ -334,7 +338,7 @@ func (r *Runtime) invoke(ctx context.Context, actorType, id, method string, payl
 	if err := validID(id); err != nil {
 		return nil, err
 	}
-	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
+	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth, reg.pool.reentrant); err != nil {
 		return nil, err
 	}
 	if err := checkIdempotencyKey(ctx); err != nil {
@@ -385,7 +389,7 @@ func (r *Runtime) InvokeLocal(ctx context.Context, actorType, id, method string,
 	if err := validID(id); err != nil {
 		return nil, err
 	}
-	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth); err != nil {
+	if err := checkChain(ctx, actorType, id, r.opts.MaxCallDepth, reg.pool.reentrant); err != nil {
 		return nil, err
 	}
 	if err := checkIdempotencyKey(ctx); err != nil {

@@ -41,12 +41,13 @@ type Type[T any] struct {
 
 // typeDef is the type-erased form the runtime works with.
 type typeDef struct {
-	name     string
-	factory  func(id string) any
-	mu       sync.Mutex // guards methods and errs while the type is being built
-	methods  map[string]*methodDef
-	errs     []error   // definition mistakes, reported by Register
-	contract *Contract // the contract it implements (Implement), or nil
+	name      string
+	factory   func(id string) any
+	mu        sync.Mutex // guards methods and errs while the type is being built
+	methods   map[string]*methodDef
+	errs      []error   // definition mistakes, reported by Register
+	contract  *Contract // the contract it implements (Implement), or nil
+	reentrant bool      // Type.Reentrant
 }
 
 // methodDef is one method, type-erased. decode and encode run outside the
