@@ -323,7 +323,7 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 		IdempotencyKey: IdempotencyKey(ctx),
 	}
 	if rec := a.state.rec; rec != nil {
-		rec.key, rec.at = e.IdempotencyKey, e.Time.UnixNano()
+		rec.key, rec.at, rec.mono = e.IdempotencyKey, e.Time.UnixNano(), r.monoNow()
 	}
 	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, []journal.Entry{e})
 	if err != nil {
@@ -345,7 +345,7 @@ func (r *Runtime) maybeSnapshot(ctx context.Context, a *activation) {
 	if n == 0 || a.seq-a.snapSeq < n {
 		return
 	}
-	snap := journal.Snapshot{Seq: a.seq, Data: a.state.encodeSnapshot()}
+	snap := journal.Snapshot{Seq: a.seq, Data: a.state.encodeSnapshot(r.idemClock())}
 	if err := r.journal.SaveSnapshot(ctx, a.key, a.token, snap); err != nil {
 		r.log.WarnContext(ctx, "snapshot failed", "actor", a.key, "seq", a.seq, "err", err)
 		return
@@ -402,12 +402,13 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 
 // load rebuilds a's state from its snapshot and journal.
 func (r *Runtime) load(ctx context.Context, a *activation) error {
+	clk := r.idemClock() // maps the remembered keys' wall times to this runtime's clock
 	snap, ok, err := r.journal.LoadSnapshot(ctx, a.key)
 	if err != nil {
 		return err
 	}
 	if ok {
-		if err := a.state.loadSnapshot(snap.Data, a.pool.cfg.IdempotencyKeys); err != nil {
+		if err := a.state.loadSnapshot(snap.Data, a.pool.cfg.IdempotencyKeys, clk); err != nil {
 			return fmt.Errorf("%w: snapshot at seq %d: %v", journal.ErrCorrupt, snap.Seq, err)
 		}
 		a.seq, a.snapSeq = snap.Seq, snap.Seq
@@ -422,7 +423,7 @@ func (r *Runtime) load(ctx context.Context, a *activation) error {
 		}
 		switch e.Kind {
 		case journal.KindInvocation, journal.KindStateOp:
-			if err := a.state.replayEntry(e, a.pool.cfg.IdempotencyKeys); err != nil {
+			if err := a.state.replayEntry(e, a.pool.cfg.IdempotencyKeys, clk); err != nil {
 				return fmt.Errorf("%w: entry %d: %v", journal.ErrCorrupt, e.Seq, err)
 			}
 		}

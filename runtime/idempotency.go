@@ -30,9 +30,14 @@ import (
 // evicted to keep the count (so a call queued behind a burst of keyed calls
 // for longer than the count lasts is refused too, though it never ran).
 // Such a call fails with ErrIdempotencyKeyExpired and is not applied.
-// Record times are the committing node's wall clock; the guarantee assumes
-// the nodes' clocks agree within idempotencyClockMargin, for which records
-// are kept longer than the retention.
+// These comparisons use the runtime's monotonic clock, so a step of a
+// node's wall clock (some virtual machines' step by milliseconds every few
+// hundred milliseconds) cannot make a first attempt look older than a
+// record, nor a retry younger. The journal keeps the commit's wall time;
+// an activation maps it onto its own monotonic clock when it loads the
+// records, so across nodes the guarantee assumes their wall clocks agree
+// within idempotencyClockMargin, for which records are kept longer than
+// the retention.
 
 // Defaults for PoolConfig's idempotency fields.
 const (
@@ -99,6 +104,18 @@ func IdempotencyKeyAge(ctx context.Context) time.Duration {
 	return time.Since(k.born)
 }
 
+// keyBorn is when ctx's idempotency key was attached, on the runtime's
+// monotonic clock (monoNow). With the real clock it is exact: the key's
+// birth read against the runtime's base, both monotonic readings, with no
+// "now" read apart from "age" for a pause to fall between.
+func (r *Runtime) keyBorn(ctx context.Context) int64 {
+	k, _ := ctx.Value(idempotencyKey).(keyed)
+	if r.realClock {
+		return int64(k.born.Sub(r.base))
+	}
+	return r.monoNow() - int64(time.Since(k.born))
+}
+
 func checkIdempotencyKey(ctx context.Context) error {
 	if k := IdempotencyKey(ctx); len(k) > MaxIdempotencyKeyBytes {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrIdempotencyKeyInvalid, len(k), MaxIdempotencyKeyBytes)
@@ -110,7 +127,8 @@ func checkIdempotencyKey(ctx context.Context) error {
 type idemRecord struct {
 	key    string
 	method string
-	at     int64 // UnixNano of the turn's journal entry
+	at     int64 // UnixNano of the turn's journal entry (the committing node's wall clock)
+	mono   int64 // the same instant on this runtime's monotonic clock (Runtime.monoNow)
 	failed bool
 	result []byte // !failed: the encoded result
 	// failed: the method's error, as its message and the runtime sentinel
@@ -165,11 +183,28 @@ type recorded struct {
 
 // idemTable is an actor's remembered keys, in commit order.
 type idemTable struct {
-	byKey    map[string]*idemRecord
-	order    []*idemRecord // oldest first from head
-	head     int
-	forgotAt int64 // the newest at among records evicted by the count
+	byKey      map[string]*idemRecord
+	order      []*idemRecord // oldest first from head
+	head       int
+	forgot     bool  // a record was evicted by the count
+	forgotMono int64 // the newest mono among records evicted by the count
 }
+
+// idemClock is a reading of a runtime's wall and monotonic clocks taken
+// together, to map record times between them.
+type idemClock struct{ wall, mono int64 }
+
+func (r *Runtime) idemClock() idemClock {
+	t := r.now()
+	return idemClock{wall: t.UnixNano(), mono: int64(t.Sub(r.base))}
+}
+
+// toMono maps a wall time (UnixNano) to the monotonic clock, no later
+// than now.
+func (c idemClock) toMono(wall int64) int64 { return c.mono - max(c.wall-wall, 0) }
+
+// toWall maps a monotonic time to the wall clock.
+func (c idemClock) toWall(mono int64) int64 { return c.wall - (c.mono - mono) }
 
 func (t *idemTable) len() int { return len(t.order) - t.head }
 
@@ -209,14 +244,17 @@ func (t *idemTable) pop(counted bool) {
 	}
 	delete(t.byKey, old.key)
 	if counted {
-		t.forgotAt = max(t.forgotAt, old.at)
+		t.forgotMono = max(t.forgotMono, old.mono)
+		if !t.forgot {
+			t.forgotMono, t.forgot = old.mono, true
+		}
 	}
 }
 
-// expire drops records committed before cutoff (UnixNano). They are past
-// the retention: a retry of theirs is refused by its age.
+// expire drops records committed before cutoff (monotonic). They are
+// past the retention: a retry of theirs is refused by its age.
 func (t *idemTable) expire(cutoff int64) {
-	for t.len() > 0 && t.order[t.head].at < cutoff {
+	for t.len() > 0 && t.order[t.head].mono < cutoff {
 		t.pop(false)
 	}
 }
@@ -226,8 +264,8 @@ func (t *idemTable) expire(cutoff int64) {
 func (r *Runtime) keyedTurn(ctx context.Context, a *activation, method string) (res any, done bool, err error) {
 	key := IdempotencyKey(ctx)
 	cfg := a.pool.cfg
-	now := r.now()
-	a.state.idem.expire(now.Add(-cfg.IdempotencyRetention - idempotencyClockMargin).UnixNano())
+	now := r.monoNow()
+	a.state.idem.expire(now - int64(cfg.IdempotencyRetention+idempotencyClockMargin))
 	if rec := a.state.idem.get(key); rec != nil {
 		if rec.method != method {
 			return nil, true, fmt.Errorf("%w: %s ran key %q as %s, not %s", ErrIdempotencyKeyReused, a.key, key, rec.method, method)
@@ -245,7 +283,7 @@ func (r *Runtime) keyedTurn(ctx context.Context, a *activation, method string) (
 	if age > cfg.IdempotencyRetention {
 		return nil, true, fmt.Errorf("%w: key %q of %s is %v old, and keys are kept %v", ErrIdempotencyKeyExpired, key, a.key, age.Round(time.Millisecond), cfg.IdempotencyRetention)
 	}
-	if born := now.Add(-age).UnixNano(); born <= a.state.idem.forgotAt {
+	if t := &a.state.idem; t.forgot && r.keyBorn(ctx) <= t.forgotMono {
 		return nil, true, fmt.Errorf("%w: key %q of %s is older than the oldest of the last %d keys it remembers", ErrIdempotencyKeyExpired, key, a.key, cfg.IdempotencyKeys)
 	}
 	return nil, false, nil
@@ -298,10 +336,15 @@ func readRecord(b []byte) (*idemRecord, []byte, error) {
 	return rec, b, nil
 }
 
-// appendTable encodes t (a snapshot's tail): forgotAt, then each record
-// oldest first with its key and time.
-func appendTable(b []byte, t *idemTable) []byte {
-	b = binary.AppendVarint(b, t.forgotAt)
+// appendTable encodes t (a snapshot's tail): the wall time of the newest
+// record evicted by the count (0: none), then each record oldest first
+// with its key and wall time.
+func appendTable(b []byte, t *idemTable, clk idemClock) []byte {
+	var forgot int64
+	if t.forgot {
+		forgot = clk.toWall(t.forgotMono)
+	}
+	b = binary.AppendVarint(b, forgot)
 	b = binary.AppendUvarint(b, uint64(len(t.byKey)))
 	for _, rec := range t.order[t.head:] {
 		if rec.key == "" {
@@ -314,13 +357,15 @@ func appendTable(b []byte, t *idemTable) []byte {
 	return b
 }
 
-func readTable(b []byte, max int) (*idemTable, []byte, error) {
+func readTable(b []byte, max int, clk idemClock) (*idemTable, []byte, error) {
 	t := &idemTable{}
 	forgot, n := binary.Varint(b)
 	if n <= 0 {
 		return nil, nil, errors.New("idempotency table: bad varint")
 	}
-	t.forgotAt = forgot
+	if forgot != 0 {
+		t.forgot, t.forgotMono = true, clk.toMono(forgot)
+	}
 	count, b, err := readUvarint(b[n:])
 	if err != nil {
 		return nil, nil, err
@@ -338,7 +383,7 @@ func readTable(b []byte, max int) (*idemTable, []byte, error) {
 		if rec, b, err = readRecord(b[n:]); err != nil {
 			return nil, nil, err
 		}
-		rec.key, rec.at = string(key), at
+		rec.key, rec.at, rec.mono = string(key), at, clk.toMono(at)
 		t.add(rec, max)
 	}
 	return t, b, nil
@@ -346,7 +391,7 @@ func readTable(b []byte, max int) (*idemTable, []byte, error) {
 
 // replayEntry applies a journal entry's changes (and its idempotency
 // record) to the committed state, as its turn's commit did.
-func (s *State) replayEntry(e journal.Entry, maxKeys int) error {
+func (s *State) replayEntry(e journal.Entry, maxKeys int, clk idemClock) error {
 	rec, err := s.replayChanges(e.Payload)
 	if err != nil || rec == nil {
 		return err
@@ -355,6 +400,7 @@ func (s *State) replayEntry(e journal.Entry, maxKeys int) error {
 		return errors.New("idempotency record in an entry without a key")
 	}
 	rec.key, rec.at = e.IdempotencyKey, e.Time.UnixNano()
+	rec.mono = clk.toMono(rec.at)
 	s.idem.add(rec, maxKeys)
 	return nil
 }

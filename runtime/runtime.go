@@ -128,6 +128,9 @@ type Runtime struct {
 	session Session
 	now     func() time.Time
 	base    time.Time // origin of the monotonic lastUsed readings
+	// realClock: Options.Now is time.Now, so base carries a monotonic
+	// reading that other time.Now readings can be compared with.
+	realClock bool
 
 	typesMu sync.Mutex
 	types   atomic.Pointer[map[string]*registered] // copy-on-write
@@ -175,6 +178,7 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	realClock := opts.Now == nil
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -182,14 +186,15 @@ func New(opts Options) (*Runtime, error) {
 		opts.MaxCallDepth = DefaultMaxCallDepth
 	}
 	r := &Runtime{
-		opts:    opts,
-		log:     opts.Logger,
-		journal: opts.Journal,
-		coord:   opts.Coordinator,
-		session: opts.Session,
-		now:     opts.Now,
-		base:    opts.Now(),
-		stop:    make(chan struct{}),
+		opts:      opts,
+		log:       opts.Logger,
+		journal:   opts.Journal,
+		coord:     opts.Coordinator,
+		session:   opts.Session,
+		now:       opts.Now,
+		base:      opts.Now(),
+		realClock: realClock,
+		stop:      make(chan struct{}),
 	}
 	empty := map[string]*registered{}
 	r.types.Store(&empty)

@@ -301,8 +301,9 @@ func walkChanges(b []byte, onClear func(bool), onOp func(op byte, key, val []byt
 	return rec, nil
 }
 
-// encodeSnapshot encodes the committed state.
-func (s *State) encodeSnapshot() []byte {
+// encodeSnapshot encodes the committed state (clk maps the remembered
+// keys' times to the wall clock).
+func (s *State) encodeSnapshot(clk idemClock) []byte {
 	keys := make([]string, 0, len(s.committed))
 	size := 1 + binary.MaxVarintLen64
 	for k, v := range s.committed {
@@ -311,7 +312,7 @@ func (s *State) encodeSnapshot() []byte {
 	}
 	sort.Strings(keys)
 	b := make([]byte, 0, size)
-	withTable := s.idem.len() > 0 || s.idem.forgotAt != 0
+	withTable := s.idem.len() > 0 || s.idem.forgot
 	if withTable {
 		b = append(b, stateEncodingVersionV2)
 	} else {
@@ -323,14 +324,14 @@ func (s *State) encodeSnapshot() []byte {
 		b = appendBytes(b, s.committed[k])
 	}
 	if withTable {
-		b = appendTable(b, &s.idem)
+		b = appendTable(b, &s.idem, clk)
 	}
 	return b
 }
 
 // loadSnapshot replaces the committed state (and the remembered keys, at
 // most maxKeys) with an encoded snapshot.
-func (s *State) loadSnapshot(b []byte, maxKeys int) error {
+func (s *State) loadSnapshot(b []byte, maxKeys int, clk idemClock) error {
 	if len(b) < 1 || (b[0] != stateEncodingVersion && b[0] != stateEncodingVersionV2) {
 		return errors.New("state snapshot: missing or unsupported version")
 	}
@@ -353,7 +354,7 @@ func (s *State) loadSnapshot(b []byte, maxKeys int) error {
 	}
 	t := &idemTable{}
 	if version == stateEncodingVersionV2 {
-		if t, b, err = readTable(b, maxKeys); err != nil {
+		if t, b, err = readTable(b, maxKeys, clk); err != nil {
 			return err
 		}
 	}
