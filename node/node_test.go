@@ -103,3 +103,16 @@ func TestInvalidConfigIsRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestReentrantFlagNeedsARegisteredType(t *testing.T) {
+	cfg := config.Default()
+	cfg.ActorPools.Types = map[string]config.PoolOverride{"countr": {Reentrant: new(true)}}
+	_, err := node.New(node.Options{Config: cfg, Builtins: true})
+	if err == nil || !strings.Contains(err.Error(), `actorPools.types.countr.reentrant: no actor type "countr" is registered (registered: counter, kv, register)`) {
+		t.Fatalf("err = %v", err)
+	}
+	cfg.ActorPools.Types = map[string]config.PoolOverride{"counter": {Reentrant: new(true)}}
+	if _, err := node.New(node.Options{Config: cfg, Builtins: true}); err != nil {
+		t.Fatalf("reentrant counter: %v", err)
+	}
+}

@@ -460,6 +460,9 @@ func (r *Runtime) abandon(a *activation, releaseLock bool) {
 func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 	a.dead = true
 	a.stopTimers()
+	if a.pool.reentrant {
+		a.markDeactivating()
+	}
 	if clean && !a.dropped.Load() {
 		if d, ok := a.inst.(Deactivator); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -113,6 +113,25 @@
 // Options.MaxCallDepth (DefaultMaxCallDepth, 32) fails with
 // ErrCallChainTooDeep. Neither is applied.
 //
+// A type marked reentrant (Type.Reentrant, PoolConfig.Reentrant) lets a
+// call from a running turn's own chain interleave with that turn instead
+// of failing as a cycle; reentrant.go says exactly what that does to the
+// one-turn-at-a-time guarantee and to commits.
+//
+// # Idempotency keys, backpressure and timers
+//
+// A call with an idempotency key (WithIdempotencyKey) runs at most once per
+// actor: the key and the call's outcome are written in the turn's journal
+// append, and a repeat is answered from that record, across crashes and
+// failovers, within each actor's window (PoolConfig.IdempotencyKeys and
+// IdempotencyRetention); a repeat that may have been forgotten fails with
+// ErrIdempotencyKeyExpired rather than run twice (idempotency.go). At most
+// PoolConfig.MaxQueue calls wait for one actor's turn, and optionally
+// RateLimit bounds the calls a node serves to a type; beyond either, a
+// call fails at once with ErrOverloaded. MaxActivating bounds the
+// activations of a type in progress at once. Context.SetTimer runs a
+// function as a turn of the actor while it is active (timers.go).
+//
 // # Errors
 //
 // Callers branch on the sentinels of errors.go with errors.Is; the
@@ -120,11 +139,14 @@
 // ErrUnknownType, ErrUnknownMethod, ErrBadPayload for an argument,
 // ErrPayloadTooLarge (Options.MaxPayloadBytes), ErrInvalidID (empty or over
 // 1024 bytes), ErrPoolFull, ErrShuttingDown, ErrNotLocal, ErrUnavailable
-// (retryable), ErrFenced, ErrConflict, ErrActorPanic, ErrCallCycle,
-// ErrCallChainTooDeep, and *MethodError,
+// (retryable), ErrOverloaded (retry later), ErrFenced, ErrConflict,
+// ErrActorPanic, ErrCallCycle, ErrCallChainTooDeep,
+// ErrIdempotencyKeyInvalid, ErrIdempotencyKeyReused, and *MethodError,
 // through which errors.Is and errors.As see the method's own error (wrap
 // ErrInvalidArgument for refused values). A result the caller's side
 // cannot decode is ErrBadPayload too, after the turn ran.
+// ErrIdempotencyKeyExpired: this call was not applied, but an earlier one
+// with the same key may have been.
 //
 // # Observer, goroutines and locking
 //

@@ -78,6 +78,16 @@ type reentry struct {
 	cond     *sync.Cond
 	stack    []int // chain depths of the running turns; empty: no turn open
 	poisoned error // a re-entering turn panicked or could not commit
+	// closing: the actor is being deactivated (its OnDeactivate hook may
+	// be running and calling out); a call re-entering it then fails.
+	closing bool
+}
+
+// markDeactivating refuses re-entry from now on (deactivateHeld).
+func (a *activation) markDeactivating() {
+	a.reentry.mu.Lock()
+	a.reentry.closing = true
+	a.reentry.mu.Unlock()
 }
 
 // openReentry lets calls from tc's chain re-enter a while tc's turn runs;
@@ -136,6 +146,9 @@ func (r *Runtime) nestedTurn(ctx context.Context, a *activation, method string, 
 		re.cond.Wait() // another re-entering turn runs
 	}
 	switch {
+	case re.closing:
+		re.mu.Unlock()
+		return nil, true, fmt.Errorf("%w: %s is being deactivated; a call from its own chain cannot enter it", ErrUnavailable, a.key)
 	case len(re.stack) == 0:
 		re.mu.Unlock()
 		return nil, false, nil

@@ -145,3 +145,48 @@ func TestNonReentrantCycleStillFails(t *testing.T) {
 		t.Errorf("reentrant by configuration: %d, %v", n, err)
 	}
 }
+
+// leaver's OnDeactivate calls an echo actor that calls back into it: a
+// cycle through an actor being deactivated.
+type leaver struct{}
+
+var (
+	leaverSaw = make(chan error, 4)
+	Leaver    = runtime.NewType("leaver", func(string) *leaver { return &leaver{} })
+	LeaverHi  = runtime.AddMethod0(Leaver, "hi", func(runtime.Context, *leaver) (string, error) { return "hi", nil })
+	Echo      = runtime.NewType("echo", func(string) *auditor { return &auditor{} })
+	EchoBack  = runtime.AddMethod(Echo, "back", func(ctx runtime.Context, _ *auditor, id string) (string, error) {
+		return LeaverHi.Call(ctx, ctx.Actors(), id)
+	})
+)
+
+func (*leaver) OnDeactivate(ctx runtime.Context) error {
+	_, err := EchoBack.Call(ctx, ctx.Actors(), "e", ctx.ActorID())
+	leaverSaw <- err
+	return nil
+}
+
+func TestCycleThroughADeactivatingActor(t *testing.T) {
+	for _, reentrant := range []bool{false, true} {
+		e := newEnv(t, []runtime.Definition{Leaver, Echo}, func(o *runtime.Options) {
+			o.Pool = func(typ string) runtime.PoolConfig {
+				return runtime.PoolConfig{MaxSize: 10, Reentrant: reentrant && typ == "leaver"}
+			}
+		})
+		ctx := context.Background()
+		if _, err := LeaverHi.Call(ctx, e.rt, "l"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rt.Deactivate(ctx, "leaver", "l"); err != nil {
+			t.Fatal(err)
+		}
+		err := <-leaverSaw
+		want := runtime.ErrCallCycle
+		if reentrant {
+			want = runtime.ErrUnavailable
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("reentrant=%v: the call back into the deactivating actor: %v, want %v", reentrant, err, want)
+		}
+	}
+}
