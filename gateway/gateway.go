@@ -21,8 +21,12 @@
 // and status, without running again, across restarts and failovers (see
 // package runtime for the window a key is remembered in). The key's age
 // counts from the request's arrival. (Go's net/http client resends a POST
-// that carries an Idempotency-Key header when its connection fails; with
-// the key, the resend is answered from the record.)
+// that carries an Idempotency-Key header, and has GetBody, when a reused
+// connection breaks after the request was written; the resend is answered
+// from the record if it reaches a node, but if it fails too the client
+// reports only its error, such as "connection refused", which then does
+// not mean that the first copy was not applied: send it again with the
+// key.)
 //
 // It also runs stateless tasks: POST /v1/tasks/{name} (see tasks.go).
 package gateway
