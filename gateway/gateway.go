@@ -20,7 +20,8 @@
 // actor already ran is answered with the recorded outcome, the same body
 // and status, without running again, across restarts and failovers (see
 // package runtime for the window a key is remembered in). The key's age
-// counts from the request's arrival. (Go's net/http client resends a POST
+// counts from each request's arrival, so a retry of a key that the actor's
+// count window already evicted looks new and runs again. (Go's net/http client resends a POST
 // that carries an Idempotency-Key header, and has GetBody, when a reused
 // connection breaks after the request was written; the resend is answered
 // from the record if it reaches a node, but if it fails too the client

@@ -220,7 +220,7 @@ func (p *pool) sweepIdle(now int64) {
 		if now-a.lastUsed.Load() < limit {
 			continue
 		}
-		if !a.tryAcquire() {
+		if !a.tryAcquire() && !a.acquireIdle() {
 			continue
 		}
 		if a.dead || now-a.lastUsed.Load() < limit {
@@ -229,6 +229,16 @@ func (p *pool) sweepIdle(now int64) {
 		}
 		p.r.deactivateHeld(a, "idle", true)
 	}
+}
+
+// acquireIdle waits a little for the mailbox of an actor that looks idle
+// but is in a turn: a timer's (timer turns do not count as use, so an
+// actor whose timer fires often would otherwise be found busy at every
+// sweep and never leave), or a call running longer than the idle timeout.
+func (a *activation) acquireIdle() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	return a.acquire(ctx) == nil
 }
 
 func (r *Runtime) sweepLoop() {
