@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
@@ -197,14 +198,14 @@ func appendDedupRecord(chunk, key []byte, at int64, res []byte) []byte {
 // encoded result of each record of chunk, oldest first, and the offset of
 // the record after it, until fn returns false.
 func forEachDedupRecord(chunk []byte, fn func(key []byte, at int64, res []byte, end int) bool) error {
-	d := wireDecoder{b: chunk}
-	for len(d.b) > 0 && d.err == nil {
-		k, at, r := d.bytes(), d.varint(), d.bytes()
-		if d.err == nil && !fn(k, at, r, len(chunk)-len(d.b)) {
+	d := kv.Decoder{B: chunk, Wraps: errBadWire}
+	for len(d.B) > 0 && d.Err == nil {
+		k, at, r := d.Bytes(), d.Varint(), d.Bytes()
+		if d.Err == nil && !fn(k, at, r, len(chunk)-len(d.B)) {
 			return nil
 		}
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return fmt.Errorf("%w: dedup chunk: %w", journal.ErrCorrupt, err)
 	}
 	return nil

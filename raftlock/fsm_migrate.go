@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	bolt "go.etcd.io/bbolt"
 )
@@ -140,12 +141,12 @@ func migrate2to3(tx *bolt.Tx, m []byte) error {
 	var chunks []chunk
 	if err := dedup.ForEach(func(k, v []byte) error {
 		c := chunk{key: bytes.Clone(k)}
-		d := wireDecoder{b: v}
-		for len(d.b) > 0 && d.err == nil {
-			dk, res := d.bytes(), d.bytes()
+		d := kv.Decoder{B: v, Wraps: errBadWire}
+		for len(d.B) > 0 && d.Err == nil {
+			dk, res := d.Bytes(), d.Bytes()
 			c.val = appendDedupRecord(c.val, dk, meta.time, res)
 		}
-		if err := d.finish(); err != nil {
+		if err := d.Finish(); err != nil {
 			return fmt.Errorf("%w: dedup chunk %x: %w", journal.ErrCorrupt, k, err)
 		}
 		chunks = append(chunks, c)
