@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 )
 
 // appendCmd encodes an append of one entry with a fixed id, as a retry
@@ -207,7 +208,7 @@ func dedupResults(t *testing.T, f *fsm) int {
 			return err
 		}
 		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
-			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
+			return dedup.ForEachRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
 				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
 					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
 				}
@@ -215,8 +216,8 @@ func dedupResults(t *testing.T, f *fsm) int {
 				return true
 			})
 		})
-		if err == nil && (uint64(n) != m.dedupCount || len(f.dedupIndex) != n) {
-			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedupCount, len(f.dedupIndex))
+		if err == nil && (uint64(n) != m.dedup.Count || len(f.dedupIndex) != n) {
+			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedup.Count, len(f.dedupIndex))
 		}
 		return err
 	}); err != nil {

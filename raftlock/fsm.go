@@ -2,7 +2,6 @@ package raftlock
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -478,8 +478,10 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 		return fsmMeta{}, nil, err
 	}
 	defer db.Close()
-	var m fsmMeta
-	index := map[string]uint64{}
+	var (
+		m     fsmMeta
+		index map[string]uint64
+	)
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
@@ -491,19 +493,9 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 			return err
 		}
 		var count uint64
-		err = tx.Bucket(bucketDedup).ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: dedup chunk key of %d bytes", journal.ErrCorrupt, len(k))
-			}
-			chunk := binary.BigEndian.Uint64(k)
-			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
-				index[string(dk)] = chunk
-				count++
-				return true
-			})
-		})
-		if err == nil && (count != m.dedupCount || uint64(len(index)) != count) {
-			err = fmt.Errorf("%w: dedup table holds %d results (%d keys), meta counts %d", journal.ErrCorrupt, count, len(index), m.dedupCount)
+		index, count, err = dedup.Load(tx.Bucket(bucketDedup).ForEach)
+		if err == nil && (count != m.dedup.Count || uint64(len(index)) != count) {
+			err = fmt.Errorf("%w: dedup table holds %d results (%d keys), meta counts %d", journal.ErrCorrupt, count, len(index), m.dedup.Count)
 		}
 		return err
 	})
