@@ -10,10 +10,12 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
 // wireVersion is the first byte of every batch, forward request and forward
-// response. A reader refuses any value above it, or below
+// response (the replica layer's framing, replica.Wire, around raftlock's
+// commands and results). A reader refuses any value above it, or below
 // minWireVersion (errBadWire), so a newer release's log entries are never
 // misread. Version 2 added a command's birth time and retry flag (see
 // encodeCommand) and the result code codeUnknown; a version 1 batch, from
@@ -23,6 +25,18 @@ const (
 	wireVersion    = 2
 	minWireVersion = 1
 )
+
+// wire frames raftlock's commands and results:
+//
+//	batch (a Raft log entry):  version | stamp (the leader's clock, UnixNano,
+//	                           zig-zag varint) | commands
+//	forward request:           version | commands (the leader stamps them)
+//	forward response:          version | index (uvarint: the Raft index the
+//	                           caller must see applied locally) | results
+//
+// where commands and results are lists: a uvarint count, then each
+// (encodeCommand, encodeResult) as a uvarint length and its bytes.
+var wire = replica.Wire{Version: wireVersion, MinVersion: minWireVersion, Malformed: errBadWire}
 
 // errBadWire is wrapped by every decoding failure of the wire formats.
 var errBadWire = errors.New("raftlock: malformed command encoding")
@@ -263,85 +277,6 @@ func decodeCommand(b []byte) (command, error) {
 	return c, nil
 }
 
-// encodeBatch returns a Raft log entry: the commands cmds (each already
-// encoded), stamped with the leader's clock:
-//
-//	1      version (wireVersion)
-//	1-10   stamp: the leader's clock, UnixNano, zig-zag varint
-//	1-10   count, uvarint
-//	...    each command: uvarint length, bytes
-func encodeBatch(stamp time.Time, cmds [][]byte) []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+sizeOf(cmds))
-	b = append(b, wireVersion)
-	b = binary.AppendVarint(b, stamp.UnixNano())
-	return kv.AppendList(b, cmds)
-}
-
-// decodeBatch parses a Raft log entry made by encodeBatch. The commands
-// alias b.
-func decodeBatch(b []byte) (stamp int64, cmds [][]byte, err error) {
-	d := kv.Decoder{B: b, Wraps: errBadWire}
-	checkVersion(&d)
-	stamp = d.Varint()
-	cmds = d.List()
-	return stamp, cmds, d.Finish()
-}
-
-// encodeForward returns a forward request: a batch of commands without a
-// stamp, which the leader stamps itself.
-//
-//	1      version
-//	1-10   count, uvarint
-//	...    each command: uvarint length, bytes
-func encodeForward(cmds [][]byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+sizeOf(cmds))
-	b = append(b, wireVersion)
-	return kv.AppendList(b, cmds)
-}
-
-func decodeForward(b []byte) ([][]byte, error) {
-	d := kv.Decoder{B: b, Wraps: errBadWire}
-	checkVersion(&d)
-	cmds := d.List()
-	return cmds, d.Finish()
-}
-
-// encodeForwardResponse returns the answer to a forward request: the Raft
-// index the caller must see applied locally before answering, and one
-// result per command, in order.
-//
-//	1      version
-//	1-10   index, uvarint
-//	1-10   count, uvarint
-//	...    each result: uvarint length, bytes (see encodeResult)
-func encodeForwardResponse(index uint64, results []result) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(results)*16)
-	b = append(b, wireVersion)
-	b = binary.AppendUvarint(b, index)
-	b = binary.AppendUvarint(b, uint64(len(results)))
-	for _, r := range results {
-		b = appendBytes(b, encodeResult(r))
-	}
-	return b
-}
-
-func decodeForwardResponse(b []byte) (index uint64, results []result, err error) {
-	d := kv.Decoder{B: b, Wraps: errBadWire}
-	checkVersion(&d)
-	index = d.Uvarint()
-	raw := d.List()
-	if err := d.Finish(); err != nil {
-		return 0, nil, err
-	}
-	results = make([]result, len(raw))
-	for i, r := range raw {
-		if results[i], err = decodeResult(r); err != nil {
-			return 0, nil, err
-		}
-	}
-	return index, results, nil
-}
-
 // resultCode says how a command ended.
 type resultCode uint8
 
@@ -470,20 +405,4 @@ func appendString(b []byte, s string) []byte {
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
-}
-
-func sizeOf(items [][]byte) int {
-	n := 0
-	for _, it := range items {
-		n += binary.MaxVarintLen64 + len(it)
-	}
-	return n
-}
-
-// checkVersion reads the version byte that starts a batch, a forward
-// request and a forward response, and refuses one this build cannot read.
-func checkVersion(d *kv.Decoder) {
-	if v := d.Byte(); d.Err == nil && (v < minWireVersion || v > wireVersion) {
-		d.Fail(fmt.Sprintf("version %d, this build reads versions %d to %d", v, minWireVersion, wireVersion))
-	}
 }

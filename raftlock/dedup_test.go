@@ -106,7 +106,7 @@ func TestDedupForwardedTwice(t *testing.T) {
 	if err1 != nil || err2 != nil || len(r1) != 2 || r1[0] != r2[0] || r1[1] != r2[1] || r1[1].value != 2 {
 		t.Fatalf("responses %+v (%v) and %+v (%v); want equal, tails 1 and 2", r1, err1, r2, err2)
 	}
-	if err := f.fsm.waitApplied(ctx, i2, nil); err != nil {
+	if err := f.fsm.WaitApplied(ctx, i2, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantReplica(t, f, "t/fw", []string{"a", "b"})
@@ -297,33 +297,5 @@ func TestDedupRetention(t *testing.T) {
 				dedupResults(t, f)
 			})
 		}
-	}
-}
-
-// TestCommitterFlagsRetries: the committer sends a call's first attempt
-// as it was encoded and every later one flagged as a retry; a command
-// without an id is never flagged.
-func TestCommitterFlagsRetries(t *testing.T) {
-	t.Parallel()
-	s := &Store{cfg: Config{MaxBatch: 8, MaxBatchBytes: 1 << 20}, wake: make(chan struct{}, 1)}
-	withID := encodeCommand(command{op: opRenew, id: cmdID{"n1/x", 1}, born: 5, session: "s1"})
-	noID := encodeCommand(command{op: opNoop})
-	calls := []*call{{ctx: t.Context(), op: opRenew, cmd: withID}, {ctx: t.Context(), op: opNoop, cmd: noID}}
-	if err := s.enqueue(calls...); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 1; attempt <= 2; attempt++ {
-		batch := s.take(route{self: true})
-		if len(batch) != 2 {
-			t.Fatalf("attempt %d: took %d calls", attempt, len(batch))
-		}
-		c, err := decodeCommand(batch[0].cmd)
-		if err != nil || c.retry != (attempt > 1) || c.born != 5 || c.id.seq != 1 {
-			t.Fatalf("attempt %d: sent %+v (%v); want retry %v", attempt, c, err, attempt > 1)
-		}
-		if n, err := decodeCommand(batch[1].cmd); err != nil || n.retry || batch[1].cmd[0] != byte(opNoop) {
-			t.Fatalf("attempt %d: the command without an id became %+v (%v)", attempt, n, err)
-		}
-		s.requeue(batch)
 	}
 }

@@ -45,7 +45,7 @@ func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64
 // the batch's stamp, but never backwards: a new leader whose clock is
 // behind the old one's continues from the old one's time.
 func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
-	stamp, cmds, err := decodeBatch(l.Data)
+	stamp, cmds, err := wire.DecodeBatch(l.Data)
 	if err != nil {
 		return &applyResponse{index: l.Index, err: err}, nil
 	}
