@@ -112,27 +112,20 @@ func (d *Decoder) Byte() byte {
 }
 
 // Uvarint reads a uvarint.
-func (d *Decoder) Uvarint() uint64 {
-	if d.Err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.B)
-	if n <= 0 {
-		d.Fail("bad uvarint")
-		return 0
-	}
-	d.B = d.B[n:]
-	return v
-}
+func (d *Decoder) Uvarint() uint64 { return readVarint(d, binary.Uvarint, "bad uvarint") }
 
 // Varint reads a zig-zag varint.
-func (d *Decoder) Varint() int64 {
+func (d *Decoder) Varint() int64 { return readVarint(d, binary.Varint, "bad varint") }
+
+// readVarint reads one value with read (binary.Uvarint or binary.Varint),
+// failing with msg.
+func readVarint[T int64 | uint64](d *Decoder, read func([]byte) (T, int), msg string) T {
 	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.B)
+	v, n := read(d.B)
 	if n <= 0 {
-		d.Fail("bad varint")
+		d.Fail(msg)
 		return 0
 	}
 	d.B = d.B[n:]
