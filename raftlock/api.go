@@ -23,25 +23,10 @@ func (s *Store) Sync(ctx context.Context) error {
 	return err
 }
 
-// enterRead admits a read: ctx, closed and a failed state machine.
-func (s *Store) enterRead(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if s.isClosed() {
-		return errClosed
-	}
-	if _, _, failed := s.fsm.progress(); failed != nil {
-		return failed
-	}
-	// Read this node's own journal writes (see execEncoded).
-	if w := s.lastWrite.Load(); w > 0 {
-		if err := s.catchUp(ctx, w); err != nil {
-			return fmt.Errorf("raftlock: read waiting for this node's write at index %d: %w", w, err)
-		}
-	}
-	return nil
-}
+// enterRead admits a read: ctx, closed and a failed state machine; then
+// it waits until this replica has applied this node's latest journal write
+// (see execEncoded).
+func (s *Store) enterRead(ctx context.Context) error { return s.rep.BeforeRead(ctx) }
 
 // --- lock.Coordinator ---
 
@@ -147,8 +132,8 @@ func (s *Store) Holder(ctx context.Context, key string) (lock.LockInfo, bool, er
 	if err := s.enterRead(ctx); err != nil {
 		return lock.LockInfo{}, false, err
 	}
-	_, clock, _ := s.fsm.progress()
-	return s.fsm.holder(key, max(clock, s.stamp().UnixNano()))
+	_, clock, _ := s.fsm.Progress()
+	return s.fsm.holder(key, max(clock, s.rep.Stamp().UnixNano()))
 }
 
 // --- journal.Journal ---

@@ -94,5 +94,8 @@ func BenchmarkAppend3Nodes(b *testing.B) {
 }
 
 func leaderBatches(s *Store) (batches, cmds uint64) {
-	return s.stats.batches.Load(), s.stats.commands.Load()
+	st := s.Stats()
+	batches, _ = strconv.ParseUint(st["batches"], 10, 64)
+	cmds, _ = strconv.ParseUint(st["batch_commands"], 10, 64)
+	return batches, cmds
 }

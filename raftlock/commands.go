@@ -9,10 +9,13 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
 // wireVersion is the first byte of every batch, forward request and forward
-// response. A reader refuses any value above it, or below
+// response (the replica layer's framing, replica.Wire, around raftlock's
+// commands and results). A reader refuses any value above it, or below
 // minWireVersion (errBadWire), so a newer release's log entries are never
 // misread. Version 2 added a command's birth time and retry flag (see
 // encodeCommand) and the result code codeUnknown; a version 1 batch, from
@@ -22,6 +25,18 @@ const (
 	wireVersion    = 2
 	minWireVersion = 1
 )
+
+// wire frames raftlock's commands and results:
+//
+//	batch (a Raft log entry):  version | stamp (the leader's clock, UnixNano,
+//	                           zig-zag varint) | commands
+//	forward request:           version | commands (the leader stamps them)
+//	forward response:          version | index (uvarint: the Raft index the
+//	                           caller must see applied locally) | results
+//
+// where commands and results are lists: a uvarint count, then each
+// (encodeCommand, encodeResult) as a uvarint length and its bytes.
+var wire = replica.Wire{Version: wireVersion, MinVersion: minWireVersion, Malformed: errBadWire}
 
 // errBadWire is wrapped by every decoding failure of the wire formats.
 var errBadWire = errors.New("raftlock: malformed command encoding")
@@ -199,146 +214,67 @@ func encodeCommand(c command) []byte {
 // decodeCommand parses the wire form of a command. Strings and records
 // alias b.
 func decodeCommand(b []byte) (command, error) {
-	d := wireDecoder{b: b}
+	d := kv.Decoder{B: b, Wraps: errBadWire}
 	var c command
-	head := d.byte()
+	head := d.Byte()
 	c.op = op(head & opMask)
-	c.id.origin = d.string()
-	c.id.seq = d.uvarint()
+	c.id.origin = d.String()
+	c.id.seq = d.Uvarint()
 	switch {
 	case head&flagBorn != 0 && c.id.seq == 0:
-		d.fail("a birth time without an id")
+		d.Fail("a birth time without an id")
 	case head&flagBorn != 0:
-		c.born = d.varint()
+		c.born = d.Varint()
 		c.retry = head&flagRetry != 0
 	case head&flagRetry != 0:
-		d.fail("a retry without a birth time")
+		d.Fail("a retry without a birth time")
 	}
 	switch c.op {
 	case opNoop, opLeaderStart, opReap:
 	case opCreateSession:
-		c.owner = d.string()
-		ttl := d.uvarint()
+		c.owner = d.String()
+		ttl := d.Uvarint()
 		if ttl > math.MaxInt64 {
-			d.fail("ttl overflows")
+			d.Fail("ttl overflows")
 		}
 		c.ttl = time.Duration(ttl)
 	case opRenew, opDestroySession:
-		c.session = lock.SessionID(d.string())
+		c.session = lock.SessionID(d.String())
 	case opAcquire, opRelease:
-		c.session = lock.SessionID(d.string())
-		c.key = d.string()
+		c.session = lock.SessionID(d.String())
+		c.key = d.String()
 	case opEndOwner:
-		c.owner = d.string()
-		c.session = lock.SessionID(d.string())
+		c.owner = d.String()
+		c.session = lock.SessionID(d.String())
 	case opAppend:
-		c.key = d.string()
-		c.token = d.uvarint()
-		c.seq = d.uvarint()
-		n := d.uvarint()
-		if n > uint64(len(d.b)) { // every record takes at least one byte
-			d.fail("record count exceeds the data")
+		c.key = d.String()
+		c.token = d.Uvarint()
+		c.seq = d.Uvarint()
+		n := d.Uvarint()
+		if n > uint64(len(d.B)) { // every record takes at least one byte
+			d.Fail("record count exceeds the data")
 			break
 		}
 		c.records = make([][]byte, n)
 		for i := range c.records {
-			c.records[i] = d.bytes()
+			c.records[i] = d.Bytes()
 		}
 	case opSaveSnapshot:
-		c.key = d.string()
-		c.token = d.uvarint()
-		c.seq = d.uvarint()
-		c.records = [][]byte{d.bytes()}
+		c.key = d.String()
+		c.token = d.Uvarint()
+		c.seq = d.Uvarint()
+		c.records = [][]byte{d.Bytes()}
 	case opTruncate:
-		c.key = d.string()
-		c.token = d.uvarint()
-		c.seq = d.uvarint()
+		c.key = d.String()
+		c.token = d.Uvarint()
+		c.seq = d.Uvarint()
 	default:
-		d.fail(fmt.Sprintf("unknown op %d", uint8(c.op)))
+		d.Fail(fmt.Sprintf("unknown op %d", uint8(c.op)))
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return command{}, err
 	}
 	return c, nil
-}
-
-// encodeBatch returns a Raft log entry: the commands cmds (each already
-// encoded), stamped with the leader's clock:
-//
-//	1      version (wireVersion)
-//	1-10   stamp: the leader's clock, UnixNano, zig-zag varint
-//	1-10   count, uvarint
-//	...    each command: uvarint length, bytes
-func encodeBatch(stamp time.Time, cmds [][]byte) []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+sizeOf(cmds))
-	b = append(b, wireVersion)
-	b = binary.AppendVarint(b, stamp.UnixNano())
-	return appendList(b, cmds)
-}
-
-// decodeBatch parses a Raft log entry made by encodeBatch. The commands
-// alias b.
-func decodeBatch(b []byte) (stamp int64, cmds [][]byte, err error) {
-	d := wireDecoder{b: b}
-	d.version()
-	stamp = d.varint()
-	cmds = d.list()
-	return stamp, cmds, d.finish()
-}
-
-// encodeForward returns a forward request: a batch of commands without a
-// stamp, which the leader stamps itself.
-//
-//	1      version
-//	1-10   count, uvarint
-//	...    each command: uvarint length, bytes
-func encodeForward(cmds [][]byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+sizeOf(cmds))
-	b = append(b, wireVersion)
-	return appendList(b, cmds)
-}
-
-func decodeForward(b []byte) ([][]byte, error) {
-	d := wireDecoder{b: b}
-	d.version()
-	cmds := d.list()
-	return cmds, d.finish()
-}
-
-// encodeForwardResponse returns the answer to a forward request: the Raft
-// index the caller must see applied locally before answering, and one
-// result per command, in order.
-//
-//	1      version
-//	1-10   index, uvarint
-//	1-10   count, uvarint
-//	...    each result: uvarint length, bytes (see encodeResult)
-func encodeForwardResponse(index uint64, results []result) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(results)*16)
-	b = append(b, wireVersion)
-	b = binary.AppendUvarint(b, index)
-	b = binary.AppendUvarint(b, uint64(len(results)))
-	for _, r := range results {
-		b = appendBytes(b, encodeResult(r))
-	}
-	return b
-}
-
-func decodeForwardResponse(b []byte) (index uint64, results []result, err error) {
-	d := wireDecoder{b: b}
-	d.version()
-	index = d.uvarint()
-	raw := d.list()
-	if err := d.finish(); err != nil {
-		return 0, nil, err
-	}
-	results = make([]result, len(raw))
-	for i, r := range raw {
-		if results[i], err = decodeResult(r); err != nil {
-			return 0, nil, err
-		}
-	}
-	return index, results, nil
 }
 
 // resultCode says how a command ended.
@@ -383,12 +319,12 @@ func encodeResult(r result) []byte {
 }
 
 func decodeResult(b []byte) (result, error) {
-	d := wireDecoder{b: b}
-	r := result{code: resultCode(d.byte()), value: d.uvarint(), text: d.string(), owner: d.string()}
-	if d.err == nil && r.code >= codeMax {
-		d.fail(fmt.Sprintf("unknown result code %d", r.code))
+	d := kv.Decoder{B: b, Wraps: errBadWire}
+	r := result{code: resultCode(d.Byte()), value: d.Uvarint(), text: d.String(), owner: d.String()}
+	if d.Err == nil && r.code >= codeMax {
+		d.Fail(fmt.Sprintf("unknown result code %d", r.code))
 	}
-	return r, d.finish()
+	return r, d.Finish()
 }
 
 // err turns a result into the error the caller sees: nil for codeOK, else
@@ -469,117 +405,4 @@ func appendString(b []byte, s string) []byte {
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
-}
-
-func appendList(b []byte, items [][]byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(items)))
-	for _, it := range items {
-		b = appendBytes(b, it)
-	}
-	return b
-}
-
-func sizeOf(items [][]byte) int {
-	n := 0
-	for _, it := range items {
-		n += binary.MaxVarintLen64 + len(it)
-	}
-	return n
-}
-
-// wireDecoder reads the wire formats. The first failure is kept in err;
-// later reads return zero values.
-type wireDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *wireDecoder) fail(msg string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", errBadWire, msg)
-	}
-}
-
-func (d *wireDecoder) version() {
-	if v := d.byte(); d.err == nil && (v < minWireVersion || v > wireVersion) {
-		d.fail(fmt.Sprintf("version %d, this build reads versions %d to %d", v, minWireVersion, wireVersion))
-	}
-}
-
-func (d *wireDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *wireDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *wireDecoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *wireDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)))
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *wireDecoder) string() string { return string(d.bytes()) }
-
-func (d *wireDecoder) list() [][]byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("count exceeds the data")
-		return nil
-	}
-	items := make([][]byte, n)
-	for i := range items {
-		items[i] = d.bytes()
-	}
-	return items
-}
-
-func (d *wireDecoder) finish() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
-	}
-	return d.err
 }

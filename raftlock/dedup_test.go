@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 )
 
 // appendCmd encodes an append of one entry with a fixed id, as a retry
@@ -105,7 +106,7 @@ func TestDedupForwardedTwice(t *testing.T) {
 	if err1 != nil || err2 != nil || len(r1) != 2 || r1[0] != r2[0] || r1[1] != r2[1] || r1[1].value != 2 {
 		t.Fatalf("responses %+v (%v) and %+v (%v); want equal, tails 1 and 2", r1, err1, r2, err2)
 	}
-	if err := f.fsm.waitApplied(ctx, i2, nil); err != nil {
+	if err := f.fsm.WaitApplied(ctx, i2, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantReplica(t, f, "t/fw", []string{"a", "b"})
@@ -207,7 +208,7 @@ func dedupResults(t *testing.T, f *fsm) int {
 			return err
 		}
 		err = l.bucket(bDedup).ForEach(func(k, v []byte) error {
-			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
+			return dedup.ForEachRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
 				if chunk, ok := f.dedupIndex[string(dk)]; !ok || !bytes.Equal(u64Key(chunk), k) {
 					t.Errorf("dedup key %q of chunk %x is indexed under %d, %v", dk, k, chunk, ok)
 				}
@@ -215,8 +216,8 @@ func dedupResults(t *testing.T, f *fsm) int {
 				return true
 			})
 		})
-		if err == nil && (uint64(n) != m.dedupCount || len(f.dedupIndex) != n) {
-			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedupCount, len(f.dedupIndex))
+		if err == nil && (uint64(n) != m.dedup.Count || len(f.dedupIndex) != n) {
+			t.Errorf("dedup table holds %d results, the meta counts %d, the index %d", n, m.dedup.Count, len(f.dedupIndex))
 		}
 		return err
 	}); err != nil {
@@ -296,33 +297,5 @@ func TestDedupRetention(t *testing.T) {
 				dedupResults(t, f)
 			})
 		}
-	}
-}
-
-// TestCommitterFlagsRetries: the committer sends a call's first attempt
-// as it was encoded and every later one flagged as a retry; a command
-// without an id is never flagged.
-func TestCommitterFlagsRetries(t *testing.T) {
-	t.Parallel()
-	s := &Store{cfg: Config{MaxBatch: 8, MaxBatchBytes: 1 << 20}, wake: make(chan struct{}, 1)}
-	withID := encodeCommand(command{op: opRenew, id: cmdID{"n1/x", 1}, born: 5, session: "s1"})
-	noID := encodeCommand(command{op: opNoop})
-	calls := []*call{{ctx: t.Context(), op: opRenew, cmd: withID}, {ctx: t.Context(), op: opNoop, cmd: noID}}
-	if err := s.enqueue(calls...); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 1; attempt <= 2; attempt++ {
-		batch := s.take(route{self: true})
-		if len(batch) != 2 {
-			t.Fatalf("attempt %d: took %d calls", attempt, len(batch))
-		}
-		c, err := decodeCommand(batch[0].cmd)
-		if err != nil || c.retry != (attempt > 1) || c.born != 5 || c.id.seq != 1 {
-			t.Fatalf("attempt %d: sent %+v (%v); want retry %v", attempt, c, err, attempt > 1)
-		}
-		if n, err := decodeCommand(batch[1].cmd); err != nil || n.retry || batch[1].cmd[0] != byte(opNoop) {
-			t.Fatalf("attempt %d: the command without an id became %+v (%v)", attempt, n, err)
-		}
-		s.requeue(batch)
 	}
 }

@@ -5,6 +5,16 @@
 // journal.Journal and passes both conformance suites (locktest, journaltest,
 // the latter also when every call goes to a follower).
 //
+// It is built in three layers. The replicated command layer
+// (internal/replica: a replica.Group) runs Raft, its log and transport,
+// group commit, forwarding to the leader, retries, the leader's office
+// clock and membership, and its dedup table (internal/replica/dedup)
+// makes commands exactly-once; it knows nothing of locks or journals. The
+// rules are plain state machines (internal/locksm, internal/journalsm)
+// over key-ordered buckets (internal/kv). This package joins them: the
+// commands and their encoding (commands.go), the fsm that applies them to
+// fsm.db (fsm*.go), and the Store's API (api.go).
+//
 // # Guarantees
 //
 //   - Durability: a write (Append, SaveSnapshot, Truncate, CreateSession,
@@ -151,111 +161,122 @@
 // the stamped clock passed in. The journals see the locks only through the
 // lock fence (the token of the lock held on a key), and the locks see the
 // journals only through the highest token that has written a key. The fsm
-// (fsm_apply.go) decodes each entry, moves the clock, answers retries from
-// the dedup table and hands each other command to the machine it belongs
-// to, over the overlay and fsm.db; their tests run them on an in-memory
-// kv.Mem, and a test replays random sequences on both and compares.
+// (fsm_apply.go) decodes each entry, moves the clock, asks the dedup table
+// (internal/replica/dedup, by the command's id, birth time and retry flag)
+// whether the command runs, was applied before (its remembered result) or
+// may have been forgotten (ErrUnknownOutcome), and hands each command that
+// runs to the machine it belongs to, over the overlay and fsm.db; their
+// tests run them on an in-memory kv.Mem, and a test replays random
+// sequences on both and compares.
 //
 // Several Raft groups, each owning a share of the actors' journals, would
-// go on top of this split (it is not built): durable throughput would grow
-// with the number of leaders instead of being one leader's log. Each group
-// is a Raft group of its own (log, leader, committer, dedup table, leader
-// clock, fsm.db) whose state machine is a journalsm.Machine over its own
-// buckets; an actor belongs to the group its key hashes to (a consistent
-// hash, so a new group moves few actors), and the Store routes its writes
-// and reads there. The journal rules need the locks only through
+// be several replica.Groups (it is not built): durable throughput would
+// grow with the number of leaders instead of being one leader's log. Open
+// would open one Group per group, each with a directory of its own under
+// DataDir (its raft.db, snapshots, server id and fsm.db: its own log,
+// leader, committer, office clock, dedup table and membership) and its own
+// fsm, whose state machine is a journalsm.Machine over its own buckets.
+// An actor belongs to the group its key hashes to (a consistent hash, so
+// a new group moves few actors), and the Store sends its writes to that
+// Group's Exec and reads that group's fsm. Forward requests would name
+// their group: one Forwarder per Group that tags its requests, and a
+// HandleForward on the Store that hands each to its Group (Config.Name,
+// "raftlock/g3", tells their logs and errors apart). node/ would add and
+// promote each node in every group (or a few), and spread the groups'
+// leaders over the nodes. The journal rules need the locks only through
 // journalsm.Locks, and a grant needs the journals only through
 // locksm.Journals, both decided inside one state machine at its stamped
 // clock; so the simplest placement keeps an actor's lock in its journal's
 // group too: a locksm.Machine per group, a session per node per group
 // (renewals multiply by the number of groups), and a token counter per
 // group, so tokens strictly increase per key, the order fencing compares,
-// though no longer across groups. One lock group for every key would keep one
-// session per node, but the fence would then cross groups, and could not
-// be decided in the journal group's state machine: each grant would have
-// to commit a fence command (raising the actor's token) in the actor's
-// group before Acquire returns, and read that group's written token first.
+// though no longer across groups. One lock group for every key would keep
+// one session per node, but the fence would then cross groups, and could
+// not be decided in the journal group's state machine: each grant would
+// have to commit a fence command (raising the actor's token) in the
+// actor's group before Acquire returns, and read that group's written
+// token first.
 //
 // # Commands and group commit
 //
 // Each write becomes a command, encoded in a small versioned binary format
-// (commands.go; a version byte, uvarints and length-prefixed bytes; journal
-// entries and snapshots inside are journal.MarshalEntry and
-// MarshalSnapshot records, already stamped with Seq, Actor and Token, since
-// an append succeeds only at the seqs it expects). This release writes
-// version 2 and reads logs of versions 1 and 2; a release that reads only
-// version 1 refuses its entries and forwards, and applies the dedup rules
-// differently, so the nodes of a cluster must not run both. Commands are queued for
-// the Store's committer goroutine, which takes everything queued (up to
-// MaxBatch commands, MaxBatchBytes) as soon as its previous send has
-// returned, with no timer, and sends it as one Raft entry if this node is
-// the leader, or as one forward request to the leader otherwise. The leader
-// queues forwarded commands with its own, so commands from every node share
-// its entries. The state machine applies each entry (and each run of
-// entries Raft hands it at once) as one unit to its overlay (see Storage)
-// and returns a result per command.
+// (commands.go; uvarints and length-prefixed bytes; journal entries and
+// snapshots inside are journal.MarshalEntry and MarshalSnapshot records,
+// already stamped with Seq, Actor and Token, since an append succeeds only
+// at the seqs it expects), with an id and a birth time (see Exactly-once
+// commands). The replica layer frames commands into Raft entries and
+// forward requests (replica.Wire) behind a version byte, which raftlock
+// sets: this release writes version 2 and reads logs of versions 1 and 2;
+// a release that reads only version 1 refuses its entries and forwards,
+// and applies the dedup rules differently, so the nodes of a cluster must
+// not run both. The Store hands each command to its replica.Group (Exec),
+// telling it whether the caller waits for this replica to apply it (every
+// write but a journal write). The Group's committer goroutine takes
+// everything queued (up to MaxBatch commands, MaxBatchBytes) as soon as its
+// previous send has returned, with no timer, and sends it as one Raft
+// entry if this node is the leader, or as one forward request to the
+// leader otherwise. The leader queues forwarded commands with its own, so
+// commands from every node share its entries. The state machine applies
+// each entry (and each run of entries Raft hands it at once) as one unit
+// to its overlay (see Storage) and returns a result per command.
 //
 // # Forwarding
 //
-// A follower sends its batch through Config.Forwarder to the leader's
-// HandleForward (the gRPC transport lives in transport/; tests call
-// HandleForward in process). It may have MaxForwardsInFlight (default 4)
-// batches there at once, while the leader commits at most MaxInFlight
-// (default 1) entries at a time: the leader queues forwarded commands with
-// its own, so a follower's next batch joins the leader's next entry
-// instead of waiting at the follower for the batch ahead of it (measured
-// with 64 writers spread over three nodes: about a quarter more writes/s
-// and larger entries; more Raft entries in flight only added fsyncs).
-// Calls that must be retried go back to the head of the queue, the same
-// commands with the same ids, flagged as retries (see Exactly-once
-// commands); commands in different batches are concurrent calls, whose
-// order nothing promises. Errors, timeouts and leader changes are
-// retried transparently, with a backoff of 1 to 128 ms, until the caller's
-// context ends. A forward request lasts at most ForwardTimeout, and ends
-// the moment this node sees the leader change or lose contact: a leader
-// that was paused or cut off would otherwise hold the request, and the
-// forward slot, until its connection died (seconds, or gRPC's keepalive),
-// while the node that won the election in its place sat waiting for a
-// slot. The committer waiting for a slot routes again on the same event,
-// so a node that became leader commits through Raft at once. The answer carries the Raft index of the batch; the
-// follower's callers then wait until their replica has applied it. A
-// follower learns that an entry committed from the next AppendEntries, so
-// when nothing else is queued and a caller of the batch waits for the
-// local apply, it sends an empty forward request (a nudge) on which the
-// leader appends a Barrier, rather than leave its callers waiting up to
-// twice CommitTimeout. Journal writes do not wait for the local apply (a
-// stream of them sends no nudges); a read on the node waits for its own
-// latest journal write and nudges if it has to.
+// Forwarding, retries and nudges are the replica layer's; its package
+// documentation says what they guarantee. A follower sends its batch
+// through Config.Forwarder to the leader's HandleForward (the gRPC
+// transport lives in transport/; tests call HandleForward in process). It
+// may have MaxForwardsInFlight (default 4) batches there at once, while
+// the leader commits at most MaxInFlight (default 1) entries at a time:
+// the leader queues forwarded commands with its own, so a follower's next
+// batch joins the leader's next entry instead of waiting at the follower
+// for the batch ahead of it (measured with 64 writers spread over three
+// nodes: about a quarter more writes/s and larger entries; more Raft
+// entries in flight only added fsyncs). Errors, timeouts and leader
+// changes are retried transparently (the same commands with the same ids,
+// flagged as retries: see Exactly-once commands) until the caller's
+// context ends; commands in different batches are concurrent calls, whose
+// order nothing promises. A forward request lasts at most ForwardTimeout,
+// and ends the moment this node sees the leader change or lose contact,
+// so that a paused leader does not hold the forward slots while the node
+// that won the election in its place waits for one. The answer carries
+// the Raft index of the batch; callers that wait for the local apply then
+// wait until their replica has applied it, and the follower nudges the
+// leader to append a Barrier when nothing else would tell it of the
+// commit soon. Journal writes do not wait for the local apply (a stream of
+// them sends no nudges); a read on the node waits for its own latest
+// journal write and nudges if it has to.
 //
 // # Who owns what
 //
-//   - Store.mu guards the committer's queue and the state of each call
-//     (queued, in flight, done, abandoned) and closed. Callers enqueue and
-//     wait; the committer goroutine (commitLoop) takes batches and sender
-//     goroutines it starts (at most MaxInFlight to Raft, MaxForwardsInFlight
-//     to the leader) send and
-//     answer them.
-//   - Store.lmu guards leadership: ready (leader and taken office), the
-//     generation, and the changed channel that wakes the committer. Only
-//     the watcher goroutine (watchLeadership, fed by Raft's NotifyCh and
-//     leader observations) starts and stops the leadership goroutine
-//     (lead), which alone sets ready and runs the reaper.
+//   - The Store owns its fsm and its replica.Group (rep), and adds only
+//     what is raftlock's: command ids (origin, seq), the codec of its
+//     commands and results, the leader-start command (the Group's
+//     TakeOffice hook) and the reaper (its WhileLeading hook).
+//   - The Group owns Raft, the log store, snapshot store and transport
+//     (with the vote gate and the per-data-dir server id), the committer
+//     and its queue, forwarding and nudges, leadership and the office
+//     clock. Group.mu guards the committer's queue and closed; Group.lmu
+//     guards leadership (ready, the generation, the changed channel). Only
+//     its watcher goroutine starts and stops the leadership goroutine,
+//     which alone sets ready and runs the hooks (see the replica package).
 //   - The state machine (fsm) is written only by Raft's FSM goroutine
 //     (ApplyBatch, Snapshot, Restore) and by the flush goroutine it
 //     starts (at most one at a time; it writes fsm.db from an overlay
 //     nobody changes any more). fsm.mu guards the bbolt handle and the
 //     overlays: an apply holds it alone (readers see whole batches),
-//     readers share it, Restore and close take it alone; the flush
-//     goroutine never takes it. fsm.pmu guards the applied index, the
-//     state machine's clock and a failure; writers wait on it
-//     (waitApplied). The dedup index is the FSM goroutine's alone.
-//   - Goroutines: the committer and its senders, the watcher and the
-//     leadership goroutine are started by Open and stopped by Close, which
-//     waits for them; Raft's own goroutines stop in raft.Shutdown, and
-//     Close closes the transport's pooled connections, which ends the
-//     goroutines other nodes serve them with (nothing is left to the
-//     garbage collector's finalizers); a flush is waited for by the next
-//     flush, Snapshot, Restore and Close.
+//     readers share it, Restore and Close take it alone; the flush
+//     goroutine never takes it. fsm.progress (a replica.Progress) guards
+//     the applied index, the state machine's clock and a failure; writers
+//     wait on it (WaitApplied). The dedup index is the FSM goroutine's
+//     alone.
+//   - Goroutines: the Group's (the committer and its senders, the
+//     watcher, the leadership goroutine, the vote gate) are started by
+//     Open and stopped by Close, which waits for them; Raft's own
+//     goroutines stop in raft.Shutdown, and Close closes the transport's
+//     pooled connections, which ends the goroutines other nodes serve them
+//     with (nothing is left to the garbage collector's finalizers); a
+//     flush is waited for by the next flush, Snapshot, Restore and Close.
 //
 // If applying a committed entry or flushing the overlay fails (an I/O
 // error on fsm.db), the node stops applying and every operation fails with
@@ -283,7 +304,8 @@
 // leader's commit index, which node/ waits for before promoting it.
 // AddVoter, AddNonvoter and RemoveServer run on the leader (ErrNotLeader
 // elsewhere); Leader, State, IsLeader, Configuration and Stats describe the
-// node. The bootstrap_expect logic (wait for N members, pick the node that
+// node; the Store delegates all of them to its replica.Group. The
+// bootstrap_expect logic (wait for N members, pick the node that
 // bootstraps, add servers as non-voters, promote caught-up ones, remove
 // dead servers and replaced incarnations) is node/'s, built on these.
 // hashicorp/raft does not tell a removed server of its removal; node/ closes

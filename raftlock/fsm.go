@@ -2,7 +2,6 @@ package raftlock
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -47,7 +48,7 @@ type fsm struct {
 	// mu guards db, closed, ov, fl and flushDone. ApplyBatch holds it
 	// exclusively while it applies (it writes ov), so readers see the
 	// state after a whole batch; readers hold it shared; Restore (which
-	// swaps the file) and close hold it exclusively. A flush goroutine
+	// swaps the file) and Close hold it exclusively. A flush goroutine
 	// never takes it, and the FSM goroutine waits for a flush holding
 	// neither mu nor a bbolt transaction (a flush that grows the file
 	// waits for every read transaction to end).
@@ -70,13 +71,9 @@ type fsm struct {
 	// fails the flush.
 	flushHook func() error
 
-	// progress is what the state machine has applied, guarded by pmu.
-	// Writers wait on it (waitApplied); the FSM goroutine advances it.
-	pmu      sync.Mutex
-	applied  uint64        // index of the last applied Raft entry
-	clock    int64         // the state machine's clock (latest leader stamp), UnixNano
-	advanced chan struct{} // closed and replaced whenever applied advances or failed is set
-	failed   error         // set once, when applying failed: wraps ErrStateMachine
+	// progress is what the state machine has applied, and its failure:
+	// the FSM goroutine advances it, writers wait on it (WaitApplied).
+	progress replica.Progress
 }
 
 // The write-behind bounds: a flush writes about 32k records (some 20,000
@@ -90,7 +87,7 @@ const (
 	defaultFlushBytes = 16 << 20
 )
 
-var _ raft.BatchingFSM = (*fsm)(nil)
+var _ replica.FSM = (*fsm)(nil)
 
 // boltOptions are fsm.db's options. NoSync: the file is rebuilt from the
 // Raft log on start, so it needs no fsync. The large initial mmap keeps
@@ -131,16 +128,21 @@ func openFSM(path string, log *slog.Logger) (*fsm, error) {
 	}
 	return &fsm{path: path, log: log, dedupWindow: DedupWindow, dedupRetention: int64(DedupRetention),
 		flushKeys: defaultFlushKeys, flushBytes: defaultFlushBytes,
-		dedupIndex: map[string]uint64{}, db: db, ov: newOverlay(nil), advanced: make(chan struct{})}, nil
+		dedupIndex: map[string]uint64{}, db: db, ov: newOverlay(nil)}, nil
 }
 
 // applyResponse is what ApplyBatch returns for one Raft entry, and so what
-// the leader's ApplyFuture.Response holds.
+// the leader's ApplyFuture.Response holds (a replica.Response).
 type applyResponse struct {
 	index   uint64
 	results []result // one per command of the batch
 	err     error    // the entry could not be applied at all
 }
+
+var _ replica.Response[result] = (*applyResponse)(nil)
+
+// Outcome returns the entry's index, its results and its error.
+func (r *applyResponse) Outcome() (uint64, []result, error) { return r.index, r.results, r.err }
 
 // Apply applies one entry. Raft uses ApplyBatch; Apply is here for the
 // raft.FSM interface.
@@ -155,7 +157,7 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // machine stops: failed is set and every later call fails.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	resps := make([]any, len(logs))
-	if _, _, failed := f.progress(); failed != nil {
+	if _, _, failed := f.Progress(); failed != nil {
 		for i := range resps {
 			resps[i] = &applyResponse{index: logs[i].Index, err: failed}
 		}
@@ -201,7 +203,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		return resps
 	}
-	f.setProgress(m.applied, m.time)
+	f.progress.Set(m.applied, m.time)
 	return resps
 }
 
@@ -222,15 +224,11 @@ func (f *fsm) apply(fn func(l *layers) error) error {
 // fail records that the state machine failed (the first failure wins),
 // wakes the waiters and returns the recorded failure.
 func (f *fsm) fail(err error) error {
-	f.pmu.Lock()
-	defer f.pmu.Unlock()
-	if f.failed == nil {
+	failed, first := f.progress.Fail(err)
+	if first {
 		f.log.Error("raftlock: state machine failed; restart the node to rebuild it", "err", err)
-		f.failed = err
-		close(f.advanced)
-		f.advanced = make(chan struct{})
 	}
-	return f.failed
+	return failed
 }
 
 // startFlush hands the active overlay to a new flush goroutine, which
@@ -266,7 +264,7 @@ func (f *fsm) startFlush() {
 // waitFlush waits for the flush started last, if it has not been waited
 // for, and returns its error. After a successful flush its overlay is
 // dropped (fsm.db holds it); after a failed one it stays, so readers keep
-// a consistent view. Called by the FSM goroutine, or by close once Raft
+// a consistent view. Called by the FSM goroutine, or by Close once Raft
 // has stopped; never with mu held.
 func (f *fsm) waitFlush() error {
 	f.mu.RLock()
@@ -318,44 +316,14 @@ func (f *fsm) flush() error {
 	return f.waitFlush()
 }
 
-// setProgress publishes what has been applied and wakes waiters.
-func (f *fsm) setProgress(applied uint64, clock int64) {
-	f.pmu.Lock()
-	f.applied, f.clock = applied, clock
-	close(f.advanced)
-	f.advanced = make(chan struct{})
-	f.pmu.Unlock()
-}
-
-// progress returns the applied index, the state machine's clock and the
+// Progress returns the applied index, the state machine's clock and the
 // failure, if any.
-func (f *fsm) progress() (applied uint64, clock int64, failed error) {
-	f.pmu.Lock()
-	defer f.pmu.Unlock()
-	return f.applied, f.clock, f.failed
-}
+func (f *fsm) Progress() (applied uint64, clock int64, failed error) { return f.progress.Get() }
 
-// waitApplied blocks until index has been applied locally, ctx ends, stop
-// is closed, or the state machine fails.
-func (f *fsm) waitApplied(ctx context.Context, index uint64, stop <-chan struct{}) error {
-	for {
-		f.pmu.Lock()
-		applied, failed, advanced := f.applied, f.failed, f.advanced
-		f.pmu.Unlock()
-		switch {
-		case applied >= index:
-			return nil
-		case failed != nil:
-			return failed
-		}
-		select {
-		case <-advanced:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-stop:
-			return errClosed
-		}
-	}
+// WaitApplied blocks until index has been applied locally, ctx ends, stop
+// is closed (errClosed), or the state machine fails.
+func (f *fsm) WaitApplied(ctx context.Context, index uint64, stop <-chan struct{}) error {
+	return f.progress.Wait(ctx, index, stop, errClosed)
 }
 
 // view runs fn on a consistent view of the state machine: the overlays,
@@ -376,7 +344,7 @@ func (f *fsm) view(fn func(l *layers) error) error {
 // last applied entry, since Snapshot runs on the FSM goroutine between
 // applies.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	if _, _, failed := f.progress(); failed != nil {
+	if _, _, failed := f.Progress(); failed != nil {
 		return nil, failed
 	}
 	if err := f.flush(); err != nil {
@@ -457,7 +425,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return f.fail(fmt.Errorf("%w: restore: %w", ErrStateMachine, err))
 	}
 	f.db, f.ov, f.fl, f.dedupIndex = db, newOverlay(nil), nil, index
-	f.setProgress(m.applied, m.time)
+	f.progress.Set(m.applied, m.time)
 	return nil
 }
 
@@ -478,8 +446,10 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 		return fsmMeta{}, nil, err
 	}
 	defer db.Close()
-	var m fsmMeta
-	index := map[string]uint64{}
+	var (
+		m     fsmMeta
+		index map[string]uint64
+	)
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
@@ -491,29 +461,19 @@ func checkFSMFile(path string) (fsmMeta, map[string]uint64, error) {
 			return err
 		}
 		var count uint64
-		err = tx.Bucket(bucketDedup).ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				return fmt.Errorf("%w: dedup chunk key of %d bytes", journal.ErrCorrupt, len(k))
-			}
-			chunk := binary.BigEndian.Uint64(k)
-			return forEachDedupRecord(v, func(dk []byte, _ int64, _ []byte, _ int) bool {
-				index[string(dk)] = chunk
-				count++
-				return true
-			})
-		})
-		if err == nil && (count != m.dedupCount || uint64(len(index)) != count) {
-			err = fmt.Errorf("%w: dedup table holds %d results (%d keys), meta counts %d", journal.ErrCorrupt, count, len(index), m.dedupCount)
+		index, count, err = dedup.Load(tx.Bucket(bucketDedup).ForEach)
+		if err == nil && (count != m.dedup.Count || uint64(len(index)) != count) {
+			err = fmt.Errorf("%w: dedup table holds %d results (%d keys), meta counts %d", journal.ErrCorrupt, count, len(index), m.dedup.Count)
 		}
 		return err
 	})
 	return m, index, err
 }
 
-// close closes the file, after a running flush and in-flight readers.
+// Close closes the file, after a running flush and in-flight readers.
 // Raft must be shut down. The overlay is dropped: fsm.db is rebuilt from
 // the Raft log on the next start anyway.
-func (f *fsm) close() error {
+func (f *fsm) Close() error {
 	_ = f.waitFlush() // its failure is recorded already
 	f.mu.Lock()
 	defer f.mu.Unlock()

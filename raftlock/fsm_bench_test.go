@@ -25,7 +25,7 @@ func BenchmarkFSMApplyAppends(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.close()
+	defer f.Close()
 	const actors, perEntry = 10000, 20
 	tails := make([]uint64, actors)
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -103,7 +103,7 @@ func format1Continuation(t *testing.T, f *fsm) string {
 // format1Dump describes the state of f's actors, locks and counters.
 func format1Dump(t *testing.T, f *fsm) string {
 	var b strings.Builder
-	applied, clock, _ := f.progress()
+	applied, clock, _ := f.Progress()
 	fmt.Fprintf(&b, "applied %d clock %d\n", applied, clock)
 	for _, actor := range []string{"t/a", "t/b", "t/c", "t/y", "t/z"} {
 		st, _ := f.actorState(actor)

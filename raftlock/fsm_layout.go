@@ -3,11 +3,11 @@ package raftlock
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 )
 
 // The state machine's bbolt file (fsm.db, and every FSM snapshot, which is a
@@ -33,18 +33,13 @@ import (
 // actor's entries need no separate bucket of newest entries (format 1 had
 // one, "recent", to bound the pages each Raft entry rewrote).
 //
-// The dedup table is a log in chunks: the results of up to dedupChunk
-// consecutive commands per record, each as uvarint(len(dedup key)) || dedup
-// key || varint(applied at: the state machine's clock when the command was
-// applied, UnixNano) || uvarint(len(result)) || result, where a dedup key
-// is uvarint(len(origin)) || origin || seq (8 bytes BE). Command number n
-// (counted from 1, fsmMeta.dedupNext) is in chunk (n-1)/dedupChunk. A
-// command appends to the last chunk, so a flush rewrites one or two chunks
-// instead of writing two records per command; a sweep deletes the oldest
-// chunks and cuts the oldest results off the first chunk it keeps. Lookups
-// by dedup key go through an index in memory (fsm.dedupIndex: dedup key ->
-// chunk number), derived from the bucket: kept by the applies and rebuilt
-// by Restore.
+// The dedup table is the replica layer's (internal/replica/dedup documents
+// its records): chunks of up to 64 results, each with the time it was
+// applied, under an 8-byte chunk number; a dedup key is
+// uvarint(len(origin)) || origin || seq (8 bytes BE), the command's id.
+// Lookups by dedup key go through an index in memory (fsm.dedupIndex: dedup
+// key -> chunk number), derived from the bucket: kept by the applies and
+// rebuilt by Restore.
 //
 // Format 2 had the same dedup chunks without the times, and a meta record
 // without dedupForgot and dedupOldest. Format 1 (before write-behind) also
@@ -56,7 +51,8 @@ import (
 // starts from its snapshots.
 //
 // Entry and snapshot records are exactly journal.MarshalEntry and
-// journal.MarshalSnapshot; results are encodeResult. The other records are
+// journal.MarshalSnapshot; the results in the dedup table are
+// encodeResult. The other records are
 // uvarints and length-prefixed strings, listed with their encoders (below,
 // and in the state machines' layout.go).
 // The file is never read by another release (it is rebuilt from the log on
@@ -121,17 +117,14 @@ const (
 //	      dedupForgot, dedupOldest (both UnixNano, two's complement);
 //	      each 8 bytes big-endian
 type fsmMeta struct {
-	applied    uint64          // index of the last Raft entry applied
-	time       int64           // the state machine's clock: the latest leader stamp, UnixNano
-	locks      locksm.Counters // the last fencing token granted, the last session number issued
-	dedupNext  uint64          // dedup numbers issued so far
-	dedupCount uint64          // entries in the dedup table
-	// dedupForgot is when the newest result the dedup table forgot was
-	// applied (math.MinInt64 if it forgot none): the table holds every
-	// result applied later. dedupOldest is when its oldest result was
-	// applied (meaningless while it is empty).
-	dedupForgot int64
-	dedupOldest int64
+	applied uint64          // index of the last Raft entry applied
+	time    int64           // the state machine's clock: the latest leader stamp, UnixNano
+	locks   locksm.Counters // the last fencing token granted, the last session number issued
+	// dedup is the dedup table's bookkeeping: dedup numbers issued,
+	// entries held, when the newest result it forgot was applied
+	// (math.MinInt64 if it forgot none: it holds every result applied
+	// later), and when its oldest result was applied.
+	dedup dedup.State
 }
 
 const metaLen = 1 + 8*8
@@ -139,8 +132,8 @@ const metaLen = 1 + 8*8
 func (m fsmMeta) marshal() []byte {
 	b := make([]byte, 0, metaLen)
 	b = append(b, fsmFormat)
-	for _, v := range [...]uint64{m.applied, uint64(m.time), m.locks.Token, m.locks.Sessions, m.dedupNext, m.dedupCount,
-		uint64(m.dedupForgot), uint64(m.dedupOldest)} {
+	for _, v := range [...]uint64{m.applied, uint64(m.time), m.locks.Token, m.locks.Sessions, m.dedup.Next, m.dedup.Count,
+		uint64(m.dedup.Forgot), uint64(m.dedup.Oldest)} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	return b
@@ -151,63 +144,17 @@ func unmarshalMeta(b []byte) (fsmMeta, error) {
 		return fsmMeta{}, fmt.Errorf("%w: state machine meta record of %d bytes, format %v", journal.ErrCorrupt, len(b), b[:min(len(b), 1)])
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
-	return fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)}, dedupNext: u(4), dedupCount: u(5),
-		dedupForgot: int64(u(6)), dedupOldest: int64(u(7))}, nil
+	return fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)},
+		dedup: dedup.State{Next: u(4), Count: u(5), Forgot: int64(u(6)), Oldest: int64(u(7))}}, nil
 }
 
 // newMeta is the meta record of an empty state machine.
-func newMeta() fsmMeta { return fsmMeta{dedupForgot: math.MinInt64} }
+func newMeta() fsmMeta { return fsmMeta{dedup: dedup.NewState()} }
 
 func dedupKey(id cmdID) []byte {
 	b := make([]byte, 0, binary.MaxVarintLen64+len(id.origin)+8)
 	b = appendString(b, id.origin)
 	return binary.BigEndian.AppendUint64(b, id.seq)
-}
-
-// dedupChunk is how many results one record of the dedup bucket holds at
-// most.
-const dedupChunk = 64
-
-// dedupSlack is how far past the window the dedup table grows before a
-// sweep: 1/64 of the window (1562 results for DedupWindow).
-func dedupSlack(window uint64) uint64 { return window / 64 }
-
-// dedupSlackTime is how long past the retention the oldest result stays
-// before a sweep: 1/64 of the retention (about 470 ms for DedupRetention).
-func dedupSlackTime(retention int64) int64 { return retention / 64 }
-
-// addDuration returns t+d in UnixNano, saturating instead of overflowing
-// (a retention added to a clock near the end of time).
-func addDuration(t int64, d int64) int64 {
-	if d > 0 && t > math.MaxInt64-d {
-		return math.MaxInt64
-	}
-	return t + d
-}
-
-// appendDedupRecord appends one result, applied at the clock at, to a
-// dedup chunk.
-func appendDedupRecord(chunk, key []byte, at int64, res []byte) []byte {
-	chunk = appendBytes(chunk, key)
-	chunk = binary.AppendVarint(chunk, at)
-	return appendBytes(chunk, res)
-}
-
-// forEachDedupRecord calls fn with the dedup key, the time applied and the
-// encoded result of each record of chunk, oldest first, and the offset of
-// the record after it, until fn returns false.
-func forEachDedupRecord(chunk []byte, fn func(key []byte, at int64, res []byte, end int) bool) error {
-	d := wireDecoder{b: chunk}
-	for len(d.b) > 0 && d.err == nil {
-		k, at, r := d.bytes(), d.varint(), d.bytes()
-		if d.err == nil && !fn(k, at, r, len(chunk)-len(d.b)) {
-			return nil
-		}
-	}
-	if err := d.finish(); err != nil {
-		return fmt.Errorf("%w: dedup chunk: %w", journal.ErrCorrupt, err)
-	}
-	return nil
 }
 
 func u64Key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/raftlock/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -71,8 +73,8 @@ func migrate(path string) error {
 // commands. The meta record is left to migrate2to3.
 func migrate1to2(tx *bolt.Tx) error {
 	log, recent := tx.Bucket(bucketLog), tx.Bucket(v1BucketRecent)
-	dedup, dedupLog := tx.Bucket(bucketDedup), tx.Bucket(v1BucketDedupLog)
-	if log == nil || recent == nil || dedup == nil || dedupLog == nil {
+	results, dedupLog := tx.Bucket(bucketDedup), tx.Bucket(v1BucketDedupLog)
+	if log == nil || recent == nil || results == nil || dedupLog == nil {
 		return fmt.Errorf("%w: format 1 state machine without its buckets", journal.ErrCorrupt)
 	}
 	if err := recent.ForEach(func(k, v []byte) error {
@@ -86,11 +88,11 @@ func migrate1to2(tx *bolt.Tx) error {
 	}
 	var chunks []chunk
 	if err := dedupLog.ForEach(func(k, dk []byte) error {
-		res := dedup.Get(dk)
+		res := results.Get(dk)
 		if len(k) != 8 || res == nil {
 			return fmt.Errorf("%w: format 1 dedup log entry %x -> %x without a result", journal.ErrCorrupt, k, dk)
 		}
-		n := (binary.BigEndian.Uint64(k) - 1) / dedupChunk
+		n := (binary.BigEndian.Uint64(k) - 1) / dedup.ChunkSize
 		if len(chunks) == 0 || chunks[len(chunks)-1].n != n {
 			chunks = append(chunks, chunk{n: n})
 		}
@@ -110,7 +112,7 @@ func migrate1to2(tx *bolt.Tx) error {
 		return err
 	}
 	for _, c := range chunks {
-		if err := b.Put(u64Key(c.n), c.val); err != nil {
+		if err := b.Put(dedup.ChunkKey(c.n), c.val); err != nil {
 			return err
 		}
 	}
@@ -121,31 +123,31 @@ func migrate1to2(tx *bolt.Tx) error {
 // applied, which format 2 did not keep: the clock of the meta record m
 // (format 2), the latest any of them can have been applied at, so each is
 // kept for the retention from there, never less. The table forgot results
-// by count before (dedupNext > dedupCount), when, it does not say: the
-// latest it can have been is the same clock, which is then dedupForgot, so
+// by count before (dedup.Next > dedup.Count), when, it does not say: the
+// latest it can have been is the same clock, which is then dedup.Forgot, so
 // that a retry born before it that is not remembered is answered "outcome
 // unknown" (see applyCommand).
 func migrate2to3(tx *bolt.Tx, m []byte) error {
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(m[1+8*i:]) }
-	meta := fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)}, dedupNext: u(4), dedupCount: u(5),
-		dedupForgot: math.MinInt64, dedupOldest: int64(u(1))}
-	if meta.dedupNext > meta.dedupCount {
-		meta.dedupForgot = meta.time
+	meta := fsmMeta{applied: u(0), time: int64(u(1)), locks: locksm.Counters{Token: u(2), Sessions: u(3)},
+		dedup: dedup.State{Next: u(4), Count: u(5), Forgot: math.MinInt64, Oldest: int64(u(1))}}
+	if meta.dedup.Next > meta.dedup.Count {
+		meta.dedup.Forgot = meta.time
 	}
-	dedup := tx.Bucket(bucketDedup)
-	if dedup == nil {
+	table := tx.Bucket(bucketDedup)
+	if table == nil {
 		return fmt.Errorf("%w: no dedup bucket", journal.ErrCorrupt)
 	}
 	type chunk struct{ key, val []byte }
 	var chunks []chunk
-	if err := dedup.ForEach(func(k, v []byte) error {
+	if err := table.ForEach(func(k, v []byte) error {
 		c := chunk{key: bytes.Clone(k)}
-		d := wireDecoder{b: v}
-		for len(d.b) > 0 && d.err == nil {
-			dk, res := d.bytes(), d.bytes()
-			c.val = appendDedupRecord(c.val, dk, meta.time, res)
+		d := kv.Decoder{B: v, Wraps: errBadWire}
+		for len(d.B) > 0 && d.Err == nil {
+			dk, res := d.Bytes(), d.Bytes()
+			c.val = dedup.AppendRecord(c.val, dk, meta.time, res)
 		}
-		if err := d.finish(); err != nil {
+		if err := d.Finish(); err != nil {
 			return fmt.Errorf("%w: dedup chunk %x: %w", journal.ErrCorrupt, k, err)
 		}
 		chunks = append(chunks, c)
@@ -154,7 +156,7 @@ func migrate2to3(tx *bolt.Tx, m []byte) error {
 		return err
 	}
 	for _, c := range chunks {
-		if err := dedup.Put(c.key, c.val); err != nil {
+		if err := table.Put(c.key, c.val); err != nil {
 			return err
 		}
 	}

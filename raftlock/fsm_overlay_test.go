@@ -539,8 +539,8 @@ func TestFSMFlushFailure(t *testing.T) {
 	f.flushHook = func() error { return boom }
 	f.flushKeys = 1
 	d.one(t0, command{op: opNoop})
-	if err := f.waitApplied(t.Context(), 99, nil); !errors.Is(err, ErrStateMachine) || !errors.Is(err, boom) {
-		t.Fatalf("waitApplied after a failed flush: %v", err)
+	if err := f.WaitApplied(t.Context(), 99, nil); !errors.Is(err, ErrStateMachine) || !errors.Is(err, boom) {
+		t.Fatalf("WaitApplied after a failed flush: %v", err)
 	}
 	resp := f.ApplyBatch(testLogs(2, t0, encodeCommand(command{op: opNoop})))[0].(*applyResponse)
 	if !errors.Is(resp.err, ErrStateMachine) {

@@ -20,7 +20,7 @@ func newTestFSM(t *testing.T) *fsm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = f.close() })
+	t.Cleanup(func() { _ = f.Close() })
 	return f
 }
 
@@ -93,7 +93,7 @@ func TestFSMSessionsAndLocks(t *testing.T) {
 	if r := d.one(at(5), command{op: opAcquire, session: c, key: "k1"}); r.err() != nil {
 		t.Fatalf("Acquire by a session created with a stale stamp: %v", r.err())
 	}
-	if _, clock, _ := d.f.progress(); clock != at(20).Add(time.Nanosecond).UnixNano() {
+	if _, clock, _ := d.f.Progress(); clock != at(20).Add(time.Nanosecond).UnixNano() {
 		t.Fatalf("clock = %v", time.Unix(0, clock))
 	}
 }
@@ -168,7 +168,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	applied, clock, _ := g.progress()
+	applied, clock, _ := g.Progress()
 	if applied != 6 || clock != t0.UnixNano() {
 		t.Fatalf("restored progress: applied %d clock %v; want 6, %v", applied, time.Unix(0, clock), t0)
 	}
@@ -225,7 +225,7 @@ func TestFSMBadBatch(t *testing.T) {
 	if r := resps[2].(*applyResponse); r.err != nil || r.results[0].code != codeBadCommand {
 		t.Fatalf("undecodable command: %+v", r)
 	}
-	if applied, _, _ := f.progress(); applied != 3 {
+	if applied, _, _ := f.Progress(); applied != 3 {
 		t.Fatalf("applied = %d, want 3", applied)
 	}
 }

@@ -1,17 +1,14 @@
 package raftlock
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/replicatest"
 )
 
 // testLogger logs to stderr at the level named by LOOM_TEST_LOG (debug,
@@ -58,19 +55,7 @@ func testConfig(t testing.TB, id raft.ServerID, dir, addr string, now func() tim
 // error after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := time.Millisecond
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %v: %v", what, timeout, err)
-		}
-		time.Sleep(delay) // polling interval, not synchronisation
-		delay = min(2*delay, 20*time.Millisecond)
-	}
+	replicatest.WaitFor(t, timeout, what, cond)
 }
 
 // openSingle opens a one-node cluster in dir (bootstrapping it if it is
@@ -100,34 +85,16 @@ func openSingle(t testing.TB, dir, addr string, now func() time.Time) *Store {
 // leader Store's HandleForward directly, copying bytes both ways as a
 // network would. Stores are registered by id; an unregistered or closed one
 // is unreachable.
-type memForwarder struct {
-	mu     sync.RWMutex
-	stores map[raft.ServerID]*Store
-}
+type memForwarder struct{ *replicatest.Forwarder }
 
-func newMemForwarder() *memForwarder { return &memForwarder{stores: map[raft.ServerID]*Store{}} }
+func newMemForwarder() *memForwarder { return &memForwarder{replicatest.NewForwarder()} }
 
 func (f *memForwarder) set(id raft.ServerID, s *Store) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if s == nil {
-		delete(f.stores, id)
-	} else {
-		f.stores[id] = s
+		f.Set(id, nil) // not a nil *Store in a Handler
+		return
 	}
-}
-
-var errUnreachable = errors.New("memForwarder: unreachable")
-
-func (f *memForwarder) Forward(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, batch []byte) ([]byte, error) {
-	f.mu.RLock()
-	s := f.stores[leader]
-	f.mu.RUnlock()
-	if s == nil {
-		return nil, fmt.Errorf("%w: %s", errUnreachable, leader)
-	}
-	out, err := s.HandleForward(ctx, bytes.Clone(batch))
-	return bytes.Clone(out), err
+	f.Set(id, s)
 }
 
 // testCluster is n Stores on loopback TCP, forwarding in process.
@@ -213,17 +180,7 @@ func (c *testCluster) closeAll() {
 // leader waits for a node that serves as leader and returns its index.
 func (c *testCluster) leader() int {
 	c.t.Helper()
-	idx := -1
-	waitFor(c.t, 15*time.Second, "a leader serves", func() error {
-		for i, s := range c.nodes {
-			if s != nil && s.IsLeader() {
-				idx = i
-				return nil
-			}
-		}
-		return errors.New("no leader")
-	})
-	return idx
+	return replicatest.Leader(c.t, c.nodes)
 }
 
 // follower returns the index of a running node other than the leader.

@@ -1,8 +1,8 @@
 // Package kv is the storage raftlock's state machines run on: buckets of
 // records kept in key order, the subset of a bbolt bucket they use. raftlock
 // gives them its write-behind overlay on top of fsm.db; tests give them Mem.
-// It also holds the two encodings their records share: uvarints and
-// length-prefixed strings.
+// It also holds the encodings their records, and raftlock's wire formats,
+// share: uvarints, varints and length-prefixed strings and lists.
 package kv
 
 import (
@@ -60,18 +60,40 @@ func AppendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// Decoder reads a record made of uvarints, bytes and length-prefixed
-// strings. The first failure is kept in Err (wrapping ErrRecord); later
-// reads return zero values.
+// AppendBytes appends v as a uvarint length and its bytes (the encoding of
+// AppendString).
+func AppendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// AppendList appends items as a uvarint count, then each with AppendBytes.
+func AppendList(b []byte, items [][]byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(items)))
+	for _, it := range items {
+		b = AppendBytes(b, it)
+	}
+	return b
+}
+
+// Decoder reads a record made of uvarints, varints, bytes and
+// length-prefixed strings and lists. The first failure is kept in Err
+// (wrapping Wraps, or ErrRecord if Wraps is nil); later reads return zero
+// values.
 type Decoder struct {
-	B   []byte // what is left to read
-	Err error
+	B     []byte // what is left to read
+	Err   error
+	Wraps error // the sentinel failures wrap; nil means ErrRecord
 }
 
 // Fail records a failure, unless one was recorded already.
 func (d *Decoder) Fail(msg string) {
 	if d.Err == nil {
-		d.Err = fmt.Errorf("%w: %s", ErrRecord, msg)
+		sentinel := d.Wraps
+		if sentinel == nil {
+			sentinel = ErrRecord
+		}
+		d.Err = fmt.Errorf("%w: %s", sentinel, msg)
 	}
 }
 
@@ -90,13 +112,20 @@ func (d *Decoder) Byte() byte {
 }
 
 // Uvarint reads a uvarint.
-func (d *Decoder) Uvarint() uint64 {
+func (d *Decoder) Uvarint() uint64 { return readVarint(d, binary.Uvarint, "bad uvarint") }
+
+// Varint reads a zig-zag varint.
+func (d *Decoder) Varint() int64 { return readVarint(d, binary.Varint, "bad varint") }
+
+// readVarint reads one value with read (binary.Uvarint or binary.Varint),
+// failing with msg.
+func readVarint[T int64 | uint64](d *Decoder, read func([]byte) (T, int), msg string) T {
 	if d.Err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.B)
+	v, n := read(d.B)
 	if n <= 0 {
-		d.Fail("bad uvarint")
+		d.Fail(msg)
 		return 0
 	}
 	d.B = d.B[n:]
@@ -117,19 +146,40 @@ func (d *Decoder) Uint64() uint64 {
 	return v
 }
 
-// String reads a uvarint length and that many bytes.
-func (d *Decoder) String() string {
+// Bytes reads a uvarint length and that many bytes, which alias the
+// input (capped at their end, so appending to them copies).
+func (d *Decoder) Bytes() []byte {
 	n := d.Uvarint()
 	if d.Err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(d.B)) {
 		d.Fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.B)))
-		return ""
+		return nil
 	}
-	s := string(d.B[:n])
+	v := d.B[:n:n]
 	d.B = d.B[n:]
-	return s
+	return v
+}
+
+// String reads a uvarint length and that many bytes, as a string.
+func (d *Decoder) String() string { return string(d.Bytes()) }
+
+// List reads a list written by AppendList. The items alias the input.
+func (d *Decoder) List() [][]byte {
+	n := d.Uvarint()
+	if d.Err != nil {
+		return nil
+	}
+	if n > uint64(len(d.B)) { // every item takes at least one byte
+		d.Fail("count exceeds the data")
+		return nil
+	}
+	items := make([][]byte, n)
+	for i := range items {
+		items[i] = d.Bytes()
+	}
+	return items
 }
 
 // Finish returns Err, or a failure if bytes are left over.

@@ -1,4 +1,4 @@
-package raftlock
+package replica
 
 import (
 	"fmt"
@@ -43,11 +43,11 @@ var (
 func newVoteGate(t raft.Transport, id raft.ServerID, allow func() bool, done <-chan struct{}) (*voteGate, error) {
 	pre, ok := t.(raft.WithPreVote)
 	if !ok {
-		return nil, fmt.Errorf("raftlock: VoteGate needs a transport with pre-vote (%T has none)", t)
+		return nil, fmt.Errorf("VoteGate needs a transport with pre-vote (%T has none)", t)
 	}
 	cl, ok := t.(raft.WithClose)
 	if !ok {
-		return nil, fmt.Errorf("raftlock: VoteGate needs a transport with Close (%T has none)", t)
+		return nil, fmt.Errorf("VoteGate needs a transport with Close (%T has none)", t)
 	}
 	g := &voteGate{Transport: t, pre: pre, close: cl, allow: allow, id: id, out: make(chan raft.RPC), done: done}
 	return g, nil
@@ -123,12 +123,3 @@ func (g *voteGate) RequestPreVote(id raft.ServerID, target raft.ServerAddress, a
 }
 
 func (g *voteGate) Close() error { return g.close.Close() }
-
-// VotesRefused is how many vote and pre-vote requests this server refused
-// because it was not in its own configuration (see Config.VoteGate).
-func (s *Store) VotesRefused() uint64 {
-	if s.gate == nil {
-		return 0
-	}
-	return s.gate.refused.Load()
-}

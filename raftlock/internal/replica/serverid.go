@@ -1,4 +1,4 @@
-package raftlock
+package replica
 
 import (
 	"crypto/rand"
@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// serverIDFile holds, under DataDir/raft, the Raft server id made for the
+// serverIDFile holds, in Config.Dir, the Raft server id made for the
 // data dir when Config.PerDirServerID is set.
 const serverIDFile = "server-id"
 
@@ -53,6 +53,7 @@ func newServerID(node raft.ServerID) raft.ServerID {
 // state that was wiped around it); a dir with state keeps the id in its
 // file, or, written by a release before per-dir ids, node itself. The id
 // is on disk (fsynced, and renamed into place) before Raft starts with it.
+// Errors have no prefix: Open adds the Group's name.
 func resolveServerID(dir string, node raft.ServerID, hasState bool) (raft.ServerID, error) {
 	path := filepath.Join(dir, serverIDFile)
 	if hasState {
@@ -61,13 +62,13 @@ func resolveServerID(dir string, node raft.ServerID, hasState bool) (raft.Server
 		case err == nil:
 			id := raft.ServerID(strings.TrimSpace(string(b)))
 			if NodeOf(id) != string(node) {
-				return "", fmt.Errorf("raftlock: data dir %s belongs to node %q (server id %q), not to %q", dir, NodeOf(id), id, node)
+				return "", fmt.Errorf("data dir %s belongs to node %q (server id %q), not to %q", dir, NodeOf(id), id, node)
 			}
 			return id, nil
 		case errors.Is(err, fs.ErrNotExist):
 			return node, writeFileSync(path, []byte(string(node)+"\n"))
 		default:
-			return "", fmt.Errorf("raftlock: read %s: %w", path, err)
+			return "", fmt.Errorf("read %s: %w", path, err)
 		}
 	}
 	id := newServerID(node)
@@ -80,7 +81,7 @@ func writeFileSync(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("raftlock: %w", err)
+		return err
 	}
 	if _, err = f.Write(data); err == nil {
 		err = f.Sync()
@@ -93,15 +94,15 @@ func writeFileSync(path string, data []byte) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("raftlock: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	d, err := os.Open(filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("raftlock: %w", err)
+		return err
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("raftlock: sync %s: %w", filepath.Dir(path), err)
+		return fmt.Errorf("sync %s: %w", filepath.Dir(path), err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package raftlock
+package replica
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ type failpointLogStore struct {
 
 func (s failpointLogStore) hook() error {
 	if err := s.before(); err != nil {
-		return fmt.Errorf("raftlock: log store: %w", err)
+		return fmt.Errorf("log store: %w", err)
 	}
 	return nil
 }
