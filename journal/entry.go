@@ -16,8 +16,15 @@ const (
 	// KindSnapshotMarker notes that a snapshot was taken at Seq-1.
 	KindSnapshotMarker Kind = 3
 	// KindMessageAck records the acknowledgement of a durable message; the
-	// IdempotencyKey is the message id.
+	// IdempotencyKey is the message id. In a journal that is also a
+	// queue.Store, the append succeeds only if the message is pending (see
+	// ErrAck) and takes it out of its queue.
 	KindMessageAck Kind = 4
+	// KindMessageSend records a message the turn sent (an outbox):
+	// IdempotencyKey is the message id, Payload the message encoded by
+	// queue.MarshalMessage. In a journal that is also a queue.Store, the
+	// message is enqueued in the same atomic step as the append.
+	KindMessageSend Kind = 5
 )
 
 func (k Kind) String() string {
@@ -30,6 +37,8 @@ func (k Kind) String() string {
 		return "snapshot"
 	case KindMessageAck:
 		return "ack"
+	case KindMessageSend:
+		return "send"
 	default:
 		return "unknown"
 	}

@@ -22,6 +22,12 @@ var (
 	// ErrInvalid: the arguments are invalid (empty actor, no entries, a
 	// truncation past the tail...). The operation had no effect.
 	ErrInvalid = errors.New("journal: invalid argument")
+	// ErrAck: an entry of KindMessageAck names a message that is not
+	// pending in the actor's queue (already acknowledged, dead-lettered,
+	// scheduled or never accepted), or an ordered message with an earlier
+	// ordered message still pending. Only a journal that is also a
+	// queue.Store returns it. The append had no effect.
+	ErrAck = errors.New("journal: message not pending")
 )
 
 // Journal is a set of per-actor append-only logs. Actors are named by an

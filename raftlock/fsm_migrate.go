@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 	bolt "go.etcd.io/bbolt"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/btree"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	bolt "go.etcd.io/bbolt"
 )

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/loom-mesh/loom/journal"
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // Buckets are the buckets the machine keeps its records in (layout.go).

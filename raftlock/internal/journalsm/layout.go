@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/loom-mesh/loom/journal"
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // The records, bucket by bucket (Buckets):

@@ -7,7 +7,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // The records, bucket by bucket (Buckets):

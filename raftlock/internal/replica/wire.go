@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // ErrBadWire is what decoding failures wrap when Wire.Malformed is nil.

@@ -54,7 +54,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/loom-mesh/loom/raftlock/internal/kv"
+	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // ChunkSize is how many results one record of the table holds at most.

@@ -1,4 +1,4 @@
-// Package kv is the storage raftlock's state machines run on: buckets of
+// Package kv is the storage Loom's state machines run on: buckets of
 // records kept in key order, the subset of a bbolt bucket they use. raftlock
 // gives them its write-behind overlay on top of fsm.db; tests give them Mem.
 // It also holds the encodings their records, and raftlock's wire formats,
