@@ -13,7 +13,17 @@ const (
 	MaxIDLen = 256
 	// MaxNameLen is the longest reminder name, in bytes.
 	MaxNameLen = 256
+	// MaxActorLen is the longest actor key, in bytes: the journal's limit
+	// (journal.MaxActorLen), repeated here so that queue imports nothing
+	// but the standard library. queuetest checks that the two agree.
+	MaxActorLen = 1024
 )
+
+// DefaultRetention is how long a store remembers the id of an
+// acknowledged or purged message, unless it is configured otherwise: an
+// Enqueue of that id within the retention is a duplicate, one after it is
+// a new message.
+const DefaultRetention = time.Hour
 
 // Sentinel errors. Backends wrap them with %w; callers test with errors.Is.
 var (
@@ -28,6 +38,11 @@ var (
 	// read: another delivery has already recorded its outcome. Nothing
 	// changed.
 	ErrStale = errors.New("queue: stale attempt count")
+	// ErrNotHead: an ordered message was acknowledged while an ordered
+	// message of the same actor with a lower Seq is still pending. The
+	// journal's Append reports it wrapped in journal.ErrAck. Nothing
+	// changed.
+	ErrNotHead = errors.New("queue: an earlier ordered message is pending")
 	// ErrClosed: the store has been closed. Nothing changed.
 	ErrClosed = errors.New("queue: closed")
 	// ErrCorrupt: a stored record failed its checksum or could not be
