@@ -85,6 +85,7 @@ var Rows = []Class{
 	{"payload_too_large", http.StatusRequestEntityTooLarge, codes.InvalidArgument, "bad_request", false, runtime.ErrPayloadTooLarge},
 	{"bad_payload", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrBadPayload},
 	{"invalid_id", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidID},
+	{"deliver_at_too_far", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrDeliverAtTooFar},
 	{"invalid_argument", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidArgument},
 	{"invalid_idempotency_key", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrIdempotencyKeyInvalid},
 	{"idempotency_key_reused", http.StatusUnprocessableEntity, codes.FailedPrecondition, "bad_request", false, runtime.ErrIdempotencyKeyReused},
@@ -96,6 +97,8 @@ var Rows = []Class{
 	{"call_chain_too_deep", http.StatusConflict, codes.FailedPrecondition, "call_cycle", false, runtime.ErrCallChainTooDeep},
 	{"deadline_exceeded", http.StatusGatewayTimeout, codes.DeadlineExceeded, "deadline_exceeded", true, context.DeadlineExceeded},
 	{"canceled", 499, codes.Canceled, "canceled", true, context.Canceled}, // nginx's "client closed request"
+	{"message_settled", http.StatusConflict, codes.FailedPrecondition, "settled", false, runtime.ErrMessageSettled},
+	{"messaging_disabled", http.StatusNotImplemented, codes.Unimplemented, "unavailable", false, runtime.ErrMessagingDisabled},
 	{"method_error", http.StatusUnprocessableEntity, codes.Unknown, "method_error", false, ErrMethod},
 	{"shutting_down", http.StatusServiceUnavailable, codes.Unavailable, "unavailable", false, runtime.ErrShuttingDown},
 	{"overloaded", http.StatusTooManyRequests, codes.ResourceExhausted, "overloaded", false, runtime.ErrOverloaded},

@@ -230,7 +230,8 @@ func (r *Runtime) serve(ctx context.Context, reg *registered, found *activation,
 // changes. held is false when the turn deactivated the actor, which also
 // released the mailbox. With enc and an idempotency key, see run.
 func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc func(any) ([]byte, error), fn func(*turnCtx) (any, error)) (res any, held bool, err error) {
-	keyed := enc != nil && IdempotencyKey(ctx) != ""
+	msgID := DeliveryID(ctx)
+	keyed := enc != nil && IdempotencyKey(ctx) != "" && msgID == ""
 	if keyed {
 		if res, done, err := r.keyedTurn(ctx, a, method); done {
 			return res, true, err
@@ -285,6 +286,7 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 		a.state.rec = &idemRecord{method: method, result: b}
 		res = recorded{b: b, v: res, fresh: true}
 	}
+	a.state.ack = msgID
 	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
 		return nil, false, err
 	}
@@ -297,6 +299,11 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 // the journal, so the next call replays it.
 func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, method string) error {
 	err := r.appendTurn(ctx, a, kind, method)
+	if errors.Is(err, ErrMessageSettled) {
+		// Refused as a whole with no effect: memory still matches the
+		// journal.
+		return err
+	}
 	if err != nil {
 		r.deactivateHeld(a, "append failed", false)
 	}
@@ -314,18 +321,28 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 		a.state.discard()
 		return fmt.Errorf("%w: %s was dropped before its turn committed", ErrUnavailable, a.key)
 	}
-	e := journal.Entry{
-		Kind:           kind,
-		Method:         method,
-		Payload:        a.state.encodeChanges(),
-		Time:           r.now().UTC(),
-		CorrelationID:  CorrelationID(ctx),
-		IdempotencyKey: IdempotencyKey(ctx),
+	now := r.now().UTC()
+	var entries []journal.Entry
+	if a.state.changed() {
+		e := journal.Entry{
+			Kind:           kind,
+			Method:         method,
+			Payload:        a.state.encodeChanges(),
+			Time:           now,
+			CorrelationID:  CorrelationID(ctx),
+			IdempotencyKey: IdempotencyKey(ctx),
+		}
+		if rec := a.state.rec; rec != nil {
+			rec.key, rec.at, rec.mono = e.IdempotencyKey, e.Time.UnixNano(), r.monoNow()
+		}
+		entries = append(entries, e)
 	}
-	if rec := a.state.rec; rec != nil {
-		rec.key, rec.at, rec.mono = e.IdempotencyKey, e.Time.UnixNano(), r.monoNow()
+	entries = append(entries, a.state.messageEntries(method, now, CorrelationID(ctx), "")...)
+	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, entries)
+	if errors.Is(err, journal.ErrAck) {
+		a.state.discard()
+		return fmt.Errorf("%w: %s.%s on %s: %w", ErrMessageSettled, a.typ.name, method, a.key, err)
 	}
-	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, []journal.Entry{e})
 	if err != nil {
 		a.state.discard()
 		r.log.WarnContext(ctx, "journal append failed; deactivating", "actor", a.key, "token", a.token, "err", err)

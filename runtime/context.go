@@ -34,6 +34,11 @@ type Context interface {
 	// into an actor already waiting in this call chain fails at once with
 	// ErrCallCycle.
 	Actors() Invoker
+	// Messages sends durable one-way messages (Method.Send(ctx,
+	// ctx.Messages(), id, arg)). They form the turn's outbox: enqueued by
+	// the turn's own journal append, so sent if and only if the turn
+	// commits (see Sender).
+	Messages() Sender
 	// Self is this actor's reference.
 	Self() Ref
 	// SetTimer starts, or replaces, this activation's timer called name:
@@ -65,6 +70,10 @@ func (c *turnCtx) Value(key any) any {
 	if key == any(chainKey) {
 		return &c.link
 	}
+	if key == any(deliveryKey) {
+		// So is a delivery: the calls the turn makes deliver nothing.
+		return nil
+	}
 	if key == idempotencyKey {
 		// A key names the call that started this turn; the calls the
 		// turn makes are new calls, with keys of their own if any.
@@ -73,8 +82,9 @@ func (c *turnCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-func (c *turnCtx) Actors() Invoker { return c.act.pool.r }
-func (c *turnCtx) Self() Ref       { return Ref{Type: c.act.typ.name, ID: c.act.id} }
+func (c *turnCtx) Actors() Invoker  { return c.act.pool.r }
+func (c *turnCtx) Messages() Sender { return outbox{c} }
+func (c *turnCtx) Self() Ref        { return Ref{Type: c.act.typ.name, ID: c.act.id} }
 
 func (c *turnCtx) ActorType() string     { return c.act.typ.name }
 func (c *turnCtx) ActorID() string       { return c.act.id }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Session is the node's coordinator session as the runtime sees it. The
@@ -113,6 +114,20 @@ type Options struct {
 	// make it longer fails with ErrCallChainTooDeep. 0 means
 	// DefaultMaxCallDepth.
 	MaxCallDepth int
+	// Messages is the durable message store Send enqueues into; it must
+	// be the Journal itself (one backend value), so that a turn's
+	// acknowledgement and outbox commit with its append. nil: Send fails
+	// with ErrMessagingDisabled.
+	Messages queue.Store
+	// MessageOrdered says whether an actor type's messages are ordered
+	// (fifo) or not (standard); nil: all ordered.
+	MessageOrdered func(actorType string) bool
+	// MaxDelay is the furthest ahead a message's delivery time may be;
+	// 0: no limit.
+	MaxDelay time.Duration
+	// TraceParent returns the W3C traceparent of ctx's span, recorded in
+	// the messages sent under ctx; nil: none.
+	TraceParent func(ctx context.Context) string
 }
 
 // Runtime hosts actors on one node: it activates them from their journal,

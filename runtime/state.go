@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/loom-mesh/loom/queue"
+
 	json "github.com/segmentio/encoding/json"
 )
 
@@ -22,6 +24,8 @@ type State struct {
 	readOnly  bool               // set while OnDeactivate runs
 	idem      idemTable          // the actor's remembered idempotency keys
 	rec       *idemRecord        // this turn's outcome, to remember under its key
+	ack       string             // the message this turn delivers, acknowledged by its append
+	outbox    []queue.Message    // messages the turn sent, enqueued by its append
 }
 
 type pending struct {
@@ -110,13 +114,19 @@ func (s *State) Keys() []string {
 func (s *State) Len() int { return len(s.Keys()) }
 
 // dirty reports whether the turn has anything to commit.
-func (s *State) dirty() bool { return s.cleared || len(s.writes) > 0 || s.rec != nil }
+func (s *State) dirty() bool { return s.changed() || s.ack != "" || len(s.outbox) > 0 }
+
+// changed reports whether the turn has state changes or a record to commit
+// (an invocation entry).
+func (s *State) changed() bool { return s.cleared || len(s.writes) > 0 || s.rec != nil }
 
 // discard drops the turn's changes and its record.
 func (s *State) discard() {
 	s.cleared = false
 	s.writes = nil
 	s.rec = nil
+	s.ack = ""
+	s.outbox = nil
 }
 
 // apply makes the turn's changes committed, and remembers its record

@@ -1,0 +1,293 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
+)
+
+// Durable messages. Besides Call (request/response), a caller can Send a
+// one-way message to an actor method: the message is stored durably in the
+// actor's queue (Options.Messages) before Send returns, then delivered as a
+// turn of the actor, at least once, by the node that owns the actor (see
+// package messaging). The turn that processes a message acknowledges it in
+// its own journal append (a journal.KindMessageAck entry), so the message
+// takes effect exactly once even when it is delivered twice.
+//
+// Messages an actor sends during a turn (Context.Messages) form the turn's
+// outbox: they are enqueued by the turn's journal append
+// (journal.KindMessageSend entries), so they are sent if and only if the
+// turn commits. Their ids are derived from the message or idempotency key
+// the turn runs under, so a turn that runs again after a crash sends the
+// same ids, which the store accepts once.
+
+var (
+	// ErrMessageSettled: the message this delivery carried is no longer
+	// pending (another delivery acknowledged it, or it was dead-lettered
+	// or replayed). The turn was not applied.
+	ErrMessageSettled = errors.New("loom: message already settled")
+	// ErrMessagingDisabled: the node has no message store. Not sent.
+	ErrMessagingDisabled = errors.New("loom: durable messaging not enabled")
+	// ErrDeliverAtTooFar: the message's delivery time is beyond the
+	// node's horizon (Options.MaxDelay). Not sent. Wraps
+	// ErrInvalidArgument.
+	ErrDeliverAtTooFar = fmt.Errorf("%w: delivery time beyond the horizon", ErrInvalidArgument)
+)
+
+// Sender accepts one-way messages to actors. A node, the cluster client and
+// an actor's Context.Messages implement it; typed sends (Method.Send) go
+// through it.
+type Sender interface {
+	// Send makes the message durable and returns its acceptance. From a
+	// turn (Context.Messages) the message is accepted when the turn
+	// commits, and the Accepted carries only its ID.
+	Send(ctx context.Context, e Envelope) (queue.Accepted, error)
+}
+
+// Envelope is a message as a sender hands it over.
+type Envelope struct {
+	ActorType, ActorID, Method string
+	Payload                    []byte
+	// MessageID names the message; "" generates one. A second send with
+	// the id of a message the store remembers is accepted once.
+	MessageID string
+	// Headers travel with the message to its turn (MessageHeaders).
+	Headers map[string]string
+	// DeliverAt delays delivery until this instant; zero or past: at once.
+	DeliverAt time.Time
+	// TraceParent is the W3C traceparent the delivery's span links to;
+	// "" takes it from ctx (Options.TraceParent).
+	TraceParent string
+}
+
+// SendOption adjusts a typed send (Method.Send).
+type SendOption func(*Envelope)
+
+// WithMessageID names the message; see Envelope.MessageID.
+func WithMessageID(id string) SendOption { return func(e *Envelope) { e.MessageID = id } }
+
+// WithDeliverAt delays the message until t.
+func WithDeliverAt(t time.Time) SendOption { return func(e *Envelope) { e.DeliverAt = t } }
+
+// WithDelay delays the message by d from now.
+func WithDelay(d time.Duration) SendOption {
+	return func(e *Envelope) { e.DeliverAt = time.Now().Add(d) }
+}
+
+// WithHeaders attaches headers to the message.
+func WithHeaders(h map[string]string) SendOption {
+	return func(e *Envelope) { e.Headers = maps.Clone(h) }
+}
+
+// Send sends in to the method of actor id as a durable one-way message
+// through s: a node, the cluster client or an actor's Context.Messages.
+// The method's result, if any, is dropped.
+func (m Method[In, Out]) Send(ctx context.Context, s Sender, id string, in In, opts ...SendOption) (queue.Accepted, error) {
+	payload, err := m.in.encode(in)
+	if err != nil {
+		return queue.Accepted{}, fmt.Errorf("%w: encoding argument of %s.%s: %v", ErrBadPayload, m.actorType, m.name, err)
+	}
+	e := Envelope{ActorType: m.actorType, ActorID: id, Method: m.name, Payload: payload}
+	for _, o := range opts {
+		o(&e)
+	}
+	return s.Send(ctx, e)
+}
+
+// Send is Method.Send for a method without an argument.
+func (m Method0[Out]) Send(ctx context.Context, s Sender, id string, opts ...SendOption) (queue.Accepted, error) {
+	e := Envelope{ActorType: m.m.actorType, ActorID: id, Method: m.m.name}
+	for _, o := range opts {
+		o(&e)
+	}
+	return s.Send(ctx, e)
+}
+
+type deliveryKeyType struct{}
+
+var deliveryKey deliveryKeyType
+
+// delivery is what a delivering call carries.
+type delivery struct {
+	id       string
+	attempts uint32
+	headers  map[string]string
+}
+
+// WithDelivery returns a context under which a call delivers the durable
+// message id (the dispatcher and the transports use it): the turn's
+// journal append acknowledges the message, and fails with
+// ErrMessageSettled if it is no longer pending. attempts is the number of
+// failed deliveries before this one; headers are the message's.
+func WithDelivery(ctx context.Context, id string, attempts uint32, headers map[string]string) context.Context {
+	return context.WithValue(ctx, deliveryKey, delivery{id: id, attempts: attempts, headers: headers})
+}
+
+// DeliveryID returns the id of the message ctx delivers, or "".
+func DeliveryID(ctx context.Context) string { return deliveryOf(ctx).id }
+
+// DeliveryAttempts returns the failed deliveries of ctx's message before
+// this one (0 on the first delivery, and outside a delivery).
+func DeliveryAttempts(ctx context.Context) uint32 { return deliveryOf(ctx).attempts }
+
+// MessageHeaders returns the headers of the message ctx delivers (nil
+// outside a delivery). Inside a turn, pass the turn's Context.
+func MessageHeaders(ctx context.Context) map[string]string {
+	return deliveryOf(ctx).headers
+}
+
+// deliveryOf returns what ctx delivers. A turn's Context hides its
+// delivery from the calls it makes, not from the turn itself.
+func deliveryOf(ctx context.Context) delivery {
+	if tc, ok := ctx.(*turnCtx); ok {
+		ctx = tc.Context
+	}
+	d, _ := ctx.Value(deliveryKey).(delivery)
+	return d
+}
+
+// NewMessageID returns a random message id (32 hex digits).
+func NewMessageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Send implements Sender for callers outside actors: it checks the
+// envelope (the type and method must be registered here) and enqueues the
+// message in Options.Messages.
+func (r *Runtime) Send(ctx context.Context, e Envelope) (queue.Accepted, error) {
+	if r.closing.Load() {
+		return queue.Accepted{}, fmt.Errorf("%w: send to %s/%s", ErrShuttingDown, e.ActorType, e.ActorID)
+	}
+	msg, err := r.message(ctx, e, "")
+	if err != nil {
+		return queue.Accepted{}, err
+	}
+	acc, err := r.opts.Messages.Enqueue(ctx, msg)
+	if err != nil {
+		return queue.Accepted{}, fmt.Errorf("loom: sending %s to %s: %w", e.Method, msg.Actor, sendError(err))
+	}
+	return acc, nil
+}
+
+// sendError maps the store's sentinels to the runtime's.
+func sendError(err error) error {
+	switch {
+	case errors.Is(err, queue.ErrInvalid):
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	case errors.Is(err, queue.ErrClosed):
+		return fmt.Errorf("%w: %w", ErrShuttingDown, err)
+	}
+	return err
+}
+
+// message checks e and builds the message it describes. id is the id to
+// use when e has none ("" generates one).
+func (r *Runtime) message(ctx context.Context, e Envelope, id string) (queue.Message, error) {
+	if r.opts.Messages == nil {
+		return queue.Message{}, ErrMessagingDisabled
+	}
+	if err := validID(e.ActorID); err != nil {
+		return queue.Message{}, err
+	}
+	if _, _, err := r.lookup(e.ActorType, e.Method); err != nil {
+		return queue.Message{}, err
+	}
+	if max := r.opts.MaxPayloadBytes; max > 0 && len(e.Payload) > max {
+		return queue.Message{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(e.Payload), max)
+	}
+	if h := r.opts.MaxDelay; h > 0 && e.DeliverAt.After(r.now().Add(h)) {
+		return queue.Message{}, fmt.Errorf("%w: %s is more than %v ahead", ErrDeliverAtTooFar, e.DeliverAt.UTC().Format(time.RFC3339Nano), h)
+	}
+	switch {
+	case e.MessageID != "":
+		id = e.MessageID
+	case id == "":
+		id = NewMessageID()
+	}
+	if len(id) > queue.MaxIDLen {
+		return queue.Message{}, fmt.Errorf("%w: message id of %d bytes exceeds %d", ErrInvalidArgument, len(id), queue.MaxIDLen)
+	}
+	cid := CorrelationID(ctx)
+	if cid == "" {
+		cid = NewCorrelationID()
+	}
+	tp := e.TraceParent
+	if tp == "" && r.opts.TraceParent != nil {
+		tp = r.opts.TraceParent(ctx)
+	}
+	ordered := true
+	if r.opts.MessageOrdered != nil {
+		ordered = r.opts.MessageOrdered(e.ActorType)
+	}
+	return queue.Message{
+		ID:            id,
+		Actor:         e.ActorType + "/" + e.ActorID,
+		Method:        e.Method,
+		Payload:       e.Payload,
+		Headers:       maps.Clone(e.Headers),
+		CorrelationID: cid,
+		TraceParent:   tp,
+		Ordered:       ordered,
+		DeliverAt:     e.DeliverAt,
+	}, nil
+}
+
+// outbox is an actor's Context.Messages: sends buffered in the turn's
+// state, enqueued by its append.
+type outbox struct{ tc *turnCtx }
+
+// Send implements Sender: it checks e and adds the message to the turn's
+// outbox. The message is accepted when the turn commits, and dropped if the
+// turn fails; the Accepted carries only its ID.
+func (o outbox) Send(ctx context.Context, e Envelope) (queue.Accepted, error) {
+	tc := o.tc
+	st := tc.act.state
+	msg, err := tc.act.pool.r.message(tc, e, tc.outboxID(len(st.outbox)+1))
+	if err != nil {
+		return queue.Accepted{}, err
+	}
+	st.outbox = append(st.outbox, msg)
+	return queue.Accepted{ID: msg.ID}, nil
+}
+
+// outboxID is the id of the turn's n-th send when its sender names none:
+// derived from the message or idempotency key the turn runs under, so that
+// running the turn again sends the same ids; random otherwise.
+func (c *turnCtx) outboxID(n int) string {
+	var base string
+	if id := DeliveryID(c.Context); id != "" {
+		base = "m:" + id
+	} else if key := IdempotencyKey(c.Context); key != "" {
+		base = "k:" + c.act.key + ":" + key
+	} else {
+		return ""
+	}
+	id := base + ":" + strconv.Itoa(n)
+	if len(id) > queue.MaxIDLen {
+		return "" // too long to derive: a random one
+	}
+	return id
+}
+
+// messageEntries returns the entries that acknowledge the turn's message and
+// enqueue its outbox.
+func (s *State) messageEntries(method string, at time.Time, cid, traceID string) []journal.Entry {
+	var es []journal.Entry
+	if s.ack != "" {
+		es = append(es, journal.Entry{Kind: journal.KindMessageAck, Method: method, Time: at, CorrelationID: cid, TraceID: traceID, IdempotencyKey: s.ack})
+	}
+	for _, m := range s.outbox {
+		es = append(es, journal.Entry{Kind: journal.KindMessageSend, Method: m.Method, Time: at, CorrelationID: m.CorrelationID, TraceID: traceID, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(m)})
+	}
+	return es
+}
