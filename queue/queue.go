@@ -158,7 +158,14 @@ type Stats struct {
 //
 // An entry of kind journal.KindMessageSend, whose Payload is a message
 // encoded by MarshalMessage, enqueues that message in the same atomic
-// step (an outbox): as Enqueue, a duplicate id is skipped.
+// step (an outbox): as Enqueue, a duplicate id is skipped. An entry whose
+// Payload does not decode (UnmarshalMessage), is not a valid message
+// (CheckMessage) or carries an ID other than the entry's IdempotencyKey
+// fails the whole append with journal.ErrInvalid, and nothing changes.
+//
+// The queue rules are checked after the journal's own: an append that is
+// fenced or conflicts fails with that error and acknowledges and sends
+// nothing.
 //
 // # Order
 //

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
+	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Journal is an in-memory journal.Journal with the same semantics as the
@@ -14,12 +18,29 @@ import (
 // copies them on the way in and makes what Read returns identical, field
 // for field, to what a FileJournal returns.
 //
+// It is also the queue.Store of the same actors: its queues are the
+// queuesm state machine on kv.Mem buckets, and an Append applies its
+// acknowledgements and sends in the same critical section as its entries
+// (see queue.Store). It is a queue.Notifier too.
+//
 // All state is guarded by mu; every method holds it for its whole
-// duration. There are no goroutines.
+// duration. The only goroutine is the one Notify starts to deliver
+// notifications; Close stops it and waits for it.
 type Journal struct {
 	mu     sync.Mutex
 	closed bool
 	actors map[string]*actorLog
+	mem    *kv.Mem
+	q      *queuesm.Machine
+	clock  func() time.Time
+
+	// Notifications: fn, what the machine reported since the dispatcher
+	// last ran, and the dispatcher's signals.
+	fn    func(actor string, at time.Time)
+	notes []queue.Ready
+	kick  chan struct{} // buffered 1; nil until Notify
+	done  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // actorLog is one actor's state.
@@ -30,26 +51,76 @@ type actorLog struct {
 	snap    []byte   // encoded snapshot, nil if none
 }
 
-var _ journal.Journal = (*Journal)(nil)
+var (
+	_ journal.Journal = (*Journal)(nil)
+	_ queue.Store     = (*Journal)(nil)
+	_ queue.Notifier  = (*Journal)(nil)
+)
 
-// NewJournal returns an empty in-memory journal.
-func NewJournal() *Journal {
-	return &Journal{actors: map[string]*actorLog{}}
+// Options configure a Journal. The zero value is the default.
+type Options struct {
+	// Retention is how long the ids of acknowledged and purged messages
+	// are remembered; 0 means queue.DefaultRetention.
+	Retention time.Duration
+	// Clock stamps acceptances and acknowledgements; nil means time.Now.
+	Clock func() time.Time
 }
 
-// lock takes mu after the checks every method shares: ctx (a done context
-// means no effect) and closed. On nil the caller must unlock mu.
-func (j *Journal) lock(ctx context.Context) error {
+// NewJournal returns an empty in-memory journal with the default Options.
+func NewJournal() *Journal { return NewJournalWith(Options{}) }
+
+// NewJournalWith returns an empty in-memory journal configured by opts.
+func NewJournalWith(opts Options) *Journal {
+	j := &Journal{actors: map[string]*actorLog{}, mem: kv.NewMem(), clock: opts.Clock, done: make(chan struct{})}
+	if j.clock == nil {
+		j.clock = time.Now
+	}
+	j.q = queuesm.New(queuesm.NewBuckets(j.mem.Bucket), queuesm.Config{Retention: opts.Retention, OnWake: j.noted})
+	return j
+}
+
+// noted collects a notification of the machine; mu is held.
+func (j *Journal) noted(actor string, at int64) {
+	if j.fn != nil {
+		j.notes = append(j.notes, queue.Ready{Actor: actor, At: time.Unix(0, at).UTC()})
+	}
+}
+
+// lockAs takes mu after the checks every method shares: ctx (a done context
+// means no effect) and closed, reported as closedErr. On nil the caller
+// must call unlock.
+func (j *Journal) lockAs(ctx context.Context, closedErr error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
-		return fmt.Errorf("%w: in-memory journal", journal.ErrClosed)
+		return fmt.Errorf("%w: in-memory journal", closedErr)
 	}
 	return nil
 }
+
+// lock is lockAs for the journal's methods.
+func (j *Journal) lock(ctx context.Context) error { return j.lockAs(ctx, journal.ErrClosed) }
+
+// qlock is lockAs for the queue's methods.
+func (j *Journal) qlock(ctx context.Context) error { return j.lockAs(ctx, queue.ErrClosed) }
+
+// unlock releases mu and wakes the dispatcher if notifications wait.
+func (j *Journal) unlock() {
+	waiting := len(j.notes) > 0 && j.kick != nil
+	j.mu.Unlock()
+	if waiting {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// now is the clock as UnixNano.
+func (j *Journal) now() int64 { return queue.UnixNano(j.clock()) }
 
 // actor returns the actor's log, creating it (unstored) if absent.
 func (j *Journal) actor(key string) *actorLog {
@@ -59,7 +130,9 @@ func (j *Journal) actor(key string) *actorLog {
 	return &actorLog{first: 1}
 }
 
-// Append implements journal.Journal.
+// Append implements journal.Journal. Entries of kind KindMessageAck and
+// KindMessageSend are applied to the queues as queue.Store describes,
+// after the journal's rules and before anything is written.
 func (j *Journal) Append(ctx context.Context, actor string, token uint64, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	if err := journal.CheckAppendArgs(actor, expectedSeq, entries); err != nil {
 		return 0, err
@@ -67,10 +140,32 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	if err := j.lock(ctx); err != nil {
 		return 0, err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	a := j.actor(actor)
 	if err := a.state.CheckAppend(actor, token, expectedSeq); err != nil {
 		return 0, err
+	}
+	var acks []string
+	var sends [][]byte
+	for _, e := range entries {
+		switch e.Kind {
+		case journal.KindMessageAck:
+			acks = append(acks, e.IdempotencyKey)
+		case journal.KindMessageSend:
+			if rule := j.q.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
+				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, actor, rule)
+			}
+			sends = append(sends, e.Payload)
+		}
+	}
+	if len(acks) > 0 {
+		rule, err := j.q.CheckAcks(actor, acks)
+		if err != nil {
+			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
+		}
+		if rule != nil {
+			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrAck, actor, rule)
+		}
 	}
 	for i, e := range entries {
 		e.Seq, e.Actor, e.Token = expectedSeq+uint64(i)+1, actor, token
@@ -78,6 +173,18 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	}
 	a.state = a.state.Appended(token, len(entries))
 	j.actors[actor] = a
+	// The checks passed: on kv.Mem these can fail only if memory is corrupt.
+	now := j.now()
+	if len(acks) > 0 {
+		if err := j.q.Ack(now, actor, acks); err != nil {
+			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
+		}
+	}
+	for _, p := range sends {
+		if _, err := j.q.EnqueueOutbox(now, p); err != nil {
+			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
+		}
+	}
 	return a.state.Tail, nil
 }
 
@@ -89,7 +196,7 @@ func (j *Journal) Read(ctx context.Context, actor string, fromSeq uint64) ([]jou
 	if err := j.lock(ctx); err != nil {
 		return nil, err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	a := j.actor(actor)
 	from := max(fromSeq, a.first)
 	if from > a.state.Tail {
@@ -114,7 +221,7 @@ func (j *Journal) Tail(ctx context.Context, actor string) (journal.Tail, error) 
 	if err := j.lock(ctx); err != nil {
 		return journal.Tail{}, err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	st := j.actor(actor).state
 	return journal.Tail{Seq: st.Tail, Token: st.Token}, nil
 }
@@ -127,7 +234,7 @@ func (j *Journal) SaveSnapshot(ctx context.Context, actor string, token uint64, 
 	if err := j.lock(ctx); err != nil {
 		return err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	a := j.actor(actor)
 	if err := a.state.CheckSnapshot(actor, token, snap.Seq); err != nil {
 		return err
@@ -147,7 +254,7 @@ func (j *Journal) LoadSnapshot(ctx context.Context, actor string) (journal.Snaps
 	if err := j.lock(ctx); err != nil {
 		return journal.Snapshot{}, false, err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	a := j.actor(actor)
 	if a.snap == nil {
 		return journal.Snapshot{}, false, nil
@@ -168,7 +275,7 @@ func (j *Journal) Truncate(ctx context.Context, actor string, token uint64, thro
 	if err := j.lock(ctx); err != nil {
 		return err
 	}
-	defer j.mu.Unlock()
+	defer j.unlock()
 	a := j.actor(actor)
 	if err := a.state.CheckTruncate(actor, token, throughSeq); err != nil {
 		return err
@@ -183,12 +290,18 @@ func (j *Journal) Truncate(ctx context.Context, actor string, token uint64, thro
 	return nil
 }
 
-// Close implements journal.Journal. It waits for the operation in flight,
-// if any (it takes mu), and drops all data.
+// Close implements journal.Journal and queue.Store. It waits for the
+// operation in flight, if any (it takes mu), drops all data, and stops the
+// notification goroutine, waiting for it.
 func (j *Journal) Close() error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
+	first := !j.closed
 	j.closed = true
-	j.actors = nil
+	j.actors, j.mem, j.q, j.notes, j.fn = nil, nil, nil, nil, nil
+	j.mu.Unlock()
+	if first {
+		close(j.done)
+	}
+	j.wg.Wait()
 	return nil
 }

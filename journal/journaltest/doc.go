@@ -18,6 +18,10 @@
 // of the caller's slices, Close and ErrClosed, and, when the backend can be
 // reopened, persistence of entries, tails, tokens and snapshots.
 //
+// The suite writes no entries of kind KindMessageAck or KindMessageSend:
+// a journal that is also a queue.Store gives them a meaning, which
+// queuetest checks.
+//
 // A backend that cannot survive a restart sets Harness.Reopen to nil; the
 // persistence subtests then report t.Skip with that reason. That is the only
 // skip: every other subtest must pass on every backend.

@@ -234,8 +234,8 @@ func (s *suite) testStoredForm(t *testing.T) {
 		},
 		{name: "zero entry", in: journal.Entry{}, want: journal.Entry{}},
 		{name: "empty payload is nil", in: journal.Entry{Kind: journal.KindStateOp, Payload: []byte{}}, want: journal.Entry{Kind: journal.KindStateOp}},
-		{name: "monotonic time", in: journal.Entry{Kind: journal.KindMessageAck, Time: now, IdempotencyKey: "msg-9"},
-			want: journal.Entry{Kind: journal.KindMessageAck, Time: time.Unix(0, now.UnixNano()).UTC(), IdempotencyKey: "msg-9"}},
+		{name: "monotonic time", in: journal.Entry{Kind: journal.KindInvocation, Time: now, IdempotencyKey: "msg-9"},
+			want: journal.Entry{Kind: journal.KindInvocation, Time: time.Unix(0, now.UnixNano()).UTC(), IdempotencyKey: "msg-9"}},
 		{name: "unix epoch is not zero time", in: journal.Entry{Kind: journal.KindSnapshotMarker, Time: time.Unix(0, 0)},
 			want: journal.Entry{Kind: journal.KindSnapshotMarker, Time: time.Unix(0, 0).UTC()}},
 		{name: "unknown kind kept", in: journal.Entry{Kind: 200, Method: "ünïcode ✓"}, want: journal.Entry{Kind: 200, Method: "ünïcode ✓"}},
@@ -855,7 +855,7 @@ func (s *suite) testReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	when := time.Date(2026, 11, 26, 12, 0, 0, 1, time.UTC)
-	if _, err := j.Append(ctx, "c", 9, 0, []journal.Entry{{Kind: journal.KindMessageAck, Method: "M", Time: when,
+	if _, err := j.Append(ctx, "c", 9, 0, []journal.Entry{{Kind: journal.KindInvocation, Method: "M", Time: when,
 		CorrelationID: "c1", TraceID: "t1", IdempotencyKey: "k1", Payload: []byte("p")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -877,7 +877,7 @@ func (s *suite) testReopen(t *testing.T) {
 		t.Fatalf("after reopen, LoadSnapshot(a) = %+v, %v, %v", snap, ok, err)
 	}
 	got := mustRead(t, j, "c", 0)
-	want := journal.Entry{Seq: 1, Kind: journal.KindMessageAck, Actor: "c", Method: "M", Payload: []byte("p"), Time: when,
+	want := journal.Entry{Seq: 1, Kind: journal.KindInvocation, Actor: "c", Method: "M", Payload: []byte("p"), Time: when,
 		CorrelationID: "c1", TraceID: "t1", Token: 9, IdempotencyKey: "k1"}
 	if len(got) != 1 {
 		t.Fatalf("after reopen, Read(c) = %d entries, want 1", len(got))
