@@ -280,7 +280,7 @@ func TestModel(t *testing.T) {
 	}
 	pick := func(s []string) string { return s[rng.IntN(len(s))] }
 	now := int64(1000)
-	for step := range 4000 {
+	for step := range 3000 {
 		now += int64(rng.IntN(12))
 		actor := pick(actors)
 		var op string
