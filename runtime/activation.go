@@ -288,7 +288,9 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 	}
 	a.state.ack = msgID
 	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
-		return nil, false, err
+		// A settled message leaves the activation as it was, still
+		// holding its mailbox; any other failure deactivated it.
+		return nil, errors.Is(err, ErrMessageSettled), err
 	}
 	return res, true, nil
 }

@@ -39,6 +39,9 @@ type Context interface {
 	// the turn's own journal append, so sent if and only if the turn
 	// commits (see Sender).
 	Messages() Sender
+	// Reminders registers, lists and removes this actor's durable
+	// reminders (see Reminders).
+	Reminders() Reminders
 	// Self is this actor's reference.
 	Self() Ref
 	// SetTimer starts, or replaces, this activation's timer called name:

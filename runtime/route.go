@@ -129,3 +129,9 @@ func (r *Runtime) Rebalance(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// Hosts reports whether the actor is active on this node.
+func (r *Runtime) Hosts(actorType, id string) bool {
+	reg, ok := (*r.types.Load())[actorType]
+	return ok && r.active(reg, id) != nil
+}
