@@ -7,7 +7,9 @@ package builtin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/loom-mesh/loom/runtime"
 )
@@ -28,6 +30,10 @@ var Counter = runtime.NewType("counter", func(string) *counter { return &counter
 // CounterDelta is the argument of counter.add.
 type CounterDelta struct {
 	Delta int64 `json:"delta"`
+	// Fail, when set, makes add fail with this message and change
+	// nothing: a handler that fails on purpose, to try retries and dead
+	// letters with.
+	Fail string `json:"fail,omitempty"`
 }
 
 // CounterValue is the result of counter.add and counter.get.
@@ -37,6 +43,9 @@ type CounterValue struct {
 
 // CounterAdd adds delta and returns the new total.
 var CounterAdd = runtime.AddMethod(Counter, "add", func(ctx runtime.Context, _ *counter, in CounterDelta) (CounterValue, error) {
+	if in.Fail != "" {
+		return CounterValue{}, errors.New(in.Fail)
+	}
 	v, _, err := runtime.GetState[int64](ctx.State(), "value")
 	if err != nil {
 		return CounterValue{}, err
@@ -53,6 +62,48 @@ var CounterGet = runtime.AddMethod0(Counter, "get", func(ctx runtime.Context, _ 
 	v, _, err := runtime.GetState[int64](ctx.State(), "value")
 	return CounterValue{Value: v}, err
 })
+
+// CounterReminder is the argument of counter.remind.
+type CounterReminder struct {
+	Name  string `json:"name"`
+	Delta int64  `json:"delta"`
+	// Every is the period, a Go duration ("2s"); "" or "0s": once.
+	Every string `json:"every,omitempty"`
+	// After is the wait before the first firing; "": Every (or at once).
+	After string `json:"after,omitempty"`
+}
+
+// CounterRemind registers the durable reminder name, which adds delta
+// after After, then every Every: it survives restarts and failover.
+var CounterRemind = runtime.AddMethod(Counter, "remind", func(ctx runtime.Context, _ *counter, in CounterReminder) (struct{}, error) {
+	every, err := parseDuration("every", in.Every)
+	if err != nil {
+		return struct{}{}, err
+	}
+	after := every
+	if in.After != "" {
+		if after, err = parseDuration("after", in.After); err != nil {
+			return struct{}{}, err
+		}
+	}
+	return struct{}{}, CounterAdd.Remind(ctx, in.Name, CounterDelta{Delta: in.Delta}, after, every)
+})
+
+// CounterForget removes the reminder name.
+var CounterForget = runtime.AddMethod(Counter, "forget", func(ctx runtime.Context, _ *counter, in CounterReminder) (struct{}, error) {
+	return struct{}{}, ctx.Reminders().Delete(in.Name)
+})
+
+func parseDuration(key, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: %s: %q is not a duration >= 0", runtime.ErrInvalidArgument, key, v)
+	}
+	return d, nil
+}
 
 // ---- register ----
 

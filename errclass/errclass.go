@@ -47,6 +47,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
 )
@@ -82,6 +83,7 @@ var Rows = []Class{
 	{"unknown_type", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownType},
 	{"unknown_method", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownMethod},
 	{"unknown_task", http.StatusNotFound, codes.NotFound, "not_found", false, task.ErrUnknownTask},
+	{"no_such_message", http.StatusNotFound, codes.NotFound, "not_found", false, queue.ErrNotFound},
 	{"payload_too_large", http.StatusRequestEntityTooLarge, codes.InvalidArgument, "bad_request", false, runtime.ErrPayloadTooLarge},
 	{"bad_payload", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrBadPayload},
 	{"invalid_id", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrInvalidID},

@@ -73,6 +73,10 @@ type Options struct {
 	// traceparent, read with Propagator). nil: no spans.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// Messages, when set, serves durable messaging: POST /v1/messages,
+	// the dead letters and reminders (messages.go); nil answers 501
+	// messaging_disabled.
+	Messages Messages
 }
 
 // Handler serves the gateway's routes.
@@ -100,6 +104,7 @@ func New(opts Options) *Handler {
 	h.mux.HandleFunc("POST /v1/actors/{type}/{id}/{method}", h.call)
 	h.mux.HandleFunc("GET /v1/actors", h.types)
 	h.taskRoutes()
+	h.messageRoutes()
 	return h
 }
 
