@@ -86,6 +86,7 @@ type Config struct {
 	Node         NodeConfig         `yaml:"node"`
 	ActorPools   ActorPoolsConfig   `yaml:"actorPools"`
 	Journal      JournalConfig      `yaml:"journal"`
+	Messaging    MessagingConfig    `yaml:"messaging"`
 	Coordination CoordinationConfig `yaml:"coordination"`
 	Cluster      ClusterConfig      `yaml:"cluster"`
 	Tracing      TracingConfig      `yaml:"tracing"`
@@ -310,6 +311,112 @@ type JournalConfig struct {
 	SnapshotEvery int `yaml:"snapshotEvery"`
 }
 
+// Queue modes of MessagePolicyConfig.QueueMode.
+const (
+	QueueModeFIFO     = "fifo"
+	QueueModeStandard = "standard"
+)
+
+// MessagingConfig configures durable messaging: one-way messages to actors,
+// delivered at least once and applied once, with retries and a dead-letter
+// queue.
+type MessagingConfig struct {
+	// Backend is where the queues live: "" means the journal's backend,
+	// the only choice, since a message is acknowledged in the journal
+	// append of the turn that processed it. Any other value must equal
+	// journal.backend. Default "".
+	Backend string `yaml:"backend"`
+
+	// Default applies to every actor type without its own entry in
+	// Types. Default: queueMode fifo, maxRetries 3, initialBackoff
+	// 100ms, maxBackoff 30s, jitter 0.2.
+	Default MessagePolicyConfig `yaml:"default"`
+
+	// Types overrides Default per actor type; fields left out inherit.
+	// Default: none.
+	Types map[string]MessagePolicyOverride `yaml:"types"`
+
+	// MaxDelay is the furthest ahead a message's delivery time (or a
+	// reminder's first firing) may be; later is refused. Must be > 0.
+	// Default 720h (30 days).
+	MaxDelay time.Duration `yaml:"maxDelay"`
+
+	// IDRetention is how long the id of a delivered or purged message is
+	// remembered, so that a resend of that id is accepted once. Must be
+	// > 0. Default 1h: far longer than any sender's retries.
+	IDRetention time.Duration `yaml:"idRetention"`
+
+	// DegradedAge: /health reports messageQueues degraded when a type's
+	// oldest pending message is older than this. Must be > 0. Default 1m.
+	DegradedAge time.Duration `yaml:"degradedAge"`
+
+	// Workers is how many actors a node delivers to at once. Must be > 0.
+	// Default 32.
+	Workers int `yaml:"workers"`
+}
+
+// MessagePolicyConfig is how one actor type's messages are ordered and
+// retried. See MessagingConfig.For.
+type MessagePolicyConfig struct {
+	// QueueMode is QueueModeFIFO (one actor's messages applied one at a
+	// time in acceptance order; a failing message blocks those behind it
+	// until it succeeds or is dead-lettered) or QueueModeStandard (a
+	// failing message is retried later without blocking the others; no
+	// order is promised). Default fifo.
+	QueueMode string `yaml:"queueMode"`
+
+	// MaxRetries: a message whose handler always fails is delivered
+	// 1+maxRetries times, then dead-lettered. Must be >= 0. Default 3.
+	MaxRetries int `yaml:"maxRetries"`
+
+	// InitialBackoff is the wait before the first retry; each retry
+	// doubles it. Must be > 0. Default 100ms.
+	InitialBackoff time.Duration `yaml:"initialBackoff"`
+
+	// MaxBackoff caps the wait. Must be >= initialBackoff. Default 30s.
+	MaxBackoff time.Duration `yaml:"maxBackoff"`
+
+	// Jitter spreads each wait by ±jitter of itself, so retries of many
+	// messages do not arrive together. 0 to 1. Default 0.2.
+	Jitter float64 `yaml:"jitter"`
+}
+
+// MessagePolicyOverride is one actor type's entry in MessagingConfig.Types:
+// a nil field inherits from MessagingConfig.Default.
+type MessagePolicyOverride struct {
+	QueueMode      *string        `yaml:"queueMode"`
+	MaxRetries     *int           `yaml:"maxRetries"`
+	InitialBackoff *time.Duration `yaml:"initialBackoff"`
+	MaxBackoff     *time.Duration `yaml:"maxBackoff"`
+	Jitter         *float64       `yaml:"jitter"`
+}
+
+// For returns the effective message policy for actorType: its override in
+// Types, field by field, on top of Default.
+func (c MessagingConfig) For(actorType string) MessagePolicyConfig {
+	p := c.Default
+	o, ok := c.Types[actorType]
+	if !ok {
+		return p
+	}
+	if o.QueueMode != nil {
+		p.QueueMode = *o.QueueMode
+	}
+	if o.MaxRetries != nil {
+		p.MaxRetries = *o.MaxRetries
+	}
+	if o.InitialBackoff != nil {
+		p.InitialBackoff = *o.InitialBackoff
+	}
+	if o.MaxBackoff != nil {
+		p.MaxBackoff = *o.MaxBackoff
+	}
+	if o.Jitter != nil {
+		p.Jitter = *o.Jitter
+	}
+	return p
+}
+
 // CoordinationConfig chooses the coordinator that grants actor locks.
 type CoordinationConfig struct {
 	// Backend is CoordinationMemory (one node, in-process) or
@@ -496,6 +603,19 @@ func Default() Config {
 			Backend:       JournalBBolt,
 			Path:          "",
 			SnapshotEvery: 1000,
+		},
+		Messaging: MessagingConfig{
+			Default: MessagePolicyConfig{
+				QueueMode:      QueueModeFIFO,
+				MaxRetries:     3,
+				InitialBackoff: 100 * time.Millisecond,
+				MaxBackoff:     30 * time.Second,
+				Jitter:         0.2,
+			},
+			MaxDelay:    720 * time.Hour,
+			IDRetention: time.Hour,
+			DegradedAge: time.Minute,
+			Workers:     32,
 		},
 		Coordination: CoordinationConfig{
 			Backend:       CoordinationMemory,

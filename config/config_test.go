@@ -113,6 +113,28 @@ func TestValidate(t *testing.T) {
 		{"pool key retention", func(c *Config) { c.ActorPools.Default.IdempotencyRetention = 0 }, "actorPools.default.idempotencyRetention", "must be > 0 (got 0s)"},
 		{"type queue", func(c *Config) { c.ActorPools.Types = map[string]PoolOverride{"order": {MaxQueue: new(-5)}} }, "actorPools.types.order.maxQueue", "must be > 0 (got -5)"},
 		{"rate", func(c *Config) { c.ActorPools.Default.RateLimit = -1.5 }, "actorPools.default.rateLimit", "must be >= 0 (got -1.5)"},
+		{"queue mode", func(c *Config) { c.Messaging.Default.QueueMode = "lifo" }, "messaging.default.queueMode", "lifo"},
+		{"type queue mode", func(c *Config) {
+			c.Messaging.Types = map[string]MessagePolicyOverride{"counter": {QueueMode: new("random")}}
+		}, "messaging.types.counter.queueMode", "random"},
+		{"retries", func(c *Config) { c.Messaging.Default.MaxRetries = -1 }, "messaging.default.maxRetries", "must be >= 0"},
+		{"type retries", func(c *Config) {
+			c.Messaging.Types = map[string]MessagePolicyOverride{"counter": {MaxRetries: new(-2)}}
+		}, "messaging.types.counter.maxRetries", "(got -2)"},
+		{"initial backoff", func(c *Config) { c.Messaging.Default.InitialBackoff = 0 }, "messaging.default.initialBackoff", "must be > 0"},
+		{"max backoff", func(c *Config) { c.Messaging.Default.MaxBackoff = 50 * time.Millisecond }, "messaging.default.maxBackoff", "must be >= initialBackoff 100ms"},
+		{"type max backoff", func(c *Config) {
+			c.Messaging.Types = map[string]MessagePolicyOverride{"counter": {InitialBackoff: new(time.Minute)}}
+		}, "messaging.types.counter.maxBackoff", "must be >= initialBackoff 1m"},
+		{"jitter", func(c *Config) { c.Messaging.Default.Jitter = 1.5 }, "messaging.default.jitter", "between 0 and 1"},
+		{"type jitter", func(c *Config) {
+			c.Messaging.Types = map[string]MessagePolicyOverride{"counter": {Jitter: new(-0.1)}}
+		}, "messaging.types.counter.jitter", "between 0 and 1"},
+		{"messaging backend", func(c *Config) { c.Messaging.Backend = JournalMemory }, "messaging.backend", `equal journal.backend ("bbolt")`},
+		{"max delay", func(c *Config) { c.Messaging.MaxDelay = 0 }, "messaging.maxDelay", "must be > 0"},
+		{"id retention", func(c *Config) { c.Messaging.IDRetention = -time.Second }, "messaging.idRetention", "must be > 0"},
+		{"degraded age", func(c *Config) { c.Messaging.DegradedAge = 0 }, "messaging.degradedAge", "must be > 0"},
+		{"workers", func(c *Config) { c.Messaging.Workers = 0 }, "messaging.workers", "must be > 0"},
 		{"default reentrant", func(c *Config) { c.ActorPools.Default.Reentrant = true }, "actorPools.default.reentrant", "must be set per type, under actorPools.types.<type>.reentrant: reentrancy changes what a turn commits, so a type opts in by name"},
 		{"type activating", func(c *Config) { c.ActorPools.Types = map[string]PoolOverride{"order": {MaxActivating: new(-1)}} }, "actorPools.types.order.maxActivating", "must be >= 0 (got -1)"},
 		{"type size", func(c *Config) {
@@ -386,6 +408,24 @@ func TestPoolFor(t *testing.T) {
 	for _, tc := range tests {
 		if got := pools.For(tc.actorType); got != tc.want {
 			t.Errorf("For(%q) = %+v, want %+v", tc.actorType, got, tc.want)
+		}
+	}
+}
+
+func TestMessagingFor(t *testing.T) {
+	m := Default().Messaging
+	m.Types = map[string]MessagePolicyOverride{
+		"counter": {QueueMode: new(QueueModeStandard), MaxRetries: new(0)},
+		"empty":   {},
+	}
+	want := m.Default
+	want.QueueMode, want.MaxRetries = QueueModeStandard, 0 // a zero override is set, not inherited
+	if got := m.For("counter"); got != want {
+		t.Errorf("For(counter) = %+v, want %+v", got, want)
+	}
+	for _, typ := range []string{"empty", "unknown"} {
+		if got := m.For(typ); got != m.Default {
+			t.Errorf("For(%s) = %+v, want the default %+v", typ, got, m.Default)
 		}
 	}
 }

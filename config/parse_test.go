@@ -44,6 +44,12 @@ func TestParseExampleFile(t *testing.T) {
 			},
 		},
 		Journal: JournalConfig{Backend: JournalRaft, Path: "/var/lib/loom/journal/actors.db", SnapshotEvery: 500},
+		Messaging: MessagingConfig{
+			Backend:  JournalRaft,
+			Default:  MessagePolicyConfig{QueueMode: QueueModeFIFO, MaxRetries: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: time.Minute, Jitter: 0.1},
+			Types:    map[string]MessagePolicyOverride{"counter": {QueueMode: new(QueueModeStandard), MaxRetries: new(10)}},
+			MaxDelay: 168 * time.Hour, IDRetention: 2 * time.Hour, DegradedAge: 5 * time.Minute, Workers: 64,
+		},
 		Coordination: CoordinationConfig{
 			Backend:       CoordinationRaft,
 			SessionTTL:    15 * time.Second,

@@ -196,6 +196,35 @@ func (v *validator) oneOf(key, value string, allowed ...string) {
 	}
 }
 
+// messagePolicy checks the default message policy.
+func (v *validator) messagePolicy(prefix string, p MessagePolicyConfig) {
+	v.oneOf(prefix+".queueMode", p.QueueMode, QueueModeFIFO, QueueModeStandard)
+	v.maxRetries(prefix+".maxRetries", p.MaxRetries)
+	v.positiveDuration(prefix+".initialBackoff", p.InitialBackoff)
+	v.backoffs(prefix, p)
+	v.jitter(prefix+".jitter", p.Jitter)
+}
+
+func (v *validator) maxRetries(key string, n int) {
+	if n < 0 {
+		v.add(key, n, fmt.Sprintf("must be >= 0 (got %d)", n))
+	}
+}
+
+// backoffs checks that maxBackoff is not below initialBackoff in the
+// effective policy p.
+func (v *validator) backoffs(prefix string, p MessagePolicyConfig) {
+	if p.MaxBackoff < p.InitialBackoff {
+		v.add(prefix+".maxBackoff", p.MaxBackoff, fmt.Sprintf("must be >= initialBackoff %s (got %s)", formatDuration(p.InitialBackoff), formatDuration(p.MaxBackoff)))
+	}
+}
+
+func (v *validator) jitter(key string, f float64) {
+	if !(f >= 0 && f <= 1) {
+		v.add(key, f, fmt.Sprintf("must be between 0 and 1 (got %v)", f))
+	}
+}
+
 func (v *validator) validate(c *Config) {
 	n := c.Node
 	if !nodeIDPattern.MatchString(n.ID) {
@@ -296,6 +325,37 @@ func (v *validator) validate(c *Config) {
 	if j.SnapshotEvery < 0 {
 		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
 	}
+
+	m := c.Messaging
+	if m.Backend != "" && m.Backend != j.Backend {
+		v.add("messaging.backend", m.Backend, fmt.Sprintf("must be empty or equal journal.backend (%q): a message is acknowledged in its actor's journal append, so the queues live with the journals", j.Backend))
+	}
+	v.messagePolicy("messaging.default", m.Default)
+	for _, name := range sortedKeys(m.Types) {
+		o, prefix := m.Types[name], "messaging.types."+name
+		if strings.TrimSpace(name) == "" {
+			v.add(prefix, name, "the actor type name must not be empty")
+		}
+		if o.QueueMode != nil {
+			v.oneOf(prefix+".queueMode", *o.QueueMode, QueueModeFIFO, QueueModeStandard)
+		}
+		if o.MaxRetries != nil {
+			v.maxRetries(prefix+".maxRetries", *o.MaxRetries)
+		}
+		if o.InitialBackoff != nil {
+			v.positiveDuration(prefix+".initialBackoff", *o.InitialBackoff)
+		}
+		if o.MaxBackoff != nil || o.InitialBackoff != nil {
+			v.backoffs(prefix, m.For(name))
+		}
+		if o.Jitter != nil {
+			v.jitter(prefix+".jitter", *o.Jitter)
+		}
+	}
+	v.positiveDuration("messaging.maxDelay", m.MaxDelay)
+	v.positiveDuration("messaging.idRetention", m.IDRetention)
+	v.positiveDuration("messaging.degradedAge", m.DegradedAge)
+	v.positive("messaging.workers", m.Workers)
 
 	co := c.Coordination
 	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft)
