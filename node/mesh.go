@@ -156,6 +156,10 @@ func (m *mesh) onChange(ctx context.Context) {
 				m.n.log.Info("handed off actors to their new owners", "actors", moved)
 			}
 		}
+		if d := m.n.dispatcher.Load(); d != nil {
+			// The actors whose messages this node delivers changed.
+			d.Rescan()
+		}
 	}
 	m.closeDeparted()
 	m.maybeBootstrap()

@@ -22,6 +22,7 @@ import (
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/messaging"
 	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
@@ -95,6 +96,8 @@ type Node struct {
 	unsafeWait func()      // waits for what the unsafe mode runs (unsafe.go)
 
 	tasks *task.Registry
+
+	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -251,7 +254,7 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	case config.JournalMemory:
-		n.journal = inmem.NewJournal()
+		n.journal = inmem.NewJournalWith(inmem.Options{Retention: c.Messaging.IDRetention})
 	case config.JournalRaft:
 		n.journal = n.mesh.store
 	default:
@@ -305,6 +308,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.mesh != nil {
 		ro.Router = n.mesh
 	}
+	n.configureMessaging(&ro)
 	n.unsafeWait = n.unsafeRuntime(&ro)
 	n.chaos.configureRuntime(&ro)
 	rt, err := runtime.New(ro)
@@ -329,6 +333,9 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.served = make(chan error, 1)
 	go func() { n.served <- n.srv.Serve(ln) }()
+	if err := n.startDispatcher(); err != nil {
+		return err
+	}
 	n.log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "journal", c.Journal.Backend, "coordination", c.Coordination.Backend, "data_dir", c.Node.DataDir)
 	return nil
 }
@@ -373,6 +380,7 @@ func (n *Node) handler() http.Handler {
 
 		TracerProvider: n.tracerProvider(),
 		Propagator:     n.propagator(),
+		Messages:       n,
 	}))
 	n.observabilityRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
@@ -584,6 +592,11 @@ func (n *Node) closeParts(ctx context.Context) error {
 		_ = n.ln.Close()
 	}
 	n.closeTasks(ctx)
+	if d := n.dispatcher.Load(); d != nil {
+		// Deliveries in progress finish (or fail) before the runtime
+		// closes; an undelivered message stays in its queue.
+		d.Close()
+	}
 	if rt := n.runtime(); rt != nil {
 		if err := rt.Close(ctx); err != nil {
 			errs = append(errs, err)

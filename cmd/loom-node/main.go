@@ -48,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMembers(args[1:], stdout, stderr)
 	case "call":
 		return cmdCall(args[1:], stdout, stderr)
+	case "send":
+		return cmdSend(args[1:], stdout, stderr)
+	case "dlq":
+		return cmdDLQ(args[1:], stdout, stderr)
 	case "traces":
 		return cmdTraces(args[1:], stdout, stderr)
 	case "config":
@@ -78,6 +82,10 @@ func usage(w io.Writer) {
       list the cluster's members, Raft roles and the leader, as a node sees them
   loom-node call [--addr URL] <type>/<id> <method> ['<json>']
       call an actor through a node's HTTP gateway (default --addr http://127.0.0.1:7420)
+  loom-node send [--addr URL] [--id ID] [--delay D | --at TIME] <type>/<id> <method> ['<json>']
+      send a durable one-way message; answers once it is accepted (durable)
+  loom-node dlq list|show|replay|purge [--addr URL] [--type T] [--actor T/ID] [--older-than D] [--all] [ids]
+      list, inspect, replay (attempts reset) or purge dead-lettered messages
   loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--limit N] [--json] [<correlation-id>]
       print a call's trace, cluster-wide, as a tree: node, span, actor, method, duration
   loom-node config validate [FILE]

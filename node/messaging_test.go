@@ -1,0 +1,169 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/gateway"
+	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/queue"
+)
+
+// startMessagingNode starts a single node whose journal (and so message
+// store) is backend.
+func startMessagingNode(t *testing.T, backend string) *node.Node {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Node.HTTPPort = 0
+	cfg.Journal.Backend = backend
+	cfg.Messaging.Default.MaxRetries = 2
+	cfg.Messaging.Default.InitialBackoff = 5 * time.Millisecond
+	cfg.Messaging.Default.MaxBackoff = 20 * time.Millisecond
+	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSendOverHTTP(t *testing.T) {
+	n := startMessagingNode(t, config.JournalMemory)
+	base := "http://" + n.HTTPAddr()
+	ctx := context.Background()
+
+	var first gateway.SendResult
+	for i := range 3 {
+		status, body := httpPost(t, base+"/v1/messages/counter/c1/add", `{"delta":1}`, map[string]string{gateway.HeaderMessageID: "m-" + string(rune('a'+i))})
+		if status != http.StatusAccepted {
+			t.Fatalf("send: %d %s", status, body)
+		}
+		if i == 0 {
+			_ = json.Unmarshal([]byte(body), &first)
+		}
+	}
+	// The same id again is accepted once: the answer is the first acceptance.
+	status, body := httpPost(t, base+"/v1/messages/counter/c1/add", `{"delta":100}`, map[string]string{gateway.HeaderMessageID: "m-a"})
+	var dup gateway.SendResult
+	_ = json.Unmarshal([]byte(body), &dup)
+	if status != http.StatusAccepted || !dup.Duplicate || dup.Seq != first.Seq {
+		t.Fatalf("resend: %d %s, want the first acceptance %+v", status, body, first)
+	}
+	waitFor(t, "three adds", func() bool {
+		v, err := builtin.CounterGet.Call(ctx, n, "c1")
+		return err == nil && v.Value == 3
+	})
+
+	// Bad input gets a specific error and stores nothing.
+	for _, tc := range []struct {
+		path, body string
+		hdr        map[string]string
+		status     int
+		code       string
+	}{
+		{"/v1/messages/nosuch/x/add", `{}`, nil, http.StatusNotFound, "unknown_type"},
+		{"/v1/messages/counter/x/nosuch", `{}`, nil, http.StatusNotFound, "unknown_method"},
+		{"/v1/messages/counter/x/add", `{}`, map[string]string{gateway.HeaderDelay: "10000h"}, http.StatusBadRequest, "deliver_at_too_far"},
+		{"/v1/messages/counter/x/add", `{}`, map[string]string{gateway.HeaderDeliverAt: "tomorrow"}, http.StatusBadRequest, "bad_deliver_at"},
+		{"/v1/messages/counter/x/add", `{}`, map[string]string{gateway.HeaderMessageID: strings.Repeat("i", queue.MaxIDLen+1)}, http.StatusBadRequest, "invalid_argument"},
+		{"/v1/messages/counter/x/add", strings.Repeat("x", 5<<20), nil, http.StatusRequestEntityTooLarge, "payload_too_large"},
+	} {
+		status, body := httpPost(t, base+tc.path, tc.body, tc.hdr)
+		var eb gateway.ErrorBody
+		_ = json.Unmarshal([]byte(body), &eb)
+		if status != tc.status || eb.Error.Code != tc.code {
+			t.Errorf("POST %s %v: %d %s, want %d %s", tc.path, tc.hdr, status, strings.TrimSpace(body), tc.status, tc.code)
+		}
+	}
+	if st, err := n.MessageQueues(ctx); err != nil || len(st) != 0 && st[0].Pending+st[0].Scheduled != 0 {
+		t.Fatalf("queues after refused sends: %+v, %v", st, err)
+	}
+}
+
+func TestDeadLettersOverHTTP(t *testing.T) {
+	n := startMessagingNode(t, config.JournalMemory)
+	base := "http://" + n.HTTPAddr()
+	ctx := context.Background()
+	status, body := httpPost(t, base+"/v1/messages/counter/c2/add", `{"delta":1,"fail":"no"}`, map[string]string{gateway.HeaderMessageID: "doomed"})
+	if status != http.StatusAccepted {
+		t.Fatalf("send: %d %s", status, body)
+	}
+	var dead []gateway.DeadLetterJSON
+	waitFor(t, "the message to be dead-lettered", func() bool {
+		resp, err := http.Get(base + "/v1/deadletters?type=counter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			DeadLetters []gateway.DeadLetterJSON `json:"deadLetters"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		dead = out.DeadLetters
+		return len(dead) == 1
+	})
+	if d := dead[0]; d.ID != "doomed" || d.Attempts != 3 || !strings.Contains(d.LastError, "no") || d.Actor != "counter/c2" {
+		t.Fatalf("dead letter %+v, want doomed after 3 attempts (1 + maxRetries 2)", d)
+	}
+	// Replay needs a filter or all=true.
+	if status, body := httpPost(t, base+"/v1/deadletters/replay", "", nil); status != http.StatusBadRequest {
+		t.Fatalf("replay without a filter: %d %s", status, body)
+	}
+	if status, body := httpPost(t, base+"/v1/deadletters/replay?id=doomed", "", nil); status != http.StatusOK || !strings.Contains(body, `"replayed":1`) {
+		t.Fatalf("replay: %d %s", status, body)
+	}
+	waitFor(t, "the replayed message to die again", func() bool {
+		d, err := n.DeadLetters(ctx, queue.Filter{IDs: []string{"doomed"}})
+		return err == nil && len(d) == 1 && d[0].Attempts == 3
+	})
+	if status, body := httpPost(t, base+"/v1/deadletters/purge?actor=counter/c2", "", nil); status != http.StatusOK || !strings.Contains(body, `"purged":1`) {
+		t.Fatalf("purge: %d %s", status, body)
+	}
+	if v, err := builtin.CounterGet.Call(ctx, n, "c2"); err != nil || v.Value != 0 {
+		t.Fatalf("counter %+v, %v: a failing message must apply nothing", v, err)
+	}
+}
+
+func TestReminderFromTheCounter(t *testing.T) {
+	n := startMessagingNode(t, config.JournalMemory)
+	ctx := context.Background()
+	if _, err := builtin.CounterRemind.Call(ctx, n, "r", builtin.CounterReminder{Name: "tick", Delta: 1, Every: "30ms"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three firings", func() bool {
+		v, err := builtin.CounterGet.Call(ctx, n, "r")
+		return err == nil && v.Value >= 3
+	})
+	rs, err := n.Reminders(ctx, "counter", "r")
+	if err != nil || len(rs) != 1 || rs[0].Period != 30*time.Millisecond {
+		t.Fatalf("reminders %+v, %v", rs, err)
+	}
+	if _, err := builtin.CounterForget.Call(ctx, n, "r", builtin.CounterReminder{Name: "tick"}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := n.Reminders(ctx, "counter", "r"); len(rs) != 0 {
+		t.Fatalf("reminders after forget: %+v", rs)
+	}
+}
