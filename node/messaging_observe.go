@@ -1,9 +1,44 @@
 package node
 
-import "github.com/loom-mesh/loom/messaging"
+import (
+	"context"
+	"time"
+
+	"github.com/loom-mesh/loom/messaging"
+	"github.com/loom-mesh/loom/observability"
+)
 
 // messageObserver is what the dispatcher reports deliveries to.
-func (o *observation) messageObserver() messaging.Observer { return nil }
+func (o *observation) messageObserver() messaging.Observer { return o.observer.Messages() }
 
 // messageSent counts an accepted message.
-func (o *observation) messageSent(actorType string) {}
+func (o *observation) messageSent(actorType string) { o.metrics.MessageSent(actorType) }
+
+// attachMessageMetrics points the message gauges at the node's store and
+// dispatcher.
+func (n *Node) attachMessageMetrics() {
+	if n.messageStore() == nil {
+		return
+	}
+	n.obs.metrics.SetMessages(observability.MessageSource{Stats: n.MessageQueues, InFlight: n.inFlight})
+}
+
+// inFlight is the dispatcher's deliveries in progress.
+func (n *Node) inFlight() int {
+	if d := n.dispatcher.Load(); d != nil {
+		return d.InFlight()
+	}
+	return 0
+}
+
+// messageQueuesHealth is the /health component of the queues; nil without a
+// message store.
+func (n *Node) messageQueuesHealth(now time.Time) *observability.MessageQueuesHealth {
+	if n.messageStore() == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	stats, err := n.MessageQueues(ctx)
+	return observability.CheckMessageQueues(stats, err, n.inFlight(), now, n.cfg.Messaging.DegradedAge)
+}

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -99,6 +100,24 @@ func TestSendOverHTTP(t *testing.T) {
 	}
 	if st, err := n.MessageQueues(ctx); err != nil || len(st) != 0 && st[0].Pending+st[0].Scheduled != 0 {
 		t.Fatalf("queues after refused sends: %+v, %v", st, err)
+	}
+
+	// /health has the queues; /metrics counts the three accepted sends.
+	h := n.Health()
+	if q := h.Components.MessageQueues; q == nil || q.Status != "healthy" {
+		t.Fatalf("health messageQueues: %+v", q)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	_, _ = io.Copy(&sb, resp.Body)
+	for _, line := range []string{`loom_messages_sent_total{type="counter"} 3`, `loom_messages_delivered_total{outcome="ok",type="counter"} 3`} {
+		if !strings.Contains(sb.String(), line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
 	}
 }
 

@@ -81,6 +81,7 @@ func (n *Node) observedCoordinator() lock.Coordinator {
 func (n *Node) attachMetrics() {
 	m := n.obs.metrics
 	m.SetActors(n.runtime())
+	n.attachMessageMetrics()
 	if err := m.Registry().Register(n.TaskMetrics()); err != nil {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}
@@ -195,6 +196,7 @@ func (n *Node) Health() observability.Report {
 		slices.Sort(mh.Failed)
 		r.Components.Membership = mh
 	}
+	r.Components.MessageQueues = n.messageQueuesHealth(now)
 	r.Evaluate()
 	return r
 }

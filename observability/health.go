@@ -60,6 +60,8 @@ type Components struct {
 	Locks      *LocksHealth      `json:"locks,omitempty"`
 	Raft       *RaftHealth       `json:"raft,omitempty"`
 	Membership *MembershipHealth `json:"membership,omitempty"`
+	// MessageQueues is absent on a node without a message store.
+	MessageQueues *MessageQueuesHealth `json:"messageQueues,omitempty"`
 }
 
 // PoolsHealth reports the actor pools. Degraded when a pool is full
@@ -193,6 +195,9 @@ func (r *Report) Evaluate() Status {
 		s = worst(s, c.Check())
 	}
 	if c := r.Components.Membership; c != nil {
+		s = worst(s, c.Check())
+	}
+	if c := r.Components.MessageQueues; c != nil {
 		s = worst(s, c.Check())
 	}
 	r.Status = s

@@ -63,6 +63,8 @@ type Metrics struct {
 
 	traceEvicted *prometheus.CounterVec // reason
 
+	msgs *messageMetrics // durable messaging (messages.go)
+
 	callStats sync.Map // callKey → *callStat
 
 	actors  atomic.Pointer[ActorSource]
@@ -164,6 +166,7 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.calls, m.callSeconds, m.hops, m.activations, m.activateSecs, m.deactivation, m.evictions,
 		m.appendSeconds, m.appendEntries, m.appends, m.fenced, m.raftApply, m.lockAcquire, m.renewals, m.lapses,
 		m.traceEvicted, sourceCollector{m})
+	m.msgs = newMessageMetrics(m.reg)
 	// Families that exist before the first event, so that a scrape shows
 	// them at zero.
 	for _, o := range []string{"ok", "fenced", "conflict", "error"} {

@@ -1,0 +1,155 @@
+package observability
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/messaging"
+	"github.com/loom-mesh/loom/queue"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+func TestMessageQueuesHealthRules(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		stats   []queue.Stats
+		err     error
+		want    Status
+		reasons string
+	}{
+		{"no queues", nil, nil, Healthy, ""},
+		{"fresh", []queue.Stats{{Type: "counter", Pending: 3, Oldest: now.Add(-time.Second)}}, nil, Healthy, ""},
+		{"old", []queue.Stats{{Type: "counter", Pending: 1, Oldest: now.Add(-2 * time.Minute)}}, nil, Degraded, "the oldest counter message has waited 2m0s"},
+		{"dead letters only", []queue.Stats{{Type: "counter", Dead: 7, Oldest: now.Add(-time.Hour)}}, nil, Healthy, ""},
+		{"unreadable", nil, errors.New("store closed"), Degraded, "reading the queues: store closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := CheckMessageQueues(tc.stats, tc.err, 2, now, time.Minute)
+			if h.Status != tc.want || !strings.Contains(strings.Join(h.Reasons, "; "), tc.reasons) {
+				t.Fatalf("status %s reasons %q, want %s containing %q", h.Status, h.Reasons, tc.want, tc.reasons)
+			}
+			r := Report{Components: Components{MessageQueues: h}}
+			if got := r.Evaluate(); got != tc.want {
+				t.Fatalf("report %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMessageMetrics(t *testing.T) {
+	m := NewMetrics()
+	o := NewObserver(m, nil).Messages()
+	m.MessageSent("counter")
+	m.MessageSent("counter")
+	o.Delivered("counter", messaging.OutcomeOK, 20*time.Millisecond)
+	o.Delivered("counter", messaging.OutcomeRetry, time.Millisecond)
+	o.Delivered("counter", messaging.OutcomeDead, time.Millisecond)
+	o.Delivered("counter", messaging.OutcomeSettled, time.Millisecond)
+	m.SetMessages(MessageSource{
+		Stats: func(context.Context) ([]queue.Stats, error) {
+			return []queue.Stats{{Type: "counter", Pending: 4, Scheduled: 1, Dead: 2, Reminders: 3, Oldest: time.Now().Add(-10 * time.Second)}}, nil
+		},
+		InFlight: func() int { return 5 },
+	})
+	want := map[string]float64{
+		`loom_messages_sent_total{type="counter"}`:                        2,
+		`loom_messages_delivered_total{outcome="ok",type="counter"}`:      1,
+		`loom_messages_delivered_total{outcome="settled",type="counter"}`: 1,
+		`loom_messages_retries_total{type="counter"}`:                     1,
+		`loom_messages_dead_lettered_total{type="counter"}`:               1,
+		`loom_message_delivery_seconds_count{type="counter"}`:             3,
+		`loom_message_queue_depth{type="counter"}`:                        4,
+		`loom_message_queue_scheduled{type="counter"}`:                    1,
+		`loom_message_dead_letters{type="counter"}`:                       2,
+		`loom_message_reminders{type="counter"}`:                          3,
+		`loom_messages_in_flight`:                                         5,
+	}
+	got := scrape(t, m)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if age := got[`loom_message_queue_oldest_age_seconds{type="counter"}`]; age < 10 || age > 60 {
+		t.Errorf("oldest age %v s, want about 10", age)
+	}
+}
+
+func TestDeliverySpanLinksToTheSender(t *testing.T) {
+	cfg := config.Default().Tracing
+	cfg.Enabled = true
+	tr, err := NewTracing(context.Background(), cfg, TracingOptions{NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	// The send's span, and its traceparent as a message carries it.
+	sctx, send := tr.Provider.Tracer("test").Start(runtime.WithCorrelationID(context.Background(), "cid-m"), "POST /v1/messages")
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(sctx, carrier)
+	send.End()
+
+	o := NewObserver(NewMetrics(), tr.Provider).Messages()
+	msg := queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", TraceParent: carrier["traceparent"], Attempts: 1}
+	_, end := o.StartDelivery(runtime.WithCorrelationID(context.Background(), "cid-m"), msg)
+	end(messaging.OutcomeRetry, errors.New("no"))
+
+	spans := tr.Store.Query(Query{CorrelationID: "cid-m"})
+	var deliver *Span
+	for i := range spans {
+		if spans[i].Name == "loom.deliver counter.add" {
+			deliver = &spans[i]
+		}
+	}
+	if len(spans) != 2 || deliver == nil {
+		t.Fatalf("spans for the correlation id: %+v", spans)
+	}
+	if deliver.TraceID == send.SpanContext().TraceID().String() {
+		t.Fatal("the delivery joined the sender's trace; it should start its own, linked")
+	}
+	a := deliver.Attributes
+	if a[string(AttrSenderTrace)] != send.SpanContext().TraceID().String() || a[string(AttrMessageID)] != "m1" || a[string(AttrAttempt)] != "2" || a[string(AttrOutcome)] != "retry" || deliver.Status != "error" {
+		t.Fatalf("delivery span %+v", deliver)
+	}
+}
+
+// scrape gathers m's registry into "name{k="v",...}" → value, labels
+// sorted by name; a histogram gives name_count.
+func scrape(t *testing.T, m *Metrics) map[string]float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			var ls []string
+			for _, lp := range mt.GetLabel() {
+				ls = append(ls, lp.GetName()+`="`+lp.GetValue()+`"`)
+			}
+			sort.Strings(ls)
+			key := mf.GetName()
+			if len(ls) > 0 {
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			switch {
+			case mt.Counter != nil:
+				out[key] = mt.GetCounter().GetValue()
+			case mt.Gauge != nil:
+				out[key] = mt.GetGauge().GetValue()
+			case mt.Histogram != nil:
+				out[strings.Replace(key, mf.GetName(), mf.GetName()+"_count", 1)] = float64(mt.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
