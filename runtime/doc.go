@@ -51,6 +51,14 @@
 //     applied; others: outcome unknown, as the journal contract says); the
 //     next call replays the journal. A result that cannot be encoded fails
 //     the call after its turn was committed.
+//   - Durable messages (messaging.go): a call under WithDelivery delivers
+//     a message; its turn's append carries a KindMessageAck entry, so the
+//     acknowledgement commits with the state change or not at all, and an
+//     append refused because the message is no longer pending fails with
+//     ErrMessageSettled, leaving the activation as it was. Sends made in
+//     a turn (Context.Messages) ride in the same append as
+//     KindMessageSend entries: sent if and only if the turn commits.
+//     Reminders (Context.Reminders) are written to the store at once.
 //   - Snapshots: with SnapshotEvery n > 0, the commit that leaves n entries
 //     after the last snapshot saves the whole state as a snapshot and
 //     truncates the journal through it, both with the token. Failures are
