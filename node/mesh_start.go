@@ -49,6 +49,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 		rc = raftlock.FastConfig()
 	}
 	rc.NodeID = raft.ServerID(c.Node.ID)
+	rc.MessageIDRetention = c.Messaging.IDRetention
 	rc.PerDirServerID = true
 	rc.VoteGate = m.bootstrapping.Load
 	rc.DataDir = c.Node.DataDir

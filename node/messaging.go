@@ -12,6 +12,7 @@ import (
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/messaging"
 	"github.com/loom-mesh/loom/queue"
+	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
 )
 
@@ -19,8 +20,13 @@ import (
 // backend makes a queue.Store too (a message is acknowledged in its actor's
 // journal append). nil before start.
 func (n *Node) messageStore() queue.Store {
-	s, _ := n.journal.(queue.Store)
-	return s
+	switch j := n.journal.(type) {
+	case queue.Store:
+		return j
+	case interface{ Queues() raftlock.Queues }:
+		return j.Queues()
+	}
+	return nil
 }
 
 // configureMessaging gives the runtime the message store and the per-type

@@ -22,6 +22,9 @@ import (
 func startMessagingNode(t *testing.T, backend string) *node.Node {
 	t.Helper()
 	cfg := config.Default()
+	if backend == config.JournalRaft {
+		cfg = config.Dev() // a one-node Raft cluster, as loom-node dev runs
+	}
 	cfg.Node.DataDir = t.TempDir()
 	cfg.Node.HTTPPort = 0
 	cfg.Journal.Backend = backend
@@ -39,6 +42,14 @@ func startMessagingNode(t *testing.T, backend string) *node.Node {
 	return n
 }
 
+// forEachBackend runs test on a node of each journal backend that keeps
+// queues: memory, and a one-node Raft cluster (loom-node dev's).
+func forEachBackend(t *testing.T, test func(t *testing.T, backend string)) {
+	for _, b := range []string{config.JournalMemory, config.JournalRaft} {
+		t.Run(b, func(t *testing.T) { test(t, b) })
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -50,8 +61,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestSendOverHTTP(t *testing.T) {
-	n := startMessagingNode(t, config.JournalMemory)
+func TestSendOverHTTP(t *testing.T) { forEachBackend(t, testSendOverHTTP) }
+
+func testSendOverHTTP(t *testing.T, backend string) {
+	n := startMessagingNode(t, backend)
 	base := "http://" + n.HTTPAddr()
 	ctx := context.Background()
 
@@ -121,8 +134,10 @@ func TestSendOverHTTP(t *testing.T) {
 	}
 }
 
-func TestDeadLettersOverHTTP(t *testing.T) {
-	n := startMessagingNode(t, config.JournalMemory)
+func TestDeadLettersOverHTTP(t *testing.T) { forEachBackend(t, testDeadLettersOverHTTP) }
+
+func testDeadLettersOverHTTP(t *testing.T, backend string) {
+	n := startMessagingNode(t, backend)
 	base := "http://" + n.HTTPAddr()
 	ctx := context.Background()
 	status, body := httpPost(t, base+"/v1/messages/counter/c2/add", `{"delta":1,"fail":"no"}`, map[string]string{gateway.HeaderMessageID: "doomed"})
@@ -165,8 +180,10 @@ func TestDeadLettersOverHTTP(t *testing.T) {
 	}
 }
 
-func TestReminderFromTheCounter(t *testing.T) {
-	n := startMessagingNode(t, config.JournalMemory)
+func TestReminderFromTheCounter(t *testing.T) { forEachBackend(t, testReminderFromTheCounter) }
+
+func testReminderFromTheCounter(t *testing.T, backend string) {
+	n := startMessagingNode(t, backend)
 	ctx := context.Background()
 	if _, err := builtin.CounterRemind.Call(ctx, n, "r", builtin.CounterReminder{Name: "tick", Delta: 1, Every: "30ms"}); err != nil {
 		t.Fatal(err)

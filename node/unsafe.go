@@ -37,10 +37,16 @@ const (
 	// the same actor, the journal's fence passes both (their tokens are
 	// equal), and only the conditional append keeps the log in order.
 	UnsafeIgnoreLock UnsafeMode = "ignore-lock"
+	// UnsafeMessageAckFirst acknowledges a durable message in a journal
+	// append of its own, before the append of the state change its turn
+	// made, which follows ackFirstWindow later: a crash (or a failed
+	// append) in between loses the message's effect while its queue has
+	// forgotten it.
+	UnsafeMessageAckFirst UnsafeMode = "message-ack-first"
 )
 
 // UnsafeModes lists the modes (for flag help).
-var UnsafeModes = []UnsafeMode{UnsafeAckBeforeDurable, UnsafeIgnoreLock}
+var UnsafeModes = []UnsafeMode{UnsafeAckBeforeDurable, UnsafeIgnoreLock, UnsafeMessageAckFirst}
 
 func (m UnsafeMode) validate() error {
 	if m == "" || slices.Contains(UnsafeModes, m) {
@@ -62,8 +68,40 @@ func (n *Node) unsafeRuntime(ro *runtime.Options) func() {
 	case UnsafeIgnoreLock:
 		n.log.Warn("UNSAFE debug mode: actors are activated even when another node holds their lock", "mode", n.opts.Unsafe)
 		ro.Coordinator = lockIgnorer{ro.Coordinator}
+	case UnsafeMessageAckFirst:
+		n.log.Warn("UNSAFE debug mode: messages are acknowledged before the state change they made is appended", "mode", n.opts.Unsafe)
+		ro.Journal = ackFirst{ro.Journal}
 	}
 	return nil
+}
+
+// ackFirstWindow is how long UnsafeMessageAckFirst leaves a message
+// acknowledged and its effect unwritten.
+const ackFirstWindow = 100 * time.Millisecond
+
+// ackFirst is the journal of UnsafeMessageAckFirst. (The message store is
+// the journal underneath, so the first append takes the message out of
+// its queue.)
+type ackFirst struct{ journal.Journal }
+
+func (a ackFirst) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
+	var acks, rest []journal.Entry
+	for _, e := range entries {
+		if e.Kind == journal.KindMessageAck {
+			acks = append(acks, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	if len(acks) == 0 || len(rest) == 0 {
+		return a.Journal.Append(ctx, actor, token, expectedSeq, entries)
+	}
+	tail, err := a.Journal.Append(ctx, actor, token, expectedSeq, acks)
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(ackFirstWindow)
+	return a.Journal.Append(ctx, actor, token, tail, rest)
 }
 
 // writeBehind is the journal of UnsafeAckBeforeDurable.

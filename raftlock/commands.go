@@ -7,9 +7,10 @@ import (
 	"math"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
@@ -57,6 +58,7 @@ const (
 	opSaveSnapshot                 // actor, token, seq, snapshot record
 	opTruncate                     // actor, token, throughSeq
 	opEndOwner                     // owner, session to keep: ends the owner's other sessions
+	opQueue                        // qop, its argument record: a write to the message queues (queue.go)
 	opMax                          // one past the last op
 )
 
@@ -86,6 +88,8 @@ func (o op) String() string {
 		return "truncate"
 	case opEndOwner:
 		return "end-owner"
+	case opQueue:
+		return "queue"
 	default:
 		return fmt.Sprintf("op(%d)", uint8(o))
 	}
@@ -147,7 +151,8 @@ type command struct {
 	key     string         // acquire, release: the lock key; journal ops: the actor
 	token   uint64         // journal ops
 	seq     uint64         // append: expectedSeq; save-snapshot: the snapshot's Seq; truncate: throughSeq
-	records [][]byte       // append: stamped entry records; save-snapshot: one snapshot record
+	records [][]byte       // append: stamped entry records; save-snapshot: one snapshot record; queue: its argument
+	qop     qop            // queue: which write
 }
 
 // encodeCommand returns the wire form of c:
@@ -207,6 +212,9 @@ func encodeCommand(c command) []byte {
 		b = appendString(b, c.key)
 		b = binary.AppendUvarint(b, c.token)
 		b = binary.AppendUvarint(b, c.seq)
+	case opQueue:
+		b = append(b, byte(c.qop))
+		b = appendBytes(b, c.records[0])
 	}
 	return b
 }
@@ -268,6 +276,9 @@ func decodeCommand(b []byte) (command, error) {
 		c.key = d.String()
 		c.token = d.Uvarint()
 		c.seq = d.Uvarint()
+	case opQueue:
+		c.qop = qop(d.Byte())
+		c.records = [][]byte{d.Bytes()}
 	default:
 		d.Fail(fmt.Sprintf("unknown op %d", uint8(c.op)))
 	}
@@ -292,6 +303,10 @@ const (
 	codeBadCommand                    // the command could not be decoded
 	codeRetry                         // not applied: the receiver is not the leader (forwarding only)
 	codeUnknown                       // ErrUnknownOutcome: a retry the state machine may have forgotten; not applied now
+	codeAck                           // journal.ErrAck: an append acknowledges a message that is not pending
+	codeQueueInvalid                  // queue.ErrInvalid
+	codeQueueNotFound                 // queue.ErrNotFound
+	codeQueueStale                    // queue.ErrStale
 	codeMax
 )
 
@@ -351,6 +366,14 @@ func (r result) err() error {
 		return &ruleError{errBadWire, r.text}
 	case codeUnknown:
 		return &ruleError{ErrUnknownOutcome, r.text}
+	case codeAck:
+		return &ruleError{journal.ErrAck, r.text}
+	case codeQueueInvalid:
+		return &ruleError{queue.ErrInvalid, r.text}
+	case codeQueueNotFound:
+		return &ruleError{queue.ErrNotFound, r.text}
+	case codeQueueStale:
+		return &ruleError{queue.ErrStale, r.text}
 	default:
 		return &ruleError{ErrNotLeader, r.text}
 	}
@@ -362,6 +385,8 @@ func resultOf(err error) result {
 	switch {
 	case errors.As(err, &held):
 		return result{code: codeHeld, value: held.Token, text: held.Key, owner: held.Holder}
+	case errors.Is(err, journal.ErrAck): // before the queue's sentinels, which it wraps
+		return result{code: codeAck, text: err.Error()}
 	case errors.Is(err, journal.ErrFenced):
 		return result{code: codeFenced, text: err.Error()}
 	case errors.Is(err, journal.ErrConflict):
@@ -374,6 +399,12 @@ func resultOf(err error) result {
 		return result{code: codeNotHeld, text: err.Error()}
 	case errors.Is(err, lock.ErrInvalid):
 		return result{code: codeLockInvalid, text: err.Error()}
+	case errors.Is(err, queue.ErrInvalid):
+		return result{code: codeQueueInvalid, text: err.Error()}
+	case errors.Is(err, queue.ErrNotFound):
+		return result{code: codeQueueNotFound, text: err.Error()}
+	case errors.Is(err, queue.ErrStale):
+		return result{code: codeQueueStale, text: err.Error()}
 	default:
 		return result{code: codeBadCommand, text: err.Error()}
 	}

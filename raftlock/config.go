@@ -20,6 +20,13 @@ import (
 // package) need not agree across nodes; timings should, as in any Raft
 // cluster.
 type Config struct {
+	// MessageIDRetention is how long the message queues remember the id
+	// of a message that was acknowledged or purged, so that a resend of
+	// it is accepted once (queue.Store). It is part of the state
+	// machine's definition: give every node of a cluster the same value.
+	// 0 means queue.DefaultRetention; must not be negative.
+	MessageIDRetention time.Duration
+
 	// NodeID is this server's Raft id: unique in the cluster and stable
 	// across restarts (the data dir belongs to it). Required.
 	NodeID raft.ServerID
@@ -249,6 +256,9 @@ func (c Config) Validate() error {
 	}
 	if c.NodeID == "" {
 		bad("NodeID is empty")
+	}
+	if c.MessageIDRetention < 0 {
+		bad("MessageIDRetention %v is negative", c.MessageIDRetention)
 	}
 	if c.DataDir == "" {
 		bad("DataDir is empty")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Sentinel errors of raftlock, in addition to those of the journal and lock
@@ -32,8 +33,9 @@ var (
 	ErrStateMachine = errors.New("raftlock: state machine failed")
 )
 
-// errClosed is returned by every operation after Close. It matches both
-// journal.ErrClosed and lock.ErrClosed, since a Store is both.
+// errClosed is returned by every operation after Close. It matches
+// journal.ErrClosed, lock.ErrClosed and queue.ErrClosed, since a Store is
+// all three.
 var errClosed error = closedError{}
 
 type closedError struct{}
@@ -41,5 +43,5 @@ type closedError struct{}
 func (closedError) Error() string { return "raftlock: store closed" }
 
 func (closedError) Is(target error) bool {
-	return target == journal.ErrClosed || target == lock.ErrClosed
+	return target == journal.ErrClosed || target == lock.ErrClosed || target == queue.ErrClosed
 }

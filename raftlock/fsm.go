@@ -45,6 +45,14 @@ type fsm struct {
 	// applies keep it, Restore rebuilds it from the restored file.
 	dedupIndex map[string]uint64
 
+	// queueRetention is how long the queue machine remembers the id of a
+	// message that left (Config.MessageIDRetention); part of the state
+	// machine's definition, like the dedup bounds.
+	queueRetention time.Duration
+	// notify is told, after each applied batch, about the actors the
+	// batch gave something to deliver (Queues.Notify).
+	notify atomic.Pointer[func(actor string, at time.Time)]
+
 	// mu guards db, closed, ov, fl and flushDone. ApplyBatch holds it
 	// exclusively while it applies (it writes ov), so readers see the
 	// state after a whole batch; readers hold it shared; Restore (which
@@ -166,6 +174,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	f.dropFlushed()
 
 	var m fsmMeta
+	var ac *applyCtx
 	f.mu.Lock()
 	err := f.apply(func(l *layers) error {
 		meta := l.bucket(bMeta)
@@ -173,7 +182,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if m, err = unmarshalMeta(meta.Get(keyState)); err != nil {
 			return err
 		}
-		ac := newApplyCtx(l, &m, f.dedupWindow, f.dedupRetention, f.dedupIndex)
+		ac = newApplyCtx(l, &m, f.dedupWindow, f.dedupRetention, f.dedupIndex, f.queueRetention)
 		for i, lg := range logs {
 			m.applied = lg.Index
 			if lg.Type != raft.LogCommand {
@@ -204,6 +213,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return resps
 	}
 	f.progress.Set(m.applied, m.time)
+	if fn := f.notify.Load(); fn != nil && ac != nil {
+		for _, w := range ac.wakes {
+			(*fn)(w.actor, time.Unix(0, w.at).UTC())
+		}
+	}
 	return resps
 }
 

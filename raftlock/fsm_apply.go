@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
@@ -30,15 +31,27 @@ type applyCtx struct {
 
 	locks    *locksm.Machine    // sessions and locks; its counters are m.locks
 	journals *journalsm.Machine // journals, fenced by locks
+	queues   *queuesm.Machine   // message queues, acknowledged by the journals' appends
+	wakes    []wake             // what the batch gave the queues' actors to deliver (fsm.notify)
 	dedup    dedup.Table        // the results of commands with an id; its State is m.dedup
 }
 
-func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64) *applyCtx {
+// wake is one notification of the queue machine.
+type wake struct {
+	actor string
+	at    int64
+}
+
+func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64, queueRetention time.Duration) *applyCtx {
 	locks := locksm.New(l.lockBuckets(), &m.locks)
-	return &applyCtx{
+	ac := &applyCtx{
 		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
+	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: func(actor string, at int64) {
+		ac.wakes = append(ac.wakes, wake{actor, at})
+	}})
+	return ac
 }
 
 // applyEntry applies one Raft command entry (a batch). The clock moves to
@@ -142,7 +155,9 @@ func (ac *applyCtx) exec(c command) (result, error) {
 	case opRelease:
 		rule, err = ac.locks.Release(ac.now, c.session, c.key)
 	case opAppend:
-		r.value, rule, err = ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records)
+		r.value, rule, err = ac.applyAppend(c)
+	case opQueue:
+		r, rule, err = ac.execQueue(c)
 	case opSaveSnapshot:
 		rule, err = ac.journals.SaveSnapshot(ac.now, c.key, c.token, c.seq, c.records[0])
 	case opTruncate:

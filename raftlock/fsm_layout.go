@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
@@ -69,10 +70,17 @@ var (
 	bucketSnapshots = []byte("snapshots")
 	bucketDedup     = []byte("dedup")
 
-	// allBuckets is indexed by bucketID.
-	allBuckets = [numBuckets][]byte{bMeta: bucketMeta, bSessions: bucketSessions, bExpiry: bucketExpiry,
-		bHeld: bucketHeld, bLocks: bucketLocks, bActors: bucketActors, bLog: bucketLog,
-		bSnapshots: bucketSnapshots, bDedup: bucketDedup}
+	// allBuckets is indexed by bucketID: raftlock's, then the queue
+	// machine's (queuesm.BucketNames, "q." and a name).
+	allBuckets = func() [numBuckets][]byte {
+		all := [numBuckets][]byte{bMeta: bucketMeta, bSessions: bucketSessions, bExpiry: bucketExpiry,
+			bHeld: bucketHeld, bLocks: bucketLocks, bActors: bucketActors, bLog: bucketLog,
+			bSnapshots: bucketSnapshots, bDedup: bucketDedup}
+		for i, name := range queuesm.BucketNames {
+			all[bQueue0+bucketID(i)] = []byte(name)
+		}
+		return all
+	}()
 
 	keyState = []byte("state")
 )

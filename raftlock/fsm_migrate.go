@@ -1,14 +1,16 @@
 package raftlock
 
 import (
+	"github.com/loom-mesh/loom/internal/queuesm"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
 
-	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +40,14 @@ func migrate(path string) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
+		}
+		// The queue machine's buckets came after format 3 without a new
+		// format: a file without them holds no messages, and gets them
+		// empty.
+		for _, name := range queuesm.BucketNames {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return err
+			}
 		}
 		m := meta.Get(keyState)
 		if len(m) != metaLen12 {

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
 	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
@@ -38,7 +39,8 @@ const (
 	bLog
 	bSnapshots
 	bDedup
-	numBuckets
+	bQueue0 // the first of the queue machine's buckets (queuesm.BucketNames)
+	numBuckets = bQueue0 + bucketID(len(queuesm.BucketNames))
 )
 
 // ovItem is one record of an overlay: a value, or a tombstone (del).
@@ -64,7 +66,13 @@ const (
 // orders: log is only ever iterated within one actor's entries (Read,
 // Truncate), so its records are kept in per-actor groups, in seq order,
 // which appends extend at the end, instead of in one big tree.
-var orders = [numBuckets]order{bSessions: inTree, bExpiry: inTree, bHeld: inTree, bDedup: inTree, bLog: inGroups}
+var orders = func() [numBuckets]order {
+	o := [numBuckets]order{bSessions: inTree, bExpiry: inTree, bHeld: inTree, bDedup: inTree, bLog: inGroups}
+	for b := bQueue0; b < numBuckets; b++ {
+		o[b] = inTree // the queue machine walks every one of its buckets with cursors
+	}
+	return o
+}()
 
 // groupOf returns the group of a key of an inGroups bucket: for log, the
 // actor's journalsm.EntryPrefix (an entry key less its 8-byte seq). Such
@@ -294,6 +302,16 @@ func (l *layers) bucket(b bucketID) bkt {
 // lockBuckets are the buckets of the session and lock state machine.
 func (l *layers) lockBuckets() locksm.Buckets {
 	return locksm.Buckets{Sessions: l.bucket(bSessions), Expiry: l.bucket(bExpiry), Held: l.bucket(bHeld), Locks: l.bucket(bLocks)}
+}
+
+// queueBuckets are the buckets of the queue state machine.
+func (l *layers) queueBuckets() queuesm.Buckets {
+	i := bQueue0
+	return queuesm.NewBuckets(func(string) kv.Bucket {
+		b := l.bucket(i)
+		i++
+		return b
+	})
 }
 
 // journalBuckets are the buckets of the journal state machine.

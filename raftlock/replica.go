@@ -40,7 +40,7 @@ func (s *Store) exec(ctx context.Context, c command) (result, error) {
 
 // journalWrite reports whether o is a journal write (see execEncoded).
 func journalWrite(o op) bool {
-	return o == opAppend || o == opSaveSnapshot || o == opTruncate
+	return o == opAppend || o == opSaveSnapshot || o == opTruncate || o == opQueue
 }
 
 // execEncoded is exec for a command already encoded (with its id). A

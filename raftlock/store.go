@@ -110,6 +110,7 @@ func Open(cfg Config) (*Store, error) {
 			if err != nil {
 				return nil, err
 			}
+			f.queueRetention = cfg.MessageIDRetention
 			s.fsm = f
 			return f, nil
 		},

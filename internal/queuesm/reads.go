@@ -3,6 +3,7 @@ package queuesm
 import (
 	"fmt"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/queue"
 )
 
@@ -122,4 +123,20 @@ func (m *Machine) Stats() ([]queue.Stats, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Releasable reports whether Release(now, actor) would release a scheduled
+// message or fire a reminder: a replicated backend asks it before it
+// proposes a Release.
+func (m *Machine) Releasable(actor string, now int64) (bool, error) {
+	if queue.CheckActor(actor) != nil {
+		return false, nil
+	}
+	a := actorKey(actor)
+	for _, b := range []kv.Bucket{m.b.Scheduled, m.b.Timers} {
+		if k, _ := b.PrefixCursor(a).First(); k != nil && readTime(k[len(a):]) <= now {
+			return true, nil
+		}
+	}
+	return false, nil
 }

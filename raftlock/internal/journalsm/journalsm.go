@@ -80,6 +80,20 @@ func (m *Machine) prologue(now int64, what, actor string, token uint64) (journal
 	return st, nil, err
 }
 
+// CheckAppend applies Append's rules, for an append of n records, and
+// writes nothing: raftlock checks the rules of the journal first, then
+// those of the message entries the append carries, before either writes.
+func (m *Machine) CheckAppend(now int64, actor string, token, expected uint64, n int) (rule, err error) {
+	st, rule, err := m.prologue(now, "append to", actor, token)
+	if rule != nil || err != nil {
+		return rule, err
+	}
+	if n == 0 || uint64(n) > ^uint64(0)-expected {
+		return fmt.Errorf("%w: append to %q with %d entries after seq %d", journal.ErrInvalid, actor, n, expected), nil
+	}
+	return st.CheckAppend(actor, token, expected), nil
+}
+
 // Append stores records (journal.MarshalEntry records, already stamped
 // with their seqs, actor and token) as actor's entries after expected,
 // which must be its tail, and returns the new tail.
