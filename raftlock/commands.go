@@ -292,21 +292,21 @@ func decodeCommand(b []byte) (command, error) {
 type resultCode uint8
 
 const (
-	codeOK          resultCode = iota // value: tail (append) or token (acquire); text: session id (create)
-	codeFenced                        // journal.ErrFenced; text: the message
-	codeConflict                      // journal.ErrConflict
-	codeInvalid                       // journal.ErrInvalid
-	codeHeld                          // lock.ErrHeld: text is the key, owner the holder, value its token
-	codeExpired                       // lock.ErrSessionExpired
-	codeNotHeld                       // lock.ErrNotHeld
-	codeLockInvalid                   // lock.ErrInvalid
-	codeBadCommand                    // the command could not be decoded
-	codeRetry                         // not applied: the receiver is not the leader (forwarding only)
-	codeUnknown                       // ErrUnknownOutcome: a retry the state machine may have forgotten; not applied now
-	codeAck                           // journal.ErrAck: an append acknowledges a message that is not pending
-	codeQueueInvalid                  // queue.ErrInvalid
-	codeQueueNotFound                 // queue.ErrNotFound
-	codeQueueStale                    // queue.ErrStale
+	codeOK            resultCode = iota // value: tail (append) or token (acquire); text: session id (create)
+	codeFenced                          // journal.ErrFenced; text: the message
+	codeConflict                        // journal.ErrConflict
+	codeInvalid                         // journal.ErrInvalid
+	codeHeld                            // lock.ErrHeld: text is the key, owner the holder, value its token
+	codeExpired                         // lock.ErrSessionExpired
+	codeNotHeld                         // lock.ErrNotHeld
+	codeLockInvalid                     // lock.ErrInvalid
+	codeBadCommand                      // the command could not be decoded
+	codeRetry                           // not applied: the receiver is not the leader (forwarding only)
+	codeUnknown                         // ErrUnknownOutcome: a retry the state machine may have forgotten; not applied now
+	codeAck                             // journal.ErrAck: an append acknowledges a message that is not pending
+	codeQueueInvalid                    // queue.ErrInvalid
+	codeQueueNotFound                   // queue.ErrNotFound
+	codeQueueStale                      // queue.ErrStale
 	codeMax
 )
 

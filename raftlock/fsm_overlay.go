@@ -6,9 +6,9 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
-	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	bolt "go.etcd.io/bbolt"
 )
@@ -39,7 +39,7 @@ const (
 	bLog
 	bSnapshots
 	bDedup
-	bQueue0 // the first of the queue machine's buckets (queuesm.BucketNames)
+	bQueue0    // the first of the queue machine's buckets (queuesm.BucketNames)
 	numBuckets = bQueue0 + bucketID(len(queuesm.BucketNames))
 )
 

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/journal"
 )
 
 // Buckets are the buckets the machine keeps its records in (layout.go).

@@ -6,9 +6,9 @@ import (
 	"math"
 	"testing"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
-	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // locks is the lock fence as a table: the token of the lock held on a key,

@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/journal"
 )
 
 // The records, bucket by bucket (Buckets):

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // The records, bucket by bucket (Buckets):

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
-	"github.com/loom-mesh/loom/internal/kv"
 )
 
 // MaxKeyLen is the longest lock key, in bytes. It equals

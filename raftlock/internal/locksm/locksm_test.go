@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 

@@ -12,10 +12,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
-	"github.com/loom-mesh/loom/internal/kv"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 )
 
