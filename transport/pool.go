@@ -167,6 +167,9 @@ func (p *Pool) request(ctx context.Context, c Call) *loompb.InvokeRequest {
 	if req.IdempotencyKey != "" {
 		req.IdempotencyAgeNanos = int64(runtime.IdempotencyKeyAge(ctx))
 	}
+	if id := runtime.DeliveryID(ctx); id != "" {
+		req.MessageId, req.MessageAttempts, req.MessageHeaders = id, runtime.DeliveryAttempts(ctx), runtime.MessageHeaders(ctx)
+	}
 	if d, ok := ctx.Deadline(); ok {
 		// The time left, not the instant: the receiver starts it on
 		// its own monotonic clock when the call arrives, so the two

@@ -229,6 +229,9 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) con
 	if req.IdempotencyKey != "" {
 		ctx = runtime.WithIdempotencyKeyAge(ctx, req.IdempotencyKey, time.Duration(req.IdempotencyAgeNanos))
 	}
+	if req.MessageId != "" {
+		ctx = runtime.WithDelivery(ctx, req.MessageId, req.MessageAttempts, req.MessageHeaders)
+	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {
 		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
 	}

@@ -57,6 +57,10 @@ type echo struct {
 	entered  chan struct{}  // "block" and "wait" signal their start
 	canceled chan error     // "wait" reports its ctx error
 	failWith error          // "fail" returns it
+
+	lastMsg      string // the delivered message's id, attempts and headers
+	lastAttempts uint32
+	lastHeaders  map[string]string
 }
 
 func newEcho() *echo {
@@ -67,6 +71,7 @@ func (e *echo) HandleInvoke(ctx context.Context, c transport.Call) ([]byte, erro
 	_, hasDL := ctx.Deadline()
 	e.mu.Lock()
 	e.lastCID, e.lastIdem, e.lastDL = runtime.CorrelationID(ctx), runtime.IdempotencyKey(ctx), hasDL
+	e.lastMsg, e.lastAttempts, e.lastHeaders = runtime.DeliveryID(ctx), runtime.DeliveryAttempts(ctx), runtime.MessageHeaders(ctx)
 	e.lastTID = trace.SpanContextFromContext(ctx).TraceID()
 	e.calls[string(c.Payload)]++
 	failWith := e.failWith
@@ -211,6 +216,37 @@ func TestInvokeRoundTrip(t *testing.T) {
 		e.mu.Unlock()
 		if dl {
 			t.Fatalf("%s: handler saw a deadline the caller did not set", name)
+		}
+	}
+}
+
+// TestDeliveryTravels: a call that delivers a durable message reaches the
+// owner with the message's id, attempts and headers on every path, so the
+// owner's turn acknowledges it; a plain call carries none.
+func TestDeliveryTravels(t *testing.T) {
+	checkLeaks(t)
+	e := newEcho()
+	s := serve(t, e)
+	p := newPool(t, transport.PoolOptions{})
+	for name, call := range paths(p) {
+		ctx := runtime.WithDelivery(context.Background(), "msg-"+name, 2, map[string]string{"k": name})
+		if _, err := call(ctx, s.addr, transport.Call{ActorType: "t", ActorID: "1", Method: "echo", Payload: []byte(name)}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		e.mu.Lock()
+		id, attempts, headers := e.lastMsg, e.lastAttempts, e.lastHeaders
+		e.mu.Unlock()
+		if id != "msg-"+name || attempts != 2 || headers["k"] != name {
+			t.Fatalf("%s: handler saw message %q, attempts %d, headers %v", name, id, attempts, headers)
+		}
+		if _, err := call(context.Background(), s.addr, transport.Call{Method: "echo"}); err != nil {
+			t.Fatal(err)
+		}
+		e.mu.Lock()
+		id = e.lastMsg
+		e.mu.Unlock()
+		if id != "" {
+			t.Fatalf("%s: a plain call arrived as a delivery of %q", name, id)
 		}
 	}
 }

@@ -60,8 +60,15 @@ type InvokeRequest struct {
 	// timeout_nanos: the receiver measures the key's age on its own clock
 	// from it, to refuse a retry older than the window keys are kept in.
 	IdempotencyAgeNanos int64 `protobuf:"varint,13,opt,name=idempotency_age_nanos,json=idempotencyAgeNanos,proto3" json:"idempotency_age_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// message_id is set when the call delivers a durable message
+	// (runtime.WithDelivery): the owner's turn acknowledges that message in
+	// its journal append. message_attempts counts the message's failed
+	// deliveries before this one; message_headers are its headers.
+	MessageId       string            `protobuf:"bytes,14,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	MessageAttempts uint32            `protobuf:"varint,15,opt,name=message_attempts,json=messageAttempts,proto3" json:"message_attempts,omitempty"`
+	MessageHeaders  map[string]string `protobuf:"bytes,16,rep,name=message_headers,json=messageHeaders,proto3" json:"message_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InvokeRequest) Reset() {
@@ -176,6 +183,27 @@ func (x *InvokeRequest) GetIdempotencyAgeNanos() int64 {
 		return x.IdempotencyAgeNanos
 	}
 	return 0
+}
+
+func (x *InvokeRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *InvokeRequest) GetMessageAttempts() uint32 {
+	if x != nil {
+		return x.MessageAttempts
+	}
+	return 0
+}
+
+func (x *InvokeRequest) GetMessageHeaders() map[string]string {
+	if x != nil {
+		return x.MessageHeaders
+	}
+	return nil
 }
 
 type InvokeResponse struct {
@@ -860,7 +888,7 @@ var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xfd\x03\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xdf\x05\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -876,9 +904,16 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
 	"call_chain\x18\f \x03(\tR\tcallChain\x122\n" +
-	"\x15idempotency_age_nanos\x18\r \x01(\x03R\x13idempotencyAgeNanos\x1a8\n" +
+	"\x15idempotency_age_nanos\x18\r \x01(\x03R\x13idempotencyAgeNanos\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x0e \x01(\tR\tmessageId\x12)\n" +
+	"\x10message_attempts\x18\x0f \x01(\rR\x0fmessageAttempts\x12S\n" +
+	"\x0fmessage_headers\x18\x10 \x03(\v2*.loom.v1.InvokeRequest.MessageHeadersEntryR\x0emessageHeaders\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +
+	"\x13MessageHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\t\x10\n" +
 	"R\x12deadline_unix_nano\"i\n" +
@@ -949,7 +984,7 @@ func file_loom_v1_loom_proto_rawDescGZIP() []byte {
 	return file_loom_v1_loom_proto_rawDescData
 }
 
-var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_loom_v1_loom_proto_goTypes = []any{
 	(*InvokeRequest)(nil),   // 0: loom.v1.InvokeRequest
 	(*InvokeResponse)(nil),  // 1: loom.v1.InvokeResponse
@@ -964,29 +999,31 @@ var file_loom_v1_loom_proto_goTypes = []any{
 	(*RunTaskRequest)(nil),  // 10: loom.v1.RunTaskRequest
 	(*RunTaskResponse)(nil), // 11: loom.v1.RunTaskResponse
 	nil,                     // 12: loom.v1.InvokeRequest.TraceEntry
+	nil,                     // 13: loom.v1.InvokeRequest.MessageHeadersEntry
 }
 var file_loom_v1_loom_proto_depIdxs = []int32{
 	12, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
-	2,  // 1: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
-	0,  // 2: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
-	1,  // 3: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
-	8,  // 4: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
-	2,  // 5: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
-	0,  // 6: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
-	3,  // 7: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
-	5,  // 8: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
-	7,  // 9: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
-	10, // 10: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
-	1,  // 11: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
-	4,  // 12: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
-	6,  // 13: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
-	9,  // 14: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
-	11, // 15: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 1: loom.v1.InvokeRequest.message_headers:type_name -> loom.v1.InvokeRequest.MessageHeadersEntry
+	2,  // 2: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
+	0,  // 3: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
+	1,  // 4: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
+	8,  // 5: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
+	2,  // 6: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
+	0,  // 7: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
+	3,  // 8: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
+	5,  // 9: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
+	7,  // 10: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
+	10, // 11: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
+	1,  // 12: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
+	4,  // 13: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
+	6,  // 14: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
+	9,  // 15: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
+	11, // 16: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_loom_proto_init() }
@@ -1000,7 +1037,7 @@ func file_loom_v1_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_loom_proto_rawDesc), len(file_loom_v1_loom_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
