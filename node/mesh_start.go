@@ -122,6 +122,7 @@ func (n *Node) serveMesh(ctx context.Context) {
 		Actors:   actorHandler{n},
 		Forward:  m.store,
 		Topology: m,
+		Messages: n,
 		Logger:   n.log,
 
 		// The server only extracts the trace context of a call: the

@@ -76,6 +76,8 @@ type ServerOptions struct {
 	// Tasks serves Tasks.Run; nil uses Actors if it implements
 	// TaskHandler, else answers Unavailable.
 	Tasks TaskHandler
+	// Messages serves Messages.Send; nil answers ErrMessagingDisabled.
+	Messages MessageHandler
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// TracerProvider and Propagator for trace context: otelgrpc on every
@@ -153,6 +155,7 @@ func NewServer(opts ServerOptions) *Server {
 	loompb.RegisterCoordinatorServer(s.grpc, coordinatorServer{s: s})
 	loompb.RegisterTopologyServer(s.grpc, topologyServer{s: s})
 	loompb.RegisterTasksServer(s.grpc, tasksServer{s: s})
+	loompb.RegisterMessagesServer(s.grpc, messagesServer{s: s})
 	return s
 }
 

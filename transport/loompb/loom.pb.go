@@ -884,6 +884,168 @@ func (x *RunTaskResponse) GetFailedStep() string {
 	return ""
 }
 
+type SendRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ActorType string                 `protobuf:"bytes,1,opt,name=actor_type,json=actorType,proto3" json:"actor_type,omitempty"`
+	ActorId   string                 `protobuf:"bytes,2,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Method    string                 `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Payload   []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// message_id names the message; empty: the node generates one.
+	MessageId string            `protobuf:"bytes,5,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Headers   map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// deliver_at_unix_nano delays delivery until then; 0: at once.
+	DeliverAtUnixNano int64 `protobuf:"varint,7,opt,name=deliver_at_unix_nano,json=deliverAtUnixNano,proto3" json:"deliver_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SendRequest) Reset() {
+	*x = SendRequest{}
+	mi := &file_loom_v1_loom_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendRequest) ProtoMessage() {}
+
+func (x *SendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_loom_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
+func (*SendRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_loom_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SendRequest) GetActorType() string {
+	if x != nil {
+		return x.ActorType
+	}
+	return ""
+}
+
+func (x *SendRequest) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
+func (x *SendRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *SendRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *SendRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SendRequest) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *SendRequest) GetDeliverAtUnixNano() int64 {
+	if x != nil {
+		return x.DeliverAtUnixNano
+	}
+	return 0
+}
+
+type SendResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	MessageId        string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Seq              uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	AcceptedUnixNano int64                  `protobuf:"varint,3,opt,name=accepted_unix_nano,json=acceptedUnixNano,proto3" json:"accepted_unix_nano,omitempty"`
+	Duplicate        bool                   `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SendResponse) Reset() {
+	*x = SendResponse{}
+	mi := &file_loom_v1_loom_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendResponse) ProtoMessage() {}
+
+func (x *SendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_loom_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
+func (*SendResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_loom_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SendResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SendResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SendResponse) GetAcceptedUnixNano() int64 {
+	if x != nil {
+		return x.AcceptedUnixNano
+	}
+	return 0
+}
+
+func (x *SendResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
@@ -961,7 +1123,26 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12&\n" +
 	"\x0fstart_unix_nano\x18\a \x01(\x03R\rstartUnixNano\x12\x1f\n" +
 	"\vfailed_step\x18\b \x01(\tR\n" +
-	"failedStep2}\n" +
+	"failedStep\"\xc2\x02\n" +
+	"\vSendRequest\x12\x1d\n" +
+	"\n" +
+	"actor_type\x18\x01 \x01(\tR\tactorType\x12\x19\n" +
+	"\bactor_id\x18\x02 \x01(\tR\aactorId\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x18\n" +
+	"\apayload\x18\x04 \x01(\fR\apayload\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x05 \x01(\tR\tmessageId\x12;\n" +
+	"\aheaders\x18\x06 \x03(\v2!.loom.v1.SendRequest.HeadersEntryR\aheaders\x12/\n" +
+	"\x14deliver_at_unix_nano\x18\a \x01(\x03R\x11deliverAtUnixNano\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\fSendResponse\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12,\n" +
+	"\x12accepted_unix_nano\x18\x03 \x01(\x03R\x10acceptedUnixNano\x12\x1c\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate2}\n" +
 	"\x06Actors\x129\n" +
 	"\x06Invoke\x12\x16.loom.v1.InvokeRequest\x1a\x17.loom.v1.InvokeResponse\x128\n" +
 	"\x06Stream\x12\x14.loom.v1.InvokeBatch\x1a\x14.loom.v1.ResultBatch(\x010\x012K\n" +
@@ -970,7 +1151,9 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\bTopology\x12:\n" +
 	"\x05Watch\x12\x15.loom.v1.WatchRequest\x1a\x18.loom.v1.ClusterTopology0\x012A\n" +
 	"\x05Tasks\x128\n" +
-	"\x03Run\x12\x17.loom.v1.RunTaskRequest\x1a\x18.loom.v1.RunTaskResponseB,Z*github.com/loom-mesh/loom/transport/loompbb\x06proto3"
+	"\x03Run\x12\x17.loom.v1.RunTaskRequest\x1a\x18.loom.v1.RunTaskResponse2?\n" +
+	"\bMessages\x123\n" +
+	"\x04Send\x12\x14.loom.v1.SendRequest\x1a\x15.loom.v1.SendResponseB,Z*github.com/loom-mesh/loom/transport/loompbb\x06proto3"
 
 var (
 	file_loom_v1_loom_proto_rawDescOnce sync.Once
@@ -984,7 +1167,7 @@ func file_loom_v1_loom_proto_rawDescGZIP() []byte {
 	return file_loom_v1_loom_proto_rawDescData
 }
 
-var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_loom_v1_loom_proto_goTypes = []any{
 	(*InvokeRequest)(nil),   // 0: loom.v1.InvokeRequest
 	(*InvokeResponse)(nil),  // 1: loom.v1.InvokeResponse
@@ -998,32 +1181,38 @@ var file_loom_v1_loom_proto_goTypes = []any{
 	(*ClusterTopology)(nil), // 9: loom.v1.ClusterTopology
 	(*RunTaskRequest)(nil),  // 10: loom.v1.RunTaskRequest
 	(*RunTaskResponse)(nil), // 11: loom.v1.RunTaskResponse
-	nil,                     // 12: loom.v1.InvokeRequest.TraceEntry
-	nil,                     // 13: loom.v1.InvokeRequest.MessageHeadersEntry
+	(*SendRequest)(nil),     // 12: loom.v1.SendRequest
+	(*SendResponse)(nil),    // 13: loom.v1.SendResponse
+	nil,                     // 14: loom.v1.InvokeRequest.TraceEntry
+	nil,                     // 15: loom.v1.InvokeRequest.MessageHeadersEntry
+	nil,                     // 16: loom.v1.SendRequest.HeadersEntry
 }
 var file_loom_v1_loom_proto_depIdxs = []int32{
-	12, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
-	13, // 1: loom.v1.InvokeRequest.message_headers:type_name -> loom.v1.InvokeRequest.MessageHeadersEntry
+	14, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
+	15, // 1: loom.v1.InvokeRequest.message_headers:type_name -> loom.v1.InvokeRequest.MessageHeadersEntry
 	2,  // 2: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
 	0,  // 3: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
 	1,  // 4: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
 	8,  // 5: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
 	2,  // 6: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
-	0,  // 7: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
-	3,  // 8: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
-	5,  // 9: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
-	7,  // 10: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
-	10, // 11: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
-	1,  // 12: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
-	4,  // 13: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
-	6,  // 14: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
-	9,  // 15: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
-	11, // 16: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 7: loom.v1.SendRequest.headers:type_name -> loom.v1.SendRequest.HeadersEntry
+	0,  // 8: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
+	3,  // 9: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
+	5,  // 10: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
+	7,  // 11: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
+	10, // 12: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
+	12, // 13: loom.v1.Messages.Send:input_type -> loom.v1.SendRequest
+	1,  // 14: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
+	4,  // 15: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
+	6,  // 16: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
+	9,  // 17: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
+	11, // 18: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
+	13, // 19: loom.v1.Messages.Send:output_type -> loom.v1.SendResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_loom_proto_init() }
@@ -1037,9 +1226,9 @@ func file_loom_v1_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_loom_proto_rawDesc), len(file_loom_v1_loom_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_loom_v1_loom_proto_goTypes,
 		DependencyIndexes: file_loom_v1_loom_proto_depIdxs,

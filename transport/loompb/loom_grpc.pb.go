@@ -516,3 +516,125 @@ var Tasks_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "loom/v1/loom.proto",
 }
+
+const (
+	Messages_Send_FullMethodName = "/loom.v1.Messages/Send"
+)
+
+// MessagesClient is the client API for Messages service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Messages accepts durable one-way messages to actors (package messaging).
+type MessagesClient interface {
+	// Send answers once the message is durable (committed like a journal
+	// append). A send that is refused (unknown type or method, a payload too
+	// large, a delivery time beyond the horizon...) is a gRPC status from
+	// transport's error table, like Actors.Invoke. Sending again with the
+	// same message_id is always safe: the store accepts an id once and
+	// answers a resend with the first acceptance (duplicate set). The
+	// correlation id travels in metadata (loom-correlation-id), the trace
+	// context in otelgrpc's.
+	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
+}
+
+type messagesClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMessagesClient(cc grpc.ClientConnInterface) MessagesClient {
+	return &messagesClient{cc}
+}
+
+func (c *messagesClient) Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendResponse)
+	err := c.cc.Invoke(ctx, Messages_Send_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MessagesServer is the server API for Messages service.
+// All implementations must embed UnimplementedMessagesServer
+// for forward compatibility.
+//
+// Messages accepts durable one-way messages to actors (package messaging).
+type MessagesServer interface {
+	// Send answers once the message is durable (committed like a journal
+	// append). A send that is refused (unknown type or method, a payload too
+	// large, a delivery time beyond the horizon...) is a gRPC status from
+	// transport's error table, like Actors.Invoke. Sending again with the
+	// same message_id is always safe: the store accepts an id once and
+	// answers a resend with the first acceptance (duplicate set). The
+	// correlation id travels in metadata (loom-correlation-id), the trace
+	// context in otelgrpc's.
+	Send(context.Context, *SendRequest) (*SendResponse, error)
+	mustEmbedUnimplementedMessagesServer()
+}
+
+// UnimplementedMessagesServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMessagesServer struct{}
+
+func (UnimplementedMessagesServer) Send(context.Context, *SendRequest) (*SendResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedMessagesServer) mustEmbedUnimplementedMessagesServer() {}
+func (UnimplementedMessagesServer) testEmbeddedByValue()                  {}
+
+// UnsafeMessagesServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MessagesServer will
+// result in compilation errors.
+type UnsafeMessagesServer interface {
+	mustEmbedUnimplementedMessagesServer()
+}
+
+func RegisterMessagesServer(s grpc.ServiceRegistrar, srv MessagesServer) {
+	// If the following call pancis, it indicates UnimplementedMessagesServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Messages_ServiceDesc, srv)
+}
+
+func _Messages_Send_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessagesServer).Send(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Messages_Send_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessagesServer).Send(ctx, req.(*SendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Messages_ServiceDesc is the grpc.ServiceDesc for Messages service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Messages_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "loom.v1.Messages",
+	HandlerType: (*MessagesServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Send",
+			Handler:    _Messages_Send_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "loom/v1/loom.proto",
+}
