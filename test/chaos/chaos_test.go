@@ -192,6 +192,9 @@ func TestChaosCheckersBite(t *testing.T) {
 		{"ack-before-durable", []string{"journal", "linearizability|counter"}},
 		// Two nodes serve one actor under one token.
 		{"ignore-lock", []string{"single-activation"}},
+		// A message acknowledged, then its effect lost in a crash: a
+		// counter short of its accepted increments.
+		{"message-ack-first", []string{"messages"}},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			rep := run(t, UnsafeScenario(seed(), c.mode), 3*time.Minute)

@@ -43,7 +43,18 @@
 //     write to every actor succeeds, and every actor is active on exactly
 //     one node,
 //   - load: a run whose load before the first fault was too low fails
-//     instead of passing quietly.
+//     instead of passing quietly,
+//   - durable messages (messages.go): beside the calls, senders send
+//     counter increments as durable messages with unique ids through
+//     random nodes' gateways (a send whose answer was lost is sent again
+//     under its id until accepted), every 25th failing on purpose; after
+//     the convergence every counter equals the sum of its accepted
+//     increments, every accepted id is acknowledged exactly once in its
+//     actor's journal on every replica (a failing one never), the queues
+//     are empty with nothing in flight, and the dead letters are exactly
+//     the failing messages. The unsafe mode message-ack-first (an
+//     acknowledgement appended before the state change it belongs to)
+//     must be caught by it.
 //
 // The report also gives, for each partition with a majority side, the
 // success rate of the gateway calls to each side's nodes (the embedded

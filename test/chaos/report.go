@@ -86,6 +86,8 @@ type Report struct {
 	Counters        []CounterBounds               `json:"counters"`
 	Journal         JournalAudit                  `json:"journalAudit"`
 	Activation      ActivationReport              `json:"singleActivation"`
+	// Messages is the messaging workload's check (absent without one).
+	Messages *MessageReport `json:"messages,omitempty"`
 
 	Violations []Violation `json:"violations"`
 	OutDir     string      `json:"outDir,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -31,6 +32,8 @@ type Scenario struct {
 	Settle [2]time.Duration
 
 	Workload WorkloadOptions
+	// Messages is the messaging workload, beside Workload (messages.go).
+	Messages MessageOptions
 	Nemesis  NemesisOptions
 
 	SessionTTL, RenewInterval time.Duration
@@ -86,6 +89,9 @@ func DefaultScenario(seed int64) Scenario {
 			HotFraction: 0.8, FanoutEvery: 250 * time.Millisecond, Seed: seed,
 			RetryUnknown: true,
 		},
+		// Durable counter increments under the same faults; every 25th
+		// fails on purpose and must end dead-lettered.
+		Messages: MessageOptions{Senders: 2, Rate: 20, Counters: 6, FailEvery: 25, SendTimeout: 3 * time.Second},
 		Nemesis: NemesisOptions{
 			KillDown:     [2]time.Duration{2 * time.Second, 5 * time.Second},
 			PauseFactor:  [2]float64{1.5, 2.5},
@@ -152,6 +158,12 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		// the rings to disagree for a while.
 		s.Faults = []FaultKind{PartitionGossip}
 		s.Nemesis.Hold = [2]time.Duration{10 * time.Second, 12 * time.Second}
+	case "message-ack-first":
+		// Nodes killed -9 while their message counters are between an
+		// acknowledgement and its effect: at 10 messages a second per
+		// counter, one almost always is.
+		s.Messages.Rate = 60
+		s.Faults = []FaultKind{KillRandom, KillLeader, KillRandom, KillLeader}
 	default:
 		// Acknowledged on a node cut off from the quorum, paused or
 		// killed, and never written.
@@ -278,6 +290,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		return rep
 	}
 	defer w.Close()
+	msgr := NewMessenger(cl, s.Messages, s.Seed)
 	nem := NewNemesis(cl, w, rec, s.Seed, s.Nemesis, logf)
 	if s.Kernel {
 		nem.kernel = &kernelNet{cluster: cl}
@@ -288,7 +301,10 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	loadDone := make(chan struct{})
 	go func() {
 		defer close(loadDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { msgr.Run(loadCtx) })
 		w.Run(loadCtx)
+		wg.Wait()
 	}()
 	wait := func(d time.Duration) bool {
 		select {
@@ -398,6 +414,37 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 			final(OpGet, a)
 		case TypeKV:
 			final(OpKVList, a)
+		}
+	}
+	// The messaging workload: every send accepted (the ones whose answer
+	// was lost sent again under their id), the queues drained, then the
+	// counters, their journals and the dead letters read (which
+	// activates each counter once more).
+	if s.Messages.Senders > 0 {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+		var st MessageState
+		if err := msgr.Settle(mctx); err != nil {
+			violate("messages", "", "resending the sends of unknown outcome: %v", err)
+		}
+		figures, err := msgr.AwaitDrained(mctx)
+		st.Drained, st.Figures = err == nil, figures
+		cancel()
+		mctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+		collected, err := msgr.Collect(mctx)
+		cancel()
+		if err != nil {
+			violate("messages", "", "reading the counters, journals and dead letters: %v", err)
+		}
+		collected.Drained, collected.Figures = st.Drained, st.Figures
+		mrep, v := CheckMessages(msgr.Sent(), collected)
+		rep.Messages = &mrep
+		for _, x := range v {
+			violate(x.Checker, x.Actor, "%s", x.Detail)
+		}
+		logf("chaos: +%6.2fs messages: %d sent, %d accepted (%d resent), %d failing on purpose, %d dead letters; %s",
+			rec.Since().Seconds(), mrep.Sent, mrep.Accepted, mrep.Resent, mrep.FailOnPurpose, mrep.DeadLetters, figures)
+		for _, a := range msgr.Actors() {
+			want[a.Type]++
 		}
 	}
 	// Every actor was just called, so each must be active on exactly one
