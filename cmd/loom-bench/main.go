@@ -4,6 +4,8 @@
 //
 //	remote-get   counter.get through the cluster client: a remote call that changes no state
 //	durable-add  counter.add through the client: one durable State.Set through Raft per call
+//	send         counter.add sent as a durable message through the client:
+//	             answered once the message is committed (messages.go)
 //	grpc-unary   baseline: a bare gRPC unary echo (generated code only, one
 //	             connection) to a second process on loopback
 //	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, a stream per
@@ -23,7 +25,13 @@
 // minutes apart.
 //
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
+//	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...]
 //	loom-bench --overload [--busy-callers 16] [--hot-callers 2000] [--hot-pause 10ms] [--http-addrs 127.0.0.1:7420,...] [--callers 16] [--duration 10s]
+//
+// After them, send-deliver (--deliver-duration, default 60 s) sends for
+// that long while sampling the nodes' /metrics (--http-addrs), then waits
+// for the backlog to drain: accepted and applied messages/s, the backlog
+// over time, and p50/p99 of accept and of accept-to-applied latency.
 //
 // --overload runs the overload scenario instead (overload.go): one hot
 // actor flooded far past its mailbox bound while other callers call other
@@ -118,7 +126,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,grpc-unary,grpc-stream,raft-apply")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply")
+	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
 	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "--overload: the nodes' HTTP addresses, for /metrics")
@@ -191,7 +200,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return load("raft-apply", *callers, d, func(int, int64) error { return rr.apply() }), nil
 		}})
 	}
-	if want("remote-get") || want("durable-add") {
+	var sendDeliverRun func() error
+	if want("remote-get") || want("durable-add") || want("send") || want("send-deliver") {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{})
 		cancel()
@@ -237,6 +247,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				}), nil
 			}})
 		}
+		if want("send") {
+			scenarios = append(scenarios, scenario{"send", func(d time.Duration) (result, error) {
+				return load("send", *callers, d, func(g int, i int64) error { return sendOne(ctx, cl, id(g, i)) }), nil
+			}})
+		}
+		if want("send-deliver") && *deliverDur > 0 {
+			sendDeliverRun = func() error {
+				return sendDeliver(ctx, stdout, cl, strings.Split(of.httpAddrs, ","), *callers, id, *deliverDur)
+			}
+		}
 	}
 
 	// The other scenarios take turns, in an order that rotates from round
@@ -246,7 +266,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// flushes, Raft snapshots) that would slow whatever ran next.
 	var rotating, after []int
 	for i, sc := range scenarios {
-		if sc.name == "durable-add" {
+		if sc.name == "durable-add" || sc.name == "send" {
 			after = append(after, i)
 		} else {
 			rotating = append(rotating, i)
@@ -283,8 +303,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for i, sc := range scenarios {
 		names[i] = sc.name
 	}
-	report(stdout, summarize(names, measured), *callers, *dur, *rounds, *actors)
+	sums := summarize(names, measured)
+	report(stdout, sums, *callers, *dur, *rounds, *actors)
+	reportSendRatio(stdout, names, measured)
+	if sendDeliverRun != nil {
+		if err := sendDeliverRun(); err != nil {
+			fmt.Fprintf(stderr, "loom-bench: send-deliver: %v\n", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// reportSendRatio prints accepted sends per durable add, the median of the
+// rounds' ratios, when both ran.
+func reportSendRatio(w io.Writer, names []string, measured [][]result) {
+	si, di := slices.Index(names, "send"), slices.Index(names, "durable-add")
+	if si < 0 || di < 0 {
+		return
+	}
+	var ratios []float64
+	for _, round := range measured {
+		if d := round[di].rate(); d > 0 {
+			ratios = append(ratios, round[si].rate()/d)
+		}
+	}
+	sort.Float64s(ratios)
+	fmt.Fprintf(w, "send / durable-add: %.2f (accepted messages per durable add, median of %d rounds)\n", median(ratios), len(ratios))
 }
 
 // warmUp calls call once for each of actors, from callers goroutines, and
