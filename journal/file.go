@@ -15,6 +15,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/loom-mesh/loom/internal/queuesm"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // FileOptions configures OpenFile. Start from DefaultFileOptions; the zero
@@ -44,6 +47,16 @@ type FileOptions struct {
 	// Logger receives a warning for each corrupt record found and dropped
 	// by OpenFile (see FileJournal.Recovered). nil discards.
 	Logger *slog.Logger
+
+	// MessageIDRetention is how long the message queues (the journal is
+	// also a queue.Store, file_queue.go) remember the id of a message that
+	// left, so a resend of it is accepted once. Default 0, meaning
+	// queue.DefaultRetention (1h).
+	MessageIDRetention time.Duration
+
+	// Now is the clock that stamps messages' acceptance; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // DefaultFileOptions returns the options described on each FileOptions
@@ -119,6 +132,15 @@ type FileJournal struct {
 	// by the committer with the size of each batch it has taken, before it
 	// applies the batch.
 	testHookBatch func(n int)
+
+	// The message queues (file_queue.go): their retention and clock, the
+	// function told about the actors a commit gave something to deliver,
+	// and the notifications of the transaction being built (committer
+	// goroutine only).
+	qRetention time.Duration
+	now        func() time.Time
+	notify     atomic.Pointer[func(actor string, at time.Time)]
+	wakes      []queueWake
 }
 
 var _ Journal = (*FileJournal)(nil)
@@ -179,6 +201,10 @@ func OpenFile(path string, opts FileOptions) (*FileJournal, error) {
 		logger.Warn("journal: dropped corrupt records", "path", path, "actor", c.Actor, "record", c.Record,
 			"first_seq", c.FirstSeq, "count", c.Count, "reason", c.Reason)
 	}
+	if err := createQueueBuckets(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
 	f := &FileJournal{
 		path:          path,
 		db:            db,
@@ -186,6 +212,11 @@ func OpenFile(path string, opts FileOptions) (*FileJournal, error) {
 		recovered:     recovered,
 		committerDone: make(chan struct{}),
 		closeDone:     make(chan struct{}),
+		qRetention:    opts.MessageIDRetention,
+		now:           opts.Now,
+	}
+	if f.now == nil {
+		f.now = time.Now
 	}
 	f.cond = sync.NewCond(&f.mu)
 	go f.commitLoop()
@@ -382,6 +413,7 @@ const (
 	opAppend opKind = iota + 1
 	opSnapshot
 	opTruncate
+	opQueue // a write to the message queues: request.queue runs it
 )
 
 func (o opKind) String() string {
@@ -390,6 +422,8 @@ func (o opKind) String() string {
 		return "append to"
 	case opSnapshot:
 		return "snapshot of"
+	case opQueue:
+		return "queue write for"
 	default:
 		return "truncate of"
 	}
@@ -411,6 +445,9 @@ type request struct {
 	token uint64
 	seq   uint64   // expectedSeq (append), snapshot Seq, throughSeq (truncate)
 	recs  [][]byte // encoded entries (append) or snapshot (one record)
+	// queue is an opQueue's write, run on the queue machine of the
+	// batch's transaction (its outputs are captured by the closure).
+	queue func(m *queuesm.Machine, now int64) (reject, fatal error)
 
 	state int // guarded by FileJournal.mu
 
@@ -526,6 +563,7 @@ func (f *FileJournal) commitBatch(batch []*request) {
 			return
 		}
 		failed := -1
+		f.wakes = f.wakes[:0]
 		for i, r := range live {
 			var fatal error
 			r.err, fatal = f.apply(tx, r)
@@ -551,6 +589,7 @@ func (f *FileJournal) commitBatch(batch []*request) {
 		} else {
 			f.commits.Add(1)
 			f.committed.Add(uint64(len(live)))
+			f.announce()
 		}
 		f.answer(live, nil)
 		return
@@ -572,6 +611,9 @@ func (f *FileJournal) answer(rs []*request, err error) {
 // it. reject is a rule violation found before any write; fatal is a failure
 // that may have left partial writes in tx.
 func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
+	if r.op == opQueue {
+		return r.queue(f.queues(tx), queue.UnixNano(f.now()))
+	}
 	st, err := loadState(tx, r.actor)
 	if err != nil {
 		return nil, err
@@ -582,7 +624,14 @@ func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
 		if err := st.CheckAppend(r.actor, r.token, r.seq); err != nil {
 			return err, nil
 		}
+		msgs, reject, fatal := f.checkMessages(tx, r)
+		if reject != nil || fatal != nil {
+			return reject, fatal
+		}
 		if err := appendEntries(tx, prefix, st.Tail, r.seq, r.recs); err != nil {
+			return nil, err
+		}
+		if err := msgs.apply(); err != nil {
 			return nil, err
 		}
 		st = st.Appended(r.token, len(r.recs))

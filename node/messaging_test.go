@@ -42,10 +42,11 @@ func startMessagingNode(t *testing.T, backend string) *node.Node {
 	return n
 }
 
-// forEachBackend runs test on a node of each journal backend that keeps
-// queues: memory, and a one-node Raft cluster (loom-node dev's).
+// forEachBackend runs test on a node of each journal backend, all of which
+// keep queues: memory, the bbolt file (loom-node run alone) and a one-node
+// Raft cluster (loom-node dev).
 func forEachBackend(t *testing.T, test func(t *testing.T, backend string)) {
-	for _, b := range []string{config.JournalMemory, config.JournalRaft} {
+	for _, b := range []string{config.JournalMemory, config.JournalBBolt, config.JournalRaft} {
 		t.Run(b, func(t *testing.T) { test(t, b) })
 	}
 }

@@ -245,6 +245,7 @@ func (n *Node) start(ctx context.Context) error {
 	case config.JournalBBolt:
 		jo := journal.DefaultFileOptions()
 		jo.Logger = n.log
+		jo.MessageIDRetention = c.Messaging.IDRetention
 		j, err := journal.OpenFile(c.JournalPath(), jo)
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
