@@ -299,3 +299,70 @@ func TestProcessClusterFencesAPausedOwner(t *testing.T) {
 		t.Fatalf("add via the woken owner: %d %s %v", code, body, err)
 	}
 }
+
+// TestProcessClusterReminderSurvivesKillOfTheOwner: a durable reminder
+// that adds 1 every 2 s keeps firing after its actor's owner is killed
+// -9: the survivors take the actor over and fire it. Also the messages
+// sent before the kill are all applied once.
+func TestProcessClusterReminderSurvivesKillOfTheOwner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three processes")
+	}
+	ms := startMembers(t, 3)
+	get := func(via *member) (int, bool) {
+		code, body, err := via.post("/v1/actors/counter/tick/get", `{}`)
+		if err != nil || code != 200 {
+			return 0, false
+		}
+		var v struct{ Value int }
+		_ = json.Unmarshal([]byte(body), &v)
+		return v.Value, true
+	}
+	if code, body, err := ms[0].post("/v1/actors/counter/tick/remind", `{"name":"every2s","delta":1,"every":"2s"}`); err != nil || code != 200 {
+		t.Fatalf("remind: %d %s %v", code, body, err)
+	}
+	for i := range 3 {
+		if code, body, err := ms[i].post("/v1/messages/counter/tick/add", `{"delta":100}`); err != nil || code != 202 {
+			t.Fatalf("send: %d %s %v", code, body, err)
+		}
+	}
+	waitValue := func(what string, via func() *member, ok func(int) bool, within time.Duration) int {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			if v, answered := get(via()); answered && ok(v) {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	before := waitValue("two firings and the three messages", func() *member { return ms[1] }, func(v int) bool { return v >= 302 }, 15*time.Second)
+	var owner *member
+	var survivors []*member
+	for _, m := range ms {
+		if m.info(t).Actors["counter"] == 1 && owner == nil {
+			owner = m
+		} else {
+			survivors = append(survivors, m)
+		}
+	}
+	if owner == nil {
+		t.Fatal("no node has the counter active")
+	}
+	t.Logf("value %d; killing the owner %s", before, owner.id)
+	if err := owner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-owner.exited
+	// Within the TTL, failure detection and two periods, it fires again,
+	// and keeps firing; the messages' 300 stay applied exactly once.
+	after := waitValue("a firing after the kill", func() *member { return survivors[0] }, func(v int) bool { return v > before }, testTTL+15*time.Second)
+	last := waitValue("more firings", func() *member { return survivors[1] }, func(v int) bool { return v >= after+2 }, 10*time.Second)
+	if last/100 != 3 {
+		t.Fatalf("value %d: the three messages of 100 must be applied exactly once", last)
+	}
+	t.Logf("fired on after the kill: %d -> %d -> %d", before, after, last)
+}
