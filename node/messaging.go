@@ -29,6 +29,11 @@ func (n *Node) messageStore() queue.Store {
 	return nil
 }
 
+// MessageStore is the node's message store, nil before Start: for tools
+// and tests that need the queues as they are. Sends go through Send,
+// which checks them.
+func (n *Node) MessageStore() queue.Store { return n.messageStore() }
+
 // configureMessaging gives the runtime the message store and the per-type
 // queue modes.
 func (n *Node) configureMessaging(ro *runtime.Options) {

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/queue"
+	"github.com/loom-mesh/loom/runtime"
 )
 
 // startMessagingNode starts a single node whose journal (and so message
@@ -203,4 +205,44 @@ func testReminderFromTheCounter(t *testing.T, backend string) {
 	if rs, _ := n.Reminders(ctx, "counter", "r"); len(rs) != 0 {
 		t.Fatalf("reminders after forget: %+v", rs)
 	}
+}
+
+// TestReplayRefusesWhatCannotBeDelivered: a dead letter to an actor type
+// the node does not have (a message from a release that had it) is
+// dead-lettered at once, and a replay that selects it is refused, naming
+// it, and moves nothing.
+func TestReplayRefusesWhatCannotBeDelivered(t *testing.T) {
+	n := startMessagingNode(t, config.JournalMemory)
+	ctx := context.Background()
+	st, err := n.MessageQueues(ctx) // the node has a store
+	if err != nil {
+		t.Fatal(err, st)
+	}
+	if _, err := n.Send(ctx, runtimeEnvelope("gone", "x", "add")); err == nil {
+		t.Fatal("a send to an unknown type was accepted")
+	}
+	// Enqueue past the send-time check, as an older release would have.
+	enqueueRaw(t, n, queue.Message{ID: "old-1", Actor: "gone/x", Method: "add", Ordered: true})
+	waitFor(t, "the message to be dead-lettered", func() bool {
+		d, err := n.DeadLetters(ctx, queue.Filter{IDs: []string{"old-1"}})
+		return err == nil && len(d) == 1
+	})
+	nmoved, err := n.Replay(ctx, queue.Filter{Type: "gone"})
+	if nmoved != 0 || err == nil || !strings.Contains(err.Error(), "old-1") || !errors.Is(err, runtime.ErrUnknownType) {
+		t.Fatalf("replay of a dead letter to a gone type: %d, %v", nmoved, err)
+	}
+	if d, _ := n.DeadLetters(ctx, queue.Filter{}); len(d) != 1 {
+		t.Fatalf("dead letters after the refused replay: %+v", d)
+	}
+}
+
+func enqueueRaw(t *testing.T, n *node.Node, m queue.Message) {
+	t.Helper()
+	if _, err := n.MessageStore().Enqueue(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runtimeEnvelope(typ, id, method string) runtime.Envelope {
+	return runtime.Envelope{ActorType: typ, ActorID: id, Method: method}
 }
