@@ -10,10 +10,14 @@
 // group commit, forwarding to the leader, retries, the leader's office
 // clock and membership, and its dedup table (internal/replica/dedup)
 // makes commands exactly-once; it knows nothing of locks or journals. The
-// rules are plain state machines (internal/locksm, internal/journalsm)
-// over key-ordered buckets (internal/kv). This package joins them: the
-// commands and their encoding (commands.go), the fsm that applies them to
-// fsm.db (fsm*.go), and the Store's API (api.go).
+// rules are plain state machines (internal/locksm, internal/journalsm,
+// and internal/queuesm for the message queues) over key-ordered buckets
+// (internal/kv). This package joins them: the commands and their encoding
+// (commands.go), the fsm that applies them to fsm.db (fsm*.go), and the
+// Store's API (api.go, and queue.go for Store.Queues, the queue.Store of
+// the actors whose journals the Store keeps: an append's KindMessageAck
+// and KindMessageSend entries are applied to the queues in the same
+// command, after the journal's rules and the queues' rules passed).
 //
 // # Guarantees
 //

@@ -23,6 +23,10 @@ import (
 //	log        entry key -> entry record                      (journalsm)
 //	snapshots  actor key -> snapshot record                   (journalsm)
 //	dedup      chunk number (8 bytes BE) -> dedup records, oldest first
+//	q.*        the message queues: the buckets of internal/queuesm
+//	           (queuesm.BucketNames; layout.go there). They came after
+//	           format 3 without a new format: a file without them has
+//	           no messages, and migrate adds them empty.
 //
 // The state machines' records, and how their keys are made, are documented
 // with them (internal/locksm/layout.go, internal/journalsm/layout.go); the
