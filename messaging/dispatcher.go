@@ -114,6 +114,7 @@ type Dispatcher struct {
 	state    map[string]*actorRun // actors ready, running or timed
 	timers   timerHeap
 	kick     chan struct{} // the earliest timer changed
+	rescan   chan struct{} // Rescan was called
 	inflight int
 	closed   bool
 }
@@ -159,7 +160,7 @@ func New(o Options) (*Dispatcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dispatcher{o: o, log: log, state: map[string]*actorRun{}, kick: make(chan struct{}, 1)}
+	d := &Dispatcher{o: o, log: log, state: map[string]*actorRun{}, kick: make(chan struct{}, 1), rescan: make(chan struct{}, 1)}
 	d.cond = sync.NewCond(&d.mu)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	return d, nil
@@ -229,7 +230,10 @@ func (d *Dispatcher) Wake(actor string, at time.Time) {
 // when membership changes: the actors this node is responsible for
 // change).
 func (d *Dispatcher) Rescan() {
-	go d.scan()
+	select {
+	case d.rescan <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 func (d *Dispatcher) run(actor string) *actorRun {
@@ -325,8 +329,9 @@ func (d *Dispatcher) scanLoop() {
 		case <-d.ctx.Done():
 			return
 		case <-t.C:
-			d.scan()
+		case <-d.rescan:
 		}
+		d.scan()
 	}
 }
 
