@@ -58,6 +58,7 @@ type SentMessage struct {
 type Messenger struct {
 	opts    MessageOptions
 	cluster *Cluster
+	nodes   []*Node // the gateways: the cluster's nodes when the workload was made (churn changes cluster.Nodes)
 	hc      *http.Client
 	rng     *rand.Rand
 	rngMu   sync.Mutex
@@ -73,7 +74,7 @@ func NewMessenger(c *Cluster, o MessageOptions, seed int64) *Messenger {
 		o.SendTimeout = 3 * time.Second
 	}
 	return &Messenger{
-		opts: o, cluster: c, rng: rand.New(rand.NewPCG(uint64(seed), 0x6d7367)),
+		opts: o, cluster: c, nodes: slices.Clone(c.Nodes), rng: rand.New(rand.NewPCG(uint64(seed), 0x6d7367)),
 		hc: &http.Client{Timeout: o.SendTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: max(o.Senders, 2), IdleConnTimeout: 30 * time.Second}},
 	}
 }
@@ -141,7 +142,7 @@ func (m *Messenger) sendNew(ctx context.Context) {
 // send sends msg once through a random running node; true once a node
 // answered with a definite acceptance or refusal.
 func (m *Messenger) send(msg *SentMessage) bool {
-	nodes := m.cluster.Nodes
+	nodes := m.nodes
 	var node *Node
 	for range len(nodes) {
 		if n := nodes[m.intn(len(nodes))]; n.State() == Running {
