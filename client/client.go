@@ -3,7 +3,8 @@
 // call straight to the node the placement ring names as the actor's owner
 // (one hop; the node forwards if the lock is held elsewhere). It implements
 // runtime.Invoker, so the typed method calls (Method.Call) work unchanged
-// against it.
+// against it, and runtime.Sender, so durable one-way messages do too
+// (Method.Send; see Client.Send).
 //
 // Retries are only made when they are safe: when the call was never sent
 // (no stream to that node could be opened: runtime.ErrUnavailable from the
@@ -19,6 +20,13 @@
 // retry from its record (see package runtime). Not retried, even then: an
 // error the actor or node answered (a method error, a refusal that is not
 // "unavailable"), the caller's own deadline or cancellation.
+//
+// A durable message (Client.Send) is different: the client names it
+// (runtime.NewMessageID, unless the caller did) and the node's store
+// accepts an id once, so a send whose outcome is unknown is always sent
+// again under the same id, up to Options.MaxRetries times, with or
+// without IdempotentRetries; a resend answers the first acceptance
+// (queue.Accepted.Duplicate).
 //
 // Backpressure: when a node answers that an actor's mailbox is full
 // (runtime.ErrOverloaded), the client fails further calls to that actor at
@@ -64,8 +72,8 @@ type Options struct {
 	// of 10 ms doubling to 1 s, until the caller's context ends or
 	// MaxRetries retries were made.
 	IdempotentRetries bool
-	// MaxRetries bounds the retries of one call under IdempotentRetries.
-	// Default 20.
+	// MaxRetries bounds the retries of one call under IdempotentRetries,
+	// and of one message (Send, which always retries). Default 20.
 	MaxRetries int
 	// OverloadHoldOff: after a node answers that an actor is overloaded
 	// (runtime.ErrOverloaded: its mailbox is full), the client fails the
@@ -317,7 +325,8 @@ func unknownOutcome(err error) bool {
 		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
-// Retries is how many calls the client sent again under IdempotentRetries.
+// Retries is how many calls the client sent again under IdempotentRetries,
+// and how many messages it sent again under their id (Send).
 func (c *Client) Retries() uint64 { return c.stats.retries.Load() }
 
 // target picks the owner's address, or any alive node not tried yet.

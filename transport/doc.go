@@ -9,10 +9,14 @@
 //   - Topology: a stream of the cluster's membership, for clients.
 //   - Tasks: runs a stateless task registered on the node (package task)
 //     by name, one unary call; Pool.RunTask is its calling side.
+//   - Messages: accepts a durable one-way message to an actor (package
+//     messaging), one unary call answered once the message is durable;
+//     Pool.Send is its calling side. The correlation id travels in gRPC
+//     metadata, the trace context in otelgrpc's, the deadline is gRPC's.
 //
 // A Server serves the services from handler interfaces (ActorHandler,
-// ForwardHandler, TopologySource, TaskHandler), so this package knows
-// nothing of nodes or the runtime's internals. A Pool is the calling side: one connection per
+// ForwardHandler, TopologySource, TaskHandler, MessageHandler), so this
+// package knows nothing of nodes or the runtime's internals. A Pool is the calling side: one connection per
 // address, shared by everything that talks to it.
 //
 // # Calls on streams
@@ -24,7 +28,9 @@
 // writes, not 64. The server runs each call in its own goroutine and its
 // writer batches the results back the same way. Per-call metadata travels
 // in the request: correlation id, idempotency key, call chain
-// (runtime.CallChain), the time left before
+// (runtime.CallChain), the durable message the call delivers, if it does
+// (runtime.WithDelivery: its id, attempts and headers, so that the
+// owner's turn acknowledges it; on both paths), the time left before
 // the caller's deadline (a duration, started on the receiver's monotonic
 // clock when the call arrives, as gRPC's grpc-timeout is: the nodes' wall
 // clocks never meet) and trace context. A caller whose context ends stops waiting at once, and
@@ -51,7 +57,9 @@
 //     to another stream, transparently.
 //   - Outcome unknown: ErrUnknownOutcome. The request was written and the
 //     connection failed (or the server was stopped hard) before the answer
-//     came. It may have taken effect; retry only what is idempotent.
+//     came. It may have taken effect; retry only what is idempotent. A
+//     Pool.Send is: sent again with the same message id, it is accepted
+//     once (the store keeps the id) and answered with the first acceptance.
 //   - The caller's context ended: the error matches ctx.Err(); if the call
 //     had been sent it also matches ErrUnknownOutcome.
 //   - A remote error the table does not know travels as code "internal",

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/loom-mesh/loom/queue"
@@ -33,12 +35,17 @@ func (m messagesServer) Send(ctx context.Context, req *loompb.SendRequest) (*loo
 	if h == nil {
 		return nil, statusError(errNoMessages)
 	}
+	// otelgrpc extracted the trace context and started its span before
+	// the correlation id was known: record it there, as Invoke does.
 	if v := metadata.ValueFromIncomingContext(ctx, mdCorrelationID); len(v) > 0 && v[0] != "" {
 		ctx = runtime.WithCorrelationID(ctx, v[0])
+		if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+			sp.SetAttributes(attribute.String(attrCorrelationID, v[0]))
+		}
 	}
 	e := runtime.Envelope{
 		ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload,
-		MessageID: req.MessageId, Headers: req.Headers,
+		MessageID: req.MessageId, Headers: req.Headers, TraceParent: req.TraceParent,
 	}
 	if req.DeliverAtUnixNano != 0 {
 		e.DeliverAt = time.Unix(0, req.DeliverAtUnixNano)
@@ -47,12 +54,17 @@ func (m messagesServer) Send(ctx context.Context, req *loompb.SendRequest) (*loo
 	if err != nil {
 		return nil, statusError(err)
 	}
-	return &loompb.SendResponse{MessageId: acc.ID, Seq: acc.Seq, AcceptedUnixNano: acc.AcceptedAt.UnixNano(), Duplicate: acc.Duplicate}, nil
+	resp := &loompb.SendResponse{MessageId: acc.ID, Seq: acc.Seq, Duplicate: acc.Duplicate}
+	if !acc.AcceptedAt.IsZero() {
+		resp.AcceptedUnixNano = acc.AcceptedAt.UnixNano()
+	}
+	return resp, nil
 }
 
 // Send sends a durable message through the node at addr (Messages.Send)
 // and returns its acceptance. The correlation id, deadline and trace
-// context are taken from ctx. Errors are as for Invoke: a refusal matches
+// context are taken from ctx; e.TraceParent, when set, travels as is.
+// Errors are as for Invoke: a refusal matches
 // its sentinel (runtime.ErrUnknownType, ErrPayloadTooLarge,
 // ErrDeliverAtTooFar, ErrShuttingDown...); runtime.ErrUnavailable means not
 // sent; ErrUnknownOutcome means sent and unanswered, and then sending again
@@ -73,7 +85,7 @@ func (p *Pool) Send(ctx context.Context, addr string, e runtime.Envelope) (queue
 	}
 	req := &loompb.SendRequest{
 		ActorType: e.ActorType, ActorId: e.ActorID, Method: e.Method, Payload: e.Payload,
-		MessageId: e.MessageID, Headers: maps.Clone(e.Headers),
+		MessageId: e.MessageID, Headers: maps.Clone(e.Headers), TraceParent: e.TraceParent,
 	}
 	if !e.DeliverAt.IsZero() {
 		req.DeliverAtUnixNano = e.DeliverAt.UnixNano()
@@ -83,5 +95,9 @@ func (p *Pool) Send(ctx context.Context, addr string, e runtime.Envelope) (queue
 	if err != nil {
 		return queue.Accepted{}, rpcError(ctx, addr, err, sent.Load())
 	}
-	return queue.Accepted{ID: resp.MessageId, Seq: resp.Seq, AcceptedAt: time.Unix(0, resp.AcceptedUnixNano).UTC(), Duplicate: resp.Duplicate}, nil
+	acc := queue.Accepted{ID: resp.MessageId, Seq: resp.Seq, Duplicate: resp.Duplicate}
+	if resp.AcceptedUnixNano != 0 {
+		acc.AcceptedAt = time.Unix(0, resp.AcceptedUnixNano).UTC()
+	}
+	return acc, nil
 }

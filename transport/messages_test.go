@@ -8,9 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/transport"
+	"github.com/loom-mesh/loom/transport/loompb"
 )
 
 // mailbox is a MessageHandler that records what it accepts and refuses
@@ -19,8 +27,11 @@ type mailbox struct {
 	mu      sync.Mutex
 	got     []runtime.Envelope
 	cids    []string
+	tps     []string // the W3C traceparent of each send's context
+	dls     []bool   // whether each send's context had a deadline
 	refuse  error
 	nextSeq uint64
+	block   chan struct{} // closed once a send blocks; nil: none blocks
 }
 
 func (m *mailbox) Send(ctx context.Context, e runtime.Envelope) (queue.Accepted, error) {
@@ -31,7 +42,22 @@ func (m *mailbox) Send(ctx context.Context, e runtime.Envelope) (queue.Accepted,
 	}
 	m.got = append(m.got, e)
 	m.cids = append(m.cids, runtime.CorrelationID(ctx))
+	tp := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, tp)
+	m.tps = append(m.tps, tp["traceparent"])
+	_, dl := ctx.Deadline()
+	m.dls = append(m.dls, dl)
 	m.nextSeq++
+	if m.block != nil {
+		// Accepted, and the answer never leaves: hold on until the
+		// connection is cut.
+		close(m.block)
+		m.block = nil
+		m.mu.Unlock()
+		<-ctx.Done()
+		m.mu.Lock()
+		return queue.Accepted{}, ctx.Err()
+	}
 	return queue.Accepted{ID: e.MessageID, Seq: m.nextSeq, AcceptedAt: time.Unix(1_700_000_000, 5).UTC()}, nil
 }
 
@@ -69,5 +95,89 @@ func TestSendRoundTrip(t *testing.T) {
 	bare := serveOn(t, "127.0.0.1:0", transport.ServerOptions{})
 	if _, err := p.Send(ctx, bare.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"}); !errors.Is(err, runtime.ErrMessagingDisabled) {
 		t.Fatalf("no handler: %v, want ErrMessagingDisabled", err)
+	}
+}
+
+// The caller's trace context reaches the handler through otelgrpc's
+// metadata when both sides have a propagator (a node's server has no
+// TracerProvider, only the propagator: the handler still sees the remote
+// span), an envelope's own traceparent travels as is, and so does the
+// deadline.
+func TestSendTraceContext(t *testing.T) {
+	checkLeaks(t)
+	m := &mailbox{}
+	prop := propagation.TraceContext{}
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: m, Propagator: prop})
+	p := newPool(t, transport.PoolOptions{Propagator: prop})
+	tid := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled, Remote: true})
+	ctx, cancel := context.WithTimeout(trace.ContextWithRemoteSpanContext(context.Background(), sc), 10*time.Second)
+	defer cancel()
+	e := runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"}
+	if _, err := p.Send(ctx, s.addr, e); err != nil {
+		t.Fatal(err)
+	}
+	const own = "00-0102030405060708090a0b0c0d0e0f10-0807060504030201-01"
+	e.TraceParent = own
+	if _, err := p.Send(context.Background(), s.addr, e); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if want := "00-" + tid.String() + "-0102030405060708-01"; m.tps[0] != want || !m.dls[0] {
+		t.Errorf("first send: handler saw traceparent %q (want %q), deadline %v", m.tps[0], want, m.dls[0])
+	}
+	if m.got[0].TraceParent != "" || m.got[1].TraceParent != own || m.dls[1] {
+		t.Errorf("envelopes' traceparents %q, %q (want \"\", %q); second deadline %v", m.got[0].TraceParent, m.got[1].TraceParent, own, m.dls[1])
+	}
+}
+
+// A node without a MessageHandler answers Messages.Send with the table's
+// status for ErrMessagingDisabled: Unimplemented, not applied.
+func TestSendWithoutHandler(t *testing.T) {
+	checkLeaks(t)
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{})
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = loompb.NewMessagesClient(conn).Send(context.Background(), &loompb.SendRequest{ActorType: "counter", ActorId: "c1", Method: "add"})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("raw Send: %v, want Unimplemented", err)
+	}
+	p := newPool(t, transport.PoolOptions{})
+	_, err = p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"})
+	if !errors.Is(err, runtime.ErrMessagingDisabled) || transport.MaybeApplied(err) {
+		t.Fatalf("Pool.Send: %v (maybe applied %v), want ErrMessagingDisabled, not applied", err, transport.MaybeApplied(err))
+	}
+}
+
+// A send whose connection is cut after the request was written has an
+// unknown outcome; one that could not be sent is unavailable; a payload
+// too large for the transport is refused before it is sent.
+func TestSendFailures(t *testing.T) {
+	checkLeaks(t)
+	m := &mailbox{block: make(chan struct{})}
+	entered := m.block
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: m})
+	p := newPool(t, transport.PoolOptions{MaxMessageBytes: 1 << 20})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add", MessageID: "m-cut"})
+		errc <- err
+	}()
+	<-entered
+	s.stop(0) // hard: the connection is cut under the running send
+	if err := <-errc; !errors.Is(err, transport.ErrUnknownOutcome) || errors.Is(err, runtime.ErrUnavailable) {
+		t.Fatalf("cut mid-send: %v, want ErrUnknownOutcome", err)
+	}
+	_, err := p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"})
+	if !errors.Is(err, runtime.ErrUnavailable) || transport.MaybeApplied(err) {
+		t.Fatalf("to a stopped server: %v, want ErrUnavailable, not applied", err)
+	}
+	_, err = p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add", Payload: make([]byte, 1<<20)})
+	if !errors.Is(err, runtime.ErrPayloadTooLarge) {
+		t.Fatalf("1 MiB payload: %v, want ErrPayloadTooLarge", err)
 	}
 }

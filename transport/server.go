@@ -64,7 +64,7 @@ type TopologySource interface {
 }
 
 // ServerOptions configure a Server. The zero value is valid: every
-// service answers Unavailable.
+// service answers Unavailable (Messages: ErrMessagingDisabled).
 type ServerOptions struct {
 	// Actors serves Actors.Invoke and Actors.Stream; nil answers every call
 	// with runtime.ErrUnavailable (not applied).
@@ -110,7 +110,8 @@ const (
 	mdIdempotencyKey = "loom-idempotency-key"
 )
 
-// Server serves the Actors, Coordinator and Topology services. Build it
+// Server serves the Actors, Coordinator, Topology, Tasks and Messages
+// services (see the package doc). Build it
 // with NewServer, run it with Serve, end it with Stop.
 type Server struct {
 	opts   ServerOptions

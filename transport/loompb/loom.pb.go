@@ -895,8 +895,12 @@ type SendRequest struct {
 	Headers   map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// deliver_at_unix_nano delays delivery until then; 0: at once.
 	DeliverAtUnixNano int64 `protobuf:"varint,7,opt,name=deliver_at_unix_nano,json=deliverAtUnixNano,proto3" json:"deliver_at_unix_nano,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// trace_parent is the W3C traceparent the delivery's span links to,
+	// when the sender names one (runtime.Envelope.TraceParent); empty: the
+	// node takes it from the trace context otelgrpc's metadata carries.
+	TraceParent   string `protobuf:"bytes,8,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendRequest) Reset() {
@@ -976,6 +980,13 @@ func (x *SendRequest) GetDeliverAtUnixNano() int64 {
 		return x.DeliverAtUnixNano
 	}
 	return 0
+}
+
+func (x *SendRequest) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
 }
 
 type SendResponse struct {
@@ -1123,7 +1134,7 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12&\n" +
 	"\x0fstart_unix_nano\x18\a \x01(\x03R\rstartUnixNano\x12\x1f\n" +
 	"\vfailed_step\x18\b \x01(\tR\n" +
-	"failedStep\"\xc2\x02\n" +
+	"failedStep\"\xe5\x02\n" +
 	"\vSendRequest\x12\x1d\n" +
 	"\n" +
 	"actor_type\x18\x01 \x01(\tR\tactorType\x12\x19\n" +
@@ -1133,7 +1144,8 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x05 \x01(\tR\tmessageId\x12;\n" +
 	"\aheaders\x18\x06 \x03(\v2!.loom.v1.SendRequest.HeadersEntryR\aheaders\x12/\n" +
-	"\x14deliver_at_unix_nano\x18\a \x01(\x03R\x11deliverAtUnixNano\x1a:\n" +
+	"\x14deliver_at_unix_nano\x18\a \x01(\x03R\x11deliverAtUnixNano\x12!\n" +
+	"\ftrace_parent\x18\b \x01(\tR\vtraceParent\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
