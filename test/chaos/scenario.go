@@ -163,7 +163,7 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		// acknowledgement and its effect: at 10 messages a second per
 		// counter, one almost always is.
 		s.Messages.Rate = 60
-		s.Faults = []FaultKind{KillRandom, KillLeader, KillRandom, KillLeader}
+		s.Faults = []FaultKind{KillRandom, KillLeader}
 	default:
 		// Acknowledged on a node cut off from the quorum, paused or
 		// killed, and never written.
