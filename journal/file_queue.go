@@ -40,6 +40,15 @@ type queueWake struct {
 // createQueueBuckets adds the queue machine's buckets to a file that lacks
 // them (new, or written before the queues).
 func createQueueBuckets(db *bolt.DB) error {
+	missing := false
+	if err := db.View(func(tx *bolt.Tx) error {
+		for _, name := range queuesm.BucketNames {
+			missing = missing || tx.Bucket([]byte(name)) == nil
+		}
+		return nil
+	}); err != nil || !missing {
+		return err // a file that has them is not written to
+	}
 	return db.Update(func(tx *bolt.Tx) error {
 		for _, name := range queuesm.BucketNames {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
@@ -62,7 +71,8 @@ func (f *FileJournal) queues(tx *bolt.Tx) *queuesm.Machine {
 }
 
 // announce tells the Notify function about the committed transaction's
-// notifications (committer only, after the commit).
+// notifications (committer only, after the commit and after the batch's
+// writers were answered).
 func (f *FileJournal) announce() {
 	fn := f.notify.Load()
 	if fn == nil {
@@ -201,6 +211,9 @@ func (f *FileJournal) Due(ctx context.Context, actor string, now time.Time, max 
 // Release implements queue.Store. It writes (and fsyncs) nothing when
 // nothing of actor's is due at now.
 func (f *FileJournal) Release(ctx context.Context, actor string, now time.Time) (int, error) {
+	if err := queue.CheckActor(actor); err != nil {
+		return 0, err
+	}
 	var due bool
 	if err := f.read(ctx, func(m *queuesm.Machine) (err error) {
 		due, err = m.Releasable(actor, queue.UnixNano(now))

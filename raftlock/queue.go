@@ -306,6 +306,9 @@ func (q Queues) Due(ctx context.Context, actor string, now time.Time, max int) (
 // Release implements queue.Store. It proposes nothing when this node's
 // replica shows nothing of actor's to release at now.
 func (q Queues) Release(ctx context.Context, actor string, now time.Time) (int, error) {
+	if err := queue.CheckActor(actor); err != nil {
+		return 0, err
+	}
 	var due bool
 	if err := q.read(ctx, func(m *queuesm.Machine) (err error) {
 		due, err = m.Releasable(actor, queue.UnixNano(now))
