@@ -589,9 +589,7 @@ func (f *FileJournal) commitBatch(batch []*request) {
 		} else {
 			f.commits.Add(1)
 			f.committed.Add(uint64(len(live)))
-			f.answer(live, nil)
 			f.announce()
-			return
 		}
 		f.answer(live, nil)
 		return
