@@ -158,9 +158,13 @@ func (d deliveryObserver) StartDelivery(ctx context.Context, msg queue.Message) 
 		return ctx, func(string, error) {}
 	}
 	typ, _, _ := strings.Cut(msg.Actor, "/")
+	cid := msg.CorrelationID // the send's; the context's only for a message without one
+	if cid == "" {
+		cid = runtime.CorrelationID(ctx)
+	}
 	opts := []trace.SpanStartOption{consumerKind, trace.WithNewRoot(), trace.WithAttributes(
 		AttrActor.String(msg.Actor), AttrMethod.String(msg.Method), AttrMessageID.String(msg.ID),
-		AttrAttempt.Int(int(msg.Attempts)+1), AttrCorrelationID.String(runtime.CorrelationID(ctx)),
+		AttrAttempt.Int(int(msg.Attempts)+1), AttrCorrelationID.String(cid),
 	)}
 	if sc := senderSpan(msg.TraceParent); sc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}), trace.WithAttributes(AttrSenderTrace.String(sc.TraceID().String())))

@@ -251,3 +251,15 @@ func TestDeliveryWithoutTracing(t *testing.T) {
 		t.Fatalf("retries %v, want 1", v)
 	}
 }
+
+// The delivery span's correlation id is the message's, whatever context
+// the delivery runs in.
+func TestDeliverySpanTakesTheMessagesCorrelationID(t *testing.T) {
+	tr := newTracingPath(t, false)
+	o := NewObserver(NewMetrics(), tr.Provider).Messages()
+	_, end := o.StartDelivery(context.Background(), queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", CorrelationID: "cid-sent"})
+	end(messaging.OutcomeOK, nil)
+	if spans := tr.Store.Query(Query{CorrelationID: "cid-sent"}); len(spans) != 1 || spans[0].Name != "loom.deliver counter.add" {
+		t.Fatalf("spans for the message's correlation id: %+v", spans)
+	}
+}
