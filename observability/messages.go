@@ -69,7 +69,7 @@ func newMessageMetrics(reg *prometheus.Registry) *messageMetrics {
 		}, []string{"type"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "loom_message_delivery_seconds",
-			Help:    "From a message's acceptance (or its due time) to the outcome of a delivery, by actor type.",
+			Help:    "From a message's acceptance (or its due time) to the outcome of a delivery attempt (ok, retry or dead), by actor type.",
 			Buckets: deliveryBuckets,
 		}, []string{"type"}),
 	}
@@ -188,7 +188,9 @@ func senderSpan(traceparent string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
-// Delivered counts a delivery's outcome and its latency.
+// Delivered counts a delivery's outcome and, for an attempt (ok, retry,
+// dead), its latency: an unavailable delivery made no attempt, and a
+// settled one was recorded by another delivery, whose latency counts.
 func (d deliveryObserver) Delivered(actorType, outcome string, latency time.Duration) {
 	mm := d.o.m.msgs
 	mm.delivered.WithLabelValues(actorType, outcome).Inc()

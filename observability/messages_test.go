@@ -263,3 +263,33 @@ func TestDeliverySpanTakesTheMessagesCorrelationID(t *testing.T) {
 		t.Fatalf("spans for the message's correlation id: %+v", spans)
 	}
 }
+
+// A scrape whose queue figures cannot be read leaves their gauges out and
+// the rest of the scrape whole; nothing attached, nothing is reported.
+func TestMessageGaugesWhenTheQueuesCannotBeRead(t *testing.T) {
+	m := NewMetrics()
+	m.MessageSent("counter")
+	if got := scrape(t, m); got[`loom_messages_sent_total{type="counter"}`] != 1 {
+		t.Fatalf("with no source: %v", got)
+	} else if _, ok := got[`loom_messages_in_flight`]; ok {
+		t.Fatal("loom_messages_in_flight reported with no dispatcher attached")
+	}
+	m.SetMessages(MessageSource{
+		Stats: func(ctx context.Context) ([]queue.Stats, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("the queue figures are read without a deadline")
+			}
+			return nil, errors.New("store closed")
+		},
+		InFlight: func() int { return 1 },
+	})
+	got := scrape(t, m)
+	for k := range got {
+		if strings.HasPrefix(k, "loom_message_queue_") || strings.HasPrefix(k, "loom_message_dead_letters") || strings.HasPrefix(k, "loom_message_reminders") {
+			t.Errorf("%s reported though the queues could not be read", k)
+		}
+	}
+	if got[`loom_messages_in_flight`] != 1 || got[`loom_messages_sent_total{type="counter"}`] != 1 {
+		t.Fatalf("scrape: %v", got)
+	}
+}
