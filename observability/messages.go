@@ -69,7 +69,7 @@ func newMessageMetrics(reg *prometheus.Registry) *messageMetrics {
 		}, []string{"type"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "loom_message_delivery_seconds",
-			Help:    "From a message's acceptance (or its due time) to the outcome of a delivery, by actor type.",
+			Help:    "From a message's acceptance (or its due time) to the outcome of a delivery attempt (ok, retry or dead), by actor type.",
 			Buckets: deliveryBuckets,
 		}, []string{"type"}),
 	}
@@ -158,9 +158,13 @@ func (d deliveryObserver) StartDelivery(ctx context.Context, msg queue.Message) 
 		return ctx, func(string, error) {}
 	}
 	typ, _, _ := strings.Cut(msg.Actor, "/")
+	cid := msg.CorrelationID // the send's; the context's only for a message without one
+	if cid == "" {
+		cid = runtime.CorrelationID(ctx)
+	}
 	opts := []trace.SpanStartOption{consumerKind, trace.WithNewRoot(), trace.WithAttributes(
 		AttrActor.String(msg.Actor), AttrMethod.String(msg.Method), AttrMessageID.String(msg.ID),
-		AttrAttempt.Int(int(msg.Attempts)+1), AttrCorrelationID.String(runtime.CorrelationID(ctx)),
+		AttrAttempt.Int(int(msg.Attempts)+1), AttrCorrelationID.String(cid),
 	)}
 	if sc := senderSpan(msg.TraceParent); sc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}), trace.WithAttributes(AttrSenderTrace.String(sc.TraceID().String())))
@@ -184,7 +188,9 @@ func senderSpan(traceparent string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
-// Delivered counts a delivery's outcome and its latency.
+// Delivered counts a delivery's outcome and, for an attempt (ok, retry,
+// dead), its latency: an unavailable delivery made no attempt, and a
+// settled one was recorded by another delivery, whose latency counts.
 func (d deliveryObserver) Delivered(actorType, outcome string, latency time.Duration) {
 	mm := d.o.m.msgs
 	mm.delivered.WithLabelValues(actorType, outcome).Inc()

@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/messaging"
@@ -152,4 +156,140 @@ func scrape(t *testing.T, m *Metrics) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A delivery span on the SDK path carries the link to the sender's span
+// itself (the store keeps no links: AttrSenderTrace stands for it), is a
+// consumer span of a trace of its own, and a dead letter's is an error.
+func TestDeliverySpanExportsItsLink(t *testing.T) {
+	cfg := config.Default().Tracing
+	cfg.Enabled = true
+	exp := tracetest.NewInMemoryExporter()
+	tr, err := NewTracing(context.Background(), cfg, TracingOptions{NodeID: "n1", Exporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	sctx, send := tr.Provider.Tracer("test").Start(context.Background(), "POST /v1/messages")
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(sctx, carrier)
+	send.End()
+
+	o := NewObserver(NewMetrics(), tr.Provider).Messages()
+	msg := queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", TraceParent: carrier["traceparent"], Attempts: 4}
+	_, end := o.StartDelivery(runtime.WithCorrelationID(context.Background(), "cid-m"), msg)
+	end(messaging.OutcomeDead, errors.New("handler failed"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var deliver *tracetest.SpanStub
+	for i, s := range exp.GetSpans() {
+		if s.Name == "loom.deliver counter.add" {
+			deliver = &exp.GetSpans()[i]
+		}
+	}
+	if deliver == nil {
+		t.Fatalf("no delivery span exported: %+v", exp.GetSpans())
+	}
+	sc := send.SpanContext()
+	if len(deliver.Links) != 1 || !deliver.Links[0].SpanContext.Equal(sc.WithRemote(true)) {
+		t.Fatalf("links %+v, want the sender's span %s/%s", deliver.Links, sc.TraceID(), sc.SpanID())
+	}
+	if deliver.Parent.IsValid() || deliver.SpanContext.TraceID() == sc.TraceID() {
+		t.Fatalf("the delivery has parent %v in trace %s: it should be a root of its own trace", deliver.Parent, deliver.SpanContext.TraceID())
+	}
+	if deliver.SpanKind != trace.SpanKindConsumer || deliver.Status.Code != codes.Error {
+		t.Fatalf("kind %v status %+v, want consumer and error", deliver.SpanKind, deliver.Status)
+	}
+	attrs := map[attribute.Key]string{}
+	for _, kv := range deliver.Attributes {
+		attrs[kv.Key] = kv.Value.Emit()
+	}
+	for k, v := range map[attribute.Key]string{
+		AttrCorrelationID: "cid-m", AttrActor: "counter/c1", AttrMethod: "add",
+		AttrMessageID: "m1", AttrAttempt: "5", AttrOutcome: messaging.OutcomeDead,
+	} {
+		if attrs[k] != v {
+			t.Errorf("%s = %q, want %q", k, attrs[k], v)
+		}
+	}
+}
+
+// Without a sender's span (none, or a traceparent that does not parse)
+// the delivery is still traced, unlinked; an acknowledged one is no error.
+func TestDeliverySpanWithoutASender(t *testing.T) {
+	for _, tp := range []string{"", "00-not-a-traceparent-01"} {
+		tr := newTracingPath(t, false)
+		o := NewObserver(NewMetrics(), tr.Provider).Messages()
+		_, end := o.StartDelivery(runtime.WithCorrelationID(context.Background(), "cid-x"), queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", TraceParent: tp})
+		end(messaging.OutcomeOK, nil)
+		spans := tr.Store.Query(Query{CorrelationID: "cid-x"})
+		if len(spans) != 1 || spans[0].Name != "loom.deliver counter.add" || spans[0].Status == "error" {
+			t.Fatalf("traceparent %q: spans %+v", tp, spans)
+		}
+		if a, ok := spans[0].Attributes[string(AttrSenderTrace)]; ok {
+			t.Fatalf("traceparent %q: linked to %q", tp, a)
+		}
+	}
+}
+
+// With tracing off the observer leaves the context alone and still counts.
+func TestDeliveryWithoutTracing(t *testing.T) {
+	m := NewMetrics()
+	o := NewObserver(m, nil).Messages()
+	ctx := runtime.WithCorrelationID(context.Background(), "cid-off")
+	got, end := o.StartDelivery(ctx, queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+	end(messaging.OutcomeRetry, errors.New("no"))
+	if got != ctx || trace.SpanFromContext(got).SpanContext().IsValid() {
+		t.Fatal("StartDelivery changed the context with tracing off")
+	}
+	o.Delivered("counter", messaging.OutcomeRetry, time.Millisecond)
+	if v := scrape(t, m)[`loom_messages_retries_total{type="counter"}`]; v != 1 {
+		t.Fatalf("retries %v, want 1", v)
+	}
+}
+
+// The delivery span's correlation id is the message's, whatever context
+// the delivery runs in.
+func TestDeliverySpanTakesTheMessagesCorrelationID(t *testing.T) {
+	tr := newTracingPath(t, false)
+	o := NewObserver(NewMetrics(), tr.Provider).Messages()
+	_, end := o.StartDelivery(context.Background(), queue.Message{ID: "m1", Actor: "counter/c1", Method: "add", CorrelationID: "cid-sent"})
+	end(messaging.OutcomeOK, nil)
+	if spans := tr.Store.Query(Query{CorrelationID: "cid-sent"}); len(spans) != 1 || spans[0].Name != "loom.deliver counter.add" {
+		t.Fatalf("spans for the message's correlation id: %+v", spans)
+	}
+}
+
+// A scrape whose queue figures cannot be read leaves their gauges out and
+// the rest of the scrape whole; nothing attached, nothing is reported.
+func TestMessageGaugesWhenTheQueuesCannotBeRead(t *testing.T) {
+	m := NewMetrics()
+	m.MessageSent("counter")
+	if got := scrape(t, m); got[`loom_messages_sent_total{type="counter"}`] != 1 {
+		t.Fatalf("with no source: %v", got)
+	} else if _, ok := got[`loom_messages_in_flight`]; ok {
+		t.Fatal("loom_messages_in_flight reported with no dispatcher attached")
+	}
+	m.SetMessages(MessageSource{
+		Stats: func(ctx context.Context) ([]queue.Stats, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("the queue figures are read without a deadline")
+			}
+			return nil, errors.New("store closed")
+		},
+		InFlight: func() int { return 1 },
+	})
+	got := scrape(t, m)
+	for k := range got {
+		if strings.HasPrefix(k, "loom_message_queue_") || strings.HasPrefix(k, "loom_message_dead_letters") || strings.HasPrefix(k, "loom_message_reminders") {
+			t.Errorf("%s reported though the queues could not be read", k)
+		}
+	}
+	if got[`loom_messages_in_flight`] != 1 || got[`loom_messages_sent_total{type="counter"}`] != 1 {
+		t.Fatalf("scrape: %v", got)
+	}
 }
