@@ -26,7 +26,20 @@
 // accepts an id once, so a send whose outcome is unknown is always sent
 // again under the same id, up to Options.MaxRetries times, with or
 // without IdempotentRetries; a resend answers the first acceptance
-// (queue.Accepted.Duplicate).
+// (queue.Accepted.Duplicate). A send that failed unsent goes to the next
+// alive node, as a call does; a refusal is returned, not resent.
+//
+// What a send guarantees: one that returns nil is durable, stored as a
+// journal append is (with a replicated journal, a kill -9 of any
+// minority of nodes does not lose it). The message then stays in its
+// actor's queue, delivered again after a crash, a handoff or a failover,
+// until a turn that processed it commits, which acknowledges it in the
+// same journal append (applied once; see package runtime), or until it
+// is dead-lettered (package messaging). However often one id was sent,
+// the store accepted it once, for as long as it remembers ids
+// (messaging.idRetention, an hour by default). A send that returns an
+// error other than an unknown outcome was not accepted; after an unknown
+// outcome, sending again under the returned Accepted's ID is safe.
 //
 // Backpressure: when a node answers that an actor's mailbox is full
 // (runtime.ErrOverloaded), the client fails further calls to that actor at

@@ -20,6 +20,12 @@ var _ runtime.Sender = (*Client)(nil)
 // the store accepts an id once, sent again under the same id while its
 // outcome is unknown, up to Options.MaxRetries times, whether or not
 // IdempotentRetries is set: a resend can never apply a message twice.
+//
+// On an error the returned Accepted still carries the id the message was
+// sent under, so that a caller whose send ended in an unknown outcome (its
+// deadline passed, or the retries ran out) can send it again safely,
+// with runtime.WithMessageID, for as long as the store remembers ids (an
+// hour by default).
 func (c *Client) Send(ctx context.Context, e runtime.Envelope) (queue.Accepted, error) {
 	if e.MessageID == "" {
 		e.MessageID = runtime.NewMessageID()
@@ -47,7 +53,7 @@ func (c *Client) Send(ctx context.Context, e runtime.Envelope) (queue.Accepted, 
 }
 
 // sendOnce tries the send on up to MaxAttempts nodes while it fails
-// without effect.
+// without effect. On an error the Accepted carries only the message id.
 func (c *Client) sendOnce(ctx context.Context, e runtime.Envelope) (queue.Accepted, error) {
 	var tried []string
 	var lastErr error
@@ -58,13 +64,16 @@ func (c *Client) sendOnce(ctx context.Context, e runtime.Envelope) (queue.Accept
 		}
 		tried = append(tried, addr)
 		acc, err := c.pool.Send(ctx, addr, e)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return acc, err
+		if err == nil {
+			return acc, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return queue.Accepted{ID: e.MessageID}, err
 		}
 		lastErr = err
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("%w: client: no alive node known", runtime.ErrUnavailable)
 	}
-	return queue.Accepted{}, lastErr
+	return queue.Accepted{ID: e.MessageID}, lastErr
 }

@@ -11,13 +11,18 @@
 //     by name, one unary call; Pool.RunTask is its calling side.
 //   - Messages: accepts a durable one-way message to an actor (package
 //     messaging), one unary call answered once the message is durable;
-//     Pool.Send is its calling side. The correlation id travels in gRPC
-//     metadata, the trace context in otelgrpc's, the deadline is gRPC's.
+//     Pool.Send is its calling side. The envelope travels whole (a
+//     traceparent it names too); the correlation id travels in the
+//     request, the trace context in otelgrpc's metadata (another client
+//     may put either in the request or in metadata: the request's win),
+//     and the deadline is gRPC's. A refusal is a gRPC status from the
+//     error table, exactly as Actors.Invoke answers.
 //
 // A Server serves the services from handler interfaces (ActorHandler,
 // ForwardHandler, TopologySource, TaskHandler, MessageHandler), so this
-// package knows nothing of nodes or the runtime's internals. A Pool is the calling side: one connection per
-// address, shared by everything that talks to it.
+// package knows nothing of nodes or the runtime's internals. A Pool is the
+// calling side: one connection per address, shared by everything that
+// talks to it.
 //
 // # Calls on streams
 //

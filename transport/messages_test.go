@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/loom-mesh/loom/queue"
@@ -180,4 +181,132 @@ func TestSendFailures(t *testing.T) {
 	if !errors.Is(err, runtime.ErrPayloadTooLarge) {
 		t.Fatalf("1 MiB payload: %v, want ErrPayloadTooLarge", err)
 	}
+}
+
+// A client other than the Pool may send the correlation id and the trace
+// context in the request, or in metadata; the request's win. A send with
+// no correlation id gets one where it enters the node.
+func TestSendContextFromRequest(t *testing.T) {
+	checkLeaks(t)
+	m := &mailbox{}
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: m, Propagator: propagation.TraceContext{}})
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := loompb.NewMessagesClient(conn)
+	const tp = "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"
+	const mdTP = "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01"
+	md := metadata.AppendToOutgoingContext(context.Background(), "loom-correlation-id", "cid-md", "traceparent", mdTP)
+	for _, tc := range []struct {
+		name    string
+		req     *loompb.SendRequest
+		cid, tp string
+	}{
+		{"metadata", &loompb.SendRequest{}, "cid-md", mdTP},
+		{"request", &loompb.SendRequest{CorrelationId: "cid-req", Trace: map[string]string{"traceparent": tp}}, "cid-req", tp},
+	} {
+		tc.req.ActorType, tc.req.ActorId, tc.req.Method = "counter", "c1", "add"
+		if _, err := raw.Send(md, tc.req); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		cid, got, env := m.cids[len(m.cids)-1], m.tps[len(m.tps)-1], m.got[len(m.got)-1]
+		m.mu.Unlock()
+		if cid != tc.cid || got != tc.tp || env.TraceParent != "" {
+			t.Errorf("%s: correlation id %q, trace context %q, envelope's traceparent %q; want %q, %q, none", tc.name, cid, got, env.TraceParent, tc.cid, tc.tp)
+		}
+	}
+	p := newPool(t, transport.PoolOptions{})
+	if _, err := p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"}); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	cid := m.cids[len(m.cids)-1]
+	m.mu.Unlock()
+	if len(cid) == 0 {
+		t.Error("a send without a correlation id got none on the node")
+	}
+}
+
+// TestSendErrorTable: a refused send answers every row of the error table
+// as Actors.Invoke does: the row's gRPC code with the wire Error as its
+// detail, which the Pool decodes into an error that matches the row's
+// sentinel, with the remote message.
+func TestSendErrorTable(t *testing.T) {
+	checkLeaks(t)
+	m := &mailbox{}
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: m})
+	p := newPool(t, transport.PoolOptions{})
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := loompb.NewMessagesClient(conn)
+	env := runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"}
+	for _, row := range transport.ErrorRows() {
+		var sent error
+		switch {
+		case row.Err == nil: // method_error: not a send's, but it travels
+			sent = &runtime.MethodError{Actor: "t/1", Method: "m", Err: errors.New("no")}
+		case row.Code == "not_owner":
+			sent = transport.NotOwner("node-b", "t/1")
+		default:
+			sent = fmt.Errorf("remote detail: %w", row.Err)
+		}
+		m.mu.Lock()
+		m.refuse = sent
+		m.mu.Unlock()
+		_, err := p.Send(context.Background(), s.addr, env)
+		if want := "refused: " + sent.Error(); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want the remote %q", row.Code, err, want)
+			continue
+		}
+		if row.Err != nil && !errors.Is(err, row.Err) {
+			t.Errorf("%s: %v does not match its sentinel", row.Code, err)
+		}
+		var re *transport.RemoteError
+		if !errors.As(err, &re) || re.Code != row.Code || transport.MaybeApplied(err) != row.MaybeApplied {
+			t.Errorf("%s: remote error %+v", row.Code, re)
+		}
+		_, err = raw.Send(context.Background(), &loompb.SendRequest{ActorType: "counter", ActorId: "c1", Method: "add"})
+		if st, _ := status.FromError(err); st.Code() != row.GRPC || len(st.Details()) != 1 {
+			t.Errorf("%s: status %v, want code %v with the wire error", row.Code, st, row.GRPC)
+		}
+	}
+}
+
+// Delivery times UnixNano cannot say arrive as past as the past one and
+// as far as the far one; an acceptance without a time comes back without
+// one.
+func TestSendEdgeTimes(t *testing.T) {
+	checkLeaks(t)
+	m := &mailbox{}
+	s := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: m})
+	p := newPool(t, transport.PoolOptions{})
+	for _, at := range []time.Time{time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), time.Unix(0, 0), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if _, err := p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add", DeliverAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		got := m.got[len(m.got)-1].DeliverAt
+		m.mu.Unlock()
+		past := at.Before(time.Now())
+		if got.IsZero() || got.Before(time.Now()) != past || (!past && got.Year() < 2262) {
+			t.Errorf("DeliverAt %v arrived as %v", at, got)
+		}
+	}
+	zs := serveOn(t, "127.0.0.1:0", transport.ServerOptions{Messages: noTime{}})
+	if acc, err := p.Send(context.Background(), zs.addr, runtime.Envelope{ActorType: "counter", ActorID: "c1", Method: "add"}); err != nil || !acc.AcceptedAt.IsZero() || acc.ID != "made-up" || !acc.Duplicate || acc.Seq != 9 {
+		t.Fatalf("acceptance without a time: %+v, %v", acc, err)
+	}
+}
+
+// noTime accepts everything as a duplicate, without an acceptance time.
+type noTime struct{}
+
+func (noTime) Send(context.Context, runtime.Envelope) (queue.Accepted, error) {
+	return queue.Accepted{ID: "made-up", Seq: 9, Duplicate: true}, nil
 }

@@ -897,8 +897,17 @@ type SendRequest struct {
 	DeliverAtUnixNano int64 `protobuf:"varint,7,opt,name=deliver_at_unix_nano,json=deliverAtUnixNano,proto3" json:"deliver_at_unix_nano,omitempty"`
 	// trace_parent is the W3C traceparent the delivery's span links to,
 	// when the sender names one (runtime.Envelope.TraceParent); empty: the
-	// node takes it from the trace context otelgrpc's metadata carries.
-	TraceParent   string `protobuf:"bytes,8,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	// node takes it from the send's trace context (trace, or otelgrpc's
+	// metadata).
+	TraceParent string `protobuf:"bytes,8,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	// correlation_id is kept with the message for its delivery; empty: the
+	// loom-correlation-id metadata's, or else the node makes one.
+	CorrelationId string `protobuf:"bytes,9,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// trace carries the sender's trace context (W3C traceparent and
+	// friends, as the configured propagator writes them), as
+	// InvokeRequest.trace does on a Stream; empty: otelgrpc's metadata
+	// carries it.
+	Trace         map[string]string `protobuf:"bytes,10,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -989,6 +998,25 @@ func (x *SendRequest) GetTraceParent() string {
 	return ""
 }
 
+func (x *SendRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *SendRequest) GetTrace() map[string]string {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// SendResponse is the message's acceptance: its id (the sender's, or the
+// one the node made), its position in the store's order, when the store
+// accepted it (0: not said), and whether the id had been accepted before
+// (then nothing was stored, and seq and accepted_unix_nano are those of
+// the first acceptance).
 type SendResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	MessageId        string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
@@ -1134,7 +1162,7 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\battempts\x18\x06 \x01(\rR\battempts\x12&\n" +
 	"\x0fstart_unix_nano\x18\a \x01(\x03R\rstartUnixNano\x12\x1f\n" +
 	"\vfailed_step\x18\b \x01(\tR\n" +
-	"failedStep\"\xe5\x02\n" +
+	"failedStep\"\xfd\x03\n" +
 	"\vSendRequest\x12\x1d\n" +
 	"\n" +
 	"actor_type\x18\x01 \x01(\tR\tactorType\x12\x19\n" +
@@ -1145,8 +1173,15 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"message_id\x18\x05 \x01(\tR\tmessageId\x12;\n" +
 	"\aheaders\x18\x06 \x03(\v2!.loom.v1.SendRequest.HeadersEntryR\aheaders\x12/\n" +
 	"\x14deliver_at_unix_nano\x18\a \x01(\x03R\x11deliverAtUnixNano\x12!\n" +
-	"\ftrace_parent\x18\b \x01(\tR\vtraceParent\x1a:\n" +
+	"\ftrace_parent\x18\b \x01(\tR\vtraceParent\x12%\n" +
+	"\x0ecorrelation_id\x18\t \x01(\tR\rcorrelationId\x125\n" +
+	"\x05trace\x18\n" +
+	" \x03(\v2\x1f.loom.v1.SendRequest.TraceEntryR\x05trace\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
 	"\fSendResponse\x12\x1d\n" +
@@ -1179,7 +1214,7 @@ func file_loom_v1_loom_proto_rawDescGZIP() []byte {
 	return file_loom_v1_loom_proto_rawDescData
 }
 
-var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_loom_v1_loom_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_loom_v1_loom_proto_goTypes = []any{
 	(*InvokeRequest)(nil),   // 0: loom.v1.InvokeRequest
 	(*InvokeResponse)(nil),  // 1: loom.v1.InvokeResponse
@@ -1198,6 +1233,7 @@ var file_loom_v1_loom_proto_goTypes = []any{
 	nil,                     // 14: loom.v1.InvokeRequest.TraceEntry
 	nil,                     // 15: loom.v1.InvokeRequest.MessageHeadersEntry
 	nil,                     // 16: loom.v1.SendRequest.HeadersEntry
+	nil,                     // 17: loom.v1.SendRequest.TraceEntry
 }
 var file_loom_v1_loom_proto_depIdxs = []int32{
 	14, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
@@ -1208,23 +1244,24 @@ var file_loom_v1_loom_proto_depIdxs = []int32{
 	8,  // 5: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
 	2,  // 6: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
 	16, // 7: loom.v1.SendRequest.headers:type_name -> loom.v1.SendRequest.HeadersEntry
-	0,  // 8: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
-	3,  // 9: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
-	5,  // 10: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
-	7,  // 11: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
-	10, // 12: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
-	12, // 13: loom.v1.Messages.Send:input_type -> loom.v1.SendRequest
-	1,  // 14: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
-	4,  // 15: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
-	6,  // 16: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
-	9,  // 17: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
-	11, // 18: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
-	13, // 19: loom.v1.Messages.Send:output_type -> loom.v1.SendResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	17, // 8: loom.v1.SendRequest.trace:type_name -> loom.v1.SendRequest.TraceEntry
+	0,  // 9: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
+	3,  // 10: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
+	5,  // 11: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
+	7,  // 12: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
+	10, // 13: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
+	12, // 14: loom.v1.Messages.Send:input_type -> loom.v1.SendRequest
+	1,  // 15: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
+	4,  // 16: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
+	6,  // 17: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
+	9,  // 18: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
+	11, // 19: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
+	13, // 20: loom.v1.Messages.Send:output_type -> loom.v1.SendResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_loom_proto_init() }
@@ -1238,7 +1275,7 @@ func file_loom_v1_loom_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_loom_proto_rawDesc), len(file_loom_v1_loom_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -532,9 +532,10 @@ type MessagesClient interface {
 	// large, a delivery time beyond the horizon...) is a gRPC status from
 	// transport's error table, like Actors.Invoke. Sending again with the
 	// same message_id is always safe: the store accepts an id once and
-	// answers a resend with the first acceptance (duplicate set). The
-	// correlation id travels in metadata (loom-correlation-id), the trace
-	// context in otelgrpc's.
+	// answers a resend with the first acceptance (duplicate set), for as
+	// long as it remembers the id (an hour by default). The correlation id
+	// and the trace context travel in the request or, when it has none, in
+	// metadata (loom-correlation-id; otelgrpc's).
 	Send(ctx context.Context, in *SendRequest, opts ...grpc.CallOption) (*SendResponse, error)
 }
 
@@ -567,9 +568,10 @@ type MessagesServer interface {
 	// large, a delivery time beyond the horizon...) is a gRPC status from
 	// transport's error table, like Actors.Invoke. Sending again with the
 	// same message_id is always safe: the store accepts an id once and
-	// answers a resend with the first acceptance (duplicate set). The
-	// correlation id travels in metadata (loom-correlation-id), the trace
-	// context in otelgrpc's.
+	// answers a resend with the first acceptance (duplicate set), for as
+	// long as it remembers the id (an hour by default). The correlation id
+	// and the trace context travel in the request or, when it has none, in
+	// metadata (loom-correlation-id; otelgrpc's).
 	Send(context.Context, *SendRequest) (*SendResponse, error)
 	mustEmbedUnimplementedMessagesServer()
 }
