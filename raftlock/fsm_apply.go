@@ -32,8 +32,11 @@ type applyCtx struct {
 	locks    *locksm.Machine    // sessions and locks; its counters are m.locks
 	journals *journalsm.Machine // journals, fenced by locks
 	queues   *queuesm.Machine   // message queues, acknowledged by the journals' appends
-	wakes    []wake             // what the batch gave the queues' actors to deliver (fsm.notify)
-	dedup    dedup.Table        // the results of commands with an id; its State is m.dedup
+	// queueRules: the entry being applied runs the queue rules of its
+	// appends' message entries (applyAppend).
+	queueRules bool
+	wakes      []wake      // what the batch gave the queues' actors to deliver (fsm.notify)
+	dedup      dedup.Table // the results of commands with an id; its State is m.dedup
 }
 
 // wake is one notification of the queue machine.
@@ -45,7 +48,7 @@ type wake struct {
 func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64, queueRetention time.Duration) *applyCtx {
 	locks := locksm.New(l.lockBuckets(), &m.locks)
 	ac := &applyCtx{
-		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
+		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks), queueRules: true,
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
 	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: func(actor string, at int64) {

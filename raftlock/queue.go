@@ -199,51 +199,71 @@ func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 	return r, rule, err
 }
 
-// entryKind reads the kind of a journal.MarshalEntry record without
-// decoding it: the version byte, the uvarint seq, then the kind.
-func entryKind(rec []byte) journal.Kind {
-	if len(rec) < 2 {
-		return 0
+// messageEntry reports whether rec, a journal.MarshalEntry record, is a
+// KindMessageAck or KindMessageSend entry, reading its kind where the
+// record has it (the version byte, the uvarint seq, then the kind) without
+// decoding the rest: an append without message entries pays a few byte
+// reads per entry for the queue rules, and decodes nothing. A record this
+// cannot read (too short, another version) is decoded in full, which
+// judges it.
+func messageEntry(rec []byte) bool {
+	if len(rec) < 3 || rec[0] != journal.EncodingVersion {
+		return true
 	}
 	i := 1
 	for i < len(rec) && rec[i]&0x80 != 0 {
 		i++
 	}
 	if i+1 >= len(rec) {
-		return 0
+		return true
 	}
-	return journal.Kind(rec[i+1])
+	k := journal.Kind(rec[i+1])
+	return k == journal.KindMessageAck || k == journal.KindMessageSend
 }
 
 // applyAppend is the append command: the journal's rules, then those of
-// the message entries it carries, then the writes of both. An append
-// without message entries is the journal machine's alone.
+// the message entries it carries (queuesm's CheckOutbox for each send, in
+// entry order, then CheckAcks for its acks), then the writes of both,
+// entries first, then the acks, then the sends. Nothing is written unless
+// every rule passed, so an ack commits with the entries of its turn or not
+// at all, on every replica. An append without message entries, or one in
+// a batch written before the queues (ac.queueRules false), is the journal
+// machine's alone.
 func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
+	first := -1
+	if ac.queueRules {
+		for i, rec := range c.records {
+			if messageEntry(rec) {
+				first = i
+				break
+			}
+		}
+	}
+	if first < 0 {
+		return ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records)
+	}
+	if rule, err := ac.journals.CheckAppend(ac.now, c.key, c.token, c.seq, len(c.records)); rule != nil || err != nil {
+		return 0, rule, err
+	}
 	var acks []string
 	var sends [][]byte
-	for _, rec := range c.records {
-		k := entryKind(rec)
-		if k != journal.KindMessageAck && k != journal.KindMessageSend {
+	for _, rec := range c.records[first:] {
+		if !messageEntry(rec) {
 			continue
 		}
 		e, derr := journal.UnmarshalEntry(rec)
 		if derr != nil {
 			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, derr), nil
 		}
-		if e.Kind == journal.KindMessageAck {
+		switch e.Kind {
+		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
-		} else {
+		case journal.KindMessageSend:
 			if rule := ac.queues.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
 				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, rule), nil
 			}
 			sends = append(sends, e.Payload)
 		}
-	}
-	if len(acks) == 0 && len(sends) == 0 {
-		return ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records)
-	}
-	if rule, err := ac.journals.CheckAppend(ac.now, c.key, c.token, c.seq, len(c.records)); rule != nil || err != nil {
-		return 0, rule, err
 	}
 	if len(acks) > 0 {
 		rule, err := ac.queues.CheckAcks(c.key, acks)
@@ -255,7 +275,7 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		}
 	}
 	if tail, rule, err = ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records); rule != nil || err != nil {
-		return 0, rule, err
+		return 0, rule, err // a rule cannot come after CheckAppend, and nothing is written yet
 	}
 	if len(acks) > 0 {
 		if err := ac.queues.Ack(ac.now, c.key, acks); err != nil {
