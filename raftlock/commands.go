@@ -21,10 +21,19 @@ import (
 // misread. Version 2 added a command's birth time and retry flag (see
 // encodeCommand) and the result code codeUnknown; a version 1 batch, from
 // a log written before, holds commands without them, which read as first
-// attempts. An earlier release refuses version 2.
+// attempts. Version 3 added the message queues: the queue commands
+// (opQueue), their result codes, and the queue rules of an append's
+// KindMessageAck and KindMessageSend entries. A batch of an earlier
+// version is applied as the release that wrote it did: its appends are
+// the journal's alone, and an opQueue in it is an unknown op. An earlier
+// release refuses version 3, so it never stores an append that a replica
+// of this release refused over an ack.
 const (
-	wireVersion    = 2
+	wireVersion    = 3
 	minWireVersion = 1
+	// queueWireVersion is the first version whose batches run the queue
+	// rules.
+	queueWireVersion = 3
 )
 
 // wire frames raftlock's commands and results:

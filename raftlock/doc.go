@@ -210,12 +210,14 @@
 // at the seqs it expects), with an id and a birth time (see Exactly-once
 // commands). The replica layer frames commands into Raft entries and
 // forward requests (replica.Wire) behind a version byte, which raftlock
-// sets: this release writes version 2 and reads logs of versions 1 and 2;
-// a release that reads only version 1 refuses its entries and forwards,
-// and applies the dedup rules differently, so the nodes of a cluster must
-// not run both. The Store hands each command to its replica.Group (Exec),
-// telling it whether the caller waits for this replica to apply it (every
-// write but a journal write). The Group's committer goroutine takes
+// sets: this release writes version 3 and reads logs of versions 1 to 3,
+// applying each entry by the rules of the release that wrote it (the queue
+// rules only to version 3 entries: see commands.go); an earlier release
+// refuses its entries and forwards, and a release that reads only version
+// 1 applies the dedup rules differently, so the nodes of a cluster must
+// not run two releases. The Store hands each command to its replica.Group
+// (Exec), telling it whether the caller waits for this replica to apply it
+// (every write but a journal or queue write). The Group's committer goroutine takes
 // everything queued (up to MaxBatch commands, MaxBatchBytes) as soon as its
 // previous send has returned, with no timer, and sends it as one Raft
 // entry if this node is the leader, or as one forward request to the

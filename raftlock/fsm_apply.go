@@ -32,8 +32,9 @@ type applyCtx struct {
 	locks    *locksm.Machine    // sessions and locks; its counters are m.locks
 	journals *journalsm.Machine // journals, fenced by locks
 	queues   *queuesm.Machine   // message queues, acknowledged by the journals' appends
-	// queueRules: the entry being applied runs the queue rules of its
-	// appends' message entries (applyAppend).
+	// queueRules: the entry being applied was written with the queues
+	// (queueWireVersion): it may hold queue commands, and its appends'
+	// message entries obey the queue rules (applyAppend).
 	queueRules bool
 	wakes      []wake      // what the batch gave the queues' actors to deliver (fsm.notify)
 	dedup      dedup.Table // the results of commands with an id; its State is m.dedup
@@ -48,7 +49,7 @@ type wake struct {
 func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64, queueRetention time.Duration) *applyCtx {
 	locks := locksm.New(l.lockBuckets(), &m.locks)
 	ac := &applyCtx{
-		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks), queueRules: true,
+		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
 	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: func(actor string, at int64) {
@@ -68,6 +69,7 @@ func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
 	ac.prev = ac.m.time
 	ac.m.time = max(ac.m.time, stamp)
 	ac.now = ac.m.time
+	ac.queueRules = l.Data[0] >= queueWireVersion // DecodeBatch read the version there
 	resp := &applyResponse{index: l.Index, results: make([]result, len(cmds))}
 	for i, raw := range cmds {
 		if resp.results[i], err = ac.applyCommand(raw); err != nil {
@@ -91,6 +93,9 @@ func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
 // entry and the state, so every replica makes the same one.
 func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	c, err := decodeCommand(raw)
+	if err == nil && c.op == opQueue && !ac.queueRules {
+		err = fmt.Errorf("%w: unknown op %d in a batch from before the queues", errBadWire, uint8(c.op))
+	}
 	if err != nil {
 		return result{code: codeBadCommand, text: err.Error()}, nil
 	}

@@ -5,10 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/raftlock/internal/journalsm"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
 // enqueueCmd is the queue command that enqueues msg.
@@ -136,5 +138,46 @@ func TestFSMAppendQueueRules(t *testing.T) {
 	r = d.one(now, entriesCmd(a, 5, 5, ackEntry("o1")))
 	if err := callerErr(t, r); !errors.Is(err, journal.ErrAck) || !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("second ack: %v", err)
+	}
+}
+
+// TestFSMQueueRulesByWireVersion: a batch written before the queues
+// (wire version 2) is applied as that release applied it: an append with
+// an ack of an unknown message is the journal's alone, and a queue command
+// is an unknown op. The same commands in a batch of this release obey the
+// queue rules.
+func TestFSMQueueRulesByWireVersion(t *testing.T) {
+	t.Parallel()
+	f := newTestFSM(t)
+	v2 := replica.Wire{Version: 2, MinVersion: 1, Malformed: errBadWire}
+	index := uint64(0)
+	apply := func(w replica.Wire, cs ...command) []result {
+		t.Helper()
+		raw := make([][]byte, len(cs))
+		for i, c := range cs {
+			index++
+			c.id = cmdID{"driver", index}
+			raw[i] = encodeCommand(c)
+		}
+		resp := f.ApplyBatch([]*raft.Log{{Index: index, Term: 1, Type: raft.LogCommand, Data: w.EncodeBatch(t0, raw)}})[0].(*applyResponse)
+		if resp.err != nil {
+			t.Fatal(resp.err)
+		}
+		return resp.results
+	}
+	enq := enqueueCmd(queue.Message{ID: "m", Actor: "c/1", Method: "m"})
+	rs := apply(v2, entriesCmd("c/1", 1, 0, ackEntry("nope")), enq)
+	if rs[0].code != codeOK || rs[0].value != 1 {
+		t.Fatalf("version 2 append with an ack: %+v, want the journal's tail 1", rs[0])
+	}
+	if rs[1].code != codeBadCommand {
+		t.Fatalf("version 2 queue command: %+v, want codeBadCommand", rs[1])
+	}
+	rs = apply(wire, entriesCmd("c/1", 1, 1, ackEntry("nope")), enq)
+	if err := callerErr(t, rs[0]); !errors.Is(err, journal.ErrAck) {
+		t.Fatalf("version %d append with an ack of an unknown message: %v, want journal.ErrAck", wireVersion, err)
+	}
+	if rs[1].code != codeOK {
+		t.Fatalf("version %d enqueue: %+v", wireVersion, rs[1])
 	}
 }
