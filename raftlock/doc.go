@@ -146,7 +146,7 @@
 // flush still running) and opens a read transaction, so the file it
 // writes (tx.WriteTo) is exactly the state at the snapshot's index.
 // Restore writes the received file next to fsm.db, migrates it if an
-// earlier release wrote it (formats 1 and 2, fsm_layout.go), checks it
+// earlier release wrote it (formats 1 to 3, fsm_layout.go), checks it
 // (buckets, meta, the dedup table against the meta's count), waits for a
 // running flush, renames the file over fsm.db and drops the overlays.
 // fsm_layout.go documents the buckets and records: an actor's entries are
