@@ -44,7 +44,7 @@ func (b queueBackend) Truncate(ctx context.Context, actor string, token, through
 func TestQueueConformance(t *testing.T) {
 	t.Parallel()
 	queuetest.Run(t, func(t *testing.T, o queuetest.Options) queuetest.Backend {
-		s := openSingleWith(t, t.TempDir(), func(cfg *Config) { cfg.MessageIDRetention = o.Retention })
+		s := openSingleWith(t, t.TempDir(), withRetention(o.Retention))
 		return queueBackend{s.Queues(), s}
 	})
 }
@@ -58,7 +58,7 @@ func TestQueueConformanceFollower(t *testing.T) {
 	}
 	t.Parallel()
 	queuetest.Run(t, func(t *testing.T, o queuetest.Options) queuetest.Backend {
-		c := newClusterWith(t, 3, nil, func(cfg *Config) { cfg.MessageIDRetention = o.Retention })
+		c := newClusterWith(t, 3, nil, withRetention(o.Retention))
 		s := c.nodes[c.follower()]
 		return queueBackend{s.Queues(), s}
 	})
@@ -143,4 +143,14 @@ func openSingleWith(t testing.TB, dir string, tweak func(*Config)) *Store {
 		return nil
 	})
 	return s
+}
+
+// withRetention sets Config.MessageIDRetention to r, unless r is 0 (the
+// default, DefaultConfig's).
+func withRetention(r time.Duration) func(*Config) {
+	return func(cfg *Config) {
+		if r != 0 {
+			cfg.MessageIDRetention = r
+		}
+	}
 }
