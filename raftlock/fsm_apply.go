@@ -36,8 +36,13 @@ type applyCtx struct {
 	// (queueWireVersion): it may hold queue commands, and its appends'
 	// message entries obey the queue rules (applyAppend).
 	queueRules bool
-	wakes      []wake      // what the batch gave the queues' actors to deliver (fsm.notify)
-	dedup      dedup.Table // the results of commands with an id; its State is m.dedup
+	// wakes are what the batch gave the queues' actors to deliver, one
+	// per actor in the order the batch first gave it something, with its
+	// wake after the last command that did (fsm.notify); wakeOf indexes
+	// them by actor.
+	wakes  []wake
+	wakeOf map[string]int
+	dedup  dedup.Table // the results of commands with an id; its State is m.dedup
 }
 
 // wake is one notification of the queue machine.
@@ -52,10 +57,23 @@ func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64
 		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
-	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: func(actor string, at int64) {
-		ac.wakes = append(ac.wakes, wake{actor, at})
-	}})
+	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: ac.onWake})
 	return ac
+}
+
+// onWake notes that the command being applied gave actor something to
+// deliver, at at (queuesm.Config.OnWake): a batch of many enqueues to one
+// actor notifies it once.
+func (ac *applyCtx) onWake(actor string, at int64) {
+	if i, ok := ac.wakeOf[actor]; ok {
+		ac.wakes[i].at = at
+		return
+	}
+	if ac.wakeOf == nil {
+		ac.wakeOf = map[string]int{}
+	}
+	ac.wakeOf[actor] = len(ac.wakes)
+	ac.wakes = append(ac.wakes, wake{actor, at})
 }
 
 // applyEntry applies one Raft command entry (a batch). The clock moves to

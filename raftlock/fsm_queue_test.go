@@ -2,6 +2,7 @@ package raftlock
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -179,5 +180,47 @@ func TestFSMQueueRulesByWireVersion(t *testing.T) {
 	}
 	if rs[1].code != codeOK {
 		t.Fatalf("version %d enqueue: %+v", wireVersion, rs[1])
+	}
+}
+
+// TestFSMNotifyOncePerActor: a batch announces each actor it gave
+// something to deliver once, with its wake after the batch, after the
+// batch is applied; a refused command and an ack that leaves nothing due
+// announce nothing.
+func TestFSMNotifyOncePerActor(t *testing.T) {
+	t.Parallel()
+	f := newTestFSM(t)
+	type note struct {
+		actor string
+		at    time.Time
+	}
+	var notes []note
+	fn := func(actor string, at time.Time) {
+		if !f.mu.TryLock() {
+			t.Errorf("notified %s while the state machine's lock is held", actor)
+		} else {
+			f.mu.Unlock()
+		}
+		notes = append(notes, note{actor, at})
+	}
+	Queues{&Store{fsm: f}}.Notify(fn)
+	d := &fsmDriver{t: t, f: f}
+	soon := t0.Add(time.Minute)
+	d.apply(t0,
+		enqueueCmd(queue.Message{ID: "b1", Actor: "c/b", Method: "m", DeliverAt: soon}),
+		enqueueCmd(queue.Message{ID: "a1", Actor: "c/a", Method: "m"}),
+		enqueueCmd(queue.Message{ID: "a2", Actor: "c/a", Method: "m"}),
+		enqueueCmd(queue.Message{ID: "b2", Actor: "c/b", Method: "m"}),
+		enqueueCmd(queue.Message{ID: "a2", Actor: "c/a", Method: "m"}), // a duplicate
+		entriesCmd("c/c", 1, 0, ackEntry("nope")),                      // refused
+	)
+	want := []note{{"c/b", t0}, {"c/a", t0}}
+	if fmt.Sprint(notes) != fmt.Sprint(want) {
+		t.Fatalf("notified %v, want %v", notes, want)
+	}
+	notes = nil
+	d.apply(t0, entriesCmd("c/a", 1, 0, ackEntry("a1"), ackEntry("a2")))
+	if len(notes) != 0 {
+		t.Fatalf("an ack that leaves nothing due notified %v", notes)
 	}
 }

@@ -416,9 +416,16 @@ func (q Queues) Stats(ctx context.Context) ([]queue.Stats, error) {
 	return out, err
 }
 
-// Notify implements queue.Notifier: fn is called on the FSM goroutine
-// after each applied batch, outside the state machine's locks, for every
-// actor the batch gave something to deliver.
+// Notify implements queue.Notifier: on every replica, after each applied
+// batch, fn is called on the FSM goroutine, holding none of the state
+// machine's locks, once for every actor the batch gave something to
+// deliver or release (an enqueue, through an append's outbox too, a
+// release, a retry, a replay, a reminder set, the next ordered message
+// made due by an ack or a dead letter), with the actor's wake after the
+// last command of the batch that did. fn must not block: the replica
+// applies nothing while it runs. A later Notify replaces fn. A replica
+// that restores a snapshot announces nothing: a listener that starts
+// late, or whose replica catches up by snapshot, asks Ready.
 func (q Queues) Notify(fn func(actor string, at time.Time)) { q.s.fsm.notify.Store(&fn) }
 
 // read runs fn on a read-only queue machine over this node's replica,
