@@ -105,7 +105,7 @@ func encodeFilter(f queue.Filter, now time.Time) []byte {
 	}
 	b = kv.AppendList(b, ids)
 	b = appendTime(b, f.Before)
-	b = appendUvarint(b, uint64(max(f.Limit, 0)))
+	b = appendVarint(b, int64(f.Limit)) // negative too: the state machine refuses it
 	return appendTime(b, now)
 }
 
@@ -116,7 +116,11 @@ func decodeFilter(rec []byte) (queue.Filter, time.Time, error) {
 		f.IDs = append(f.IDs, string(id))
 	}
 	f.Before = readTime(&d)
-	f.Limit = int(d.Uvarint())
+	limit := d.Varint()
+	if int64(int(limit)) != limit {
+		d.Fail("limit overflows")
+	}
+	f.Limit = int(limit)
 	now := readTime(&d)
 	return f, now, d.Finish()
 }
@@ -326,6 +330,9 @@ func (q Queues) Due(ctx context.Context, actor string, now time.Time, max int) (
 // Release implements queue.Store. It proposes nothing when this node's
 // replica shows nothing of actor's to release at now.
 func (q Queues) Release(ctx context.Context, actor string, now time.Time) (int, error) {
+	if err := queue.CheckActor(actor); err != nil {
+		return 0, err
+	}
 	var due bool
 	if err := q.read(ctx, func(m *queuesm.Machine) (err error) {
 		due, err = m.Releasable(actor, queue.UnixNano(now))

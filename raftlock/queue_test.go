@@ -251,3 +251,35 @@ func withRetention(r time.Duration) func(*Config) {
 		}
 	}
 }
+
+// TestQueueArgumentEdges: arguments the state machine must judge reach it
+// as they were given. A negative dead-letter limit is refused by Replay
+// and Purge as by ListDead (it once went on the wire as "no limit"), and
+// Release refuses a bad actor key instead of finding nothing to release.
+func TestQueueArgumentEdges(t *testing.T) {
+	t.Parallel()
+	s := openSingle(t, t.TempDir(), "127.0.0.1:0", nil)
+	q, ctx := s.Queues(), t.Context()
+	if _, err := q.Enqueue(ctx, queue.Message{ID: "d", Actor: "c/1", Method: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DeadLetter(ctx, queue.Failure{Actor: "c/1", ID: "d", Reason: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	bad := queue.Filter{Limit: -1}
+	if _, err := q.ListDead(ctx, bad); !errors.Is(err, queue.ErrInvalid) {
+		t.Errorf("ListDead with limit -1: %v, want queue.ErrInvalid", err)
+	}
+	if n, err := q.Purge(ctx, bad); !errors.Is(err, queue.ErrInvalid) || n != 0 {
+		t.Errorf("Purge with limit -1: %d, %v; want queue.ErrInvalid", n, err)
+	}
+	if n, err := q.Replay(ctx, bad, time.Now()); !errors.Is(err, queue.ErrInvalid) || n != 0 {
+		t.Errorf("Replay with limit -1: %d, %v; want queue.ErrInvalid", n, err)
+	}
+	if dead, err := q.ListDead(ctx, queue.Filter{}); err != nil || len(dead) != 1 {
+		t.Errorf("dead letters after the refused writes: %+v, %v; want d", dead, err)
+	}
+	if _, err := q.Release(ctx, "", time.Now()); !errors.Is(err, queue.ErrInvalid) {
+		t.Errorf("Release of the empty actor: %v, want queue.ErrInvalid", err)
+	}
+}
