@@ -283,3 +283,33 @@ func TestQueueArgumentEdges(t *testing.T) {
 		t.Errorf("Release of the empty actor: %v, want queue.ErrInvalid", err)
 	}
 }
+
+// TestQueueReleaseWithNothingDue: Release of an actor whose replica shows
+// nothing to release at now commits nothing (a dispatcher asks often);
+// once something is due it commits the release.
+func TestQueueReleaseWithNothingDue(t *testing.T) {
+	t.Parallel()
+	s := openSingle(t, t.TempDir(), "127.0.0.1:0", nil)
+	q, ctx := s.Queues(), t.Context()
+	at := time.Now().Add(time.Hour)
+	if _, err := q.Enqueue(ctx, queue.Message{ID: "later", Actor: "c/1", Method: "m", DeliverAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := s.AppliedIndex()
+	for _, actor := range []string{"c/1", "c/2"} {
+		for range 20 {
+			if n, err := q.Release(ctx, actor, time.Now()); n != 0 || err != nil {
+				t.Fatalf("Release of %s before its time: %d, %v", actor, n, err)
+			}
+		}
+	}
+	if after := s.AppliedIndex(); after != before {
+		t.Fatalf("Releases with nothing due moved the applied index from %d to %d", before, after)
+	}
+	if n, err := q.Release(ctx, "c/1", at); n != 1 || err != nil {
+		t.Fatalf("Release at the message's time: %d, %v; want 1", n, err)
+	}
+}
