@@ -31,7 +31,13 @@ type applyCtx struct {
 
 	locks    *locksm.Machine    // sessions and locks; its counters are m.locks
 	journals *journalsm.Machine // journals, fenced by locks
-	queues   *queuesm.Machine   // message queues, acknowledged by the journals' appends
+	// qm is the message queues' machine, acknowledged by the journals'
+	// appends: made by queues() for the first command of the batch that
+	// needs it, over l, so that a batch of plain appends costs nothing
+	// more for the queues.
+	qm             *queuesm.Machine
+	l              *layers
+	queueRetention time.Duration
 	// queueRules: the entry being applied was written with the queues
 	// (queueWireVersion): it may hold queue commands, and its appends'
 	// message entries obey the queue rules (applyAppend).
@@ -53,12 +59,18 @@ type wake struct {
 
 func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64, queueRetention time.Duration) *applyCtx {
 	locks := locksm.New(l.lockBuckets(), &m.locks)
-	ac := &applyCtx{
-		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
+	return &applyCtx{
+		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks), l: l, queueRetention: queueRetention,
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
-	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: ac.onWake})
-	return ac
+}
+
+// queues returns the message queues' machine of the batch.
+func (ac *applyCtx) queues() *queuesm.Machine {
+	if ac.qm == nil {
+		ac.qm = queuesm.New(ac.l.queueBuckets(), queuesm.Config{Retention: ac.queueRetention, OnWake: ac.onWake})
+	}
+	return ac.qm
 }
 
 // onWake notes that the command being applied gave actor something to

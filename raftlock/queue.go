@@ -142,7 +142,7 @@ func decodeActorArg(rec []byte) (actor, name string, now time.Time, err error) {
 // rule (they wrap the queue package's sentinels); err is fatal.
 func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 	arg := c.records[0]
-	q := ac.queues
+	q := ac.queues()
 	switch c.qop {
 	case qEnqueue:
 		msg, derr := queue.UnmarshalMessage(arg)
@@ -263,14 +263,14 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
 		case journal.KindMessageSend:
-			if rule := ac.queues.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
+			if rule := ac.queues().CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
 				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, rule), nil
 			}
 			sends = append(sends, e.Payload)
 		}
 	}
 	if len(acks) > 0 {
-		rule, err := ac.queues.CheckAcks(c.key, acks)
+		rule, err := ac.queues().CheckAcks(c.key, acks)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -282,12 +282,12 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		return 0, rule, err // a rule cannot come after CheckAppend, and nothing is written yet
 	}
 	if len(acks) > 0 {
-		if err := ac.queues.Ack(ac.now, c.key, acks); err != nil {
+		if err := ac.queues().Ack(ac.now, c.key, acks); err != nil {
 			return 0, nil, err
 		}
 	}
 	for _, p := range sends {
-		if _, err := ac.queues.EnqueueOutbox(ac.now, p); err != nil {
+		if _, err := ac.queues().EnqueueOutbox(ac.now, p); err != nil {
 			return 0, nil, err
 		}
 	}
