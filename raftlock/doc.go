@@ -31,12 +31,12 @@
 //     has applied them.
 //   - Read-your-writes on the node: Read, Tail, LoadSnapshot, Holder and
 //     the queue reads read this node's replica, never the leader's, after
-//     it has applied this node's latest journal or queue write. Because a grant waits for the
-//     local apply, a node that acquired an actor's lock reads that actor's
-//     journal with every append committed before the grant. Nothing is
-//     read on the strength of being leader. Reads of an actor whose lock
-//     was taken elsewhere may lag; Sync waits until the replica has caught
-//     up with everything committed before it.
+//     it has applied this node's latest journal or queue write. Because a
+//     grant waits for the local apply, a node that acquired an actor's lock
+//     reads that actor's journal with every append committed before the
+//     grant. Nothing is read on the strength of being leader. Reads of an
+//     actor whose lock was taken elsewhere may lag; Sync waits until the
+//     replica has caught up with everything committed before it.
 //   - Fencing: an Append, SaveSnapshot or Truncate is rejected with
 //     journal.ErrFenced if its token is lower than the highest token that
 //     has written the actor (the journal contract), or lower than the
@@ -190,23 +190,22 @@
 //
 // Every queue write (Enqueue, Release, Retry, DeadLetter, Replay, Purge,
 // SetReminder, DeleteReminder) is one command, opQueue with the write and
-// its argument (queue.go), group-committed, forwarded and deduplicated
-// like an append, and answered with a result whose code is the queue's
-// sentinel. Enqueue is stamped with the leader's clock (AcceptedAt), and
-// the clock that ages remembered ids (Config.MessageIDRetention) is the
-// state machine's, so every replica forgets the same ids; Release and
-// Replay carry the caller's now, and Retry its RetryAt. A refused ack or
-// send matches both the journal's sentinel (journal.ErrAck,
-// journal.ErrInvalid) and the queue's (queue.ErrNotFound,
-// queue.ErrNotHead, queue.ErrInvalid). Reads (Due, Ready, ListDead,
-// Reminders, Stats) run on this node's replica after its own latest
-// writes, like Read: Due and Ready may lag the leader, which is harmless,
-// since an ack is judged when it is applied. Release first asks the
-// replica whether actor has anything to release, and proposes nothing if
-// not, so a dispatcher's look costs no Raft entry. After each applied
-// batch, every replica calls the Notify function once per actor the batch
-// gave something to deliver, on the FSM goroutine, holding none of the
-// fsm's locks.
+// its argument (queue.go), group-committed, forwarded and deduplicated like
+// an append, and answered with a result whose code is the queue's sentinel.
+// Enqueue is stamped with the leader's clock (AcceptedAt), and the clock
+// that ages remembered ids (Config.MessageIDRetention) is the state
+// machine's, so every replica forgets the same ids; Release and Replay
+// carry the caller's now (they forget no ids), and Retry its RetryAt. A
+// refused ack or send matches both the journal's sentinel (journal.ErrAck,
+// journal.ErrInvalid) and the queue's (queue.ErrNotFound, queue.ErrNotHead,
+// queue.ErrInvalid). Reads (Due, Ready, ListDead, Reminders, Stats) run on
+// this node's replica after its own latest writes, like Read: Due and Ready
+// may lag the leader, which is harmless, since an ack is judged when it is
+// applied. Release first asks the replica whether actor has anything to
+// release, and proposes nothing if not, so a dispatcher's look costs no
+// Raft entry. After each applied batch, every replica calls the Notify
+// function once per actor the batch gave something to deliver, on the FSM
+// goroutine, holding none of the fsm's locks.
 //
 // Several Raft groups, each owning a share of the actors' journals, would
 // be several replica.Groups (it is not built): durable throughput would
@@ -248,18 +247,19 @@
 // sets: this release writes version 3 and reads logs of versions 1 to 3,
 // applying each entry by the rules of the release that wrote it (the queue
 // rules only to version 3 entries: see commands.go); an earlier release
-// refuses its entries and forwards, and a release that reads only version
-// 1 applies the dedup rules differently, so the nodes of a cluster must
-// not run two releases. The Store hands each command to its replica.Group
+// refuses its entries and forwards, and a release that reads only version 1
+// applies the dedup rules differently, so the nodes of a cluster must not
+// run two releases. The Store hands each command to its replica.Group
 // (Exec), telling it whether the caller waits for this replica to apply it
-// (every write but a journal or queue write). The Group's committer goroutine takes
-// everything queued (up to MaxBatch commands, MaxBatchBytes) as soon as its
-// previous send has returned, with no timer, and sends it as one Raft
-// entry if this node is the leader, or as one forward request to the
-// leader otherwise. The leader queues forwarded commands with its own, so
-// commands from every node share its entries. The state machine applies
-// each entry (and each run of entries Raft hands it at once) as one unit
-// to its overlay (see Storage) and returns a result per command.
+// (every write but a journal or queue write). The Group's committer
+// goroutine takes everything queued (up to MaxBatch commands,
+// MaxBatchBytes) as soon as its previous send has returned, with no timer,
+// and sends it as one Raft entry if this node is the leader, or as one
+// forward request to the leader otherwise. The leader queues forwarded
+// commands with its own, so commands from every node share its entries. The
+// state machine applies each entry (and each run of entries Raft hands it
+// at once) as one unit to its overlay (see Storage) and returns a result
+// per command.
 //
 // # Forwarding
 //
