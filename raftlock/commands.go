@@ -21,10 +21,19 @@ import (
 // misread. Version 2 added a command's birth time and retry flag (see
 // encodeCommand) and the result code codeUnknown; a version 1 batch, from
 // a log written before, holds commands without them, which read as first
-// attempts. An earlier release refuses version 2.
+// attempts. Version 3 added the message queues: the queue commands
+// (opQueue), their result codes, and the queue rules of an append's
+// KindMessageAck and KindMessageSend entries. A batch of an earlier
+// version is applied as the release that wrote it did: its appends are
+// the journal's alone, and an opQueue in it is an unknown op. An earlier
+// release refuses version 3, so it never stores an append that a replica
+// of this release refused over an ack.
 const (
-	wireVersion    = 2
+	wireVersion    = 3
 	minWireVersion = 1
+	// queueWireVersion is the first version whose batches run the queue
+	// rules.
+	queueWireVersion = 3
 )
 
 // wire frames raftlock's commands and results:
@@ -295,7 +304,7 @@ const (
 	codeOK            resultCode = iota // value: tail (append) or token (acquire); text: session id (create)
 	codeFenced                          // journal.ErrFenced; text: the message
 	codeConflict                        // journal.ErrConflict
-	codeInvalid                         // journal.ErrInvalid
+	codeInvalid                         // journal.ErrInvalid; value: a queue code if a queue rule refused the append (an outbox entry)
 	codeHeld                            // lock.ErrHeld: text is the key, owner the holder, value its token
 	codeExpired                         // lock.ErrSessionExpired
 	codeNotHeld                         // lock.ErrNotHeld
@@ -303,15 +312,20 @@ const (
 	codeBadCommand                      // the command could not be decoded
 	codeRetry                           // not applied: the receiver is not the leader (forwarding only)
 	codeUnknown                         // ErrUnknownOutcome: a retry the state machine may have forgotten; not applied now
-	codeAck                             // journal.ErrAck: an append acknowledges a message that is not pending
+	codeAck                             // journal.ErrAck: an append acknowledges a message that is not pending; value: the queue's code
 	codeQueueInvalid                    // queue.ErrInvalid
 	codeQueueNotFound                   // queue.ErrNotFound
 	codeQueueStale                      // queue.ErrStale
+	codeQueueNotHead                    // queue.ErrNotHead (only as the value of codeAck)
 	codeMax
 )
 
 // result is the outcome of one command, as the FSM computed it (and as the
-// dedup table remembers it).
+// dedup table remembers it). A journal rule that the queue rules decided
+// (codeAck, codeInvalid of an append's outbox entry) carries in value the
+// code of the queue sentinel its error also wraps (codeQueueNotFound,
+// codeQueueNotHead, codeQueueInvalid), so that the caller's error matches
+// both, as the other backends' errors do.
 type result struct {
 	code  resultCode
 	value uint64
@@ -351,32 +365,54 @@ func (r result) err() error {
 	case codeHeld:
 		return &lock.HeldError{Key: r.text, Holder: r.owner, Token: r.value}
 	case codeFenced:
-		return &ruleError{journal.ErrFenced, r.text}
+		return &ruleError{sentinel: journal.ErrFenced, msg: r.text}
 	case codeConflict:
-		return &ruleError{journal.ErrConflict, r.text}
+		return &ruleError{sentinel: journal.ErrConflict, msg: r.text}
 	case codeInvalid:
-		return &ruleError{journal.ErrInvalid, r.text}
+		return &ruleError{sentinel: journal.ErrInvalid, also: queueSentinel(r.value), msg: r.text}
 	case codeExpired:
-		return &ruleError{lock.ErrSessionExpired, r.text}
+		return &ruleError{sentinel: lock.ErrSessionExpired, msg: r.text}
 	case codeNotHeld:
-		return &ruleError{lock.ErrNotHeld, r.text}
+		return &ruleError{sentinel: lock.ErrNotHeld, msg: r.text}
 	case codeLockInvalid:
-		return &ruleError{lock.ErrInvalid, r.text}
+		return &ruleError{sentinel: lock.ErrInvalid, msg: r.text}
 	case codeBadCommand:
-		return &ruleError{errBadWire, r.text}
+		return &ruleError{sentinel: errBadWire, msg: r.text}
 	case codeUnknown:
-		return &ruleError{ErrUnknownOutcome, r.text}
+		return &ruleError{sentinel: ErrUnknownOutcome, msg: r.text}
 	case codeAck:
-		return &ruleError{journal.ErrAck, r.text}
-	case codeQueueInvalid:
-		return &ruleError{queue.ErrInvalid, r.text}
-	case codeQueueNotFound:
-		return &ruleError{queue.ErrNotFound, r.text}
-	case codeQueueStale:
-		return &ruleError{queue.ErrStale, r.text}
+		return &ruleError{sentinel: journal.ErrAck, also: queueSentinel(r.value), msg: r.text}
+	case codeQueueInvalid, codeQueueNotFound, codeQueueStale, codeQueueNotHead:
+		return &ruleError{sentinel: queueSentinel(uint64(r.code)), msg: r.text}
 	default:
-		return &ruleError{ErrNotLeader, r.text}
+		return &ruleError{sentinel: ErrNotLeader, msg: r.text}
 	}
+}
+
+// queueSentinel is the queue package's sentinel of a result code, nil for
+// a code that is not a queue's.
+func queueSentinel(code uint64) error {
+	switch resultCode(code) {
+	case codeQueueInvalid:
+		return queue.ErrInvalid
+	case codeQueueNotFound:
+		return queue.ErrNotFound
+	case codeQueueStale:
+		return queue.ErrStale
+	case codeQueueNotHead:
+		return queue.ErrNotHead
+	}
+	return nil
+}
+
+// queueCode is the result code of the queue sentinel err wraps, 0 if none.
+func queueCode(err error) uint64 {
+	for _, c := range [...]resultCode{codeQueueNotHead, codeQueueNotFound, codeQueueStale, codeQueueInvalid} {
+		if errors.Is(err, queueSentinel(uint64(c))) {
+			return uint64(c)
+		}
+	}
+	return 0
 }
 
 // resultOf builds the result for a rule violation err found by the FSM.
@@ -386,34 +422,32 @@ func resultOf(err error) result {
 	case errors.As(err, &held):
 		return result{code: codeHeld, value: held.Token, text: held.Key, owner: held.Holder}
 	case errors.Is(err, journal.ErrAck): // before the queue's sentinels, which it wraps
-		return result{code: codeAck, text: err.Error()}
+		return result{code: codeAck, value: queueCode(err), text: err.Error()}
 	case errors.Is(err, journal.ErrFenced):
 		return result{code: codeFenced, text: err.Error()}
 	case errors.Is(err, journal.ErrConflict):
 		return result{code: codeConflict, text: err.Error()}
-	case errors.Is(err, journal.ErrInvalid):
-		return result{code: codeInvalid, text: err.Error()}
+	case errors.Is(err, journal.ErrInvalid): // also before the queue's
+		return result{code: codeInvalid, value: queueCode(err), text: err.Error()}
 	case errors.Is(err, lock.ErrSessionExpired):
 		return result{code: codeExpired, text: err.Error()}
 	case errors.Is(err, lock.ErrNotHeld):
 		return result{code: codeNotHeld, text: err.Error()}
 	case errors.Is(err, lock.ErrInvalid):
 		return result{code: codeLockInvalid, text: err.Error()}
-	case errors.Is(err, queue.ErrInvalid):
-		return result{code: codeQueueInvalid, text: err.Error()}
-	case errors.Is(err, queue.ErrNotFound):
-		return result{code: codeQueueNotFound, text: err.Error()}
-	case errors.Is(err, queue.ErrStale):
-		return result{code: codeQueueStale, text: err.Error()}
+	case queueCode(err) != 0:
+		return result{code: resultCode(queueCode(err)), text: err.Error()}
 	default:
 		return result{code: codeBadCommand, text: err.Error()}
 	}
 }
 
 // ruleError is a rule violation reported by the state machine: its text is
-// the FSM's message, and it wraps the sentinel of its kind.
+// the FSM's message, and it wraps the sentinel of its kind, and also the
+// queue sentinel of a journal rule the queue rules decided.
 type ruleError struct {
 	sentinel error
+	also     error // nil, or a queue sentinel
 	msg      string
 }
 
@@ -424,7 +458,12 @@ func (e *ruleError) Error() string {
 	return e.msg
 }
 
-func (e *ruleError) Unwrap() error { return e.sentinel }
+func (e *ruleError) Unwrap() []error {
+	if e.also == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.also}
+}
 
 // --- encoding helpers ---
 

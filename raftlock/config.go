@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Config configures a Store. Start from DefaultConfig (LAN timings) or
@@ -15,18 +16,12 @@ import (
 // DataDir and BindAddr (or Transport), and Forwarder for a cluster of more
 // than one node. Open calls Validate and never fills in anything itself.
 //
-// Settings that change what the state machine computes (none of them do:
-// the dedup window and retention and the format are constants of the
-// package) need not agree across nodes; timings should, as in any Raft
-// cluster.
+// One setting changes what the state machine computes,
+// MessageIDRetention: every node of a cluster must have the same (the
+// dedup window and retention and the format are constants of the
+// package). The others need not agree across nodes; timings should, as in
+// any Raft cluster.
 type Config struct {
-	// MessageIDRetention is how long the message queues remember the id
-	// of a message that was acknowledged or purged, so that a resend of
-	// it is accepted once (queue.Store). It is part of the state
-	// machine's definition: give every node of a cluster the same value.
-	// 0 means queue.DefaultRetention; must not be negative.
-	MessageIDRetention time.Duration
-
 	// NodeID is this server's Raft id: unique in the cluster and stable
 	// across restarts (the data dir belongs to it). Required.
 	NodeID raft.ServerID
@@ -177,6 +172,16 @@ type Config struct {
 	// a leader takes to commit a batch, and it is a few election timeouts.
 	ForwardTimeout time.Duration
 
+	// MessageIDRetention is how long the message queues (Store.Queues)
+	// remember the id of a message that was acknowledged or purged: an
+	// Enqueue of that id within the retention is a duplicate, one after
+	// it a new message (queue.Store). The retention is counted on the
+	// leader's stamped clock. It is part of the state machine's
+	// definition: replicas with different values would forget different
+	// ids, and then accept a resend differently, so every node of a
+	// cluster must have the same. Positive.
+	MessageIDRetention time.Duration
+
 	// BeforeSync, if not nil, is called before every write to the Raft
 	// log store (each ends in an fsync); an error fails that write as a
 	// full disk would, and a delay slows it. It is a failpoint for the
@@ -227,6 +232,9 @@ func DefaultConfig() Config {
 		// A leader commits a batch in milliseconds; one that answers
 		// nothing for 3 s is stuck or gone.
 		ForwardTimeout: 3 * time.Second,
+		// An hour (queue.DefaultRetention), as the other queue backends:
+		// a sender retrying for longer than that sends a new message.
+		MessageIDRetention: queue.DefaultRetention,
 	}
 }
 
@@ -256,9 +264,6 @@ func (c Config) Validate() error {
 	}
 	if c.NodeID == "" {
 		bad("NodeID is empty")
-	}
-	if c.MessageIDRetention < 0 {
-		bad("MessageIDRetention %v is negative", c.MessageIDRetention)
 	}
 	if c.DataDir == "" {
 		bad("DataDir is empty")
@@ -325,6 +330,9 @@ func (c Config) Validate() error {
 	}
 	if c.TransportTimeout <= 0 {
 		bad("TransportTimeout %v is not positive", c.TransportTimeout)
+	}
+	if c.MessageIDRetention <= 0 {
+		bad("MessageIDRetention %v is not positive", c.MessageIDRetention)
 	}
 	return errors.Join(errs...)
 }

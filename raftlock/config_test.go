@@ -22,7 +22,7 @@ func TestConfigValidate(t *testing.T) {
 	err := Config{}.Validate()
 	for _, want := range []string{"NodeID", "DataDir", "BindAddr", "Now", "HeartbeatTimeout", "LeaderLeaseTimeout",
 		"CommitTimeout", "MaxAppendEntries", "SnapshotInterval", "SnapshotThreshold", "SnapshotRetain", "MaxBatch ",
-		"MaxBatchBytes", "ReapInterval", "TransportMaxPool", "TransportTimeout"} {
+		"MaxBatchBytes", "ReapInterval", "TransportMaxPool", "TransportTimeout", "MessageIDRetention"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Config{}.Validate() does not mention %s: %v", want, err)
 		}

@@ -1,9 +1,11 @@
-// Package raftlock is Loom's embedded coordinator and replicated journal:
-// one hashicorp/raft group whose state machine holds the sessions, the
-// locks with their fencing tokens, and every actor's journal. A *Store is
-// one node's member of the group; it implements both lock.Coordinator and
-// journal.Journal and passes both conformance suites (locktest, journaltest,
-// the latter also when every call goes to a follower).
+// Package raftlock is Loom's embedded coordinator, replicated journal and
+// message store: one hashicorp/raft group whose state machine holds the
+// sessions, the locks with their fencing tokens, every actor's journal and
+// its queue of durable messages. A *Store is one node's member of the
+// group; it implements lock.Coordinator and journal.Journal, and its
+// Queues (Store.Queues) implement queue.Store and queue.Notifier; it
+// passes the three conformance suites (locktest, journaltest and
+// queuetest, the latter two also when every call goes to a follower).
 //
 // It is built in three layers. The replicated command layer
 // (internal/replica: a replica.Group) runs Raft, its log and transport,
@@ -22,18 +24,19 @@
 // # Guarantees
 //
 //   - Durability: a write (Append, SaveSnapshot, Truncate, CreateSession,
-//     Renew, Acquire, ...) returns success only after its Raft entry was
-//     committed, that is fsynced to the log (raft-boltdb, fsync always on)
-//     of a quorum of voters. Writes other than journal writes also wait
-//     until this node's replica has applied them.
-//   - Read-your-writes on the node: Read, Tail, LoadSnapshot and Holder
-//     read this node's replica, never the leader's, after it has applied
-//     this node's latest journal write. Because a grant waits for the
-//     local apply, a node that acquired an actor's lock reads that actor's
-//     journal with every append committed before the grant. Nothing is
-//     read on the strength of being leader. Reads of an actor whose lock
-//     was taken elsewhere may lag; Sync waits until the replica has caught
-//     up with everything committed before it.
+//     Renew, Acquire, a queue write such as Enqueue, ...) returns success
+//     only after its Raft entry was committed, that is fsynced to the log
+//     (raft-boltdb, fsync always on) of a quorum of voters. Writes other
+//     than journal and queue writes also wait until this node's replica
+//     has applied them.
+//   - Read-your-writes on the node: Read, Tail, LoadSnapshot, Holder and
+//     the queue reads read this node's replica, never the leader's, after
+//     it has applied this node's latest journal or queue write. Because a
+//     grant waits for the local apply, a node that acquired an actor's lock
+//     reads that actor's journal with every append committed before the
+//     grant. Nothing is read on the strength of being leader. Reads of an
+//     actor whose lock was taken elsewhere may lag; Sync waits until the
+//     replica has caught up with everything committed before it.
 //   - Fencing: an Append, SaveSnapshot or Truncate is rejected with
 //     journal.ErrFenced if its token is lower than the highest token that
 //     has written the actor (the journal contract), or lower than the
@@ -146,7 +149,7 @@
 // flush still running) and opens a read transaction, so the file it
 // writes (tx.WriteTo) is exactly the state at the snapshot's index.
 // Restore writes the received file next to fsm.db, migrates it if an
-// earlier release wrote it (formats 1 and 2, fsm_layout.go), checks it
+// earlier release wrote it (formats 1 to 3, fsm_layout.go), checks it
 // (buckets, meta, the dedup table against the meta's count), waits for a
 // running flush, renames the file over fsm.db and drops the overlays.
 // fsm_layout.go documents the buckets and records: an actor's entries are
@@ -157,21 +160,52 @@
 //
 // # State machines
 //
-// The rules are two plain state machines, internal packages with no Raft,
-// network or clock of their own: internal/locksm (sessions, locks and
-// fencing tokens) and internal/journalsm (the actors' journals). Each
-// applies one command at a time to a few buckets (internal/kv.Bucket, the
-// part of a bbolt bucket they use), as a function of those records and of
-// the stamped clock passed in. The journals see the locks only through the
-// lock fence (the token of the lock held on a key), and the locks see the
-// journals only through the highest token that has written a key. The fsm
-// (fsm_apply.go) decodes each entry, moves the clock, asks the dedup table
-// (internal/replica/dedup, by the command's id, birth time and retry flag)
-// whether the command runs, was applied before (its remembered result) or
-// may have been forgotten (ErrUnknownOutcome), and hands each command that
-// runs to the machine it belongs to, over the overlay and fsm.db; their
-// tests run them on an in-memory kv.Mem, and a test replays random
-// sequences on both and compares.
+// The rules are three plain state machines, internal packages with no
+// Raft, network or clock of their own: internal/locksm (sessions, locks
+// and fencing tokens), internal/journalsm (the actors' journals) and
+// internal/queuesm (the actors' message queues, dead letters and
+// reminders, on buckets of their own, q.*). Each applies one command at a
+// time to a few buckets (internal/kv.Bucket, the part of a bbolt bucket
+// they use), as a function of those records and of the stamped clock
+// passed in. The journals see the locks only through the lock fence (the
+// token of the lock held on a key), and the locks see the journals only
+// through the highest token that has written a key. The queues see the
+// journals only through an append: the append command runs the journal's
+// rules (CheckAppend), then the queues' rules for its KindMessageSend
+// entries (CheckOutbox) and KindMessageAck entries (CheckAcks), and only
+// if all passed writes the entries, takes the acknowledged messages out
+// of their queue and enqueues the sent ones (applyAppend), so a message's
+// ack commits with the state change of its turn, in one command, on every
+// replica; an append without message entries reads a byte or two of each
+// entry and is the journal's alone. The fsm (fsm_apply.go) decodes each
+// entry, moves the clock, asks the dedup table (internal/replica/dedup,
+// by the command's id, birth time and retry flag) whether the command
+// runs, was applied before (its remembered result) or may have been
+// forgotten (ErrUnknownOutcome), and hands each command that runs to the
+// machine it belongs to, over the overlay and fsm.db; their tests run
+// them on an in-memory kv.Mem, and a test replays random sequences on
+// both and compares.
+//
+// # Message queues
+//
+// Every queue write (Enqueue, Release, Retry, DeadLetter, Replay, Purge,
+// SetReminder, DeleteReminder) is one command, opQueue with the write and
+// its argument (queue.go), group-committed, forwarded and deduplicated like
+// an append, and answered with a result whose code is the queue's sentinel.
+// Enqueue is stamped with the leader's clock (AcceptedAt), and the clock
+// that ages remembered ids (Config.MessageIDRetention) is the state
+// machine's, so every replica forgets the same ids; Release and Replay
+// carry the caller's now (they forget no ids), and Retry its RetryAt. A
+// refused ack or send matches both the journal's sentinel (journal.ErrAck,
+// journal.ErrInvalid) and the queue's (queue.ErrNotFound, queue.ErrNotHead,
+// queue.ErrInvalid). Reads (Due, Ready, ListDead, Reminders, Stats) run on
+// this node's replica after its own latest writes, like Read: Due and Ready
+// may lag the leader, which is harmless, since an ack is judged when it is
+// applied. Release first asks the replica whether actor has anything to
+// release, and proposes nothing if not, so a dispatcher's look costs no
+// Raft entry. After each applied batch, every replica calls the Notify
+// function once per actor the batch gave something to deliver, on the FSM
+// goroutine, holding none of the fsm's locks.
 //
 // Several Raft groups, each owning a share of the actors' journals, would
 // be several replica.Groups (it is not built): durable throughput would
@@ -210,19 +244,22 @@
 // at the seqs it expects), with an id and a birth time (see Exactly-once
 // commands). The replica layer frames commands into Raft entries and
 // forward requests (replica.Wire) behind a version byte, which raftlock
-// sets: this release writes version 2 and reads logs of versions 1 and 2;
-// a release that reads only version 1 refuses its entries and forwards,
-// and applies the dedup rules differently, so the nodes of a cluster must
-// not run both. The Store hands each command to its replica.Group (Exec),
-// telling it whether the caller waits for this replica to apply it (every
-// write but a journal write). The Group's committer goroutine takes
-// everything queued (up to MaxBatch commands, MaxBatchBytes) as soon as its
-// previous send has returned, with no timer, and sends it as one Raft
-// entry if this node is the leader, or as one forward request to the
-// leader otherwise. The leader queues forwarded commands with its own, so
-// commands from every node share its entries. The state machine applies
-// each entry (and each run of entries Raft hands it at once) as one unit
-// to its overlay (see Storage) and returns a result per command.
+// sets: this release writes version 3 and reads logs of versions 1 to 3,
+// applying each entry by the rules of the release that wrote it (the queue
+// rules only to version 3 entries: see commands.go); an earlier release
+// refuses its entries and forwards, and a release that reads only version 1
+// applies the dedup rules differently, so the nodes of a cluster must not
+// run two releases. The Store hands each command to its replica.Group
+// (Exec), telling it whether the caller waits for this replica to apply it
+// (every write but a journal or queue write). The Group's committer
+// goroutine takes everything queued (up to MaxBatch commands,
+// MaxBatchBytes) as soon as its previous send has returned, with no timer,
+// and sends it as one Raft entry if this node is the leader, or as one
+// forward request to the leader otherwise. The leader queues forwarded
+// commands with its own, so commands from every node share its entries. The
+// state machine applies each entry (and each run of entries Raft hands it
+// at once) as one unit to its overlay (see Storage) and returns a result
+// per command.
 //
 // # Forwarding
 //

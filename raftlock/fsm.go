@@ -213,6 +213,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return resps
 	}
 	f.progress.Set(m.applied, m.time)
+	// The batch is applied and mu released: tell the queues' listener
+	// (which must not block) of the actors it gave something to deliver.
 	if fn := f.notify.Load(); fn != nil && ac != nil {
 		for _, w := range ac.wakes {
 			(*fn)(w.actor, time.Unix(0, w.at).UTC())

@@ -31,9 +31,24 @@ type applyCtx struct {
 
 	locks    *locksm.Machine    // sessions and locks; its counters are m.locks
 	journals *journalsm.Machine // journals, fenced by locks
-	queues   *queuesm.Machine   // message queues, acknowledged by the journals' appends
-	wakes    []wake             // what the batch gave the queues' actors to deliver (fsm.notify)
-	dedup    dedup.Table        // the results of commands with an id; its State is m.dedup
+	// qm is the message queues' machine, acknowledged by the journals'
+	// appends: made by queues() for the first command of the batch that
+	// needs it, over l, so that a batch of plain appends costs nothing
+	// more for the queues.
+	qm             *queuesm.Machine
+	l              *layers
+	queueRetention time.Duration
+	// queueRules: the entry being applied was written with the queues
+	// (queueWireVersion): it may hold queue commands, and its appends'
+	// message entries obey the queue rules (applyAppend).
+	queueRules bool
+	// wakes are what the batch gave the queues' actors to deliver, one
+	// per actor in the order the batch first gave it something, with its
+	// wake after the last command that did (fsm.notify); wakeOf indexes
+	// them by actor.
+	wakes  []wake
+	wakeOf map[string]int
+	dedup  dedup.Table // the results of commands with an id; its State is m.dedup
 }
 
 // wake is one notification of the queue machine.
@@ -44,14 +59,33 @@ type wake struct {
 
 func newApplyCtx(l *layers, m *fsmMeta, dedupWindow uint64, dedupRetention int64, dedupIndex map[string]uint64, queueRetention time.Duration) *applyCtx {
 	locks := locksm.New(l.lockBuckets(), &m.locks)
-	ac := &applyCtx{
-		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks),
+	return &applyCtx{
+		m: m, locks: locks, journals: journalsm.New(l.journalBuckets(), locks), l: l, queueRetention: queueRetention,
 		dedup: dedup.Table{Bucket: l.bucket(bDedup), State: &m.dedup, Index: dedupIndex, Window: dedupWindow, Retention: dedupRetention},
 	}
-	ac.queues = queuesm.New(l.queueBuckets(), queuesm.Config{Retention: queueRetention, OnWake: func(actor string, at int64) {
-		ac.wakes = append(ac.wakes, wake{actor, at})
-	}})
-	return ac
+}
+
+// queues returns the message queues' machine of the batch.
+func (ac *applyCtx) queues() *queuesm.Machine {
+	if ac.qm == nil {
+		ac.qm = queuesm.New(ac.l.queueBuckets(), queuesm.Config{Retention: ac.queueRetention, OnWake: ac.onWake})
+	}
+	return ac.qm
+}
+
+// onWake notes that the command being applied gave actor something to
+// deliver, at at (queuesm.Config.OnWake): a batch of many enqueues to one
+// actor notifies it once.
+func (ac *applyCtx) onWake(actor string, at int64) {
+	if i, ok := ac.wakeOf[actor]; ok {
+		ac.wakes[i].at = at
+		return
+	}
+	if ac.wakeOf == nil {
+		ac.wakeOf = map[string]int{}
+	}
+	ac.wakeOf[actor] = len(ac.wakes)
+	ac.wakes = append(ac.wakes, wake{actor, at})
 }
 
 // applyEntry applies one Raft command entry (a batch). The clock moves to
@@ -65,6 +99,7 @@ func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
 	ac.prev = ac.m.time
 	ac.m.time = max(ac.m.time, stamp)
 	ac.now = ac.m.time
+	ac.queueRules = l.Data[0] >= queueWireVersion // DecodeBatch read the version there
 	resp := &applyResponse{index: l.Index, results: make([]result, len(cmds))}
 	for i, raw := range cmds {
 		if resp.results[i], err = ac.applyCommand(raw); err != nil {
@@ -88,6 +123,9 @@ func (ac *applyCtx) applyEntry(l *raft.Log) (*applyResponse, error) {
 // entry and the state, so every replica makes the same one.
 func (ac *applyCtx) applyCommand(raw []byte) (result, error) {
 	c, err := decodeCommand(raw)
+	if err == nil && c.op == opQueue && !ac.queueRules {
+		err = fmt.Errorf("%w: unknown op %d in a batch from before the queues", errBadWire, uint8(c.op))
+	}
 	if err != nil {
 		return result{code: codeBadCommand, text: err.Error()}, nil
 	}

@@ -24,9 +24,7 @@ import (
 //	snapshots  actor key -> snapshot record                   (journalsm)
 //	dedup      chunk number (8 bytes BE) -> dedup records, oldest first
 //	q.*        the message queues: the buckets of internal/queuesm
-//	           (queuesm.BucketNames; layout.go there). They came after
-//	           format 3 without a new format: a file without them has
-//	           no messages, and migrate adds them empty.
+//	           (queuesm.BucketNames; layout.go there)
 //
 // The state machines' records, and how their keys are made, are documented
 // with them (internal/locksm/layout.go, internal/journalsm/layout.go); the
@@ -45,6 +43,11 @@ import (
 // Lookups by dedup key go through an index in memory (fsm.dedupIndex: dedup
 // key -> chunk number), derived from the bucket: kept by the applies and
 // rebuilt by Restore.
+//
+// Format 4 added the q.* buckets; format 3 is format 4 without them (no
+// messages), and its meta record differs only in the format byte. A
+// release before the queues refuses a snapshot of format 4 rather than
+// restore the journals without their queues.
 //
 // Format 2 had the same dedup chunks without the times, and a meta record
 // without dedupForgot and dedupOldest. Format 1 (before write-behind) also
@@ -90,7 +93,7 @@ var (
 )
 
 // fsmFormat is the layout version stored in fsmMeta.
-const fsmFormat = 3
+const fsmFormat = 4
 
 // MaxKeyLen is the longest lock key, in bytes, Acquire accepts (longer keys
 // fail with lock.ErrInvalid). It equals journal.MaxActorLen: a lock key is

@@ -1,8 +1,6 @@
 package raftlock
 
 import (
-	"github.com/loom-mesh/loom/internal/queuesm"
-
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/internal/kv"
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/raftlock/internal/locksm"
 	"github.com/loom-mesh/loom/raftlock/internal/replica/dedup"
@@ -28,9 +27,9 @@ var (
 // each.
 const metaLen12 = 1 + 8*6
 
-// migrate rewrites a state machine file of an earlier format (1 or 2) in
-// the current one, in place, in one transaction. A file of another format
-// is left as it is (checkFSMFile judges it).
+// migrate rewrites a state machine file of an earlier format (1, 2 or 3)
+// in the current one, in place, in one transaction. A file of another
+// format is left as it is (checkFSMFile judges it).
 func migrate(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoGrowSync: true})
 	if err != nil {
@@ -41,27 +40,21 @@ func migrate(path string) error {
 		if meta == nil {
 			return nil
 		}
-		// The queue machine's buckets came after format 3 without a new
-		// format: a file without them holds no messages, and gets them
-		// empty.
-		for _, name := range queuesm.BucketNames {
-			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
-				return err
-			}
-		}
-		m := meta.Get(keyState)
-		if len(m) != metaLen12 {
-			return nil
-		}
-		switch m[0] {
-		case 1:
+		m := bytes.Clone(meta.Get(keyState))
+		switch {
+		case len(m) == metaLen12 && m[0] == 1:
 			if err := migrate1to2(tx); err != nil {
 				return fmt.Errorf("format 1: %w", err)
 			}
 			fallthrough
-		case 2:
-			if err := migrate2to3(tx, bytes.Clone(m)); err != nil {
+		case len(m) == metaLen12 && m[0] == 2:
+			if err := migrate2to3(tx, m); err != nil {
 				return fmt.Errorf("format 2: %w", err)
+			}
+			fallthrough
+		case len(m) == metaLen && m[0] == 3:
+			if err := migrate3to4(tx); err != nil {
+				return fmt.Errorf("format 3: %w", err)
 			}
 		}
 		return nil
@@ -170,5 +163,23 @@ func migrate2to3(tx *bolt.Tx, m []byte) error {
 			return err
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keyState, meta.marshal())
+	rec := meta.marshal()
+	rec[0] = 3 // the meta record of format 3 is format 4's; migrate3to4 follows
+	return tx.Bucket(bucketMeta).Put(keyState, rec)
+}
+
+// migrate3to4 adds the message queues' buckets, empty (format 3 had no
+// messages), and sets the format byte of the meta record, which is all
+// that format 4 changed in it. (Development builds wrote the queues'
+// buckets into format 3 files for a while: those keep what they hold.)
+func migrate3to4(tx *bolt.Tx) error {
+	for _, name := range queuesm.BucketNames {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	rec := bytes.Clone(meta.Get(keyState))
+	rec[0] = fsmFormat
+	return meta.Put(keyState, rec)
 }

@@ -105,7 +105,7 @@ func encodeFilter(f queue.Filter, now time.Time) []byte {
 	}
 	b = kv.AppendList(b, ids)
 	b = appendTime(b, f.Before)
-	b = appendUvarint(b, uint64(max(f.Limit, 0)))
+	b = appendVarint(b, int64(f.Limit)) // negative too: the state machine refuses it
 	return appendTime(b, now)
 }
 
@@ -116,7 +116,11 @@ func decodeFilter(rec []byte) (queue.Filter, time.Time, error) {
 		f.IDs = append(f.IDs, string(id))
 	}
 	f.Before = readTime(&d)
-	f.Limit = int(d.Uvarint())
+	limit := d.Varint()
+	if int64(int(limit)) != limit {
+		d.Fail("limit overflows")
+	}
+	f.Limit = int(limit)
 	now := readTime(&d)
 	return f, now, d.Finish()
 }
@@ -138,7 +142,7 @@ func decodeActorArg(rec []byte) (actor, name string, now time.Time, err error) {
 // rule (they wrap the queue package's sentinels); err is fatal.
 func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 	arg := c.records[0]
-	q := ac.queues
+	q := ac.queues()
 	switch c.qop {
 	case qEnqueue:
 		msg, derr := queue.UnmarshalMessage(arg)
@@ -199,54 +203,74 @@ func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 	return r, rule, err
 }
 
-// entryKind reads the kind of a journal.MarshalEntry record without
-// decoding it: the version byte, the uvarint seq, then the kind.
-func entryKind(rec []byte) journal.Kind {
-	if len(rec) < 2 {
-		return 0
+// messageEntry reports whether rec, a journal.MarshalEntry record, is a
+// KindMessageAck or KindMessageSend entry, reading its kind where the
+// record has it (the version byte, the uvarint seq, then the kind) without
+// decoding the rest: an append without message entries pays a few byte
+// reads per entry for the queue rules, and decodes nothing. A record this
+// cannot read (too short, another version) is decoded in full, which
+// judges it.
+func messageEntry(rec []byte) bool {
+	if len(rec) < 3 || rec[0] != journal.EncodingVersion {
+		return true
 	}
 	i := 1
 	for i < len(rec) && rec[i]&0x80 != 0 {
 		i++
 	}
 	if i+1 >= len(rec) {
-		return 0
+		return true
 	}
-	return journal.Kind(rec[i+1])
+	k := journal.Kind(rec[i+1])
+	return k == journal.KindMessageAck || k == journal.KindMessageSend
 }
 
 // applyAppend is the append command: the journal's rules, then those of
-// the message entries it carries, then the writes of both. An append
-// without message entries is the journal machine's alone.
+// the message entries it carries (queuesm's CheckOutbox for each send, in
+// entry order, then CheckAcks for its acks), then the writes of both,
+// entries first, then the acks, then the sends. Nothing is written unless
+// every rule passed, so an ack commits with the entries of its turn or not
+// at all, on every replica. An append without message entries, or one in
+// a batch written before the queues (ac.queueRules false), is the journal
+// machine's alone.
 func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
+	first := -1
+	if ac.queueRules {
+		for i, rec := range c.records {
+			if messageEntry(rec) {
+				first = i
+				break
+			}
+		}
+	}
+	if first < 0 {
+		return ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records)
+	}
+	if rule, err := ac.journals.CheckAppend(ac.now, c.key, c.token, c.seq, len(c.records)); rule != nil || err != nil {
+		return 0, rule, err
+	}
 	var acks []string
 	var sends [][]byte
-	for _, rec := range c.records {
-		k := entryKind(rec)
-		if k != journal.KindMessageAck && k != journal.KindMessageSend {
+	for _, rec := range c.records[first:] {
+		if !messageEntry(rec) {
 			continue
 		}
 		e, derr := journal.UnmarshalEntry(rec)
 		if derr != nil {
 			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, derr), nil
 		}
-		if e.Kind == journal.KindMessageAck {
+		switch e.Kind {
+		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
-		} else {
-			if rule := ac.queues.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
+		case journal.KindMessageSend:
+			if rule := ac.queues().CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
 				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, rule), nil
 			}
 			sends = append(sends, e.Payload)
 		}
 	}
-	if len(acks) == 0 && len(sends) == 0 {
-		return ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records)
-	}
-	if rule, err := ac.journals.CheckAppend(ac.now, c.key, c.token, c.seq, len(c.records)); rule != nil || err != nil {
-		return 0, rule, err
-	}
 	if len(acks) > 0 {
-		rule, err := ac.queues.CheckAcks(c.key, acks)
+		rule, err := ac.queues().CheckAcks(c.key, acks)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -255,15 +279,15 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		}
 	}
 	if tail, rule, err = ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records); rule != nil || err != nil {
-		return 0, rule, err
+		return 0, rule, err // a rule cannot come after CheckAppend, and nothing is written yet
 	}
 	if len(acks) > 0 {
-		if err := ac.queues.Ack(ac.now, c.key, acks); err != nil {
+		if err := ac.queues().Ack(ac.now, c.key, acks); err != nil {
 			return 0, nil, err
 		}
 	}
 	for _, p := range sends {
-		if _, err := ac.queues.EnqueueOutbox(ac.now, p); err != nil {
+		if _, err := ac.queues().EnqueueOutbox(ac.now, p); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -399,9 +423,16 @@ func (q Queues) Stats(ctx context.Context) ([]queue.Stats, error) {
 	return out, err
 }
 
-// Notify implements queue.Notifier: fn is called on the FSM goroutine
-// after each applied batch, outside the state machine's locks, for every
-// actor the batch gave something to deliver.
+// Notify implements queue.Notifier: on every replica, after each applied
+// batch, fn is called on the FSM goroutine, holding none of the state
+// machine's locks, once for every actor the batch gave something to
+// deliver or release (an enqueue, through an append's outbox too, a
+// release, a retry, a replay, a reminder set, the next ordered message
+// made due by an ack or a dead letter), with the actor's wake after the
+// last command of the batch that did. fn must not block: the replica
+// applies nothing while it runs. A later Notify replaces fn. A replica
+// that restores a snapshot announces nothing: a listener that starts
+// late, or whose replica catches up by snapshot, asks Ready.
 func (q Queues) Notify(fn func(actor string, at time.Time)) { q.s.fsm.notify.Store(&fn) }
 
 // read runs fn on a read-only queue machine over this node's replica,

@@ -46,6 +46,9 @@
 //
 // now, and every instant stored, is UnixNano. An id acknowledged or purged
 // at t is a duplicate for Enqueue until t+Retention, after which it is
-// accepted anew whether or not a write has pruned it yet. A zero
+// accepted anew whether or not a write has pruned it yet. Release and
+// Replay prune nothing: their now is the caller's (the instant to release
+// or replay at), not the store's clock, and a caller whose clock runs
+// ahead must not make the store forget ids early. A zero
 // Failure.RetryAt means now, as does a zero Failure.At for DeadAt.
 package queuesm

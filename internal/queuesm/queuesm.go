@@ -401,7 +401,7 @@ func (m *Machine) Release(now int64, actor string) (n int, rule, err error) {
 		n += fired
 	}
 	m.touch(actor, n > 0)
-	return n, nil, m.finish(now)
+	return n, nil, m.finishNoPrune(now)
 }
 
 // fire fires the reminder whose Timers key is k and moves it to its next
@@ -491,7 +491,7 @@ func (m *Machine) Replay(now int64, f queue.Filter) (n int, rule, err error) {
 			return 0, nil, err
 		}
 	}
-	return len(dead), nil, m.finish(now)
+	return len(dead), nil, m.finishNoPrune(now)
 }
 
 // Purge deletes the dead letters f selects (Store.Purge), remembering
@@ -605,14 +605,23 @@ func (m *Machine) touch(actor string, gave bool) {
 
 // finish ends a command: it recomputes the wake of every actor the command
 // changed, forgets up to PruneBatch expired ids, then calls OnWake.
-func (m *Machine) finish(now int64) error {
+func (m *Machine) finish(now int64) error { return m.end(now, true) }
+
+// finishNoPrune is finish for the commands whose now is the caller's
+// (Release, Replay), not the store's clock: they forget no ids, so that a
+// caller whose clock runs ahead cannot make the store forget ids early.
+func (m *Machine) finishNoPrune(now int64) error { return m.end(now, false) }
+
+func (m *Machine) end(now int64, prune bool) error {
 	for _, actor := range m.touched {
 		if err := m.refreshWake(actor); err != nil {
 			return err
 		}
 	}
-	if err := m.prune(now); err != nil {
-		return err
+	if prune {
+		if err := m.prune(now); err != nil {
+			return err
+		}
 	}
 	if m.onWake == nil {
 		return nil

@@ -535,6 +535,32 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestReleaseAndReplayPruneNothing: Release and Replay, whose now is the
+// caller's, forget no ids even at a now past their retention; a write at
+// the store's clock does.
+func TestReleaseAndReplayPruneNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 100)
+	w.mustEnqueue(10, msg("m0", "a/1", false))
+	if err := w.ack(20, "a/1", "m0"); err != nil {
+		t.Fatal(err)
+	}
+	w.release(1000, "a/1")
+	if _, _, err := w.m.Replay(1000, queue.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(w.mem.Dump(), "q.gone "); got != 1 {
+		t.Fatalf("%d gone ids after Release and Replay at a late now, want 1", got)
+	}
+	if acc := w.mustEnqueue(119, msg("m0", "a/1", false)); !acc.Duplicate {
+		t.Fatalf("within the retention, after a late Release: %+v", acc)
+	}
+	w.mustEnqueue(120, msg("m1", "a/1", false))
+	if got := strings.Count(w.mem.Dump(), "q.gone "); got != 0 {
+		t.Fatalf("%d gone ids after an enqueue past the retention, want 0", got)
+	}
+}
+
 // TestDeadLetters: each filter field of ListDead, Replay and Purge, and
 // the dead letter's record.
 func TestDeadLetters(t *testing.T) {
