@@ -15,7 +15,9 @@ import (
 func TestFileQueueConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, o queuetest.Options) queuetest.Backend {
 		opts := journal.DefaultFileOptions()
-		opts.MessageIDRetention = o.Retention
+		if o.Retention != 0 {
+			opts.MessageIDRetention = o.Retention
+		}
 		f, err := journal.OpenFile(filepath.Join(t.TempDir(), "j.db"), opts)
 		if err != nil {
 			t.Fatal(err)
