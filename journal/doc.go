@@ -89,13 +89,17 @@
 // OpenFile on it, from another process or from this one, fails with
 // ErrLocked after FileOptions.LockTimeout.
 //
-// File layout. Five top-level buckets:
+// File layout. Five top-level buckets for the journal:
 //
 //	loom       "format" -> 0x01, the layout version
 //	actors     actor key -> meta record
 //	log        entry key -> entry record: each actor's older entries
 //	recent     entry key -> entry record: each actor's newest entries
 //	snapshots  actor key -> snapshot record
+//
+// and fourteen for the message queues, named "q.meta", "q.ids", ...
+// (internal/queuesm's BucketNames), whose keys and records are those of
+// queuesm.Buckets; see Message queues below.
 //
 // An entry key is uvarint(len(actor)) || actor || seq as 8 bytes
 // big-endian, so an actor's entries sit together in seq order; a uvarint
@@ -176,6 +180,47 @@
 // Process crashes (kill -9) lose nothing acknowledged: bbolt commits are
 // atomic and the test suite kills a writer mid-flight to check it. Power
 // loss is covered by the fsyncs, to the extent the disk honours them.
+//
+// # Message queues
+//
+// FileJournal is also a queue.Store and a queue.Notifier: the queue rules
+// (internal/queuesm, the machine every backend runs) run on the "q."
+// buckets of the same file, inside the committer's transactions.
+//
+//   - Writes. Enqueue, Release, Retry, DeadLetter, Replay, Purge,
+//     SetReminder and DeleteReminder are requests like an Append: queued,
+//     group-committed with the appends and the other queue writes, and
+//     fsynced before they return. A queue rule violation (queue.ErrInvalid,
+//     ErrNotFound, ErrStale) is a reject like ErrFenced: it writes nothing
+//     and the rest of the batch commits. Release first asks a read-only
+//     transaction whether anything of the actor's is due, and queues
+//     nothing (no write, no fsync) when not.
+//   - Appends. In the same request, after the journal's rules (fenced,
+//     conflict), every KindMessageSend entry must carry a valid message
+//     under its IdempotencyKey (else ErrInvalid) and the KindMessageAck
+//     entries must name messages pending in the actor's queue, each
+//     ordered one at the head (else ErrAck, wrapping queue.ErrNotFound or
+//     queue.ErrNotHead); only then are the entries written, the acks
+//     applied and the sends enqueued. So an acknowledgement commits with
+//     the turn's entries or not at all. Each request of a batch sees the
+//     queue writes of those before it.
+//   - Reads. Due, Ready, ListDead, Reminders and Stats run read-only
+//     transactions on the caller's goroutine, like Read.
+//   - Clock. FileOptions.Now stamps AcceptedAt and the instant an id is
+//     acknowledged or purged, from which FileOptions.MessageIDRetention
+//     runs; Release and Replay use the now their caller passes.
+//   - Notifications. After each commit the committer calls the Notify
+//     function, once per actor the batch gave something to deliver or
+//     release, after answering the batch and holding no lock: it must not
+//     block, or it delays the next commit.
+//
+// A file written before the queues (the same layout version, without the
+// "q." buckets) opens as it is and gets the empty buckets, in one fsynced
+// transaction; nothing older reads them, so the layout version stays 0x01.
+// OpenFile's recovery leaves the queue buckets alone: their records carry
+// their own checksums (queue's encodings), and dropping a damaged one would
+// silently lose a message or break the indexes that refer to it, so a
+// read or write that meets one fails with queue.ErrCorrupt instead.
 //
 // Close stops new operations (they return ErrClosed), lets the committer
 // finish every request already queued, waits for in-flight reads, and closes

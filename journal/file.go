@@ -32,12 +32,12 @@ type FileOptions struct {
 	// positive (bbolt's "0 = wait forever" is deliberately not offered).
 	LockTimeout time.Duration
 
-	// MaxBatch is the most requests (Append, SaveSnapshot, Truncate) that
-	// one group commit carries. Default 1024: far above what a node's
-	// concurrent turns produce between two fsyncs (64 busy actors fill about
-	// 32 per commit), so it does not cap throughput, while bounding the size
-	// of one transaction, and so how long a request that arrives during it
-	// waits, under a burst.
+	// MaxBatch is the most requests (Append, SaveSnapshot, Truncate and the
+	// message queues' writes) that one group commit carries. Default 1024:
+	// far above what a node's concurrent turns produce between two fsyncs
+	// (64 busy actors fill about 32 per commit), so it does not cap
+	// throughput, while bounding the size of one transaction, and so how
+	// long a request that arrives during it waits, under a burst.
 	MaxBatch int
 
 	// FileMode is the permission of a newly created file. Default 0o600:
@@ -49,13 +49,15 @@ type FileOptions struct {
 	Logger *slog.Logger
 
 	// MessageIDRetention is how long the message queues (the journal is
-	// also a queue.Store, file_queue.go) remember the id of a message that
-	// left, so a resend of it is accepted once. Default 0, meaning
-	// queue.DefaultRetention (1h).
+	// also a queue.Store) remember the id of a message that was
+	// acknowledged or purged, so that a resend of it within that time is a
+	// duplicate. Default queue.DefaultRetention (1h): longer than any
+	// sender's retries of one message last. Must be positive.
 	MessageIDRetention time.Duration
 
-	// Now is the clock that stamps messages' acceptance; nil means
-	// time.Now.
+	// Now is the clock of the message queues: it stamps a message's
+	// AcceptedAt and the time an id was acknowledged or purged, from which
+	// MessageIDRetention runs. nil means time.Now; tests inject their own.
 	Now func() time.Time
 }
 
@@ -63,9 +65,10 @@ type FileOptions struct {
 // field.
 func DefaultFileOptions() FileOptions {
 	return FileOptions{
-		LockTimeout: time.Second,
-		MaxBatch:    1024,
-		FileMode:    0o600,
+		LockTimeout:        time.Second,
+		MaxBatch:           1024,
+		FileMode:           0o600,
+		MessageIDRetention: queue.DefaultRetention,
 	}
 }
 
@@ -80,6 +83,9 @@ func (o FileOptions) Validate() error {
 	}
 	if o.FileMode&0o600 != 0o600 {
 		errs = append(errs, fmt.Errorf("%w: FileOptions.FileMode %v must let the owner read and write", ErrInvalid, o.FileMode))
+	}
+	if o.MessageIDRetention <= 0 {
+		errs = append(errs, fmt.Errorf("%w: FileOptions.MessageIDRetention must be positive, got %v", ErrInvalid, o.MessageIDRetention))
 	}
 	return errors.Join(errs...)
 }
@@ -104,12 +110,15 @@ func (c Corruption) String() string {
 // FileJournal is the embedded Journal: one bbolt file per node, every
 // mutation fsynced before it returns, concurrent mutations group-committed.
 //
+// It is also a queue.Store and a queue.Notifier (file_queue.go).
+//
 // Goroutines: OpenFile starts one committer goroutine, stopped and waited
-// for by Close. Append, SaveSnapshot and Truncate run on the caller's
-// goroutine up to encoding their records, then queue a request and wait;
-// the committer owns every read-write transaction. Read, Tail and
-// LoadSnapshot run read-only transactions on the caller's goroutine,
-// concurrently with the committer. mu guards the queue and the closed flag.
+// for by Close; it also calls the Notify function after each commit. Append, SaveSnapshot, Truncate and the queue
+// writes run on the caller's goroutine up to encoding their records, then
+// queue a request and wait; the committer owns every read-write
+// transaction. Read, Tail, LoadSnapshot and the queue reads run read-only
+// transactions on the caller's goroutine, concurrently with the committer.
+// mu guards the request queue and the closed flag.
 type FileJournal struct {
 	path      string
 	db        *bolt.DB
@@ -133,14 +142,19 @@ type FileJournal struct {
 	// applies the batch.
 	testHookBatch func(n int)
 
-	// The message queues (file_queue.go): their retention and clock, the
-	// function told about the actors a commit gave something to deliver,
-	// and the notifications of the transaction being built (committer
-	// goroutine only).
+	// The message queues (file_queue.go): their retention and clock.
 	qRetention time.Duration
 	now        func() time.Time
-	notify     atomic.Pointer[func(actor string, at time.Time)]
-	wakes      []queueWake
+
+	// Committer goroutine only: the queue machine of the transaction being
+	// built (nil until a request needs it), the notifications its requests
+	// made, and announce's index of them by actor.
+	txq    *queuesm.Machine
+	wakes  []queueWake
+	wakeAt map[string]int
+
+	// The function Notify set, called by the committer after each commit.
+	notify atomic.Pointer[func(actor string, at time.Time)]
 }
 
 var _ Journal = (*FileJournal)(nil)
@@ -201,10 +215,6 @@ func OpenFile(path string, opts FileOptions) (*FileJournal, error) {
 		logger.Warn("journal: dropped corrupt records", "path", path, "actor", c.Actor, "record", c.Record,
 			"first_seq", c.FirstSeq, "count", c.Count, "reason", c.Reason)
 	}
-	if err := createQueueBuckets(db); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
-	}
 	f := &FileJournal{
 		path:          path,
 		db:            db,
@@ -214,6 +224,7 @@ func OpenFile(path string, opts FileOptions) (*FileJournal, error) {
 		closeDone:     make(chan struct{}),
 		qRetention:    opts.MessageIDRetention,
 		now:           opts.Now,
+		wakeAt:        map[string]int{},
 	}
 	if f.now == nil {
 		f.now = time.Now
@@ -242,11 +253,17 @@ func (f *FileJournal) Append(ctx context.Context, actor string, token uint64, ex
 		return 0, err
 	}
 	recs := make([][]byte, len(entries))
+	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq, recs: recs}
 	for i, e := range entries {
 		e.Seq, e.Actor, e.Token = expectedSeq+uint64(i)+1, actor, token
 		recs[i] = MarshalEntry(e)
+		switch e.Kind {
+		case KindMessageAck:
+			r.acks = append(r.acks, e.IdempotencyKey)
+		case KindMessageSend:
+			r.sends = append(r.sends, outboxEntry{id: e.IdempotencyKey, msg: bytes.Clone(e.Payload)})
+		}
 	}
-	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq, recs: recs}
 	if err := f.do(ctx, r); err != nil {
 		return 0, err
 	}
@@ -413,7 +430,16 @@ const (
 	opAppend opKind = iota + 1
 	opSnapshot
 	opTruncate
-	opQueue // a write to the message queues: request.queue runs it
+	// The writes to the message queues (file_queue.go): request.queue runs
+	// them on the transaction's queue machine.
+	opEnqueue
+	opRelease
+	opRetry
+	opDeadLetter
+	opReplay
+	opPurge
+	opSetReminder
+	opDeleteReminder
 )
 
 func (o opKind) String() string {
@@ -422,11 +448,35 @@ func (o opKind) String() string {
 		return "append to"
 	case opSnapshot:
 		return "snapshot of"
-	case opQueue:
-		return "queue write for"
-	default:
+	case opTruncate:
 		return "truncate of"
+	case opEnqueue:
+		return "enqueue to"
+	case opRelease:
+		return "release of"
+	case opRetry:
+		return "retry of a message of"
+	case opDeadLetter:
+		return "dead letter of a message of"
+	case opReplay:
+		return "replay of dead letters"
+	case opPurge:
+		return "purge of dead letters"
+	case opSetReminder:
+		return "set reminder of"
+	case opDeleteReminder:
+		return "delete reminder of"
+	default:
+		return fmt.Sprintf("op %d on", uint8(o))
 	}
+}
+
+// describe names r for an error: its op and actor, if it has one.
+func (r *request) describe() string {
+	if r.actor == "" {
+		return r.op.String()
+	}
+	return fmt.Sprintf("%s %q", r.op, r.actor)
 }
 
 // Request states, guarded by FileJournal.mu.
@@ -445,8 +495,14 @@ type request struct {
 	token uint64
 	seq   uint64   // expectedSeq (append), snapshot Seq, throughSeq (truncate)
 	recs  [][]byte // encoded entries (append) or snapshot (one record)
-	// queue is an opQueue's write, run on the queue machine of the
-	// batch's transaction (its outputs are captured by the closure).
+	// An append's message entries, read on the caller's goroutine: the ids
+	// its KindMessageAck entries acknowledge, and its KindMessageSend
+	// entries, in entry order.
+	acks  []string
+	sends []outboxEntry
+	// queue is a queue write (opEnqueue...), run on the queue machine of
+	// the batch's transaction at the committer's clock (UnixNano); its
+	// outputs are captured by the closure.
 	queue func(m *queuesm.Machine, now int64) (reject, fatal error)
 
 	state int // guarded by FileJournal.mu
@@ -491,7 +547,7 @@ func (f *FileJournal) do(ctx context.Context, r *request) error {
 	case <-r.done: // answered meanwhile: the outcome is known after all
 		return r.err
 	default:
-		return fmt.Errorf("journal: %s %q: gave up waiting for the commit, outcome unknown: %w", r.op, r.actor, ctx.Err())
+		return fmt.Errorf("journal: %s: gave up waiting for the commit, outcome unknown: %w", r.describe(), ctx.Err())
 	}
 }
 
@@ -546,14 +602,16 @@ func (f *FileJournal) commitLoop() {
 // commitBatch applies batch in one read-write transaction and answers every
 // request. Runs on the committer goroutine only.
 //
-// A request that breaks a rule (ErrFenced, ErrConflict, ErrInvalid) is
-// detected before it writes anything and is rejected alone; later requests
-// in the batch see the effects of earlier ones. A request that fails while
-// writing (an I/O error, or damage found in its actor's meta) aborts the
-// transaction; it is answered with its error and the rest are retried in a
-// fresh transaction. If the commit itself fails, every request that was to
-// take effect gets the error (outcome unknown: the fsync may have failed
-// after the write).
+// A request that breaks a rule (ErrFenced, ErrConflict, ErrInvalid, ErrAck,
+// or a queue rule) is detected before it writes anything and is rejected
+// alone, its notifications dropped; later requests in the batch see the
+// effects of earlier ones. A request that fails while writing (an I/O
+// error, or damage found in a record it reads) aborts the transaction; it
+// is answered with its error and the rest are retried in a fresh
+// transaction. A batch whose every request is rejected wrote nothing and is
+// rolled back, costing no fsync. If the commit itself fails, every request
+// that was to take effect gets the error (outcome unknown: the fsync may
+// have failed after the write), and no notification goes out.
 func (f *FileJournal) commitBatch(batch []*request) {
 	live := batch
 	for len(live) > 0 {
@@ -562,22 +620,34 @@ func (f *FileJournal) commitBatch(batch []*request) {
 			f.answer(live, fmt.Errorf("journal: begin transaction on %s: %w", f.path, err))
 			return
 		}
-		failed := -1
-		f.wakes = f.wakes[:0]
+		failed, wrote := -1, false
+		f.txq, f.wakes = nil, f.wakes[:0]
 		for i, r := range live {
+			mark := len(f.wakes)
 			var fatal error
 			r.err, fatal = f.apply(tx, r)
 			if fatal != nil {
-				r.err = fmt.Errorf("journal: %s %q in %s: %w", r.op, r.actor, f.path, fatal)
+				r.err = fmt.Errorf("journal: %s in %s: %w", r.describe(), f.path, fatal)
 				failed = i
 				break
 			}
+			if r.err != nil {
+				f.wakes = f.wakes[:mark] // a rejected request changed nothing
+			} else {
+				wrote = true
+			}
 		}
+		f.txq = nil
 		if failed >= 0 {
 			_ = tx.Rollback()
 			close(live[failed].done)
 			live = append(live[:failed:failed], live[failed+1:]...)
 			continue
+		}
+		if !wrote {
+			_ = tx.Rollback()
+			f.answer(live, nil)
+			return
 		}
 		if err := tx.Commit(); err != nil {
 			err = fmt.Errorf("journal: commit to %s: %w", f.path, err)
@@ -586,11 +656,14 @@ func (f *FileJournal) commitBatch(batch []*request) {
 					r.err = err
 				}
 			}
-		} else {
-			f.commits.Add(1)
-			f.committed.Add(uint64(len(live)))
-			f.announce()
+			f.answer(live, nil)
+			return
 		}
+		f.commits.Add(1)
+		f.committed.Add(uint64(len(live)))
+		// Announce before answering: an answered writer's next request may
+		// reach the committer, which reuses f.wakes.
+		f.announce()
 		f.answer(live, nil)
 		return
 	}
@@ -611,8 +684,8 @@ func (f *FileJournal) answer(rs []*request, err error) {
 // it. reject is a rule violation found before any write; fatal is a failure
 // that may have left partial writes in tx.
 func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
-	if r.op == opQueue {
-		return r.queue(f.queues(tx), queue.UnixNano(f.now()))
+	if r.queue != nil {
+		return r.queue(f.txQueues(tx), queue.UnixNano(f.now()))
 	}
 	st, err := loadState(tx, r.actor)
 	if err != nil {
@@ -624,14 +697,13 @@ func (f *FileJournal) apply(tx *bolt.Tx, r *request) (reject, fatal error) {
 		if err := st.CheckAppend(r.actor, r.token, r.seq); err != nil {
 			return err, nil
 		}
-		msgs, reject, fatal := f.checkMessages(tx, r)
-		if reject != nil || fatal != nil {
+		if reject, fatal := f.checkMessages(tx, r); reject != nil || fatal != nil {
 			return reject, fatal
 		}
 		if err := appendEntries(tx, prefix, st.Tail, r.seq, r.recs); err != nil {
 			return nil, err
 		}
-		if err := msgs.apply(); err != nil {
+		if err := f.applyMessages(tx, r); err != nil {
 			return nil, err
 		}
 		st = st.Appended(r.token, len(r.recs))

@@ -23,17 +23,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// gatedJournal opens a FileJournal whose committer blocks before applying
-// its first batch until release is called, and records every batch size.
+// gatedJournal opens a FileJournal whose committer holds its first batch
+// before applying it until release is called, and records every batch
+// size. openGatedAfter makes its requests first, committed as usual.
 type gatedJournal struct {
 	*FileJournal
 	gate    chan struct{}
 	mu      sync.Mutex
+	armed   bool
 	sizes   []int
 	release func()
 }
 
 func openGated(t *testing.T, opts FileOptions) *gatedJournal {
+	t.Helper()
+	return openGatedAfter(t, opts, nil)
+}
+
+// openGatedAfter is openGated, calling setup (if not nil) before the gate
+// is armed: its requests are committed and not counted.
+func openGatedAfter(t *testing.T, opts FileOptions, setup func(f *FileJournal)) *gatedJournal {
 	t.Helper()
 	f, err := OpenFile(filepath.Join(t.TempDir(), "j.db"), opts)
 	if err != nil {
@@ -47,6 +56,10 @@ func openGated(t *testing.T, opts FileOptions) *gatedJournal {
 	})
 	f.testHookBatch = func(n int) {
 		g.mu.Lock()
+		if !g.armed {
+			g.mu.Unlock()
+			return
+		}
 		g.sizes = append(g.sizes, n)
 		first := len(g.sizes) == 1
 		g.mu.Unlock()
@@ -54,6 +67,12 @@ func openGated(t *testing.T, opts FileOptions) *gatedJournal {
 			<-g.gate
 		}
 	}
+	if setup != nil {
+		setup(f)
+	}
+	g.mu.Lock()
+	g.armed = true
+	g.mu.Unlock()
 	return g
 }
 

@@ -1,7 +1,6 @@
 package journal
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,164 +14,109 @@ import (
 )
 
 // The FileJournal is also a queue.Store: the queue rules (internal/queuesm)
-// run on buckets of the same bbolt file ("q." and a name, queuesm's
-// BucketNames), in the committer's transactions. A queue write is a
-// request like an append, group-committed and fsynced with the others;
-// an append's KindMessageAck and KindMessageSend entries are checked after
-// the journal's rules and before anything is written, then applied in the
-// same request, so an acknowledgement commits with the state change. The
-// reads run read-only transactions on the caller's goroutine. OpenFile's
-// recovery checks the journal's records only: the queue buckets hold their
-// own encodings (queue's, with a CRC each) and a damaged record there fails
-// the read or write that meets it with queue.ErrCorrupt.
+// run on kv.Bolt buckets of the same file (queuesm.BucketNames), in the
+// committer's transactions; see the package documentation.
 
 var (
 	_ queue.Store    = (*FileJournal)(nil)
 	_ queue.Notifier = (*FileJournal)(nil)
 )
 
-// queueWake is a notification of the queue machine.
+// queueWake is a notification of the queue machine: actor has something to
+// deliver or release at at (UnixNano).
 type queueWake struct {
 	actor string
 	at    int64
 }
 
-// createQueueBuckets adds the queue machine's buckets to a file that lacks
-// them (new, or written before the queues).
-func createQueueBuckets(db *bolt.DB) error {
-	missing := false
-	if err := db.View(func(tx *bolt.Tx) error {
-		for _, name := range queuesm.BucketNames {
-			missing = missing || tx.Bucket([]byte(name)) == nil
-		}
-		return nil
-	}); err != nil || !missing {
-		return err // a file that has them is not written to
+// outboxEntry is a KindMessageSend entry of an append: the message id and
+// the encoded message (a copy of the entry's Payload).
+type outboxEntry struct {
+	id  string
+	msg []byte
+}
+
+// machine is the queue machine on tx's buckets, with onWake told about
+// what its writes give actors to deliver (nil for a read).
+func (f *FileJournal) machine(tx *bolt.Tx, onWake func(actor string, at int64)) *queuesm.Machine {
+	b := queuesm.NewBuckets(func(name string) kv.Bucket { return kv.Bolt(tx.Bucket([]byte(name))) })
+	return queuesm.New(b, queuesm.Config{Retention: f.qRetention, OnWake: onWake})
+}
+
+// txQueues is the queue machine of the committer's transaction tx, made on
+// first use and shared by the batch's requests: each sees the writes of
+// those before it. Its notifications go to f.wakes. Committer only.
+func (f *FileJournal) txQueues(tx *bolt.Tx) *queuesm.Machine {
+	if f.txq == nil {
+		f.txq = f.machine(tx, func(actor string, at int64) { f.wakes = append(f.wakes, queueWake{actor, at}) })
 	}
-	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range queuesm.BucketNames {
-			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
-				return err
+	return f.txq
+}
+
+// checkMessages applies the queue rules of append r, after the journal's
+// and before anything is written, in the order every backend uses: each
+// KindMessageSend entry must carry a valid message under its id (else a
+// reject wrapping ErrInvalid), then the KindMessageAck entries must name
+// messages pending in r.actor's queue, in order (else a reject wrapping
+// ErrAck). Committer only.
+func (f *FileJournal) checkMessages(tx *bolt.Tx, r *request) (reject, fatal error) {
+	if len(r.acks) == 0 && len(r.sends) == 0 {
+		return nil, nil
+	}
+	m := f.txQueues(tx)
+	for _, s := range r.sends {
+		if rule := m.CheckOutbox(s.id, s.msg); rule != nil {
+			return fmt.Errorf("%w: append to %q: %w", ErrInvalid, r.actor, rule), nil
+		}
+	}
+	if len(r.acks) > 0 {
+		rule, err := m.CheckAcks(r.actor, r.acks)
+		if err != nil || rule != nil {
+			if rule != nil {
+				rule = fmt.Errorf("%w: append to %q: %w", ErrAck, r.actor, rule)
 			}
+			return rule, err
 		}
-		return nil
-	})
-}
-
-// queues is the queue machine on tx's buckets. In a read-write
-// transaction its notifications go to f.wakes (committer only).
-func (f *FileJournal) queues(tx *bolt.Tx) *queuesm.Machine {
-	b := queuesm.NewBuckets(func(name string) kv.Bucket { return boltBucket{tx.Bucket([]byte(name))} })
-	cfg := queuesm.Config{Retention: f.qRetention}
-	if tx.Writable() {
-		cfg.OnWake = func(actor string, at int64) { f.wakes = append(f.wakes, queueWake{actor, at}) }
 	}
-	return queuesm.New(b, cfg)
+	return nil, nil
 }
 
-// announce tells the Notify function about the committed transaction's
-// notifications (committer only, after the commit and after the batch's
-// writers were answered).
-func (f *FileJournal) announce() {
-	fn := f.notify.Load()
-	if fn == nil {
-		return
-	}
-	for _, w := range f.wakes {
-		(*fn)(w.actor, time.Unix(0, w.at).UTC())
-	}
-}
-
-// appendMessages are the message entries of one append, checked.
-type appendMessages struct {
-	m     *queuesm.Machine
-	now   int64
-	actor string
-	acks  []string
-	sends [][]byte
-}
-
-// apply acknowledges and enqueues, after the append's entries are written.
-func (a appendMessages) apply() error {
-	if a.m == nil {
+// applyMessages acknowledges and enqueues what append r carries, after its
+// entries are written and checkMessages has passed. Committer only.
+func (f *FileJournal) applyMessages(tx *bolt.Tx, r *request) error {
+	if len(r.acks) == 0 && len(r.sends) == 0 {
 		return nil
 	}
-	if len(a.acks) > 0 {
-		if err := a.m.Ack(a.now, a.actor, a.acks); err != nil {
+	m, now := f.txQueues(tx), queue.UnixNano(f.now())
+	if len(r.acks) > 0 {
+		if err := m.Ack(now, r.actor, r.acks); err != nil {
 			return err
 		}
 	}
-	for _, p := range a.sends {
-		if _, err := a.m.EnqueueOutbox(a.now, p); err != nil {
+	for _, s := range r.sends {
+		if _, err := m.EnqueueOutbox(now, s.msg); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkMessages applies the rules of r's message entries: every ack names
-// a pending message of the actor (else a reject wrapping ErrAck), every
-// send is a valid message (else ErrInvalid).
-func (f *FileJournal) checkMessages(tx *bolt.Tx, r *request) (appendMessages, error, error) {
-	a := appendMessages{actor: r.actor}
-	for _, rec := range r.recs {
-		if k := recordKind(rec); k != KindMessageAck && k != KindMessageSend {
-			continue
-		}
-		e, err := UnmarshalEntry(rec)
-		if err != nil {
-			return a, nil, err
-		}
-		if a.m == nil {
-			a.m, a.now = f.queues(tx), queue.UnixNano(f.now())
-		}
-		if e.Kind == KindMessageAck {
-			a.acks = append(a.acks, e.IdempotencyKey)
-			continue
-		}
-		if rule := a.m.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
-			return a, fmt.Errorf("%w: append to %q: %w", ErrInvalid, r.actor, rule), nil
-		}
-		a.sends = append(a.sends, e.Payload)
-	}
-	if len(a.acks) > 0 {
-		rule, err := a.m.CheckAcks(r.actor, a.acks)
-		if err != nil {
-			return a, nil, err
-		}
-		if rule != nil {
-			return a, fmt.Errorf("%w: append to %q: %w", ErrAck, r.actor, rule), nil
-		}
-	}
-	return a, nil, nil
-}
-
-// recordKind reads the kind of a MarshalEntry record without decoding it:
-// the version byte, the uvarint seq, then the kind.
-func recordKind(rec []byte) Kind {
-	i := 1
-	for i < len(rec) && rec[i]&0x80 != 0 {
-		i++
-	}
-	if i+1 >= len(rec) {
-		return 0
-	}
-	return Kind(rec[i+1])
-}
-
-// write runs a queue write through the committer.
-func (f *FileJournal) write(ctx context.Context, what string, fn func(m *queuesm.Machine, now int64) (reject, fatal error)) error {
+// write runs a queue write through the committer, as a request of kind op
+// (actor names it in errors). A closed journal fails with an error that
+// wraps queue.ErrClosed and ErrClosed.
+func (f *FileJournal) write(ctx context.Context, op opKind, actor string, fn func(m *queuesm.Machine, now int64) (reject, fatal error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := f.do(ctx, &request{op: opQueue, actor: what, queue: fn})
+	err := f.do(ctx, &request{op: op, actor: actor, queue: fn})
 	if errors.Is(err, ErrClosed) {
 		return fmt.Errorf("%w: %w", queue.ErrClosed, err)
 	}
 	return err
 }
 
-// read runs fn on the queue machine in a read-only transaction.
+// read runs fn on the queue machine in a read-only transaction on the
+// caller's goroutine.
 func (f *FileJournal) read(ctx context.Context, fn func(m *queuesm.Machine) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -185,13 +129,13 @@ func (f *FileJournal) read(ctx context.Context, fn func(m *queuesm.Machine) erro
 	f.readers.Add(1)
 	f.mu.Unlock()
 	defer f.readers.Done()
-	return f.db.View(func(tx *bolt.Tx) error { return fn(f.queues(tx)) })
+	return f.db.View(func(tx *bolt.Tx) error { return fn(f.machine(tx, nil)) })
 }
 
 // Enqueue implements queue.Store.
 func (f *FileJournal) Enqueue(ctx context.Context, msg queue.Message) (queue.Accepted, error) {
 	var acc queue.Accepted
-	err := f.write(ctx, msg.Actor, func(m *queuesm.Machine, now int64) (rule, err error) {
+	err := f.write(ctx, opEnqueue, msg.Actor, func(m *queuesm.Machine, now int64) (rule, err error) {
 		acc, rule, err = m.Enqueue(now, msg)
 		return rule, err
 	})
@@ -208,8 +152,9 @@ func (f *FileJournal) Due(ctx context.Context, actor string, now time.Time, max 
 	return out, err
 }
 
-// Release implements queue.Store. It writes (and fsyncs) nothing when
-// nothing of actor's is due at now.
+// Release implements queue.Store. It asks in a read-only transaction
+// first, and writes (and fsyncs) nothing when nothing of actor's is due at
+// now.
 func (f *FileJournal) Release(ctx context.Context, actor string, now time.Time) (int, error) {
 	if err := queue.CheckActor(actor); err != nil {
 		return 0, err
@@ -222,7 +167,7 @@ func (f *FileJournal) Release(ctx context.Context, actor string, now time.Time) 
 		return 0, err
 	}
 	var n int
-	err := f.write(ctx, actor, func(m *queuesm.Machine, _ int64) (rule, err error) {
+	err := f.write(ctx, opRelease, actor, func(m *queuesm.Machine, _ int64) (rule, err error) {
 		n, rule, err = m.Release(queue.UnixNano(now), actor)
 		return rule, err
 	})
@@ -241,12 +186,12 @@ func (f *FileJournal) Ready(ctx context.Context, until time.Time, max int) ([]qu
 
 // Retry implements queue.Store.
 func (f *FileJournal) Retry(ctx context.Context, fl queue.Failure) error {
-	return f.write(ctx, fl.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.Retry(now, fl) })
+	return f.write(ctx, opRetry, fl.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.Retry(now, fl) })
 }
 
 // DeadLetter implements queue.Store.
 func (f *FileJournal) DeadLetter(ctx context.Context, fl queue.Failure) error {
-	return f.write(ctx, fl.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.DeadLetter(now, fl) })
+	return f.write(ctx, opDeadLetter, fl.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.DeadLetter(now, fl) })
 }
 
 // ListDead implements queue.Store.
@@ -262,7 +207,7 @@ func (f *FileJournal) ListDead(ctx context.Context, fl queue.Filter) ([]queue.De
 // Replay implements queue.Store.
 func (f *FileJournal) Replay(ctx context.Context, fl queue.Filter, now time.Time) (int, error) {
 	var n int
-	err := f.write(ctx, "dead letters", func(m *queuesm.Machine, _ int64) (rule, err error) {
+	err := f.write(ctx, opReplay, fl.Actor, func(m *queuesm.Machine, _ int64) (rule, err error) {
 		n, rule, err = m.Replay(queue.UnixNano(now), fl)
 		return rule, err
 	})
@@ -272,7 +217,7 @@ func (f *FileJournal) Replay(ctx context.Context, fl queue.Filter, now time.Time
 // Purge implements queue.Store.
 func (f *FileJournal) Purge(ctx context.Context, fl queue.Filter) (int, error) {
 	var n int
-	err := f.write(ctx, "dead letters", func(m *queuesm.Machine, now int64) (rule, err error) {
+	err := f.write(ctx, opPurge, fl.Actor, func(m *queuesm.Machine, now int64) (rule, err error) {
 		n, rule, err = m.Purge(now, fl)
 		return rule, err
 	})
@@ -281,12 +226,14 @@ func (f *FileJournal) Purge(ctx context.Context, fl queue.Filter) (int, error) {
 
 // SetReminder implements queue.Store.
 func (f *FileJournal) SetReminder(ctx context.Context, r queue.Reminder) error {
-	return f.write(ctx, r.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.SetReminder(now, r) })
+	return f.write(ctx, opSetReminder, r.Actor, func(m *queuesm.Machine, now int64) (error, error) { return m.SetReminder(now, r) })
 }
 
 // DeleteReminder implements queue.Store.
 func (f *FileJournal) DeleteReminder(ctx context.Context, actor, name string) error {
-	return f.write(ctx, actor, func(m *queuesm.Machine, now int64) (error, error) { return m.DeleteReminder(now, actor, name) })
+	return f.write(ctx, opDeleteReminder, actor, func(m *queuesm.Machine, now int64) (error, error) {
+		return m.DeleteReminder(now, actor, name)
+	})
 }
 
 // Reminders implements queue.Store.
@@ -309,74 +256,47 @@ func (f *FileJournal) Stats(ctx context.Context) ([]queue.Stats, error) {
 	return out, err
 }
 
-// Notify implements queue.Notifier: fn is called on the committer
-// goroutine after each commit, for every actor it gave something to
-// deliver; it must not block.
-func (f *FileJournal) Notify(fn func(actor string, at time.Time)) { f.notify.Store(&fn) }
+// --- notifications ---
 
-// boltBucket is a *bolt.Bucket as the queue machine sees it (kv.Bucket).
-type boltBucket struct{ b *bolt.Bucket }
-
-var _ kv.Bucket = boltBucket{}
-
-func (b boltBucket) Get(key []byte) []byte {
-	k, v := b.b.Cursor().Seek(key)
-	if k == nil || !bytes.Equal(k, key) {
-		return nil
+// Notify implements queue.Notifier: after each commit, fn is called on the
+// committer goroutine, holding no lock, once for every actor the committed
+// requests gave something to deliver or release, with the earliest instant
+// they gave it (its wake after the request that gave it). The requests are
+// answered first, so fn delays the next commit, never the writers of this
+// one; by the Notifier contract it must not block. fn replaces the
+// function set before; nil stops the calls.
+func (f *FileJournal) Notify(fn func(actor string, at time.Time)) {
+	if fn == nil {
+		f.notify.Store(nil)
+		return
 	}
-	if v == nil {
-		return []byte{}
-	}
-	return v
+	f.notify.Store(&fn)
 }
 
-func (b boltBucket) Put(key, val []byte) error {
-	if val == nil {
-		val = []byte{}
+// announce calls the Notify function for the notifications of the
+// transaction just committed, one per actor at its earliest instant, in the
+// order the actors were first given something. Committer only, after the
+// commit and the answers.
+func (f *FileJournal) announce() {
+	p := f.notify.Load()
+	if p == nil || len(f.wakes) == 0 {
+		return
 	}
-	return b.b.Put(key, val)
-}
-
-func (b boltBucket) Delete(key []byte) error { return b.b.Delete(key) }
-
-func (b boltBucket) ForEach(fn func(k, v []byte) error) error {
-	return b.b.ForEach(func(k, v []byte) error {
-		if v == nil {
-			v = []byte{}
+	if len(f.wakes) > 1 {
+		clear(f.wakeAt)
+		n := 0
+		for _, w := range f.wakes {
+			if i, ok := f.wakeAt[w.actor]; ok {
+				f.wakes[i].at = min(f.wakes[i].at, w.at)
+				continue
+			}
+			f.wakeAt[w.actor] = n
+			f.wakes[n] = w
+			n++
 		}
-		return fn(k, v)
-	})
-}
-
-func (b boltBucket) Cursor() kv.Cursor { return b.PrefixCursor(nil) }
-
-func (b boltBucket) PrefixCursor(prefix []byte) kv.Cursor {
-	return &boltCursor{c: b.b.Cursor(), prefix: prefix}
-}
-
-// boltCursor is a bbolt cursor limited to the keys under prefix.
-type boltCursor struct {
-	c      *bolt.Cursor
-	prefix []byte
-}
-
-func (c *boltCursor) out(k, v []byte) ([]byte, []byte) {
-	if k == nil || !bytes.HasPrefix(k, c.prefix) {
-		return nil, nil
+		f.wakes = f.wakes[:n]
 	}
-	if v == nil {
-		v = []byte{}
+	for _, w := range f.wakes {
+		(*p)(w.actor, time.Unix(0, w.at).UTC())
 	}
-	return k, v
 }
-
-func (c *boltCursor) First() ([]byte, []byte) { return c.out(c.c.Seek(c.prefix)) }
-
-func (c *boltCursor) Seek(key []byte) ([]byte, []byte) {
-	if bytes.Compare(key, c.prefix) < 0 {
-		key = c.prefix
-	}
-	return c.out(c.c.Seek(key))
-}
-
-func (c *boltCursor) Next() ([]byte, []byte) { return c.out(c.c.Next()) }

@@ -8,11 +8,14 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/loom-mesh/loom/internal/queuesm"
 )
 
 // recoverFile runs once in OpenFile, before the committer starts. It creates
-// the buckets of a new file, checks the layout version of an old one, and
-// verifies every record, repairing per the rules in the package
+// the buckets of a new file (and the queues' buckets of a file from before
+// them), checks the layout version of an old one, and verifies every
+// journal record, repairing per the rules in the package
 // documentation: an actor's log keeps its longest valid prefix, a damaged
 // snapshot is dropped, a damaged or disagreeing meta record is rebuilt. The
 // repairs are committed (and fsynced) in one transaction; a clean file is
@@ -53,14 +56,21 @@ func recoverFile(db *bolt.DB) ([]Corruption, error) {
 	return r.out, nil
 }
 
-// ensureLayout creates missing buckets and checks the layout version.
+// ensureLayout creates missing buckets and checks the layout version. The
+// message queues' buckets are created in a file written before them (by a
+// release without queues), which is no change of layout version: they are
+// new buckets beside the journal's, read by nothing older.
 func ensureLayout(tx *bolt.Tx) (changed bool, err error) {
 	if b := tx.Bucket(bucketFormat); b != nil {
 		if v := b.Get(keyFormat); len(v) != 1 || v[0] != fileFormat {
 			return false, fmt.Errorf("%w: file layout version %v, this build reads %d", ErrUnknownVersion, v, fileFormat)
 		}
 	}
-	for _, name := range [][]byte{bucketFormat, bucketActors, bucketLog, bucketRecent, bucketSnapshots} {
+	names := [][]byte{bucketFormat, bucketActors, bucketLog, bucketRecent, bucketSnapshots}
+	for _, name := range queuesm.BucketNames {
+		names = append(names, []byte(name))
+	}
+	for _, name := range names {
 		if tx.Bucket(name) != nil {
 			continue
 		}

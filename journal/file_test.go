@@ -58,7 +58,7 @@ func TestFileOptionsValidate(t *testing.T) {
 	if !errors.Is(err, journal.ErrInvalid) {
 		t.Fatalf("zero FileOptions: err = %v, want ErrInvalid", err)
 	}
-	for _, field := range []string{"LockTimeout", "MaxBatch", "FileMode"} {
+	for _, field := range []string{"LockTimeout", "MaxBatch", "FileMode", "MessageIDRetention"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("zero FileOptions error %q does not name %s", err, field)
 		}

@@ -1,6 +1,7 @@
 // Package kv is the storage Loom's state machines run on: buckets of
 // records kept in key order, the subset of a bbolt bucket they use. raftlock
-// gives them its write-behind overlay on top of fsm.db; tests give them Mem.
+// gives them its write-behind overlay on top of fsm.db; the bbolt file
+// journal gives them Bolt, a bbolt bucket as it is; tests give them Mem.
 // It also holds the encodings their records, and raftlock's wire formats,
 // share: uvarints, varints and length-prefixed strings and lists.
 package kv
@@ -12,7 +13,8 @@ import (
 )
 
 // Bucket is one bucket of records, keys in bytewise order. It is used by
-// one goroutine at a time (raftlock's FSM goroutine).
+// one goroutine at a time (raftlock's FSM goroutine, the file journal's
+// committer, or a reader in its own transaction).
 //
 // Values returned by Get and by cursors are read-only and valid until the
 // bucket changes, or for raftlock's overlay until its transaction ends: a
