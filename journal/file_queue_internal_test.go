@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,23 +158,25 @@ func TestFileRejectedBatchNotCommitted(t *testing.T) {
 }
 
 // TestFileNotifyAfterCommit: the notifications of a batch go out after its
-// commit and after its writers are answered, one per actor the batch gave
+// commit and before its writers are answered (an answered writer's next
+// request may reach the committer), one per actor the batch gave
 // something, at the earliest instant it gave; a rejected request notifies
 // nothing.
 func TestFileNotifyAfterCommit(t *testing.T) {
 	g := openGated(t, DefaultFileOptions())
 	ctx := t.Context()
 	type note struct {
-		actor string
-		at    time.Time
+		actor   string
+		at      time.Time
+		commits uint64 // f.commits when it was announced
+		seen    int64  // how many writers had been answered then
 	}
 	var mu sync.Mutex
 	var notes []note
-	hold := make(chan struct{})
+	var answered atomic.Int64
 	g.Notify(func(actor string, at time.Time) {
-		<-hold
 		mu.Lock()
-		notes = append(notes, note{actor, at})
+		notes = append(notes, note{actor, at, g.commits.Load(), answered.Load()})
 		mu.Unlock()
 	})
 	gate := g.block(t)
@@ -183,6 +186,7 @@ func TestFileNotifyAfterCommit(t *testing.T) {
 			m := msg(id, actor)
 			m.DeliverAt = at
 			acc, err := g.Enqueue(ctx, m)
+			answered.Add(1)
 			return uint64(acc.AcceptedAt.UnixNano()), err
 		})
 	}
@@ -193,8 +197,9 @@ func TestFileNotifyAfterCommit(t *testing.T) {
 	missing := g.start(t, func() (uint64, error) {
 		return 0, g.Retry(ctx, queue.Failure{Actor: "d", ID: "nope", Reason: "r", RetryAt: later})
 	})
+	before := g.commits.Load() + 1 // after the gate's own batch, committed alone
 	g.release()
-	// fn is held: the writers are answered all the same.
+	<-gate
 	accepted := map[string]time.Time{}
 	for id, ch := range map[string]<-chan result{"b1": b1, "b2": b2, "b3": b3, "c1": c1} {
 		r := <-ch
@@ -206,19 +211,18 @@ func TestFileNotifyAfterCommit(t *testing.T) {
 	if r := <-missing; !errors.Is(r.err, queue.ErrNotFound) {
 		t.Fatalf("Retry of an unknown message: %v, want ErrNotFound", r.err)
 	}
-	<-gate
-	close(hold)
-	waitFor(t, "the notifications", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(notes) >= 2
-	})
+	// The writers are answered: their batch's notifications went out first.
 	mu.Lock()
 	defer mu.Unlock()
-	want := []note{{"b", accepted["b2"]}, {"c", later.UTC()}}
+	want := []note{{"b", accepted["b2"], before + 1, 0}, {"c", later.UTC(), before + 1, 0}}
 	if len(notes) != 2 || notes[0].actor != want[0].actor || !notes[0].at.Equal(want[0].at) ||
 		notes[1].actor != want[1].actor || !notes[1].at.Equal(want[1].at) {
 		t.Fatalf("notifications %v, want %v", notes, want)
+	}
+	for _, n := range notes {
+		if n.commits != before+1 || n.seen != 0 {
+			t.Fatalf("%s announced at commit count %d with %d writers answered, want %d and 0 (after its batch's commit, before its answers)", n.actor, n.commits, n.seen, before+1)
+		}
 	}
 }
 
