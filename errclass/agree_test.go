@@ -22,6 +22,7 @@ import (
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/observability"
+	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/transport"
 	"github.com/loom-mesh/loom/transport/loompb"
@@ -154,6 +155,9 @@ func TestOrder(t *testing.T) {
 		{&runtime.MethodError{Err: runtime.ErrUnavailable}, "method_error"},
 		{fmt.Errorf("%w: %w", errclass.ErrUnknownOutcome, context.DeadlineExceeded), "unknown_outcome"},
 		{transport.NotOwner("", ""), "not_owner"},
+		// A delivery whose message is no longer pending: the store's refusal
+		// matches queue.ErrNotFound too, but the caller learns it is settled.
+		{fmt.Errorf("%w: %w", runtime.ErrMessageSettled, fmt.Errorf("%w: %w", journal.ErrAck, queue.ErrNotFound)), "message_settled"},
 		{nil, ""},
 	} {
 		if got := errclass.Of(c.err).Code; got != c.code {

@@ -83,6 +83,8 @@ var Rows = []Class{
 	{"unknown_type", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownType},
 	{"unknown_method", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownMethod},
 	{"unknown_task", http.StatusNotFound, codes.NotFound, "not_found", false, task.ErrUnknownTask},
+	// Before no_such_message: a settled delivery wraps the store's refusal.
+	{"message_settled", http.StatusConflict, codes.FailedPrecondition, "settled", false, runtime.ErrMessageSettled},
 	{"no_such_message", http.StatusNotFound, codes.NotFound, "not_found", false, queue.ErrNotFound},
 	{"payload_too_large", http.StatusRequestEntityTooLarge, codes.InvalidArgument, "bad_request", false, runtime.ErrPayloadTooLarge},
 	{"bad_payload", http.StatusBadRequest, codes.InvalidArgument, "bad_request", false, runtime.ErrBadPayload},
@@ -99,7 +101,6 @@ var Rows = []Class{
 	{"call_chain_too_deep", http.StatusConflict, codes.FailedPrecondition, "call_cycle", false, runtime.ErrCallChainTooDeep},
 	{"deadline_exceeded", http.StatusGatewayTimeout, codes.DeadlineExceeded, "deadline_exceeded", true, context.DeadlineExceeded},
 	{"canceled", 499, codes.Canceled, "canceled", true, context.Canceled}, // nginx's "client closed request"
-	{"message_settled", http.StatusConflict, codes.FailedPrecondition, "settled", false, runtime.ErrMessageSettled},
 	{"messaging_disabled", http.StatusNotImplemented, codes.Unimplemented, "unavailable", false, runtime.ErrMessagingDisabled},
 	{"method_error", http.StatusUnprocessableEntity, codes.Unknown, "method_error", false, ErrMethod},
 	{"shutting_down", http.StatusServiceUnavailable, codes.Unavailable, "unavailable", false, runtime.ErrShuttingDown},
