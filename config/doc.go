@@ -26,7 +26,13 @@
 //     key path (actorPools.types.counter.maxSize) and line. So are values
 //     of the wrong type: integers and booleans must be written as such
 //     (not quoted), durations as Go duration strings ("30s", "5m",
-//     "1h30m"; "0" is allowed). Any scalar is accepted as a string.
+//     "1h30m"; "0" is allowed) or as plain integers, which are
+//     milliseconds (300000 is 5m, as the seed's examples write them). Any
+//     scalar is accepted as a string.
+//   - An actor type's pool may be written directly under actorPools, as
+//     the seed does (actorPools.orderProcessor.maxSize), or under
+//     actorPools.types; one type set both ways is a problem. Problems name
+//     the key as written.
 //   - Anchors and aliases work; merge keys (<<) and multiple YAML
 //     documents are rejected.
 //   - Every problem is reported, not just the first: syntax errors aside

@@ -112,6 +112,7 @@ type decoder struct {
 }
 
 func (d *decoder) problem(line int, key, format string, args ...any) {
+	key = d.src.display(key)
 	d.problems = append(d.problems, Problem{File: d.src.file, Line: line, Key: key, Message: fmt.Sprintf(format, args...)})
 	if key != "" {
 		d.failed[key] = true
@@ -210,9 +211,9 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, secret bool
 	}
 	switch {
 	case v.Type() == durationType:
-		dur, err := time.ParseDuration(n.Value)
-		if err != nil {
-			d.problem(n.Line, path, `must be a duration such as "30s", "5m" or "1h30m" (got %s)`, describe(n, secret))
+		dur, ok := parseDuration(n)
+		if !ok {
+			d.problem(n.Line, path, `must be a duration such as "30s", "5m" or "1h30m", or a whole number of milliseconds (got %s)`, describe(n, secret))
 			return false
 		}
 		v.SetInt(int64(dur))
@@ -253,6 +254,22 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string, secret bool
 	return true
 }
 
+// parseDuration reads a Go duration string, or a plain integer as
+// milliseconds (the seed's idleTimeout: 300000).
+func parseDuration(n *yaml.Node) (time.Duration, bool) {
+	if n.ShortTag() == "!!int" {
+		var ms int64
+		if n.Decode(&ms) != nil || ms > math.MaxInt64/int64(time.Millisecond) || ms < math.MinInt64/int64(time.Millisecond) {
+			return 0, false
+		}
+		return time.Duration(ms) * time.Millisecond, true
+	}
+	dur, err := time.ParseDuration(n.Value)
+	return dur, err == nil
+}
+
+var actorPoolsType = reflect.TypeFor[ActorPoolsConfig]()
+
 // structure decodes a mapping into the struct v, field by yaml tag.
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	t := v.Type()
@@ -262,9 +279,15 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			fields[name] = i
 		}
 	}
+	if t == actorPoolsType {
+		d.poolTypesAtTop(n, v, path, fields)
+	}
 	d.eachKey(n, path, func(key string, keyNode, valNode *yaml.Node) {
 		childPath := joinPath(path, key)
 		i, ok := fields[key]
+		if !ok && t == actorPoolsType {
+			return // an actor type in the seed's shape: poolTypesAtTop's
+		}
 		if !ok {
 			msg := "unknown key"
 			if s := suggest(key, fields); s != "" {
@@ -278,6 +301,55 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		f := t.Field(i)
 		d.value(valNode, v.Field(i), childPath, f.Tag.Get("loom") == "secret")
 	})
+}
+
+// poolTypesAtTop decodes the keys of actorPools other than its fields as
+// actor types, as the seed writes them (actorPools.orderProcessor.maxSize
+// for actorPools.types.orderProcessor.maxSize). A type set both ways is a
+// problem. Problems name the key as written.
+func (d *decoder) poolTypesAtTop(n *yaml.Node, v reflect.Value, path string, fields map[string]int) {
+	nested := map[string]int{} // the types under actorPools.types, by name, with their line
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, val := n.Content[i], n.Content[i+1]; k.Value == "types" && val.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(val.Content); j += 2 {
+				nested[val.Content[j].Value] = val.Content[j].Line
+			}
+		}
+	}
+	types := v.FieldByName("Types")
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		for k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || seen[k.Value] {
+			continue // eachKey reports these
+		}
+		seen[k.Value] = true
+		if _, isField := fields[k.Value]; isField {
+			continue
+		}
+		name := k.Value
+		if d.src.written == nil {
+			d.src.written = map[string]string{}
+		}
+		canon := joinPath(path, "types."+name)
+		d.src.written[canon] = joinPath(path, name)
+		if line, dup := nested[name]; dup {
+			d.problem(k.Line, canon, "actor type %q is also set under %s.types (line %d): set it once", name, path, line)
+			continue
+		}
+		if v := val; v.Kind == yaml.MappingNode || v.Kind == yaml.AliasNode || v.ShortTag() == "!!null" {
+			d.mapping(&yaml.Node{Kind: yaml.MappingNode, Line: k.Line, Content: []*yaml.Node{k, val}}, types, joinPath(path, "types"), false)
+			continue
+		}
+		msg := "unknown key (allowed: " + strings.Join(sortedKeys(fields), ", ") + ", or an actor type's pool settings)"
+		if s := suggest(name, fields); s != "" {
+			msg = fmt.Sprintf("unknown key (did you mean %q?)", s)
+		}
+		d.problem(k.Line, canon, "%s", msg)
+	}
 }
 
 // mapping decodes a mapping into the map v. The map is created on its

@@ -253,7 +253,10 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"case", "node:\n  httpport: 1\n", "node.httpport", 2, `did you mean "httpPort"?`},
 		{"snake case", "actorPools:\n  default:\n    max_size: 1\n", "actorPools.default.max_size", 3, `did you mean "maxSize"?`},
 		{"in a type override", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n      size: 1\n", "actorPools.types.counter.size", 5, "unknown key"},
-		{"pool level", "actorPools:\n  counter:\n    maxSize: 1\n", "actorPools.counter", 2, "allowed: default, types"},
+		{"pool level value", "actorPools:\n  counter: 5\n", "actorPools.counter", 2, "allowed: default, types, or an actor type's pool settings"},
+		{"pool level typo", "actorPools:\n  Default: 5\n", "actorPools.Default", 2, `did you mean "default"?`},
+		{"in a type at pool level", "actorPools:\n  counter:\n    size: 1\n", "actorPools.counter.size", 3, "unknown key"},
+		{"type set twice", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n  counter:\n    maxSize: 1\n", "actorPools.counter", 5, "also set under actorPools.types (line 3)"},
 		{"in cluster", "cluster:\n  seeds: a:1\n", "cluster.seeds", 2, "allowed: bootstrapExpect, deadVoterTimeout, gossip, join, joinTimeout, rejoinInterval, voters"},
 		{"cluster snake case", "cluster:\n  bootstrap_expect: 3\n", "cluster.bootstrap_expect", 2, `did you mean "bootstrapExpect"?`},
 		{"deep", "tracing:\n  enabled: true\n\n  otlp:\n    endpoint: x\n", "tracing.otlp", 4, "unknown key"},
@@ -286,7 +289,7 @@ func TestParseWrongTypes(t *testing.T) {
 		{"float for int", "journal:\n  snapshotEvery: 1.5\n", "journal.snapshotEvery", 2, "must be an integer (got 1.5)"},
 		{"overflow", "tracing:\n  maxSpans: 99999999999999999999\n", "tracing.maxSpans", 2, "must be an integer"},
 		{"list for int", "tracing:\n  maxSpans: [1]\n", "tracing.maxSpans", 2, "not a list"},
-		{"duration without unit", "node:\n  shutdownTimeout: 30\n", "node.shutdownTimeout", 2, `must be a duration such as "30s"`},
+		{"duration as a fraction", "node:\n  shutdownTimeout: 30.5\n", "node.shutdownTimeout", 2, `or a whole number of milliseconds (got 30.5)`},
 		{"bad duration", "actorPools:\n  default:\n    idleTimeout: five minutes\n", "actorPools.default.idleTimeout", 3, `(got "five minutes")`},
 		{"bad override duration", "actorPools:\n  types:\n    a:\n      idleTimeout: 1y\n", "actorPools.types.a.idleTimeout", 4, "must be a duration"},
 		{"quoted port", "node:\n  grpcPort: \"7421\"\n", "node.grpcPort", 2, "remove the quotes"},
@@ -295,7 +298,7 @@ func TestParseWrongTypes(t *testing.T) {
 		{"list for join", "cluster:\n  join: [a:1, b:2]\n", "cluster.join", 2, "not a list"},
 		{"quoted bootstrapExpect", "cluster:\n  bootstrapExpect: \"3\"\n", "cluster.bootstrapExpect", 2, "remove the quotes"},
 		{"float voters", "cluster:\n  voters: 3.0\n", "cluster.voters", 2, "must be an integer"},
-		{"join timeout without unit", "cluster:\n  joinTimeout: 30\n", "cluster.joinTimeout", 2, `must be a duration such as "30s"`},
+		{"join timeout too large", "cluster:\n  joinTimeout: 9223372036854775807\n", "cluster.joinTimeout", 2, `must be a duration such as "30s"`},
 		{"bad dead voter timeout", "cluster:\n  deadVoterTimeout: soon\n", "cluster.deadVoterTimeout", 2, `(got "soon")`},
 		{"no value rejoin", "cluster:\n  rejoinInterval:\n", "cluster.rejoinInterval", 2, "has no value"},
 		{"scalar for cluster", "cluster: 3\n", "cluster", 1, "must be a mapping"},
@@ -611,6 +614,49 @@ func TestYAMLFormat(t *testing.T) {
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("YAML() lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestParseSeedShape: the seed's way of writing pools and durations is
+// read as today's: an actor type's pool directly under actorPools, and
+// durations as plain numbers of milliseconds; problems name the keys as
+// written, with their lines.
+func TestParseSeedShape(t *testing.T) {
+	seed := "actorPools:\n" +
+		"  orderProcessor:\n" +
+		"    maxSize: 100\n" +
+		"    idleTimeout: 300000\n" +
+		"    evictionPolicy: lru\n" +
+		"tracing:\n" +
+		"  enabled: true\n" +
+		"  maxTraceAge: 3600000\n"
+	c, err := parse([]byte(seed), "seed.yaml", Default(), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatalf("the seed's shape: %v", err)
+	}
+	p := c.ActorPools.For("orderProcessor")
+	if p.MaxSize != 100 || p.IdleTimeout != 5*time.Minute || p.EvictionPolicy != EvictionLRU {
+		t.Fatalf("orderProcessor's pool = %+v", p)
+	}
+	if c.Tracing.MaxTraceAge != time.Hour || !c.Tracing.Enabled {
+		t.Fatalf("tracing = %+v", c.Tracing)
+	}
+	if d := c.ActorPools.For("other"); d != c.ActorPools.Default {
+		t.Fatalf("another type's pool = %+v, want the default", d)
+	}
+
+	_, err = parse([]byte("actorPools:\n  orderProcessor:\n    maxSize: 0\n    idleTimeout: -1\n"), "seed.yaml", Default(), func(string) (string, bool) { return "", false })
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 2 {
+		t.Fatalf("error = %v, want two problems", err)
+	}
+	for i, want := range []Problem{
+		{File: "seed.yaml", Line: 3, Key: "actorPools.orderProcessor.maxSize"},
+		{File: "seed.yaml", Line: 4, Key: "actorPools.orderProcessor.idleTimeout"},
+	} {
+		if got := ve.Problems[i]; got.File != want.File || got.Line != want.Line || got.Key != want.Key {
+			t.Errorf("problem %d = %+v, want %s:%d %s", i, got, want.File, want.Line, want.Key)
 		}
 	}
 }

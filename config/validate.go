@@ -68,6 +68,24 @@ func (e *ValidationError) Error() string {
 type source struct {
 	file string
 	keys map[string]origin // by dotted key path
+	// written maps the canonical path of an actor type's pool,
+	// "actorPools.types.<type>", to the path the file wrote it at,
+	// "actorPools.<type>", for the types written in the seed's shape.
+	written map[string]string
+}
+
+// display is key as the file wrote it: a problem about a pool set at
+// actorPools.<type> names that key, not actorPools.types.<type>.
+func (s *source) display(key string) string {
+	if s == nil || len(s.written) == 0 || !strings.HasPrefix(key, "actorPools.types.") {
+		return key
+	}
+	for canon, w := range s.written {
+		if key == canon || strings.HasPrefix(key, canon+".") {
+			return w + key[len(canon):]
+		}
+	}
+	return key
 }
 
 // origin is where one key was read, and the value read there (formatted
@@ -153,7 +171,7 @@ type validator struct {
 // is key's own when it came from the file, else that of the first of
 // related (keys the rule also depends on) that did.
 func (v *validator) add(key string, value any, msg string, related ...relatedKey) {
-	p := Problem{Key: key, Message: msg}
+	p := Problem{Key: v.src.display(key), Message: msg}
 	if f, l, ok := v.src.locate(key, formatValue(value)); ok {
 		p.File, p.Line = f, l
 	} else {
