@@ -103,7 +103,9 @@ func (f *FileJournal) applyMessages(tx *bolt.Tx, r *request) error {
 
 // write runs a queue write through the committer, as a request of kind op
 // (actor names it in errors). A closed journal fails with an error that
-// wraps queue.ErrClosed and ErrClosed.
+// wraps queue.ErrClosed and ErrClosed. fn runs on the committer, and may
+// still run after write returned an error (the caller gave up waiting):
+// read what fn sets only after a nil error.
 func (f *FileJournal) write(ctx context.Context, op opKind, actor string, fn func(m *queuesm.Machine, now int64) (reject, fatal error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -139,7 +141,10 @@ func (f *FileJournal) Enqueue(ctx context.Context, msg queue.Message) (queue.Acc
 		acc, rule, err = m.Enqueue(now, msg)
 		return rule, err
 	})
-	return acc, err
+	if err != nil {
+		return queue.Accepted{}, err // acc is the committer's until it answers
+	}
+	return acc, nil
 }
 
 // Due implements queue.Store.
@@ -171,7 +176,10 @@ func (f *FileJournal) Release(ctx context.Context, actor string, now time.Time) 
 		n, rule, err = m.Release(queue.UnixNano(now), actor)
 		return rule, err
 	})
-	return n, err
+	if err != nil {
+		return 0, err // n is the committer's until it answers
+	}
+	return n, nil
 }
 
 // Ready implements queue.Store.
@@ -211,7 +219,10 @@ func (f *FileJournal) Replay(ctx context.Context, fl queue.Filter, now time.Time
 		n, rule, err = m.Replay(queue.UnixNano(now), fl)
 		return rule, err
 	})
-	return n, err
+	if err != nil {
+		return 0, err // n is the committer's until it answers
+	}
+	return n, nil
 }
 
 // Purge implements queue.Store.
@@ -221,7 +232,10 @@ func (f *FileJournal) Purge(ctx context.Context, fl queue.Filter) (int, error) {
 		n, rule, err = m.Purge(now, fl)
 		return rule, err
 	})
-	return n, err
+	if err != nil {
+		return 0, err // n is the committer's until it answers
+	}
+	return n, nil
 }
 
 // SetReminder implements queue.Store.

@@ -193,9 +193,15 @@ func TestProcessClusterSurvivesKillOfTheOwner(t *testing.T) {
 	<-owner.exited
 	killed := time.Now()
 	limit := testTTL + 10*time.Second // TTL + failure detection (local preset) + slack
-	for {
-		if ok, _ := add(survivors[rng.IntN(2)]); ok {
-			break
+	// Recovered once every survivor has answered: each learns of the death
+	// from gossip on its own, and until then routes the actor to the dead
+	// node.
+	answered := make([]bool, len(survivors))
+	for !answered[0] || !answered[1] {
+		i := rng.IntN(2)
+		if ok, _ := add(survivors[i]); ok {
+			answered[i] = true
+			continue
 		}
 		if time.Since(killed) > limit {
 			t.Fatalf("the actor did not answer within %v of the kill", limit)
