@@ -31,7 +31,16 @@ const (
 	// next owner and every append is fenced against the lock table in the
 	// same state machine. It requires coordination.backend raft.
 	JournalRaft = "raft"
+	// JournalRedis keeps journals in Redis (journal.redis, or the
+	// stateAdapter section's host, port and password).
+	JournalRedis = "redis"
 )
+
+// MessagingBullMQ is accepted for messaging.backend (the seed's
+// messageAdapter type) as another name of redis: Redis queues with the
+// semantics BullMQ gives Node users (attempts, backoff, stalled-message
+// recovery, a failed set), not BullMQ's key format.
+const MessagingBullMQ = "bullmq"
 
 // Allowed values of CoordinationConfig.Backend.
 const (
@@ -43,6 +52,9 @@ const (
 	// Raft); it is the coordinator for a cluster. It also runs a one-node
 	// cluster (cluster.bootstrapExpect 1) on the same code.
 	CoordinationRaft = "raft"
+	// CoordinationRedis takes sessions, locks and fencing tokens from Redis
+	// (coordination.redis, or else the journal's Redis).
+	CoordinationRedis = "redis"
 )
 
 // Allowed values of LoggingConfig.Level.
@@ -292,9 +304,9 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 
 // JournalConfig chooses where actor journals are stored.
 type JournalConfig struct {
-	// Backend is JournalBBolt, JournalMemory or JournalRaft (replicated
+	// Backend is JournalBBolt, JournalMemory, JournalRaft (replicated
 	// through the cluster's Raft group; requires coordination.backend
-	// raft). Default JournalBBolt: a single node keeps its actors' state
+	// raft) or JournalRedis (journal.redis). Default JournalBBolt: a single node keeps its actors' state
 	// across restarts out of the box. A cluster needs JournalRaft, so that
 	// an actor's journal is readable on whichever node owns it next.
 	Backend string `yaml:"backend"`
@@ -309,6 +321,52 @@ type JournalConfig struct {
 	// bounding replay time on activation; 0 never snapshots. Must be >= 0.
 	// Default 1000: replaying 1000 small entries takes milliseconds.
 	SnapshotEvery int `yaml:"snapshotEvery"`
+
+	// Redis is the server of the redis backend. Default: none.
+	Redis RedisConfig `yaml:"redis"`
+}
+
+// RedisConfig says how to reach a Redis server: host and port (the seed's
+// keys), or addr ("host:port"), or url ("redis://" or "rediss://").
+type RedisConfig struct {
+	Host string `yaml:"host"`
+	// Port is the server's port; 0 means 6379.
+	Port int    `yaml:"port"`
+	Addr string `yaml:"addr"`
+	// URL gives everything at once; it may hold a password, so it is
+	// secret.
+	URL      string `yaml:"url" loom:"secret"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password" loom:"secret"`
+	// Database is the Redis database number. Default 0.
+	Database int `yaml:"database"`
+	// KeyPrefix starts every key Loom writes. Default "" meaning "loom:".
+	KeyPrefix string `yaml:"keyPrefix"`
+	// TLS connects with TLS, checking the server's certificate against
+	// TLSCA (a PEM file) when set, else the system's roots, for
+	// TLSServerName when set, else the host.
+	TLS           bool   `yaml:"tls"`
+	TLSCA         string `yaml:"tlsCA"`
+	TLSServerName string `yaml:"tlsServerName"`
+	// Timeouts of a connection attempt and of one command's read and
+	// write; 0 takes the client's defaults (5s, 3s, 3s).
+	DialTimeout  time.Duration `yaml:"dialTimeout"`
+	ReadTimeout  time.Duration `yaml:"readTimeout"`
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// PoolSize is the most connections kept; 0 takes the client's default.
+	PoolSize int `yaml:"poolSize"`
+}
+
+// Set reports whether r names a server.
+func (r RedisConfig) Set() bool { return r.Host != "" || r.Addr != "" || r.URL != "" }
+
+// CoordinationRedis is the coordinator's Redis: coordination.redis when it
+// names a server, else the journal's.
+func (c Config) CoordinationRedis() RedisConfig {
+	if c.Coordination.Redis.Set() {
+		return c.Coordination.Redis
+	}
+	return c.Journal.Redis
 }
 
 // Queue modes of MessagePolicyConfig.QueueMode.
@@ -353,6 +411,10 @@ type MessagingConfig struct {
 	// Workers is how many actors a node delivers to at once. Must be > 0.
 	// Default 32.
 	Workers int `yaml:"workers"`
+
+	// Redis, when set, must name the journal's Redis (the queues live
+	// with the journals); left empty, the journal's is used.
+	Redis RedisConfig `yaml:"redis"`
 }
 
 // MessagePolicyConfig is how one actor type's messages are ordered and
@@ -419,8 +481,9 @@ func (c MessagingConfig) For(actorType string) MessagePolicyConfig {
 
 // CoordinationConfig chooses the coordinator that grants actor locks.
 type CoordinationConfig struct {
-	// Backend is CoordinationMemory (one node, in-process) or
-	// CoordinationRaft (the embedded Raft coordinator a cluster shares).
+	// Backend is CoordinationMemory (one node, in-process),
+	// CoordinationRaft (the embedded Raft coordinator a cluster shares) or
+	// CoordinationRedis (coordination.redis, else journal.redis).
 	// Default CoordinationMemory: a single node needs no Raft store. A
 	// memory coordinator cannot be shared between nodes, so with a
 	// non-empty cluster.join or a cluster.bootstrapExpect > 1 it is a
@@ -437,6 +500,11 @@ type CoordinationConfig struct {
 	// < SessionTTL/2, so that one lost renewal does not lose the session.
 	// Default 3s: three tries within the default TTL.
 	RenewInterval time.Duration `yaml:"renewInterval"`
+
+	// Redis is the server of the redis backend; left empty, the journal's
+	// Redis is used (the seed: a coordination section without its own
+	// host uses the state section's).
+	Redis RedisConfig `yaml:"redis"`
 }
 
 // ClusterConfig says how a node finds other nodes and forms a cluster with

@@ -33,6 +33,16 @@
 //     the seed does (actorPools.orderProcessor.maxSize), or under
 //     actorPools.types; one type set both ways is a problem. Problems name
 //     the key as written.
+//   - The seed's adapter sections are other names of today's keys:
+//     coordinationAdapter's type, lockTimeout and renewInterval are
+//     coordination.backend, sessionTTL and renewInterval; stateAdapter's
+//     type is journal.backend; messageAdapter's type, queueMode and
+//     maxRetries are messaging.backend and messaging.default's queueMode
+//     and maxRetries (type bullmq is another name of redis); each
+//     section's other keys (host, port, password...) are its role's Redis
+//     server (coordination.redis, journal.redis, messaging.redis). A key
+//     set in both forms is a problem; problems name the key as written,
+//     and `config print` shows today's names.
 //   - Anchors and aliases work; merge keys (<<) and multiple YAML
 //     documents are rejected.
 //   - Every problem is reported, not just the first: syntax errors aside

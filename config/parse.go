@@ -282,11 +282,16 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if t == actorPoolsType {
 		d.poolTypesAtTop(n, v, path, fields)
 	}
+	var seed []*yaml.Node // the seed's adapter sections, read last: key, value, ...
 	d.eachKey(n, path, func(key string, keyNode, valNode *yaml.Node) {
 		childPath := joinPath(path, key)
 		i, ok := fields[key]
 		if !ok && t == actorPoolsType {
 			return // an actor type in the seed's shape: poolTypesAtTop's
+		}
+		if _, isSeed := seedSections[key]; !ok && isSeed && t == configType {
+			seed = append(seed, keyNode, valNode)
+			return
 		}
 		if !ok {
 			msg := "unknown key"
@@ -301,6 +306,98 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		f := t.Field(i)
 		d.value(valNode, v.Field(i), childPath, f.Tag.Get("loom") == "secret")
 	})
+	for i := 0; i+1 < len(seed); i += 2 {
+		d.seedSection(seed[i], seed[i+1], v)
+	}
+}
+
+var configType = reflect.TypeFor[Config]()
+
+// seedSections are the seed's adapter sections, read into today's keys:
+// each of a section's keys names the key it sets; "*" is the section
+// whose keys the others are (the backend's server).
+var seedSections = map[string]map[string]string{
+	"coordinationAdapter": {"type": "coordination.backend", "lockTimeout": "coordination.sessionTTL",
+		"renewInterval": "coordination.renewInterval", "*": "coordination.redis"},
+	"stateAdapter": {"type": "journal.backend", "*": "journal.redis"},
+	"messageAdapter": {"type": "messaging.backend", "queueMode": "messaging.default.queueMode",
+		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis"},
+}
+
+// seedSection reads one of the seed's adapter sections (k: its key, n: its
+// value) into the keys it stands for, in the Config c. A key that the file
+// also sets under its own name is a problem; problems name the key as
+// written.
+func (d *decoder) seedSection(k, n *yaml.Node, c reflect.Value) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	section := k.Value
+	targets := seedSections[section]
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.problem(n.Line, section, "must be a mapping of keys to values (got %s)", describe(n, false))
+		return
+	}
+	server, _ := lookupPath(c, targets["*"])
+	serverKeys := map[string]int{}
+	for i := range server.Type().NumField() {
+		if name := yamlName(server.Type().Field(i)); name != "" {
+			serverKeys[name] = i
+		}
+	}
+	d.eachKey(n, section, func(key string, keyNode, valNode *yaml.Node) {
+		written := joinPath(section, key)
+		target, ok := targets[key]
+		if !ok || key == "*" {
+			if _, isServer := serverKeys[key]; !isServer {
+				allowed := map[string]int{}
+				for name := range targets {
+					if name != "*" {
+						allowed[name] = 0
+					}
+				}
+				for name := range serverKeys {
+					allowed[name] = 0
+				}
+				msg := "unknown key (allowed: " + strings.Join(sortedKeys(allowed), ", ") + ")"
+				if s := suggest(key, allowed); s != "" {
+					msg = fmt.Sprintf("unknown key (did you mean %q?)", s)
+				}
+				d.problem(keyNode.Line, written, "%s", msg)
+				return
+			}
+			target = joinPath(targets["*"], key)
+		}
+		if d.src.written == nil {
+			d.src.written = map[string]string{}
+		}
+		if o, dup := d.src.keys[target]; dup {
+			d.problem(keyNode.Line, written, "sets %s, which line %d sets too: set it once", target, o.line)
+			return
+		}
+		d.src.written[target] = written
+		field, secret := lookupPath(c, target)
+		d.value(valNode, field, target, secret)
+	})
+}
+
+// lookupPath returns the field of the struct v at the dotted key path, and
+// whether it is secret. The path is one of seedSections', always valid.
+func lookupPath(v reflect.Value, path string) (reflect.Value, bool) {
+	secret := false
+	for name := range strings.SplitSeq(path, ".") {
+		t := v.Type()
+		for i := range t.NumField() {
+			if yamlName(t.Field(i)) == name {
+				v, secret = v.Field(i), t.Field(i).Tag.Get("loom") == "secret"
+				break
+			}
+		}
+	}
+	return v, secret
 }
 
 // poolTypesAtTop decodes the keys of actorPools other than its fields as

@@ -68,16 +68,18 @@ func (e *ValidationError) Error() string {
 type source struct {
 	file string
 	keys map[string]origin // by dotted key path
-	// written maps the canonical path of an actor type's pool,
-	// "actorPools.types.<type>", to the path the file wrote it at,
-	// "actorPools.<type>", for the types written in the seed's shape.
+	// written maps a canonical key path to the path the file wrote it at,
+	// for keys written in the seed's shape: an actor type's pool,
+	// "actorPools.types.<type>" written "actorPools.<type>", and the keys
+	// of the seed's adapter sections ("coordination.backend" written
+	// "coordinationAdapter.type").
 	written map[string]string
 }
 
 // display is key as the file wrote it: a problem about a pool set at
 // actorPools.<type> names that key, not actorPools.types.<type>.
 func (s *source) display(key string) string {
-	if s == nil || len(s.written) == 0 || !strings.HasPrefix(key, "actorPools.types.") {
+	if s == nil || len(s.written) == 0 {
 		return key
 	}
 	for canon, w := range s.written {
@@ -206,6 +208,60 @@ func (v *validator) positiveDuration(key string, d time.Duration) {
 	if d <= 0 {
 		v.add(key, d, fmt.Sprintf("must be > 0 (got %s)", formatDuration(d)))
 	}
+}
+
+// redis checks the settings of a Redis server at prefix.
+func (v *validator) redis(prefix string, r RedisConfig) {
+	named := 0
+	for _, s := range []string{r.Host, r.Addr, r.URL} {
+		if s != "" {
+			named++
+		}
+	}
+	if named > 1 {
+		key, val := r.serverKey(prefix)
+		v.add(key, val, "give one of host (with port), addr or url")
+	}
+	if r.Port < 0 || r.Port > 65535 {
+		v.add(prefix+".port", r.Port, fmt.Sprintf("must be 0 to 65535 (got %d)", r.Port))
+	}
+	if r.Port != 0 && r.Host == "" {
+		v.add(prefix+".port", r.Port, "is the port of host: set host too, or give addr")
+	}
+	if r.Addr != "" {
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+			v.add(prefix+".addr", r.Addr, fmt.Sprintf("must be host:port (got %q)", r.Addr))
+		}
+	}
+	if r.URL != "" && !strings.HasPrefix(r.URL, "redis://") && !strings.HasPrefix(r.URL, "rediss://") {
+		v.add(prefix+".url", r.URL, "must start with redis:// or rediss://")
+	}
+	if r.Database < 0 {
+		v.add(prefix+".database", r.Database, fmt.Sprintf("must be >= 0 (got %d)", r.Database))
+	}
+	v.notNegative(prefix+".poolSize", float64(r.PoolSize))
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{".dialTimeout", r.DialTimeout}, {".readTimeout", r.ReadTimeout}, {".writeTimeout", r.WriteTimeout}} {
+		if d.val < 0 {
+			v.add(prefix+d.key, d.val, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(d.val)))
+		}
+	}
+	if (r.TLSCA != "" || r.TLSServerName != "") && !r.TLS {
+		v.add(prefix+".tls", r.TLS, "must be true when tlsCA or tlsServerName is set")
+	}
+}
+
+// serverKey is the key that names r's server, and its value, for problems.
+func (r RedisConfig) serverKey(prefix string) (string, string) {
+	switch {
+	case r.Host != "":
+		return prefix + ".host", r.Host
+	case r.Addr != "":
+		return prefix + ".addr", r.Addr
+	}
+	return prefix + ".url", r.URL
 }
 
 func (v *validator) oneOf(key, value string, allowed ...string) {
@@ -339,13 +395,17 @@ func (v *validator) validate(c *Config) {
 	}
 
 	j := c.Journal
-	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft)
+	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft, JournalRedis)
+	if j.Backend == JournalRedis && !j.Redis.Set() {
+		v.add("journal.backend", j.Backend, "redis needs a server: set journal.redis (stateAdapter) host, addr or url")
+	}
+	v.redis("journal.redis", j.Redis)
 	if j.SnapshotEvery < 0 {
 		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
 	}
 
 	m := c.Messaging
-	if m.Backend != "" && m.Backend != j.Backend {
+	if mb := m.Backend; mb != "" && mb != j.Backend && !(mb == MessagingBullMQ && j.Backend == JournalRedis) {
 		v.add("messaging.backend", m.Backend, fmt.Sprintf("must be empty or equal journal.backend (%q): a message is acknowledged in its actor's journal append, so the queues live with the journals", j.Backend))
 	}
 	v.messagePolicy("messaging.default", m.Default)
@@ -374,9 +434,18 @@ func (v *validator) validate(c *Config) {
 	v.positiveDuration("messaging.idRetention", m.IDRetention)
 	v.positiveDuration("messaging.degradedAge", m.DegradedAge)
 	v.positive("messaging.workers", m.Workers)
+	v.redis("messaging.redis", m.Redis)
+	if m.Redis.Set() && m.Redis != j.Redis {
+		key, val := m.Redis.serverKey("messaging.redis")
+		v.add(key, val, "must name the journal's Redis, or be left out: a message is acknowledged in its actor's journal append, so the queues live with the journals")
+	}
 
 	co := c.Coordination
-	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft)
+	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft, CoordinationRedis)
+	v.redis("coordination.redis", co.Redis)
+	if co.Backend == CoordinationRedis && !c.CoordinationRedis().Set() {
+		v.add("coordination.backend", co.Backend, "redis needs a server: set coordination.redis (coordinationAdapter) or journal.redis (stateAdapter) host, addr or url")
+	}
 	if j.Backend == JournalRaft && co.Backend != CoordinationRaft {
 		v.add("journal.backend", j.Backend,
 			fmt.Sprintf("raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend %q)", co.Backend),
@@ -404,12 +473,11 @@ func (v *validator) validate(c *Config) {
 			v.add("coordination.backend", co.Backend,
 				fmt.Sprintf("a memory coordinator cannot be shared between nodes; use raft (%s)", because),
 				cause...)
-		case CoordinationRaft:
-			if j.Backend != JournalRaft {
-				v.add("journal.backend", j.Backend,
-					fmt.Sprintf("a cluster needs journal.backend raft: an actor's journal must be readable on whichever node owns it next (%s)", because),
-					append([]relatedKey{{"coordination.backend", co.Backend}}, cause...)...)
-			}
+		}
+		if co.Backend != CoordinationMemory && j.Backend != JournalRaft && j.Backend != JournalRedis {
+			v.add("journal.backend", j.Backend,
+				fmt.Sprintf("a cluster needs journal.backend raft or redis: an actor's journal must be readable on whichever node owns it next (%s)", because),
+				append([]relatedKey{{"coordination.backend", co.Backend}}, cause...)...)
 		}
 		if n.Advertise == "" {
 			if a, err := netip.ParseAddr(n.Bind); err == nil && a.IsUnspecified() {
