@@ -71,8 +71,11 @@ type Coordinator struct {
 	base    string // KeyPrefix + "lock:"
 	scripts scripts
 
-	mu     sync.RWMutex
-	closed bool
+	mu       sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup // commands under way, some perhaps abandoned by their callers
+	close    sync.Once      // closes the client
+	closeErr error
 }
 
 // New returns a coordinator on the server o names. It does not connect
@@ -92,6 +95,8 @@ func newCoordinator(o Options, clock string) (*Coordinator, error) {
 	// nothing of what the earlier attempts did, and ErrUnavailable must
 	// mean that nothing was done.
 	co.MaxRetries = -1
+	// Let a context's deadline bound the command's reads and writes too.
+	co.ContextTimeoutEnabled = true
 	return &Coordinator{
 		client:  goredis.NewClient(co),
 		addr:    co.Addr,
@@ -134,20 +139,52 @@ func (o op) String() string {
 }
 
 // run runs script s as operation o and returns its reply.
+//
+// go-redis ends a command early at a context's deadline but not at its
+// cancellation, and lock.Keeper cancels its requests on its own clock. So
+// the command runs in a goroutine, and run returns when it answers or when
+// ctx ends, whichever is first; an abandoned command finishes (answer,
+// ReadTimeout or a lost connection) on its own, and Close waits for it.
 func (c *Coordinator) run(ctx context.Context, o op, s *goredis.Script, keys []string, args ...any) (any, error) {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
 	if c.closed {
+		c.mu.RUnlock()
 		return nil, fmt.Errorf("redislock: %s: %w", o, lock.ErrClosed)
 	}
-	if err := ctx.Err(); err != nil { // not sent
-		return nil, fmt.Errorf("redislock: %s: %w", o, err)
+	if ctx.Err() != nil { // not sent
+		c.mu.RUnlock()
+		return nil, fmt.Errorf("redislock: %s: %w", o, ctxErr(ctx))
 	}
-	v, err := s.Run(ctx, c.client, keys, append([]any{c.base}, args...)...).Result()
-	if err != nil {
-		return nil, c.failed(o, err)
+	type reply struct {
+		v   any
+		err error
 	}
-	return v, nil
+	done := make(chan reply, 1)
+	c.inflight.Add(1) // under the read lock, so never after Close began to wait
+	go func() {
+		defer c.inflight.Done()
+		v, err := s.Run(ctx, c.client, keys, append([]any{c.base}, args...)...).Result()
+		done <- reply{v, err}
+	}()
+	c.mu.RUnlock()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, c.failed(o, r.err)
+		}
+		return r.v, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: redis at %s: %w", ErrUnknownOutcome, o, c.addr, ctxErr(ctx))
+	}
+}
+
+// ctxErr is ctx's error, with its cause when that says more.
+func ctxErr(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || cause == err {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, cause)
 }
 
 // refusals are the error replies with which Redis refuses a command
@@ -202,9 +239,13 @@ func nonce() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ttlMillis is ttl in whole milliseconds, rounded up.
+// ttlMillis is ttl (positive) in whole milliseconds, rounded up.
 func ttlMillis(ttl time.Duration) int64 {
-	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
 }
 
 // CreateSession implements lock.Coordinator. The session's id is
@@ -332,20 +373,27 @@ func (c *Coordinator) Holder(ctx context.Context, key string) (lock.LockInfo, bo
 	return lock.LockInfo{Key: key, Session: lock.SessionID(sid), Owner: owner, Token: tok}, true, nil
 }
 
-// Close implements lock.Coordinator: it waits for operations in flight,
-// closes the client, and makes later calls return lock.ErrClosed. Sessions
-// are left to lapse. It may be called more than once.
+// Close implements lock.Coordinator: later calls return lock.ErrClosed; it
+// waits for the commands under way (including ones whose callers gave up:
+// each ends by its answer, the ReadTimeout or a lost connection), then
+// closes the client. Sessions are left to lapse. It may be called more
+// than once, also concurrently; every call waits.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	c.closed = true
+	c.mu.Unlock()
+	c.inflight.Wait()
+	first := false
+	c.close.Do(func() {
+		first = true
+		if err := c.client.Close(); err != nil {
+			c.closeErr = fmt.Errorf("redislock: close: %w", err)
+		}
+	})
+	if !first {
 		return nil
 	}
-	c.closed = true
-	if err := c.client.Close(); err != nil {
-		return fmt.Errorf("redislock: close: %w", err)
-	}
-	return nil
+	return c.closeErr
 }
 
 func elem[T any](r []any, i int) (T, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -456,34 +457,58 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
-// TestNoAnswer: a server that accepts connections and never answers makes
-// an operation fail after the read timeout with ErrUnknownOutcome, which
-// also matches the cause (a timeout).
-func TestNoAnswer(t *testing.T) {
+// mute is a TCP server that accepts connections and never answers, until
+// hangUp closes them.
+type mute struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted chan struct{} // closed at the first connection
+	done     chan struct{}
+}
+
+func startMute(t *testing.T) *mute {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns sync.WaitGroup
-	stop := make(chan struct{})
-	conns.Go(func() {
-		var open []net.Conn
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
+	m := &mute{ln: ln, accepted: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				<-stop
 				return
 			}
-			open = append(open, c) // read nothing, answer nothing
+			m.mu.Lock()
+			if m.conns == nil {
+				close(m.accepted)
+			}
+			m.conns = append(m.conns, c) // read nothing, answer nothing
+			m.mu.Unlock()
 		}
-	})
-	defer func() { ln.Close(); close(stop); conns.Wait() }()
-	c, err := redislock.New(redislock.Options{Redis: redis.Options{Addr: ln.Addr().String(), ReadTimeout: 100 * time.Millisecond}})
+	}()
+	t.Cleanup(func() { ln.Close(); <-m.done; m.hangUp() })
+	return m
+}
+
+func (m *mute) addr() string { return m.ln.Addr().String() }
+
+func (m *mute) hangUp() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.conns {
+		c.Close()
+	}
+	m.conns = m.conns[:0]
+}
+
+// TestNoAnswer: a server that accepts connections and never answers makes
+// an operation fail after the read timeout with ErrUnknownOutcome, which
+// also matches the cause (a timeout).
+func TestNoAnswer(t *testing.T) {
+	m := startMute(t)
+	c, err := redislock.New(redislock.Options{Redis: redis.Options{Addr: m.addr(), ReadTimeout: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,6 +529,49 @@ func TestNoAnswer(t *testing.T) {
 	}
 }
 
+// TestCancelWhileWaiting: an operation whose context is cancelled (not
+// timed out: lock.Keeper cancels its requests on its own clock) while it
+// waits for an answer returns at once with ErrUnknownOutcome and the
+// cause, not after the read timeout; Close waits for the abandoned command.
+func TestCancelWhileWaiting(t *testing.T) {
+	m := startMute(t)
+	c, err := redislock.New(redislock.Options{Redis: redis.Options{Addr: m.addr(), ReadTimeout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cause := errors.New("keeper request timeout")
+	returned := make(chan error, 1)
+	go func() { returned <- c.Renew(ctx, "1-00") }()
+	<-m.accepted // the call is under way: it connected and waits for an answer
+	cancel(cause)
+	select {
+	case err := <-returned:
+		if !errors.Is(err, redislock.ErrUnknownOutcome) || !errors.Is(err, cause) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Renew cancelled while waiting: %v; want ErrUnknownOutcome, the cause and context.Canceled", err)
+		}
+		if !strings.Contains(err.Error(), "renew session 1-00") {
+			t.Fatalf("Renew cancelled while waiting: %q does not name the operation", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Renew did not return after its context was cancelled")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	m.hangUp() // the abandoned command ends when its connection does
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return after the server hung up")
+	}
+	if err := c.Renew(t.Context(), "1-00"); !errors.Is(err, lock.ErrClosed) {
+		t.Fatalf("Renew after Close: %v; want ErrClosed", err)
+	}
+}
+
 // TestWrongPassword: a server that refuses the client's credentials is
 // unavailable (nothing was done), and the error says so.
 func TestWrongPassword(t *testing.T) {
@@ -516,6 +584,30 @@ func TestWrongPassword(t *testing.T) {
 	_, err = c.CreateSession(t.Context(), "node-a", time.Second)
 	if !errors.Is(err, redislock.ErrUnavailable) {
 		t.Fatalf("CreateSession with a wrong password: %v; want ErrUnavailable", err)
+	}
+}
+
+// TestExtremeTTLs: the TTL is counted in whole milliseconds, rounded up
+// (1 ns lives 1 ms), and the longest Duration does not overflow.
+func TestExtremeTTLs(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := newTestCoordinator(t, srv, uniquePrefix())
+	advance := advancer(t, srv, c)
+	ctx := t.Context()
+	long, err := c.CreateSession(ctx, "node-a", time.Duration(math.MaxInt64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := c.CreateSession(ctx, "node-b", time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(100 * 365 * 24 * time.Hour)
+	if err := c.Renew(ctx, long); err != nil {
+		t.Fatalf("Renew of a session with the longest TTL, a century on: %v", err)
+	}
+	if err := c.Renew(ctx, short); !errors.Is(err, lock.ErrSessionExpired) {
+		t.Fatalf("Renew of a 1 ns session, a century on: %v; want ErrSessionExpired", err)
 	}
 }
 

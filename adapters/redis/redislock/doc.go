@@ -101,7 +101,12 @@
 // # Concurrency
 //
 // A Coordinator is safe for concurrent use. It keeps no state of its own
-// beyond its client and a closed flag, guarded by one RWMutex that every
-// operation holds shared while it runs, so Close waits for operations in
-// flight. It starts no goroutines.
+// beyond its client and a closed flag, guarded by one RWMutex. Every
+// operation honours its context: go-redis stops a command at a context's
+// deadline but not at its cancellation (which is how lock.Keeper bounds
+// its requests), so each command runs in a goroutine of its own, and the
+// operation returns when the command answers or the context ends, the
+// latter with ErrUnknownOutcome. An abandoned command ends by itself (its
+// answer, the ReadTimeout, a lost connection); the coordinator counts
+// these goroutines and Close waits for them before closing the client.
 package redislock
