@@ -1,0 +1,38 @@
+package redislock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/loom-mesh/loom/adapters/redis"
+	"github.com/loom-mesh/loom/adapters/redis/redislock"
+	"github.com/loom-mesh/loom/lock"
+)
+
+// A node opens one session, renews it (lock.Keeper does this), and takes
+// the lock of each actor it runs; the token goes with every journal write.
+func Example() {
+	ctx := context.Background()
+	c, err := redislock.New(redislock.Options{Redis: redis.Options{Addr: "127.0.0.1:6379", KeyPrefix: "shop:"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.CreateSession(ctx, "node-1", 10*time.Second)
+	if err != nil {
+		log.Fatal(err) // wraps redislock.ErrUnavailable if Redis cannot be reached
+	}
+	tok, err := c.Acquire(ctx, s, "cart/42")
+	var held *lock.HeldError
+	switch {
+	case errors.As(err, &held):
+		fmt.Printf("cart/42 runs on %s\n", held.Holder)
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Printf("cart/42 is ours, token %d\n", tok)
+	}
+}
