@@ -38,7 +38,10 @@
 //     Reads have no effect, so any failure of theirs is ErrUnavailable.
 //   - Reads (Read, Tail, LoadSnapshot) go straight to Redis from the
 //     caller's goroutine and see every mutation whose call has returned
-//     (one server: Redis is linearizable for single commands). Read is one
+//     (one server: Redis is linearizable for single commands). With
+//     appendfsync always they never see one that is not yet on disk
+//     either: Redis writes and fsyncs the append-only file for a turn of
+//     its event loop before it sends any reply of that turn. Read is one
 //     XRANGE, a consistent view of the log; each record's CRC-32C, its Seq
 //     against its stream id and its actor are checked (journal.ErrCorrupt).
 //   - Full uint64 range. Sequence numbers and tokens are compared and
