@@ -65,6 +65,11 @@ func BenchmarkAppend(b *testing.B) {
 // it for actors g, g+callers, g+2*callers, ... in turn, and reports ops/s
 // and latency percentiles.
 func measure(b *testing.B, callers, actors int, op func(actor int) error) {
+	measureUnit(b, callers, actors, "ops/s", op)
+}
+
+// measureUnit is measure reporting the rate as unit.
+func measureUnit(b *testing.B, callers, actors int, unit string, op func(actor int) error) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, callers)
 	var failed atomic.Pointer[error]
@@ -95,7 +100,7 @@ func measure(b *testing.B, callers, actors int, op func(actor int) error) {
 	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "ops/s")
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), unit)
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 }

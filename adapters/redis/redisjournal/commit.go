@@ -18,6 +18,7 @@ const (
 	opAppend opKind = iota + 1
 	opSnapshot
 	opTruncate
+	opQueue // a queue.Store write: its reply is kept raw for the caller
 )
 
 func (o opKind) String() string {
@@ -26,6 +27,8 @@ func (o opKind) String() string {
 		return "append to"
 	case opSnapshot:
 		return "snapshot of"
+	case opQueue:
+		return "queue write for"
 	default:
 		return "truncate of"
 	}
@@ -52,8 +55,10 @@ type request struct {
 
 	state int // guarded by Journal.mu
 
-	err  error // output
-	done chan struct{}
+	err   error    // output
+	reply any      // output of opQueue: the script's reply
+	wakes []string // output of an append with queue entries: actor, tb(at) pairs
+	done  chan struct{}
 }
 
 // do queues r for a committer and waits for its answer. If ctx ends while r
@@ -184,6 +189,17 @@ func (j *Journal) send(batch []*request) {
 // the journal's rules, or a failure classified as ErrUnavailable (no
 // effect) or ErrUnknownOutcome.
 func (j *Journal) result(r *request, cmd *goredis.Cmd) error {
+	if r.op == opQueue {
+		v, err := cmd.Result()
+		if err != nil {
+			if classify(err) {
+				return fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, r.op, r.actor, j.addr, err)
+			}
+			return fmt.Errorf("%w: %s %q at %s: %w", ErrUnknownOutcome, r.op, r.actor, j.addr, err)
+		}
+		r.reply = v
+		return nil
+	}
 	reply, err := cmd.StringSlice()
 	if err != nil {
 		if classify(err) {
@@ -191,10 +207,14 @@ func (j *Journal) result(r *request, cmd *goredis.Cmd) error {
 		}
 		return fmt.Errorf("%w: %s %q at %s: %w", ErrUnknownOutcome, r.op, r.actor, j.addr, err)
 	}
-	if len(reply) != 4 || reply[0] != "ok" && reply[0] != "no" {
+	if len(reply) == 4 && reply[0] == "ack" && r.op == opAppend {
+		return ackRule(r.actor, reply[1], reply[2])
+	}
+	if len(reply) < 4 || len(reply)%2 != 0 || reply[0] != "ok" && (reply[0] != "no" || len(reply) != 4) {
 		return fmt.Errorf("%w: %s %q at %s: unexpected script reply %q", ErrUnknownOutcome, r.op, r.actor, j.addr, reply)
 	}
 	if reply[0] == "ok" {
+		r.wakes = reply[4:]
 		return nil
 	}
 	st, err := headState(reply[1:])

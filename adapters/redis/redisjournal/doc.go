@@ -93,14 +93,34 @@
 // what is queued and wait for the answers, waits for in-flight reads and
 // closes the client. It may be called more than once.
 //
-// # Message queues (not yet)
+// # Message queues
 //
-// The journal is not a queue.Store yet. When the Redis queue adapter comes,
-// an Append that carries journal.KindMessageAck (and KindMessageSend)
-// entries must check and apply them atomically with the entries, as
-// journal.FileJournal does: that goes in appendScript, which marks the two
-// places (the checks after the fence and sequence checks and before any
-// write, answering a refusal mapped to journal.ErrAck; the acknowledgements
-// and the enqueues after the XADDs), with the actor's queue keys added to
-// KEYS in the same {A} slot.
+// The Journal is also a queue.Store and a queue.Notifier (queue.go,
+// queuescripts.go): the durable per-actor message queues of the same
+// actors, on the same server. Every write is one Lua script that applies
+// the rules of internal/queuesm (ordering, ordered queues blocked by their
+// head, scheduled messages released with a new Seq, reminders firing once
+// however many periods were missed, dead letters, ids remembered for
+// Options.QueueRetention after an ack or purge, pruned 64 at a time);
+// queuetest checks them. An Append carrying journal.KindMessageAck or
+// KindMessageSend entries runs appendQueueScript: the journal's fence and
+// sequence checks, then the acknowledgements (journal.ErrAck wrapping
+// queue.ErrNotFound or queue.ErrNotHead) before any write; then the
+// entries, the acknowledgements and the outbox's enqueues, in one script,
+// so a message is acknowledged exactly when its turn's entries commit.
+//
+// This gives Go what BullMQ gives Node users, on Redis: attempts
+// (Message.Attempts, Retry), backoff (Retry's RetryAt, chosen by the
+// caller), stalled-message recovery (a message not acknowledged, whoever
+// crashed, stays pending and is delivered again: there is no lock to
+// expire, the ack commits with the turn's state), and a failed set (the
+// dead letters, with ListDead, Replay and Purge). The configuration
+// accepts messaging backend type "bullmq" as another name of this adapter
+// (config.MessagingBullMQ); the keys are this package's, not BullMQ's
+// format, and BullMQ clients cannot read them.
+//
+// The queue's keys (listed in queue.go) span actors, and its scripts
+// compute key names rather than declare them: the queue needs a
+// standalone server, not a Redis Cluster. Time is the calling node's
+// clock (AcceptedAt, the ack instant), as for the embedded backends.
 package redisjournal

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/loom-mesh/loom/adapters/redis"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Options configure Open. Start from DefaultOptions and set Redis; Open
@@ -36,6 +39,11 @@ type Options struct {
 	// test machine 1, 2 and 4 were within noise of each other at 64
 	// callers (BenchmarkAppend); more cores may want more.
 	Pipelines int
+
+	// QueueRetention is how long the queue (queue.Store) remembers the id
+	// of an acknowledged or purged message. 0 means
+	// queue.DefaultRetention; negative is invalid.
+	QueueRetention time.Duration
 }
 
 // DefaultOptions returns the options described on each field, with an
@@ -57,6 +65,9 @@ func (o Options) Validate() error {
 	}
 	if o.Pipelines < 1 {
 		errs = append(errs, fmt.Errorf("%w: redisjournal: Pipelines %d, want at least 1", journal.ErrInvalid, o.Pipelines))
+	}
+	if o.QueueRetention < 0 {
+		errs = append(errs, fmt.Errorf("%w: redisjournal: QueueRetention %v is negative", journal.ErrInvalid, o.QueueRetention))
 	}
 	return errors.Join(errs...)
 }
@@ -82,6 +93,9 @@ type Journal struct {
 	queue   []*request
 	readers sync.WaitGroup // in-flight reads; Add under mu while !closed
 
+	retention time.Duration              // queue: how long gone ids are remembered
+	notify    atomic.Pointer[notifyFunc] // queue.Notifier
+
 	committers sync.WaitGroup
 	closeOnce  sync.Once
 	closeErr   error
@@ -103,7 +117,10 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 	}
 	co.MaxRetries = -1 // see Options.Redis
 	client := goredis.NewClient(co)
-	j := &Journal{client: client, addr: co.Addr, prefix: o.Redis.Prefix(), maxBatch: o.MaxBatch}
+	j := &Journal{client: client, addr: co.Addr, prefix: o.Redis.Prefix(), maxBatch: o.MaxBatch, retention: o.QueueRetention}
+	if j.retention == 0 {
+		j.retention = queue.DefaultRetention
+	}
 	j.cond = sync.NewCond(&j.mu)
 	if err := j.loadScripts(ctx); err != nil {
 		_ = client.Close()
@@ -165,6 +182,9 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	}
 	if err := journal.CheckAppendArgs(actor, expectedSeq, entries); err != nil {
 		return 0, err
+	}
+	if hasQueueEntries(entries) {
+		return j.appendQueue(ctx, actor, token, expectedSeq, entries)
 	}
 	tail := expectedSeq + uint64(len(entries))
 	args := make([]any, 3, 3+2*len(entries))

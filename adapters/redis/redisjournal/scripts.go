@@ -48,23 +48,19 @@ local tail, token, snapseq = h[1] or '0', h[2] or '0', h[3] or ''
 // for each entry its stream id ("<seq>-0") and its record
 // (journal.MarshalEntry, already stamped).
 //
-// The queue adapter (queue.Store on Redis, not written yet) extends this
-// script at the two marked places: it will pass the ids of the append's
-// KindMessageAck entries (and the KindMessageSend messages) after the
-// entries, check that each acknowledged message is pending in the actor's
-// queue (answering a third verdict, mapped to journal.ErrAck) before any
-// write, and take them out of the queue after the entries are written, so
-// an acknowledgement commits with its turn's entries or not at all.
+// An append that carries KindMessageAck or KindMessageSend entries runs
+// appendQueueScript instead (queuescripts.go): this script with the
+// queue's ack check before any write and the acks and sends applied after
+// the entries, so an acknowledgement commits with its turn's entries or
+// not at all.
 var appendScript = newScript(scriptPrelude + `
 if lt(ARGV[1], token) or ARGV[2] ~= tail then
   return {'no', tail, token, snapseq}
 end
--- (queue adapter) check the acknowledgements here, before any write.
 for i = 4, #ARGV, 2 do
   redis.call('XADD', KEYS[2], ARGV[i], 'e', ARGV[i + 1])
 end
 redis.call('HSET', KEYS[1], 'tail', ARGV[3], 'token', ARGV[1])
--- (queue adapter) apply the acknowledgements and enqueue the sends here.
 return {'ok', tail, token, snapseq}
 `)
 
@@ -99,7 +95,7 @@ return {'ok', tail, token, snapseq}
 // scripts are loaded together (SCRIPT LOAD) by Open and after a NOSCRIPT
 // reply: a restarted Redis (7.0 keeps no script cache across restarts) or a
 // SCRIPT FLUSH has forgotten them.
-var scripts = []*script{appendScript, snapshotScript, truncateScript}
+var scripts = append([]*script{appendScript, snapshotScript, truncateScript}, queueScripts...)
 
 // script is a go-redis Script (which knows the script's SHA-1 and sends
 // EVALSHA) with its source, to load it with SCRIPT LOAD in a pipeline:
