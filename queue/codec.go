@@ -157,6 +157,22 @@ func ReminderID(actor, name string, dueAt int64) string {
 	return b.String()
 }
 
+// CheckFailure returns an error wrapping ErrInvalid if Retry or
+// DeadLetter must refuse f: a bad actor (CheckActor) or id (CheckID), or an
+// At or RetryAt outside the storable instants.
+func CheckFailure(f Failure) error {
+	if err := CheckActor(f.Actor); err != nil {
+		return err
+	}
+	if err := CheckID(f.ID); err != nil {
+		return err
+	}
+	if !TimeRepresentable(f.At) || !TimeRepresentable(f.RetryAt) {
+		return fmt.Errorf("%w: failure of %q at %v, retry at %v: outside the storable range", ErrInvalid, f.ID, f.At, f.RetryAt)
+	}
+	return nil
+}
+
 // CheckReminder returns an error wrapping ErrInvalid if SetReminder must
 // refuse r: a bad actor (CheckActor), an empty or too long Name, an empty
 // Method, a zero or unstorable DueAt, a negative Period, or an actor and

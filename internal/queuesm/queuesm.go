@@ -306,7 +306,7 @@ func (m *Machine) DeadLetter(now int64, f queue.Failure) (rule, err error) {
 // failed applies the rules shared by Retry and DeadLetter and returns the
 // pending message.
 func (m *Machine) failed(f queue.Failure) (queue.Message, error, error) {
-	if rule := checkFailure(f); rule != nil {
+	if rule := queue.CheckFailure(f); rule != nil {
 		return queue.Message{}, rule, nil
 	}
 	rec, found, err := m.lookup(f.ID)
@@ -324,19 +324,6 @@ func (m *Machine) failed(f queue.Failure) (queue.Message, error, error) {
 		return queue.Message{}, fmt.Errorf("%w: message %q has %d attempts, the failure reports %d", queue.ErrStale, f.ID, msg.Attempts, f.Attempts), nil
 	}
 	return msg, nil, nil
-}
-
-func checkFailure(f queue.Failure) error {
-	if err := queue.CheckActor(f.Actor); err != nil {
-		return err
-	}
-	if err := queue.CheckID(f.ID); err != nil {
-		return err
-	}
-	if !queue.TimeRepresentable(f.At) || !queue.TimeRepresentable(f.RetryAt) {
-		return fmt.Errorf("%w: failure of %q at %v, retry at %v: outside the storable range", queue.ErrInvalid, f.ID, f.At, f.RetryAt)
-	}
-	return nil
 }
 
 // bump is attempts+1, kept at the largest uint32.

@@ -184,18 +184,26 @@ func (j *Journal) write(ctx context.Context, actor string, s *script, args ...an
 	return st, res, nil
 }
 
+// enterQueueRead admits a queue read unless the store is closed, and
+// registers it with j.readers (the caller must call j.readers.Done).
+func (j *Journal) enterQueueRead() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return fmt.Errorf("%w: redis queue at %s", queue.ErrClosed, j.addr)
+	}
+	j.readers.Add(1)
+	return nil
+}
+
 // read runs a queue read script on the caller's goroutine.
 func (j *Journal) read(ctx context.Context, what string, s *script, args ...any) ([]any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return nil, fmt.Errorf("%w: redis queue at %s", queue.ErrClosed, j.addr)
+	if err := j.enterQueueRead(); err != nil {
+		return nil, err
 	}
-	j.readers.Add(1)
-	j.mu.Unlock()
 	defer j.readers.Done()
 	v, err := s.Run(ctx, j.client, []string{}, append([]any{j.qprefix()}, args...)...).Result()
 	if err != nil {
@@ -321,13 +329,9 @@ func (j *Journal) Ready(ctx context.Context, until time.Time, max int) ([]queue.
 	if max <= 0 {
 		return nil, nil
 	}
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return nil, fmt.Errorf("%w: redis queue at %s", queue.ErrClosed, j.addr)
+	if err := j.enterQueueRead(); err != nil {
+		return nil, err
 	}
-	j.readers.Add(1)
-	j.mu.Unlock()
 	defer j.readers.Done()
 	ms, err := j.client.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: j.qprefix() + "wake", Start: "-", Stop: upTo(queue.UnixNano(until)),
 		ByLex: true, Count: int64(max)}).Result()
@@ -345,19 +349,6 @@ func (j *Journal) Ready(ctx context.Context, until time.Time, max int) ([]queue.
 	return out, nil
 }
 
-func checkFailure(f queue.Failure) error {
-	if err := queue.CheckActor(f.Actor); err != nil {
-		return err
-	}
-	if err := queue.CheckID(f.ID); err != nil {
-		return err
-	}
-	if !queue.TimeRepresentable(f.At) || !queue.TimeRepresentable(f.RetryAt) {
-		return fmt.Errorf("%w: failure of %q at %v, retry at %v: outside the storable range", queue.ErrInvalid, f.ID, f.At, f.RetryAt)
-	}
-	return nil
-}
-
 func bump(a uint32) uint32 {
 	if a == math.MaxUint32 {
 		return a
@@ -368,7 +359,7 @@ func bump(a uint32) uint32 {
 // failure runs the Retry or DeadLetter script with instant at (RetryAt or
 // At, now if zero).
 func (j *Journal) failure(ctx context.Context, s *script, f queue.Failure, at time.Time) error {
-	if err := checkFailure(f); err != nil {
+	if err := queue.CheckFailure(f); err != nil {
 		return err
 	}
 	now, _, bound := j.clock()
@@ -545,13 +536,9 @@ func (j *Journal) Reminders(ctx context.Context, actor string) ([]queue.Reminder
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		return nil, fmt.Errorf("%w: redis queue at %s", queue.ErrClosed, j.addr)
+	if err := j.enterQueueRead(); err != nil {
+		return nil, err
 	}
-	j.readers.Add(1)
-	j.mu.Unlock()
 	defer j.readers.Done()
 	all, err := j.client.HGetAll(ctx, j.qprefix()+"rem:"+actor).Result()
 	if err != nil {
