@@ -159,9 +159,28 @@ if not owner then return {} end
 return {h[1], tonumber(h[2]), owner}
 `
 
+// endOwner: KEYS sessions. ARGV base, owner, keep (a session id or ""),
+// sweep budget. Ends every alive session of owner but keep, as destroy
+// does, and returns how many it ended. It reads the owner of each alive
+// session: one per node, a handful in all.
+const endOwnerBody = `
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. num(now), '+inf')
+local n = 0
+for _, id in ipairs(ids) do
+  if id ~= ARGV[3] and alive(id, now) == ARGV[2] then
+    redis.call('DEL', base .. 's:' .. id)
+    redis.call('ZADD', KEYS[1], 0, id)
+    n = n + 1
+  end
+end
+sweep(now, tonumber(ARGV[4]))
+return n
+`
+
 // scripts are the compiled operations of one coordinator, on one clock.
 type scripts struct {
-	create, renew, destroy, acquire, release, holder *goredis.Script
+	create, renew, destroy, acquire, release, holder, endOwner *goredis.Script
 }
 
 func newScripts(clock string) scripts {
@@ -173,5 +192,7 @@ func newScripts(clock string) scripts {
 		acquire: mk(acquireBody),
 		release: mk(releaseBody),
 		holder:  mk(holderBody),
+
+		endOwner: mk(endOwnerBody),
 	}
 }
