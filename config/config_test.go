@@ -150,10 +150,15 @@ func TestValidate(t *testing.T) {
 			c.ActorPools.Types = map[string]PoolOverride{"": {}}
 		}, "actorPools.types.", "must not be empty"},
 		{"journal backend", func(c *Config) { c.Journal.Backend = "mongo" }, "journal.backend", "must be one of bbolt, memory, raft, redis"},
-		{"redis journal without a server", func(c *Config) { c.Journal.Backend = "redis" }, "journal.backend", "redis needs a server"},
+		{"redis journal without a server", func(c *Config) { c.Journal.Backend, c.Coordination.Backend = "redis", "raft" }, "journal.backend", "redis needs a server"},
+		{"redis journal with a memory coordinator", func(c *Config) {
+			c.Journal.Backend, c.Journal.Redis.Addr = "redis", "127.0.0.1:6379"
+		}, "journal.backend", "redis needs coordination.backend redis or raft"},
+		{"redis coordinator with a local journal", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Redis.Addr = "redis", "127.0.0.1:6379"
+		}, "coordination.backend", `redis needs journal.backend redis: the nodes that share a Redis coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend "bbolt")`},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
 		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis (got "etcd")`},
-		{"redis coordinator without a server", func(c *Config) { c.Coordination.Backend = "redis" }, "coordination.backend", "redis needs a server"},
 		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis (got "Raft")`},
 		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", `needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
 		{"memory coordinator with join", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},

@@ -446,6 +446,16 @@ func (v *validator) validate(c *Config) {
 	if co.Backend == CoordinationRedis && !c.CoordinationRedis().Set() {
 		v.add("coordination.backend", co.Backend, "redis needs a server: set coordination.redis (coordinationAdapter) or journal.redis (stateAdapter) host, addr or url")
 	}
+	if j.Backend == JournalRedis && co.Backend == CoordinationMemory {
+		v.add("journal.backend", j.Backend,
+			"redis needs coordination.backend redis or raft: a Redis journal refuses fencing tokens lower than the highest it has seen, and a memory coordinator's tokens start again with each process, so after a restart every write would be refused",
+			relatedKey{"coordination.backend", co.Backend})
+	}
+	if co.Backend == CoordinationRedis && j.Backend != JournalRedis {
+		v.add("coordination.backend", co.Backend,
+			fmt.Sprintf("redis needs journal.backend redis: the nodes that share a Redis coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend %q)", j.Backend),
+			relatedKey{"journal.backend", j.Backend})
+	}
 	if j.Backend == JournalRaft && co.Backend != CoordinationRaft {
 		v.add("journal.backend", j.Backend,
 			fmt.Sprintf("raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend %q)", co.Backend),

@@ -22,14 +22,15 @@ import (
 )
 
 // mesh is what a node has in a cluster: gossip membership, the placement
-// ring over the alive members, the Raft store (coordinator and journal),
-// and the gRPC pool to the other nodes. It implements runtime.Router and
-// raftlock.Forwarder.
+// ring over the alive members, the Raft store (coordinator and journal;
+// nil when coordination is not raft: a cluster on Redis keeps gossip,
+// placement and forwarding, and nothing of Raft), and the gRPC pool to
+// the other nodes. It implements runtime.Router and raftlock.Forwarder.
 type mesh struct {
 	n       *Node
 	members *cluster.Cluster
 	table   *placement.Table
-	store   *raftlock.Store
+	store   *raftlock.Store // nil without Raft
 	pool    *transport.Pool
 
 	bootstrapped bool         // owned by the watch goroutine
@@ -162,15 +163,28 @@ func (m *mesh) onChange(ctx context.Context) {
 		}
 	}
 	m.closeDeparted()
+	if m.store == nil {
+		return
+	}
 	m.maybeBootstrap()
 	m.publishReady(ctx)
 	if m.store.IsLeader() {
 		m.reconcile(ctx)
 	}
-	if leader, _ := m.store.Leader(); string(leader) != m.lastLeader {
+	if leader := m.leader(); string(leader) != m.lastLeader {
 		m.lastLeader = string(leader)
 		m.bump()
 	}
+}
+
+// leader is the Raft leader's server id: "" if none is known, or without
+// Raft.
+func (m *mesh) leader() raft.ServerID {
+	if m.store == nil {
+		return ""
+	}
+	id, _ := m.store.Leader()
+	return id
 }
 
 // closeDeparted closes the pooled connections to every address that is
@@ -192,7 +206,7 @@ func (m *mesh) closeDeparted() {
 	// The Raft leader's connection stays whatever gossip thinks of it:
 	// commands are forwarded over it while Raft hears from the leader (see
 	// forward), and closing it would cut those in flight every pass.
-	if leader, _ := m.store.Leader(); leader != "" {
+	if leader := m.leader(); leader != "" {
 		if addr, ok := grpcAddrIn(members, raftlock.NodeOf(leader)); ok {
 			live[addr] = true
 		}
@@ -227,8 +241,7 @@ func (m *mesh) Topology() *loompb.ClusterTopology {
 	m.topoMu.Lock()
 	v := m.version
 	m.topoMu.Unlock()
-	leader, _ := m.store.Leader()
-	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(leader)}
+	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(m.leader())}
 	for _, mem := range m.members.Members() {
 		t.Members = append(t.Members, &loompb.Member{
 			NodeId: mem.NodeID, GrpcAddr: mem.Meta.GRPCAddr, HttpAddr: mem.Meta.HTTPAddr,

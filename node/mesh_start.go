@@ -28,9 +28,9 @@ func (n *Node) advertised(ln net.Addr) string {
 }
 
 // startMesh opens what a clustered node needs before its runtime: the gRPC
-// listener, the Raft store, gossip membership and the placement ring. The
-// Raft store becomes the node's coordinator and, with journal.backend raft,
-// its journal.
+// listener, the Raft store (with coordination.backend raft), gossip
+// membership and the placement ring. The Raft store becomes the node's
+// coordinator and, with journal.backend raft, its journal.
 func (n *Node) startMesh(ctx context.Context) error {
 	c := n.cfg
 	m := &mesh{n: n}
@@ -44,6 +44,62 @@ func (n *Node) startMesh(ctx context.Context) error {
 	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
 		Dialer: n.chaos.grpcDialer()})
 
+	if c.Coordination.Backend == config.CoordinationRaft {
+		if err := n.openRaft(m); err != nil {
+			return err
+		}
+	}
+
+	tbl, err := placement.NewTable(placement.DefaultConfig())
+	if err != nil {
+		return err
+	}
+	m.table = tbl
+
+	cc := cluster.DefaultConfig()
+	if c.Cluster.Gossip == config.GossipLocal {
+		cc = cluster.DevConfig()
+	}
+	cc.NodeID = c.Node.ID
+	cc.BindAddr = c.Node.Bind
+	cc.BindPort = c.Node.GossipPort
+	cc.AdvertiseAddr = c.Node.Advertise
+	cc.Seeds = c.Cluster.JoinAddrs()
+	cc.JoinTimeout = c.Cluster.JoinTimeout
+	cc.RejoinInterval = c.Cluster.RejoinInterval
+	cc.Logger = n.log.With("component", "gossip")
+	cc.Meta = cluster.Meta{
+		NodeID:   c.Node.ID,
+		GRPCAddr: n.advertised(gln.Addr()),
+		HTTPAddr: n.advertised(n.ln.Addr()),
+		Version:  Version,
+	}
+	if store := m.store; store != nil {
+		cc.Meta.RaftAddr = string(store.Addr())
+		cc.Meta.RaftID = string(store.LocalID())
+		cc.Meta.RaftState = store.HasState()
+	}
+	m.meta = cc.Meta
+	m.changed = make(chan struct{})
+	if err := n.chaos.configureGossip(&cc); err != nil {
+		return err
+	}
+	members, err := cluster.New(cc)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	m.members = members
+	if err := members.Start(ctx); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	tbl.Update(m.aliveIDs())
+	return nil
+}
+
+// openRaft opens the node's Raft store, the coordinator of a cluster with
+// coordination.backend raft.
+func (n *Node) openRaft(m *mesh) error {
+	c := n.cfg
 	rc := raftlock.DefaultConfig()
 	if c.Cluster.Gossip == config.GossipLocal {
 		rc = raftlock.FastConfig()
@@ -67,48 +123,6 @@ func (n *Node) startMesh(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	m.store = store
-
-	tbl, err := placement.NewTable(placement.DefaultConfig())
-	if err != nil {
-		return err
-	}
-	m.table = tbl
-
-	cc := cluster.DefaultConfig()
-	if c.Cluster.Gossip == config.GossipLocal {
-		cc = cluster.DevConfig()
-	}
-	cc.NodeID = c.Node.ID
-	cc.BindAddr = c.Node.Bind
-	cc.BindPort = c.Node.GossipPort
-	cc.AdvertiseAddr = c.Node.Advertise
-	cc.Seeds = c.Cluster.JoinAddrs()
-	cc.JoinTimeout = c.Cluster.JoinTimeout
-	cc.RejoinInterval = c.Cluster.RejoinInterval
-	cc.Logger = n.log.With("component", "gossip")
-	cc.Meta = cluster.Meta{
-		NodeID:    c.Node.ID,
-		GRPCAddr:  n.advertised(gln.Addr()),
-		RaftAddr:  string(store.Addr()),
-		RaftID:    string(store.LocalID()),
-		RaftState: store.HasState(),
-		HTTPAddr:  n.advertised(n.ln.Addr()),
-		Version:   Version,
-	}
-	m.meta = cc.Meta
-	m.changed = make(chan struct{})
-	if err := n.chaos.configureGossip(&cc); err != nil {
-		return err
-	}
-	members, err := cluster.New(cc)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	m.members = members
-	if err := members.Start(ctx); err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	tbl.Update(m.aliveIDs())
 	return nil
 }
 
@@ -120,7 +134,6 @@ func (n *Node) serveMesh(ctx context.Context) {
 	m := n.mesh
 	so := transport.ServerOptions{
 		Actors:   actorHandler{n},
-		Forward:  m.store,
 		Topology: m,
 		Messages: n,
 		Logger:   n.log,
@@ -140,6 +153,9 @@ func (n *Node) serveMesh(ctx context.Context) {
 	so.CallStackBytes = 8 << 10
 	if n.obs.tracing.UsesSDK() {
 		so.CallStackBytes = 16 << 10
+	}
+	if m.store != nil {
+		so.Forward = m.store // not a nil *Store in the interface
 	}
 	n.grpcSrv = transport.NewServer(so)
 	n.wg.Add(2)

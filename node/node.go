@@ -232,14 +232,15 @@ func (n *Node) start(ctx context.Context) error {
 	}
 
 	var epoch uint64
-	if c.Coordination.Backend == config.CoordinationRaft {
+	if c.Coordination.Backend != config.CoordinationMemory {
+		// A coordinator the nodes share makes a cluster: gossip,
+		// placement and forwarding, and Raft when it is the coordinator.
 		if err := n.startMesh(ctx); err != nil {
 			return err
 		}
 		watchCtx, stopMesh := context.WithCancel(context.Background())
 		n.stopMesh = stopMesh
 		n.serveMesh(watchCtx)
-		n.coord = n.mesh.store
 	}
 	switch c.Journal.Backend {
 	case config.JournalBBolt:
@@ -258,6 +259,12 @@ func (n *Node) start(ctx context.Context) error {
 		n.journal = inmem.NewJournalWith(inmem.Options{Retention: c.Messaging.IDRetention})
 	case config.JournalRaft:
 		n.journal = n.mesh.store
+	case config.JournalRedis:
+		j, err := n.openRedisJournal(ctx)
+		if err != nil {
+			return err
+		}
+		n.journal = j
 	default:
 		return fmt.Errorf("node: journal backend %q not supported", c.Journal.Backend)
 	}
@@ -266,19 +273,25 @@ func (n *Node) start(ctx context.Context) error {
 	case config.CoordinationMemory:
 		n.coord = epochCoordinator{Coordinator: inmem.NewCoordinator(inmem.CoordinatorOptions{}), base: epoch << 32}
 	case config.CoordinationRaft:
-		// set above
-	default:
-		return fmt.Errorf("node: coordination backend %q not supported", c.Coordination.Backend)
-	}
-	if n.mesh != nil {
-		// The sessions of this node's previous incarnation (a crash, a
-		// kill -9) hold its actors' locks until their TTL runs out, and a
-		// new leader extends them: end them now. This waits for a Raft
-		// leader, as the keeper does.
+		n.coord = n.mesh.store
 		if id, _ := n.mesh.store.Leader(); id == "" {
 			n.log.Info("waiting for a Raft leader", "bootstrapExpect", c.Cluster.BootstrapExpect, "raftState", n.mesh.store.HasState())
 		}
-		ended, err := n.mesh.store.EndSessionsOf(ctx, c.Node.ID, "")
+	case config.CoordinationRedis:
+		co, err := n.openRedisCoordinator()
+		if err != nil {
+			return err
+		}
+		n.coord = co
+	default:
+		return fmt.Errorf("node: coordination backend %q not supported", c.Coordination.Backend)
+	}
+	if ender, ok := n.coord.(sessionEnder); ok {
+		// The sessions of this node's previous incarnation (a crash, a
+		// kill -9) hold its actors' locks until their TTL runs out (and a
+		// new Raft leader extends them): end them now. With Raft this
+		// waits for a leader, as the keeper does.
+		ended, err := ender.EndSessionsOf(ctx, c.Node.ID, "")
 		if err != nil {
 			return fmt.Errorf("node: ending the sessions of this node's previous run: %w", err)
 		}
@@ -454,8 +467,22 @@ func (n *Node) Info() ClusterInfo {
 		return ci
 	}
 	ci.Mode = "cluster"
-	leader, _ := m.store.Leader()
-	ci.Leader = m.leaderNode(leader)
+	ci.Leader = m.leaderNode(m.leader())
+	if m.store != nil {
+		ci.Raft = n.raftInfo()
+	}
+	for _, mem := range m.members.Members() {
+		ci.Members = append(ci.Members, MemberInfo{ID: mem.NodeID, State: mem.State.String(), HTTP: mem.Meta.HTTPAddr, GRPC: mem.Meta.GRPCAddr, Raft: mem.Meta.RaftAddr})
+	}
+	r := m.table.Ring()
+	ci.Ring = &RingInfo{Members: r.Members(), Version: r.Version()}
+	ci.Connections = m.pool.Addrs()
+	return ci
+}
+
+// raftInfo is the Raft server's state and configuration.
+func (n *Node) raftInfo() *RaftInfo {
+	m := n.mesh
 	ri := &RaftInfo{ID: string(m.store.LocalID()), State: m.store.State().String(), AppliedIndex: m.store.AppliedIndex(), Voters: []string{}}
 	if conf, err := m.store.Configuration(); err == nil {
 		for _, s := range conf.Servers {
@@ -468,14 +495,7 @@ func (n *Node) Info() ClusterInfo {
 			ri.Servers = append(ri.Servers, RaftServer{ID: string(s.ID), Node: node, Suffrage: s.Suffrage.String()})
 		}
 	}
-	ci.Raft = ri
-	for _, mem := range m.members.Members() {
-		ci.Members = append(ci.Members, MemberInfo{ID: mem.NodeID, State: mem.State.String(), HTTP: mem.Meta.HTTPAddr, GRPC: mem.Meta.GRPCAddr, Raft: mem.Meta.RaftAddr})
-	}
-	r := m.table.Ring()
-	ci.Ring = &RingInfo{Members: r.Members(), Version: r.Version()}
-	ci.Connections = m.pool.Addrs()
-	return ci
+	return ri
 }
 
 func (n *Node) clusterInfo(w http.ResponseWriter, _ *http.Request) {
@@ -652,10 +672,11 @@ func (n *Node) closeParts(ctx context.Context) error {
 		if m.pool != nil {
 			_ = m.pool.Close()
 		}
-	} else if n.coord != nil {
+	}
+	if n.coord != nil && !n.ownedByRaft(n.coord) {
 		_ = n.coord.Close()
 	}
-	if n.journal != nil && (n.mesh == nil || n.journal != journal.Journal(n.mesh.store)) {
+	if n.journal != nil && !n.ownedByRaft(n.journal) {
 		if err := n.journal.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: journal: %w", err))
 		}
@@ -666,10 +687,22 @@ func (n *Node) closeParts(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ownedByRaft reports whether part (the coordinator or the journal) is the
+// node's Raft store, which the mesh closes.
+func (n *Node) ownedByRaft(part any) bool {
+	return n.mesh != nil && n.mesh.store != nil && part == any(n.mesh.store)
+}
+
+// sessionEnder is a coordinator that can end the sessions of a node's
+// previous incarnation (raftlock.Store, redislock.Coordinator).
+type sessionEnder interface {
+	EndSessionsOf(ctx context.Context, owner string, keep lock.SessionID) (int, error)
+}
+
 // RaftStats returns the Raft and group-commit counters of this node's
 // coordinator (raftlock.Store.Stats), or nil for a single node.
 func (n *Node) RaftStats() map[string]string {
-	if n.mesh == nil {
+	if n.mesh == nil || n.mesh.store == nil {
 		return nil
 	}
 	return n.mesh.store.Stats()

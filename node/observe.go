@@ -69,11 +69,11 @@ func (n *Node) propagator() propagation.TextMapPropagator {
 // observedJournal and observedCoordinator wrap the node's journal and
 // coordinator for metrics and spans; the node still closes the originals.
 func (n *Node) observedJournal() journal.Journal {
-	return observability.InstrumentJournal(n.journal, n.obs.metrics, n.tracerProvider(), n.mesh != nil && n.journal == journal.Journal(n.mesh.store))
+	return observability.InstrumentJournal(n.journal, n.obs.metrics, n.tracerProvider(), n.ownedByRaft(n.journal))
 }
 
 func (n *Node) observedCoordinator() lock.Coordinator {
-	return observability.InstrumentCoordinator(n.coord, n.obs.metrics, n.tracerProvider(), n.mesh != nil)
+	return observability.InstrumentCoordinator(n.coord, n.obs.metrics, n.tracerProvider(), n.ownedByRaft(n.coord))
 }
 
 // attachMetrics points the scrape-time metrics at the runtime, the Raft
@@ -86,7 +86,9 @@ func (n *Node) attachMetrics() {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}
 	if n.mesh != nil {
-		m.SetRaft(n.mesh.store)
+		if n.mesh.store != nil {
+			m.SetRaft(n.mesh.store)
+		}
 		m.SetMembers(func() map[string]int {
 			counts := map[string]int{}
 			for _, mem := range n.mesh.members.Members() {
@@ -176,16 +178,17 @@ func (n *Node) Health() observability.Report {
 	}
 	r.Components.Locks = locks
 
-	if m := n.mesh; m != nil {
+	if m := n.mesh; m != nil && m.store != nil {
 		st := observability.ParseRaftStats(m.store.Stats())
-		leader, _ := m.store.Leader()
 		r.Components.Raft = &observability.RaftHealth{
-			Role: m.store.State().String(), Leader: m.leaderNode(leader), Term: st.Term,
+			Role: m.store.State().String(), Leader: m.leaderNode(m.leader()), Term: st.Term,
 			CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, LastContactMs: st.LastContact.Milliseconds(),
 		}
 		if st.LastContact < 0 {
 			r.Components.Raft.LastContactMs = -1
 		}
+	}
+	if m := n.mesh; m != nil {
 		mh := &observability.MembershipHealth{Members: map[string]int{}}
 		for _, mem := range m.members.Members() {
 			mh.Members[mem.State.String()]++

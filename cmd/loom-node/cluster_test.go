@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
 )
 
@@ -44,9 +45,28 @@ func freePortT(t *testing.T) int {
 
 func startMembers(t *testing.T, n int) []*member {
 	t.Helper()
+	return startMembersWith(t, n, "")
+}
+
+// redisConfig is the config that puts coordination, journals and queues
+// on srv, with a key prefix of the test's own.
+func redisConfig(t *testing.T, srv *redistest.Server) string {
+	return fmt.Sprintf("journal:\n  backend: redis\n  redis:\n    addr: %s\n    keyPrefix: %q\n", srv.Addr, t.Name()+":") +
+		"  snapshotEvery: 20\n"
+}
+
+// startMembersWith starts n members whose config file holds extra besides
+// the test's session TTL (coordination.backend redis when extra names a
+// Redis journal).
+func startMembersWith(t *testing.T, n int, extra string) []*member {
+	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "loom.config.yaml")
 	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: 1s\n", testTTL)
+	if strings.Contains(extra, "backend: redis") {
+		cfg += "  backend: redis\n"
+	}
+	cfg += extra
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +160,24 @@ func TestProcessClusterSurvivesKillOfTheOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	ms := startMembers(t, 3)
+	onBothBackends(t, testSurvivesKillOfTheOwner)
+}
+
+// onBothBackends runs test on a three-node cluster on the embedded Raft
+// store (srv nil) and on one with coordination, journals and queues on a
+// throwaway redis-server (srv).
+func onBothBackends(t *testing.T, test func(t *testing.T, ms []*member, srv *redistest.Server)) {
+	t.Run("raft", func(t *testing.T) { test(t, startMembers(t, 3), nil) })
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{})
+		test(t, startMembersWith(t, 3, redisConfig(t, srv)), srv)
+	})
+}
+
+// testSurvivesKillOfTheOwner is TestProcessClusterSurvivesKillOfTheOwner
+// on ms; with srv, redis-server is also killed -9 and restarted (its
+// append-only file fsynced on every write) after the owner's kill.
+func testSurvivesKillOfTheOwner(t *testing.T, ms []*member, srv *redistest.Server) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
@@ -209,6 +246,24 @@ func TestProcessClusterSurvivesKillOfTheOwner(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("recovered %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if srv != nil {
+		t.Log("killing redis-server with SIGKILL and restarting it")
+		srv.Kill()
+		if ok, _ := add(survivors[0]); ok {
+			t.Fatal("an increment was acknowledged while redis-server was down")
+		}
+		srv.Restart()
+		restarted := time.Now()
+		for ok := false; !ok; {
+			if ok, _ = add(survivors[rng.IntN(2)]); !ok {
+				if time.Since(restarted) > limit {
+					t.Fatalf("no answer within %v of the restart of redis-server", limit)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		t.Logf("answering %v after the restart of redis-server", time.Since(restarted).Round(time.Millisecond))
+	}
 	for i := 0; i < 10; i++ {
 		if ok, body := add(survivors[i%2]); !ok {
 			t.Fatalf("increment after recovery failed: %s", body)
@@ -234,7 +289,10 @@ func TestProcessClusterFencesAPausedOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	ms := startMembers(t, 3)
+	onBothBackends(t, func(t *testing.T, ms []*member, _ *redistest.Server) { testFencesAPausedOwner(t, ms) })
+}
+
+func testFencesAPausedOwner(t *testing.T, ms []*member) {
 	get := func(via *member) (int, bool) {
 		code, body, err := via.post("/v1/actors/counter/z/get", `{}`)
 		if err != nil || code != 200 {
@@ -314,7 +372,10 @@ func TestProcessClusterReminderSurvivesKillOfTheOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	ms := startMembers(t, 3)
+	onBothBackends(t, func(t *testing.T, ms []*member, _ *redistest.Server) { testReminderSurvivesKillOfTheOwner(t, ms) })
+}
+
+func testReminderSurvivesKillOfTheOwner(t *testing.T, ms []*member) {
 	get := func(via *member) (int, bool) {
 		code, body, err := via.post("/v1/actors/counter/tick/get", `{}`)
 		if err != nil || code != 200 {

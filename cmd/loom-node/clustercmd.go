@@ -17,7 +17,8 @@ import (
 )
 
 // cmdCluster starts a local cluster of n real loom-node processes, each with
-// its own data dir and ports, their logs prefixed with the node id. SIGINT
+// its own data dir and ports, their logs prefixed with the node id, all
+// reading the --config file when one is given. SIGINT
 // or SIGTERM stops them all cleanly (each gets SIGTERM and is waited for).
 // A node that dies is reported and the others keep running.
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
@@ -27,6 +28,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	base := fs.Int("base-port", 7420, "node i (from 0) uses HTTP base+i, gRPC base+100+i, Raft base+200+i, gossip base+300+i")
 	dataDir := fs.String("data-dir", "./loom-cluster", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	bind := fs.String("bind", "127.0.0.1", "address every node binds")
+	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis); flags set each node's id, ports and data dir")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,6 +66,9 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 		}
 		if i > 0 {
 			nodeArgs = append(nodeArgs, "--join", seed)
+		}
+		if *cfgFile != "" {
+			nodeArgs = append(nodeArgs, "--config", *cfgFile)
 		}
 		cmd := exec.Command(self, nodeArgs...)
 		cmd.Env = append(os.Environ(), "LOOM_CONFIG_PATH=")

@@ -149,10 +149,14 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
 		return 1
 	}
-	if cfg.Coordination.Backend == config.CoordinationRaft {
-		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (data dir %s)\n",
-			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Node.DataDir)
-	} else {
+	switch cfg.Coordination.Backend {
+	case config.CoordinationRaft:
+		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (journal %s, data dir %s)\n",
+			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
+	case config.CoordinationRedis:
+		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s (coordination and journal on redis, data dir %s)\n",
+			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Node.DataDir)
+	default:
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s (journal %s, data dir %s)\n",
 			cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
 	}
@@ -196,8 +200,10 @@ func awaitOrSignal(done <-chan error, sigs <-chan os.Signal) (err error, sig os.
 	}
 }
 
-// cmdRun runs a cluster member: the Raft coordinator and the Raft journal,
-// gossip membership, gRPC between nodes.
+// cmdRun runs a cluster member: gossip membership, gRPC between nodes, and
+// the Raft coordinator and journal, or those the file puts on Redis
+// (coordination.backend redis; Raft coordination with journal.backend
+// redis works too).
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	f := newNodeFlags("loom-node run", stderr)
 	f.addClusterFlags()
@@ -210,9 +216,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := f.loadWith(config.Default(), func(c *config.Config) {
-		// run is always a cluster member; a file may still tune the rest.
-		c.Coordination.Backend = config.CoordinationRaft
-		c.Journal.Backend = config.JournalRaft
+		// run is always a cluster member: on the embedded Raft store
+		// unless the file puts coordination on Redis.
+		if c.Coordination.Backend != config.CoordinationRedis {
+			c.Coordination.Backend = config.CoordinationRaft
+			if c.Journal.Backend != config.JournalRedis {
+				c.Journal.Backend = config.JournalRaft
+			}
+		}
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node run: invalid configuration:\n%v\n", err)

@@ -2,7 +2,7 @@
 //
 //	loom-node dev [--config FILE] [--data-dir DIR] [--http-port N] [--node-id ID]
 //	loom-node run [flags of dev] [--grpc-port N] [--raft-port N] [--gossip-port N] [--join ADDRS] [--bootstrap-expect N]
-//	loom-node cluster [-n 3]
+//	loom-node cluster [-n 3] [--config FILE]
 //	loom-node members [--addr URL]
 //	loom-node call [--addr URL] <type>/<id> <method> ['<json>']
 //	loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--json] [<correlation-id>]
@@ -75,8 +75,8 @@ func usage(w io.Writer) {
       run a single node on embedded defaults (bbolt journal, built-in actor types)
   loom-node run [dev flags] [--grpc-port N] [--raft-port N] [--gossip-port N]
                 [--join HOST:PORT,...] [--bootstrap-expect N] [--advertise IP] [--gossip lan|local]
-      run a cluster member (Raft coordinator and journal, gossip, gRPC)`+testUsage+`
-  loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster]
+      run a cluster member (gossip, gRPC; Raft coordinator and journal, or Redis per --config)`+testUsage+`
+  loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster] [--config FILE]
       run a local cluster of n loom-node processes; Ctrl-C stops them all
   loom-node members [--addr URL]
       list the cluster's members, Raft roles and the leader, as a node sees them

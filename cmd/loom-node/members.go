@@ -58,9 +58,12 @@ func cmdMembers(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, role(m.ID), m.HTTP, m.GRPC)
 	}
 	_ = tw.Flush()
-	if ci.Mode == "cluster" {
+	switch {
+	case ci.Mode == "cluster" && ci.Raft == nil:
+		fmt.Fprintf(stdout, "cluster without Raft (coordination elsewhere), as seen by %s\n", ci.Node)
+	case ci.Mode == "cluster":
 		fmt.Fprintf(stdout, "leader: %s (as seen by %s, raft %s, applied index %d)\n", ci.Leader, ci.Node, ci.Raft.State, ci.Raft.AppliedIndex)
-	} else {
+	default:
 		fmt.Fprintf(stdout, "single node %s\n", ci.Node)
 	}
 	return 0
