@@ -12,10 +12,19 @@
 //	             caller, one message per call
 //	raft-apply   baseline: raw hashicorp/raft, three nodes in this process on
 //	             loopback with raft-boltdb stores, one Apply per call
+//	redis-xadd   baseline, only with --redis: raw go-redis XADDs of a
+//	             100-byte record to the Redis server at --redis, a stream
+//	             per caller, one command per call (redis.go)
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
 // the baselines, so the numbers say what the machine can do. The gRPC
 // baselines' echo server is this binary, re-executed as a child process.
+// redis-xadd's server is one the user runs (give it appendonly yes and
+// appendfsync always to compare durable writes with durable writes); its
+// password is --redis-password, or else $REDIS_PASSWORD. Its streams, under
+// loom-bench:xadd:<run>:, are deleted after every measurement. Its column
+// of ratios is printed only when it ran. With --callers 1 every scenario,
+// baselines included, is measured serially.
 //
 // With --rounds N it measures every scenario N times, rotating the order
 // from round to round (durable-add's rounds come last), and reports each
@@ -25,7 +34,7 @@
 // minutes apart.
 //
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
-//	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...]
+//	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
 //	loom-bench --overload [--busy-callers 16] [--hot-callers 2000] [--hot-pause 10ms] [--http-addrs 127.0.0.1:7420,...] [--callers 16] [--duration 10s]
 //
 // After them, send-deliver (--deliver-duration, default 60 s) sends for
@@ -126,7 +135,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd")
+	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
+	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
@@ -142,6 +153,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
+	if *redisAddr == "" && *only != "" && want("redis-xadd") {
+		fmt.Fprintf(stderr, "loom-bench: redis-xadd needs --redis host:port\n")
+		return 2
+	}
 	ctx := context.Background()
 	if *overloadMode {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -198,6 +213,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer rr.close()
 		scenarios = append(scenarios, scenario{"raft-apply", func(d time.Duration) (result, error) {
 			return load("raft-apply", *callers, d, func(int, int64) error { return rr.apply() }), nil
+		}})
+	}
+	if *redisAddr != "" && want("redis-xadd") {
+		password := *redisPassword
+		if password == "" {
+			password = os.Getenv(redisPasswordEnv)
+		}
+		x, err := startRedisXAdd(ctx, *redisAddr, password, *callers)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: redis baseline: %v\n", err)
+			return 1
+		}
+		defer x.close(ctx)
+		scenarios = append(scenarios, scenario{"redis-xadd", func(d time.Duration) (result, error) {
+			return x.measure(ctx, d)
 		}})
 	}
 	var sendDeliverRun func() error
@@ -261,7 +291,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	// The other scenarios take turns, in an order that rotates from round
 	// to round (raft-apply writes too, but in this process, whose Raft is
-	// idle once its round ends). durable-add's rounds come after all of
+	// idle once its round ends; redis-xadd's Redis is idle too once its
+	// round's streams are deleted). durable-add's rounds come after all of
 	// theirs: its writes leave the nodes work to do (state machine
 	// flushes, Raft snapshots) that would slow whatever ran next.
 	var rotating, after []int
@@ -384,14 +415,19 @@ func (s summary) q(p float64) time.Duration {
 }
 
 // baselines are the scenarios every other is compared with, each with the
-// label of its ratio's column.
+// label of its ratio's column. An optional one's column is printed only
+// when it ran.
 var baselines = []baseline{
-	{"grpc-unary", "unary"},
-	{"grpc-stream", "stream"},
-	{"raft-apply", "raft"},
+	{"grpc-unary", "unary", false},
+	{"grpc-stream", "stream", false},
+	{"raft-apply", "raft", false},
+	{"redis-xadd", "redis", true},
 }
 
-type baseline struct{ name, label string }
+type baseline struct {
+	name, label string
+	optional    bool // runs only when asked for (redis-xadd: with --redis)
+}
 
 func isBaseline(name string) bool {
 	return slices.ContainsFunc(baselines, func(b baseline) bool { return b.name == name })
@@ -446,15 +482,22 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	} else {
 		fmt.Fprintf(w, "loom-bench: %d callers, %d rounds of %v per scenario (order rotating), %d actors; calls/s and ratios are medians of the rounds\n", callers, rounds, dur, actors)
 	}
-	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s", "scenario", "calls/s", "p50", "p99", "p999", "errors")
+	// The columns: every baseline's but an optional one that did not run.
+	var cols []baseline
 	for _, b := range baselines {
+		if !b.optional || slices.ContainsFunc(sums, func(s summary) bool { return s.name == b.name }) {
+			cols = append(cols, b)
+		}
+	}
+	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s", "scenario", "calls/s", "p50", "p99", "p999", "errors")
+	for _, b := range cols {
 		fmt.Fprintf(w, " %10s", "x "+b.label)
 	}
 	fmt.Fprintln(w)
 	for _, s := range sums {
 		fmt.Fprintf(w, "%-12s %12.0f %10v %10v %10v %8d", s.name, s.rate(),
 			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond), s.errors)
-		for _, b := range baselines {
+		for _, b := range cols {
 			ratio := "-"
 			if v := s.ratio[b.name]; len(v) > 0 {
 				ratio = fmt.Sprintf("%.2f", median(v))
@@ -472,7 +515,7 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	fmt.Fprintf(w, "ranges over the rounds:\n")
 	for _, s := range sums {
 		line := fmt.Sprintf("  %-12s calls/s %.0f-%.0f", s.name, s.rates[0], s.rates[len(s.rates)-1])
-		for _, b := range baselines {
+		for _, b := range cols {
 			if v := s.ratio[b.name]; len(v) > 0 && b.name != s.name {
 				line += fmt.Sprintf(", x %s %.2f-%.2f", b.label, v[0], v[len(v)-1])
 			}

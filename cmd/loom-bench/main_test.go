@@ -153,3 +153,52 @@ func TestDurableAddIsComparedWithRawRaft(t *testing.T) {
 		t.Errorf("ranges:\n%s", out.String())
 	}
 }
+
+func TestDurableAddIsComparedWithRedisOnlyWhenItRan(t *testing.T) {
+	names := []string{"redis-xadd", "durable-add", "send"}
+	measured := [][]result{
+		{res(1000), res(500), res(2000)},
+		{res(800), res(200), res(1200)},
+		{res(1200), res(900), res(1800)},
+	}
+	sums := summarize(names, measured)
+	// durable-add: 0.5, 0.25, 0.75 -> 0.5; send: 2, 1.5, 1.5 -> 1.5.
+	if got := median(sums[1].ratio["redis-xadd"]); got != 0.5 {
+		t.Errorf("durable-add over redis-xadd = %v, want 0.5", got)
+	}
+	if got := median(sums[2].ratio["redis-xadd"]); got != 1.5 {
+		t.Errorf("send over redis-xadd = %v, want 1.5", got)
+	}
+	var out bytes.Buffer
+	report(&out, sums, 1, time.Second, 3, 10)
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasSuffix(lines[1], "x redis") {
+		t.Errorf("header %q has no redis column", lines[1])
+	}
+	for i, want := range map[int]string{2: "1.00", 3: "0.50", 4: "1.50"} {
+		if f := strings.Fields(lines[i]); f[len(f)-1] != want || f[len(f)-2] != "-" {
+			t.Errorf("row %q, want x redis %s and x raft -", lines[i], want)
+		}
+	}
+	if !strings.Contains(out.String(), "durable-add  calls/s 200-900, x redis 0.25-0.75") ||
+		!strings.Contains(out.String(), "send         calls/s 1200-2000, x redis 1.50-2.00") {
+		t.Errorf("ranges:\n%s", out.String())
+	}
+
+	// Without redis-xadd, no column for it.
+	out.Reset()
+	report(&out, summarize(names[1:], [][]result{{res(500), res(2000)}}), 64, time.Second, 1, 10)
+	if strings.Contains(out.String(), "redis") {
+		t.Errorf("a redis column without redis-xadd:\n%s", out.String())
+	}
+}
+
+func TestRedisXAddNeedsAServer(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--only", "redis-xadd"}, &out, &errOut); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), "needs --redis") {
+		t.Errorf("stderr %q", errOut.String())
+	}
+}
