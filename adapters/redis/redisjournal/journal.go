@@ -96,6 +96,8 @@ type Journal struct {
 	retention time.Duration              // queue: how long gone ids are remembered
 	notify    atomic.Pointer[notifyFunc] // queue.Notifier
 
+	wake *waker // cross-node wakes (wake.go)
+
 	committers sync.WaitGroup
 	closeOnce  sync.Once
 	closeErr   error
@@ -130,6 +132,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		j.committers.Add(1)
 		go j.commitLoop()
 	}
+	j.startWaker()
 	return j, nil
 }
 
@@ -364,6 +367,7 @@ func (j *Journal) Close() error {
 		j.cond.Broadcast()
 		j.committers.Wait()
 		j.readers.Wait()
+		j.stopWaker()
 		if err := j.client.Close(); err != nil {
 			j.closeErr = fmt.Errorf("redisjournal: close client of %s: %w", j.addr, err)
 		}

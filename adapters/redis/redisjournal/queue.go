@@ -121,15 +121,17 @@ func (j *Journal) pruneBound(now int64) string {
 
 // Notify implements queue.Notifier: fn is called on a goroutine of its
 // own after each write of this Journal that gave an actor something to
-// deliver (writes by other clients of the server are not seen).
+// deliver, and for the writes of other Journals on the same server (other
+// nodes) that did, as published hints (wake.go): one may be lost, so
+// whoever delivers must also scan the store now and then (Ready).
 func (j *Journal) Notify(fn func(actor string, at time.Time)) {
 	f := notifyFunc(fn)
 	j.notify.Store(&f)
+	j.subscribeWakes()
 }
 
 func (j *Journal) notifyWakes(w []string) {
-	fn := j.notify.Load()
-	if fn == nil || len(w) < 2 {
+	if len(w) < 2 {
 		return
 	}
 	type note struct {
@@ -140,7 +142,12 @@ func (j *Journal) notifyWakes(w []string) {
 	for i := 0; i+1 < len(w); i += 2 {
 		if ns, err := rt(w[i+1]); err == nil {
 			notes = append(notes, note{w[i], utc(ns)})
+			j.publishWake(w[i], ns)
 		}
+	}
+	fn := j.notify.Load()
+	if fn == nil {
+		return
 	}
 	go func() {
 		for _, n := range notes {
