@@ -412,6 +412,15 @@ type MessagingConfig struct {
 	// Default 32.
 	Workers int `yaml:"workers"`
 
+	// ApplyOnAccept lets a node that hosts (or owns) a message's actor
+	// apply the message when it accepts it: the message runs as a turn at
+	// once, and that turn's journal append accepts it, one write instead of
+	// an enqueue and a later delivery. The sender then hears "accepted"
+	// once the message is applied, so a send waits as long as a call. When
+	// the actor has an earlier ordered message pending, the message is
+	// delayed, or its handler fails, it is enqueued as usual. Default true.
+	ApplyOnAccept bool `yaml:"applyOnAccept"`
+
 	// Redis, when set, must name the journal's Redis (the queues live
 	// with the journals); left empty, the journal's is used.
 	Redis RedisConfig `yaml:"redis"`
@@ -684,6 +693,8 @@ func Default() Config {
 			IDRetention: time.Hour,
 			DegradedAge: time.Minute,
 			Workers:     32,
+
+			ApplyOnAccept: true,
 		},
 		Coordination: CoordinationConfig{
 			Backend:       CoordinationMemory,

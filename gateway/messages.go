@@ -63,6 +63,8 @@ type SendResult struct {
 	AcceptedAt time.Time `json:"acceptedAt"`
 	// Duplicate: the id had been accepted before; this is that acceptance.
 	Duplicate bool `json:"duplicate"`
+	// Applied: the node applied the message as it accepted it; Seq is 0.
+	Applied bool `json:"applied"`
 }
 
 func (h *Handler) messages(w http.ResponseWriter) (Messages, bool) {
@@ -127,7 +129,7 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, SendResult{MessageID: acc.ID, Seq: acc.Seq, AcceptedAt: acc.AcceptedAt, Duplicate: acc.Duplicate})
+	writeJSON(w, http.StatusAccepted, SendResult{MessageID: acc.ID, Seq: acc.Seq, AcceptedAt: acc.AcceptedAt, Duplicate: acc.Duplicate, Applied: acc.Applied})
 }
 
 // DeadLetterJSON is a dead letter as the routes show it. Payload is the

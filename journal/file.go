@@ -259,9 +259,11 @@ func (f *FileJournal) Append(ctx context.Context, actor string, token uint64, ex
 		recs[i] = MarshalEntry(e)
 		switch e.Kind {
 		case KindMessageAck:
-			r.acks = append(r.acks, e.IdempotencyKey)
+			r.msgs.Acks = append(r.msgs.Acks, e.IdempotencyKey)
+		case KindMessageDirect:
+			r.msgs.Directs = append(r.msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: bytes.Clone(e.Payload)})
 		case KindMessageSend:
-			r.sends = append(r.sends, outboxEntry{id: e.IdempotencyKey, msg: bytes.Clone(e.Payload)})
+			r.msgs.Sends = append(r.msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: bytes.Clone(e.Payload)})
 		}
 	}
 	if err := f.do(ctx, r); err != nil {
@@ -495,11 +497,11 @@ type request struct {
 	token uint64
 	seq   uint64   // expectedSeq (append), snapshot Seq, throughSeq (truncate)
 	recs  [][]byte // encoded entries (append) or snapshot (one record)
-	// An append's message entries, read on the caller's goroutine: the ids
-	// its KindMessageAck entries acknowledge, and its KindMessageSend
-	// entries, in entry order.
-	acks  []string
-	sends []outboxEntry
+	// An append's message entries, read on the caller's goroutine, in
+	// entry order; msgNow is the committer's clock (UnixNano) their rules
+	// were checked at, and are applied at.
+	msgs   queuesm.AppendMessages
+	msgNow int64
 	// queue is a queue write (opEnqueue...), run on the queue machine of
 	// the batch's transaction at the committer's clock (UnixNano); its
 	// outputs are captured by the closure.

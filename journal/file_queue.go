@@ -29,13 +29,6 @@ type queueWake struct {
 	at    int64
 }
 
-// outboxEntry is a KindMessageSend entry of an append: the message id and
-// the encoded message (a copy of the entry's Payload).
-type outboxEntry struct {
-	id  string
-	msg []byte
-}
-
 // machine is the queue machine on tx's buckets, with onWake told about
 // what its writes give actors to deliver (nil for a read).
 func (f *FileJournal) machine(tx *bolt.Tx, onWake func(actor string, at int64)) *queuesm.Machine {
@@ -53,52 +46,33 @@ func (f *FileJournal) txQueues(tx *bolt.Tx) *queuesm.Machine {
 	return f.txq
 }
 
-// checkMessages applies the queue rules of append r, after the journal's
-// and before anything is written, in the order every backend uses: each
-// KindMessageSend entry must carry a valid message under its id (else a
-// reject wrapping ErrInvalid), then the KindMessageAck entries must name
-// messages pending in r.actor's queue, in order (else a reject wrapping
-// ErrAck). Committer only.
+// checkMessages applies the queue rules of append r's message entries
+// (queuesm.Machine.CheckAppend), after the journal's and before anything
+// is written: a reject wraps ErrInvalid or ErrAck. Committer only.
 func (f *FileJournal) checkMessages(tx *bolt.Tx, r *request) (reject, fatal error) {
-	if len(r.acks) == 0 && len(r.sends) == 0 {
+	if r.msgs.Empty() {
 		return nil, nil
 	}
-	m := f.txQueues(tx)
-	for _, s := range r.sends {
-		if rule := m.CheckOutbox(s.id, s.msg); rule != nil {
-			return fmt.Errorf("%w: append to %q: %w", ErrInvalid, r.actor, rule), nil
-		}
-	}
-	if len(r.acks) > 0 {
-		rule, err := m.CheckAcks(r.actor, r.acks)
-		if err != nil || rule != nil {
-			if rule != nil {
-				rule = fmt.Errorf("%w: append to %q: %w", ErrAck, r.actor, rule)
-			}
-			return rule, err
-		}
+	r.msgNow = queue.UnixNano(f.now())
+	invalid, rule, err := f.txQueues(tx).CheckAppend(r.msgNow, r.actor, &r.msgs)
+	switch {
+	case err != nil:
+		return nil, err
+	case invalid != nil:
+		return fmt.Errorf("%w: append to %q: %w", ErrInvalid, r.actor, invalid), nil
+	case rule != nil:
+		return fmt.Errorf("%w: append to %q: %w", ErrAck, r.actor, rule), nil
 	}
 	return nil, nil
 }
 
-// applyMessages acknowledges and enqueues what append r carries, after its
-// entries are written and checkMessages has passed. Committer only.
+// applyMessages applies append r's message entries, after its entries are
+// written and checkMessages has passed. Committer only.
 func (f *FileJournal) applyMessages(tx *bolt.Tx, r *request) error {
-	if len(r.acks) == 0 && len(r.sends) == 0 {
+	if r.msgs.Empty() {
 		return nil
 	}
-	m, now := f.txQueues(tx), queue.UnixNano(f.now())
-	if len(r.acks) > 0 {
-		if err := m.Ack(now, r.actor, r.acks); err != nil {
-			return err
-		}
-	}
-	for _, s := range r.sends {
-		if _, err := m.EnqueueOutbox(now, s.msg); err != nil {
-			return err
-		}
-	}
-	return nil
+	return f.txQueues(tx).ApplyAppend(r.msgNow, r.actor, &r.msgs)
 }
 
 // write runs a queue write through the committer, as a request of kind op

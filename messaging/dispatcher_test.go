@@ -85,6 +85,13 @@ type world struct {
 
 func newWorld(t *testing.T, mode func(string) bool) *world {
 	t.Helper()
+	return newWorldWith(t, mode, false)
+}
+
+// newWorldWith is newWorld, with messages applied on acceptance when
+// direct (runtime.Options.DirectMessages).
+func newWorldWith(t *testing.T, mode func(string) bool, direct bool) *world {
+	t.Helper()
 	w := &world{t: t, store: inmem.NewJournal()}
 	coord := inmem.NewCoordinator(inmem.CoordinatorOptions{})
 	sid, err := coord.CreateSession(context.Background(), "node-test", time.Hour)
@@ -93,7 +100,7 @@ func newWorld(t *testing.T, mode func(string) bool) *world {
 	}
 	w.rt, err = runtime.New(runtime.Options{
 		NodeID: "node-test", Journal: w.store, Coordinator: coord, Session: session{sid},
-		Messages: w.store, MessageOrdered: mode, MaxDelay: time.Hour,
+		Messages: w.store, MessageOrdered: mode, MaxDelay: time.Hour, DirectMessages: direct,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -81,13 +81,13 @@ const ackFirstWindow = 100 * time.Millisecond
 
 // ackFirst is the journal of UnsafeMessageAckFirst. (The message store is
 // the journal underneath, so the first append takes the message out of
-// its queue.)
+// its queue, or accepts a message applied on acceptance.)
 type ackFirst struct{ journal.Journal }
 
 func (a ackFirst) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	var acks, rest []journal.Entry
 	for _, e := range entries {
-		if e.Kind == journal.KindMessageAck {
+		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageDirect {
 			acks = append(acks, e)
 		} else {
 			rest = append(rest, e)

@@ -43,6 +43,11 @@ var (
 	// journal's Append reports it wrapped in journal.ErrAck. Nothing
 	// changed.
 	ErrNotHead = errors.New("queue: an earlier ordered message is pending")
+	// ErrKnownID: a message applied on acceptance (journal
+	// KindMessageDirect) carries an id the store remembers: it was
+	// accepted before. Nothing changed; Enqueue answers the first
+	// acceptance.
+	ErrKnownID = errors.New("queue: message id already known")
 	// ErrClosed: the store has been closed. Nothing changed.
 	ErrClosed = errors.New("queue: closed")
 	// ErrCorrupt: a stored record failed its checksum or could not be
@@ -83,6 +88,10 @@ type Accepted struct {
 	// was stored, and Seq and AcceptedAt are those of the first
 	// acceptance.
 	Duplicate bool
+	// Applied is true when the message was applied on acceptance (a
+	// sender's node ran its turn at once and the turn's journal append
+	// accepted it): it never waited in a queue, and its Seq is 0.
+	Applied bool
 }
 
 // Failure is the outcome of a failed delivery, for Retry and DeadLetter.

@@ -317,6 +317,7 @@ const (
 	codeQueueNotFound                   // queue.ErrNotFound
 	codeQueueStale                      // queue.ErrStale
 	codeQueueNotHead                    // queue.ErrNotHead (only as the value of codeAck)
+	codeQueueKnownID                    // queue.ErrKnownID (only as the value of codeAck)
 	codeMax
 )
 
@@ -324,7 +325,7 @@ const (
 // dedup table remembers it). A journal rule that the queue rules decided
 // (codeAck, codeInvalid of an append's outbox entry) carries in value the
 // code of the queue sentinel its error also wraps (codeQueueNotFound,
-// codeQueueNotHead, codeQueueInvalid), so that the caller's error matches
+// codeQueueNotHead, codeQueueKnownID, codeQueueInvalid), so that the caller's error matches
 // both, as the other backends' errors do.
 type result struct {
 	code  resultCode
@@ -401,13 +402,15 @@ func queueSentinel(code uint64) error {
 		return queue.ErrStale
 	case codeQueueNotHead:
 		return queue.ErrNotHead
+	case codeQueueKnownID:
+		return queue.ErrKnownID
 	}
 	return nil
 }
 
 // queueCode is the result code of the queue sentinel err wraps, 0 if none.
 func queueCode(err error) uint64 {
-	for _, c := range [...]resultCode{codeQueueNotHead, codeQueueNotFound, codeQueueStale, codeQueueInvalid} {
+	for _, c := range [...]resultCode{codeQueueNotHead, codeQueueKnownID, codeQueueNotFound, codeQueueStale, codeQueueInvalid} {
 		if errors.Is(err, queueSentinel(uint64(c))) {
 			return uint64(c)
 		}

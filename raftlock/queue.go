@@ -204,7 +204,7 @@ func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 }
 
 // messageEntry reports whether rec, a journal.MarshalEntry record, is a
-// KindMessageAck or KindMessageSend entry, reading its kind where the
+// KindMessageAck, KindMessageDirect or KindMessageSend entry, reading its kind where the
 // record has it (the version byte, the uvarint seq, then the kind) without
 // decoding the rest: an append without message entries pays a few byte
 // reads per entry for the queue rules, and decodes nothing. A record this
@@ -222,13 +222,13 @@ func messageEntry(rec []byte) bool {
 		return true
 	}
 	k := journal.Kind(rec[i+1])
-	return k == journal.KindMessageAck || k == journal.KindMessageSend
+	return k == journal.KindMessageAck || k == journal.KindMessageSend || k == journal.KindMessageDirect
 }
 
 // applyAppend is the append command: the journal's rules, then those of
-// the message entries it carries (queuesm's CheckOutbox for each send, in
-// entry order, then CheckAcks for its acks), then the writes of both,
-// entries first, then the acks, then the sends. Nothing is written unless
+// the message entries it carries (queuesm's CheckAppend: the sends, the
+// direct messages, the acks), then the writes of both, entries first,
+// then the message entries (ApplyAppend). Nothing is written unless
 // every rule passed, so an ack commits with the entries of its turn or not
 // at all, on every replica. An append without message entries, or one in
 // a batch written before the queues (ac.queueRules false), is the journal
@@ -249,8 +249,7 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 	if rule, err := ac.journals.CheckAppend(ac.now, c.key, c.token, c.seq, len(c.records)); rule != nil || err != nil {
 		return 0, rule, err
 	}
-	var acks []string
-	var sends [][]byte
+	var msgs queuesm.AppendMessages
 	for _, rec := range c.records[first:] {
 		if !messageEntry(rec) {
 			continue
@@ -261,35 +260,27 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		}
 		switch e.Kind {
 		case journal.KindMessageAck:
-			acks = append(acks, e.IdempotencyKey)
+			msgs.Acks = append(msgs.Acks, e.IdempotencyKey)
+		case journal.KindMessageDirect:
+			msgs.Directs = append(msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		case journal.KindMessageSend:
-			if rule := ac.queues().CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
-				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, rule), nil
-			}
-			sends = append(sends, e.Payload)
+			msgs.Sends = append(msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		}
 	}
-	if len(acks) > 0 {
-		rule, err := ac.queues().CheckAcks(c.key, acks)
-		if err != nil {
-			return 0, nil, err
-		}
-		if rule != nil {
-			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrAck, c.key, rule), nil
-		}
+	invalid, rule, err := ac.queues().CheckAppend(ac.now, c.key, &msgs)
+	switch {
+	case err != nil:
+		return 0, nil, err
+	case invalid != nil:
+		return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, c.key, invalid), nil
+	case rule != nil:
+		return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrAck, c.key, rule), nil
 	}
 	if tail, rule, err = ac.journals.Append(ac.now, c.key, c.token, c.seq, c.records); rule != nil || err != nil {
 		return 0, rule, err // a rule cannot come after CheckAppend, and nothing is written yet
 	}
-	if len(acks) > 0 {
-		if err := ac.queues().Ack(ac.now, c.key, acks); err != nil {
-			return 0, nil, err
-		}
-	}
-	for _, p := range sends {
-		if _, err := ac.queues().EnqueueOutbox(ac.now, p); err != nil {
-			return 0, nil, err
-		}
+	if err := ac.queues().ApplyAppend(ac.now, c.key, &msgs); err != nil {
+		return 0, nil, err
 	}
 	return tail, nil, nil
 }

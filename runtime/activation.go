@@ -286,7 +286,11 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 		a.state.rec = &idemRecord{method: method, result: b}
 		res = recorded{b: b, v: res, fresh: true}
 	}
-	a.state.ack = msgID
+	if d := deliveryOf(ctx); d.direct != nil {
+		a.state.direct = d.direct
+	} else {
+		a.state.ack = msgID
+	}
 	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
 		// A settled message leaves the activation as it was, still
 		// holding its mailbox; any other failure deactivated it.

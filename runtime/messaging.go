@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
@@ -121,6 +122,7 @@ type delivery struct {
 	id       string
 	attempts uint32
 	headers  map[string]string
+	direct   *queue.Message // the message applied on acceptance (Options.DirectMessages); nil for a delivery from the queue
 }
 
 // WithDelivery returns a context under which a call delivers the durable
@@ -182,11 +184,56 @@ func (r *Runtime) Send(ctx context.Context, e Envelope) (queue.Accepted, error) 
 	if err != nil {
 		return queue.Accepted{}, err
 	}
+	if acc, ok := r.sendDirect(ctx, msg); ok {
+		return acc, nil
+	}
 	acc, err := r.opts.Messages.Enqueue(ctx, msg)
 	if err != nil {
 		return queue.Accepted{}, fmt.Errorf("loom: sending %s to %s: %w", e.Method, msg.Actor, sendError(err))
 	}
 	return acc, nil
+}
+
+// sendDirect applies msg on acceptance (Options.DirectMessages) when this
+// node hosts or owns its actor and it is due now: it runs as a turn of the
+// actor, accepted by that turn's append. ok is false when it was not
+// applied, for whatever reason (the actor is elsewhere, the journal
+// refused because an earlier ordered message is pending or the id is
+// known, the handler failed, the outcome is unknown): the caller then
+// enqueues it, which answers a duplicate if the turn did commit after all.
+// The failed try is not one of the message's delivery attempts.
+func (r *Runtime) sendDirect(ctx context.Context, msg queue.Message) (queue.Accepted, bool) {
+	if !r.opts.DirectMessages || (!msg.DeliverAt.IsZero() && msg.DeliverAt.After(r.now())) {
+		return queue.Accepted{}, false
+	}
+	if chainOf(ctx) != nil {
+		// Sent from inside a turn (not through its outbox): the turn
+		// might be waiting on this very actor.
+		return queue.Accepted{}, false
+	}
+	typ, id, _ := strings.Cut(msg.Actor, "/")
+	reg, md, err := r.lookup(typ, msg.Method)
+	if err != nil {
+		return queue.Accepted{}, false
+	}
+	local, _, a := r.placeFor(reg, id, 0)
+	if !local {
+		return queue.Accepted{}, false
+	}
+	in, err := md.decode(msg.Payload)
+	if err != nil {
+		return queue.Accepted{}, false // the dispatcher dead-letters it
+	}
+	dctx := context.WithValue(ctx, deliveryKey, delivery{id: msg.ID, headers: msg.Headers, direct: &msg})
+	if msg.CorrelationID != "" {
+		dctx = WithCorrelationID(dctx, msg.CorrelationID)
+	}
+	if _, err := r.run(dctx, reg, a, id, msg.Method, 0, nil, func(tc *turnCtx) (any, error) {
+		return md.call(tc, tc.act.inst, in)
+	}); err != nil {
+		return queue.Accepted{}, false
+	}
+	return queue.Accepted{ID: msg.ID, AcceptedAt: r.now().UTC(), Applied: true}, true
 }
 
 // sendError maps the store's sentinels to the runtime's.
@@ -295,6 +342,13 @@ func (s *State) messageEntries(method string, at time.Time, cid, traceID string)
 	var es []journal.Entry
 	if s.ack != "" {
 		es = append(es, journal.Entry{Kind: journal.KindMessageAck, Method: method, Time: at, CorrelationID: cid, TraceID: traceID, IdempotencyKey: s.ack})
+	}
+	if m := s.direct; m != nil {
+		// What the journal checks and remembers of the message: its id,
+		// actor, method and whether it is ordered. Its argument and
+		// headers did their work in this turn.
+		slim := queue.Message{ID: m.ID, Actor: m.Actor, Method: m.Method, Ordered: m.Ordered}
+		es = append(es, journal.Entry{Kind: journal.KindMessageDirect, Method: method, Time: at, CorrelationID: cid, TraceID: traceID, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(slim)})
 	}
 	for _, m := range s.outbox {
 		es = append(es, journal.Entry{Kind: journal.KindMessageSend, Method: m.Method, Time: at, CorrelationID: m.CorrelationID, TraceID: traceID, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(m)})

@@ -26,6 +26,7 @@ type State struct {
 	rec       *idemRecord        // this turn's outcome, to remember under its key
 	ack       string             // the message this turn delivers, acknowledged by its append
 	outbox    []queue.Message    // messages the turn sent, enqueued by its append
+	direct    *queue.Message     // the message this turn applies on acceptance, accepted by its append
 }
 
 type pending struct {
@@ -114,7 +115,9 @@ func (s *State) Keys() []string {
 func (s *State) Len() int { return len(s.Keys()) }
 
 // dirty reports whether the turn has anything to commit.
-func (s *State) dirty() bool { return s.changed() || s.ack != "" || len(s.outbox) > 0 }
+func (s *State) dirty() bool {
+	return s.changed() || s.ack != "" || s.direct != nil || len(s.outbox) > 0
+}
 
 // changed reports whether the turn has state changes or a record to commit
 // (an invocation entry).
@@ -126,6 +129,7 @@ func (s *State) discard() {
 	s.writes = nil
 	s.rec = nil
 	s.ack = ""
+	s.direct = nil
 	s.outbox = nil
 }
 

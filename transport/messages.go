@@ -40,11 +40,38 @@ type messagesServer struct {
 }
 
 func (m messagesServer) Send(ctx context.Context, req *loompb.SendRequest) (*loompb.SendResponse, error) {
-	h := m.s.opts.Messages
-	if h == nil {
-		return nil, statusError(errNoMessages)
+	resp, err := m.s.send(m.s.sendContext(ctx, req), req)
+	if err != nil {
+		return nil, statusError(err)
 	}
-	ctx = m.s.sendContext(ctx, req)
+	return resp, nil
+}
+
+// streamSendContext is callContext for a send on a Stream (req.Send): its
+// correlation id (the send's, else the entry's, else a new one) and the
+// entry's trace context.
+func (s *Server) streamSendContext(ctx context.Context, req *loompb.InvokeRequest) context.Context {
+	cid := req.Send.CorrelationId
+	if cid == "" {
+		cid = req.CorrelationId
+	}
+	if cid == "" {
+		cid = runtime.NewCorrelationID()
+	}
+	ctx = runtime.WithCorrelationID(ctx, cid)
+	if len(req.Trace) > 0 && s.opts.Propagator != nil {
+		ctx = s.opts.Propagator.Extract(ctx, propagation.MapCarrier(req.Trace))
+	}
+	return ctx
+}
+
+// send hands a message to the node's MessageHandler, as Messages.Send or
+// as an entry of a Stream; ctx carries its correlation id and trace.
+func (s *Server) send(ctx context.Context, req *loompb.SendRequest) (*loompb.SendResponse, error) {
+	h := s.opts.Messages
+	if h == nil {
+		return nil, errNoMessages
+	}
 	e := runtime.Envelope{
 		ActorType: req.ActorType, ActorID: req.ActorId, Method: req.Method, Payload: req.Payload,
 		MessageID: req.MessageId, Headers: req.Headers, TraceParent: req.TraceParent,
@@ -54,9 +81,9 @@ func (m messagesServer) Send(ctx context.Context, req *loompb.SendRequest) (*loo
 	}
 	acc, err := h.Send(ctx, e)
 	if err != nil {
-		return nil, statusError(err)
+		return nil, err
 	}
-	resp := &loompb.SendResponse{MessageId: acc.ID, Seq: acc.Seq, Duplicate: acc.Duplicate}
+	resp := &loompb.SendResponse{MessageId: acc.ID, Seq: acc.Seq, Duplicate: acc.Duplicate, Applied: acc.Applied}
 	if !acc.AcceptedAt.IsZero() {
 		resp.AcceptedUnixNano = acc.AcceptedAt.UnixNano()
 	}
@@ -121,16 +148,63 @@ func (p *Pool) Send(ctx context.Context, addr string, e runtime.Envelope) (queue
 	if !e.DeliverAt.IsZero() {
 		req.DeliverAtUnixNano = deliverAtNanos(e.DeliverAt)
 	}
+	if !p.opts.Unary {
+		return p.sendOnStream(ctx, pe, req)
+	}
 	sent := new(atomic.Bool)
 	resp, err := loompb.NewMessagesClient(pe.conn).Send(context.WithValue(ctx, sentKey{}, sent), req)
 	if err != nil {
 		return queue.Accepted{}, rpcError(ctx, addr, err, sent.Load())
 	}
-	acc := queue.Accepted{ID: resp.MessageId, Seq: resp.Seq, Duplicate: resp.Duplicate}
+	return accepted(resp), nil
+}
+
+// accepted is the acceptance a SendResponse says.
+func accepted(resp *loompb.SendResponse) queue.Accepted {
+	acc := queue.Accepted{ID: resp.MessageId, Seq: resp.Seq, Duplicate: resp.Duplicate, Applied: resp.Applied}
 	if resp.AcceptedUnixNano != 0 {
 		acc.AcceptedAt = time.Unix(0, resp.AcceptedUnixNano).UTC()
 	}
-	return acc, nil
+	return acc
+}
+
+// sendOnStream sends req as an entry of one of the peer's call streams,
+// as Invoke sends a call: same errors, the deadline as the time left, the
+// trace context in the entry.
+func (p *Pool) sendOnStream(ctx context.Context, pe *peer, req *loompb.SendRequest) (queue.Accepted, error) {
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.tracer.Start(ctx, "loom.Send "+req.ActorType+"."+req.Method, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String(attrCorrelationID, req.CorrelationId)))
+		defer span.End()
+	}
+	ir := &loompb.InvokeRequest{Send: req}
+	if d, ok := ctx.Deadline(); ok {
+		ir.TimeoutNanos = max(int64(time.Until(d)), 1)
+	}
+	if p.opts.Propagator != nil {
+		carrier := propagation.MapCarrier{}
+		p.opts.Propagator.Inject(ctx, carrier)
+		if len(carrier) > 0 {
+			ir.Trace = carrier
+		}
+	}
+	pd := &pending{req: ir, size: callSize(ir), res: make(chan result, 1)}
+	pe.submit(pd)
+	var r result
+	select {
+	case r = <-pd.res:
+	case <-ctx.Done():
+		_, err := pe.abandon(pd, ctx.Err())
+		return queue.Accepted{}, err
+	}
+	if r.err != nil {
+		return queue.Accepted{}, r.err
+	}
+	if r.accepted == nil {
+		return queue.Accepted{}, fmt.Errorf("%w: %s answered a send without its acceptance (a node that does not know sends on call streams?)", ErrUnknownOutcome, pe.addr)
+	}
+	return accepted(r.accepted), nil
 }
 
 // deliverAtNanos is t in Unix nanoseconds, clamped to what they can say

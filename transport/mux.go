@@ -70,8 +70,9 @@ const (
 )
 
 type result struct {
-	payload []byte
-	err     error
+	payload  []byte
+	accepted *loompb.SendResponse // a send's answer
+	err      error
 }
 
 // Test hooks, set only by tests while no Pool runs: called by the sender
@@ -82,11 +83,17 @@ var testHookBeforeBatch, testHookAfterSend func(*mux)
 // keep breaking before it is sent.
 const maxAttempts = 3
 
-func (pd *pending) deliver(payload []byte, err error) { pd.res <- result{payload, err} }
+func (pd *pending) deliver(payload []byte, err error) { pd.res <- result{payload: payload, err: err} }
 
 // callSize approximates a request's encoded size, to bound batches.
 func callSize(r *loompb.InvokeRequest) int {
 	n := 64 + len(r.Payload) + len(r.ActorType) + len(r.ActorId) + len(r.Method) + len(r.CorrelationId) + len(r.IdempotencyKey)
+	if sr := r.Send; sr != nil {
+		n += 64 + len(sr.Payload) + len(sr.ActorType) + len(sr.ActorId) + len(sr.Method) + len(sr.MessageId) + len(sr.CorrelationId) + len(sr.TraceParent)
+		for k, v := range sr.Headers {
+			n += len(k) + len(v) + 8
+		}
+	}
 	for k, v := range r.Trace {
 		n += len(k) + len(v) + 8
 	}
@@ -384,9 +391,12 @@ func (m *mux) receive(stream loompb.Actors_StreamClient) {
 				continue // its caller gave up
 			}
 			delete(m.waiting, r.CallId)
-			if r.Error != nil {
+			switch {
+			case r.Error != nil:
 				pd.deliver(nil, DecodeError(r.Error))
-			} else {
+			case r.Accepted != nil:
+				pd.res <- result{accepted: r.Accepted}
+			default:
 				pd.deliver(r.Payload, nil)
 			}
 		}

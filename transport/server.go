@@ -350,12 +350,16 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 			}
 			var cctx context.Context
 			var cancel context.CancelFunc
+			reqCtx := s.callContext
+			if req.Send != nil {
+				reqCtx = s.streamSendContext
+			}
 			if req.TimeoutNanos > 0 {
 				// The caller's time left, from now on this node's
 				// monotonic clock: no wall clocks compared.
-				cctx, cancel = context.WithTimeout(s.callContext(base, req), time.Duration(req.TimeoutNanos))
+				cctx, cancel = context.WithTimeout(reqCtx(base, req), time.Duration(req.TimeoutNanos))
 			} else {
-				cctx, cancel = context.WithCancel(s.callContext(base, req))
+				cctx, cancel = context.WithCancel(reqCtx(base, req))
 			}
 			mu.Lock()
 			running[req.CallId] = cancel
@@ -370,7 +374,13 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 				}
 				defer calls.Done()
 				resp := &loompb.InvokeResponse{CallId: req.CallId}
-				out, err := s.handle(cctx, req, true)
+				var out []byte
+				var err error
+				if req.Send != nil {
+					resp.Accepted, err = s.send(cctx, req.Send)
+				} else {
+					out, err = s.handle(cctx, req, true)
+				}
 				if err == nil && len(out) > s.maxResultBytes {
 					err = fmt.Errorf("transport: the result of %s.%s is %d bytes, more than the transport carries (%d); the call ran", req.ActorType, req.Method, len(out), s.maxResultBytes)
 				}

@@ -130,9 +130,10 @@ func (j *Journal) actor(key string) *actorLog {
 	return &actorLog{first: 1}
 }
 
-// Append implements journal.Journal. Entries of kind KindMessageAck and
-// KindMessageSend are applied to the queues as queue.Store describes,
-// after the journal's rules and before anything is written.
+// Append implements journal.Journal. Entries of kind KindMessageAck,
+// KindMessageDirect and KindMessageSend are applied to the queues as
+// queue.Store describes, their rules checked after the journal's and
+// before anything is written.
 func (j *Journal) Append(ctx context.Context, actor string, token uint64, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	if err := journal.CheckAppendArgs(actor, expectedSeq, entries); err != nil {
 		return 0, err
@@ -145,25 +146,26 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	if err := a.state.CheckAppend(actor, token, expectedSeq); err != nil {
 		return 0, err
 	}
-	var acks []string
-	var sends [][]byte
+	var msgs queuesm.AppendMessages
 	for _, e := range entries {
 		switch e.Kind {
 		case journal.KindMessageAck:
-			acks = append(acks, e.IdempotencyKey)
+			msgs.Acks = append(msgs.Acks, e.IdempotencyKey)
+		case journal.KindMessageDirect:
+			msgs.Directs = append(msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		case journal.KindMessageSend:
-			if rule := j.q.CheckOutbox(e.IdempotencyKey, e.Payload); rule != nil {
-				return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, actor, rule)
-			}
-			sends = append(sends, e.Payload)
+			msgs.Sends = append(msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		}
 	}
-	if len(acks) > 0 {
-		rule, err := j.q.CheckAcks(actor, acks)
-		if err != nil {
+	now := j.now()
+	if !msgs.Empty() {
+		invalid, rule, err := j.q.CheckAppend(now, actor, &msgs)
+		switch {
+		case err != nil:
 			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
-		}
-		if rule != nil {
+		case invalid != nil:
+			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrInvalid, actor, invalid)
+		case rule != nil:
 			return 0, fmt.Errorf("%w: append to %q: %w", journal.ErrAck, actor, rule)
 		}
 	}
@@ -174,14 +176,8 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	a.state = a.state.Appended(token, len(entries))
 	j.actors[actor] = a
 	// The checks passed: on kv.Mem these can fail only if memory is corrupt.
-	now := j.now()
-	if len(acks) > 0 {
-		if err := j.q.Ack(now, actor, acks); err != nil {
-			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
-		}
-	}
-	for _, p := range sends {
-		if _, err := j.q.EnqueueOutbox(now, p); err != nil {
+	if !msgs.Empty() {
+		if err := j.q.ApplyAppend(now, actor, &msgs); err != nil {
 			return 0, fmt.Errorf("inmem: append to %q: %w", actor, err)
 		}
 	}

@@ -100,9 +100,12 @@ func cmdSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node send: reading reply: %v\n", err)
 		return 1
 	}
-	if res.Duplicate {
+	switch {
+	case res.Duplicate:
 		fmt.Fprintf(stdout, "accepted %s (a duplicate: first accepted at %s)\n", res.MessageID, res.AcceptedAt.Format(time.RFC3339Nano))
-	} else {
+	case res.Applied:
+		fmt.Fprintf(stdout, "accepted %s (applied on acceptance)\n", res.MessageID)
+	default:
 		fmt.Fprintf(stdout, "accepted %s\n", res.MessageID)
 	}
 	return 0

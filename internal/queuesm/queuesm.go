@@ -3,6 +3,7 @@ package queuesm
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -151,6 +152,82 @@ func (m *Machine) enqueue(now int64, msg queue.Message) (queue.Accepted, error) 
 		err = m.addPending(msg, seq)
 	}
 	return queue.Accepted{ID: msg.ID, Seq: seq, AcceptedAt: msg.AcceptedAt}, err
+}
+
+// CheckDirect applies the rules of a KindMessageDirect entry of an append
+// to actor (a message accepted and applied by that append), whose
+// IdempotencyKey is id and Payload encoded, before the append writes
+// anything. The payload must decode, be a valid message, carry id as its
+// ID, be addressed to actor and be due by now (else the rule wraps
+// queue.ErrInvalid; a journal backend reports it wrapped in
+// journal.ErrInvalid); the id must not be known (queue.ErrKnownID); an
+// ordered message must have no ordered message of actor pending before it
+// (queue.ErrNotHead). A journal backend reports those two wrapped in
+// journal.ErrAck.
+func (m *Machine) CheckDirect(now int64, actor, id string, encoded []byte) (invalid, rule, err error) {
+	msg, err := queue.UnmarshalMessage(encoded)
+	if err != nil {
+		return fmt.Errorf("%w: direct message %q: %w", queue.ErrInvalid, id, err), nil, nil
+	}
+	if err := queue.CheckMessage(msg); err != nil {
+		return fmt.Errorf("direct message %q: %w", id, err), nil, nil
+	}
+	switch {
+	case msg.ID != id:
+		return fmt.Errorf("%w: direct message entry %q carries message %q", queue.ErrInvalid, id, msg.ID), nil, nil
+	case msg.Actor != actor:
+		return fmt.Errorf("%w: direct message %q is to %q, appended to %q", queue.ErrInvalid, id, msg.Actor, actor), nil, nil
+	case !msg.DeliverAt.IsZero() && queue.UnixNano(msg.DeliverAt) > now:
+		return fmt.Errorf("%w: direct message %q is due at %s, later than now", queue.ErrInvalid, id, msg.DeliverAt.UTC().Format(time.RFC3339Nano)), nil, nil
+	}
+	rec, found, err := m.lookup(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if found && !m.expired(rec, now) {
+		return nil, fmt.Errorf("%w: direct message %q to %q", queue.ErrKnownID, id, actor), nil
+	}
+	if msg.Ordered {
+		if k, _ := m.b.Ordered.PrefixCursor(actorKey(actor)).First(); k != nil {
+			return nil, fmt.Errorf("%w: direct message %q to %q: ordered message seq %d is pending", queue.ErrNotHead, id, actor, lastSeq(k)), nil
+		}
+	}
+	return nil, nil, nil
+}
+
+// Direct records the message of a KindMessageDirect entry of an append to
+// actor, checked by CheckDirect: its id is remembered from now on as an
+// acknowledged message's (Seq 0: it never had a place in a queue), so that
+// Enqueue of the same id is a duplicate while the store remembers it. It
+// is one command, applied with the journal entries of the append; a
+// message that does not pass CheckDirect fails as a fatal error.
+func (m *Machine) Direct(now int64, actor string, encoded []byte) error {
+	msg, err := queue.UnmarshalMessage(encoded)
+	if err != nil {
+		return fmt.Errorf("queuesm: direct message not checked by CheckDirect: %w", err)
+	}
+	invalid, rule, err := m.CheckDirect(now, actor, msg.ID, encoded)
+	if err != nil {
+		return err
+	}
+	if invalid != nil || rule != nil {
+		return fmt.Errorf("queuesm: direct message not checked by CheckDirect: %w", errors.Join(invalid, rule))
+	}
+	m.begin()
+	rec, found, err := m.lookup(msg.ID)
+	if err != nil {
+		return err
+	}
+	if found { // gone and expired, not yet pruned
+		if err := m.b.Gone.Delete(join(timeBytes(rec.at), []byte(msg.ID))); err != nil {
+			return err
+		}
+	}
+	rec = idRec{actor: actor, acceptedAt: now}
+	if err := m.forget(msg.ID, rec, now); err != nil {
+		return err
+	}
+	return m.finish(now)
 }
 
 // CheckAcks applies the rules of the KindMessageAck entries of one append
@@ -914,3 +991,70 @@ func (m *Machine) selectDead(f queue.Filter) ([][]byte, []queue.DeadLetter, erro
 }
 
 func utc(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+// Msg is a message entry of an append: its id (the entry's
+// IdempotencyKey) and the encoded message (its Payload).
+type Msg struct {
+	ID      string
+	Encoded []byte
+}
+
+// AppendMessages are the message entries of one journal append to an
+// actor: the ids it acknowledges (KindMessageAck), the messages it applies
+// on acceptance (KindMessageDirect) and those it sends (KindMessageSend).
+type AppendMessages struct {
+	Acks    []string
+	Directs []Msg
+	Sends   []Msg
+}
+
+// Empty reports whether the append carries no message entry.
+func (a *AppendMessages) Empty() bool {
+	return len(a.Acks) == 0 && len(a.Directs) == 0 && len(a.Sends) == 0
+}
+
+// CheckAppend applies the queue rules of an append's message entries to
+// actor, in the order every backend uses, before the append writes
+// anything: each send must carry a valid message (CheckOutbox), each direct
+// message pass CheckDirect, then the acks CheckAcks. invalid (wrapping
+// queue.ErrInvalid) is reported by a journal backend wrapped in
+// journal.ErrInvalid, rule in journal.ErrAck.
+func (m *Machine) CheckAppend(now int64, actor string, a *AppendMessages) (invalid, rule, err error) {
+	for _, s := range a.Sends {
+		if invalid := m.CheckOutbox(s.ID, s.Encoded); invalid != nil {
+			return invalid, nil, nil
+		}
+	}
+	for _, d := range a.Directs {
+		if invalid, rule, err := m.CheckDirect(now, actor, d.ID, d.Encoded); invalid != nil || rule != nil || err != nil {
+			return invalid, rule, err
+		}
+	}
+	if len(a.Acks) > 0 {
+		rule, err := m.CheckAcks(actor, a.Acks)
+		return nil, rule, err
+	}
+	return nil, nil, nil
+}
+
+// ApplyAppend applies an append's message entries, checked by
+// CheckAppend, after its journal entries are written: the acks, the direct
+// messages, then the sends.
+func (m *Machine) ApplyAppend(now int64, actor string, a *AppendMessages) error {
+	if len(a.Acks) > 0 {
+		if err := m.Ack(now, actor, a.Acks); err != nil {
+			return err
+		}
+	}
+	for _, d := range a.Directs {
+		if err := m.Direct(now, actor, d.Encoded); err != nil {
+			return err
+		}
+	}
+	for _, s := range a.Sends {
+		if _, err := m.EnqueueOutbox(now, s.Encoded); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) Backend) {
 		{"Ack/Ordered", s.testAckOrdered},
 		{"Ack/FailedAppend", s.testAckFailedAppend},
 		{"Outbox", s.testOutbox},
+		{"Direct", s.testDirect},
 		{"Delayed", s.testDelayed},
 		{"Reminders", s.testReminders},
 		{"Ready", s.testReady},
@@ -443,6 +444,76 @@ func (s *suite) testAck(t *testing.T) {
 	es, err := b.Read(t.Context(), "a/1", 1)
 	if err != nil || len(es) != 2 || es[1].Kind != journal.KindMessageAck || es[1].IdempotencyKey != "m" {
 		t.Fatalf("journal after the acks: %+v, %v", es, err)
+	}
+}
+
+// directEntry is a KindMessageDirect entry for m.
+func directEntry(m queue.Message) journal.Entry {
+	return journal.Entry{Kind: journal.KindMessageDirect, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(m)}
+}
+
+// testDirect: a message applied on acceptance by an append (a
+// KindMessageDirect entry) leaves no trace in the queues but its id, which
+// a later Enqueue answers as a duplicate; it is refused (ErrAck) when the
+// id is known or, ordered, when an ordered message of the actor is
+// pending, and refused as invalid when it is malformed, addressed to
+// another actor or due later. A refused append writes nothing.
+func (s *suite) testDirect(t *testing.T) {
+	b := s.backend(t, Options{})
+	ctx := t.Context()
+	es := []journal.Entry{{Kind: journal.KindInvocation, Method: "Do"}, directEntry(mk("d1", "a/1", true))}
+	if err := appendAt(t, b, "a/1", es...); err != nil {
+		t.Fatalf("append with a direct message: %v", err)
+	}
+	wantDue(t, b, "a/1", later(), "")
+	if st, err := b.Stats(ctx); err != nil || len(st) != 0 {
+		t.Fatalf("Stats after a direct message = %+v, %v; want nothing pending", st, err)
+	}
+	if dup := enqueue(t, b, mk("d1", "a/1", true)); !dup.Duplicate || dup.Seq != 0 {
+		t.Fatalf("Enqueue of a direct message's id = %+v, want a duplicate with Seq 0", dup)
+	}
+	before := tail(t, b, "a/1")
+	wantErr(t, "a direct message with a known id", appendAt(t, b, "a/1", directEntry(mk("d1", "a/1", true))), journal.ErrAck)
+	wantErr(t, "a known id is queue.ErrKnownID", appendAt(t, b, "a/1", directEntry(mk("d1", "a/1", true))), queue.ErrKnownID)
+	first := enqueue(t, b, mk("q1", "a/1", true))
+	wantErr(t, "a direct ordered message behind a pending one", appendAt(t, b, "a/1", directEntry(mk("d2", "a/1", true))), queue.ErrNotHead)
+	if err := appendAt(t, b, "a/1", directEntry(mk("u1", "a/1", false))); err != nil {
+		t.Fatalf("a direct unordered message past a pending ordered one: %v", err)
+	}
+	after := tail(t, b, "a/1")
+	if after.Seq != before.Seq+1 {
+		t.Fatalf("tail %+v after one accepted direct append from %+v: the refused ones wrote", after, before)
+	}
+	for what, m := range map[string]queue.Message{
+		"to another actor": mk("x1", "a/2", false),
+		"due later":        func() queue.Message { m := mk("x2", "a/1", false); m.DeliverAt = later(); return m }(),
+		"without a method": func() queue.Message { m := mk("x3", "a/1", false); m.Method = ""; return m }(),
+	} {
+		wantErr(t, "a direct message "+what, appendAt(t, b, "a/1", directEntry(m)), journal.ErrInvalid)
+	}
+	bad := directEntry(mk("x4", "a/1", false))
+	bad.IdempotencyKey = "other"
+	wantErr(t, "a direct entry whose id is not its message's", appendAt(t, b, "a/1", bad), journal.ErrInvalid)
+	if got := tail(t, b, "a/1"); got != after {
+		t.Fatalf("invalid direct appends moved the tail from %+v to %+v", after, got)
+	}
+	// Once the ordered message is acknowledged, an ordered direct one
+	// goes through again; the queue was left as it was.
+	wantDue(t, b, "a/1", later(), "q1")
+	if err := appendAt(t, b, "a/1", ackEntries(first.ID)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendAt(t, b, "a/1", directEntry(mk("d2", "a/1", true))); err != nil {
+		t.Fatalf("a direct ordered message with nothing pending: %v", err)
+	}
+	for _, id := range []string{"u1", "d2"} {
+		if dup := enqueue(t, b, mk(id, "a/1", true)); !dup.Duplicate {
+			t.Fatalf("Enqueue of %s = %+v, want a duplicate", id, dup)
+		}
+	}
+	es, err := b.Read(ctx, "a/1", 1)
+	if err != nil || len(es) != 5 || es[1].Kind != journal.KindMessageDirect || es[1].IdempotencyKey != "d1" {
+		t.Fatalf("journal after the direct appends: %+v, %v", es, err)
 	}
 }
 

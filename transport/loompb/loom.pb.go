@@ -67,8 +67,14 @@ type InvokeRequest struct {
 	MessageId       string            `protobuf:"bytes,14,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	MessageAttempts uint32            `protobuf:"varint,15,opt,name=message_attempts,json=messageAttempts,proto3" json:"message_attempts,omitempty"`
 	MessageHeaders  map[string]string `protobuf:"bytes,16,rep,name=message_headers,json=messageHeaders,proto3" json:"message_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// send, when set, makes this entry of a Stream a durable message sent
+	// (Messages.Send) rather than a call: the other fields but call_id,
+	// timeout_nanos and trace are then unused, and the answer carries
+	// accepted. Sends share the call streams, so that a sender pays what a
+	// caller pays per message, not a unary RPC.
+	Send          *SendRequest `protobuf:"bytes,17,opt,name=send,proto3" json:"send,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InvokeRequest) Reset() {
@@ -206,13 +212,22 @@ func (x *InvokeRequest) GetMessageHeaders() map[string]string {
 	return nil
 }
 
+func (x *InvokeRequest) GetSend() *SendRequest {
+	if x != nil {
+		return x.Send
+	}
+	return nil
+}
+
 type InvokeResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	CallId  uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	Payload []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	// error is set when the call failed (Stream only; Invoke answers a
 	// failure with a gRPC status).
-	Error         *Error `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Error *Error `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// accepted answers a send (InvokeRequest.send) that succeeded.
+	Accepted      *SendResponse `protobuf:"bytes,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +279,13 @@ func (x *InvokeResponse) GetPayload() []byte {
 func (x *InvokeResponse) GetError() *Error {
 	if x != nil {
 		return x.Error
+	}
+	return nil
+}
+
+func (x *InvokeResponse) GetAccepted() *SendResponse {
+	if x != nil {
+		return x.Accepted
 	}
 	return nil
 }
@@ -1023,8 +1045,11 @@ type SendResponse struct {
 	Seq              uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
 	AcceptedUnixNano int64                  `protobuf:"varint,3,opt,name=accepted_unix_nano,json=acceptedUnixNano,proto3" json:"accepted_unix_nano,omitempty"`
 	Duplicate        bool                   `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// applied: the node applied the message as it accepted it (its turn's
+	// journal append accepted it); seq is then 0.
+	Applied       bool `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendResponse) Reset() {
@@ -1085,11 +1110,18 @@ func (x *SendResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *SendResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
 var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xdf\x05\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\x89\x06\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -1109,7 +1141,8 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x0e \x01(\tR\tmessageId\x12)\n" +
 	"\x10message_attempts\x18\x0f \x01(\rR\x0fmessageAttempts\x12S\n" +
-	"\x0fmessage_headers\x18\x10 \x03(\v2*.loom.v1.InvokeRequest.MessageHeadersEntryR\x0emessageHeaders\x1a8\n" +
+	"\x0fmessage_headers\x18\x10 \x03(\v2*.loom.v1.InvokeRequest.MessageHeadersEntryR\x0emessageHeaders\x12(\n" +
+	"\x04send\x18\x11 \x01(\v2\x14.loom.v1.SendRequestR\x04send\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1117,11 +1150,12 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\x13MessageHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\t\x10\n" +
-	"R\x12deadline_unix_nano\"i\n" +
+	"R\x12deadline_unix_nano\"\x9c\x01\n" +
 	"\x0eInvokeResponse\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12$\n" +
-	"\x05error\x18\x03 \x01(\v2\x0e.loom.v1.ErrorR\x05error\"y\n" +
+	"\x05error\x18\x03 \x01(\v2\x0e.loom.v1.ErrorR\x05error\x121\n" +
+	"\baccepted\x18\x04 \x01(\v2\x15.loom.v1.SendResponseR\baccepted\"y\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12#\n" +
@@ -1183,13 +1217,14 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\fSendResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12,\n" +
 	"\x12accepted_unix_nano\x18\x03 \x01(\x03R\x10acceptedUnixNano\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate2}\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\bR\aapplied2}\n" +
 	"\x06Actors\x129\n" +
 	"\x06Invoke\x12\x16.loom.v1.InvokeRequest\x1a\x17.loom.v1.InvokeResponse\x128\n" +
 	"\x06Stream\x12\x14.loom.v1.InvokeBatch\x1a\x14.loom.v1.ResultBatch(\x010\x012K\n" +
@@ -1238,30 +1273,32 @@ var file_loom_v1_loom_proto_goTypes = []any{
 var file_loom_v1_loom_proto_depIdxs = []int32{
 	14, // 0: loom.v1.InvokeRequest.trace:type_name -> loom.v1.InvokeRequest.TraceEntry
 	15, // 1: loom.v1.InvokeRequest.message_headers:type_name -> loom.v1.InvokeRequest.MessageHeadersEntry
-	2,  // 2: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
-	0,  // 3: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
-	1,  // 4: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
-	8,  // 5: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
-	2,  // 6: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
-	16, // 7: loom.v1.SendRequest.headers:type_name -> loom.v1.SendRequest.HeadersEntry
-	17, // 8: loom.v1.SendRequest.trace:type_name -> loom.v1.SendRequest.TraceEntry
-	0,  // 9: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
-	3,  // 10: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
-	5,  // 11: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
-	7,  // 12: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
-	10, // 13: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
-	12, // 14: loom.v1.Messages.Send:input_type -> loom.v1.SendRequest
-	1,  // 15: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
-	4,  // 16: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
-	6,  // 17: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
-	9,  // 18: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
-	11, // 19: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
-	13, // 20: loom.v1.Messages.Send:output_type -> loom.v1.SendResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 2: loom.v1.InvokeRequest.send:type_name -> loom.v1.SendRequest
+	2,  // 3: loom.v1.InvokeResponse.error:type_name -> loom.v1.Error
+	13, // 4: loom.v1.InvokeResponse.accepted:type_name -> loom.v1.SendResponse
+	0,  // 5: loom.v1.InvokeBatch.calls:type_name -> loom.v1.InvokeRequest
+	1,  // 6: loom.v1.ResultBatch.results:type_name -> loom.v1.InvokeResponse
+	8,  // 7: loom.v1.ClusterTopology.members:type_name -> loom.v1.Member
+	2,  // 8: loom.v1.RunTaskResponse.error:type_name -> loom.v1.Error
+	16, // 9: loom.v1.SendRequest.headers:type_name -> loom.v1.SendRequest.HeadersEntry
+	17, // 10: loom.v1.SendRequest.trace:type_name -> loom.v1.SendRequest.TraceEntry
+	0,  // 11: loom.v1.Actors.Invoke:input_type -> loom.v1.InvokeRequest
+	3,  // 12: loom.v1.Actors.Stream:input_type -> loom.v1.InvokeBatch
+	5,  // 13: loom.v1.Coordinator.Forward:input_type -> loom.v1.ForwardRequest
+	7,  // 14: loom.v1.Topology.Watch:input_type -> loom.v1.WatchRequest
+	10, // 15: loom.v1.Tasks.Run:input_type -> loom.v1.RunTaskRequest
+	12, // 16: loom.v1.Messages.Send:input_type -> loom.v1.SendRequest
+	1,  // 17: loom.v1.Actors.Invoke:output_type -> loom.v1.InvokeResponse
+	4,  // 18: loom.v1.Actors.Stream:output_type -> loom.v1.ResultBatch
+	6,  // 19: loom.v1.Coordinator.Forward:output_type -> loom.v1.ForwardResponse
+	9,  // 20: loom.v1.Topology.Watch:output_type -> loom.v1.ClusterTopology
+	11, // 21: loom.v1.Tasks.Run:output_type -> loom.v1.RunTaskResponse
+	13, // 22: loom.v1.Messages.Send:output_type -> loom.v1.SendResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_loom_proto_init() }

@@ -667,17 +667,43 @@ func (j *Journal) Stats(ctx context.Context) ([]queue.Stats, error) {
 
 func hasQueueEntries(es []journal.Entry) bool {
 	for _, e := range es {
-		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageSend {
+		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageSend || e.Kind == journal.KindMessageDirect {
 			return true
 		}
 	}
 	return false
 }
 
+// checkDirect applies the rules of a KindMessageDirect entry of an append
+// to actor that need no data (queuesm.CheckDirect's invalid cases) and
+// returns its message.
+func checkDirect(actor string, e journal.Entry, now int64) (queue.Message, error) {
+	msg, err := queue.UnmarshalMessage(e.Payload)
+	if err == nil {
+		err = queue.CheckMessage(msg)
+	}
+	switch {
+	case err != nil:
+	case msg.ID != e.IdempotencyKey:
+		err = fmt.Errorf("%w: direct message entry %q carries message %q", queue.ErrInvalid, e.IdempotencyKey, msg.ID)
+	case msg.Actor != actor:
+		err = fmt.Errorf("%w: direct message %q is to %q, appended to %q", queue.ErrInvalid, msg.ID, msg.Actor, actor)
+	case !msg.DeliverAt.IsZero() && queue.UnixNano(msg.DeliverAt) > now:
+		err = fmt.Errorf("%w: direct message %q is due later than now", queue.ErrInvalid, msg.ID)
+	}
+	if err != nil {
+		return queue.Message{}, fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
+	}
+	return msg, nil
+}
+
 // ackRule is the error of an append whose acks the script refused.
 func ackRule(actor, code, id string) error {
-	if code == "nh" {
+	switch code {
+	case "nh":
 		return fmt.Errorf("%w: %w: an ordered message of %q before %q is pending", journal.ErrAck, queue.ErrNotHead, actor, id)
+	case "kid":
+		return fmt.Errorf("%w: %w: direct message %q to %q", journal.ErrAck, queue.ErrKnownID, id, actor)
 	}
 	return fmt.Errorf("%w: %w: message %q is not pending in the queue of %q (or is acknowledged twice)", journal.ErrAck, queue.ErrNotFound, id, actor)
 }
@@ -686,10 +712,22 @@ func ackRule(actor, code, id string) error {
 func (j *Journal) appendQueue(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	var acks []any
 	var sends []queue.Message
+	var directs []any // id, ordered pairs
+	now, cutoff, bound := j.clock()
 	for _, e := range entries {
 		switch e.Kind {
 		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
+		case journal.KindMessageDirect:
+			msg, err := checkDirect(actor, e, now)
+			if err != nil {
+				return 0, err
+			}
+			ord := "0"
+			if msg.Ordered {
+				ord = "1"
+			}
+			directs = append(directs, msg.ID, ord)
 		case journal.KindMessageSend:
 			msg, err := queue.UnmarshalMessage(e.Payload)
 			if err != nil {
@@ -705,8 +743,7 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 		}
 	}
 	tail := expectedSeq + uint64(len(entries))
-	now, cutoff, bound := j.clock()
-	args := make([]any, 0, 4+2*len(entries)+6+len(acks)+1+6*len(sends))
+	args := make([]any, 0, 4+2*len(entries)+6+len(acks)+1+6*len(sends)+1+len(directs))
 	args = append(args, strconv.FormatUint(token, 10), strconv.FormatUint(expectedSeq, 10), strconv.FormatUint(tail, 10), len(entries))
 	for i, e := range entries {
 		e.Seq, e.Actor, e.Token = expectedSeq+uint64(i)+1, actor, token
@@ -718,6 +755,8 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 	for _, m := range sends {
 		args = append(args, sendArgs(m, now)...)
 	}
+	args = append(args, len(directs)/2)
+	args = append(args, directs...)
 	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
 		script: appendQueueScript, keys: []string{j.headKey(actor), j.logKey(actor)}, args: args}
 	if err := j.do(ctx, r); err != nil {

@@ -451,13 +451,16 @@ return out
 `)
 
 // appendQueueScript is appendScript for an append that carries
-// KindMessageAck or KindMessageSend entries. ARGV = token, expectedSeq,
-// new tail, n, the n entries (stream id, record), then P, actor, tb(now),
-// cutoff, prune bound, the count and ids of the acks, the count of the
-// sends and each send's id, actor, record, ordered, scheduled, tb(NextAt).
-// The journal's rules are checked first, then the acks (queuesm.CheckAcks),
-// before any write; the acks are applied after the entries, then the
-// sends. It answers as appendScript, or {"ack", rule, id, ""}, and appends
+// KindMessageAck, KindMessageDirect or KindMessageSend entries. ARGV =
+// token, expectedSeq, new tail, n, the n entries (stream id, record), then
+// P, actor, tb(now), cutoff, prune bound, the count and ids of the acks,
+// the count of the sends and each send's id, actor, record, ordered,
+// scheduled, tb(NextAt), then the count of the direct messages and each
+// one's id and ordered. The journal's rules are checked first, then the
+// direct messages' (queuesm.CheckDirect: "kid" a known id, "nh" an ordered
+// message pending) and the acks' (queuesm.CheckAcks), before any write;
+// the acks are applied after the entries, then the direct messages (their
+// ids remembered as gone, first Seq 0), then the sends. It answers as appendScript, or {"ack", rule, id, ""}, and appends
 // the wakes (actor, instant) to an "ok".
 var appendQueueScript = newScript(scriptPrelude + queueLib + `
 if lt(ARGV[1], token) or ARGV[2] ~= tail then
@@ -470,6 +473,16 @@ local actor, now, cutoff, bound = ARGV[q + 1], ARGV[q + 2], ARGV[q + 3], ARGV[q 
 local na = tonumber(ARGV[q + 5])
 local ids = {}
 for i = 1, na do ids[i] = ARGV[q + 5 + i] end
+local s = q + 6 + na
+local ns = tonumber(ARGV[s])
+local d = s + 6 * ns + 1
+local nd = tonumber(ARGV[d])
+for i = 1, nd do
+  local id, ord = ARGV[d + 2 * i - 1], ARGV[d + 2 * i]
+  local r = getrec(id)
+  if r and not (r.st == 'g' and cutoff ~= '' and not lt8(cutoff, r.at)) then return {'ack', 'kid', id, ''} end
+  if ord == '1' and first(P .. 'ord:' .. actor) then return {'ack', 'nh', id, ''} end
+end
 local bad = checkAcks(actor, ids)
 if bad then return {'ack', bad[1], bad[2], ''} end
 for i = 5, 4 + 2 * ne, 2 do
@@ -480,8 +493,18 @@ for _, id in ipairs(ids) do
   removePending(id, actor, getrec(id))
   forget(id, now)
 end
-local s = q + 6 + na
-for i = 1, tonumber(ARGV[s]) do
+for i = 1, nd do
+  local id = ARGV[d + 2 * i - 1]
+  local key = P .. 'i:' .. id
+  local r = getrec(id)
+  if r then -- gone and forgotten, not yet pruned
+    redis.call('ZREM', P .. 'gone', r.at .. id)
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, 'a', actor, 'fseq', string.rep('\0', 8), 'acc', now)
+  forget(id, now)
+end
+for i = 1, ns do
   local b = s + (i - 1) * 6
   enqueue(ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], now, cutoff)
 end

@@ -1,0 +1,117 @@
+package messaging_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// kinds counts the actor's journal entries of each message kind by id.
+func (w *world) kinds(actor string) map[journal.Kind]map[string]int {
+	w.t.Helper()
+	es, err := w.store.Read(context.Background(), actor, 1)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	n := map[journal.Kind]map[string]int{}
+	for _, e := range es {
+		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageDirect {
+			if n[e.Kind] == nil {
+				n[e.Kind] = map[string]int{}
+			}
+			n[e.Kind][e.IdempotencyKey]++
+		}
+	}
+	return n
+}
+
+// TestDirectAppliesOnAcceptance: with DirectMessages, a message to an idle
+// actor this node hosts is applied by the time Send returns, accepted by
+// the turn's own append (one KindMessageDirect entry, no queue record, no
+// acknowledgement); a resend of its id is a duplicate and applies nothing.
+func TestDirectAppliesOnAcceptance(t *testing.T) {
+	w := newWorldWith(t, nil, true)
+	var ids []string
+	for i := range 5 {
+		acc := w.send("d", deposit{Tag: fmt.Sprint(i), Amount: 1})
+		if !acc.Applied || acc.Seq != 0 || acc.Duplicate {
+			t.Fatalf("send %d: %+v, want applied on acceptance", i, acc)
+		}
+		if l := w.ledger("d"); l.Total != int64(i+1) {
+			t.Fatalf("after send %d returned: total %d, want %d", i, l.Total, i+1)
+		}
+		ids = append(ids, acc.ID)
+	}
+	dup := w.send("d", deposit{Tag: "dup", Amount: 100}, runtime.WithMessageID(ids[2]))
+	if !dup.Duplicate || dup.Applied {
+		t.Fatalf("resend of %s: %+v, want a duplicate", ids[2], dup)
+	}
+	if st, err := w.store.Stats(context.Background()); err != nil || len(st) != 0 {
+		t.Fatalf("queues after direct sends: %+v, %v; want none", st, err)
+	}
+	k := w.kinds("acct/d")
+	for _, id := range ids {
+		if k[journal.KindMessageDirect][id] != 1 || k[journal.KindMessageAck][id] != 0 {
+			t.Errorf("message %s: %d direct and %d ack entries, want 1 and 0", id, k[journal.KindMessageDirect][id], k[journal.KindMessageAck][id])
+		}
+	}
+	if l := w.ledger("d"); l.Total != 5 {
+		t.Fatalf("total %d, want 5: the duplicate applied", l.Total)
+	}
+}
+
+// TestDirectKeepsFIFOBehindAFailure: a message whose handler fails is
+// enqueued; while it is pending, the messages sent after it to the same
+// actor are not applied on acceptance (the journal refuses: an ordered
+// message is pending) but queued behind it, and all are applied once, in
+// send order.
+func TestDirectKeepsFIFOBehindAFailure(t *testing.T) {
+	w := newWorldWith(t, nil, true)
+	first := w.send("f", deposit{Tag: "0", Amount: 1})
+	failed := w.send("f", deposit{Tag: "1", Amount: 1, FailTimes: 2})
+	if !first.Applied || failed.Applied || failed.Seq == 0 {
+		t.Fatalf("first %+v, failing %+v: want the first applied and the failing one queued", first, failed)
+	}
+	var later []queue.Accepted
+	for i := 2; i < 6; i++ {
+		later = append(later, w.send("f", deposit{Tag: fmt.Sprint(i), Amount: 1}))
+	}
+	w.quiet("the queue to drain")
+	if got, want := w.ledger("f").Tags, []string{"0", "1", "2", "3", "4", "5"}; !slices.Equal(got, want) {
+		t.Fatalf("applied %v, want %v", got, want)
+	}
+	k := w.kinds("acct/f")
+	for _, acc := range append([]queue.Accepted{first, failed}, later...) {
+		if n := k[journal.KindMessageDirect][acc.ID] + k[journal.KindMessageAck][acc.ID]; n != 1 {
+			t.Errorf("message %s (%+v) accepted or acknowledged %d times in the journal", acc.ID, acc, n)
+		}
+	}
+}
+
+// TestDirectFailureIsRetriedFromTheQueue: a message whose handler always
+// fails is tried on acceptance, then delivered 1+maxRetries times from
+// the queue and dead-lettered, as without direct application.
+func TestDirectFailureIsRetriedFromTheQueue(t *testing.T) {
+	failing.Store(true)
+	defer failing.Store(false)
+	w := newWorldWith(t, nil, true)
+	acc := w.send("x", deposit{Tag: "bad", Amount: 1, Always: true})
+	if acc.Applied {
+		t.Fatalf("a failing message was reported applied: %+v", acc)
+	}
+	eventually(t, "the dead letter", func() bool {
+		ds, err := w.store.ListDead(context.Background(), queue.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ds) == 1 && ds[0].ID == acc.ID && ds[0].Attempts == 3
+	})
+	if l := w.ledger("x"); l.Total != 0 {
+		t.Fatalf("total %d after a message that always fails", l.Total)
+	}
+}
