@@ -148,7 +148,7 @@ func (j *Journal) loadScripts(ctx context.Context) error {
 		// SCRIPT LOAD changes nothing a caller can see: a failure is
 		// always "not applied".
 		var rerr goredis.Error
-		if errors.As(err, &rerr) && !classify(err) { // a server that cannot compile them
+		if errors.As(err, &rerr) && !redis.NotApplied(err) { // a server that cannot compile them
 			return fmt.Errorf("%w: load scripts into redis at %s (Redis 7.0 or later is needed): %w", ErrUnavailable, j.addr, err)
 		}
 		return fmt.Errorf("%w: load scripts into redis at %s: %w", ErrUnavailable, j.addr, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -28,16 +27,17 @@ var (
 	// could be made (refused, dial timeout, no free connection in the
 	// pool), or the server refused it before running it (LOADING,
 	// READONLY, a wrong password, MISCONF, OOM, BUSY, ...). Nothing
-	// changed; retry.
-	ErrUnavailable = errors.New("redislock: redis unavailable")
+	// changed; retry. It wraps lock.ErrUnavailable.
+	ErrUnavailable = fmt.Errorf("redislock: redis unavailable: %w", lock.ErrUnavailable)
 	// ErrUnknownOutcome: the operation may have been carried out: it was,
 	// or may have been, sent, and no answer came (a timeout, a connection
 	// lost, the context ended), or the script failed part-way. Acquire and
 	// Renew may be retried as they are (a re-Acquire by the holder returns
 	// its token); a retried CreateSession may leave a session nobody
 	// renews, which lapses after its TTL; a retried Release may answer
-	// ErrNotHeld because the first one freed the lock.
-	ErrUnknownOutcome = errors.New("redislock: outcome unknown")
+	// ErrNotHeld because the first one freed the lock. It wraps
+	// lock.ErrUnknownOutcome.
+	ErrUnknownOutcome = fmt.Errorf("redislock: outcome unknown: %w", lock.ErrUnknownOutcome)
 )
 
 // Options configure a Coordinator.
@@ -187,45 +187,17 @@ func ctxErr(ctx context.Context) error {
 	return fmt.Errorf("%w: %w", err, cause)
 }
 
-// refusals are the error replies with which Redis refuses a command
-// without running it.
-var refusals = []string{
-	"LOADING", "READONLY", "MASTERDOWN", "NOAUTH", "WRONGPASS", "NOPERM",
-	"MISCONF", "OOM", "BUSY", "NOREPLICAS", "CLUSTERDOWN", "TRYAGAIN",
-}
-
 // failed wraps an error from go-redis: ErrUnavailable when the operation
-// certainly was not carried out, ErrUnknownOutcome otherwise.
+// certainly was not carried out (redis.NotApplied), ErrUnknownOutcome
+// otherwise.
 func (c *Coordinator) failed(o op, err error) error {
 	if errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redislock: %s: %w: %w", o, lock.ErrClosed, err)
 	}
-	if notDone(err) {
+	if redis.NotApplied(err) {
 		return fmt.Errorf("%w: %s: redis at %s: %w", ErrUnavailable, o, c.addr, err)
 	}
 	return fmt.Errorf("%w: %s: redis at %s: %w", ErrUnknownOutcome, o, c.addr, err)
-}
-
-// notDone reports whether err proves the command was never run: no
-// connection, or a refusal by the server.
-func notDone(err error) bool {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return true
-	}
-	if errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrPoolExhausted) {
-		return true
-	}
-	var re goredis.Error
-	if errors.As(err, &re) {
-		msg := re.Error()
-		for _, p := range refusals {
-			if strings.HasPrefix(msg, p+" ") || msg == p {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // badReply is the error of a reply the scripts cannot have produced.
