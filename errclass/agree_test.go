@@ -5,22 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/loom-mesh/loom/adapters/redis/redisjournal"
+	"github.com/loom-mesh/loom/adapters/redis/redislock"
 	"github.com/loom-mesh/loom/errclass"
 	"github.com/loom-mesh/loom/gateway"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
@@ -67,6 +74,16 @@ func TestEveryPathAgreesWithTheTable(t *testing.T) {
 	cases["method wrapping a deadline"] = &runtime.MethodError{Actor: "t/a", Method: "m", Err: fmt.Errorf("call: %w", context.DeadlineExceeded)}
 	cases["method wrapping unavailable"] = &runtime.MethodError{Actor: "t/a", Method: "m", Err: fmt.Errorf("call: %w", runtime.ErrUnavailable)}
 	cases["not owner with a hint"] = transport.NotOwner("n2", "moved")
+	// The contracts' aliases, as the Redis adapters return them and the
+	// runtime wraps them: an append whose answer was lost, a lock that
+	// could not be asked for.
+	cases["redis journal outcome unknown"] = fmt.Errorf("loom: committing t.m on t/a: %w",
+		fmt.Errorf("%w: append %q at %s: %w", redisjournal.ErrUnknownOutcome, "t/a", "127.0.0.1:6379", io.ErrUnexpectedEOF))
+	cases["redis lock unavailable"] = fmt.Errorf("loom: activating t/a: %w",
+		fmt.Errorf("%w: acquire %q: redis at %s: %w", redislock.ErrUnavailable, "t/a", "127.0.0.1:6379",
+			&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}))
+	cases["redis journal unavailable"] = fmt.Errorf("%w: tail of %q", redisjournal.ErrUnavailable, "t/a")
+	cases["redis lock outcome unknown"] = fmt.Errorf("%w: renew", redislock.ErrUnknownOutcome)
 	cases["internal"] = errors.New("disk on fire")
 
 	f := &failing{errs: map[string]error{}}
@@ -158,10 +175,44 @@ func TestOrder(t *testing.T) {
 		// A delivery whose message is no longer pending: the store's refusal
 		// matches queue.ErrNotFound too, but the caller learns it is settled.
 		{fmt.Errorf("%w: %w", runtime.ErrMessageSettled, fmt.Errorf("%w: %w", journal.ErrAck, queue.ErrNotFound)), "message_settled"},
+		// The contracts' aliases take their rows' places: an outcome
+		// unknown above everything, an unavailable store at the end.
+		{fmt.Errorf("x: %w", redisjournal.ErrUnknownOutcome), "unknown_outcome"},
+		{fmt.Errorf("x: %w", redislock.ErrUnavailable), "unavailable"},
+		{journal.ErrUnavailable, "unavailable"},
+		{lock.ErrUnknownOutcome, "unknown_outcome"},
+		{fmt.Errorf("%w: %w", runtime.ErrUnavailable, lock.ErrUnknownOutcome), "unknown_outcome"},
+		{&runtime.MethodError{Err: journal.ErrUnknownOutcome}, "unknown_outcome"},
+		{&runtime.MethodError{Err: redislock.ErrUnavailable}, "method_error"},
+		{fmt.Errorf("%w: %w", redisjournal.ErrUnknownOutcome, context.DeadlineExceeded), "unknown_outcome"},
+		{fmt.Errorf("%w: %w", redisjournal.ErrUnavailable, context.DeadlineExceeded), "deadline_exceeded"},
+		{fmt.Errorf("%w: %w", journal.ErrUnavailable, journal.ErrFenced), "fenced"},
 		{nil, ""},
 	} {
 		if got := errclass.Of(c.err).Code; got != c.code {
 			t.Errorf("Of(%v) = %q, want %q", c.err, got, c.code)
 		}
+	}
+}
+
+// An alias matches exactly as its row does: same class, and a retry of an
+// unavailable store is as safe as any other unavailable.
+func TestAliases(t *testing.T) {
+	for key, aliases := range errclass.Aliases {
+		row := errclass.Of(key)
+		if row.Err != key {
+			t.Errorf("alias key %v is not a row's sentinel", key)
+		}
+		for _, a := range aliases {
+			if got := errclass.Of(fmt.Errorf("wrapped: %w", a)); !reflect.DeepEqual(got, row) {
+				t.Errorf("%v classifies as %+v, its row is %+v", a, got, row)
+			}
+		}
+	}
+	if c := errclass.Of(redislock.ErrUnavailable); c.HTTP != 503 || c.GRPC != codes.Unavailable || c.MaybeApplied {
+		t.Errorf("redislock.ErrUnavailable: %+v", c)
+	}
+	if c := errclass.Of(redisjournal.ErrUnknownOutcome); c.HTTP != 502 || !c.MaybeApplied {
+		t.Errorf("redisjournal.ErrUnknownOutcome: %+v", c)
 	}
 }

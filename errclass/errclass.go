@@ -29,6 +29,17 @@
 //   - Then the refusals before any effect (shutting down, pool full, not
 //     the owner, ...), most specific first.
 //
+// The coordinator's and the journal's own "unavailable" and "outcome
+// unknown" (lock.ErrUnavailable, journal.ErrUnknownOutcome, ..., which
+// every backend that reaches a remote store wraps) are not rows of their
+// own: Aliases makes each match the row of its meaning, where that row
+// stands. So an outcome unknown on the way to Redis is unknown_outcome
+// whatever wraps it, above everything else; a store that was unavailable
+// is unavailable, retryable, with the refusals at the end, and a method
+// error that wraps it is the method's failure. A caller on another node
+// gets an error that matches the row's Err (runtime.ErrUnavailable,
+// ErrUnknownOutcome), not the alias.
+//
 // An error that matches no row is internal (HTTP 500, gRPC Internal,
 // outcome "error") and may have been applied.
 //
@@ -47,6 +58,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
@@ -112,6 +124,14 @@ var Rows = []Class{
 	{"unavailable", http.StatusServiceUnavailable, codes.Unavailable, "unavailable", false, runtime.ErrUnavailable},
 }
 
+// Aliases are further sentinels that match a row as its Err does, keyed
+// by that Err: the contracts' own names for what a row means (see the
+// package doc).
+var Aliases = map[error][]error{
+	ErrUnknownOutcome:      {journal.ErrUnknownOutcome, lock.ErrUnknownOutcome},
+	runtime.ErrUnavailable: {journal.ErrUnavailable, lock.ErrUnavailable},
+}
+
 // Internal is the class of an error no row matches.
 var Internal = Class{Code: "internal", HTTP: http.StatusInternalServerError, GRPC: codes.Internal, Outcome: "error", MaybeApplied: true}
 
@@ -128,6 +148,11 @@ func Of(err error) Class {
 			}
 		} else if errors.Is(err, r.Err) {
 			return r
+		}
+		for _, a := range Aliases[r.Err] {
+			if errors.Is(err, a) {
+				return r
+			}
 		}
 	}
 	return Internal

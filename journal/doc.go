@@ -23,9 +23,10 @@
 //   - Durability: when Append, SaveSnapshot or Truncate returns nil, the
 //     change is durable as the backend promises (FileJournal: fsynced).
 //   - No effect on rejection: ErrFenced, ErrConflict, ErrInvalid, ErrClosed,
-//     and a context that was done before the call, leave the journal as it
-//     was. Any other error (an I/O error, a context that ended while the
-//     operation was in flight) leaves the outcome unknown.
+//     ErrUnavailable, and a context that was done before the call, leave
+//     the journal as it was. Any other error (ErrUnknownOutcome, an I/O
+//     error, a context that ended while the operation was in flight)
+//     leaves the outcome unknown.
 //   - Isolation: the journal never keeps or returns the caller's slices;
 //     mutating a Payload after Append, or an Entry returned by Read, does
 //     not change what is stored.

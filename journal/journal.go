@@ -28,6 +28,18 @@ var (
 	// ordered message still pending. Only a journal that is also a
 	// queue.Store returns it. The append had no effect.
 	ErrAck = errors.New("journal: message not pending")
+	// ErrUnavailable: the journal's store could not be reached, or refused
+	// the operation before doing anything (a server loading its data, out
+	// of memory, read-only, ...). The operation had no effect; retry.
+	// Backends that talk to a remote service wrap it in their own
+	// sentinel.
+	ErrUnavailable = errors.New("journal: store unavailable")
+	// ErrUnknownOutcome: the operation was sent and no answer came back (a
+	// timeout, a lost connection, the caller's context ended while it was
+	// in flight). It may or may not have taken effect: Tail (or Read)
+	// tells. It is never reported as ErrFenced, ErrConflict or another
+	// refusal.
+	ErrUnknownOutcome = errors.New("journal: outcome unknown")
 )
 
 // Journal is a set of per-actor append-only logs. Actors are named by an
@@ -35,9 +47,11 @@ var (
 //
 // Every method is safe for concurrent use by many goroutines. Operations on
 // different actors are independent; operations on one actor are linearizable.
-// A method that returns an error other than ErrFenced, ErrConflict, ErrInvalid
-// or ErrClosed (for instance a context error or an I/O error) may or may not
-// have taken effect.
+// A method that returns an error other than ErrFenced, ErrConflict, ErrInvalid,
+// ErrClosed or ErrUnavailable (for instance ErrUnknownOutcome, a context error
+// or an I/O error) may or may not have taken effect. A backend that reaches
+// its store over a network says which of the two a failure on the way was:
+// ErrUnavailable (no effect, retry) or ErrUnknownOutcome (sent, no answer).
 type Journal interface {
 	// Append atomically appends entries to actor's log if, and only if,
 	// token is not lower than the highest token that has written to actor

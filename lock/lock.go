@@ -21,6 +21,17 @@ var (
 	ErrClosed = errors.New("lock: coordinator closed")
 	// ErrInvalid: invalid argument (empty key or owner, non-positive TTL).
 	ErrInvalid = errors.New("lock: invalid argument")
+	// ErrUnavailable: the coordinator could not be reached, or refused the
+	// operation before doing anything (a server loading its data, out of
+	// memory, read-only, ...). Nothing changed; retry. Backends that talk
+	// to a remote service wrap it in their own sentinel.
+	ErrUnavailable = errors.New("lock: coordinator unavailable")
+	// ErrUnknownOutcome: the operation was sent and no answer came back (a
+	// timeout, a lost connection, the caller's context ended while it was
+	// in flight). It may or may not have happened. Every Coordinator
+	// method may be retried after it (see each method for what the retry
+	// answers).
+	ErrUnknownOutcome = errors.New("lock: outcome unknown")
 )
 
 // HeldError is returned by Acquire when another session holds the lock.
@@ -51,6 +62,15 @@ type SessionID string
 // first (see Lease).
 //
 // Every method is safe for concurrent use.
+//
+// Failures other than the refusals each method names come in two kinds,
+// which a backend reports by wrapping ErrUnavailable (nothing changed) or
+// ErrUnknownOutcome (it may have happened); an error that wraps neither
+// (a context that ended, say) may or may not have had an effect.
+// Acquire, Renew and Holder may be retried as they are after either; a
+// retried Release may answer ErrNotHeld because the first one freed the
+// lock, and a retried CreateSession may leave behind a session nobody
+// renews, which lapses after its TTL.
 type Coordinator interface {
 	// CreateSession opens a session for owner (a node id) with the given TTL.
 	CreateSession(ctx context.Context, owner string, ttl time.Duration) (SessionID, error)

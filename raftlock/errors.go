@@ -23,8 +23,9 @@ var (
 	// outcome was known; or a retry of it came after the state machine may
 	// have forgotten its result (see DedupRetention), and was not applied
 	// again. It may or may not have taken effect. When a context ended the
-	// error also wraps ctx.Err().
-	ErrUnknownOutcome = errors.New("raftlock: outcome unknown")
+	// error also wraps ctx.Err(). It matches lock.ErrUnknownOutcome and
+	// journal.ErrUnknownOutcome, since a Store is both.
+	ErrUnknownOutcome error = unknownOutcomeError{}
 
 	// ErrStateMachine: this node's state machine failed to apply a
 	// committed command (an I/O error on fsm.db). The node stops applying
@@ -44,4 +45,12 @@ func (closedError) Error() string { return "raftlock: store closed" }
 
 func (closedError) Is(target error) bool {
 	return target == journal.ErrClosed || target == lock.ErrClosed || target == queue.ErrClosed
+}
+
+type unknownOutcomeError struct{}
+
+func (unknownOutcomeError) Error() string { return "raftlock: outcome unknown" }
+
+func (unknownOutcomeError) Unwrap() []error {
+	return []error{lock.ErrUnknownOutcome, journal.ErrUnknownOutcome}
 }

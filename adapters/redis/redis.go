@@ -1,7 +1,11 @@
 // Package redis holds what Loom's Redis adapters share: how to reach a
-// Redis server (Options) and the client made from them (NewClient). The
-// adapters themselves, each behind one of Loom's interfaces and passing its
-// conformance suite against a real redis-server, are its subpackages.
+// Redis server (Options) and the client made from them (NewClient); which
+// failures prove that a command had no effect (NotApplied); and Meter, the
+// go-redis hook that counts each adapter's round trips, failures and
+// latency for /health and /metrics (each adapter's RedisStats, next to its
+// Ping and Addr). The adapters themselves, each behind one of Loom's
+// interfaces and passing its conformance suite against a real
+// redis-server, are its subpackages.
 //
 // Durability is Redis's: with appendonly yes and appendfsync always on one
 // primary, a write Redis acknowledged survives a crash of redis-server;

@@ -7,6 +7,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/loom-mesh/loom/adapters/redis"
 	"github.com/loom-mesh/loom/journal"
 )
 
@@ -192,7 +193,7 @@ func (j *Journal) result(r *request, cmd *goredis.Cmd) error {
 	if r.op == opQueue {
 		v, err := cmd.Result()
 		if err != nil {
-			if classify(err) {
+			if redis.NotApplied(err) {
 				return fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, r.op, r.actor, j.addr, err)
 			}
 			return fmt.Errorf("%w: %s %q at %s: %w", ErrUnknownOutcome, r.op, r.actor, j.addr, err)
@@ -202,7 +203,7 @@ func (j *Journal) result(r *request, cmd *goredis.Cmd) error {
 	}
 	reply, err := cmd.StringSlice()
 	if err != nil {
-		if classify(err) {
+		if redis.NotApplied(err) {
 			return fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, r.op, r.actor, j.addr, err)
 		}
 		return fmt.Errorf("%w: %s %q at %s: %w", ErrUnknownOutcome, r.op, r.actor, j.addr, err)

@@ -36,6 +36,9 @@
 //     refusal: the journal's client has go-redis's retries off, because a
 //     retried append that had been applied would come back as ErrConflict.
 //     Reads have no effect, so any failure of theirs is ErrUnavailable.
+//     The two wrap journal.ErrUnavailable and journal.ErrUnknownOutcome;
+//     which Redis failures prove that nothing was done is
+//     redis.NotApplied's to say.
 //   - Reads (Read, Tail, LoadSnapshot) go straight to Redis from the
 //     caller's goroutine and see every mutation whose call has returned
 //     (one server: Redis is linearizable for single commands). With

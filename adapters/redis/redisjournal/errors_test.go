@@ -40,8 +40,8 @@ func TestUnreachable(t *testing.T) {
 	mustAppendAt(t, j, "a", 0)
 	s.Kill()
 	_, err = j.Append(t.Context(), "a", 1, 1, crashEntries("a", 1, 1))
-	if !errors.Is(err, redisjournal.ErrUnavailable) || !strings.Contains(err.Error(), s.Addr) {
-		t.Fatalf("Append with the server killed: %v; want ErrUnavailable naming %s", err, s.Addr)
+	if !errors.Is(err, redisjournal.ErrUnavailable) || !errors.Is(err, journal.ErrUnavailable) || !strings.Contains(err.Error(), s.Addr) {
+		t.Fatalf("Append with the server killed: %v; want ErrUnavailable (the adapter's and the contract's) naming %s", err, s.Addr)
 	}
 	if _, err := j.Tail(t.Context(), "a"); !errors.Is(err, redisjournal.ErrUnavailable) {
 		t.Fatalf("Tail with the server killed: %v; want ErrUnavailable", err)
@@ -75,10 +75,10 @@ func TestUnknownOutcome(t *testing.T) {
 			mustAppendAt(t, j, actor, 0)
 			p.mode.Store(c.mode)
 			_, err := j.Append(t.Context(), actor, 1, 1, crashEntries(actor, 1, 2))
-			if !errors.Is(err, redisjournal.ErrUnknownOutcome) {
-				t.Fatalf("Append whose answer was lost: %v; want ErrUnknownOutcome", err)
+			if !errors.Is(err, redisjournal.ErrUnknownOutcome) || !errors.Is(err, journal.ErrUnknownOutcome) {
+				t.Fatalf("Append whose answer was lost: %v; want ErrUnknownOutcome (the adapter's and the contract's)", err)
 			}
-			for _, ref := range []error{journal.ErrConflict, journal.ErrFenced, journal.ErrInvalid, redisjournal.ErrUnavailable} {
+			for _, ref := range []error{journal.ErrConflict, journal.ErrFenced, journal.ErrInvalid, redisjournal.ErrUnavailable, journal.ErrUnavailable} {
 				if errors.Is(err, ref) {
 					t.Fatalf("an unknown outcome reported as %v: %v", ref, err)
 				}

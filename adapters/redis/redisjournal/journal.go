@@ -44,6 +44,11 @@ type Options struct {
 	// of an acknowledged or purged message. 0 means
 	// queue.DefaultRetention; negative is invalid.
 	QueueRetention time.Duration
+
+	// Meter, when not nil, counts the journal's traffic (see RedisStats);
+	// several clients may share one, and it then counts them all. nil:
+	// Open makes one for the journal.
+	Meter *redis.Meter
 }
 
 // DefaultOptions returns the options described on each field, with an
@@ -83,6 +88,7 @@ func (o Options) Validate() error {
 // request states and closed.
 type Journal struct {
 	client   *goredis.Client
+	meter    *redis.Meter
 	addr     string // for errors
 	prefix   string
 	maxBatch int
@@ -118,8 +124,13 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		return nil, err
 	}
 	co.MaxRetries = -1 // see Options.Redis
+	meter := o.Meter
+	if meter == nil {
+		meter = new(redis.Meter)
+	}
 	client := goredis.NewClient(co)
-	j := &Journal{client: client, addr: co.Addr, prefix: o.Redis.Prefix(), maxBatch: o.MaxBatch, retention: o.QueueRetention}
+	client.AddHook(meter)
+	j := &Journal{client: client, meter: meter, addr: co.Addr, prefix: o.Redis.Prefix(), maxBatch: o.MaxBatch, retention: o.QueueRetention}
 	if j.retention == 0 {
 		j.retention = queue.DefaultRetention
 	}
@@ -151,7 +162,7 @@ func (j *Journal) loadScripts(ctx context.Context) error {
 		// SCRIPT LOAD changes nothing a caller can see: a failure is
 		// always "not applied".
 		var rerr goredis.Error
-		if errors.As(err, &rerr) && !classify(err) { // a server that cannot compile them
+		if errors.As(err, &rerr) && !redis.NotApplied(err) { // a server that cannot compile them
 			return fmt.Errorf("%w: load scripts into redis at %s (Redis 7.0 or later is needed): %w", ErrUnavailable, j.addr, err)
 		}
 		return fmt.Errorf("%w: load scripts into redis at %s: %w", ErrUnavailable, j.addr, err)
@@ -334,6 +345,50 @@ func (j *Journal) readErr(ctx context.Context, op, actor string, err error) erro
 	}
 	return fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, op, actor, j.addr, err)
 }
+
+// Ping sends Redis a PING and returns how long the answer took. Any
+// failure, the caller's context ending while it waited included, wraps
+// ErrUnavailable (a PING changes nothing); after Close it is
+// journal.ErrClosed, and a context already done returns its error. The
+// PING is sent from a goroutine of its own, so Ping returns when ctx
+// ends even if Redis does not answer; Close waits for it.
+func (j *Journal) Ping(ctx context.Context) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return 0, fmt.Errorf("%w: redis journal at %s", journal.ErrClosed, j.addr)
+	}
+	j.readers.Add(1)
+	j.mu.Unlock()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		defer j.readers.Done()
+		done <- j.client.Ping(ctx).Err()
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("%w: ping redis at %s: %w", ErrUnavailable, j.addr, err)
+	}
+	return d, nil
+}
+
+// RedisStats returns what the journal's Meter (Options.Meter, or its
+// own) has counted: with a shared Meter, the traffic of every client using
+// it. (Stats is the queue's: queue.Store.)
+func (j *Journal) RedisStats() redis.Stats { return j.meter.Snapshot() }
+
+// Addr is the address of the Redis server, host:port, for display.
+func (j *Journal) Addr() string { return j.addr }
 
 // enterRead admits a read: ctx, actor and closed checks, then registers it
 // with j.readers (the caller must call j.readers.Done).

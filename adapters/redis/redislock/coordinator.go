@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -28,16 +27,17 @@ var (
 	// could be made (refused, dial timeout, no free connection in the
 	// pool), or the server refused it before running it (LOADING,
 	// READONLY, a wrong password, MISCONF, OOM, BUSY, ...). Nothing
-	// changed; retry.
-	ErrUnavailable = errors.New("redislock: redis unavailable")
+	// changed; retry. It wraps lock.ErrUnavailable.
+	ErrUnavailable = fmt.Errorf("redislock: redis unavailable: %w", lock.ErrUnavailable)
 	// ErrUnknownOutcome: the operation may have been carried out: it was,
 	// or may have been, sent, and no answer came (a timeout, a connection
 	// lost, the context ended), or the script failed part-way. Acquire and
 	// Renew may be retried as they are (a re-Acquire by the holder returns
 	// its token); a retried CreateSession may leave a session nobody
 	// renews, which lapses after its TTL; a retried Release may answer
-	// ErrNotHeld because the first one freed the lock.
-	ErrUnknownOutcome = errors.New("redislock: outcome unknown")
+	// ErrNotHeld because the first one freed the lock. It wraps
+	// lock.ErrUnknownOutcome.
+	ErrUnknownOutcome = fmt.Errorf("redislock: outcome unknown: %w", lock.ErrUnknownOutcome)
 )
 
 // Options configure a Coordinator.
@@ -48,6 +48,10 @@ type Options struct {
 	// server without seeing each other. go-redis's own retries are turned
 	// off (see the package doc).
 	Redis redis.Options
+	// Meter, when not nil, counts the coordinator's traffic (see RedisStats);
+	// several clients may share one, and it then counts them all. nil:
+	// the coordinator makes its own.
+	Meter *redis.Meter
 }
 
 // Validate reports every problem with o, or nil. It fills in nothing.
@@ -67,6 +71,7 @@ const sweepBudget = 1000
 // for its duration, so Close waits for operations in flight.
 type Coordinator struct {
 	client  *goredis.Client
+	meter   *redis.Meter
 	addr    string // for error messages
 	base    string // KeyPrefix + "lock:"
 	scripts scripts
@@ -97,8 +102,15 @@ func newCoordinator(o Options, clock string) (*Coordinator, error) {
 	co.MaxRetries = -1
 	// Let a context's deadline bound the command's reads and writes too.
 	co.ContextTimeoutEnabled = true
+	meter := o.Meter
+	if meter == nil {
+		meter = new(redis.Meter)
+	}
+	client := goredis.NewClient(co)
+	client.AddHook(meter)
 	return &Coordinator{
-		client:  goredis.NewClient(co),
+		client:  client,
+		meter:   meter,
 		addr:    co.Addr,
 		base:    o.Redis.Prefix() + "lock:",
 		scripts: newScripts(clock),
@@ -139,13 +151,22 @@ func (o op) String() string {
 }
 
 // run runs script s as operation o and returns its reply.
+func (c *Coordinator) run(ctx context.Context, o op, s *goredis.Script, keys []string, args ...any) (any, error) {
+	return c.send(ctx, o, c.failed, func(ctx context.Context) (any, error) {
+		return s.Run(ctx, c.client, keys, append([]any{c.base}, args...)...).Result()
+	})
+}
+
+// send runs command f as operation o and returns its reply, or its error
+// through fail (also when ctx ends first).
 //
 // go-redis ends a command early at a context's deadline but not at its
 // cancellation, and lock.Keeper cancels its requests on its own clock. So
-// the command runs in a goroutine, and run returns when it answers or when
-// ctx ends, whichever is first; an abandoned command finishes (answer,
-// ReadTimeout or a lost connection) on its own, and Close waits for it.
-func (c *Coordinator) run(ctx context.Context, o op, s *goredis.Script, keys []string, args ...any) (any, error) {
+// the command runs in a goroutine, and send returns when it answers or
+// when ctx ends, whichever is first; an abandoned command finishes
+// (answer, ReadTimeout or a lost connection) on its own, and Close waits
+// for it.
+func (c *Coordinator) send(ctx context.Context, o op, fail func(op, error) error, f func(context.Context) (any, error)) (any, error) {
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -163,18 +184,18 @@ func (c *Coordinator) run(ctx context.Context, o op, s *goredis.Script, keys []s
 	c.inflight.Add(1) // under the read lock, so never after Close began to wait
 	go func() {
 		defer c.inflight.Done()
-		v, err := s.Run(ctx, c.client, keys, append([]any{c.base}, args...)...).Result()
+		v, err := f(ctx)
 		done <- reply{v, err}
 	}()
 	c.mu.RUnlock()
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, c.failed(o, r.err)
+			return nil, fail(o, r.err)
 		}
 		return r.v, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %s: redis at %s: %w", ErrUnknownOutcome, o, c.addr, ctxErr(ctx))
+		return nil, fail(o, ctxErr(ctx))
 	}
 }
 
@@ -187,46 +208,46 @@ func ctxErr(ctx context.Context) error {
 	return fmt.Errorf("%w: %w", err, cause)
 }
 
-// refusals are the error replies with which Redis refuses a command
-// without running it.
-var refusals = []string{
-	"LOADING", "READONLY", "MASTERDOWN", "NOAUTH", "WRONGPASS", "NOPERM",
-	"MISCONF", "OOM", "BUSY", "NOREPLICAS", "CLUSTERDOWN", "TRYAGAIN",
-}
-
 // failed wraps an error from go-redis: ErrUnavailable when the operation
-// certainly was not carried out, ErrUnknownOutcome otherwise.
+// certainly was not carried out (redis.NotApplied), ErrUnknownOutcome
+// otherwise.
 func (c *Coordinator) failed(o op, err error) error {
 	if errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redislock: %s: %w: %w", o, lock.ErrClosed, err)
 	}
-	if notDone(err) {
+	if redis.NotApplied(err) {
 		return fmt.Errorf("%w: %s: redis at %s: %w", ErrUnavailable, o, c.addr, err)
 	}
 	return fmt.Errorf("%w: %s: redis at %s: %w", ErrUnknownOutcome, o, c.addr, err)
 }
 
-// notDone reports whether err proves the command was never run: no
-// connection, or a refusal by the server.
-func notDone(err error) bool {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return true
-	}
-	if errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrPoolExhausted) {
-		return true
-	}
-	var re goredis.Error
-	if errors.As(err, &re) {
-		msg := re.Error()
-		for _, p := range refusals {
-			if strings.HasPrefix(msg, p+" ") || msg == p {
-				return true
-			}
-		}
-	}
-	return false
+// Ping sends Redis a PING and returns how long the answer took. Any
+// failure, the caller's context ending while it waited included, wraps
+// ErrUnavailable (a PING changes nothing); after Close it is
+// lock.ErrClosed, and a context already done returns its error. The
+// round trip is counted in RedisStats like any other.
+func (c *Coordinator) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	_, err := c.send(ctx, op{name: "ping"}, c.pingFailed, func(ctx context.Context) (any, error) {
+		return c.client.Ping(ctx).Result()
+	})
+	return time.Since(start), err
 }
+
+func (c *Coordinator) pingFailed(o op, err error) error {
+	if errors.Is(err, goredis.ErrClosed) {
+		return fmt.Errorf("redislock: %s: %w: %w", o, lock.ErrClosed, err)
+	}
+	return fmt.Errorf("%w: %s: redis at %s: %w", ErrUnavailable, o, c.addr, err)
+}
+
+// RedisStats returns what the coordinator's Meter (Options.Meter, or its
+// own) has counted: with a shared Meter, the traffic of every client using
+// it. (Named as the journal's, whose Stats is the queue's.)
+func (c *Coordinator) RedisStats() redis.Stats { return c.meter.Snapshot() }
+
+// Addr is the address of the Redis server, host:port, for display.
+func (c *Coordinator) Addr() string { return c.addr }
 
 // badReply is the error of a reply the scripts cannot have produced.
 func (c *Coordinator) badReply(o op, v any) error {

@@ -582,8 +582,11 @@ func TestWrongPassword(t *testing.T) {
 	}
 	defer c.Close()
 	_, err = c.CreateSession(t.Context(), "node-a", time.Second)
-	if !errors.Is(err, redislock.ErrUnavailable) {
-		t.Fatalf("CreateSession with a wrong password: %v; want ErrUnavailable", err)
+	if !errors.Is(err, redislock.ErrUnavailable) || !errors.Is(err, lock.ErrUnavailable) {
+		t.Fatalf("CreateSession with a wrong password: %v; want ErrUnavailable (the adapter's and the contract's)", err)
+	}
+	if errors.Is(err, lock.ErrUnknownOutcome) {
+		t.Fatalf("a refusal reported as an unknown outcome: %v", err)
 	}
 }
 

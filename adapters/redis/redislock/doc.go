@@ -78,9 +78,10 @@
 // It still retries a dial that failed (by default 5 attempts, 100 ms
 // apart), which is safe since nothing was sent; so a refused connection
 // answers after about 0.4 s. Callers retry; lock.Keeper already does. The
-// lock package has no "unavailable" sentinel of its own: lock.Keeper
-// treats any error other than the contract's as transient, which is what
-// both of these are.
+// two wrap the contract's lock.ErrUnavailable and lock.ErrUnknownOutcome,
+// so code that knows only package lock can tell them apart; lock.Keeper
+// treats both as transient. Which Redis failures prove that nothing was
+// done is redis.NotApplied's to say.
 //
 // # Keys
 //
