@@ -184,6 +184,18 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		// the rings to disagree for a while.
 		s.Faults = []FaultKind{PartitionGossip}
 		s.Nemesis.Hold = [2]time.Duration{10 * time.Second, 12 * time.Second}
+	case "redis-skip-fence":
+		// Owners stopped past the session TTL while their turns'
+		// appends are on their way to Redis (the mode holds each one
+		// for a while): the appends land after the new owners' under
+		// the old token. Long enough for the new owner to write: gossip
+		// declares the stopped node dead after about 4 s, its lock
+		// lapses after the TTL (3 s). Three pauses, so that one owner
+		// at least has an append in flight.
+		s.Redis = true
+		s.Faults = []FaultKind{PauseOwner, PauseOwner, PauseOwner}
+		s.Nemesis.PauseFactor = [2]float64{2.5, 3}
+		s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
 	case "message-ack-first":
 		// Nodes killed -9 while their message counters are between an
 		// acknowledgement and its effect: at 10 messages a second per
