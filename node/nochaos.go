@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/loom-mesh/loom/cluster"
+	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
@@ -26,7 +27,7 @@ type UnsafeMode string
 // UnsafeModes lists the unsafe modes built in: none.
 var UnsafeModes []UnsafeMode
 
-func (m UnsafeMode) validate() error {
+func (m UnsafeMode) validate(config.Config) error {
 	if m == "" {
 		return nil
 	}

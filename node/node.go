@@ -139,7 +139,7 @@ func New(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := opts.Unsafe.validate(); err != nil {
+	if err := opts.Unsafe.validate(opts.Config); err != nil {
 		return nil, err
 	}
 	chaos, err := newChaosState(opts.Chaos, opts.Config.Node.ID)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loom-mesh/loom/adapters/redis/redisjournal"
+	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/runtime"
@@ -43,12 +45,25 @@ const (
 	// append) in between loses the message's effect while its queue has
 	// forgotten it.
 	UnsafeMessageAckFirst UnsafeMode = "message-ack-first"
+	// UnsafeRedisSkipFence (journal.backend redis only) runs the Redis
+	// journal's appends without their fencing check
+	// (redisjournal.Journal.SetUnsafeSkipFence): an append under an old
+	// token refused because the log moved on is moved to the log's end
+	// and accepted there. And every append is held skipFenceInFlight
+	// before it is sent, past its caller's end (as a request already on
+	// its way to Redis), so that an owner stopped past its session TTL
+	// (SIGSTOP) has appends in flight when it wakes: they land after the
+	// new owner's entries, under the old owner's token.
+	UnsafeRedisSkipFence UnsafeMode = "redis-skip-fence"
 )
 
 // UnsafeModes lists the modes (for flag help).
-var UnsafeModes = []UnsafeMode{UnsafeAckBeforeDurable, UnsafeIgnoreLock, UnsafeMessageAckFirst}
+var UnsafeModes = []UnsafeMode{UnsafeAckBeforeDurable, UnsafeIgnoreLock, UnsafeMessageAckFirst, UnsafeRedisSkipFence}
 
-func (m UnsafeMode) validate() error {
+func (m UnsafeMode) validate(c config.Config) error {
+	if m == UnsafeRedisSkipFence && c.Journal.Backend != config.JournalRedis {
+		return fmt.Errorf("node: unsafe mode %q needs journal.backend %q, not %q", m, config.JournalRedis, c.Journal.Backend)
+	}
 	if m == "" || slices.Contains(UnsafeModes, m) {
 		return nil
 	}
@@ -71,8 +86,29 @@ func (n *Node) unsafeRuntime(ro *runtime.Options) func() {
 	case UnsafeMessageAckFirst:
 		n.log.Warn("UNSAFE debug mode: messages are acknowledged before the state change they made is appended", "mode", n.opts.Unsafe)
 		ro.Journal = ackFirst{ro.Journal}
+	case UnsafeRedisSkipFence:
+		// validate made sure the journal is Redis's.
+		n.log.Warn("UNSAFE debug mode: the Redis journal accepts appends under old tokens, at the log's end", "mode", n.opts.Unsafe)
+		n.journal.(*redisjournal.Journal).SetUnsafeSkipFence()
+		ro.Journal = inFlight{ro.Journal}
 	}
 	return nil
+}
+
+// skipFenceInFlight is how long UnsafeRedisSkipFence holds an append
+// before sending it: at the hot actors' rate (about 20 turns a second
+// each in the chaos suite) an actor then has an append in flight most of
+// the time.
+const skipFenceInFlight = 40 * time.Millisecond
+
+// inFlight is the journal of UnsafeRedisSkipFence: each append waits
+// skipFenceInFlight, then goes out whatever its caller's context says (it
+// counts as sent: a stopped process's requests go out when it continues).
+type inFlight struct{ journal.Journal }
+
+func (f inFlight) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
+	time.Sleep(skipFenceInFlight)
+	return f.Journal.Append(context.WithoutCancel(ctx), actor, token, expectedSeq, entries)
 }
 
 // ackFirstWindow is how long UnsafeMessageAckFirst leaves a message

@@ -17,6 +17,7 @@ func TestTestOnlyFlagsAreChecked(t *testing.T) {
 	}{
 		{[]string{"run", "--chaos-events", "/tmp/x.jsonl"}, "--chaos-events needs --chaos-hook"},
 		{[]string{"run", "--debug-unsafe", "fast-and-loose", "--data-dir", t.TempDir()}, `unknown unsafe mode "fast-and-loose"`},
+		{[]string{"run", "--debug-unsafe", "redis-skip-fence", "--data-dir", t.TempDir()}, `unsafe mode "redis-skip-fence" needs journal.backend "redis"`},
 		{[]string{"run", "--chaos-hook", "--bind", "0.0.0.0", "--data-dir", t.TempDir()}, "needs node.bind to be one IP of this node's own"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -16,13 +16,18 @@ import (
 // gossip timings from it (node/mesh_start.go), not picked by hand: a loose
 // constant hides a cluster that stalls for as long as the constant allows.
 type Bounds struct {
+	// Coordination is coordination.backend: raft, or redis (no Raft store:
+	// Election is 0, and a restart of redis-server adds its downtime to
+	// the bound of that fault as its designed outage).
+	Coordination string `json:"coordination"`
 	// SessionTTL is coordination.sessionTTL: how long a dead or cut-off
 	// owner's locks stay held.
 	SessionTTL Dur `json:"sessionTTL"`
 	// Election is how long the followers take to replace a lost Raft
 	// leader: a follower waits up to twice HeartbeatTimeout (Raft
 	// randomises it between 1x and 2x) without hearing from a leader,
-	// then one election round of ElectionTimeout.
+	// then one election round of ElectionTimeout. 0 on Redis, which
+	// elects nothing.
 	Election Dur `json:"election"`
 	// FailureDetection is how long gossip takes to declare a member dead
 	// (the placement ring then moves its actors): one probe interval and
@@ -53,6 +58,10 @@ type Bounds struct {
 // String lists the bounds and their parts.
 func (b Bounds) String() string {
 	d := func(x Dur) time.Duration { return time.Duration(x).Round(time.Millisecond) }
+	if b.Coordination == config.CoordinationRedis {
+		return fmt.Sprintf("recovery %v = session TTL %v + failure detection %v + margin %v (coordination on Redis: no election; a redis-server restart adds its downtime)",
+			d(b.Recovery), d(b.SessionTTL), d(b.FailureDetection), d(b.Margin))
+	}
 	return fmt.Sprintf("recovery %v = session TTL %v + election %v + failure detection %v + margin %v; commit after a leader pause %v = election %v + 1s",
 		d(b.Recovery), d(b.SessionTTL), d(b.Election), d(b.FailureDetection), d(b.Margin), d(b.LeaderPause), d(b.Election))
 }
@@ -65,8 +74,11 @@ func DeriveBounds(cfg config.Config, n int, opTimeout time.Duration) Bounds {
 		rc, cc = raftlock.FastConfig(), cluster.DevConfig()
 	}
 	var b Bounds
+	b.Coordination = cfg.Coordination.Backend
 	b.SessionTTL = Dur(cfg.Coordination.SessionTTL)
-	b.Election = Dur(2*rc.HeartbeatTimeout + rc.ElectionTimeout)
+	if b.Coordination != config.CoordinationRedis {
+		b.Election = Dur(2*rc.HeartbeatTimeout + rc.ElectionTimeout)
+	}
 	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
 	suspicion := time.Duration(float64(cc.SuspicionMult) * scale * float64(cc.ProbeInterval))
 	b.FailureDetection = Dur(cc.ProbeInterval + cc.ProbeTimeout + suspicion)

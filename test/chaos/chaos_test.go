@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loom-mesh/loom/internal/redistest"
 )
 
 var (
@@ -120,7 +122,15 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 	}
 	out := outDir(t, s.Name, s.Seed)
 	t.Logf("chaos: seed %d (replay with -chaos.seed %d)", s.Seed, s.Seed)
-	rep := Run(ctx, s, Env{Bin: binPath, WorkDir: filepath.Join(out, "data"), OutDir: out, Logf: t.Logf})
+	env := Env{Bin: binPath, WorkDir: filepath.Join(out, "data"), OutDir: out, Logf: t.Logf}
+	if s.Redis {
+		// A throwaway durable server (appendfsync always) of the test's
+		// own; the test fails if it cannot start.
+		srv := redistest.Start(t, redistest.Options{})
+		env.Redis, env.RedisAddr = srv, srv.Addr
+		t.Logf("chaos: redis-server on %s (data dir %s)", srv.Addr, srv.Dir)
+	}
+	rep := Run(ctx, s, env)
 	var tb bytes.Buffer
 	WriteTable(&tb, rep)
 	t.Logf("chaos: report (%s/report.json):\n%s", out, tb.String())
@@ -147,6 +157,18 @@ func TestChaos(t *testing.T) {
 		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
 	runScenario(t, DefaultScenario(seed()), 5*time.Minute)
+}
+
+// TestChaosRedis runs the cluster on Redis: coordination, journals and
+// queues on one redis-server; kill -9 and SIGSTOP of hot actors' owners,
+// kill -9 and restart of the redis-server, the server slow to write, a
+// minority cut off; then convergence and every checker, the journal audit
+// reading the journals from the server itself as well as from every node.
+func TestChaosRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a redis-server and a cluster of real processes; about a minute and a half")
+	}
+	runScenario(t, RedisScenario(seed()), 4*time.Minute)
 }
 
 // TestChaosNodeFaults: a node's clock, disk and membership faults.
@@ -195,6 +217,11 @@ func TestChaosCheckersBite(t *testing.T) {
 		// A message acknowledged, then its effect lost in a crash: a
 		// counter short of its accepted increments.
 		{"message-ack-first", []string{"messages"}},
+		// On Redis: the append script takes a zombie owner's append
+		// under its old token after the new owner's (and puts it at the
+		// log's end): tokens go back in the journal and in the nodes'
+		// logs of accepted writes.
+		{"redis-skip-fence", []string{"journal", "single-activation"}},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			rep := run(t, UnsafeScenario(seed(), c.mode), 3*time.Minute)

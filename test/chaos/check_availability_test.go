@@ -141,12 +141,23 @@ func TestBoundsFromConfig(t *testing.T) {
 	b := DeriveBounds(cfg, 3, 2*time.Second)
 	// local preset: Raft heartbeat and election 200 ms; memberlist's
 	// local probe 1 s, its timeout 200 ms, suspicion 3 x 1 s for 3 nodes
-	want := Bounds{SessionTTL: Dur(3 * time.Second), Election: Dur(600 * time.Millisecond),
+	want := Bounds{Coordination: cfg.Coordination.Backend, SessionTTL: Dur(3 * time.Second), Election: Dur(600 * time.Millisecond),
 		FailureDetection: Dur(4200 * time.Millisecond), Margin: Dur(3 * time.Second),
 		Recovery: Dur(10800 * time.Millisecond), LeaderPause: Dur(1600 * time.Millisecond),
 		FollowerLag: Dur(150 * time.Millisecond)}
 	if b != want {
 		t.Fatalf("bounds %+v, want %+v", b, want)
+	}
+	// on Redis nothing is elected: recovery is the TTL, gossip's failure
+	// detection and the margin
+	rcfg := cfg
+	rcfg.Coordination.Backend, rcfg.Journal.Backend = config.CoordinationRedis, config.JournalRedis
+	rb := DeriveBounds(rcfg, 3, 2*time.Second)
+	if rb.Election != 0 || rb.Recovery != Dur(10200*time.Millisecond) || rb.Coordination != config.CoordinationRedis {
+		t.Fatalf("redis bounds %+v", rb)
+	}
+	if s := rb.String(); !strings.Contains(s, "recovery 10.2s = session TTL 3s + failure detection 4.2s + margin 3s") || !strings.Contains(s, "no election") {
+		t.Fatalf("redis bounds read %q", s)
 	}
 	// ten nodes suspect for longer; the LAN preset elects slower
 	cfg.Cluster.Gossip = config.GossipLAN

@@ -63,6 +63,9 @@ func TestConvergenceChecker(t *testing.T) {
 		names         []string // node ids, if not node-1 .. node-n
 		breakIt       func(v []nodeView)
 		want          []string
+		// redis: the nodes coordinate on Redis (no Raft state, no
+		// leader), and the rules leave Raft out.
+		redis bool
 	}{
 		{name: "converged 3", nodes: 3, voters: 3},
 		{name: "converged 5 with 2 nonvoters", nodes: 5, voters: 3},
@@ -141,14 +144,38 @@ func TestConvergenceChecker(t *testing.T) {
 		{name: "two nodes in the Leader state", nodes: 3, voters: 3,
 			breakIt: func(v []nodeView) { v[1].Info.Raft.State = "Leader" },
 			want:    []string{"2 nodes are in the Leader state"}},
+		{name: "redis converged", nodes: 3, redis: true},
+		{name: "redis node down", nodes: 3, redis: true,
+			breakIt: func(v []nodeView) { v[2].State = Down },
+			want:    []string{"node-3 is down"}},
+		{name: "redis member dead", nodes: 3, redis: true,
+			breakIt: func(v []nodeView) { v[0].Info.Members[1].State = "dead" },
+			want:    []string{"node-1 sees alive members [node-1 node-3]"}},
+		{name: "redis ring short", nodes: 3, redis: true,
+			breakIt: func(v []nodeView) { v[1].Info.Ring.Members = v[1].Info.Ring.Members[:2] },
+			want:    []string{"node-2: ring is not every node"}},
+		{name: "redis node with Raft state", nodes: 3, redis: true,
+			breakIt: func(v []nodeView) {
+				v[1].Info.Raft = &struct {
+					State     string   `json:"state"`
+					Voters    []string `json:"voters"`
+					Nonvoters []string `json:"nonvoters"`
+				}{State: "Leader"}
+			},
+			want: []string{"node-2 reports Raft state"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ids, views := convergedViews(t, tc.nodes, tc.voters, tc.names)
+			if tc.redis {
+				for i := range views {
+					views[i].Info.Raft, views[i].Info.Leader = nil, ""
+				}
+			}
 			if tc.breakIt != nil {
 				tc.breakIt(views)
 			}
-			problems := convergenceProblems(ids, views)
+			problems := convergenceProblems(ids, views, !tc.redis)
 			found := make([]bool, len(tc.want))
 			for _, p := range problems {
 				matched := false

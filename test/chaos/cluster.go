@@ -43,6 +43,11 @@ type ClusterOptions struct {
 	Unsafe string
 	// Seed picks the cluster's loopback subnet.
 	Seed int64
+	// Redis, when set (host:port), puts the nodes' coordination
+	// (sessions, locks, fencing tokens), journals and message queues on
+	// that redis-server, under RedisPrefix: no Raft store is opened;
+	// gossip, placement and gRPC forwarding stay.
+	Redis, RedisPrefix string
 }
 
 // Cluster is a set of loom-node processes on loopback that form one Loom
@@ -84,6 +89,11 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	c.cfg = filepath.Join(o.DataDir, "loom.config.yaml")
 	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: %s\njournal:\n  snapshotEvery: %d\n",
 		o.SessionTTL, o.RenewInterval, o.SnapshotEvery)
+	if o.Redis != "" {
+		cfg = fmt.Sprintf("coordination:\n  backend: redis\n  sessionTTL: %s\n  renewInterval: %s\n"+
+			"journal:\n  backend: redis\n  redis: {addr: %q, keyPrefix: %q}\n  snapshotEvery: %d\n",
+			o.SessionTTL, o.RenewInterval, o.Redis, o.RedisPrefix, o.SnapshotEvery)
+	}
 	if o.DeadVoterTimeout > 0 {
 		cfg += fmt.Sprintf("cluster:\n  deadVoterTimeout: %s\n", o.DeadVoterTimeout)
 	}
@@ -311,8 +321,12 @@ func (c *Cluster) convergence(ctx context.Context) []string {
 		views[i].Healthy = n.Healthy(ctx, c.hc)
 		views[i].Info, views[i].Err = c.Info(ctx, n)
 	}
-	return convergenceProblems(ids, views)
+	return convergenceProblems(ids, views, c.opts.Redis == "")
 }
+
+// Raft reports whether the nodes coordinate through their Raft store (not
+// Redis): only then do they have a Raft leader and voters.
+func (c *Cluster) Raft() bool { return c.opts.Redis == "" }
 
 // nodeView is what convergence reads from one node: its process state, and
 // for a running node its health and its GET /v1/cluster (or the error
@@ -330,8 +344,10 @@ type nodeView struct {
 // running and healthy, every node sees every node alive, every node is a
 // Raft server, with the same voters (at least min(N, 3)) and the same
 // leader, exactly one node is the leader, and every ring has every node.
-// An empty result means converged.
-func convergenceProblems(ids []string, views []nodeView) []string {
+// Without raft (coordination on Redis) the Raft rules are left out, and a
+// node that reports Raft state is a problem. An empty result means
+// converged.
+func convergenceProblems(ids []string, views []nodeView, raft bool) []string {
 	var problems []string
 	// Compared sorted, as members, ring and servers are (a churned-in
 	// node-10 sorts before node-2).
@@ -368,6 +384,12 @@ func convergenceProblems(ids []string, views []nodeView) []string {
 		if ci.Ring == nil || !slices.Equal(sorted(ci.Ring.Members), ids) {
 			problems = append(problems, fmt.Sprintf("%s: ring is not every node", n.ID))
 		}
+		if !raft {
+			if ci.Raft != nil {
+				problems = append(problems, n.ID+" reports Raft state, but the cluster coordinates on Redis")
+			}
+			continue
+		}
 		if ci.Raft == nil {
 			problems = append(problems, n.ID+" reports no Raft state")
 			continue
@@ -385,6 +407,9 @@ func convergenceProblems(ids []string, views []nodeView) []string {
 		if ci.Raft.State == "Leader" {
 			selfLeaders++
 		}
+	}
+	if !raft {
+		return problems
 	}
 	if len(leaders) != 1 || leaders[""] {
 		problems = append(problems, fmt.Sprintf("nodes name different leaders: %v", keys(leaders)))

@@ -104,6 +104,27 @@
 // "kernel"; each partition's timeline entry notes the directions dropped
 // and how many packets the kernel dropped (none is an error).
 //
+// TestChaosRedis runs the nodes on Redis (redis.go): coordination
+// (sessions, locks, fencing tokens), journals and message queues on one
+// throwaway redis-server (internal/redistest: appendonly yes, appendfsync
+// always; the test fails if it cannot start one), no Raft store. Same
+// workload and checkers; the faults, shuffled by the seed: kill -9 and
+// SIGSTOP past the session TTL of a hot actor's owner, kill -9 of the
+// redis-server and its restart on its append-only file (its downtime is
+// the fault's designed outage), the server slow to write (CLIENT PAUSE
+// WRITE for 200 ms to a third of the TTL at a time, 50-300 ms apart: every
+// write and script waits, appends, renewals and grants alike, while reads
+// go on, as under a slow fsync; DEBUG SLEEP would freeze the whole server,
+// which the kill already covers), and a minority cut off through the hook
+// (gossip and gRPC; the cut-off node still reaches Redis, keeps its
+// session and its locks, and the majority cannot take its actors until the
+// heal). Raft faults do not apply (no leader, no Raft log), and
+// convergence leaves the Raft rules out (a node reporting Raft state is a
+// problem there). The recovery bound has no election: session TTL + failure
+// detection + margin. The journal audit also reads every actor's journal
+// and lock straight from the server (redisjournal, redislock, in the test
+// process) as the reference every node's dump must match. About 45 s.
+//
 // Every operation is recorded with its invoke and completion time (ns since
 // the run started, monotonic) and an outcome: ok, failed (definitely not
 // applied) or unknown (may have been applied). The outcome comes from the
@@ -122,13 +143,27 @@
 // directory whose path is printed.
 //
 // TestChaosCheckersBite runs nodes in an unsafe debug mode
-// (--debug-unsafe: acknowledge before the append is durable, or activate
-// an actor whose lock another node holds) under the faults that expose it,
-// and passes only when the checkers catch it.
+// (--debug-unsafe: acknowledge before the append is durable, activate an
+// actor whose lock another node holds, acknowledge a message before its
+// effect, or, on Redis, append without the fencing check) under the faults
+// that expose it, and passes only when the checkers catch it. Its
+// redis-skip-fence row runs a Redis cluster whose journal's append script
+// skips the token check (a loomchaos-only variant; the default script is
+// untouched). Alone that cannot show: a stale owner appends at the seq it
+// replayed, behind the new owner's entries, and the expected-seq check
+// refuses it first; so the mode also moves a refused append to the log's
+// end (where only the fence could refuse it) and holds every append 40 ms
+// past its caller, as if on its way to Redis. Owners stopped past the TTL
+// then wake with appends in flight that land after the new owner's under
+// the old token: the journal audit (tokens going back) and the
+// single-activation checker (a write under an older token than an earlier
+// one's) must catch it.
 //
 // The package's tests run it: `go test ./test/chaos` runs the short default
-// scenarios, the combined faults (TestChaosCombined, a cluster each), the
-// kernel partitions (as root) and the unsafe-mode proof
+// scenarios, the Redis scenario (TestChaosRedis), the combined faults
+// (TestChaosCombined, a cluster each), the kernel partitions (as root) and
+// the unsafe-mode proof; `go test ./test/chaos -run
+// 'TestChaosRedis|TestChaosCheckersBite/redis'` only the Redis ones
 // (see chaos_test.go for the flags: -chaos.seed, -chaos.long, -chaos.out,
 // -chaos.race).
 package chaos

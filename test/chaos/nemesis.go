@@ -162,6 +162,9 @@ type Nemesis struct {
 	// kernel, when set, cuts partitions with tc instead of the hook's
 	// rules (kernel.go).
 	kernel *kernelNet
+	// redis and redisAddr: the server of a Redis scenario (redis.go).
+	redis     RedisServer
+	redisAddr string
 }
 
 // NewNemesis draws its choices from seed.

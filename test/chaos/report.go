@@ -51,7 +51,10 @@ type Report struct {
 	Nodes    int    `json:"nodes"`
 	// Network says how partitions were cut: by the chaos hook (empty) or
 	// by the kernel.
-	Network  string    `json:"network,omitempty"`
+	Network string `json:"network,omitempty"`
+	// Backend is where the nodes keep coordination, journals and queues:
+	// "raft" (their Raft store) or "redis" (a redis-server).
+	Backend  string    `json:"backend"`
 	Commit   string    `json:"commit"`
 	Started  time.Time `json:"started"`
 	Duration Dur       `json:"duration"`

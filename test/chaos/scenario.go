@@ -62,6 +62,9 @@ type Scenario struct {
 	Kernel bool
 	// Pool is what RandomFor draws from; nil means AllFaults.
 	Pool []FaultKind
+	// Redis puts the nodes' coordination, journals and queues on the
+	// redis-server Env.Redis (redis.go) instead of their Raft store.
+	Redis bool
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -144,6 +147,29 @@ func CombinedScenario(seed int64, kind FaultKind) Scenario {
 	return s
 }
 
+// RedisScenario is TestChaosRedis: three nodes with coordination
+// (sessions, locks, fencing tokens), journals and message queues all on one
+// redis-server (appendonly yes, appendfsync always), under the default
+// workload and every checker. The faults, in an order drawn from the seed:
+// kill -9 of a hot actor's owner, SIGSTOP of a hot actor's owner past the
+// session TTL, kill -9 of the redis-server and its restart on its
+// append-only file, the redis-server slow to write (RedisSlow), and a
+// minority cut off (gossip and gRPC: the nodes still reach Redis, so the
+// cut-off node keeps its session and its locks, and the majority cannot
+// take its actors). No Raft fault applies. About a minute and a half.
+func RedisScenario(seed int64) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = "redis-kill-pause-slow-3"
+	s.Redis = true
+	s.Faults = []FaultKind{KillOwner, PauseOwner, RedisKill, RedisSlow, PartitionMinority}
+	s.Warmup = 8 * time.Second
+	s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
+	s.Nemesis.KillDown = [2]time.Duration{2 * time.Second, 4 * time.Second}
+	s.Nemesis.Hold = [2]time.Duration{3 * time.Second, 5 * time.Second}
+	s.Pool = RedisFaults
+	return s
+}
+
 // UnsafeScenario runs nodes in an --debug-unsafe mode under the faults
 // that expose it (TestChaosCheckersBite): the checkers must catch it.
 func UnsafeScenario(seed int64, mode string) Scenario {
@@ -158,6 +184,18 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		// the rings to disagree for a while.
 		s.Faults = []FaultKind{PartitionGossip}
 		s.Nemesis.Hold = [2]time.Duration{10 * time.Second, 12 * time.Second}
+	case "redis-skip-fence":
+		// Owners stopped past the session TTL while their turns'
+		// appends are on their way to Redis (the mode holds each one
+		// for a while): the appends land after the new owners' under
+		// the old token. Long enough for the new owner to write: gossip
+		// declares the stopped node dead after about 4 s, its lock
+		// lapses after the TTL (3 s). Three pauses, so that one owner
+		// at least has an append in flight.
+		s.Redis = true
+		s.Faults = []FaultKind{PauseOwner, PauseOwner, PauseOwner}
+		s.Nemesis.PauseFactor = [2]float64{2.5, 3}
+		s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
 	case "message-ack-first":
 		// Nodes killed -9 while their message counters are between an
 		// acknowledgement and its effect: at 10 messages a second per
@@ -228,6 +266,9 @@ type Env struct {
 	WorkDir string // the nodes' data dirs (the caller removes it)
 	OutDir  string // artifacts: logs, timeline, history, report
 	Logf    func(format string, args ...any)
+	// Redis and RedisAddr: the redis-server of a Redis scenario.
+	Redis     RedisServer
+	RedisAddr string
 }
 
 // Run runs the scenario and checks it. The report lists every violation;
@@ -235,7 +276,7 @@ type Env struct {
 // are written to env.OutDir.
 func Run(ctx context.Context, s Scenario, env Env) *Report {
 	logf := env.Logf
-	rep := &Report{Scenario: s.Name, Seed: s.Seed, Nodes: s.Nodes, Commit: gitCommit(), Started: time.Now(),
+	rep := &Report{Scenario: s.Name, Seed: s.Seed, Nodes: s.Nodes, Backend: "raft", Commit: gitCommit(), Started: time.Now(),
 		Faults: map[FaultKind]int{}, OutDir: env.OutDir}
 	rec := NewRecorder(rep.Started)
 	violate := func(checker, actor, format string, args ...any) {
@@ -253,12 +294,22 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		}
 	}
 
-	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	cl, err := StartCluster(startCtx, ClusterOptions{
+	co := ClusterOptions{
 		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
 		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
-	})
+	}
+	if s.Redis {
+		if env.Redis == nil || env.RedisAddr == "" {
+			violate("harness", "", "a Redis scenario needs a redis-server (Env.Redis)")
+			rep.finish(rec, nil, env)
+			return rep
+		}
+		co.Redis, co.RedisPrefix = env.RedisAddr, fmt.Sprintf("chaos-%d:", s.Seed)
+		rep.Backend = "redis"
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	cl, err := StartCluster(startCtx, co)
 	cancel()
 	if err != nil {
 		violate("harness", "", "starting the cluster: %v", err)
@@ -295,6 +346,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	if s.Kernel {
 		nem.kernel = &kernelNet{cluster: cl}
 	}
+	nem.redis, nem.redisAddr = env.Redis, env.RedisAddr
 
 	// The load runs from now until every fault has healed and settled.
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -475,6 +527,20 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	cancel()
 	if err != nil {
 		violate("journal", "", "dumping the journals: %v", err)
+	}
+	if s.Redis {
+		// And as the redis-server holds them, read by the test itself:
+		// the audit's reference (first), which every node's dump must
+		// match.
+		dctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.ConvergeTimeout)
+		rd, err := DumpRedis(dctx, co.Redis, co.RedisPrefix, w.Actors)
+		cancel()
+		if err != nil {
+			violate("journal", "", "reading the journals from redis-server: %v", err)
+		}
+		for k, d := range rd {
+			dumps[k] = append([]journalDump{d}, dumps[k]...)
+		}
 	}
 	logf("chaos: +%6.2fs converged after %v; stopping the cluster and checking", rec.Since().Seconds(), took.Round(time.Millisecond))
 	cl.Stop()

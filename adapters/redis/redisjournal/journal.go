@@ -107,6 +107,12 @@ type Journal struct {
 	committers sync.WaitGroup
 	closeOnce  sync.Once
 	closeErr   error
+
+	// unsafeAppend replaces Append (but for appends with queue entries)
+	// when set; only SetUnsafeSkipFence sets it, and it exists only in
+	// a binary built with -tags loomchaos (unsafe_loomchaos.go): nil in
+	// every other build.
+	unsafeAppend func(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error)
 }
 
 var _ journal.Journal = (*Journal)(nil)
@@ -200,6 +206,15 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 	if hasQueueEntries(entries) {
 		return j.appendQueue(ctx, actor, token, expectedSeq, entries)
 	}
+	if j.unsafeAppend != nil {
+		return j.unsafeAppend(ctx, actor, token, expectedSeq, entries)
+	}
+	return j.appendWith(ctx, appendScript, actor, token, expectedSeq, entries)
+}
+
+// appendWith stamps and encodes entries and has a committer run s (the
+// append script, or the loomchaos build's unsafe variant) on them.
+func (j *Journal) appendWith(ctx context.Context, s *script, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	tail := expectedSeq + uint64(len(entries))
 	args := make([]any, 3, 3+2*len(entries))
 	args[0], args[1], args[2] = strconv.FormatUint(token, 10), strconv.FormatUint(expectedSeq, 10), strconv.FormatUint(tail, 10)
@@ -208,7 +223,7 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 		args = append(args, strconv.FormatUint(e.Seq, 10)+"-0", journal.MarshalEntry(e))
 	}
 	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
-		script: appendScript, keys: []string{j.headKey(actor), j.logKey(actor)}, args: args}
+		script: s, keys: []string{j.headKey(actor), j.logKey(actor)}, args: args}
 	if err := j.do(ctx, r); err != nil {
 		return 0, err
 	}
