@@ -14,6 +14,7 @@ import (
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/gateway"
+	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
@@ -24,8 +25,14 @@ import (
 func startMessagingNode(t *testing.T, backend string) *node.Node {
 	t.Helper()
 	cfg := config.Default()
-	if backend == config.JournalRaft {
+	switch backend {
+	case config.JournalRaft:
 		cfg = config.Dev() // a one-node Raft cluster, as loom-node dev runs
+	case config.JournalRedis:
+		// Locks, journals and queues on a throwaway redis-server.
+		cfg = config.Dev()
+		cfg.Coordination.Backend = config.CoordinationRedis
+		cfg.Journal.Redis.Addr = redistest.Start(t, redistest.Options{}).Addr
 	}
 	cfg.Node.DataDir = t.TempDir()
 	cfg.Node.HTTPPort = 0
@@ -45,10 +52,10 @@ func startMessagingNode(t *testing.T, backend string) *node.Node {
 }
 
 // forEachBackend runs test on a node of each journal backend, all of which
-// keep queues: memory, the bbolt file (loom-node run alone) and a one-node
-// Raft cluster (loom-node dev).
+// keep queues: memory, the bbolt file (loom-node run alone), a one-node
+// Raft cluster (loom-node dev) and Redis (with the Redis coordinator).
 func forEachBackend(t *testing.T, test func(t *testing.T, backend string)) {
-	for _, b := range []string{config.JournalMemory, config.JournalBBolt, config.JournalRaft} {
+	for _, b := range []string{config.JournalMemory, config.JournalBBolt, config.JournalRaft, config.JournalRedis} {
 		t.Run(b, func(t *testing.T) { test(t, b) })
 	}
 }

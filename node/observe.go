@@ -82,6 +82,12 @@ func (n *Node) attachMetrics() {
 	m := n.obs.metrics
 	m.SetActors(n.runtime())
 	n.attachMessageMetrics()
+	locks, journal := n.redisSources()
+	for _, s := range []*observability.RedisSource{locks, journal} {
+		if s != nil {
+			m.AddRedis(*s)
+		}
+	}
 	if err := m.Registry().Register(n.TaskMetrics()); err != nil {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}
@@ -176,6 +182,10 @@ func (n *Node) Health() observability.Report {
 	if sent, ok := lease.SentAt(); ok {
 		locks.LastRenewalAgoMs = now.Sub(sent).Milliseconds()
 	}
+	rl, rj := n.redisSources()
+	if rl != nil {
+		locks.Redis = observability.CheckRedis(*rl)
+	}
 	r.Components.Locks = locks
 
 	if m := n.mesh; m != nil && m.store != nil {
@@ -200,6 +210,9 @@ func (n *Node) Health() observability.Report {
 		r.Components.Membership = mh
 	}
 	r.Components.MessageQueues = n.messageQueuesHealth(now)
+	if mq := r.Components.MessageQueues; mq != nil && rj != nil {
+		mq.Redis = observability.CheckRedis(*rj)
+	}
 	r.Evaluate()
 	return r
 }

@@ -116,6 +116,8 @@ type LocksHealth struct {
 	LastRenewalAgoMs int64 `json:"lastRenewalAgoMs"`
 	TTLMs            int64 `json:"ttlMs"`
 	RenewIntervalMs  int64 `json:"renewIntervalMs"`
+	// Redis is the coordinator's server, when it is Redis.
+	Redis *RedisHealth `json:"redis,omitempty"`
 }
 
 // Check applies the rule and returns the status.
@@ -126,6 +128,8 @@ func (l *LocksHealth) Check() Status {
 		l.Status, l.Reason = Unhealthy, "the coordinator session may have lapsed"
 	case l.LastRenewalAgoMs < 0 || l.LastRenewalAgoMs > l.RenewIntervalMs*3/2:
 		l.Status, l.Reason = Degraded, "session renewal is late"
+	case l.Redis.reason() != "":
+		l.Status, l.Reason = Degraded, l.Redis.reason()
 	}
 	return l.Status
 }

@@ -217,7 +217,9 @@ type MessageQueuesHealth struct {
 	Types    map[string]MessageTypeQueue `json:"types"`
 	// DegradedAgeMs is the threshold (messaging.degradedAge).
 	DegradedAgeMs int64 `json:"degradedAgeMs"`
-	err           error
+	// Redis is the queues' server, when it is Redis.
+	Redis *RedisHealth `json:"redis,omitempty"`
+	err   error
 }
 
 // MessageTypeQueue is one actor type's queues.
@@ -246,6 +248,10 @@ func CheckMessageQueues(stats []queue.Stats, err error, inFlight int, now time.T
 // Check applies the rules and returns the status.
 func (h *MessageQueuesHealth) Check() Status {
 	h.Status, h.Reasons = Healthy, nil
+	if r := h.Redis.reason(); r != "" {
+		h.Status = Degraded
+		h.Reasons = append(h.Reasons, r)
+	}
 	if h.err != nil {
 		h.Status = Degraded
 		h.Reasons = append(h.Reasons, "reading the queues: "+h.err.Error())

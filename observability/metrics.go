@@ -43,6 +43,9 @@ type RaftSource interface {
 type Metrics struct {
 	reg *prometheus.Registry
 
+	redis     redisCollector // Redis clients (AddRedis)
+	redisOnce sync.Once
+
 	calls        *prometheus.CounterVec   // type, method, outcome
 	callSeconds  *prometheus.HistogramVec // type, method
 	hops         prometheus.Histogram
