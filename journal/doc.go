@@ -198,11 +198,15 @@
 //     nothing (no write, no fsync) when not.
 //   - Appends. In the same request, after the journal's rules (fenced,
 //     conflict), every KindMessageSend entry must carry a valid message
-//     under its IdempotencyKey (else ErrInvalid) and the KindMessageAck
-//     entries must name messages pending in the actor's queue, each
-//     ordered one at the head (else ErrAck, wrapping queue.ErrNotFound or
-//     queue.ErrNotHead); only then are the entries written, the acks
-//     applied and the sends enqueued. So an acknowledgement commits with
+//     under its IdempotencyKey (else ErrInvalid), every KindMessageDirect
+//     entry a message to this actor, due, whose id the store does not know
+//     and, if ordered, with no ordered message of the actor pending (else
+//     ErrAck, wrapping queue.ErrKnownID or queue.ErrNotHead), and the
+//     KindMessageAck entries must name messages pending in the actor's
+//     queue, each ordered one at the head (else ErrAck, wrapping
+//     queue.ErrNotFound or queue.ErrNotHead); only then are the entries
+//     written, the acks applied, the direct messages' ids remembered and
+//     the sends enqueued. So an acknowledgement commits with
 //     the turn's entries or not at all. Each request of a batch sees the
 //     queue writes of those before it.
 //   - Reads. Due, Ready, ListDead, Reminders and Stats run read-only

@@ -97,9 +97,9 @@ func (n *Node) unsafeRuntime(ro *runtime.Options) func() {
 
 // skipFenceInFlight is how long UnsafeRedisSkipFence holds an append
 // before sending it: at the hot actors' rate (about 20 turns a second
-// each in the chaos suite) an actor then has an append in flight most of
-// the time.
-const skipFenceInFlight = 40 * time.Millisecond
+// each in the chaos suite) an actor then has an append in flight almost
+// all the time.
+const skipFenceInFlight = 80 * time.Millisecond
 
 // inFlight is the journal of UnsafeRedisSkipFence: each append waits
 // skipFenceInFlight, then goes out whatever its caller's context says (it

@@ -58,6 +58,11 @@
 //     ErrMessageSettled, leaving the activation as it was. Sends made in
 //     a turn (Context.Messages) ride in the same append as
 //     KindMessageSend entries: sent if and only if the turn commits.
+//     With Options.DirectMessages, Send applies a message to an actor this
+//     node hosts or owns on acceptance: its turn's append carries a
+//     KindMessageDirect entry, which the journal refuses when the id is
+//     known or an earlier ordered message is pending; Send then enqueues
+//     it.
 //     Reminders (Context.Reminders) are written to the store at once.
 //   - Snapshots: with SnapshotEvery n > 0, the commit that leaves n entries
 //     after the last snapshot saves the whole state as a snapshot and

@@ -25,7 +25,8 @@ import (
 // field): it must end in the dead-letter queue, applied never. After the
 // convergence the check (CheckMessages) wants every counter equal to the
 // sum of its accepted increments, each accepted id acknowledged exactly
-// once in its actor's journal (and the failing ones never), the queues
+// once in its actor's journal (a delivery's ack, or the direct entry of a
+// message applied as it was accepted; the failing ones never), the queues
 // empty, nothing in flight, and the dead letters exactly the failing
 // messages.
 
@@ -467,7 +468,10 @@ func CheckMessages(sent []SentMessage, st MessageState) (MessageReport, []Violat
 		for _, d := range st.Journals[a] {
 			acks := map[string]int{}
 			for _, e := range d.Entries {
-				if e.Kind == "ack" {
+				// An acknowledgement of a delivered message, or the
+				// acceptance of one applied as it was accepted: each
+				// says the message took effect in this append.
+				if e.Kind == "ack" || e.Kind == "direct" {
 					acks[e.IdempotencyKey]++
 				}
 			}

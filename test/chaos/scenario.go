@@ -190,10 +190,11 @@ func UnsafeScenario(seed int64, mode string) Scenario {
 		// for a while): the appends land after the new owners' under
 		// the old token. Long enough for the new owner to write: gossip
 		// declares the stopped node dead after about 4 s, its lock
-		// lapses after the TTL (3 s). Three pauses, so that one owner
-		// at least has an append in flight.
+		// lapses after the TTL (3 s). Four pauses, so that one owner
+		// at least has an append in flight (with three, one run in
+		// five or so had none).
 		s.Redis = true
-		s.Faults = []FaultKind{PauseOwner, PauseOwner, PauseOwner}
+		s.Faults = []FaultKind{PauseOwner, PauseOwner, PauseOwner, PauseOwner}
 		s.Nemesis.PauseFactor = [2]float64{2.5, 3}
 		s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
 	case "message-ack-first":
