@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // BenchmarkFSMApplyAppends measures the state machine alone: Raft entries
@@ -17,10 +18,22 @@ import (
 // entry per ApplyBatch, as every replica does. It reports the cost of one
 // append on one replica: ns/op is wall time, cpu-ns/op the CPU time of the
 // process, which includes the flushes that run on their own goroutine (and
-// the last one, which the benchmark waits for).
+// the last one, which the benchmark waits for). With entries=direct each
+// append also carries a KindMessageDirect entry (a message applied on
+// acceptance), as a send applied by its turn does.
 //
 //	go test -run '^$' -bench FSMApplyAppends ./raftlock
 func BenchmarkFSMApplyAppends(b *testing.B) {
+	for _, direct := range []bool{false, true} {
+		name := "entries=plain"
+		if direct {
+			name = "entries=direct"
+		}
+		b.Run(name, func(b *testing.B) { benchFSMApplyAppends(b, direct) })
+	}
+}
+
+func benchFSMApplyAppends(b *testing.B, direct bool) {
 	f, err := openFSM(filepath.Join(b.TempDir(), "fsm.db"), testLogger(b))
 	if err != nil {
 		b.Fatal(err)
@@ -41,10 +54,15 @@ func BenchmarkFSMApplyAppends(b *testing.B) {
 			}
 			used[a] = true
 			key := fmt.Sprintf("counter/b%d", a)
-			rec := journal.MarshalEntry(journal.Entry{Seq: tails[a] + 1, Actor: key, Token: 1, Kind: journal.KindInvocation, Method: "add", Payload: []byte(`{"delta":1}`)})
+			recs := [][]byte{journal.MarshalEntry(journal.Entry{Seq: tails[a] + 1, Actor: key, Token: 1, Kind: journal.KindInvocation, Method: "add", Payload: []byte(`{"delta":1}`)})}
 			seq++
-			cmds[i] = encodeCommand(command{op: opAppend, id: cmdID{origin: "bench", seq: seq}, key: key, token: 1, seq: tails[a], records: [][]byte{rec}})
-			tails[a]++
+			if direct {
+				id := fmt.Sprintf("%016x%016x", time.Now().UnixNano(), seq)
+				msg := queue.MarshalMessage(queue.Message{ID: id, Actor: key, Method: "add", Ordered: true})
+				recs = append(recs, journal.MarshalEntry(journal.Entry{Seq: tails[a] + 2, Actor: key, Token: 1, Kind: journal.KindMessageDirect, Method: "add", IdempotencyKey: id, Payload: msg}))
+			}
+			cmds[i] = encodeCommand(command{op: opAppend, id: cmdID{origin: "bench", seq: seq}, key: key, token: 1, seq: tails[a], records: recs})
+			tails[a] += uint64(len(recs))
 		}
 		index++
 		return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: encodeBatch(time.Now(), cmds)}

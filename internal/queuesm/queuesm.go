@@ -3,8 +3,8 @@ package queuesm
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"math/bits"
 	"slices"
@@ -195,40 +195,41 @@ func (m *Machine) CheckDirect(now int64, actor, id string, encoded []byte) (inva
 	return nil, nil, nil
 }
 
-// Direct records the message of a KindMessageDirect entry of an append to
-// actor, checked by CheckDirect: its id is remembered from now on as an
-// acknowledged message's (Seq 0: it never had a place in a queue), so that
-// Enqueue of the same id is a duplicate while the store remembers it. It
-// is one command, applied with the journal entries of the append; a
-// message that does not pass CheckDirect fails as a fatal error.
-func (m *Machine) Direct(now int64, actor string, encoded []byte) error {
-	msg, err := queue.UnmarshalMessage(encoded)
-	if err != nil {
-		return fmt.Errorf("queuesm: direct message not checked by CheckDirect: %w", err)
-	}
-	invalid, rule, err := m.CheckDirect(now, actor, msg.ID, encoded)
-	if err != nil {
-		return err
-	}
-	if invalid != nil || rule != nil {
-		return fmt.Errorf("queuesm: direct message not checked by CheckDirect: %w", errors.Join(invalid, rule))
-	}
+// Direct records the message id of a KindMessageDirect entry of an append
+// to actor, which CheckDirect passed in the same command: the id is
+// remembered from now on as an acknowledged message's (Seq 0: it never had
+// a place in a queue), so that Enqueue of the same id is a duplicate while
+// the store remembers it. It is one command, applied with the journal
+// entries of the append. It forgets expired ids (PruneBatch of them) for
+// one direct message in directPruneEvery, chosen by its id so that every
+// replica makes the same choice: enough to forget faster than direct
+// messages add ids, without a seek per message.
+func (m *Machine) Direct(now int64, actor, id string) error {
 	m.begin()
-	rec, found, err := m.lookup(msg.ID)
+	rec, found, err := m.lookup(id)
 	if err != nil {
 		return err
 	}
-	if found { // gone and expired, not yet pruned
-		if err := m.b.Gone.Delete(join(timeBytes(rec.at), []byte(msg.ID))); err != nil {
+	if found {
+		if !m.expired(rec, now) {
+			return fmt.Errorf("queuesm: direct message %q not checked by CheckDirect: its id is known", id)
+		}
+		// Gone and expired, not yet pruned.
+		if err := m.b.Gone.Delete(join(timeBytes(rec.at), []byte(id))); err != nil {
 			return err
 		}
 	}
 	rec = idRec{actor: actor, acceptedAt: now}
-	if err := m.forget(msg.ID, rec, now); err != nil {
+	if err := m.forget(id, rec, now); err != nil {
 		return err
 	}
-	return m.finish(now)
+	return m.end(now, crc32.ChecksumIEEE([]byte(id))%directPruneEvery == 0)
 }
+
+// directPruneEvery: one direct message in this many prunes (see Direct).
+// A prune forgets up to PruneBatch ids, so ids are forgotten PruneBatch /
+// directPruneEvery times as fast as direct messages add them.
+const directPruneEvery = 8
 
 // CheckAcks applies the rules of the KindMessageAck entries of one append
 // to actor, acknowledging ids in that order, before the append writes
@@ -1047,7 +1048,7 @@ func (m *Machine) ApplyAppend(now int64, actor string, a *AppendMessages) error 
 		}
 	}
 	for _, d := range a.Directs {
-		if err := m.Direct(now, actor, d.Encoded); err != nil {
+		if err := m.Direct(now, actor, d.ID); err != nil {
 			return err
 		}
 	}
