@@ -122,6 +122,17 @@
 // (config.MessagingBullMQ); the keys are this package's, not BullMQ's
 // format, and BullMQ clients cannot read them.
 //
+// The queues are not Redis Streams read through consumer groups
+// (XREADGROUP, XACK, XAUTOCLAIM). A consumer group decides who delivers
+// a message by lease: an entry whose consumer is slow past the
+// visibility timeout is claimed by another, so one message can run in two
+// turns at once. Here the actor's lock decides it, as on every backend:
+// only the lock holder delivers an actor's messages, its fencing token
+// refuses a deposed holder's append, and the acknowledgement is part of
+// that append. FIFO per actor with the head blocking, delayed messages
+// joining the queue when due, reminders and dead-letter filters need
+// per-actor ordered indexes, which sorted sets give.
+//
 // The queue's keys (listed in queue.go) span actors, and its scripts
 // compute key names rather than declare them: the queue needs a
 // standalone server, not a Redis Cluster. Time is the calling node's
