@@ -182,22 +182,7 @@ func (p *Pool) sendOnStream(ctx context.Context, pe *peer, req *loompb.SendReque
 	if d, ok := ctx.Deadline(); ok {
 		ir.TimeoutNanos = max(int64(time.Until(d)), 1)
 	}
-	if p.opts.Propagator != nil {
-		carrier := propagation.MapCarrier{}
-		p.opts.Propagator.Inject(ctx, carrier)
-		if len(carrier) > 0 {
-			ir.Trace = carrier
-		}
-	}
-	pd := &pending{req: ir, size: callSize(ir), res: make(chan result, 1)}
-	pe.submit(pd)
-	var r result
-	select {
-	case r = <-pd.res:
-	case <-ctx.Done():
-		_, err := pe.abandon(pd, ctx.Err())
-		return queue.Accepted{}, err
-	}
+	r := p.onStream(ctx, pe, ir)
 	if r.err != nil {
 		return queue.Accepted{}, r.err
 	}

@@ -171,8 +171,9 @@ func (pe *peer) resubmit(pds []*pending) {
 }
 
 // abandon is called by a caller whose ctx ended before pd was answered:
-// an unsent call is withdrawn, a sent one is canceled on the server.
-func (pe *peer) abandon(pd *pending, ctxErr error) ([]byte, error) {
+// an unsent call is withdrawn, a sent one is canceled on the server. It
+// returns the answer if one came meanwhile, else the error.
+func (pe *peer) abandon(pd *pending, ctxErr error) result {
 	pd.abandoned.Store(true)
 	wasSent := false
 	for {
@@ -200,13 +201,13 @@ func (pe *peer) abandon(pd *pending, ctxErr error) ([]byte, error) {
 	}
 	select {
 	case r := <-pd.res: // answered just now after all
-		return r.payload, r.err
+		return r
 	default:
 	}
 	if wasSent {
-		return nil, fmt.Errorf("transport: %s: %w: %w", pe.addr, ctxErr, ErrUnknownOutcome)
+		return result{err: fmt.Errorf("transport: %s: %w: %w", pe.addr, ctxErr, ErrUnknownOutcome)}
 	}
-	return nil, fmt.Errorf("transport: %s: %w", pe.addr, &notSentError{ctxErr})
+	return result{err: fmt.Errorf("transport: %s: %w", pe.addr, &notSentError{ctxErr})}
 }
 
 // enqueue queues pd on m; false if m takes no new calls.

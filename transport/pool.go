@@ -213,7 +213,13 @@ func (p *Pool) Invoke(ctx context.Context, addr string, c Call) ([]byte, error) 
 			trace.WithAttributes(attribute.String(attrCorrelationID, runtime.CorrelationID(ctx))))
 		defer span.End()
 	}
-	req := p.request(ctx, c)
+	r := p.onStream(ctx, pe, p.request(ctx, c))
+	return r.payload, r.err
+}
+
+// onStream sends req on one of pe's call streams, with ctx's trace
+// context, and waits for its answer or for ctx to end (abandon).
+func (p *Pool) onStream(ctx context.Context, pe *peer, req *loompb.InvokeRequest) result {
 	if p.opts.Propagator != nil {
 		carrier := propagation.MapCarrier{}
 		p.opts.Propagator.Inject(ctx, carrier)
@@ -225,7 +231,7 @@ func (p *Pool) Invoke(ctx context.Context, addr string, c Call) ([]byte, error) 
 	pe.submit(pd)
 	select {
 	case r := <-pd.res:
-		return r.payload, r.err
+		return r
 	case <-ctx.Done():
 		return pe.abandon(pd, ctx.Err())
 	}
