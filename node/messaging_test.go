@@ -29,17 +29,30 @@ func startMessagingNode(t *testing.T, backend string) *node.Node {
 	case config.JournalRaft:
 		cfg = config.Dev() // a one-node Raft cluster, as loom-node dev runs
 	case config.JournalRedis:
-		// Locks, journals and queues on a throwaway redis-server.
-		cfg = config.Dev()
-		cfg.Coordination.Backend = config.CoordinationRedis
-		cfg.Journal.Redis.Addr = redistest.Start(t, redistest.Options{}).Addr
+		cfg = redisNodeConfig(redistest.Start(t, redistest.Options{}))
 	}
-	cfg.Node.DataDir = t.TempDir()
-	cfg.Node.HTTPPort = 0
 	cfg.Journal.Backend = backend
 	cfg.Messaging.Default.MaxRetries = 2
 	cfg.Messaging.Default.InitialBackoff = 5 * time.Millisecond
 	cfg.Messaging.Default.MaxBackoff = 20 * time.Millisecond
+	return startConfigured(t, cfg)
+}
+
+// redisNodeConfig is a one-node cluster with its locks, journals and
+// queues on srv.
+func redisNodeConfig(srv *redistest.Server) config.Config {
+	cfg := config.Dev()
+	cfg.Coordination.Backend, cfg.Journal.Backend = config.CoordinationRedis, config.JournalRedis
+	cfg.Journal.Redis.Addr = srv.Addr
+	return cfg
+}
+
+// startConfigured starts a node of cfg, on a data dir of the test's and
+// a free HTTP port, shut down when the test ends.
+func startConfigured(t *testing.T, cfg config.Config) *node.Node {
+	t.Helper()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Node.HTTPPort = 0
 	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,12 @@
 package node_test
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"regexp"
 	"strconv"
 	"testing"
 
-	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/internal/redistest"
-	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/observability"
 )
 
@@ -20,18 +16,7 @@ import (
 // are degraded, naming the server, and connection errors are counted.
 func TestRedisInHealthAndMetrics(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	cfg := config.Dev()
-	cfg.Node.DataDir, cfg.Node.HTTPPort = t.TempDir(), 0
-	cfg.Coordination.Backend, cfg.Journal.Backend = config.CoordinationRedis, config.JournalRedis
-	cfg.Journal.Redis.Addr = srv.Addr
-	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	n := startConfigured(t, redisNodeConfig(srv))
 	base := "http://" + n.HTTPAddr()
 	if code, b := httpPost(t, base+"/v1/actors/counter/r1/add", `{"delta":1}`, nil); code != 200 {
 		t.Fatalf("add: %d %s", code, b)
