@@ -198,10 +198,10 @@
 //     nothing (no write, no fsync) when not.
 //   - Appends. In the same request, after the journal's rules (fenced,
 //     conflict), every KindMessageSend entry must carry a valid message
-//     under its IdempotencyKey (else ErrInvalid), every KindMessageDirect
-//     entry a message to this actor, due, whose id the store does not know
-//     and, if ordered, with no ordered message of the actor pending (else
-//     ErrAck, wrapping queue.ErrKnownID or queue.ErrNotHead), and the
+//     under its IdempotencyKey (else ErrInvalid), the KindMessageDirect
+//     entry (one at most, else ErrInvalid) a message id the store does not
+//     know, with no ordered message of the actor pending (else ErrAck,
+//     wrapping queue.ErrKnownID or queue.ErrNotHead), and the
 //     KindMessageAck entries must name messages pending in the actor's
 //     queue, each ordered one at the head (else ErrAck, wrapping
 //     queue.ErrNotFound or queue.ErrNotHead); only then are the entries

@@ -25,13 +25,14 @@ const (
 	// queue.MarshalMessage. In a journal that is also a queue.Store, the
 	// message is enqueued in the same atomic step as the append.
 	KindMessageSend Kind = 5
-	// KindMessageDirect records a message to this actor accepted and
-	// applied by the append that carries it, without passing through its
-	// queue: IdempotencyKey is the message id, Payload the message
-	// encoded by queue.MarshalMessage. In a journal that is also a
-	// queue.Store, the append succeeds only if the store does not know
-	// the id (else ErrAck wrapping queue.ErrKnownID) and, for an ordered
-	// message, no ordered message of the actor is pending (else ErrAck
+	// KindMessageDirect records a turn that applied a message to this
+	// actor accepted by the append that carries it, without passing
+	// through its queue: Method and Payload as for KindInvocation (the
+	// turn's changes, empty when it changed nothing), IdempotencyKey the
+	// message id (never a call's key). One such entry per append. In a
+	// journal that is also a queue.Store, the append succeeds only if the
+	// store does not know the id (else ErrAck wrapping queue.ErrKnownID)
+	// and no ordered message of the actor is pending (else ErrAck
 	// wrapping queue.ErrNotHead); the id is then remembered as an
 	// acknowledged message's, so a resend is a duplicate.
 	KindMessageDirect Kind = 6

@@ -261,7 +261,7 @@ func (f *FileJournal) Append(ctx context.Context, actor string, token uint64, ex
 		case KindMessageAck:
 			r.msgs.Acks = append(r.msgs.Acks, e.IdempotencyKey)
 		case KindMessageDirect:
-			r.msgs.Directs = append(r.msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: bytes.Clone(e.Payload)})
+			r.msgs.Directs = append(r.msgs.Directs, e.IdempotencyKey)
 		case KindMessageSend:
 			r.msgs.Sends = append(r.msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: bytes.Clone(e.Payload)})
 		}

@@ -32,8 +32,9 @@ func (w *world) kinds(actor string) map[journal.Kind]map[string]int {
 
 // TestDirectAppliesOnAcceptance: with DirectMessages, a message to an idle
 // actor this node hosts is applied by the time Send returns, accepted by
-// the turn's own append (one KindMessageDirect entry, no queue record, no
-// acknowledgement); a resend of its id is a duplicate and applies nothing.
+// the turn's own entry (one KindMessageDirect entry, no queue record, no
+// acknowledgement); a resend of its id is a duplicate and applies nothing;
+// the journal replays into the same state.
 func TestDirectAppliesOnAcceptance(t *testing.T) {
 	w := newWorldWith(t, nil, true)
 	var ids []string
@@ -62,6 +63,18 @@ func TestDirectAppliesOnAcceptance(t *testing.T) {
 	}
 	if l := w.ledger("d"); l.Total != 5 {
 		t.Fatalf("total %d, want 5: the duplicate applied", l.Total)
+	}
+	// One entry per turn: the direct entry carries the turn's changes,
+	// and replay reads it as the invocation it is.
+	es, err := w.store.Read(context.Background(), "acct/d", 1)
+	if err != nil || len(es) != 5 {
+		t.Fatalf("journal of acct/d: %d entries, %v; want one per send", len(es), err)
+	}
+	if err := w.rt.Deactivate(context.Background(), "acct", "d"); err != nil {
+		t.Fatal(err)
+	}
+	if l := w.ledger("d"); l.Total != 5 || len(l.Tags) != 5 {
+		t.Fatalf("after replay: %+v, want the 5 deposits", l)
 	}
 }
 
@@ -113,5 +126,29 @@ func TestDirectFailureIsRetriedFromTheQueue(t *testing.T) {
 	})
 	if l := w.ledger("x"); l.Total != 0 {
 		t.Fatalf("total %d after a message that always fails", l.Total)
+	}
+}
+
+// TestDirectIgnoresACallKey: a send made under a call's idempotency key
+// applies each message under its own id: the key names no call, so a
+// second message under the same key is applied too, and the journal
+// records the message ids.
+func TestDirectIgnoresACallKey(t *testing.T) {
+	w := newWorldWith(t, nil, true)
+	ctx := runtime.WithIdempotencyKey(context.Background(), "call-key")
+	var ids []string
+	for i := range 2 {
+		acc, err := deposits.Send(ctx, w.rt, "k", deposit{Tag: fmt.Sprint(i), Amount: 1})
+		if err != nil || !acc.Applied {
+			t.Fatalf("send %d under a call key: %+v, %v", i, acc, err)
+		}
+		ids = append(ids, acc.ID)
+	}
+	if l := w.ledger("k"); l.Total != 2 {
+		t.Fatalf("total %d, want 2", l.Total)
+	}
+	es, err := w.store.Read(context.Background(), "acct/k", 1)
+	if err != nil || len(es) != 2 || es[0].IdempotencyKey != ids[0] || es[1].IdempotencyKey != ids[1] {
+		t.Fatalf("journal %+v, %v; want the two messages' ids", es, err)
 	}
 }

@@ -123,9 +123,17 @@ type ackFirst struct{ journal.Journal }
 func (a ackFirst) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	var acks, rest []journal.Entry
 	for _, e := range entries {
-		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageDirect {
+		switch e.Kind {
+		case journal.KindMessageAck:
 			acks = append(acks, e)
-		} else {
+		case journal.KindMessageDirect:
+			// The turn's entry accepts its message: split it into the
+			// acceptance alone, then the turn's changes.
+			acks = append(acks, journal.Entry{Kind: journal.KindMessageDirect, Method: e.Method, Time: e.Time, CorrelationID: e.CorrelationID, IdempotencyKey: e.IdempotencyKey})
+			if len(e.Payload) > 0 {
+				rest = append(rest, journal.Entry{Kind: journal.KindInvocation, Method: e.Method, Payload: e.Payload, Time: e.Time, CorrelationID: e.CorrelationID})
+			}
+		default:
 			rest = append(rest, e)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/journal"
-	"github.com/loom-mesh/loom/queue"
 )
 
 // BenchmarkFSMApplyAppends measures the state machine alone: Raft entries
@@ -19,8 +18,8 @@ import (
 // append on one replica: ns/op is wall time, cpu-ns/op the CPU time of the
 // process, which includes the flushes that run on their own goroutine (and
 // the last one, which the benchmark waits for). With entries=direct each
-// append also carries a KindMessageDirect entry (a message applied on
-// acceptance), as a send applied by its turn does.
+// append is a KindMessageDirect entry (the turn of a message applied on
+// acceptance), as a send applied by its turn is.
 //
 //	go test -run '^$' -bench FSMApplyAppends ./raftlock
 func BenchmarkFSMApplyAppends(b *testing.B) {
@@ -54,13 +53,12 @@ func benchFSMApplyAppends(b *testing.B, direct bool) {
 			}
 			used[a] = true
 			key := fmt.Sprintf("counter/b%d", a)
-			recs := [][]byte{journal.MarshalEntry(journal.Entry{Seq: tails[a] + 1, Actor: key, Token: 1, Kind: journal.KindInvocation, Method: "add", Payload: []byte(`{"delta":1}`)})}
 			seq++
+			e := journal.Entry{Seq: tails[a] + 1, Actor: key, Token: 1, Kind: journal.KindInvocation, Method: "add", Payload: []byte(`{"delta":1}`)}
 			if direct {
-				id := fmt.Sprintf("%016x%016x", time.Now().UnixNano(), seq)
-				msg := queue.MarshalMessage(queue.Message{ID: id, Actor: key, Method: "add", Ordered: true})
-				recs = append(recs, journal.MarshalEntry(journal.Entry{Seq: tails[a] + 2, Actor: key, Token: 1, Kind: journal.KindMessageDirect, Method: "add", IdempotencyKey: id, Payload: msg}))
+				e.Kind, e.IdempotencyKey = journal.KindMessageDirect, fmt.Sprintf("%016x%016x", time.Now().UnixNano(), seq)
 			}
+			recs := [][]byte{journal.MarshalEntry(e)}
 			cmds[i] = encodeCommand(command{op: opAppend, id: cmdID{origin: "bench", seq: seq}, key: key, token: 1, seq: tails[a], records: recs})
 			tails[a] += uint64(len(recs))
 		}

@@ -262,7 +262,7 @@ func (ac *applyCtx) applyAppend(c command) (tail uint64, rule, err error) {
 		case journal.KindMessageAck:
 			msgs.Acks = append(msgs.Acks, e.IdempotencyKey)
 		case journal.KindMessageDirect:
-			msgs.Directs = append(msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
+			msgs.Directs = append(msgs.Directs, e.IdempotencyKey)
 		case journal.KindMessageSend:
 			msgs.Sends = append(msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		}

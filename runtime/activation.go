@@ -329,7 +329,16 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 	}
 	now := r.now().UTC()
 	var entries []journal.Entry
-	if a.state.changed() {
+	if m := a.state.direct; m != nil {
+		// A message applied on acceptance: one entry records the turn
+		// and accepts the message (its id as the IdempotencyKey, which
+		// names no call here: the turn runs without a call's key).
+		var changes []byte
+		if a.state.changed() {
+			changes = a.state.encodeChanges()
+		}
+		entries = append(entries, journal.Entry{Kind: journal.KindMessageDirect, Method: method, Payload: changes, Time: now, CorrelationID: CorrelationID(ctx), IdempotencyKey: m.ID})
+	} else if a.state.changed() {
 		e := journal.Entry{
 			Kind:           kind,
 			Method:         method,
@@ -445,7 +454,7 @@ func (r *Runtime) load(ctx context.Context, a *activation) error {
 			return fmt.Errorf("%w: expected seq %d, found %d", journal.ErrCorrupt, a.seq+1, e.Seq)
 		}
 		switch e.Kind {
-		case journal.KindInvocation, journal.KindStateOp:
+		case journal.KindInvocation, journal.KindStateOp, journal.KindMessageDirect:
 			if err := a.state.replayEntry(e, a.pool.cfg.IdempotencyKeys, clk); err != nil {
 				return fmt.Errorf("%w: entry %d: %v", journal.ErrCorrupt, e.Seq, err)
 			}

@@ -59,10 +59,11 @@
 //     a turn (Context.Messages) ride in the same append as
 //     KindMessageSend entries: sent if and only if the turn commits.
 //     With Options.DirectMessages, Send applies a message to an actor this
-//     node hosts or owns on acceptance: its turn's append carries a
-//     KindMessageDirect entry, which the journal refuses when the id is
-//     known or an earlier ordered message is pending; Send then enqueues
-//     it.
+//     node hosts or owns on acceptance: its turn's append is one
+//     KindMessageDirect entry (the turn's changes under the message id),
+//     which the journal refuses when the id is known or an ordered message
+//     is pending; Send then enqueues it. Replay reads that entry as an
+//     invocation.
 //     Reminders (Context.Reminders) are written to the store at once.
 //   - Snapshots: with SnapshotEvery n > 0, the commit that leaves n entries
 //     after the last snapshot saves the whole state as a snapshot and

@@ -224,6 +224,8 @@ func (r *Runtime) sendDirect(ctx context.Context, msg queue.Message) (queue.Acce
 	if err != nil {
 		return queue.Accepted{}, false // the dispatcher dead-letters it
 	}
+	// The turn runs under the message's id, never a call's idempotency
+	// key: its entry carries the message id in that field.
 	dctx := context.WithValue(ctx, deliveryKey, delivery{id: msg.ID, headers: msg.Headers, direct: &msg})
 	if msg.CorrelationID != "" {
 		dctx = WithCorrelationID(dctx, msg.CorrelationID)
@@ -337,18 +339,12 @@ func (c *turnCtx) outboxID(n int) string {
 }
 
 // messageEntries returns the entries that acknowledge the turn's message and
-// enqueue its outbox.
+// enqueue its outbox. (A message applied on acceptance is accepted by the
+// turn's own entry, KindMessageDirect: see appendTurn.)
 func (s *State) messageEntries(method string, at time.Time, cid, traceID string) []journal.Entry {
 	var es []journal.Entry
 	if s.ack != "" {
 		es = append(es, journal.Entry{Kind: journal.KindMessageAck, Method: method, Time: at, CorrelationID: cid, TraceID: traceID, IdempotencyKey: s.ack})
-	}
-	if m := s.direct; m != nil {
-		// What the journal checks and remembers of the message: its id,
-		// actor, method and whether it is ordered. Its argument and
-		// headers did their work in this turn.
-		slim := queue.Message{ID: m.ID, Actor: m.Actor, Method: m.Method, Ordered: m.Ordered}
-		es = append(es, journal.Entry{Kind: journal.KindMessageDirect, Method: method, Time: at, CorrelationID: cid, TraceID: traceID, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(slim)})
 	}
 	for _, m := range s.outbox {
 		es = append(es, journal.Entry{Kind: journal.KindMessageSend, Method: m.Method, Time: at, CorrelationID: m.CorrelationID, TraceID: traceID, IdempotencyKey: m.ID, Payload: queue.MarshalMessage(m)})

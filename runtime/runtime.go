@@ -121,11 +121,12 @@ type Options struct {
 	Messages queue.Store
 	// DirectMessages lets Send apply a message on acceptance when this
 	// node hosts (or owns) its actor: the message is run as a turn at once
-	// and accepted by that turn's own journal append (a
-	// journal.KindMessageDirect entry), one write instead of an enqueue
-	// and a delivery. The journal refuses it when the actor has an earlier
-	// ordered message pending or the id is known, and Send then enqueues
-	// it as usual. Set it only when Messages is the Journal.
+	// and accepted by that turn's own journal entry (a
+	// journal.KindMessageDirect entry in place of the invocation), one
+	// write instead of an enqueue and a delivery. The journal refuses it
+	// when the actor has an ordered message pending or the id is known,
+	// and Send then enqueues it as usual. Set it only when Messages is the
+	// Journal.
 	DirectMessages bool
 	// MessageOrdered says whether an actor type's messages are ordered
 	// (fifo) or not (standard); nil: all ordered.

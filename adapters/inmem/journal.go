@@ -152,7 +152,7 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 		case journal.KindMessageAck:
 			msgs.Acks = append(msgs.Acks, e.IdempotencyKey)
 		case journal.KindMessageDirect:
-			msgs.Directs = append(msgs.Directs, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
+			msgs.Directs = append(msgs.Directs, e.IdempotencyKey)
 		case journal.KindMessageSend:
 			msgs.Sends = append(msgs.Sends, queuesm.Msg{ID: e.IdempotencyKey, Encoded: e.Payload})
 		}

@@ -155,30 +155,22 @@ func (m *Machine) enqueue(now int64, msg queue.Message) (queue.Accepted, error) 
 }
 
 // CheckDirect applies the rules of a KindMessageDirect entry of an append
-// to actor (a message accepted and applied by that append), whose
-// IdempotencyKey is id and Payload encoded, before the append writes
-// anything. The payload must decode, be a valid message, carry id as its
-// ID, be addressed to actor and be due by now (else the rule wraps
+// to actor (the turn that applied a message accepted by that append),
+// whose IdempotencyKey is id, before the append writes anything: id must
+// be a valid message id and actor a valid actor (else the rule wraps
 // queue.ErrInvalid; a journal backend reports it wrapped in
-// journal.ErrInvalid); the id must not be known (queue.ErrKnownID); an
-// ordered message must have no ordered message of actor pending before it
-// (queue.ErrNotHead). A journal backend reports those two wrapped in
-// journal.ErrAck.
-func (m *Machine) CheckDirect(now int64, actor, id string, encoded []byte) (invalid, rule, err error) {
-	msg, err := queue.UnmarshalMessage(encoded)
-	if err != nil {
-		return fmt.Errorf("%w: direct message %q: %w", queue.ErrInvalid, id, err), nil, nil
+// journal.ErrInvalid); the id must not be known (queue.ErrKnownID); no
+// ordered message of actor may be pending (queue.ErrNotHead), whatever
+// the mode of the message applied: a message applied on acceptance
+// overtakes every pending one, which only an unordered queue allows, and
+// an actor's queue holds ordered messages only in fifo mode. A journal
+// backend reports those two wrapped in journal.ErrAck.
+func (m *Machine) CheckDirect(now int64, actor, id string) (invalid, rule, err error) {
+	if err := queue.CheckID(id); err != nil {
+		return fmt.Errorf("direct message: %w", err), nil, nil
 	}
-	if err := queue.CheckMessage(msg); err != nil {
+	if err := queue.CheckActor(actor); err != nil {
 		return fmt.Errorf("direct message %q: %w", id, err), nil, nil
-	}
-	switch {
-	case msg.ID != id:
-		return fmt.Errorf("%w: direct message entry %q carries message %q", queue.ErrInvalid, id, msg.ID), nil, nil
-	case msg.Actor != actor:
-		return fmt.Errorf("%w: direct message %q is to %q, appended to %q", queue.ErrInvalid, id, msg.Actor, actor), nil, nil
-	case !msg.DeliverAt.IsZero() && queue.UnixNano(msg.DeliverAt) > now:
-		return fmt.Errorf("%w: direct message %q is due at %s, later than now", queue.ErrInvalid, id, msg.DeliverAt.UTC().Format(time.RFC3339Nano)), nil, nil
 	}
 	rec, found, err := m.lookup(id)
 	if err != nil {
@@ -187,10 +179,8 @@ func (m *Machine) CheckDirect(now int64, actor, id string, encoded []byte) (inva
 	if found && !m.expired(rec, now) {
 		return nil, fmt.Errorf("%w: direct message %q to %q", queue.ErrKnownID, id, actor), nil
 	}
-	if msg.Ordered {
-		if k, _ := m.b.Ordered.PrefixCursor(actorKey(actor)).First(); k != nil {
-			return nil, fmt.Errorf("%w: direct message %q to %q: ordered message seq %d is pending", queue.ErrNotHead, id, actor, lastSeq(k)), nil
-		}
+	if k, _ := m.b.Ordered.PrefixCursor(actorKey(actor)).First(); k != nil {
+		return nil, fmt.Errorf("%w: direct message %q to %q: ordered message seq %d is pending", queue.ErrNotHead, id, actor, lastSeq(k)), nil
 	}
 	return nil, nil, nil
 }
@@ -1001,11 +991,12 @@ type Msg struct {
 }
 
 // AppendMessages are the message entries of one journal append to an
-// actor: the ids it acknowledges (KindMessageAck), the messages it applies
-// on acceptance (KindMessageDirect) and those it sends (KindMessageSend).
+// actor: the ids it acknowledges (KindMessageAck), the ids of the messages
+// it applies on acceptance (KindMessageDirect: at most one) and the
+// messages it sends (KindMessageSend).
 type AppendMessages struct {
 	Acks    []string
-	Directs []Msg
+	Directs []string
 	Sends   []Msg
 }
 
@@ -1026,8 +1017,11 @@ func (m *Machine) CheckAppend(now int64, actor string, a *AppendMessages) (inval
 			return invalid, nil, nil
 		}
 	}
-	for _, d := range a.Directs {
-		if invalid, rule, err := m.CheckDirect(now, actor, d.ID, d.Encoded); invalid != nil || rule != nil || err != nil {
+	if len(a.Directs) > 1 {
+		return fmt.Errorf("%w: %d direct message entries in one append to %q; a turn applies one message", queue.ErrInvalid, len(a.Directs), actor), nil, nil
+	}
+	for _, id := range a.Directs {
+		if invalid, rule, err := m.CheckDirect(now, actor, id); invalid != nil || rule != nil || err != nil {
 			return invalid, rule, err
 		}
 	}
@@ -1047,8 +1041,8 @@ func (m *Machine) ApplyAppend(now int64, actor string, a *AppendMessages) error 
 			return err
 		}
 	}
-	for _, d := range a.Directs {
-		if err := m.Direct(now, actor, d.ID); err != nil {
+	for _, id := range a.Directs {
+		if err := m.Direct(now, actor, id); err != nil {
 			return err
 		}
 	}

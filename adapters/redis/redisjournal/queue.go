@@ -675,26 +675,16 @@ func hasQueueEntries(es []journal.Entry) bool {
 }
 
 // checkDirect applies the rules of a KindMessageDirect entry of an append
-// to actor that need no data (queuesm.CheckDirect's invalid cases) and
-// returns its message.
-func checkDirect(actor string, e journal.Entry, now int64) (queue.Message, error) {
-	msg, err := queue.UnmarshalMessage(e.Payload)
+// to actor that need no data (queuesm.CheckDirect's invalid cases).
+func checkDirect(actor string, e journal.Entry) error {
+	err := queue.CheckID(e.IdempotencyKey)
 	if err == nil {
-		err = queue.CheckMessage(msg)
-	}
-	switch {
-	case err != nil:
-	case msg.ID != e.IdempotencyKey:
-		err = fmt.Errorf("%w: direct message entry %q carries message %q", queue.ErrInvalid, e.IdempotencyKey, msg.ID)
-	case msg.Actor != actor:
-		err = fmt.Errorf("%w: direct message %q is to %q, appended to %q", queue.ErrInvalid, msg.ID, msg.Actor, actor)
-	case !msg.DeliverAt.IsZero() && queue.UnixNano(msg.DeliverAt) > now:
-		err = fmt.Errorf("%w: direct message %q is due later than now", queue.ErrInvalid, msg.ID)
+		err = queue.CheckActor(actor)
 	}
 	if err != nil {
-		return queue.Message{}, fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
+		return fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
 	}
-	return msg, nil
+	return nil
 }
 
 // ackRule is the error of an append whose acks the script refused.
@@ -712,22 +702,20 @@ func ackRule(actor, code, id string) error {
 func (j *Journal) appendQueue(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	var acks []any
 	var sends []queue.Message
-	var directs []any // id, ordered pairs
+	var directs []any // ids
 	now, cutoff, bound := j.clock()
 	for _, e := range entries {
 		switch e.Kind {
 		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
 		case journal.KindMessageDirect:
-			msg, err := checkDirect(actor, e, now)
-			if err != nil {
+			if err := checkDirect(actor, e); err != nil {
 				return 0, err
 			}
-			ord := "0"
-			if msg.Ordered {
-				ord = "1"
+			if len(directs) > 0 {
+				return 0, fmt.Errorf("%w: %w: more than one direct message entry in one append to %q; a turn applies one message", journal.ErrInvalid, queue.ErrInvalid, actor)
 			}
-			directs = append(directs, msg.ID, ord)
+			directs = append(directs, e.IdempotencyKey)
 		case journal.KindMessageSend:
 			msg, err := queue.UnmarshalMessage(e.Payload)
 			if err != nil {
@@ -755,7 +743,7 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 	for _, m := range sends {
 		args = append(args, sendArgs(m, now)...)
 	}
-	args = append(args, len(directs)/2)
+	args = append(args, len(directs))
 	args = append(args, directs...)
 	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
 		script: appendQueueScript, keys: []string{j.headKey(actor), j.logKey(actor)}, args: args}

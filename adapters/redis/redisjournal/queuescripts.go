@@ -455,8 +455,8 @@ return out
 // token, expectedSeq, new tail, n, the n entries (stream id, record), then
 // P, actor, tb(now), cutoff, prune bound, the count and ids of the acks,
 // the count of the sends and each send's id, actor, record, ordered,
-// scheduled, tb(NextAt), then the count of the direct messages and each
-// one's id and ordered. The journal's rules are checked first, then the
+// scheduled, tb(NextAt), then the count of the direct messages (at most
+// one) and their ids. The journal's rules are checked first, then the
 // direct messages' (queuesm.CheckDirect: "kid" a known id, "nh" an ordered
 // message pending) and the acks' (queuesm.CheckAcks), before any write;
 // the acks are applied after the entries, then the direct messages (their
@@ -478,10 +478,10 @@ local ns = tonumber(ARGV[s])
 local d = s + 6 * ns + 1
 local nd = tonumber(ARGV[d])
 for i = 1, nd do
-  local id, ord = ARGV[d + 2 * i - 1], ARGV[d + 2 * i]
+  local id = ARGV[d + i]
   local r = getrec(id)
   if r and not (r.st == 'g' and cutoff ~= '' and not lt8(cutoff, r.at)) then return {'ack', 'kid', id, ''} end
-  if ord == '1' and first(P .. 'ord:' .. actor) then return {'ack', 'nh', id, ''} end
+  if first(P .. 'ord:' .. actor) then return {'ack', 'nh', id, ''} end
 end
 local bad = checkAcks(actor, ids)
 if bad then return {'ack', bad[1], bad[2], ''} end
@@ -494,7 +494,7 @@ for _, id in ipairs(ids) do
   forget(id, now)
 end
 for i = 1, nd do
-  local id = ARGV[d + 2 * i - 1]
+  local id = ARGV[d + i]
   local key = P .. 'i:' .. id
   local r = getrec(id)
   if r then -- gone and forgotten, not yet pruned
