@@ -1,0 +1,93 @@
+package pgtest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-mesh/loom/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestKillAndRestartKeepsCommittedRows: a transaction the server
+// acknowledged is in its write-ahead log (fsync on), so it survives a
+// SIGKILL of every server process and a restart on the same data
+// directory; a password is required when set.
+func TestKillAndRestartKeepsCommittedRows(t *testing.T) {
+	start := time.Now()
+	s := pgtest.Start(t, pgtest.Options{Password: "s3cr'et"})
+	t.Logf("started in %v", time.Since(start))
+	ctx := t.Context()
+	db := s.CreateDatabase(t)
+	c, err := pgx.Connect(ctx, s.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "CREATE TABLE l (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := c.Exec(ctx, "INSERT INTO l VALUES ($1)", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Kill()
+	if err := c.Ping(ctx); err == nil {
+		t.Fatal("a killed server answered")
+	}
+	start = time.Now()
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restarted in %v", time.Since(start))
+	c2, err := pgx.Connect(ctx, s.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(context.Background())
+	var n int
+	if err := c2.QueryRow(ctx, "SELECT count(*) FROM l").Scan(&n); err != nil || n != 100 {
+		t.Fatalf("after kill -9 and restart: %d rows, %v; want 100", n, err)
+	}
+	var fsync string
+	if err := c2.QueryRow(ctx, "SHOW fsync").Scan(&fsync); err != nil || fsync != "on" {
+		t.Fatalf("fsync = %q, %v; want on", fsync, err)
+	}
+	cfg, err := pgx.ParseConfig(s.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = "wrong"
+	if c3, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		c3.Close(ctx)
+		t.Fatal("a wrong password was accepted")
+	}
+}
+
+// TestShared: the shared server is one server, and each database made on
+// it is separate.
+func TestShared(t *testing.T) {
+	start := time.Now()
+	a := pgtest.Shared(t)
+	t.Logf("shared server ready in %v", time.Since(start))
+	if b := pgtest.Shared(t); a != b {
+		t.Fatal("Shared returned two servers")
+	}
+	ctx := t.Context()
+	d1, d2 := a.CreateDatabase(t), a.CreateDatabase(t)
+	if d1 == d2 {
+		t.Fatalf("two databases named %s", d1)
+	}
+	c := a.Conn(t, d1)
+	if _, err := c.Exec(ctx, "CREATE TABLE x (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	c2 := a.Conn(t, d2)
+	if _, err := c2.Exec(ctx, "CREATE TABLE x (n int)"); err != nil {
+		t.Fatalf("a table of one database is in another: %v", err)
+	}
+}
