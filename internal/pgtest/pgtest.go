@@ -30,7 +30,7 @@
 // when Main returns. Both stop it as pg_ctl stop -m immediate does
 // (SIGQUIT to the postmaster, which ends its children and removes its
 // shared memory) and remove the directory. Kill is a crash: SIGKILL to the
-// postmaster and every process of its group at once, leaving the data
+// postmaster and every one of its children at once, leaving the data
 // directory as a power cut of the processes would; Restart starts the
 // server again on it, which recovers from the write-ahead log. The
 // postmaster is also sent SIGKILL by the kernel if the test process dies
@@ -72,7 +72,8 @@ type Options struct {
 }
 
 // Server is one PostgreSQL server (a postmaster and its children). Kill,
-// Restart and Stop may be called from one goroutine at a time.
+// Restart, Pause, Resume and Stop may be called from one goroutine at a
+// time.
 type Server struct {
 	Host     string // "127.0.0.1"
 	Port     int
@@ -238,6 +239,62 @@ func (s *Server) Addr() string { return s.addr() }
 // does nothing.
 func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
 
+// Pause stops every process of the server (SIGSTOP to each):
+// connections stay open and nothing answers, as with a server that hangs
+// or a network that drops everything. Resume continues it.
+func (s *Server) Pause() { s.groupSignal(syscall.SIGSTOP) }
+
+// Resume continues a server after Pause.
+func (s *Server) Resume() { s.groupSignal(syscall.SIGCONT) }
+
+func (s *Server) groupSignal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		signalAll(s.cmd.Process.Pid, sig)
+	}
+}
+
+// signalAll sends sig to the postmaster pid and to every child of its.
+// Each backend calls setsid, so they are not in the postmaster's process
+// group; the postmaster is stopped first so that it forks no new one
+// meanwhile (and, for SIGCONT, continued last).
+func signalAll(pid int, sig syscall.Signal) {
+	if sig != syscall.SIGCONT {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	for _, c := range children(pid) {
+		_ = syscall.Kill(c, sig)
+	}
+	_ = syscall.Kill(pid, sig)
+}
+
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Restart starts the server again after Kill, on the same port and data
 // directory: PostgreSQL recovers from its write-ahead log, so it holds
 // every transaction it acknowledged.
@@ -272,14 +329,15 @@ func (s *Server) signal(sig syscall.Signal) {
 		return
 	}
 	if sig == syscall.SIGKILL {
-		_ = syscall.Kill(-cmd.Process.Pid, sig) // the whole process group
+		signalAll(cmd.Process.Pid, sig)
 	} else {
+		signalAll(cmd.Process.Pid, syscall.SIGCONT) // if paused
 		_ = cmd.Process.Signal(sig)
 	}
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		signalAll(cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
 }
@@ -460,8 +518,9 @@ func (s *Server) run() error {
 		"-c", "logging_collector=off", "-c", "log_destination=stderr",
 		"-c", "shared_buffers=32MB", "-c", "max_connections=200",
 	)
-	// Its own process group, so that Kill reaches every process of the
-	// server at once; SIGKILL from the kernel if this process dies.
+	// Out of the test's process group (a Ctrl-C of the test is for the
+	// test; cleanup stops the server); SIGKILL from the kernel if this
+	// process dies.
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -516,7 +575,7 @@ func (s *Server) run() error {
 	case <-exited:
 	case <-time.After(30 * time.Second):
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	signalAll(cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 	log, _ := os.ReadFile(s.log)
 	return fmt.Errorf("postgres on %s did not become ready:\n%s", s.addr(), tailOf(log, 2000))

@@ -91,3 +91,33 @@ func TestShared(t *testing.T) {
 		t.Fatalf("a table of one database is in another: %v", err)
 	}
 }
+
+// TestPause: a paused server answers nothing, on connections made before
+// or after, until it is resumed.
+func TestPause(t *testing.T) {
+	s := pgtest.Shared(t)
+	ctx := t.Context()
+	c, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	s.Pause()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Exec(short, "SELECT 1"); err == nil {
+		t.Fatal("a paused server answered")
+	}
+	if _, err := pgx.Connect(short, s.ConnString("postgres")); err == nil {
+		t.Fatal("a paused server accepted a login")
+	}
+	s.Resume()
+	c2, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+	defer c2.Close(context.Background())
+	if _, err := c2.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("after Resume: %v", err)
+	}
+}
