@@ -37,7 +37,8 @@
 // adapters run Migrate when they open, so a Loom upgrade brings the schema
 // with it, and a Loom older than the schema refuses to run against it
 // (ErrSchemaTooNew) rather than write what a newer one would misread.
-// See schema.go for the tables and functions of each version.
+// Version 1 holds the lock coordinator's and the journal's tables and
+// functions (schema.go), version 2 the message queues' (schema_queue.go).
 //
 // # Errors
 //

@@ -28,6 +28,11 @@ var ErrSchemaTooNew = errors.New("postgres: schema made by a newer version of Lo
 // schema, and on the schema to make its tables; an operator may create
 // the schema beforehand and grant the latter only.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (from int, err error) {
+	return migrateTo(ctx, pool, schema, SchemaVersion)
+}
+
+// migrateTo is Migrate to version to (at most SchemaVersion).
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, schema string, to int) (from int, err error) {
 	if !schemaRE.MatchString(schema) {
 		return 0, fmt.Errorf("%w: schema %q is not a lower-case identifier of at most 63 bytes", ErrOptions, schema)
 	}
@@ -56,7 +61,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (from int, 
 		if from > SchemaVersion {
 			return fmt.Errorf("%w: schema %q is at version %d, this Loom knows versions up to %d", ErrSchemaTooNew, schema, from, SchemaVersion)
 		}
-		for v := from; v < SchemaVersion; v++ {
+		for v := from; v < to; v++ {
 			if _, err := tx.Exec(ctx, Expand(migrations[v], schema)); err != nil {
 				return fmt.Errorf("migration to version %d: %w", v+1, err)
 			}

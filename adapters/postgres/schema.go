@@ -19,7 +19,7 @@ package postgres
 // their own. Functions report refusals as results, never as exceptions:
 // a batch of statements is one transaction, and an exception would roll
 // back the others' work.
-var migrations = []string{v1}
+var migrations = []string{v1, v2}
 
 // SchemaVersion is the schema version this code makes and knows.
 var SchemaVersion = len(migrations)

@@ -20,6 +20,7 @@ const (
 	opAppend opKind = iota + 1
 	opSnapshot
 	opTruncate
+	opQueue // a queue.Store write
 )
 
 func (o opKind) String() string {
@@ -28,6 +29,8 @@ func (o opKind) String() string {
 		return "append to"
 	case opSnapshot:
 		return "snapshot of"
+	case opQueue:
+		return "queue write for"
 	default:
 		return "truncate of"
 	}
@@ -50,11 +53,24 @@ type request struct {
 	seq   uint64 // expectedSeq (append), snapshot Seq, throughSeq (truncate)
 	sql   string
 	args  []any
+	// dest are where the committer scans the statement's one row; once
+	// the batch has committed, answer (nil: the journal's verdict, read
+	// into v) turns them into the request's error.
+	dest   []any
+	answer func() error
+	v      verdict
 
 	state int // guarded by Journal.mu
 
 	err  error // output
 	done chan struct{}
+}
+
+// verdictDest makes r's dest the journal functions' verdict, followed by
+// more.
+func (r *request) verdictDest(more ...any) *request {
+	r.dest = append([]any{&r.v.ok, &r.v.tail, &r.v.token, &r.v.snapSeq}, more...)
+	return r
 }
 
 // do queues r for a committer and waits for its answer. If ctx ends while r
@@ -213,11 +229,9 @@ func (j *Journal) sendBatch(batch []*request) (sent bool, err error) {
 		b.Queue(r.sql, r.args...)
 	}
 	br := conn.SendBatch(ctx, b)
-	verdicts := make([]verdict, len(batch))
 	var firstErr error
-	for i := range batch {
-		v := &verdicts[i]
-		if err := br.QueryRow().Scan(&v.ok, &v.tail, &v.token, &v.snapSeq); err != nil && firstErr == nil {
+	for _, r := range batch {
+		if err := br.QueryRow().Scan(r.dest...); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -227,8 +241,12 @@ func (j *Journal) sendBatch(batch []*request) (sent bool, err error) {
 	if firstErr != nil {
 		return true, firstErr
 	}
-	for i, r := range batch {
-		r.err = j.result(r, verdicts[i])
+	for _, r := range batch {
+		if r.answer != nil {
+			r.err = r.answer()
+		} else {
+			r.err = j.result(r, r.v)
+		}
 		close(r.done)
 	}
 	return true, nil

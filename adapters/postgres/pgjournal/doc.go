@@ -1,10 +1,10 @@
-// Package pgjournal is a journal.Journal on PostgreSQL (11 or later;
-// tested on 15): each actor's log is rows of one table, each mutation one
+// Package pgjournal is a journal.Journal and a queue.Store on PostgreSQL
+// (11 or later; tested on 15): each actor's log is rows of one table, each mutation one
 // call of a plpgsql function that checks the fence and the sequence under
 // the actor's row lock and writes in the same transaction, and the
 // mutations of many actors from one node are sent together, one batch and
 // one transaction per round trip (group commit). It passes journaltest
-// against a real server.
+// and queuetest against a real server.
 //
 // # Guarantees
 //
@@ -95,9 +95,47 @@
 // what is queued and wait for the answers, waits for in-flight reads and
 // closes the pool. It may be called more than once.
 //
-// # Not yet
+// # Message queues
 //
-// The journal is not a queue.Store: entries of the message kinds
-// (KindMessageAck, KindMessageSend, KindMessageDirect) are stored like any
-// other, with none of their effects on queues.
+// The Journal is also a queue.Store and a queue.Notifier (queue.go): the
+// durable per-actor message queues of the same actors, in the same schema
+// (version 2: queue_messages, queue_reminders, queue_wake; see
+// adapters/postgres, schema_queue.go). Every write is one call of a
+// function applying the rules of internal/queuesm (ordering, ordered
+// queues blocked by their head, scheduled messages released with a new
+// Seq, reminders firing once however many periods were missed, dead
+// letters, ids remembered for Options.QueueRetention after an ack or
+// purge, then forgotten 64 at a time), sent by the committers with the
+// journal's mutations; queuetest checks them. An Append carrying
+// KindMessageAck, KindMessageDirect or KindMessageSend entries calls
+// journal_append_queue: the journal's fence and sequence checks, then the
+// direct messages' and the acknowledgements' rules (journal.ErrAck
+// wrapping queue.ErrKnownID, ErrNotHead or ErrNotFound) before any write;
+// then the entries, the acknowledgements, the direct messages' ids and
+// the outbox's enqueues, in the same transaction, so a message is
+// acknowledged exactly when its turn's entries commit.
+//
+// Delivery is decided by the actor's lock, as on every backend: only the
+// holder delivers an actor's messages, its fencing token refuses a
+// deposed holder's append, and the acknowledgement is part of that append.
+// So messages are not leased to consumers (no SELECT ... FOR UPDATE SKIP
+// LOCKED claim with a visibility timeout, after which a slow consumer's
+// message would run twice): Due reads, and the acknowledgement decides.
+// SKIP LOCKED serves housekeeping only: forgetting expired ids and
+// sweeping lapsed lock sessions skip rows another transaction holds.
+//
+// Seq comes from a sequence (queue_seq), drawn as a message is accepted:
+// among acceptances in flight at once, Seq follows the draw, not the
+// commit, so a message can become visible after one with a higher Seq was
+// accepted; a sender that waits for each Enqueue (or append) before the
+// next gets its messages in Seq order, which is the FIFO the queues keep.
+// Each actor's earliest actionable instant is kept in queue_wake by every
+// write, so Ready is one index scan; Stats counts rows, so its cost grows
+// with the number of messages held.
+//
+// Time is the calling node's clock (AcceptedAt, the ack instant, the
+// retention), as for the embedded backends; Release and Replay use the now
+// their caller passes, and Release writes nothing when nothing is due.
+// Notify's function hears of this Journal's own writes only; other
+// nodes' writes are found by Ready.
 package pgjournal

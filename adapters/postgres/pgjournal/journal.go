@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/loom-mesh/loom/adapters/postgres"
 	"github.com/loom-mesh/loom/journal"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // Sentinel errors, besides the journal package's. Both are wrapped with %w,
@@ -59,6 +61,11 @@ type Options struct {
 	// (Postgres.PoolSize) needs room for them and for concurrent reads.
 	Committers int
 
+	// QueueRetention is how long the queue (queue.Store) remembers the id
+	// of an acknowledged or purged message. 0 means
+	// queue.DefaultRetention; negative is invalid.
+	QueueRetention time.Duration
+
 	// Meter, when not nil, counts the journal's traffic (see
 	// PostgresStats); several pools may share one, and it then counts
 	// them all. nil: Open makes one for the journal.
@@ -84,6 +91,9 @@ func (o Options) Validate() error {
 	if o.Committers < 1 {
 		errs = append(errs, fmt.Errorf("%w: pgjournal: Committers %d, want at least 1", journal.ErrInvalid, o.Committers))
 	}
+	if o.QueueRetention < 0 {
+		errs = append(errs, fmt.Errorf("%w: pgjournal: QueueRetention %v is negative", journal.ErrInvalid, o.QueueRetention))
+	}
 	if o.Postgres.PoolSize != 0 && o.Committers >= 1 && o.Postgres.PoolSize <= o.Committers {
 		errs = append(errs, fmt.Errorf("%w: pgjournal: a pool of %d connections leaves none for reads beside %d committers", journal.ErrInvalid, o.Postgres.PoolSize, o.Committers))
 	}
@@ -106,6 +116,10 @@ type Journal struct {
 	timeout  time.Duration
 	maxBatch int
 	sql      statements
+	qsql     queueStatements
+
+	retention time.Duration                                    // queue: how long gone ids are remembered
+	notify    atomic.Pointer[func(actor string, at time.Time)] // queue.Notifier
 
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: the queue became non-empty, or closed was set
@@ -162,6 +176,12 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		timeout:  o.Postgres.Timeout(),
 		maxBatch: o.MaxBatch,
 		sql:      newStatements(o.Postgres.SchemaName()),
+		qsql:     newQueueStatements(o.Postgres.SchemaName()),
+
+		retention: o.QueueRetention,
+	}
+	if j.retention == 0 {
+		j.retention = queue.DefaultRetention
 	}
 	j.cond = sync.NewCond(&j.mu)
 	if _, err := postgres.Migrate(ctx, pool, o.Postgres.SchemaName()); err != nil {
@@ -192,8 +212,11 @@ func (j *Journal) Append(ctx context.Context, actor string, token uint64, expect
 		e.Seq, e.Actor, e.Token = expectedSeq+uint64(i)+1, actor, token
 		recs[i] = journal.MarshalEntry(e)
 	}
-	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
-		sql: j.sql.append, args: []any{[]byte(actor), token, expectedSeq, recs}}
+	if hasQueueEntries(entries) {
+		return j.appendQueue(ctx, actor, token, expectedSeq, entries, recs)
+	}
+	r := (&request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
+		sql: j.sql.append, args: []any{[]byte(actor), token, expectedSeq, recs}}).verdictDest()
 	if err := j.do(ctx, r); err != nil {
 		return 0, err
 	}
@@ -209,8 +232,8 @@ func (j *Journal) SaveSnapshot(ctx context.Context, actor string, token uint64, 
 		return err
 	}
 	snap.Token = token
-	return j.do(ctx, &request{op: opSnapshot, actor: actor, token: token, seq: snap.Seq,
-		sql: j.sql.snapshot, args: []any{[]byte(actor), token, snap.Seq, journal.MarshalSnapshot(snap)}})
+	return j.do(ctx, (&request{op: opSnapshot, actor: actor, token: token, seq: snap.Seq,
+		sql: j.sql.snapshot, args: []any{[]byte(actor), token, snap.Seq, journal.MarshalSnapshot(snap)}}).verdictDest())
 }
 
 // Truncate implements journal.Journal. A successful Truncate, even one that
@@ -222,8 +245,8 @@ func (j *Journal) Truncate(ctx context.Context, actor string, token uint64, thro
 	if err := journal.CheckActor(actor); err != nil {
 		return err
 	}
-	return j.do(ctx, &request{op: opTruncate, actor: actor, token: token, seq: throughSeq,
-		sql: j.sql.truncate, args: []any{[]byte(actor), token, throughSeq}})
+	return j.do(ctx, (&request{op: opTruncate, actor: actor, token: token, seq: throughSeq,
+		sql: j.sql.truncate, args: []any{[]byte(actor), token, throughSeq}}).verdictDest())
 }
 
 // Read implements journal.Journal. It is one statement, so it sees the
