@@ -237,7 +237,35 @@ func (s *Server) Addr() string { return s.addr() }
 // Kill crashes the server: SIGKILL to the postmaster and all its children
 // at once. It waits for the postmaster to exit. Killing a stopped server
 // does nothing.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+func (s *Server) Kill() {
+	if s.signal(syscall.SIGKILL) {
+		s.freeSharedMemory()
+	}
+}
+
+// freeSharedMemory removes the System V shared memory segment a killed
+// server leaves behind (postmaster.pid names it). A restart would reclaim
+// it, but a server killed for good would leave it to the machine until
+// it reboots. Removing it while a dying child still has it attached is
+// safe: it goes when the last one detaches.
+func (s *Server) freeSharedMemory() {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return
+	}
+	f := strings.Fields(lines[6]) // "<key> <id>"
+	if len(f) != 2 {
+		return
+	}
+	if id, err := strconv.Atoi(f[1]); err == nil && id >= 0 {
+		const ipcRmid = 0
+		_, _, _ = syscall.Syscall(syscall.SYS_SHMCTL, uintptr(id), ipcRmid, 0)
+	}
+}
 
 // Pause stops every process of the server (SIGSTOP to each):
 // connections stay open and nothing answers, as with a server that hangs
@@ -320,13 +348,15 @@ func (s *Server) Stop() {
 	_ = os.RemoveAll(s.root)
 }
 
-func (s *Server) signal(sig syscall.Signal) {
+// signal stops the server with sig and waits for the postmaster to exit;
+// it reports whether the server was running.
+func (s *Server) signal(sig syscall.Signal) bool {
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
-		return
+		return false
 	}
 	if sig == syscall.SIGKILL {
 		signalAll(cmd.Process.Pid, sig)
@@ -340,6 +370,7 @@ func (s *Server) signal(sig syscall.Signal) {
 		signalAll(cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
+	return true
 }
 
 // start makes a data directory and starts a server on it.

@@ -2,8 +2,14 @@ package pgtest_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 
@@ -119,5 +125,36 @@ func TestPause(t *testing.T) {
 	defer c2.Close(context.Background())
 	if _, err := c2.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("after Resume: %v", err)
+	}
+}
+
+// TestKillFreesSharedMemory: a killed server leaves no System V shared
+// memory segment behind.
+func TestKillFreesSharedMemory(t *testing.T) {
+	s := pgtest.Start(t, pgtest.Options{})
+	b, err := os.ReadFile(filepath.Join(s.Dir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 || len(strings.Fields(lines[6])) != 2 {
+		t.Fatalf("postmaster.pid without a shared memory line:\n%s", b)
+	}
+	id, err := strconv.Atoi(strings.Fields(lines[6])[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ipcStat = 2
+	var buf [256]byte // larger than struct shmid_ds
+	stat := func() syscall.Errno {
+		_, _, e := syscall.Syscall(syscall.SYS_SHMCTL, uintptr(id), ipcStat, uintptr(unsafe.Pointer(&buf[0])))
+		return e
+	}
+	if e := stat(); e != 0 {
+		t.Fatalf("the running server's segment %d: %v", id, e)
+	}
+	s.Kill()
+	if e := stat(); e != syscall.EINVAL && e != syscall.EIDRM {
+		t.Fatalf("after Kill, segment %d: %v; want it gone", id, e)
 	}
 }
