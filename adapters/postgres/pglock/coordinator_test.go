@@ -72,7 +72,7 @@ func advancer(t *testing.T, s *pgtest.Server, db, schema string) func(time.Durat
 	conn := s.Conn(t, db)
 	return func(d time.Duration) {
 		t.Helper()
-		if _, err := conn.Exec(context.Background(), postgres.Expand("UPDATE {s}.test_clock SET off = off + $1 * interval '1 microsecond'", schema), d.Microseconds()); err != nil {
+		if _, err := conn.Exec(context.Background(), postgres.Expand("UPDATE {s}.test_clock SET t = t + $1 * interval '1 microsecond'", schema), d.Microseconds()); err != nil {
 			t.Fatalf("advance %v: %v", d, err)
 		}
 	}
@@ -111,9 +111,9 @@ func TestConformanceRealClock(t *testing.T) {
 	})
 }
 
-// TestProductionClockIgnoresOffset: a coordinator built by New reads only
-// now(); the test clock's table does not move it.
-func TestProductionClockIgnoresOffset(t *testing.T) {
+// TestProductionClockIgnoresTestClock: a coordinator built by New reads
+// only now(); the test clock's table does not move it.
+func TestProductionClockIgnoresTestClock(t *testing.T) {
 	t.Parallel()
 	s, db := sharedDB(t)
 	schema := uniqueSchema()
@@ -139,7 +139,7 @@ func TestProductionClockIgnoresOffset(t *testing.T) {
 	}
 	// The production coordinator, on now() alone, still sees it alive.
 	if err := prod.Renew(ctx, sess); err != nil {
-		t.Fatalf("production Renew after the offset moved: %v; want nil", err)
+		t.Fatalf("production Renew after the test clock moved: %v; want nil", err)
 	}
 	info, ok, err := prod.Holder(ctx, "k")
 	if err != nil || !ok || info.Token != tok {
@@ -746,7 +746,7 @@ func TestRenewNeverShortens(t *testing.T) {
 		}
 		return d
 	}
-	// An old renewal: its transaction's now() is an hour behind the one
+	// An old renewal: its transaction's clock reads 30 s before the one
 	// that follows (the test clock stands for the time it waited).
 	old, err := raw.Begin(ctx)
 	if err != nil {
@@ -754,7 +754,7 @@ func TestRenewNeverShortens(t *testing.T) {
 	}
 	defer old.Rollback(context.Background())
 	var oldNow time.Time
-	if err := old.QueryRow(ctx, postgres.Expand("SELECT now() + (SELECT off FROM {s}.test_clock)", schema)).Scan(&oldNow); err != nil {
+	if err := old.QueryRow(ctx, postgres.Expand("SELECT t FROM {s}.test_clock", schema)).Scan(&oldNow); err != nil {
 		t.Fatal(err)
 	}
 	advancer(t, s, db, schema)(30 * time.Second)

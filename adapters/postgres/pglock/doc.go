@@ -93,10 +93,10 @@
 // # Testing
 //
 // The conformance suite moves the coordinator's clock. Test binaries of
-// this package build coordinators whose statements add an offset, read
-// from a table of the schema, to now() (see export_test.go); the production
-// statements read now() alone, so no table, flag or option can move a
-// production coordinator's clock.
+// this package build coordinators whose statements read the time from a
+// table of the schema, which stands still until the test moves it (see
+// export_test.go); the production statements read now() alone, so no
+// table, flag or option can move a production coordinator's clock.
 //
 // # Concurrency
 //

@@ -14,24 +14,25 @@ import (
 // Coordinator's statements read now() and nothing else, so no table, flag
 // or option can move its clock.
 //
-// A test coordinator's statements add to now() the interval stored in the
-// one row of the table test_clock of its schema. Advance raises it, so
-// every test coordinator of one schema (and the sessions of all of them)
-// sees time jump forward at once; time also passes as it does on the
-// server. The offset only grows.
+// A test coordinator's statements read the instant stored in the one row
+// of the table test_clock of its schema, which is the database's now()
+// when the table is made and stands still until Advance moves it, as
+// locktest.FakeClock does: so a test on a slow machine does not see its
+// sessions lapse while it works. Every test coordinator of one schema
+// (and the sessions of all of them) sees the clock jump at once.
 
 // NewTestClock is New with the test clock.
 func NewTestClock(ctx context.Context, o Options) (*Coordinator, error) {
 	schema := o.Postgres.SchemaName()
-	c, err := newCoordinator(ctx, o, postgres.Expand("(now() + (SELECT off FROM {s}.test_clock))", schema))
+	c, err := newCoordinator(ctx, o, postgres.Expand("(SELECT t FROM {s}.test_clock)", schema))
 	if err != nil {
 		return nil, err
 	}
 	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, postgres.Expand(`
 			SELECT pg_advisory_xact_lock(hashtextextended('loom test clock ' || '{s}', 0));
-			CREATE TABLE IF NOT EXISTS {s}.test_clock (off interval NOT NULL);
-			INSERT INTO {s}.test_clock SELECT interval '0' WHERE NOT EXISTS (SELECT 1 FROM {s}.test_clock)`, schema))
+			CREATE TABLE IF NOT EXISTS {s}.test_clock (t timestamptz NOT NULL);
+			INSERT INTO {s}.test_clock SELECT now() WHERE NOT EXISTS (SELECT 1 FROM {s}.test_clock)`, schema))
 		return err
 	})
 	if err != nil {
@@ -47,7 +48,7 @@ func (c *Coordinator) Advance(ctx context.Context, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("pglock: advance by %v: the clock only moves forward", d)
 	}
-	_, err := c.pool.Exec(ctx, postgres.Expand("UPDATE {s}.test_clock SET off = off + $1 * interval '1 microsecond'", c.schema), ttlMicros(d))
+	_, err := c.pool.Exec(ctx, postgres.Expand("UPDATE {s}.test_clock SET t = t + $1 * interval '1 microsecond'", c.schema), ttlMicros(d))
 	return err
 }
 
