@@ -214,7 +214,7 @@ func (s *Server) Conn(t testing.TB, db string) *pgx.Conn {
 	t.Helper()
 	c, err := s.socketConn(t.Context(), db)
 	if err != nil {
-		t.Fatalf("pgtest: connect to %s on %s: %v", db, s.addr(), err)
+		t.Fatalf("pgtest: connect to %s on %s: %v", db, s.Addr(), err)
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
@@ -228,11 +228,8 @@ func (s *Server) socketConn(ctx context.Context, db string) (*pgx.Conn, error) {
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
-// Addr is host:port.
-func (s *Server) addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
-
 // Addr is the server's host:port.
-func (s *Server) Addr() string { return s.addr() }
+func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // Kill crashes the server: SIGKILL to the postmaster and all its children
 // at once. It waits for the postmaster to exit. Killing a stopped server
@@ -270,12 +267,12 @@ func (s *Server) freeSharedMemory() {
 // Pause stops every process of the server (SIGSTOP to each):
 // connections stay open and nothing answers, as with a server that hangs
 // or a network that drops everything. Resume continues it.
-func (s *Server) Pause() { s.groupSignal(syscall.SIGSTOP) }
+func (s *Server) Pause() { s.signalRunning(syscall.SIGSTOP) }
 
 // Resume continues a server after Pause.
-func (s *Server) Resume() { s.groupSignal(syscall.SIGCONT) }
+func (s *Server) Resume() { s.signalRunning(syscall.SIGCONT) }
 
-func (s *Server) groupSignal(sig syscall.Signal) {
+func (s *Server) signalRunning(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
@@ -609,7 +606,7 @@ func (s *Server) run() error {
 	signalAll(cmd.Process.Pid, syscall.SIGKILL)
 	<-done
 	log, _ := os.ReadFile(s.log)
-	return fmt.Errorf("postgres on %s did not become ready:\n%s", s.addr(), tailOf(log, 2000))
+	return fmt.Errorf("postgres on %s did not become ready:\n%s", s.Addr(), tailOf(log, 2000))
 }
 
 func tailOf(b []byte, n int) []byte {
