@@ -65,12 +65,26 @@ LANGUAGE sql IMMUTABLE AS $$
 	SELECT coalesce(p_state = 'g' AND p_at <= p_cutoff, false)
 $$;
 
--- queue_refresh recomputes p_actor's wake and returns it (NULL: none).
+-- queue_lock takes the transaction-level advisory lock of p_actor's
+-- queue. Every write to an actor's queue takes it before it reads or
+-- locks any of the actor's messages: it serialises the writes to one
+-- actor's queue, in one order (so two transactions do not deadlock over
+-- an actor's messages and its wake), and the later of two writes
+-- computes the wake after the earlier committed. (Two actors whose keys
+-- hash alike share a lock: they are serialised for nothing, no more.)
+CREATE FUNCTION {s}.queue_lock(p_actor bytea) RETURNS void
+LANGUAGE sql AS $$
+	SELECT pg_advisory_xact_lock(hashtextextended('loom queue {s} ' || encode(p_actor, 'hex'), 0))
+$$;
+
+-- queue_refresh recomputes p_actor's wake, under its queue's lock, and
+-- returns it (NULL: none).
 CREATE FUNCTION {s}.queue_refresh(p_actor bytea) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
 	v_at bigint;
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	v_at := least(
 		(SELECT next_at FROM {s}.queue_messages WHERE actor = p_actor AND state = 'p' AND NOT ordered ORDER BY next_at, seq LIMIT 1),
 		(SELECT next_at FROM {s}.queue_messages WHERE actor = p_actor AND state = 'p' AND ordered ORDER BY seq LIMIT 1),
@@ -140,6 +154,7 @@ CREATE FUNCTION {s}.queue_enqueue(p_now bigint, p_cutoff bigint, p_id bytea, p_a
 	OUT o_seq bigint, OUT o_accepted_at bigint, OUT o_dup boolean, OUT o_wake bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	SELECT * INTO o_seq, o_accepted_at, o_dup
 		FROM {s}.queue_put(p_now, p_cutoff, p_id, p_actor, p_type, p_body, p_ordered, p_sched, p_next);
 	IF NOT o_dup THEN
@@ -158,6 +173,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	v {s}.queue_messages;
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	SELECT * INTO v FROM {s}.queue_messages WHERE id = p_id FOR UPDATE;
 	IF NOT FOUND OR v.state <> 'p' OR v.actor <> p_actor THEN
 		o_status := 'nf';
@@ -213,6 +229,7 @@ BEGIN
 	IF p_token < o_token OR p_expected <> o_tail THEN
 		RETURN;
 	END IF;
+	PERFORM {s}.queue_lock(p_actor);
 	FOR i IN 1 .. coalesce(array_length(p_directs, 1), 0) LOOP
 		o_code_id := p_directs[i];
 		IF p_directs[i] = ANY (p_directs[1:i-1]) THEN
@@ -271,6 +288,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	FOR i IN 1 .. coalesce(array_length(p_send_ids, 1), 0) LOOP
+		PERFORM {s}.queue_lock(p_send_actors[i]);
 		SELECT o_dup INTO v_dup FROM {s}.queue_put(p_now, p_cutoff, p_send_ids[i], p_send_actors[i], p_send_types[i],
 			p_send_bodies[i], p_send_ordered[i], p_send_sched[i], p_send_next[i]);
 		IF NOT v_dup AND NOT (p_send_actors[i] = ANY (v_touched)) THEN
@@ -308,6 +326,7 @@ DECLARE
 	i     integer := 0;
 	v_dup boolean;
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	FOR r IN SELECT name, rec FROM {s}.queue_reminders WHERE actor = p_actor AND due_at <= p_now
 			ORDER BY due_at, name FOR UPDATE LOOP
 		i := i + 1;
@@ -407,6 +426,7 @@ RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
 	v_at bigint;
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	INSERT INTO {s}.queue_reminders (actor, name, type, due_at, rec) VALUES (p_actor, p_name, p_type, p_due, p_rec)
 		ON CONFLICT (actor, name) DO UPDATE SET due_at = excluded.due_at, rec = excluded.rec;
 	v_at := {s}.queue_refresh(p_actor);
@@ -417,6 +437,7 @@ END $$;
 CREATE FUNCTION {s}.queue_delete_reminder(p_cutoff bigint, p_actor bytea, p_name bytea)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+	PERFORM {s}.queue_lock(p_actor);
 	DELETE FROM {s}.queue_reminders WHERE actor = p_actor AND name = p_name;
 	IF NOT FOUND THEN
 		RETURN false;

@@ -170,9 +170,10 @@ func (j *Journal) commitLoop() {
 // Refusals are answers, not errors, so they do not roll the batch back.
 // If the batch fails, the whole transaction failed with it: an error the
 // server answered (postgres.NotApplied) rolled all of it back, and each
-// request is then sent again alone, so that one request's failure (none is
-// known, but a server's limits could make one) is not every request's; any
-// other failure leaves every request's outcome unknown.
+// request is then sent again alone, so that one request's failure is not
+// every request's, and again while it meets a deadlock or a serialization
+// failure (another transaction's doing); any other failure leaves every
+// request's outcome unknown.
 func (j *Journal) send(batch []*request) {
 	slices.SortStableFunc(batch, func(a, b *request) int { return strings.Compare(a.actor, b.actor) })
 	sent, err := j.sendBatch(batch)
@@ -194,14 +195,39 @@ func (j *Journal) send(batch []*request) {
 		return
 	}
 	if len(batch) == 1 {
-		r := batch[0]
-		r.err = fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, r.op, r.actor, j.addr, err)
-		close(r.done)
+		j.sendAlone(batch[0], err)
 		return
 	}
 	for _, r := range batch {
 		j.send([]*request{r})
 	}
+}
+
+// conflictRetries is how many times a request sent alone is sent again
+// after the server rolled it back for a deadlock or a serialization
+// failure (postgres.IsConflict): another transaction's doing, which the
+// next attempt does not meet again.
+const conflictRetries = 5
+
+// sendAlone answers r, whose batch failed with err (not applied), after
+// sending it again while it fails for a conflict.
+func (j *Journal) sendAlone(r *request, err error) {
+	for range conflictRetries {
+		if !postgres.IsConflict(err) {
+			break
+		}
+		var sent bool
+		if sent, err = j.sendBatch([]*request{r}); err == nil {
+			return
+		}
+		if sent && !postgres.NotApplied(err) {
+			r.err = fmt.Errorf("%w: %s %q at %s: %w", ErrUnknownOutcome, r.op, r.actor, j.addr, err)
+			close(r.done)
+			return
+		}
+	}
+	r.err = fmt.Errorf("%w: %s %q at %s: %w", ErrUnavailable, r.op, r.actor, j.addr, err)
+	close(r.done)
 }
 
 // verdict is a mutation function's answer: whether it wrote, and the head

@@ -78,7 +78,10 @@
 // back all of it, and then each request is sent again alone (one
 // request's failure is not the others'). A batch's requests are sent in
 // actor order (keeping each actor's queue order), so two committers'
-// batches take their row locks in the same order and never deadlock.
+// batches take their journal row locks in the same order and never
+// deadlock over them (for the queues, see below). The requests of one
+// batch were all in flight at once, so any order is one they may have
+// run in.
 //
 // On this 2-core machine (shared with other work, so the figures move),
 // BenchmarkAppend at 64 callers gave 6,000 to 15,000 appends/s, against
@@ -131,7 +134,14 @@
 // next gets its messages in Seq order, which is the FIFO the queues keep.
 // Each actor's earliest actionable instant is kept in queue_wake by every
 // write, so Ready is one index scan; Stats counts rows, so its cost grows
-// with the number of messages held.
+// with the number of messages held. Every write to an actor's queue first
+// takes a transaction-level advisory lock of that actor's queue, so the
+// writes to one queue are serialised in one order (the wake each leaves
+// counts the others'), and two batches do not deadlock over one actor's
+// messages. What can still deadlock (an outbox send to another actor, an
+// id taken by another actor's message, a replay) is rolled back by the
+// server's deadlock detector; such a request, like one that meets a
+// serialization failure, is sent again alone, up to five times.
 //
 // Time is the calling node's clock (AcceptedAt, the ack instant, the
 // retention), as for the embedded backends; Release and Replay use the now
