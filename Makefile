@@ -28,6 +28,7 @@ cluster: build
 # -tags loomchaos.
 test:
 	./scripts/ensure-redis
+	./scripts/ensure-postgres
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./...
