@@ -602,26 +602,16 @@ func hasQueueEntries(es []journal.Entry) bool {
 }
 
 // checkDirect applies the rules of a KindMessageDirect entry of an append
-// to actor that need no data (queuesm.CheckDirect's invalid cases) and
-// returns its message.
-func checkDirect(actor string, e journal.Entry, now int64) (queue.Message, error) {
-	msg, err := queue.UnmarshalMessage(e.Payload)
+// to actor that need no data (queuesm.CheckDirect's invalid cases).
+func checkDirect(actor string, e journal.Entry) error {
+	err := queue.CheckID(e.IdempotencyKey)
 	if err == nil {
-		err = queue.CheckMessage(msg)
-	}
-	switch {
-	case err != nil:
-	case msg.ID != e.IdempotencyKey:
-		err = fmt.Errorf("%w: direct message entry %q carries message %q", queue.ErrInvalid, e.IdempotencyKey, msg.ID)
-	case msg.Actor != actor:
-		err = fmt.Errorf("%w: direct message %q is to %q, appended to %q", queue.ErrInvalid, msg.ID, msg.Actor, actor)
-	case !msg.DeliverAt.IsZero() && queue.UnixNano(msg.DeliverAt) > now:
-		err = fmt.Errorf("%w: direct message %q is due later than now", queue.ErrInvalid, msg.ID)
+		err = queue.CheckActor(actor)
 	}
 	if err != nil {
-		return queue.Message{}, fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
+		return fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
 	}
-	return msg, nil
+	return nil
 }
 
 // ackRule is the error of an append whose message entries the function
@@ -650,11 +640,15 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 		case journal.KindMessageAck:
 			acks = append(acks, []byte(e.IdempotencyKey))
 		case journal.KindMessageDirect:
-			msg, err := checkDirect(actor, e, now)
-			if err != nil {
+			if err := checkDirect(actor, e); err != nil {
 				return 0, err
 			}
-			directs, directOrdered = append(directs, []byte(msg.ID)), append(directOrdered, msg.Ordered)
+			if len(directs) > 0 {
+				return 0, fmt.Errorf("%w: %w: more than one direct message entry in one append to %q; a turn applies one message", journal.ErrInvalid, queue.ErrInvalid, actor)
+			}
+			// Refused while any ordered message of the actor is
+			// pending, whatever its mode (queuesm.CheckDirect).
+			directs, directOrdered = append(directs, []byte(e.IdempotencyKey)), append(directOrdered, true)
 		case journal.KindMessageSend:
 			msg, err := queue.UnmarshalMessage(e.Payload)
 			if err != nil {
