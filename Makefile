@@ -22,18 +22,17 @@ cluster: build
 # them: it builds its own loom-node with -tags loomchaos and runs the
 # default scenarios, the Redis one and the proof that the checkers bite;
 # only the Redis ones: go test ./test/chaos -run
-# 'TestChaosRedis|TestChaosCheckersBite/redis'); then the packages with
+# 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
 # test-only machinery (the chaos hook, the unsafe modes, the Redis
-# journal's unfenced append) again as the chaos suite builds them, with
-# -tags loomchaos.
+# journal's unfenced append), which exist only as the chaos suite builds
+# them, with -tags loomchaos: their names begin TestChaos or TestUnsafe.
 test:
 	./scripts/ensure-redis
 	./scripts/ensure-postgres
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -race -count=1 -timeout 10m -tags loomchaos ./node/... ./cmd/loom-node
-	$(GO) test -race -count=1 -timeout 5m -tags loomchaos -run 'TestUnsafe' ./adapters/redis/redisjournal
+	$(GO) test -race -count=1 -timeout 10m -tags loomchaos -run '^Test(Chaos|Unsafe)' ./node ./cmd/loom-node ./adapters/redis/redisjournal
 
 # The chaos suite with its soak: real loom-node processes killed (-9),
 # paused (SIGSTOP), partitioned, their clocks and disks faulted, their

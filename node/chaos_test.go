@@ -285,7 +285,7 @@ func TestChaosHookPartitionsAndHeals(t *testing.T) {
 // A partition of the Raft leader's gossip alone (Raft and gRPC flow)
 // must not lapse the followers' sessions: they forward their renewals to
 // the leader Raft names, even while gossip calls it dead.
-func TestLeaderGossipPartitionKeepsSessions(t *testing.T) {
+func TestChaosLeaderGossipPartitionKeepsSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a three-node cluster and a partition")
 	}

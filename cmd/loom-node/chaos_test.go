@@ -10,7 +10,7 @@ import (
 
 // The test-only flags are refused where they make no sense, and an unknown
 // unsafe mode is named.
-func TestTestOnlyFlagsAreChecked(t *testing.T) {
+func TestChaosTestOnlyFlagsAreChecked(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		want string

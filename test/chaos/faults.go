@@ -45,7 +45,7 @@ var hookFaults = map[FaultKind]func(*Nemesis, context.Context) FaultEvent{
 	PartitionGossip: func(n *Nemesis, ctx context.Context) FaultEvent {
 		// A follower, so that the rings disagree while every node keeps
 		// its session. (The leader's case is node's
-		// TestLeaderGossipPartitionKeepsSessions: the followers used to
+		// TestChaosLeaderGossipPartitionKeepsSessions: the followers used to
 		// find no alive member to forward their renewals to, and every
 		// session on them lapsed for as long as the partition lasted.)
 		l, err := n.leader(ctx)
