@@ -324,3 +324,50 @@ func boolInt(v bool) int {
 	}
 	return 0
 }
+
+// BenchmarkSendDirect compares a message applied on acceptance (Send
+// with DirectMessages: a turn whose one journal entry also accepts the
+// message) with a call of the same method (one State.Set), on 1,000
+// actors from 64 callers, over the in-memory journal, which is also the
+// message store: what the send path costs the runtime beyond a call's.
+func BenchmarkSendDirect(b *testing.B) {
+	const actors = 1000
+	ids := make([]string, actors)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("s%d", i)
+	}
+	for _, op := range []string{"call", "send"} {
+		b.Run(op, func(b *testing.B) {
+			c := inmem.NewCoordinator(inmem.CoordinatorOptions{})
+			sid, err := c.CreateSession(context.Background(), "bench", time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			j := inmem.NewJournal()
+			r, err := New(Options{Journal: j, Coordinator: c, Session: benchSession{sid}, Messages: j, DirectMessages: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := r.Register(benchType); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = r.Close(context.Background()); _ = c.Close(); _ = j.Close() })
+			ctx := context.Background()
+			call := func(g, i int) error {
+				_, err := benchSet.Call(ctx, r, ids[(g*7919+i)%actors], i)
+				return err
+			}
+			if op == "send" {
+				call = func(g, i int) error {
+					acc, err := benchSet.Send(ctx, r, ids[(g*7919+i)%actors], i)
+					if err == nil && !acc.Applied {
+						err = fmt.Errorf("message %s was not applied on acceptance", acc.ID)
+					}
+					return err
+				}
+			}
+			b.ReportAllocs()
+			runCallers(b, 64, false, call)
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/google/btree"
 )
 
 // Mem is an in-memory set of named buckets, for running the state
@@ -22,7 +24,7 @@ func NewMem() *Mem { return &Mem{buckets: map[string]*memBucket{}} }
 func (m *Mem) Bucket(name string) Bucket {
 	b := m.buckets[name]
 	if b == nil {
-		b = &memBucket{recs: map[string][]byte{}}
+		b = newMemBucket()
 		m.buckets[name] = b
 	}
 	return b
@@ -32,7 +34,7 @@ func (m *Mem) Bucket(name string) Bucket {
 func (m *Mem) Clone() *Mem {
 	c := NewMem()
 	for name, b := range m.buckets {
-		cb := &memBucket{recs: make(map[string][]byte, len(b.recs))}
+		cb := &memBucket{recs: make(map[string][]byte, len(b.recs)), keys: b.keys.Clone()}
 		for k, v := range b.recs {
 			cb.recs[k] = bytes.Clone(v)
 		}
@@ -55,8 +57,15 @@ func (m *Mem) Dump() string {
 	return b.String()
 }
 
+// memBucket keeps its records in a map and their keys in a B-tree, in
+// order, so that a cursor's every step is a lookup, not a sort.
 type memBucket struct {
 	recs map[string][]byte
+	keys *btree.BTreeG[string]
+}
+
+func newMemBucket() *memBucket {
+	return &memBucket{recs: map[string][]byte{}, keys: btree.NewOrderedG[string](16)}
 }
 
 func (b *memBucket) Get(key []byte) []byte { return b.recs[string(key)] }
@@ -65,12 +74,20 @@ func (b *memBucket) Put(key, val []byte) error {
 	if val == nil {
 		val = []byte{}
 	}
-	b.recs[string(key)] = val
+	k := string(key)
+	if _, ok := b.recs[k]; !ok {
+		b.keys.ReplaceOrInsert(k)
+	}
+	b.recs[k] = val
 	return nil
 }
 
 func (b *memBucket) Delete(key []byte) error {
-	delete(b.recs, string(key))
+	k := string(key)
+	if _, ok := b.recs[k]; ok {
+		delete(b.recs, k)
+		b.keys.Delete(k)
+	}
 	return nil
 }
 
@@ -86,46 +103,46 @@ func (b *memBucket) ForEach(fn func(k, v []byte) error) error {
 
 func (b *memBucket) Cursor() Cursor { return b.PrefixCursor(nil) }
 
-// PrefixCursor sorts the keys with prefix when it is made: the bucket does
-// not change while a cursor is in use.
+// PrefixCursor returns a cursor over the keys with prefix. Each move looks
+// the next key up in the bucket as it is then.
 func (b *memBucket) PrefixCursor(prefix []byte) Cursor {
-	c := &memCursor{b: b}
-	for k := range b.recs {
-		if strings.HasPrefix(k, string(prefix)) {
-			c.keys = append(c.keys, k)
-		}
-	}
-	slices.Sort(c.keys)
-	return c
+	return &memCursor{b: b, prefix: string(prefix)}
 }
 
 type memCursor struct {
-	b    *memBucket
-	keys []string
-	i    int
+	b      *memBucket
+	prefix string
+	cur    string // the current key, when ok
+	ok     bool
 }
 
-func (c *memCursor) at() ([]byte, []byte) {
-	if c.i >= len(c.keys) {
+// from moves to the first key >= k (after k when after) with the prefix.
+func (c *memCursor) from(k string, after bool) ([]byte, []byte) {
+	c.ok = false
+	c.b.keys.AscendGreaterOrEqual(k, func(item string) bool {
+		if after && item == k {
+			return true
+		}
+		if strings.HasPrefix(item, c.prefix) {
+			c.cur, c.ok = item, true
+		}
+		return false
+	})
+	if !c.ok {
 		return nil, nil
 	}
-	k := c.keys[c.i]
-	return []byte(k), c.b.recs[k]
+	return []byte(c.cur), c.b.recs[c.cur]
 }
 
-func (c *memCursor) First() ([]byte, []byte) {
-	c.i = 0
-	return c.at()
-}
+func (c *memCursor) First() ([]byte, []byte) { return c.from(c.prefix, false) }
 
 func (c *memCursor) Seek(key []byte) ([]byte, []byte) {
-	c.i, _ = slices.BinarySearch(c.keys, string(key))
-	return c.at()
+	return c.from(max(string(key), c.prefix), false)
 }
 
 func (c *memCursor) Next() ([]byte, []byte) {
-	if c.i < len(c.keys) {
-		c.i++
+	if !c.ok {
+		return nil, nil
 	}
-	return c.at()
+	return c.from(c.cur, true)
 }
