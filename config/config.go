@@ -34,6 +34,10 @@ const (
 	// JournalRedis keeps journals in Redis (journal.redis, or the
 	// stateAdapter section's host, port and password).
 	JournalRedis = "redis"
+	// JournalPostgres keeps journals in PostgreSQL (journal.postgres, or
+	// the stateAdapter section's host, port, user and password when its
+	// type is postgres).
+	JournalPostgres = "postgres"
 )
 
 // MessagingBullMQ is accepted for messaging.backend (the seed's
@@ -55,6 +59,9 @@ const (
 	// CoordinationRedis takes sessions, locks and fencing tokens from Redis
 	// (coordination.redis, or else the journal's Redis).
 	CoordinationRedis = "redis"
+	// CoordinationPostgres takes sessions, locks and fencing tokens from
+	// PostgreSQL (coordination.postgres, or else the journal's server).
+	CoordinationPostgres = "postgres"
 )
 
 // Allowed values of LoggingConfig.Level.
@@ -306,9 +313,11 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 type JournalConfig struct {
 	// Backend is JournalBBolt, JournalMemory, JournalRaft (replicated
 	// through the cluster's Raft group; requires coordination.backend
-	// raft) or JournalRedis (journal.redis). Default JournalBBolt: a single node keeps its actors' state
-	// across restarts out of the box. A cluster needs JournalRaft, so that
-	// an actor's journal is readable on whichever node owns it next.
+	// raft), JournalRedis (journal.redis) or JournalPostgres
+	// (journal.postgres). Default JournalBBolt: a single node keeps its
+	// actors' state across restarts out of the box. A cluster needs
+	// JournalRaft, JournalRedis or JournalPostgres, so that an actor's
+	// journal is readable on whichever node owns it next.
 	Backend string `yaml:"backend"`
 
 	// Path is the bbolt file; the memory and raft backends ignore it (the
@@ -324,6 +333,9 @@ type JournalConfig struct {
 
 	// Redis is the server of the redis backend. Default: none.
 	Redis RedisConfig `yaml:"redis"`
+
+	// Postgres is the server of the postgres backend. Default: none.
+	Postgres PostgresConfig `yaml:"postgres"`
 }
 
 // RedisConfig says how to reach a Redis server: host and port (the seed's
@@ -367,6 +379,55 @@ func (c Config) CoordinationRedis() RedisConfig {
 		return c.Coordination.Redis
 	}
 	return c.Journal.Redis
+}
+
+// PostgresConfig says how to reach a PostgreSQL server and where Loom's
+// tables live there: host, port, user, password and database (the seed's
+// keys), or url (a postgres:// URL or a keyword/value connection string).
+type PostgresConfig struct {
+	// URL gives everything at once, instead of host, port, user, password
+	// and database; TLS is then what its sslmode says, unless tls is set.
+	// It may hold a password, so it is secret.
+	URL  string `yaml:"url" loom:"secret"`
+	Host string `yaml:"host"`
+	// Port is the server's port; 0 means 5432.
+	Port int `yaml:"port"`
+	// User is required with host.
+	User     string `yaml:"user"`
+	Password string `yaml:"password" loom:"secret"`
+	// Database defaults to the user's name, as PostgreSQL's does.
+	Database string `yaml:"database"`
+	// Schema holds every table Loom makes, so that several clusters share
+	// a database without meeting: a lower-case SQL identifier of at most
+	// 63 bytes. Default "" meaning "loom".
+	Schema string `yaml:"schema"`
+	// TLS connects with TLS, checking the server's certificate against
+	// TLSCA (a PEM file) when set, else the system's roots, for
+	// TLSServerName when set, else the host. Without it (and no url)
+	// connections are in plain text.
+	TLS           bool   `yaml:"tls"`
+	TLSCA         string `yaml:"tlsCA"`
+	TLSServerName string `yaml:"tlsServerName"`
+	// PoolSize is the most connections kept; 0 takes the client's default
+	// (4, or the number of CPUs if more). The journal's must be 0 or at
+	// least 3: two committers send its batches, and reads need one more.
+	PoolSize int `yaml:"poolSize"`
+	// ConnectTimeout bounds a connection attempt, QueryTimeout one round
+	// trip; 0 takes the adapters' defaults (5s, 10s).
+	ConnectTimeout time.Duration `yaml:"connectTimeout"`
+	QueryTimeout   time.Duration `yaml:"queryTimeout"`
+}
+
+// Set reports whether p names a server.
+func (p PostgresConfig) Set() bool { return p.Host != "" || p.URL != "" }
+
+// CoordinationPostgres is the coordinator's PostgreSQL server:
+// coordination.postgres when it names a server, else the journal's.
+func (c Config) CoordinationPostgres() PostgresConfig {
+	if c.Coordination.Postgres.Set() {
+		return c.Coordination.Postgres
+	}
+	return c.Journal.Postgres
 }
 
 // Queue modes of MessagePolicyConfig.QueueMode.
@@ -424,6 +485,11 @@ type MessagingConfig struct {
 	// Redis, when set, must name the journal's Redis (the queues live
 	// with the journals); left empty, the journal's is used.
 	Redis RedisConfig `yaml:"redis"`
+
+	// Postgres, when set, must name the journal's PostgreSQL server (the
+	// queues are tables beside the journals'); left empty, the journal's
+	// is used.
+	Postgres PostgresConfig `yaml:"postgres"`
 }
 
 // MessagePolicyConfig is how one actor type's messages are ordered and
@@ -491,8 +557,9 @@ func (c MessagingConfig) For(actorType string) MessagePolicyConfig {
 // CoordinationConfig chooses the coordinator that grants actor locks.
 type CoordinationConfig struct {
 	// Backend is CoordinationMemory (one node, in-process),
-	// CoordinationRaft (the embedded Raft coordinator a cluster shares) or
-	// CoordinationRedis (coordination.redis, else journal.redis).
+	// CoordinationRaft (the embedded Raft coordinator a cluster shares),
+	// CoordinationRedis (coordination.redis, else journal.redis) or
+	// CoordinationPostgres (coordination.postgres, else journal.postgres).
 	// Default CoordinationMemory: a single node needs no Raft store. A
 	// memory coordinator cannot be shared between nodes, so with a
 	// non-empty cluster.join or a cluster.bootstrapExpect > 1 it is a
@@ -514,13 +581,17 @@ type CoordinationConfig struct {
 	// Redis is used (the seed: a coordination section without its own
 	// host uses the state section's).
 	Redis RedisConfig `yaml:"redis"`
+
+	// Postgres is the server of the postgres backend; left empty, the
+	// journal's server is used, as with Redis.
+	Postgres PostgresConfig `yaml:"postgres"`
 }
 
 // ClusterConfig says how a node finds other nodes and forms a cluster with
 // them: gossip membership (memberlist) and the Raft group of
 // coordination.backend raft. A node is in a cluster when Join is non-empty
-// or BootstrapExpect > 1; it then needs coordination.backend raft and
-// journal.backend raft.
+// or BootstrapExpect > 1; it then needs a coordinator the nodes share
+// (raft, redis or postgres) and a journal they share.
 type ClusterConfig struct {
 	// Join is a comma-separated list of gossip addresses (host:port, the
 	// node.gossipPort of each) of nodes already in the cluster, such as

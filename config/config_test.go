@@ -149,7 +149,7 @@ func TestValidate(t *testing.T) {
 		{"type name", func(c *Config) {
 			c.ActorPools.Types = map[string]PoolOverride{"": {}}
 		}, "actorPools.types.", "must not be empty"},
-		{"journal backend", func(c *Config) { c.Journal.Backend = "mongo" }, "journal.backend", "must be one of bbolt, memory, raft, redis"},
+		{"journal backend", func(c *Config) { c.Journal.Backend = "mongo" }, "journal.backend", "must be one of bbolt, memory, raft, redis, postgres"},
 		{"redis journal without a server", func(c *Config) { c.Journal.Backend, c.Coordination.Backend = "redis", "raft" }, "journal.backend", "redis needs a server"},
 		{"redis journal with a memory coordinator", func(c *Config) {
 			c.Journal.Backend, c.Journal.Redis.Addr = "redis", "127.0.0.1:6379"
@@ -157,9 +157,60 @@ func TestValidate(t *testing.T) {
 		{"redis coordinator with a local journal", func(c *Config) {
 			c.Coordination.Backend, c.Journal.Redis.Addr = "redis", "127.0.0.1:6379"
 		}, "coordination.backend", `redis needs journal.backend redis: the nodes that share a Redis coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend "bbolt")`},
+		{"postgres journal without a server", func(c *Config) { c.Journal.Backend, c.Coordination.Backend = "postgres", "raft" }, "journal.backend", "postgres needs a server: set journal.postgres (stateAdapter) host or url"},
+		{"postgres journal with a memory coordinator", func(c *Config) {
+			c.Journal.Backend, c.Journal.Postgres = "postgres", testPG
+		}, "journal.backend", "postgres needs coordination.backend postgres or raft: a PostgreSQL journal refuses fencing tokens lower than the highest it has seen"},
+		{"postgres coordinator with a local journal", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Postgres = "postgres", testPG
+		}, "coordination.backend", `postgres needs journal.backend postgres: the nodes that share a PostgreSQL coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend "bbolt")`},
+		{"postgres coordinator with a redis journal", func(c *Config) {
+			c.Coordination.Backend, c.Coordination.Postgres = "postgres", testPG
+			c.Journal.Backend, c.Journal.Redis.Addr = "redis", "127.0.0.1:6379"
+		}, "coordination.backend", `postgres needs journal.backend postgres: fencing tokens and the journals they fence must be kept in one store`},
+		{"redis coordinator with a postgres journal", func(c *Config) {
+			c.Coordination.Backend, c.Coordination.Redis.Addr = "redis", "127.0.0.1:6379"
+			c.Journal.Backend, c.Journal.Postgres = "postgres", testPG
+		}, "coordination.backend", `redis needs journal.backend redis: fencing tokens and the journals they fence must be kept in one store`},
+		{"postgres url and host", func(c *Config) {
+			c.Journal.Postgres = PostgresConfig{URL: "postgres://loom:s3cret@db/loom", Host: "db", User: "loom"}
+		}, "journal.postgres.url", "give url, or host, port, user, password and database, not both"},
+		{"postgres url scheme", func(c *Config) { c.Journal.Postgres.URL = "mysql://loom:s3cret@db" }, "journal.postgres.url", "must be a postgres:// or postgresql:// URL"},
+		{"postgres port", func(c *Config) {
+			c.Journal.Postgres = testPG
+			c.Journal.Postgres.Port = 70000
+		}, "journal.postgres.port", "must be 0 to 65535 (got 70000)"},
+		{"postgres port without host", func(c *Config) { c.Journal.Postgres.Port = 5433 }, "journal.postgres.port", "is the port of host"},
+		{"postgres host without user", func(c *Config) { c.Journal.Postgres.Host = "db" }, "journal.postgres.user", "must be set with host"},
+		{"postgres user without host", func(c *Config) { c.Journal.Postgres.User = "loom" }, "journal.postgres.user", "names no server without host"},
+		{"postgres password without host", func(c *Config) { c.Journal.Postgres.Password = "s3cret" }, "journal.postgres.password", "names no server without host"},
+		{"postgres schema", func(c *Config) {
+			c.Journal.Postgres = testPG
+			c.Journal.Postgres.Schema = "Orders-1"
+		}, "journal.postgres.schema", `lower-case SQL identifier`},
+		{"postgres pool size", func(c *Config) {
+			c.Coordination.Postgres = testPG
+			c.Coordination.Postgres.PoolSize = -1
+		}, "coordination.postgres.poolSize", "must be >= 0 (got -1)"},
+		{"postgres journal pool", func(c *Config) {
+			c.Journal.Backend, c.Coordination.Backend, c.Journal.Postgres = "postgres", "postgres", testPG
+			c.Journal.Postgres.PoolSize = 2
+		}, "journal.postgres.poolSize", "must be 0 or at least 3"},
+		{"postgres timeout", func(c *Config) {
+			c.Journal.Postgres = testPG
+			c.Journal.Postgres.QueryTimeout = -time.Second
+		}, "journal.postgres.queryTimeout", "must be >= 0 (got -1s)"},
+		{"postgres tls", func(c *Config) {
+			c.Journal.Postgres = testPG
+			c.Journal.Postgres.TLSCA = "/etc/ca.pem"
+		}, "journal.postgres.tls", "must be true when tlsCA or tlsServerName is set"},
+		{"postgres queues elsewhere", func(c *Config) {
+			c.Journal.Backend, c.Coordination.Backend, c.Journal.Postgres = "postgres", "postgres", testPG
+			c.Messaging.Postgres = PostgresConfig{Host: "other", User: "loom"}
+		}, "messaging.postgres.host", "must name the journal's PostgreSQL server"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
-		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis (got "etcd")`},
-		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis (got "Raft")`},
+		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis, postgres (got "etcd")`},
+		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis, postgres (got "Raft")`},
 		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", `needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
 		{"memory coordinator with join", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},
 		{"memory coordinator with bootstrapExpect", func(c *Config) { c.Cluster.BootstrapExpect = 3 }, "coordination.backend", "use raft (cluster.bootstrapExpect is 3)"},
@@ -246,6 +297,9 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// testPG names a PostgreSQL server, as the smallest valid section does.
+var testPG = PostgresConfig{Host: "db.example.com", User: "loom"}
+
 func TestValidateAccepts(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -291,6 +345,29 @@ func TestValidateAccepts(t *testing.T) {
 		{"idle never", func(c *Config) { c.ActorPools.Default.IdleTimeout = 0 }},
 		{"reject", func(c *Config) { c.ActorPools.Default.EvictionPolicy = EvictionReject }},
 		{"no snapshots", func(c *Config) { c.Journal.SnapshotEvery = 0 }},
+		{"postgres everything", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend, c.Journal.Postgres = CoordinationPostgres, JournalPostgres, testPG
+			c.Messaging.Backend, c.Messaging.Postgres = JournalPostgres, testPG
+		}},
+		{"postgres cluster", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend, c.Journal.Postgres = CoordinationPostgres, JournalPostgres, testPG
+			c.Cluster.Join, c.Cluster.BootstrapExpect = "10.0.0.5:7946", 3
+		}},
+		{"postgres coordinator on its own server", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationPostgres, JournalPostgres
+			c.Coordination.Postgres, c.Journal.Postgres = PostgresConfig{Host: "locks", User: "loom"}, testPG
+		}},
+		{"postgres journal with raft", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend, c.Journal.Postgres = CoordinationRaft, JournalPostgres, testPG
+		}},
+		{"postgres url", func(c *Config) {
+			c.Coordination.Backend, c.Journal.Backend = CoordinationPostgres, JournalPostgres
+			c.Journal.Postgres = PostgresConfig{URL: "postgres://loom:pw@db:5433/orders?sslmode=verify-full", Schema: "orders", PoolSize: 8}
+		}},
+		{"postgres keyword url", func(c *Config) { c.Journal.Postgres.URL = "host=db user=loom dbname=orders" }},
+		{"postgres tls", func(c *Config) {
+			c.Journal.Postgres = PostgresConfig{Host: "db", User: "loom", TLS: true, TLSCA: "/etc/ca.pem", TLSServerName: "db.internal"}
+		}},
 		{"memory journal", func(c *Config) { c.Journal.Backend = JournalMemory }},
 		{"endpoint", func(c *Config) { c.Tracing.OTLPEndpoint = "localhost:4317" }},
 		{"ipv6 endpoint", func(c *Config) { c.Tracing.OTLPEndpoint = "[::1]:4317" }},

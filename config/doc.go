@@ -40,9 +40,12 @@
 //     maxRetries are messaging.backend and messaging.default's queueMode
 //     and maxRetries (type bullmq is another name of redis); each
 //     section's other keys (host, port, password...) are its role's Redis
-//     server (coordination.redis, journal.redis, messaging.redis). A key
-//     set in both forms is a problem; problems name the key as written,
-//     and `config print` shows today's names.
+//     server (coordination.redis, journal.redis, messaging.redis), or its
+//     PostgreSQL server (coordination.postgres, journal.postgres,
+//     messaging.postgres) when the section's type is postgres (without a
+//     type: when the backend it configures is). A key set in both forms
+//     is a problem; problems name the key as written, and `config print`
+//     shows today's names.
 //   - Anchors and aliases work; merge keys (<<) and multiple YAML
 //     documents are rejected.
 //   - Every problem is reported, not just the first: syntax errors aside
@@ -57,7 +60,9 @@
 // rules such as renewInterval < sessionTTL/2) and never changes the config:
 // defaults come from Default only. The cross-field rules include the
 // cluster's: node ports that are equal and non-zero; journal.backend raft
-// without coordination.backend raft; and, for a node in a cluster (a
+// without coordination.backend raft; a redis or postgres journal with the
+// memory coordinator, and a redis or postgres coordinator with a journal
+// kept anywhere else than in its own kind of server; and, for a node in a cluster (a
 // non-empty cluster.join or a cluster.bootstrapExpect > 1, see
 // ClusterConfig.Clustered), a memory coordinator, a journal other than raft
 // beside a raft coordinator, or a node.bind of 0.0.0.0 or :: without
@@ -78,7 +83,8 @@
 //
 // # Secrets
 //
-// Fields tagged `loom:"secret"` (the OTLP headers) are never echoed in a
+// Fields tagged `loom:"secret"` (the OTLP headers, the Redis and
+// PostgreSQL passwords and URLs) are never echoed in a
 // problem message, and Redacted and YAML show their non-empty values as
 // "[redacted]". YAML is for display: parsing its output gives back the
 // redacted config, not the secrets.

@@ -306,8 +306,14 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		f := t.Field(i)
 		d.value(valNode, v.Field(i), childPath, f.Tag.Get("loom") == "secret")
 	})
-	for i := 0; i+1 < len(seed); i += 2 {
-		d.seedSection(seed[i], seed[i+1], v)
+	// stateAdapter first: a section without a type of its own follows the
+	// journal's backend (see seedServer).
+	for _, first := range []bool{true, false} {
+		for i := 0; i+1 < len(seed); i += 2 {
+			if (seed[i].Value == "stateAdapter") == first {
+				d.seedSection(seed[i], seed[i+1], v)
+			}
+		}
 	}
 }
 
@@ -315,13 +321,40 @@ var configType = reflect.TypeFor[Config]()
 
 // seedSections are the seed's adapter sections, read into today's keys:
 // each of a section's keys names the key it sets; "*" is the section
-// whose keys the others are (the backend's server).
+// whose keys the others are (the backend's server): the Redis server,
+// or "*postgres", the PostgreSQL server, when the section's type (or,
+// without one, the backend it configures) is postgres.
 var seedSections = map[string]map[string]string{
 	"coordinationAdapter": {"type": "coordination.backend", "lockTimeout": "coordination.sessionTTL",
-		"renewInterval": "coordination.renewInterval", "*": "coordination.redis"},
-	"stateAdapter": {"type": "journal.backend", "*": "journal.redis"},
+		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres"},
+	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres"},
 	"messageAdapter": {"type": "messaging.backend", "queueMode": "messaging.default.queueMode",
-		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis"},
+		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis", "*postgres": "messaging.postgres"},
+}
+
+// seedServer is the key of the server a seed section's other keys set
+// (targets["*"] or targets["*postgres"]): the PostgreSQL server when the
+// section's type is postgres, or, when it has no type, when the backend
+// it configures (as the file set it so far) is; else the Redis server.
+func seedServer(n *yaml.Node, targets map[string]string, c reflect.Value) string {
+	typ := ""
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, val := n.Content[i], n.Content[i+1]; k.Value == "type" && val.Kind == yaml.ScalarNode {
+			typ = val.Value
+		}
+	}
+	if typ == "" {
+		b, _ := lookupPath(c, targets["type"])
+		typ = b.String()
+		if typ == "" && targets["type"] == "messaging.backend" {
+			j, _ := lookupPath(c, "journal.backend")
+			typ = j.String() // the queues live with the journals
+		}
+	}
+	if typ == JournalPostgres {
+		return targets["*postgres"]
+	}
+	return targets["*"]
 }
 
 // seedSection reads one of the seed's adapter sections (k: its key, n: its
@@ -341,7 +374,8 @@ func (d *decoder) seedSection(k, n *yaml.Node, c reflect.Value) {
 		d.problem(n.Line, section, "must be a mapping of keys to values (got %s)", describe(n, false))
 		return
 	}
-	server, _ := lookupPath(c, targets["*"])
+	serverPath := seedServer(n, targets, c)
+	server, _ := lookupPath(c, serverPath)
 	serverKeys := map[string]int{}
 	for i := range server.Type().NumField() {
 		if name := yamlName(server.Type().Field(i)); name != "" {
@@ -351,11 +385,11 @@ func (d *decoder) seedSection(k, n *yaml.Node, c reflect.Value) {
 	d.eachKey(n, section, func(key string, keyNode, valNode *yaml.Node) {
 		written := joinPath(section, key)
 		target, ok := targets[key]
-		if !ok || key == "*" {
+		if !ok || strings.HasPrefix(key, "*") {
 			if _, isServer := serverKeys[key]; !isServer {
 				allowed := map[string]int{}
 				for name := range targets {
-					if name != "*" {
+					if !strings.HasPrefix(name, "*") {
 						allowed[name] = 0
 					}
 				}
@@ -369,7 +403,15 @@ func (d *decoder) seedSection(k, n *yaml.Node, c reflect.Value) {
 				d.problem(keyNode.Line, written, "%s", msg)
 				return
 			}
-			target = joinPath(targets["*"], key)
+			target = joinPath(serverPath, key)
+			if d.src.written == nil {
+				d.src.written = map[string]string{}
+			}
+			if _, ok := d.src.written[serverPath]; !ok {
+				// A problem about a server key the section leaves out
+				// (a user beside its host) names it in the section too.
+				d.src.written[serverPath] = section
+			}
 		}
 		if d.src.written == nil {
 			d.src.written = map[string]string{}

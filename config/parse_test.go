@@ -115,8 +115,8 @@ func TestExampleFileSetsEveryKey(t *testing.T) {
 				continue
 			}
 			key := joinPath(path, name)
-			if typ.Field(i).Type == reflect.TypeFor[RedisConfig]() {
-				continue // only with a redis backend: testdata/redis.config.yaml sets them
+			if typ.Field(i).Type == reflect.TypeFor[RedisConfig]() || typ.Field(i).Type == reflect.TypeFor[PostgresConfig]() {
+				continue // only with a redis or postgres backend: testdata/redis.config.yaml and postgres.config.yaml set them
 			}
 			if _, ok := got.src.keys[key]; !ok {
 				t.Errorf("%s does not set %s", exampleFile, key)
@@ -444,7 +444,7 @@ func TestParseClusterRules(t *testing.T) {
 		{"raft journal, coordinator set", "coordination:\n  backend: memory\njournal:\n  backend: raft\n",
 			`f.yaml:4: journal.backend: raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
 		{"bbolt journal in a cluster", "coordination:\n  backend: raft\ncluster:\n  bootstrapExpect: 3\n",
-			"f.yaml:2: journal.backend: a cluster needs journal.backend raft or redis: an actor's journal must be readable on whichever node owns it next (cluster.bootstrapExpect is 3)"},
+			"f.yaml:2: journal.backend: a cluster needs journal.backend raft, redis or postgres: an actor's journal must be readable on whichever node owns it next (cluster.bootstrapExpect is 3)"},
 		{"advertise needed", "node:\n  bind: 0.0.0.0\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  join: 10.0.0.5:7946\n",
 			"f.yaml:2: node.advertise: must be set when node.bind is 0.0.0.0 in a cluster: other nodes need an address they can reach (cluster.join is set)"},
 		{"advertise empty in the file", "node:\n  bind: \"::\"\n  advertise: \"\"\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  bootstrapExpect: 2\n",
@@ -733,6 +733,84 @@ func TestRedisExampleSetsEveryRedisKey(t *testing.T) {
 	}
 }
 
+// TestPostgresExampleSetsEveryPostgresKey: testdata/postgres.config.yaml,
+// the documented PostgreSQL example, sets every key of a PostgreSQL server
+// through the seed's sections, loads, and never prints the password.
+func TestPostgresExampleSetsEveryPostgresKey(t *testing.T) {
+	t.Setenv("PGPASSWORD", "hunter2")
+	c, err := Load("testdata/postgres.config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[PostgresConfig]()
+	for i := range typ.NumField() {
+		key := "journal.postgres." + yamlName(typ.Field(i))
+		if yamlName(typ.Field(i)) == "url" {
+			continue // the alternative to host and the rest, named in the file's comments
+		}
+		if _, ok := c.src.keys[key]; !ok {
+			t.Errorf("testdata/postgres.config.yaml does not set %s (stateAdapter.%s)", key, yamlName(typ.Field(i)))
+		}
+	}
+	if c.Journal.Backend != JournalPostgres || c.Coordination.Backend != CoordinationPostgres || c.Messaging.Backend != JournalPostgres {
+		t.Fatalf("backends: journal %q, coordination %q, messaging %q", c.Journal.Backend, c.Coordination.Backend, c.Messaging.Backend)
+	}
+	want := PostgresConfig{Host: "db.example.com", Port: 5433, User: "loom", Password: "hunter2", Database: "orders",
+		Schema: "loom_orders", TLS: true, TLSCA: "/etc/loom/postgres-ca.pem", TLSServerName: "db.example.com",
+		PoolSize: 16, ConnectTimeout: 2 * time.Second, QueryTimeout: 5 * time.Second}
+	if c.Journal.Postgres != want {
+		t.Fatalf("journal.postgres = %+v, want %+v", c.Journal.Postgres, want)
+	}
+	if c.CoordinationPostgres() != want || c.Coordination.Redis.Set() || c.Journal.Redis.Set() {
+		t.Fatalf("the coordinator's server = %+v, want the state section's", c.CoordinationPostgres())
+	}
+	printed, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(printed), "hunter2") || !strings.Contains(string(printed), "[redacted]") {
+		t.Fatalf("config print shows the password or no redaction:\n%s", printed)
+	}
+}
+
+// TestSeedSectionsFollowTheirType: a seed section's server keys are the
+// PostgreSQL server's when its type is postgres, and, in a section
+// without a type, when the backend it configures is postgres (written
+// under today's name, or in stateAdapter for the queues, wherever in the
+// file); else Redis's.
+func TestSeedSectionsFollowTheirType(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	for _, c := range []struct {
+		name, yaml string
+		check      func(c Config) bool
+	}{
+		{"state", "stateAdapter:\n  type: postgres\n  host: db\n  user: loom\ncoordinationAdapter:\n  type: raft\n",
+			func(c Config) bool { return c.Journal.Postgres.Host == "db" && !c.Journal.Redis.Set() }},
+		{"coordination by type", "journal:\n  backend: postgres\n  postgres:\n    host: db\n    user: loom\ncoordinationAdapter:\n  type: postgres\n  host: locks\n  user: lk\n",
+			func(c Config) bool {
+				return c.Coordination.Postgres.Host == "locks" && c.Coordination.Postgres.User == "lk"
+			}},
+		{"coordination by backend", "coordination:\n  backend: postgres\njournal:\n  backend: postgres\n  postgres:\n    url: postgres://db/x\ncoordinationAdapter:\n  host: locks\n  user: lk\n",
+			func(c Config) bool { return c.Coordination.Postgres.Host == "locks" && !c.Coordination.Redis.Set() }},
+		{"queues after the journal", "messageAdapter:\n  queueMode: standard\n  host: db\n  user: loom\nstateAdapter:\n  type: postgres\n  host: db\n  user: loom\ncoordinationAdapter:\n  type: postgres\n",
+			func(c Config) bool {
+				return c.Messaging.Postgres == c.Journal.Postgres && c.Messaging.Default.QueueMode == QueueModeStandard
+			}},
+		{"redis stays redis", "stateAdapter:\n  type: redis\n  host: r\ncoordinationAdapter:\n  type: redis\n",
+			func(c Config) bool { return c.Journal.Redis.Host == "r" && !c.Journal.Postgres.Set() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := parse([]byte(c.yaml), "f.yaml", Default(), none)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.check(cfg) {
+				t.Fatalf("journal %+v\ncoordination %+v\nmessaging %+v", cfg.Journal, cfg.Coordination, cfg.Messaging)
+			}
+		})
+	}
+}
+
 // TestSeedSectionProblems: the seed's sections are checked like the rest,
 // with problems naming the key as written.
 func TestSeedSectionProblems(t *testing.T) {
@@ -750,6 +828,16 @@ func TestSeedSectionProblems(t *testing.T) {
 		{"bad duration", "coordinationAdapter:\n  lockTimeout: soon\n", "coordinationAdapter.lockTimeout", 2, "must be a duration"},
 		{"not a mapping", "messageAdapter: bullmq\n", "messageAdapter", 1, "must be a mapping"},
 		{"queues elsewhere", "stateAdapter:\n  type: redis\n  host: a\nmessageAdapter:\n  type: redis\n  host: b\n", "messageAdapter.host", 6, "must name the journal's Redis"},
+		{"postgres unknown key", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\n  keyPrefix: x\n", "stateAdapter.keyPrefix", 5, "unknown key (allowed:"},
+		{"postgres key suggested", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\n  pool_size: 4\n", "stateAdapter.pool_size", 5, `did you mean "poolSize"?`},
+		{"postgres without a server", "stateAdapter:\n  type: postgres\ncoordinationAdapter:\n  type: raft\n", "stateAdapter.type", 2, "postgres needs a server"},
+		{"postgres without a user", "stateAdapter:\n  type: postgres\n  host: a\ncoordinationAdapter:\n  type: postgres\n", "stateAdapter.user", 3, "must be set with host"},
+		{"postgres bad port", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\n  port: 70000\n", "stateAdapter.port", 5, "must be 0 to 65535"},
+		{"postgres bad schema", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\n  schema: Loom\n", "stateAdapter.schema", 5, "lower-case SQL identifier"},
+		{"postgres with a memory coordinator", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\n", "stateAdapter.type", 2, "postgres needs coordination.backend postgres or raft"},
+		{"postgres coordinator, redis journal", "stateAdapter:\n  type: redis\n  host: r\ncoordinationAdapter:\n  type: postgres\n  host: p\n  user: u\n", "coordinationAdapter.type", 5, "kept in one store"},
+		{"postgres queues elsewhere", "stateAdapter:\n  type: postgres\n  host: a\n  user: u\ncoordinationAdapter:\n  type: postgres\nmessageAdapter:\n  type: postgres\n  host: b\n  user: u\n", "messageAdapter.host", 9, "must name the journal's PostgreSQL server"},
+		{"postgres password not echoed", "stateAdapter:\n  type: postgres\n  url: \"mysql://u:hunter2@a\"\n", "stateAdapter.url", 3, "must be a postgres://"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := parse([]byte(c.yaml), "f.yaml", Default(), func(string) (string, bool) { return "", false })

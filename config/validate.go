@@ -253,6 +253,65 @@ func (v *validator) redis(prefix string, r RedisConfig) {
 	}
 }
 
+// schemaPattern is a schema PostgreSQL takes unquoted: a lower-case SQL
+// identifier of at most 63 bytes.
+var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// postgres checks the settings of a PostgreSQL server at prefix. Secret
+// values (url, password) are never quoted.
+func (v *validator) postgres(prefix string, p PostgresConfig) {
+	if p.URL != "" {
+		if p.Host != "" || p.Port != 0 || p.User != "" || p.Password != "" || p.Database != "" {
+			v.add(prefix+".url", p.URL, "give url, or host, port, user, password and database, not both")
+		}
+		if !strings.HasPrefix(p.URL, "postgres://") && !strings.HasPrefix(p.URL, "postgresql://") && !strings.Contains(p.URL, "=") {
+			v.add(prefix+".url", p.URL, `must be a postgres:// or postgresql:// URL, or a connection string such as "host=db.example.com user=loom dbname=loom"`)
+		}
+	}
+	if p.Port < 0 || p.Port > 65535 {
+		v.add(prefix+".port", p.Port, fmt.Sprintf("must be 0 to 65535 (got %d)", p.Port))
+	}
+	if p.Port != 0 && p.Host == "" && p.URL == "" {
+		v.add(prefix+".port", p.Port, "is the port of host: set host too")
+	}
+	if p.Host != "" && p.User == "" {
+		v.add(prefix+".user", p.User, "must be set with host: the role Loom logs in as", relatedKey{prefix + ".host", p.Host})
+	}
+	if (p.User != "" || p.Password != "" || p.Database != "") && p.Host == "" && p.URL == "" {
+		key, val := prefix+".user", p.User
+		if p.User == "" {
+			key, val = prefix+".database", p.Database
+		}
+		if p.User == "" && p.Database == "" {
+			key, val = prefix+".password", p.Password
+		}
+		v.add(key, val, "names no server without host: set host (or give everything in url)")
+	}
+	if p.Schema != "" && !schemaPattern.MatchString(p.Schema) {
+		v.add(prefix+".schema", p.Schema, fmt.Sprintf("must be a lower-case SQL identifier (letters, digits and '_', not starting with a digit) of at most 63 bytes (got %q)", p.Schema))
+	}
+	v.notNegative(prefix+".poolSize", float64(p.PoolSize))
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{".connectTimeout", p.ConnectTimeout}, {".queryTimeout", p.QueryTimeout}} {
+		if d.val < 0 {
+			v.add(prefix+d.key, d.val, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(d.val)))
+		}
+	}
+	if (p.TLSCA != "" || p.TLSServerName != "") && !p.TLS {
+		v.add(prefix+".tls", p.TLS, "must be true when tlsCA or tlsServerName is set")
+	}
+}
+
+// serverKey is the key that names p's server, and its value, for problems.
+func (p PostgresConfig) serverKey(prefix string) (string, string) {
+	if p.Host != "" {
+		return prefix + ".host", p.Host
+	}
+	return prefix + ".url", p.URL
+}
+
 // serverKey is the key that names r's server, and its value, for problems.
 func (r RedisConfig) serverKey(prefix string) (string, string) {
 	switch {
@@ -395,11 +454,18 @@ func (v *validator) validate(c *Config) {
 	}
 
 	j := c.Journal
-	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft, JournalRedis)
+	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft, JournalRedis, JournalPostgres)
 	if j.Backend == JournalRedis && !j.Redis.Set() {
 		v.add("journal.backend", j.Backend, "redis needs a server: set journal.redis (stateAdapter) host, addr or url")
 	}
 	v.redis("journal.redis", j.Redis)
+	if j.Backend == JournalPostgres && !j.Postgres.Set() {
+		v.add("journal.backend", j.Backend, "postgres needs a server: set journal.postgres (stateAdapter) host or url")
+	}
+	v.postgres("journal.postgres", j.Postgres)
+	if j.Backend == JournalPostgres && j.Postgres.PoolSize > 0 && j.Postgres.PoolSize < 3 {
+		v.add("journal.postgres.poolSize", j.Postgres.PoolSize, fmt.Sprintf("must be 0 or at least 3: the journal sends its batches on 2 connections and reads on others (got %d)", j.Postgres.PoolSize))
+	}
 	if j.SnapshotEvery < 0 {
 		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
 	}
@@ -439,22 +505,37 @@ func (v *validator) validate(c *Config) {
 		key, val := m.Redis.serverKey("messaging.redis")
 		v.add(key, val, "must name the journal's Redis, or be left out: a message is acknowledged in its actor's journal append, so the queues live with the journals")
 	}
+	v.postgres("messaging.postgres", m.Postgres)
+	if m.Postgres.Set() && m.Postgres != j.Postgres {
+		key, val := m.Postgres.serverKey("messaging.postgres")
+		v.add(key, val, "must name the journal's PostgreSQL server, or be left out: a message is acknowledged in its actor's journal append, so the queues live with the journals")
+	}
 
 	co := c.Coordination
-	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft, CoordinationRedis)
+	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft, CoordinationRedis, CoordinationPostgres)
 	v.redis("coordination.redis", co.Redis)
 	if co.Backend == CoordinationRedis && !c.CoordinationRedis().Set() {
 		v.add("coordination.backend", co.Backend, "redis needs a server: set coordination.redis (coordinationAdapter) or journal.redis (stateAdapter) host, addr or url")
+	}
+	v.postgres("coordination.postgres", co.Postgres)
+	if co.Backend == CoordinationPostgres && !c.CoordinationPostgres().Set() {
+		v.add("coordination.backend", co.Backend, "postgres needs a server: set coordination.postgres (coordinationAdapter) or journal.postgres (stateAdapter) host or url")
 	}
 	if j.Backend == JournalRedis && co.Backend == CoordinationMemory {
 		v.add("journal.backend", j.Backend,
 			"redis needs coordination.backend redis or raft: a Redis journal refuses fencing tokens lower than the highest it has seen, and a memory coordinator's tokens start again with each process, so after a restart every write would be refused",
 			relatedKey{"coordination.backend", co.Backend})
 	}
-	if co.Backend == CoordinationRedis && j.Backend != JournalRedis {
-		v.add("coordination.backend", co.Backend,
-			fmt.Sprintf("redis needs journal.backend redis: the nodes that share a Redis coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend %q)", j.Backend),
-			relatedKey{"journal.backend", j.Backend})
+	if j.Backend == JournalPostgres && co.Backend == CoordinationMemory {
+		v.add("journal.backend", j.Backend,
+			"postgres needs coordination.backend postgres or raft: a PostgreSQL journal refuses fencing tokens lower than the highest it has seen, and a memory coordinator's tokens start again with each process, so after a restart every write would be refused",
+			relatedKey{"coordination.backend", co.Backend})
+	}
+	for _, shared := range []string{CoordinationRedis, CoordinationPostgres} {
+		if co.Backend == shared && j.Backend != shared {
+			v.add("coordination.backend", co.Backend, sharedCoordinatorProblem(shared, j.Backend),
+				relatedKey{"journal.backend", j.Backend})
+		}
 	}
 	if j.Backend == JournalRaft && co.Backend != CoordinationRaft {
 		v.add("journal.backend", j.Backend,
@@ -484,9 +565,9 @@ func (v *validator) validate(c *Config) {
 				fmt.Sprintf("a memory coordinator cannot be shared between nodes; use raft (%s)", because),
 				cause...)
 		}
-		if co.Backend != CoordinationMemory && j.Backend != JournalRaft && j.Backend != JournalRedis {
+		if co.Backend != CoordinationMemory && j.Backend != JournalRaft && j.Backend != JournalRedis && j.Backend != JournalPostgres {
 			v.add("journal.backend", j.Backend,
-				fmt.Sprintf("a cluster needs journal.backend raft or redis: an actor's journal must be readable on whichever node owns it next (%s)", because),
+				fmt.Sprintf("a cluster needs journal.backend raft, redis or postgres: an actor's journal must be readable on whichever node owns it next (%s)", because),
 				append([]relatedKey{{"coordination.backend", co.Backend}}, cause...)...)
 		}
 		if n.Advertise == "" {
@@ -541,6 +622,16 @@ func (v *validator) validate(c *Config) {
 	l := c.Logging
 	v.oneOf("logging.level", l.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("logging.format", l.Format, LogFormatText, LogFormatJSON)
+}
+
+// sharedCoordinatorProblem says why a coordinator kept in a server the
+// nodes share (redis, postgres) cannot go with journal.backend journal.
+func sharedCoordinatorProblem(co, journal string) string {
+	name := map[string]string{CoordinationRedis: "Redis", CoordinationPostgres: "PostgreSQL"}[co]
+	if journal == JournalRedis || journal == JournalPostgres {
+		return fmt.Sprintf("%s needs journal.backend %s: fencing tokens and the journals they fence must be kept in one store, so that a loss of acknowledged writes (a failover to an asynchronous replica, Redis's appendfsync everysec) takes both back together; split over two stores, one can forget what the other remembers, and an owner the coordinator has replaced could write again (got journal.backend %q)", co, co, journal)
+	}
+	return fmt.Sprintf("%s needs journal.backend %s: the nodes that share a %s coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend %q)", co, co, name, journal)
 }
 
 // checkHostPort returns "" if s is host:port with a non-empty host and a

@@ -14,6 +14,7 @@ import (
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/gateway"
+	"github.com/loom-mesh/loom/internal/pgtest"
 	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/queue"
@@ -30,6 +31,9 @@ func startMessagingNode(t *testing.T, backend string) *node.Node {
 		cfg = config.Dev() // a one-node Raft cluster, as loom-node dev runs
 	case config.JournalRedis:
 		cfg = redisNodeConfig(redistest.Start(t, redistest.Options{}))
+	case config.JournalPostgres:
+		srv := pgtest.Shared(t)
+		cfg = postgresNodeConfig(srv, srv.CreateDatabase(t))
 	}
 	cfg.Journal.Backend = backend
 	cfg.Messaging.Default.MaxRetries = 2
@@ -44,6 +48,15 @@ func redisNodeConfig(srv *redistest.Server) config.Config {
 	cfg := config.Dev()
 	cfg.Coordination.Backend, cfg.Journal.Backend = config.CoordinationRedis, config.JournalRedis
 	cfg.Journal.Redis.Addr = srv.Addr
+	return cfg
+}
+
+// postgresNodeConfig is a one-node cluster with its locks, journals and
+// queues in database db on srv.
+func postgresNodeConfig(srv *pgtest.Server, db string) config.Config {
+	cfg := config.Dev()
+	cfg.Coordination.Backend, cfg.Journal.Backend = config.CoordinationPostgres, config.JournalPostgres
+	cfg.Journal.Postgres = config.PostgresConfig{Host: srv.Host, Port: srv.Port, User: srv.User, Database: db}
 	return cfg
 }
 
@@ -66,9 +79,10 @@ func startConfigured(t *testing.T, cfg config.Config) *node.Node {
 
 // forEachBackend runs test on a node of each journal backend, all of which
 // keep queues: memory, the bbolt file (loom-node run alone), a one-node
-// Raft cluster (loom-node dev) and Redis (with the Redis coordinator).
+// Raft cluster (loom-node dev), Redis (with the Redis coordinator) and
+// PostgreSQL (with the PostgreSQL coordinator).
 func forEachBackend(t *testing.T, test func(t *testing.T, backend string)) {
-	for _, b := range []string{config.JournalMemory, config.JournalBBolt, config.JournalRaft, config.JournalRedis} {
+	for _, b := range []string{config.JournalMemory, config.JournalBBolt, config.JournalRaft, config.JournalRedis, config.JournalPostgres} {
 		t.Run(b, func(t *testing.T) { test(t, b) })
 	}
 }

@@ -265,6 +265,12 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 		n.journal = j
+	case config.JournalPostgres:
+		j, err := n.openPostgresJournal(ctx)
+		if err != nil {
+			return err
+		}
+		n.journal = j
 	default:
 		return fmt.Errorf("node: journal backend %q not supported", c.Journal.Backend)
 	}
@@ -279,6 +285,12 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	case config.CoordinationRedis:
 		co, err := n.openRedisCoordinator()
+		if err != nil {
+			return err
+		}
+		n.coord = co
+	case config.CoordinationPostgres:
+		co, err := n.openPostgresCoordinator(ctx)
 		if err != nil {
 			return err
 		}
@@ -694,7 +706,8 @@ func (n *Node) ownedByRaft(part any) bool {
 }
 
 // sessionEnder is a coordinator that can end the sessions of a node's
-// previous incarnation (raftlock.Store, redislock.Coordinator).
+// previous incarnation (raftlock.Store, redislock.Coordinator,
+// pglock.Coordinator).
 type sessionEnder interface {
 	EndSessionsOf(ctx context.Context, owner string, keep lock.SessionID) (int, error)
 }

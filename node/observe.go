@@ -88,6 +88,12 @@ func (n *Node) attachMetrics() {
 			m.AddRedis(*s)
 		}
 	}
+	pl, pj := n.postgresSources()
+	for _, s := range []*observability.PostgresSource{pl, pj} {
+		if s != nil {
+			m.AddPostgres(*s)
+		}
+	}
 	if err := m.Registry().Register(n.TaskMetrics()); err != nil {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}
@@ -186,6 +192,10 @@ func (n *Node) Health() observability.Report {
 	if rl != nil {
 		locks.Redis = observability.CheckRedis(*rl)
 	}
+	pl, pj := n.postgresSources()
+	if pl != nil {
+		locks.Postgres = observability.CheckPostgres(*pl)
+	}
 	r.Components.Locks = locks
 
 	if m := n.mesh; m != nil && m.store != nil {
@@ -212,6 +222,9 @@ func (n *Node) Health() observability.Report {
 	r.Components.MessageQueues = n.messageQueuesHealth(now)
 	if mq := r.Components.MessageQueues; mq != nil && rj != nil {
 		mq.Redis = observability.CheckRedis(*rj)
+	}
+	if mq := r.Components.MessageQueues; mq != nil && pj != nil {
+		mq.Postgres = observability.CheckPostgres(*pj)
 	}
 	r.Evaluate()
 	return r

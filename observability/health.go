@@ -118,6 +118,8 @@ type LocksHealth struct {
 	RenewIntervalMs  int64 `json:"renewIntervalMs"`
 	// Redis is the coordinator's server, when it is Redis.
 	Redis *RedisHealth `json:"redis,omitempty"`
+	// Postgres is the coordinator's server, when it is PostgreSQL.
+	Postgres *PostgresHealth `json:"postgres,omitempty"`
 }
 
 // Check applies the rule and returns the status.
@@ -130,6 +132,8 @@ func (l *LocksHealth) Check() Status {
 		l.Status, l.Reason = Degraded, "session renewal is late"
 	case l.Redis.reason() != "":
 		l.Status, l.Reason = Degraded, l.Redis.reason()
+	case l.Postgres.reason() != "":
+		l.Status, l.Reason = Degraded, l.Postgres.reason()
 	}
 	return l.Status
 }

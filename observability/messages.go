@@ -219,7 +219,9 @@ type MessageQueuesHealth struct {
 	DegradedAgeMs int64 `json:"degradedAgeMs"`
 	// Redis is the queues' server, when it is Redis.
 	Redis *RedisHealth `json:"redis,omitempty"`
-	err   error
+	// Postgres is the queues' server, when it is PostgreSQL.
+	Postgres *PostgresHealth `json:"postgres,omitempty"`
+	err      error
 }
 
 // MessageTypeQueue is one actor type's queues.
@@ -249,6 +251,10 @@ func CheckMessageQueues(stats []queue.Stats, err error, inFlight int, now time.T
 func (h *MessageQueuesHealth) Check() Status {
 	h.Status, h.Reasons = Healthy, nil
 	if r := h.Redis.reason(); r != "" {
+		h.Status = Degraded
+		h.Reasons = append(h.Reasons, r)
+	}
+	if r := h.Postgres.reason(); r != "" {
 		h.Status = Degraded
 		h.Reasons = append(h.Reasons, r)
 	}

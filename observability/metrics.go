@@ -46,6 +46,9 @@ type Metrics struct {
 	redis     redisCollector // Redis clients (AddRedis)
 	redisOnce sync.Once
 
+	postgres     postgresCollector // PostgreSQL pools (AddPostgres)
+	postgresOnce sync.Once
+
 	calls        *prometheus.CounterVec   // type, method, outcome
 	callSeconds  *prometheus.HistogramVec // type, method
 	hops         prometheus.Histogram

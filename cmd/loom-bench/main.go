@@ -15,6 +15,10 @@
 //	redis-xadd   baseline, only with --redis: raw go-redis XADDs of a
 //	             100-byte record to the Redis server at --redis, a stream
 //	             per caller, one command per call (redis.go)
+//	pg-insert    baseline, only with --postgres: raw pgx conditional
+//	             INSERTs of a 100-byte record into a table of the
+//	             PostgreSQL server at --postgres, a stream per caller, one
+//	             autocommitted statement per call (postgres.go)
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
 // the baselines, so the numbers say what the machine can do. The gRPC
@@ -22,8 +26,13 @@
 // redis-xadd's server is one the user runs (give it appendonly yes and
 // appendfsync always to compare durable writes with durable writes); its
 // password is --redis-password, or else $REDIS_PASSWORD. Its streams, under
-// loom-bench:xadd:<run>:, are deleted after every measurement. Its column
-// of ratios is printed only when it ran. With --callers 1 every scenario,
+// loom-bench:xadd:<run>:, are deleted after every measurement.
+// pg-insert's server is one the user runs too (with fsync and
+// synchronous_commit on, the defaults); --postgres-user,
+// --postgres-password and --postgres-database fall back to $PGUSER,
+// $PGPASSWORD and $PGDATABASE, as with libpq. Its table is emptied after
+// every measurement and dropped at the end. Each optional baseline's
+// column of ratios is printed only when it ran. With --callers 1 every scenario,
 // baselines included, is measured serially.
 //
 // With --rounds N it measures every scenario N times, rotating the order
@@ -35,6 +44,7 @@
 //
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 //	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
+//	           [--postgres host:port [--postgres-user u] [--postgres-password p] [--postgres-database d]]
 //	loom-bench --overload [--busy-callers 16] [--hot-callers 2000] [--hot-pause 10ms] [--http-addrs 127.0.0.1:7420,...] [--callers 16] [--duration 10s]
 //
 // After them, send-deliver (--deliver-duration, default 60 s) sends for
@@ -135,9 +145,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert")
 	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
 	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
+	pgAddr := fs.String("postgres", "", "host:port of a PostgreSQL server: runs the pg-insert baseline against it")
+	pgUser := fs.String("postgres-user", "", "--postgres: the role to log in as (default $PGUSER, else the OS user)")
+	pgPassword := fs.String("postgres-password", "", "--postgres: its password (default $PGPASSWORD)")
+	pgDatabase := fs.String("postgres-database", "", "--postgres: the database to make the table in (default $PGDATABASE, else the user's name)")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
@@ -155,6 +169,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	want := func(name string) bool { return *only == "" || strings.Contains(","+*only+",", ","+name+",") }
 	if *redisAddr == "" && *only != "" && want("redis-xadd") {
 		fmt.Fprintf(stderr, "loom-bench: redis-xadd needs --redis host:port\n")
+		return 2
+	}
+	if *pgAddr == "" && *only != "" && want("pg-insert") {
+		fmt.Fprintf(stderr, "loom-bench: pg-insert needs --postgres host:port\n")
 		return 2
 	}
 	ctx := context.Background()
@@ -227,6 +245,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer x.close(ctx)
 		scenarios = append(scenarios, scenario{"redis-xadd", func(d time.Duration) (result, error) {
+			return x.measure(ctx, d)
+		}})
+	}
+	if *pgAddr != "" && want("pg-insert") {
+		x, err := startPGInsert(ctx, *pgAddr, *pgUser, *pgPassword, *pgDatabase, *callers)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: postgres baseline: %v\n", err)
+			return 1
+		}
+		defer x.close(ctx)
+		scenarios = append(scenarios, scenario{"pg-insert", func(d time.Duration) (result, error) {
 			return x.measure(ctx, d)
 		}})
 	}
@@ -422,11 +451,12 @@ var baselines = []baseline{
 	{"grpc-stream", "stream", false},
 	{"raft-apply", "raft", false},
 	{"redis-xadd", "redis", true},
+	{"pg-insert", "postgres", true},
 }
 
 type baseline struct {
 	name, label string
-	optional    bool // runs only when asked for (redis-xadd: with --redis)
+	optional    bool // runs only when asked for (redis-xadd: with --redis; pg-insert: with --postgres)
 }
 
 func isBaseline(name string) bool {

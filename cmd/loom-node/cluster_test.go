@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/pgtest"
 	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
 )
@@ -55,16 +56,25 @@ func redisConfig(t *testing.T, srv *redistest.Server) string {
 		"  snapshotEvery: 20\n"
 }
 
+// postgresConfig is the config that puts coordination, journals and
+// queues on srv (a server of the test's own).
+func postgresConfig(srv *pgtest.Server) string {
+	return fmt.Sprintf("journal:\n  backend: postgres\n  postgres:\n    host: %s\n    port: %d\n    user: %s\n    database: postgres\n", srv.Host, srv.Port, srv.User) +
+		"  snapshotEvery: 20\n"
+}
+
 // startMembersWith starts n members whose config file holds extra besides
-// the test's session TTL (coordination.backend redis when extra names a
-// Redis journal).
+// the test's session TTL (coordination.backend redis or postgres when
+// extra names a Redis or PostgreSQL journal).
 func startMembersWith(t *testing.T, n int, extra string) []*member {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "loom.config.yaml")
 	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: 1s\n", testTTL)
-	if strings.Contains(extra, "backend: redis") {
-		cfg += "  backend: redis\n"
+	for _, b := range []string{"redis", "postgres"} {
+		if strings.Contains(extra, "backend: "+b) {
+			cfg += "  backend: " + b + "\n"
+		}
 	}
 	cfg += extra
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -160,24 +170,40 @@ func TestProcessClusterSurvivesKillOfTheOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	onBothBackends(t, testSurvivesKillOfTheOwner)
+	onEachBackend(t, testSurvivesKillOfTheOwner)
 }
 
-// onBothBackends runs test on a three-node cluster on the embedded Raft
-// store (srv nil) and on one with coordination, journals and queues on a
-// throwaway redis-server (srv).
-func onBothBackends(t *testing.T, test func(t *testing.T, ms []*member, srv *redistest.Server)) {
+// backingServer is the server a cluster on Redis or PostgreSQL keeps its
+// locks, journals and queues in, which a test may crash (SIGKILL) and
+// restart.
+type backingServer struct {
+	name    string
+	kill    func()
+	restart func() error
+}
+
+// onEachBackend runs test on a three-node cluster on the embedded Raft
+// store (srv nil), on one with coordination, journals and queues on a
+// throwaway redis-server, and on one with them on a throwaway PostgreSQL
+// server (srv).
+func onEachBackend(t *testing.T, test func(t *testing.T, ms []*member, srv *backingServer)) {
 	t.Run("raft", func(t *testing.T) { test(t, startMembers(t, 3), nil) })
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t, redistest.Options{})
-		test(t, startMembersWith(t, 3, redisConfig(t, srv)), srv)
+		test(t, startMembersWith(t, 3, redisConfig(t, srv)),
+			&backingServer{"redis-server", srv.Kill, func() error { srv.Restart(); return nil }})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Start(t, pgtest.Options{})
+		test(t, startMembersWith(t, 3, postgresConfig(srv)), &backingServer{"postgres", srv.Kill, srv.Restart})
 	})
 }
 
 // testSurvivesKillOfTheOwner is TestProcessClusterSurvivesKillOfTheOwner
-// on ms; with srv, redis-server is also killed -9 and restarted (its
-// append-only file fsynced on every write) after the owner's kill.
-func testSurvivesKillOfTheOwner(t *testing.T, ms []*member, srv *redistest.Server) {
+// on ms; with srv, the server is also killed -9 and restarted (Redis's
+// append-only file fsynced on every write; PostgreSQL with fsync and
+// synchronous_commit on) after the owner's kill.
+func testSurvivesKillOfTheOwner(t *testing.T, ms []*member, srv *backingServer) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
@@ -247,22 +273,24 @@ func testSurvivesKillOfTheOwner(t *testing.T, ms []*member, srv *redistest.Serve
 	}
 	t.Logf("recovered %v after the kill", time.Since(killed).Round(time.Millisecond))
 	if srv != nil {
-		t.Log("killing redis-server with SIGKILL and restarting it")
-		srv.Kill()
+		t.Logf("killing %s with SIGKILL and restarting it", srv.name)
+		srv.kill()
 		if ok, _ := add(survivors[0]); ok {
-			t.Fatal("an increment was acknowledged while redis-server was down")
+			t.Fatalf("an increment was acknowledged while %s was down", srv.name)
 		}
-		srv.Restart()
+		if err := srv.restart(); err != nil {
+			t.Fatal(err)
+		}
 		restarted := time.Now()
 		for ok := false; !ok; {
 			if ok, _ = add(survivors[rng.IntN(2)]); !ok {
 				if time.Since(restarted) > limit {
-					t.Fatalf("no answer within %v of the restart of redis-server", limit)
+					t.Fatalf("no answer within %v of the restart of %s", limit, srv.name)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
-		t.Logf("answering %v after the restart of redis-server", time.Since(restarted).Round(time.Millisecond))
+		t.Logf("answering %v after the restart of %s", time.Since(restarted).Round(time.Millisecond), srv.name)
 	}
 	for i := 0; i < 10; i++ {
 		if ok, body := add(survivors[i%2]); !ok {
@@ -289,7 +317,7 @@ func TestProcessClusterFencesAPausedOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	onBothBackends(t, func(t *testing.T, ms []*member, _ *redistest.Server) { testFencesAPausedOwner(t, ms) })
+	onEachBackend(t, func(t *testing.T, ms []*member, _ *backingServer) { testFencesAPausedOwner(t, ms) })
 }
 
 func testFencesAPausedOwner(t *testing.T, ms []*member) {
@@ -372,7 +400,7 @@ func TestProcessClusterReminderSurvivesKillOfTheOwner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three processes")
 	}
-	onBothBackends(t, func(t *testing.T, ms []*member, _ *redistest.Server) { testReminderSurvivesKillOfTheOwner(t, ms) })
+	onEachBackend(t, func(t *testing.T, ms []*member, _ *backingServer) { testReminderSurvivesKillOfTheOwner(t, ms) })
 }
 
 func testReminderSurvivesKillOfTheOwner(t *testing.T, ms []*member) {

@@ -28,7 +28,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	base := fs.Int("base-port", 7420, "node i (from 0) uses HTTP base+i, gRPC base+100+i, Raft base+200+i, gossip base+300+i")
 	dataDir := fs.String("data-dir", "./loom-cluster", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	bind := fs.String("bind", "127.0.0.1", "address every node binds")
-	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis); flags set each node's id, ports and data dir")
+	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis or PostgreSQL); flags set each node's id, ports and data dir")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -153,9 +153,9 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 	case config.CoordinationRaft:
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (journal %s, data dir %s)\n",
 			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
-	case config.CoordinationRedis:
-		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s (coordination and journal on redis, data dir %s)\n",
-			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Node.DataDir)
+	case config.CoordinationRedis, config.CoordinationPostgres:
+		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s (coordination and journal on %s, data dir %s)\n",
+			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Coordination.Backend, cfg.Node.DataDir)
 	default:
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s (journal %s, data dir %s)\n",
 			cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
@@ -201,9 +201,9 @@ func awaitOrSignal(done <-chan error, sigs <-chan os.Signal) (err error, sig os.
 }
 
 // cmdRun runs a cluster member: gossip membership, gRPC between nodes, and
-// the Raft coordinator and journal, or those the file puts on Redis
-// (coordination.backend redis; Raft coordination with journal.backend
-// redis works too).
+// the Raft coordinator and journal, or those the file puts on Redis or
+// PostgreSQL (coordination.backend redis or postgres; Raft coordination
+// with journal.backend redis or postgres works too).
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	f := newNodeFlags("loom-node run", stderr)
 	f.addClusterFlags()
@@ -217,10 +217,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := f.loadWith(config.Default(), func(c *config.Config) {
 		// run is always a cluster member: on the embedded Raft store
-		// unless the file puts coordination on Redis.
-		if c.Coordination.Backend != config.CoordinationRedis {
+		// unless the file puts coordination on Redis or PostgreSQL.
+		if c.Coordination.Backend != config.CoordinationRedis && c.Coordination.Backend != config.CoordinationPostgres {
 			c.Coordination.Backend = config.CoordinationRaft
-			if c.Journal.Backend != config.JournalRedis {
+			if c.Journal.Backend != config.JournalRedis && c.Journal.Backend != config.JournalPostgres {
 				c.Journal.Backend = config.JournalRaft
 			}
 		}

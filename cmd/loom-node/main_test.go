@@ -17,11 +17,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/loom-mesh/loom/internal/pgtest"
 )
 
 var binPath string
 
 // TestMain builds loom-node once; the tests run it as real processes.
+// PostgreSQL's data directory is initialised once too (pgtest.Main).
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "loom-node-test")
 	if err != nil {
@@ -33,7 +36,7 @@ func TestMain(m *testing.M) {
 		os.Stderr.Write(out)
 		panic(err)
 	}
-	code := m.Run()
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
