@@ -18,8 +18,8 @@ run: build
 cluster: build
 	./$(BIN) cluster -n 3
 
-# Every package, race detector on, no cached results (./test/chaos among
-# them: it builds its own loom-node with -tags loomchaos and runs the
+# Every package, race detector on, no cached results (./test/chaos first,
+# the longest, so that the others run beside it: it builds its own loom-node with -tags loomchaos and runs the
 # default scenarios, the Redis one and the proof that the checkers bite;
 # only the Redis ones: go test ./test/chaos -run
 # 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
@@ -31,7 +31,7 @@ test:
 	./scripts/ensure-postgres
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
 	$(GO) test -race -count=1 -timeout 10m -tags loomchaos -run '^Test(Chaos|Unsafe)' ./node ./cmd/loom-node ./adapters/redis/redisjournal
 
 # The chaos suite with its soak: real loom-node processes killed (-9),
