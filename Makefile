@@ -19,10 +19,10 @@ cluster: build
 	./$(BIN) cluster -n 3
 
 # Every package, race detector on, no cached results (./test/chaos first,
-# the longest, so that the others run beside it: it builds its own loom-node with -tags loomchaos and runs the
-# default scenarios, the Redis one and the proof that the checkers bite;
-# only the Redis ones: go test ./test/chaos -run
-# 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
+# the longest, so that the others run beside it: it builds its own
+# loom-node with -tags loomchaos and runs the default scenarios, the Redis
+# one and the proof that the checkers bite; only the Redis ones: go test
+# ./test/chaos -run 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
 # test-only machinery (the chaos hook, the unsafe modes, the Redis
 # journal's unfenced append), which exist only as the chaos suite builds
 # them, with -tags loomchaos: their names begin TestChaos or TestUnsafe.
