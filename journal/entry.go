@@ -38,6 +38,13 @@ const (
 	KindMessageDirect Kind = 6
 )
 
+// Message reports whether k is one of the message kinds (KindMessageAck,
+// KindMessageSend, KindMessageDirect), whose entries the queues of a
+// journal that is also a queue.Store check and apply with the append.
+func (k Kind) Message() bool {
+	return k == KindMessageAck || k == KindMessageSend || k == KindMessageDirect
+}
+
 func (k Kind) String() string {
 	switch k {
 	case KindInvocation:

@@ -221,8 +221,7 @@ func messageEntry(rec []byte) bool {
 	if i+1 >= len(rec) {
 		return true
 	}
-	k := journal.Kind(rec[i+1])
-	return k == journal.KindMessageAck || k == journal.KindMessageSend || k == journal.KindMessageDirect
+	return journal.Kind(rec[i+1]).Message()
 }
 
 // applyAppend is the append command: the journal's rules, then those of

@@ -89,17 +89,25 @@ func (m *Machine) Enqueue(now int64, msg queue.Message) (acc queue.Accepted, rul
 // carry id as its ID. The rule wraps queue.ErrInvalid; a journal backend
 // reports it wrapped in journal.ErrInvalid.
 func (m *Machine) CheckOutbox(id string, encoded []byte) (rule error) {
+	_, rule = DecodeOutbox(id, encoded)
+	return rule
+}
+
+// DecodeOutbox decodes the message of a KindMessageSend entry and applies
+// CheckOutbox's rules to it, for the backends whose queue rules run in the
+// server (a script, a function) and need the message's fields.
+func DecodeOutbox(id string, encoded []byte) (queue.Message, error) {
 	msg, err := queue.UnmarshalMessage(encoded)
 	if err != nil {
-		return fmt.Errorf("%w: outbox entry %q: %w", queue.ErrInvalid, id, err)
+		return queue.Message{}, fmt.Errorf("%w: outbox entry %q: %w", queue.ErrInvalid, id, err)
 	}
 	if err := queue.CheckMessage(msg); err != nil {
-		return fmt.Errorf("outbox entry %q: %w", id, err)
+		return queue.Message{}, fmt.Errorf("outbox entry %q: %w", id, err)
 	}
 	if msg.ID != id {
-		return fmt.Errorf("%w: outbox entry %q carries message %q", queue.ErrInvalid, id, msg.ID)
+		return queue.Message{}, fmt.Errorf("%w: outbox entry %q carries message %q", queue.ErrInvalid, id, msg.ID)
 	}
-	return nil
+	return msg, nil
 }
 
 // EnqueueOutbox enqueues the message of a KindMessageSend entry (encoded
@@ -166,11 +174,8 @@ func (m *Machine) enqueue(now int64, msg queue.Message) (queue.Accepted, error) 
 // an actor's queue holds ordered messages only in fifo mode. A journal
 // backend reports those two wrapped in journal.ErrAck.
 func (m *Machine) CheckDirect(now int64, actor, id string) (invalid, rule, err error) {
-	if err := queue.CheckID(id); err != nil {
-		return fmt.Errorf("direct message: %w", err), nil, nil
-	}
-	if err := queue.CheckActor(actor); err != nil {
-		return fmt.Errorf("direct message %q: %w", id, err), nil, nil
+	if invalid := CheckDirectIDs(actor, []string{id}); invalid != nil {
+		return invalid, nil, nil
 	}
 	rec, found, err := m.lookup(id)
 	if err != nil {
@@ -214,6 +219,26 @@ func (m *Machine) Direct(now int64, actor, id string) error {
 		return err
 	}
 	return m.end(now, crc32.ChecksumIEEE([]byte(id))%directPruneEvery == 0)
+}
+
+// CheckDirectIDs applies the rules of an append's KindMessageDirect
+// entries, whose IdempotencyKeys are ids, that need no stored data: one
+// entry at most (a turn applies one message), a valid message id and a
+// valid actor. The rule wraps queue.ErrInvalid; a journal backend reports
+// it wrapped in journal.ErrInvalid.
+func CheckDirectIDs(actor string, ids []string) error {
+	if len(ids) > 1 {
+		return fmt.Errorf("%w: %d direct message entries in one append to %q; a turn applies one message", queue.ErrInvalid, len(ids), actor)
+	}
+	for _, id := range ids {
+		if err := queue.CheckID(id); err != nil {
+			return fmt.Errorf("direct message: %w", err)
+		}
+		if err := queue.CheckActor(actor); err != nil {
+			return fmt.Errorf("direct message %q: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // directPruneEvery: one direct message in this many prunes (see Direct).
@@ -1017,8 +1042,8 @@ func (m *Machine) CheckAppend(now int64, actor string, a *AppendMessages) (inval
 			return invalid, nil, nil
 		}
 	}
-	if len(a.Directs) > 1 {
-		return fmt.Errorf("%w: %d direct message entries in one append to %q; a turn applies one message", queue.ErrInvalid, len(a.Directs), actor), nil, nil
+	if invalid := CheckDirectIDs(actor, a.Directs); invalid != nil {
+		return invalid, nil, nil
 	}
 	for _, id := range a.Directs {
 		if invalid, rule, err := m.CheckDirect(now, actor, id); invalid != nil || rule != nil || err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-mesh/loom/adapters/postgres"
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/queue"
 )
@@ -594,24 +595,11 @@ func (j *Journal) Stats(ctx context.Context) ([]queue.Stats, error) {
 
 func hasQueueEntries(es []journal.Entry) bool {
 	for _, e := range es {
-		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageSend || e.Kind == journal.KindMessageDirect {
+		if e.Kind.Message() {
 			return true
 		}
 	}
 	return false
-}
-
-// checkDirect applies the rules of a KindMessageDirect entry of an append
-// to actor that need no data (queuesm.CheckDirect's invalid cases).
-func checkDirect(actor string, e journal.Entry) error {
-	err := queue.CheckID(e.IdempotencyKey)
-	if err == nil {
-		err = queue.CheckActor(actor)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-	}
-	return nil
 }
 
 // ackRule is the error of an append whose message entries the function
@@ -631,7 +619,7 @@ func ackRule(actor, code, id string) error {
 func (j *Journal) appendQueue(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry, recs [][]byte) (uint64, error) {
 	now := time.Now().UnixNano()
 	acks := [][]byte{}
-	directs, directOrdered := [][]byte{}, []bool{}
+	var directIDs []string
 	var sendIDs, sendActors, sendTypes, sendBodies [][]byte
 	var sendOrdered, sendSched []bool
 	var sendNext []int64
@@ -640,30 +628,25 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 		case journal.KindMessageAck:
 			acks = append(acks, []byte(e.IdempotencyKey))
 		case journal.KindMessageDirect:
-			if err := checkDirect(actor, e); err != nil {
-				return 0, err
-			}
-			if len(directs) > 0 {
-				return 0, fmt.Errorf("%w: %w: more than one direct message entry in one append to %q; a turn applies one message", journal.ErrInvalid, queue.ErrInvalid, actor)
-			}
-			// Refused while any ordered message of the actor is
-			// pending, whatever its mode (queuesm.CheckDirect).
-			directs, directOrdered = append(directs, []byte(e.IdempotencyKey)), append(directOrdered, true)
+			directIDs = append(directIDs, e.IdempotencyKey)
 		case journal.KindMessageSend:
-			msg, err := queue.UnmarshalMessage(e.Payload)
+			msg, err := queuesm.DecodeOutbox(e.IdempotencyKey, e.Payload)
 			if err != nil {
-				return 0, fmt.Errorf("%w: outbox entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-			}
-			if err := queue.CheckMessage(msg); err != nil {
-				return 0, fmt.Errorf("%w: outbox entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-			}
-			if msg.ID != e.IdempotencyKey {
-				return 0, fmt.Errorf("%w: outbox entry %q carries message %q", journal.ErrInvalid, e.IdempotencyKey, msg.ID)
+				return 0, fmt.Errorf("%w: %w", journal.ErrInvalid, err)
 			}
 			sched, next := placement(msg, now)
 			sendIDs, sendActors, sendTypes = append(sendIDs, []byte(msg.ID)), append(sendActors, []byte(msg.Actor)), append(sendTypes, []byte(typeOf(msg.Actor)))
 			sendBodies, sendOrdered, sendSched, sendNext = append(sendBodies, body(msg, now)), append(sendOrdered, msg.Ordered), append(sendSched, sched), append(sendNext, next)
 		}
+	}
+	if err := queuesm.CheckDirectIDs(actor, directIDs); err != nil {
+		return 0, fmt.Errorf("%w: %w", journal.ErrInvalid, err)
+	}
+	// A direct message is refused while any ordered message of the actor
+	// is pending, whatever its mode (queuesm.CheckDirect).
+	directs, directOrdered := [][]byte{}, []bool{}
+	for _, id := range directIDs {
+		directs, directOrdered = append(directs, []byte(id)), append(directOrdered, true)
 	}
 	var (
 		code   *string

@@ -13,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/loom-mesh/loom/internal/queuesm"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/queue"
 )
@@ -667,24 +668,11 @@ func (j *Journal) Stats(ctx context.Context) ([]queue.Stats, error) {
 
 func hasQueueEntries(es []journal.Entry) bool {
 	for _, e := range es {
-		if e.Kind == journal.KindMessageAck || e.Kind == journal.KindMessageSend || e.Kind == journal.KindMessageDirect {
+		if e.Kind.Message() {
 			return true
 		}
 	}
 	return false
-}
-
-// checkDirect applies the rules of a KindMessageDirect entry of an append
-// to actor that need no data (queuesm.CheckDirect's invalid cases).
-func checkDirect(actor string, e journal.Entry) error {
-	err := queue.CheckID(e.IdempotencyKey)
-	if err == nil {
-		err = queue.CheckActor(actor)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: direct message entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-	}
-	return nil
 }
 
 // ackRule is the error of an append whose acks the script refused.
@@ -702,33 +690,24 @@ func ackRule(actor, code, id string) error {
 func (j *Journal) appendQueue(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
 	var acks []any
 	var sends []queue.Message
-	var directs []any // ids
+	var directs []string
 	now, cutoff, bound := j.clock()
 	for _, e := range entries {
 		switch e.Kind {
 		case journal.KindMessageAck:
 			acks = append(acks, e.IdempotencyKey)
 		case journal.KindMessageDirect:
-			if err := checkDirect(actor, e); err != nil {
-				return 0, err
-			}
-			if len(directs) > 0 {
-				return 0, fmt.Errorf("%w: %w: more than one direct message entry in one append to %q; a turn applies one message", journal.ErrInvalid, queue.ErrInvalid, actor)
-			}
 			directs = append(directs, e.IdempotencyKey)
 		case journal.KindMessageSend:
-			msg, err := queue.UnmarshalMessage(e.Payload)
+			msg, err := queuesm.DecodeOutbox(e.IdempotencyKey, e.Payload)
 			if err != nil {
-				return 0, fmt.Errorf("%w: outbox entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-			}
-			if err := queue.CheckMessage(msg); err != nil {
-				return 0, fmt.Errorf("%w: outbox entry %q: %w", journal.ErrInvalid, e.IdempotencyKey, err)
-			}
-			if msg.ID != e.IdempotencyKey {
-				return 0, fmt.Errorf("%w: outbox entry %q carries message %q", journal.ErrInvalid, e.IdempotencyKey, msg.ID)
+				return 0, fmt.Errorf("%w: %w", journal.ErrInvalid, err)
 			}
 			sends = append(sends, msg)
 		}
+	}
+	if err := queuesm.CheckDirectIDs(actor, directs); err != nil {
+		return 0, fmt.Errorf("%w: %w", journal.ErrInvalid, err)
 	}
 	tail := expectedSeq + uint64(len(entries))
 	args := make([]any, 0, 4+2*len(entries)+6+len(acks)+1+6*len(sends)+1+len(directs))
@@ -744,7 +723,9 @@ func (j *Journal) appendQueue(ctx context.Context, actor string, token, expected
 		args = append(args, sendArgs(m, now)...)
 	}
 	args = append(args, len(directs))
-	args = append(args, directs...)
+	for _, id := range directs {
+		args = append(args, id)
+	}
 	r := &request{op: opAppend, actor: actor, token: token, seq: expectedSeq,
 		script: appendQueueScript, keys: []string{j.headKey(actor), j.logKey(actor)}, args: args}
 	if err := j.do(ctx, r); err != nil {
