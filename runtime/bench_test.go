@@ -43,14 +43,18 @@ var benchGet = AddMethod(benchType, "get", func(ctx Context, _ *benchActor, key 
 	return ctx.State().Len(), nil
 })
 
-func newBenchRuntime(b *testing.B, j journal.Journal, snapshotEvery int) *Runtime {
+func newBenchRuntime(b *testing.B, j journal.Journal, snapshotEvery int, more ...func(*Options)) *Runtime {
 	b.Helper()
 	c := inmem.NewCoordinator(inmem.CoordinatorOptions{})
 	sid, err := c.CreateSession(context.Background(), "bench", time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := New(Options{Journal: j, Coordinator: c, Session: benchSession{sid}, SnapshotEvery: snapshotEvery})
+	opts := Options{Journal: j, Coordinator: c, Session: benchSession{sid}, SnapshotEvery: snapshotEvery}
+	for _, f := range more {
+		f(&opts)
+	}
+	r, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -338,20 +342,8 @@ func BenchmarkSendDirect(b *testing.B) {
 	}
 	for _, op := range []string{"call", "send"} {
 		b.Run(op, func(b *testing.B) {
-			c := inmem.NewCoordinator(inmem.CoordinatorOptions{})
-			sid, err := c.CreateSession(context.Background(), "bench", time.Hour)
-			if err != nil {
-				b.Fatal(err)
-			}
 			j := inmem.NewJournal()
-			r, err := New(Options{Journal: j, Coordinator: c, Session: benchSession{sid}, Messages: j, DirectMessages: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := r.Register(benchType); err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = r.Close(context.Background()); _ = c.Close(); _ = j.Close() })
+			r := newBenchRuntime(b, j, 0, func(o *Options) { o.Messages, o.DirectMessages = j, true })
 			ctx := context.Background()
 			call := func(g, i int) error {
 				_, err := benchSet.Call(ctx, r, ids[(g*7919+i)%actors], i)
