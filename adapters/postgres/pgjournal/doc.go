@@ -146,6 +146,10 @@
 // Time is the calling node's clock (AcceptedAt, the ack instant, the
 // retention), as for the embedded backends; Release and Replay use the now
 // their caller passes, and Release writes nothing when nothing is due.
-// Notify's function hears of this Journal's own writes only; other
-// nodes' writes are found by Ready.
+// Notify's function hears of this Journal's own writes at once and of
+// other Journals' (other nodes on the same server and schema) through
+// NOTIFY on the channel "loom_wake_" + schema, which a Journal whose Notify
+// was called LISTENs on with a connection of its own. A notification is a
+// hint that can be lost (a listener reconnecting, a restart): other
+// nodes' writes are always found by Ready, at the next scan at the latest.
 package pgjournal

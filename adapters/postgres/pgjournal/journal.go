@@ -120,6 +120,7 @@ type Journal struct {
 
 	retention time.Duration                                    // queue: how long gone ids are remembered
 	notify    atomic.Pointer[func(actor string, at time.Time)] // queue.Notifier
+	waker     *waker                                           // wakes to and from other Journals
 
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: the queue became non-empty, or closed was set
@@ -191,6 +192,7 @@ func Open(ctx context.Context, o Options) (*Journal, error) {
 		}
 		return nil, fmt.Errorf("%w: postgres at %s: %w", ErrUnavailable, j.addr, err)
 	}
+	j.startWaker(o.Postgres.SchemaName())
 	for range o.Committers {
 		j.committers.Add(1)
 		go j.commitLoop()
@@ -441,6 +443,7 @@ func (j *Journal) Close() error {
 		j.cond.Broadcast()
 		j.committers.Wait()
 		j.readers.Wait()
+		j.stopWaker()
 		j.pool.Close()
 	})
 	return nil

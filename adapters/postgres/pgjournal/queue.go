@@ -110,17 +110,25 @@ func placement(msg queue.Message, now int64) (sched bool, next int64) {
 
 // Notify implements queue.Notifier: fn is called on a goroutine of its
 // own after each write of this Journal that left an actor something to
-// deliver or release, with the actor's earliest such instant. Writes of
-// other nodes' journals are not seen: whoever delivers must also scan the
-// store now and then (Ready).
+// deliver or release, with the actor's earliest such instant, and after
+// such writes of other Journals on the same server and schema, which this
+// one hears of by LISTEN (see wake.go). Those are hints that can be lost:
+// whoever delivers must also scan the store now and then (Ready).
 func (j *Journal) Notify(fn func(actor string, at time.Time)) {
 	j.notify.Store(&fn)
+	j.listenWakes()
 }
 
 // wakes notifies the wakes a write reported.
 func (j *Journal) wakes(actors [][]byte, ats []int64) {
+	if len(actors) == 0 || len(actors) != len(ats) {
+		return
+	}
+	for i, a := range actors {
+		j.waker.out.Add(string(a), utc(ats[i]))
+	}
 	fn := j.notify.Load()
-	if fn == nil || len(actors) == 0 || len(actors) != len(ats) {
+	if fn == nil {
 		return
 	}
 	go func() {

@@ -143,7 +143,7 @@ func (j *Journal) notifyWakes(w []string) {
 	for i := 0; i+1 < len(w); i += 2 {
 		if ns, err := rt(w[i+1]); err == nil {
 			notes = append(notes, note{w[i], utc(ns)})
-			j.publishWake(w[i], ns)
+			j.wake.out.Add(w[i], utc(ns))
 		}
 	}
 	fn := j.notify.Load()

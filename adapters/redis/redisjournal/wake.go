@@ -2,10 +2,10 @@ package redisjournal
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"sync"
 	"time"
+
+	"github.com/loom-mesh/loom/internal/wakes"
 )
 
 // Wakes across nodes. A write that gives an actor something to deliver
@@ -19,28 +19,13 @@ import (
 // scans the store periodically anyway, so a lost hint delays a delivery by
 // at most a scan interval and loses nothing.
 
-// wakeBuffer is how many wakes wait for the publisher before more are
-// dropped (hints only).
-const wakeBuffer = 4096
-
-// wakeNote is one published batch of wakes: the publishing Journal's id
-// (a Journal ignores its own) and (actor, instant in Unix ns) pairs.
-type wakeNote struct {
-	Origin string     `json:"o"`
-	Wakes  []wakeItem `json:"w"`
-}
-
-type wakeItem struct {
-	Actor string `json:"a"`
-	At    int64  `json:"t"`
-}
+// wakePayload bounds one published message of wakes.
+const wakePayload = 64 << 10
 
 // waker publishes this Journal's wakes and delivers other Journals'.
 type waker struct {
-	id      string
-	pending chan wakeItem
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	out *wakes.Outbox
+	wg  sync.WaitGroup
 
 	subOnce sync.Once
 	cancel  context.CancelFunc // ends the subscription; nil until Notify
@@ -52,49 +37,11 @@ func (j *Journal) wakeChannel() string { return j.prefix + "q:wake" }
 
 // startWaker starts the publisher; Open calls it.
 func (j *Journal) startWaker() {
-	j.wake = &waker{id: rand.Text(), pending: make(chan wakeItem, wakeBuffer), stop: make(chan struct{})}
-	j.wake.wg.Add(1)
-	go j.publishLoop()
-}
-
-// publishWake queues a wake for the other nodes; dropped if the buffer is
-// full.
-func (j *Journal) publishWake(actor string, ns int64) {
-	select {
-	case j.wake.pending <- wakeItem{actor, ns}:
-	default:
-	}
-}
-
-// publishLoop publishes what is queued, everything waiting in one message.
-func (j *Journal) publishLoop() {
-	w := j.wake
-	defer w.wg.Done()
-	for {
-		var batch []wakeItem
-		select {
-		case <-w.stop:
-			return
-		case it := <-w.pending:
-			batch = append(batch, it)
-		}
-	drain:
-		for len(batch) < 512 {
-			select {
-			case it := <-w.pending:
-				batch = append(batch, it)
-			default:
-				break drain
-			}
-		}
-		b, err := json.Marshal(wakeNote{Origin: w.id, Wakes: batch})
-		if err != nil {
-			continue
-		}
+	j.wake = &waker{out: wakes.NewOutbox(wakePayload, func(payload []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = j.client.Publish(ctx, j.wakeChannel(), b).Err() // a hint: the scan covers a lost one
-		cancel()
-	}
+		defer cancel()
+		_ = j.client.Publish(ctx, j.wakeChannel(), payload).Err() // a hint: the scan covers a lost one
+	})}
 }
 
 // subscribeWakes starts, once, passing other Journals' wakes to the
@@ -130,15 +77,12 @@ func (j *Journal) subscribeWakes() {
 					if !ok {
 						return
 					}
-					var note wakeNote
-					if json.Unmarshal([]byte(m.Payload), &note) != nil || note.Origin == w.id {
-						continue
-					}
+					items := wakes.Decode([]byte(m.Payload), w.out.ID())
 					fn := j.notify.Load()
 					if fn == nil {
 						continue
 					}
-					for _, it := range note.Wakes {
+					for _, it := range items {
 						(*fn)(it.Actor, utc(it.At))
 					}
 				}
@@ -157,6 +101,6 @@ func (j *Journal) stopWaker() {
 		w.cancel()
 	}
 	w.mu.Unlock()
-	close(w.stop)
 	w.wg.Wait()
+	w.out.Close()
 }
