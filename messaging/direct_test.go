@@ -2,6 +2,8 @@ package messaging_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -150,5 +152,51 @@ func TestDirectIgnoresACallKey(t *testing.T) {
 	es, err := w.store.Read(context.Background(), "acct/k", 1)
 	if err != nil || len(es) != 2 || es[0].IdempotencyKey != ids[0] || es[1].IdempotencyKey != ids[1] {
 		t.Fatalf("journal %+v, %v; want the two messages' ids", es, err)
+	}
+}
+
+// TestExternalDelivery: a message kept in a broker is delivered with
+// runtime.WithExternalDelivery: its turn's append records the id (one
+// KindMessageDirect entry, nothing queued); a redelivery of the id applies
+// nothing and answers ErrMessageSettled, which tells the broker's consumer
+// it may acknowledge; while an ordered message of the actor waits in the
+// store's own queue the delivery is refused as unavailable (to be tried
+// again), never as settled, and applies nothing.
+func TestExternalDelivery(t *testing.T) {
+	w := newWorld(t, nil)
+	w.d.Close() // nothing delivers the store's own queue here
+	ctx := context.Background()
+	deliver := func(id, actor string, d deposit) error {
+		b, _ := json.Marshal(d)
+		_, err := w.rt.Invoke(runtime.WithExternalDelivery(ctx, id, 0, nil), "acct", actor, "deposit", b)
+		return err
+	}
+	if err := deliver("ext-1", "e", deposit{Tag: "a", Amount: 3}); err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+	if err := deliver("ext-1", "e", deposit{Tag: "a", Amount: 3}); !errors.Is(err, runtime.ErrMessageSettled) {
+		t.Fatalf("redelivery: %v, want ErrMessageSettled", err)
+	}
+	if l := w.ledger("e"); l.Total != 3 || len(l.Tags) != 1 {
+		t.Fatalf("ledger %+v, want the one deposit", l)
+	}
+	if k := w.kinds("acct/e"); k[journal.KindMessageDirect]["ext-1"] != 1 || len(k[journal.KindMessageAck]) != 0 {
+		t.Fatalf("journal kinds %v, want one direct entry for ext-1", k)
+	}
+	// An Enqueue of the applied id is a duplicate: the store remembers it.
+	acc, err := w.store.Enqueue(ctx, queue.Message{ID: "ext-1", Actor: "acct/e", Method: "deposit"})
+	if err != nil || !acc.Duplicate {
+		t.Fatalf("Enqueue of an applied id: %+v, %v; want a duplicate", acc, err)
+	}
+
+	if _, err := w.store.Enqueue(ctx, queue.Message{ID: "queued", Actor: "acct/e", Method: "deposit", Payload: []byte(`{"tag":"q","amount":1}`), Ordered: true}); err != nil {
+		t.Fatal(err)
+	}
+	err = deliver("ext-2", "e", deposit{Tag: "b", Amount: 5})
+	if !errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrMessageSettled) {
+		t.Fatalf("delivery behind a queued ordered message: %v, want ErrUnavailable and not settled", err)
+	}
+	if l := w.ledger("e"); l.Total != 3 {
+		t.Fatalf("ledger %+v after a refused delivery, want it unchanged", l)
 	}
 }

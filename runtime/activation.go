@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/queue"
 )
 
 // activation is one actor in memory.
@@ -286,15 +287,16 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 		a.state.rec = &idemRecord{method: method, result: b}
 		res = recorded{b: b, v: res, fresh: true}
 	}
-	if d := deliveryOf(ctx); d.direct != nil {
-		a.state.direct = d.direct
+	if deliveryOf(ctx).direct {
+		a.state.direct = msgID
 	} else {
 		a.state.ack = msgID
 	}
 	if err := r.commit(ctx, a, journal.KindInvocation, method); err != nil {
-		// A settled message leaves the activation as it was, still
-		// holding its mailbox; any other failure deactivated it.
-		return nil, errors.Is(err, ErrMessageSettled), err
+		// A message refused by the store (settled, or behind a queued
+		// ordered one) leaves the activation as it was, still holding
+		// its mailbox; any other failure deactivated it.
+		return nil, errors.Is(err, journal.ErrAck), err
 	}
 	return res, true, nil
 }
@@ -305,7 +307,7 @@ func (r *Runtime) turn(ctx context.Context, a *activation, method string, enc fu
 // the journal, so the next call replays it.
 func (r *Runtime) commit(ctx context.Context, a *activation, kind journal.Kind, method string) error {
 	err := r.appendTurn(ctx, a, kind, method)
-	if errors.Is(err, ErrMessageSettled) {
+	if errors.Is(err, journal.ErrAck) {
 		// Refused as a whole with no effect: memory still matches the
 		// journal.
 		return err
@@ -329,7 +331,7 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 	}
 	now := r.now().UTC()
 	var entries []journal.Entry
-	if m := a.state.direct; m != nil {
+	if id := a.state.direct; id != "" {
 		// A message applied on acceptance: one entry records the turn
 		// and accepts the message (its id as the IdempotencyKey, which
 		// names no call here: the turn runs without a call's key).
@@ -337,7 +339,7 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 		if a.state.changed() {
 			changes = a.state.encodeChanges()
 		}
-		entries = append(entries, journal.Entry{Kind: journal.KindMessageDirect, Method: method, Payload: changes, Time: now, CorrelationID: CorrelationID(ctx), IdempotencyKey: m.ID})
+		entries = append(entries, journal.Entry{Kind: journal.KindMessageDirect, Method: method, Payload: changes, Time: now, CorrelationID: CorrelationID(ctx), IdempotencyKey: id})
 	} else if a.state.changed() {
 		e := journal.Entry{
 			Kind:           kind,
@@ -355,7 +357,14 @@ func (r *Runtime) appendTurn(ctx context.Context, a *activation, kind journal.Ki
 	entries = append(entries, a.state.messageEntries(method, now, CorrelationID(ctx), "")...)
 	tail, err := r.journal.Append(ctx, a.key, a.token, a.seq, entries)
 	if errors.Is(err, journal.ErrAck) {
+		direct := a.state.direct != ""
 		a.state.discard()
+		if direct && !errors.Is(err, queue.ErrKnownID) {
+			// Not applied and not known: an ordered message of the
+			// actor is pending in the store's queue, and goes first.
+			// The message must be tried again, not taken as settled.
+			return fmt.Errorf("%w: %s.%s on %s: a queued ordered message goes first: %w", ErrUnavailable, a.typ.name, method, a.key, err)
+		}
 		return fmt.Errorf("%w: %s.%s on %s: %w", ErrMessageSettled, a.typ.name, method, a.key, err)
 	}
 	if err != nil {

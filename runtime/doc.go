@@ -63,7 +63,10 @@
 //     KindMessageDirect entry (the turn's changes under the message id),
 //     which the journal refuses when the id is known or an ordered message
 //     is pending; Send then enqueues it. Replay reads that entry as an
-//     invocation.
+//     invocation. A call under WithExternalDelivery delivers a message kept
+//     in a broker the same way: one KindMessageDirect entry; a known id
+//     fails with ErrMessageSettled (applied before: the broker may drop
+//     it), a pending ordered message with ErrUnavailable (try again).
 //     Reminders (Context.Reminders) are written to the store at once.
 //   - Snapshots: with SnapshotEvery n > 0, the commit that leaves n entries
 //     after the last snapshot saves the whole state as a snapshot and

@@ -122,7 +122,11 @@ type delivery struct {
 	id       string
 	attempts uint32
 	headers  map[string]string
-	direct   *queue.Message // the message applied on acceptance (Options.DirectMessages); nil for a delivery from the queue
+	// direct: the turn records id as applied (a journal KindMessageDirect
+	// entry) instead of acknowledging a queued message: a message applied
+	// on acceptance (Options.DirectMessages), or one kept in a broker
+	// (WithExternalDelivery).
+	direct bool
 }
 
 // WithDelivery returns a context under which a call delivers the durable
@@ -132,6 +136,25 @@ type delivery struct {
 // failed deliveries before this one; headers are the message's.
 func WithDelivery(ctx context.Context, id string, attempts uint32, headers map[string]string) context.Context {
 	return context.WithValue(ctx, deliveryKey, delivery{id: id, attempts: attempts, headers: headers})
+}
+
+// WithExternalDelivery is WithDelivery for a message kept outside the
+// journal's store, in a broker that redelivers it until told it is done:
+// the turn's journal append records the id as applied (a
+// journal.KindMessageDirect entry carrying the turn's changes) instead of
+// acknowledging a queued message, and the call fails with
+// ErrMessageSettled, applying nothing, if the store already knows the id
+// (the message was applied before, and the store remembers it for its
+// retention). The call travels to the actor's owner like any other.
+func WithExternalDelivery(ctx context.Context, id string, attempts uint32, headers map[string]string) context.Context {
+	return context.WithValue(ctx, deliveryKey, delivery{id: id, attempts: attempts, headers: headers, direct: true})
+}
+
+// DeliveryExternal reports whether ctx delivers a message kept outside
+// the journal's store (WithExternalDelivery).
+func DeliveryExternal(ctx context.Context) bool {
+	d := deliveryOf(ctx)
+	return d.id != "" && d.direct
 }
 
 // DeliveryID returns the id of the message ctx delivers, or "".
@@ -226,7 +249,7 @@ func (r *Runtime) sendDirect(ctx context.Context, msg queue.Message) (queue.Acce
 	}
 	// The turn runs under the message's id, never a call's idempotency
 	// key: its entry carries the message id in that field.
-	dctx := context.WithValue(ctx, deliveryKey, delivery{id: msg.ID, headers: msg.Headers, direct: &msg})
+	dctx := context.WithValue(ctx, deliveryKey, delivery{id: msg.ID, headers: msg.Headers, direct: true})
 	if msg.CorrelationID != "" {
 		dctx = WithCorrelationID(dctx, msg.CorrelationID)
 	}

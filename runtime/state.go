@@ -26,7 +26,7 @@ type State struct {
 	rec       *idemRecord        // this turn's outcome, to remember under its key
 	ack       string             // the message this turn delivers, acknowledged by its append
 	outbox    []queue.Message    // messages the turn sent, enqueued by its append
-	direct    *queue.Message     // the message this turn applies on acceptance, accepted by its append
+	direct    string             // the id of the message this turn applies directly (accepted by its append), or ""
 }
 
 type pending struct {
@@ -116,7 +116,7 @@ func (s *State) Len() int { return len(s.Keys()) }
 
 // dirty reports whether the turn has anything to commit.
 func (s *State) dirty() bool {
-	return s.changed() || s.ack != "" || s.direct != nil || len(s.outbox) > 0
+	return s.changed() || s.ack != "" || s.direct != "" || len(s.outbox) > 0
 }
 
 // changed reports whether the turn has state changes or a record to commit
@@ -129,7 +129,7 @@ func (s *State) discard() {
 	s.writes = nil
 	s.rec = nil
 	s.ack = ""
-	s.direct = nil
+	s.direct = ""
 	s.outbox = nil
 }
 

@@ -169,6 +169,7 @@ func (p *Pool) request(ctx context.Context, c Call) *loompb.InvokeRequest {
 	}
 	if id := runtime.DeliveryID(ctx); id != "" {
 		req.MessageId, req.MessageAttempts, req.MessageHeaders = id, runtime.DeliveryAttempts(ctx), runtime.MessageHeaders(ctx)
+		req.MessageExternal = runtime.DeliveryExternal(ctx)
 	}
 	if d, ok := ctx.Deadline(); ok {
 		// The time left, not the instant: the receiver starts it on

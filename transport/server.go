@@ -233,7 +233,10 @@ func (s *Server) callContext(ctx context.Context, req *loompb.InvokeRequest) con
 	if req.IdempotencyKey != "" {
 		ctx = runtime.WithIdempotencyKeyAge(ctx, req.IdempotencyKey, time.Duration(req.IdempotencyAgeNanos))
 	}
-	if req.MessageId != "" {
+	switch {
+	case req.MessageId != "" && req.MessageExternal:
+		ctx = runtime.WithExternalDelivery(ctx, req.MessageId, req.MessageAttempts, req.MessageHeaders)
+	case req.MessageId != "":
 		ctx = runtime.WithDelivery(ctx, req.MessageId, req.MessageAttempts, req.MessageHeaders)
 	}
 	if len(req.Trace) > 0 && s.opts.Propagator != nil {

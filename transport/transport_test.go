@@ -60,6 +60,7 @@ type echo struct {
 
 	lastMsg      string // the delivered message's id, attempts and headers
 	lastAttempts uint32
+	lastExternal bool
 	lastHeaders  map[string]string
 }
 
@@ -72,6 +73,7 @@ func (e *echo) HandleInvoke(ctx context.Context, c transport.Call) ([]byte, erro
 	e.mu.Lock()
 	e.lastCID, e.lastIdem, e.lastDL = runtime.CorrelationID(ctx), runtime.IdempotencyKey(ctx), hasDL
 	e.lastMsg, e.lastAttempts, e.lastHeaders = runtime.DeliveryID(ctx), runtime.DeliveryAttempts(ctx), runtime.MessageHeaders(ctx)
+	e.lastExternal = runtime.DeliveryExternal(ctx)
 	e.lastTID = trace.SpanContextFromContext(ctx).TraceID()
 	e.calls[string(c.Payload)]++
 	failWith := e.failWith
@@ -221,29 +223,35 @@ func TestInvokeRoundTrip(t *testing.T) {
 }
 
 // TestDeliveryTravels: a call that delivers a durable message reaches the
-// owner with the message's id, attempts and headers on every path, so the
-// owner's turn acknowledges it; a plain call carries none.
+// owner with the message's id, attempts, headers and whether it is kept
+// in a broker (external) on every path, so the owner's turn acknowledges
+// or records it; a plain call carries none.
 func TestDeliveryTravels(t *testing.T) {
 	checkLeaks(t)
 	e := newEcho()
 	s := serve(t, e)
 	p := newPool(t, transport.PoolOptions{})
 	for name, call := range paths(p) {
-		ctx := runtime.WithDelivery(context.Background(), "msg-"+name, 2, map[string]string{"k": name})
-		if _, err := call(ctx, s.addr, transport.Call{ActorType: "t", ActorID: "1", Method: "echo", Payload: []byte(name)}); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		e.mu.Lock()
-		id, attempts, headers := e.lastMsg, e.lastAttempts, e.lastHeaders
-		e.mu.Unlock()
-		if id != "msg-"+name || attempts != 2 || headers["k"] != name {
-			t.Fatalf("%s: handler saw message %q, attempts %d, headers %v", name, id, attempts, headers)
+		for _, external := range []bool{false, true} {
+			ctx := runtime.WithDelivery(context.Background(), "msg-"+name, 2, map[string]string{"k": name})
+			if external {
+				ctx = runtime.WithExternalDelivery(context.Background(), "msg-"+name, 2, map[string]string{"k": name})
+			}
+			if _, err := call(ctx, s.addr, transport.Call{ActorType: "t", ActorID: "1", Method: "echo", Payload: []byte(name)}); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			e.mu.Lock()
+			id, attempts, headers, ext := e.lastMsg, e.lastAttempts, e.lastHeaders, e.lastExternal
+			e.mu.Unlock()
+			if id != "msg-"+name || attempts != 2 || headers["k"] != name || ext != external {
+				t.Fatalf("%s: handler saw message %q, attempts %d, headers %v, external %v (sent external %v)", name, id, attempts, headers, ext, external)
+			}
 		}
 		if _, err := call(context.Background(), s.addr, transport.Call{Method: "echo"}); err != nil {
 			t.Fatal(err)
 		}
 		e.mu.Lock()
-		id = e.lastMsg
+		id := e.lastMsg
 		e.mu.Unlock()
 		if id != "" {
 			t.Fatalf("%s: a plain call arrived as a delivery of %q", name, id)

@@ -67,6 +67,12 @@ type InvokeRequest struct {
 	MessageId       string            `protobuf:"bytes,14,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	MessageAttempts uint32            `protobuf:"varint,15,opt,name=message_attempts,json=messageAttempts,proto3" json:"message_attempts,omitempty"`
 	MessageHeaders  map[string]string `protobuf:"bytes,16,rep,name=message_headers,json=messageHeaders,proto3" json:"message_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// message_external is set when the message lives outside the journal's
+	// store, in a broker (runtime.WithExternalDelivery): the owner's turn
+	// then records message_id as applied in its journal append (a
+	// KindMessageDirect entry), refused if the id is already known, rather
+	// than acknowledging a queued message.
+	MessageExternal bool `protobuf:"varint,18,opt,name=message_external,json=messageExternal,proto3" json:"message_external,omitempty"`
 	// send, when set, makes this entry of a Stream a durable message sent
 	// (Messages.Send) rather than a call: the other fields but call_id,
 	// timeout_nanos and trace are then unused, and the answer carries
@@ -210,6 +216,13 @@ func (x *InvokeRequest) GetMessageHeaders() map[string]string {
 		return x.MessageHeaders
 	}
 	return nil
+}
+
+func (x *InvokeRequest) GetMessageExternal() bool {
+	if x != nil {
+		return x.MessageExternal
+	}
+	return false
 }
 
 func (x *InvokeRequest) GetSend() *SendRequest {
@@ -1121,7 +1134,7 @@ var File_loom_v1_loom_proto protoreflect.FileDescriptor
 
 const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
-	"\x12loom/v1/loom.proto\x12\aloom.v1\"\x89\x06\n" +
+	"\x12loom/v1/loom.proto\x12\aloom.v1\"\xb4\x06\n" +
 	"\rInvokeRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12\x1d\n" +
 	"\n" +
@@ -1141,7 +1154,8 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\x0e \x01(\tR\tmessageId\x12)\n" +
 	"\x10message_attempts\x18\x0f \x01(\rR\x0fmessageAttempts\x12S\n" +
-	"\x0fmessage_headers\x18\x10 \x03(\v2*.loom.v1.InvokeRequest.MessageHeadersEntryR\x0emessageHeaders\x12(\n" +
+	"\x0fmessage_headers\x18\x10 \x03(\v2*.loom.v1.InvokeRequest.MessageHeadersEntryR\x0emessageHeaders\x12)\n" +
+	"\x10message_external\x18\x12 \x01(\bR\x0fmessageExternal\x12(\n" +
 	"\x04send\x18\x11 \x01(\v2\x14.loom.v1.SendRequestR\x04send\x1a8\n" +
 	"\n" +
 	"TraceEntry\x12\x10\n" +
