@@ -1,7 +1,10 @@
 package config
 
 import (
+	"net"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -45,6 +48,14 @@ const (
 // semantics BullMQ gives Node users (attempts, backoff, stalled-message
 // recovery, a failed set), not BullMQ's key format.
 const MessagingBullMQ = "bullmq"
+
+// MessagingRabbitMQ keeps messages in RabbitMQ (messaging.rabbitmq):
+// quorum queues, publisher confirms, a dead-letter queue. A message is
+// accepted once the broker confirms it; its turn's journal append records
+// its id, and the broker's copy is acknowledged after that append, so
+// effects stay exactly once while the journal remembers the id
+// (messaging.idRetention). Works with every journal backend.
+const MessagingRabbitMQ = "rabbitmq"
 
 // Allowed values of CoordinationConfig.Backend.
 const (
@@ -490,6 +501,67 @@ type MessagingConfig struct {
 	// queues are tables beside the journals'); left empty, the journal's
 	// is used.
 	Postgres PostgresConfig `yaml:"postgres"`
+
+	// RabbitMQ is the broker of backend rabbitmq. Default: none.
+	RabbitMQ RabbitMQConfig `yaml:"rabbitmq"`
+}
+
+// RabbitMQConfig names a RabbitMQ broker and how Loom lays out its queues
+// there.
+type RabbitMQConfig struct {
+	// URL gives the broker at once: amqp://user:password@host:port/vhost
+	// (amqps:// for TLS). It may hold a password, so it is secret.
+	URL string `yaml:"url" loom:"secret"`
+	// Host and Port, with Username, Password and VHost, are the same in
+	// parts. Port 0 means 5672 (5671 with tls).
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password" loom:"secret"`
+	VHost    string `yaml:"vhost"`
+	// TLS connects with TLS, checking the broker's certificate against
+	// TLSCA (a PEM file) when set, else the system's roots.
+	TLS   bool   `yaml:"tls"`
+	TLSCA string `yaml:"tlsCA"`
+	// Prefix starts the name of every exchange and queue Loom declares,
+	// so that several clusters can share a vhost. Default "loom".
+	Prefix string `yaml:"prefix"`
+	// FIFOQueues is how many single-active-consumer queues fifo actors
+	// are hashed onto; a failing message holds back the other actors of
+	// its queue. Default 8.
+	FIFOQueues int `yaml:"fifoQueues"`
+	// Prefetch is how many unacknowledged deliveries a node takes from
+	// the standard queue at once. Default 32.
+	Prefetch int `yaml:"prefetch"`
+	// DeliveryLimit is the quorum queues' delivery limit: a message
+	// delivered this many times without an outcome (its consumers keep
+	// crashing) is dead-lettered by the broker. Default 20.
+	DeliveryLimit int `yaml:"deliveryLimit"`
+}
+
+// Set reports whether r names a broker.
+func (r RabbitMQConfig) Set() bool { return r.URL != "" || r.Host != "" }
+
+// AMQPURL is the broker's URL: URL, or one built from its parts.
+func (r RabbitMQConfig) AMQPURL() string {
+	if r.URL != "" {
+		return r.URL
+	}
+	scheme, port := "amqp", r.Port
+	if r.TLS {
+		scheme = "amqps"
+	}
+	if port == 0 {
+		port = 5672
+		if r.TLS {
+			port = 5671
+		}
+	}
+	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(r.Host, strconv.Itoa(port)), Path: "/" + r.VHost, RawPath: "/" + url.PathEscape(r.VHost)}
+	if r.Username != "" || r.Password != "" {
+		u.User = url.UserPassword(r.Username, r.Password)
+	}
+	return u.String()
 }
 
 // MessagePolicyConfig is how one actor type's messages are ordered and
@@ -766,6 +838,7 @@ func Default() Config {
 			Workers:     32,
 
 			ApplyOnAccept: true,
+			RabbitMQ:      RabbitMQConfig{Prefix: "loom", FIFOQueues: 8, Prefetch: 32, DeliveryLimit: 20},
 		},
 		Coordination: CoordinationConfig{
 			Backend:       CoordinationMemory,

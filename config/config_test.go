@@ -130,7 +130,7 @@ func TestValidate(t *testing.T) {
 		{"type jitter", func(c *Config) {
 			c.Messaging.Types = map[string]MessagePolicyOverride{"counter": {Jitter: new(-0.1)}}
 		}, "messaging.types.counter.jitter", "between 0 and 1"},
-		{"messaging backend", func(c *Config) { c.Messaging.Backend = JournalMemory }, "messaging.backend", `equal journal.backend ("bbolt")`},
+		{"messaging backend", func(c *Config) { c.Messaging.Backend = JournalMemory }, "messaging.backend", `must be empty, rabbitmq or equal journal.backend ("bbolt")`},
 		{"max delay", func(c *Config) { c.Messaging.MaxDelay = 0 }, "messaging.maxDelay", "must be > 0"},
 		{"id retention", func(c *Config) { c.Messaging.IDRetention = -time.Second }, "messaging.idRetention", "must be > 0"},
 		{"degraded age", func(c *Config) { c.Messaging.DegradedAge = 0 }, "messaging.degradedAge", "must be > 0"},
@@ -208,6 +208,32 @@ func TestValidate(t *testing.T) {
 			c.Journal.Backend, c.Coordination.Backend, c.Journal.Postgres = "postgres", "postgres", testPG
 			c.Messaging.Postgres = PostgresConfig{Host: "other", User: "loom"}
 		}, "messaging.postgres.host", "must name the journal's PostgreSQL server"},
+		{"rabbitmq needs a broker", func(c *Config) { c.Messaging.Backend = MessagingRabbitMQ }, "messaging.backend", "rabbitmq needs a broker: set messaging.rabbitmq url or host"},
+		{"rabbitmq broker unused", func(c *Config) { c.Messaging.RabbitMQ.Host = "rabbit" }, "messaging.rabbitmq.host", `names a broker, but messaging.backend is ""`},
+		{"rabbitmq url scheme", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.URL = MessagingRabbitMQ, "http://rabbit:5672/"
+		}, "messaging.rabbitmq.url", "must be an amqp:// or amqps:// URL with a host"},
+		{"rabbitmq url and host", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.URL, c.Messaging.RabbitMQ.Host = MessagingRabbitMQ, "amqp://rabbit/", "rabbit"
+		}, "messaging.rabbitmq.url", "give url, or host, port, username, password and vhost, not both"},
+		{"rabbitmq port without host", func(c *Config) {
+			c.Messaging.RabbitMQ.Port = 5672
+		}, "messaging.rabbitmq.host", "must be set with port, username, password or vhost"},
+		{"rabbitmq tls", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.TLSCA = MessagingRabbitMQ, "rabbit", "/etc/ca.pem"
+		}, "messaging.rabbitmq.tls", "must be true (or the url amqps://) when tlsCA is set"},
+		{"rabbitmq prefix", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.Prefix = MessagingRabbitMQ, "rabbit", "loom orders"
+		}, "messaging.rabbitmq.prefix", `letters, digits, '.', '_' or '-' (got "loom orders")`},
+		{"rabbitmq fifo queues", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.FIFOQueues = MessagingRabbitMQ, "rabbit", 0
+		}, "messaging.rabbitmq.fifoQueues", "must be > 0 (got 0)"},
+		{"rabbitmq prefetch", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.Prefetch = MessagingRabbitMQ, "rabbit", -1
+		}, "messaging.rabbitmq.prefetch", "must be > 0 (got -1)"},
+		{"rabbitmq delivery limit", func(c *Config) {
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.DeliveryLimit = MessagingRabbitMQ, "rabbit", 1
+		}, "messaging.rabbitmq.deliveryLimit", "must be >= 2"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
 		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis, postgres (got "etcd")`},
 		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis, postgres (got "Raft")`},

@@ -43,7 +43,8 @@
 //     server (coordination.redis, journal.redis, messaging.redis), or its
 //     PostgreSQL server (coordination.postgres, journal.postgres,
 //     messaging.postgres) when the section's type is postgres (without a
-//     type: when the backend it configures is). A key set in both forms
+//     type: when the backend it configures is), or messageAdapter's
+//     RabbitMQ broker (messaging.rabbitmq) when its type is rabbitmq. A key set in both forms
 //     is a problem; problems name the key as written, and `config print`
 //     shows today's names.
 //   - Anchors and aliases work; merge keys (<<) and multiple YAML

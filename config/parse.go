@@ -322,20 +322,23 @@ var configType = reflect.TypeFor[Config]()
 // seedSections are the seed's adapter sections, read into today's keys:
 // each of a section's keys names the key it sets; "*" is the section
 // whose keys the others are (the backend's server): the Redis server,
-// or "*postgres", the PostgreSQL server, when the section's type (or,
-// without one, the backend it configures) is postgres.
+// or "*" + a type (the PostgreSQL server, the RabbitMQ broker) when the
+// section's type (or, without one, the backend it configures) is that
+// type.
 var seedSections = map[string]map[string]string{
 	"coordinationAdapter": {"type": "coordination.backend", "lockTimeout": "coordination.sessionTTL",
 		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres"},
 	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres"},
 	"messageAdapter": {"type": "messaging.backend", "queueMode": "messaging.default.queueMode",
-		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis", "*postgres": "messaging.postgres"},
+		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis", "*postgres": "messaging.postgres",
+		"*rabbitmq": "messaging.rabbitmq"},
 }
 
 // seedServer is the key of the server a seed section's other keys set
-// (targets["*"] or targets["*postgres"]): the PostgreSQL server when the
-// section's type is postgres, or, when it has no type, when the backend
-// it configures (as the file set it so far) is; else the Redis server.
+// (targets["*"] or targets["*" + type]): the type's server when the
+// section's type has one of its own (postgres, rabbitmq), or, when it has
+// no type, when the backend it configures (as the file set it so far)
+// does; else the Redis server.
 func seedServer(n *yaml.Node, targets map[string]string, c reflect.Value) string {
 	typ := ""
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -351,8 +354,8 @@ func seedServer(n *yaml.Node, targets map[string]string, c reflect.Value) string
 			typ = j.String() // the queues live with the journals
 		}
 	}
-	if typ == JournalPostgres {
-		return targets["*postgres"]
+	if t, ok := targets["*"+typ]; ok && typ != "" {
+		return t
 	}
 	return targets["*"]
 }

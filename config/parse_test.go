@@ -49,6 +49,7 @@ func TestParseExampleFile(t *testing.T) {
 			Default:  MessagePolicyConfig{QueueMode: QueueModeFIFO, MaxRetries: 5, InitialBackoff: 200 * time.Millisecond, MaxBackoff: time.Minute, Jitter: 0.1},
 			Types:    map[string]MessagePolicyOverride{"counter": {QueueMode: new(QueueModeStandard), MaxRetries: new(10)}},
 			MaxDelay: 168 * time.Hour, IDRetention: 2 * time.Hour, DegradedAge: 5 * time.Minute, Workers: 64,
+			RabbitMQ: Default().Messaging.RabbitMQ, // only with backend rabbitmq: testdata/rabbitmq.config.yaml
 		},
 		Coordination: CoordinationConfig{
 			Backend:       CoordinationRaft,
@@ -86,8 +87,6 @@ func TestParseExampleFile(t *testing.T) {
 	}
 }
 
-// TestExampleFileSetsEveryKey keeps the documented example complete: every
-// field of Config appears in it.
 func TestReentrantNeedsARegisteredType(t *testing.T) {
 	c, err := Parse([]byte("actorPools:\n  types:\n    order:\n      reentrant: true\n    ordr:\n      reentrant: true\n"), "loom.config.yaml")
 	if err != nil {
@@ -102,6 +101,8 @@ func TestReentrantNeedsARegisteredType(t *testing.T) {
 	}
 }
 
+// TestExampleFileSetsEveryKey keeps the documented example complete: every
+// field of Config appears in it.
 func TestExampleFileSetsEveryKey(t *testing.T) {
 	got, err := Load(exampleFile)
 	if err != nil {
@@ -115,8 +116,8 @@ func TestExampleFileSetsEveryKey(t *testing.T) {
 				continue
 			}
 			key := joinPath(path, name)
-			if typ.Field(i).Type == reflect.TypeFor[RedisConfig]() || typ.Field(i).Type == reflect.TypeFor[PostgresConfig]() {
-				continue // only with a redis or postgres backend: testdata/redis.config.yaml and postgres.config.yaml set them
+			if ft := typ.Field(i).Type; ft == reflect.TypeFor[RedisConfig]() || ft == reflect.TypeFor[PostgresConfig]() || ft == reflect.TypeFor[RabbitMQConfig]() {
+				continue // only with that backend: testdata/redis.config.yaml, postgres.config.yaml and rabbitmq.config.yaml set them
 			}
 			if _, ok := got.src.keys[key]; !ok {
 				t.Errorf("%s does not set %s", exampleFile, key)
@@ -852,5 +853,45 @@ func TestSeedSectionProblems(t *testing.T) {
 			}
 			t.Fatalf("problems %v, want %s at line %d saying %q", ve.Problems, c.key, c.line, c.msg)
 		})
+	}
+}
+
+// TestRabbitMQExampleSetsEveryRabbitMQKey: testdata/rabbitmq.config.yaml,
+// the documented RabbitMQ example, sets every key of the broker's section
+// through the seed's messageAdapter, loads, builds the broker's URL from
+// the parts, and never prints the password.
+func TestRabbitMQExampleSetsEveryRabbitMQKey(t *testing.T) {
+	t.Setenv("RABBITMQ_PASSWORD", "hunter/2")
+	c, err := Load("testdata/rabbitmq.config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[RabbitMQConfig]()
+	for i := range typ.NumField() {
+		key := "messaging.rabbitmq." + yamlName(typ.Field(i))
+		if yamlName(typ.Field(i)) == "url" {
+			continue // the alternative to host and the rest, named in the file's comments
+		}
+		if _, ok := c.src.keys[key]; !ok {
+			t.Errorf("testdata/rabbitmq.config.yaml does not set %s (messageAdapter.%s)", key, yamlName(typ.Field(i)))
+		}
+	}
+	if c.Messaging.Backend != MessagingRabbitMQ || c.Journal.Backend != JournalRaft {
+		t.Fatalf("backends: messaging %q, journal %q", c.Messaging.Backend, c.Journal.Backend)
+	}
+	want := RabbitMQConfig{Host: "rabbit.example.com", Port: 5671, Username: "loom", Password: "hunter/2", VHost: "orders",
+		TLS: true, TLSCA: "/etc/loom/rabbitmq-ca.pem", Prefix: "loom-orders", FIFOQueues: 16, Prefetch: 64, DeliveryLimit: 10}
+	if c.Messaging.RabbitMQ != want {
+		t.Fatalf("messaging.rabbitmq = %+v, want %+v", c.Messaging.RabbitMQ, want)
+	}
+	if u := c.Messaging.RabbitMQ.AMQPURL(); u != "amqps://loom:hunter%2F2@rabbit.example.com:5671/orders" {
+		t.Fatalf("AMQPURL = %q", u)
+	}
+	printed, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(printed), "hunter") || !strings.Contains(string(printed), "[redacted]") {
+		t.Fatalf("config print shows the password or no redaction:\n%s", printed)
 	}
 }

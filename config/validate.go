@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -323,6 +324,47 @@ func (r RedisConfig) serverKey(prefix string) (string, string) {
 	return prefix + ".url", r.URL
 }
 
+// rabbitmq checks a RabbitMQ section.
+func (v *validator) rabbitmq(prefix string, r RabbitMQConfig) {
+	if r.URL != "" {
+		if r.Host != "" || r.Port != 0 || r.Username != "" || r.Password != "" || r.VHost != "" {
+			v.add(prefix+".url", r.URL, "give url, or host, port, username, password and vhost, not both")
+		}
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+			v.add(prefix+".url", r.URL, "must be an amqp:// or amqps:// URL with a host, such as amqp://loom:secret@rabbit.example.com:5672/loom")
+		}
+	}
+	if r.Port < 0 || r.Port > 65535 {
+		v.add(prefix+".port", r.Port, fmt.Sprintf("must be 0 to 65535 (got %d)", r.Port))
+	}
+	if (r.Port != 0 || r.Username != "" || r.Password != "" || r.VHost != "") && r.Host == "" && r.URL == "" {
+		v.add(prefix+".host", r.Host, "must be set with port, username, password or vhost: they name no broker without it")
+	}
+	if r.TLSCA != "" && !r.TLS && !strings.HasPrefix(r.URL, "amqps://") {
+		v.add(prefix+".tls", r.TLS, "must be true (or the url amqps://) when tlsCA is set")
+	}
+	if r.Prefix != "" && !amqpNamePattern.MatchString(r.Prefix) {
+		v.add(prefix+".prefix", r.Prefix, fmt.Sprintf("must be 1 to 64 letters, digits, '.', '_' or '-' (got %q)", r.Prefix))
+	}
+	v.positive(prefix+".fifoQueues", r.FIFOQueues)
+	v.positive(prefix+".prefetch", r.Prefetch)
+	if r.DeliveryLimit < 2 {
+		v.add(prefix+".deliveryLimit", r.DeliveryLimit, fmt.Sprintf("must be >= 2: with 1, a node crashing during a delivery would dead-letter the message (got %d)", r.DeliveryLimit))
+	}
+}
+
+// amqpNamePattern is what Loom allows in the prefix of its exchange and
+// queue names.
+var amqpNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// serverKey is the key that names r's broker, for problems about it.
+func (r RabbitMQConfig) serverKey(prefix string) (string, string) {
+	if r.Host != "" {
+		return prefix + ".host", r.Host
+	}
+	return prefix + ".url", r.URL
+}
+
 func (v *validator) oneOf(key, value string, allowed ...string) {
 	if !slices.Contains(allowed, value) {
 		v.add(key, value, fmt.Sprintf("must be one of %s (got %q)", strings.Join(allowed, ", "), value))
@@ -471,8 +513,16 @@ func (v *validator) validate(c *Config) {
 	}
 
 	m := c.Messaging
-	if mb := m.Backend; mb != "" && mb != j.Backend && !(mb == MessagingBullMQ && j.Backend == JournalRedis) {
-		v.add("messaging.backend", m.Backend, fmt.Sprintf("must be empty or equal journal.backend (%q): a message is acknowledged in its actor's journal append, so the queues live with the journals", j.Backend))
+	if mb := m.Backend; mb != "" && mb != j.Backend && mb != MessagingRabbitMQ && !(mb == MessagingBullMQ && j.Backend == JournalRedis) {
+		v.add("messaging.backend", m.Backend, fmt.Sprintf("must be empty, rabbitmq or equal journal.backend (%q): a message is acknowledged in its actor's journal append, so the queues live with the journals or in a broker", j.Backend))
+	}
+	v.rabbitmq("messaging.rabbitmq", m.RabbitMQ)
+	switch {
+	case m.Backend == MessagingRabbitMQ && !m.RabbitMQ.Set():
+		v.add("messaging.backend", m.Backend, "rabbitmq needs a broker: set messaging.rabbitmq url or host (messageAdapter)")
+	case m.Backend != MessagingRabbitMQ && m.RabbitMQ.Set():
+		key, val := m.RabbitMQ.serverKey("messaging.rabbitmq")
+		v.add(key, val, fmt.Sprintf("names a broker, but messaging.backend is %q: set it to rabbitmq, or leave messaging.rabbitmq out", m.Backend))
 	}
 	v.messagePolicy("messaging.default", m.Default)
 	for _, name := range sortedKeys(m.Types) {
