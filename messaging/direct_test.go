@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/queue"
@@ -198,5 +200,57 @@ func TestExternalDelivery(t *testing.T) {
 	}
 	if l := w.ledger("e"); l.Total != 3 {
 		t.Fatalf("ledger %+v after a refused delivery, want it unchanged", l)
+	}
+}
+
+// TestSendPublishes: with Options.Publish (a broker), Send hands the
+// checked message to it and answers its acceptance, enqueueing nothing in
+// the journal's store; a message applied on acceptance never reaches the
+// broker; what the broker delivers back through WithExternalDelivery is
+// applied once.
+func TestSendPublishes(t *testing.T) {
+	var mu sync.Mutex
+	var published []queue.Message
+	publish := func(o *runtime.Options) {
+		o.Publish = func(_ context.Context, m queue.Message) (queue.Accepted, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			published = append(published, m)
+			return queue.Accepted{ID: m.ID, AcceptedAt: time.Now()}, nil
+		}
+	}
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			mu.Lock()
+			published = nil
+			mu.Unlock()
+			w := newWorldWith(t, nil, direct, publish)
+			acc := w.send("p", deposit{Tag: "a", Amount: 2}, runtime.WithHeaders(map[string]string{"h": "v"}))
+			mu.Lock()
+			got := slices.Clone(published)
+			mu.Unlock()
+			if direct {
+				if !acc.Applied || len(got) != 0 {
+					t.Fatalf("direct send: %+v, %d published; want applied, none published", acc, len(got))
+				}
+				return
+			}
+			if acc.Applied || len(got) != 1 || got[0].ID != acc.ID || got[0].Actor != "acct/p" || got[0].Method != "deposit" || got[0].Headers["h"] != "v" {
+				t.Fatalf("send: %+v, published %+v; want the message handed to the broker", acc, got)
+			}
+			if st, err := w.store.Stats(context.Background()); err != nil || len(st) != 0 {
+				t.Fatalf("the journal's queues after a published send: %+v, %v; want none", st, err)
+			}
+			ctx := runtime.WithExternalDelivery(context.Background(), got[0].ID, 0, got[0].Headers)
+			for i := range 2 {
+				_, err := w.rt.Invoke(ctx, "acct", "p", got[0].Method, got[0].Payload)
+				if (i == 0 && err != nil) || (i == 1 && !errors.Is(err, runtime.ErrMessageSettled)) {
+					t.Fatalf("delivery %d: %v", i+1, err)
+				}
+			}
+			if l := w.ledger("p"); l.Total != 2 {
+				t.Fatalf("ledger %+v, want the message applied once", l)
+			}
+		})
 	}
 }

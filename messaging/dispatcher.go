@@ -447,15 +447,15 @@ func (d *Dispatcher) settle(m queue.Message, err error) string {
 	f := queue.Failure{Actor: m.Actor, ID: m.ID, Attempts: m.Attempts, Reason: err.Error(), At: now}
 	var serr error
 	outcome := OutcomeRetry
-	switch kind(err) {
-	case settled:
+	switch Classify(err) {
+	case Settled:
 		return OutcomeSettled
-	case unavailable:
+	case Unavailable:
 		d.retryLater(m.Actor, "delivering "+m.ID, err)
 		return OutcomeUnavailable
-	case permanent:
+	case Permanent:
 		outcome = OutcomeDead
-	case failed:
+	case Failed:
 		p := d.o.Policy(typ)
 		if int(m.Attempts) >= p.MaxRetries {
 			outcome = OutcomeDead
@@ -483,26 +483,37 @@ func (d *Dispatcher) settle(m queue.Message, err error) string {
 	return outcome
 }
 
-type errKind int
+// Class is what a delivery's error means for its message.
+type Class int
 
 const (
-	failed      errKind = iota // the handler failed: an attempt
-	permanent                  // it can never succeed: dead-letter now
-	settled                    // acknowledged elsewhere
-	unavailable                // not delivered: not an attempt
+	// Failed: the handler failed (an error or a panic): an attempt,
+	// retried after the policy's backoff, dead-lettered after the last.
+	Failed Class = iota
+	// Permanent: it can never succeed (an unknown actor type or method,
+	// an argument that does not decode): dead-letter it now.
+	Permanent
+	// Settled: the message was applied (acknowledged) before; nothing
+	// was applied now, and it is done.
+	Settled
+	// Unavailable: the delivery did not reach a turn (the owner is
+	// unreachable, shutting down, overloaded): not an attempt; try again
+	// later.
+	Unavailable
 )
 
-// kind sorts a delivery's error by the error table's code.
-func kind(err error) errKind {
+// Classify sorts a delivery's error by the error table's code. A nil
+// error is not classified: the delivery succeeded.
+func Classify(err error) Class {
 	switch errclass.Of(err).Code {
 	case "message_settled":
-		return settled
+		return Settled
 	case "unknown_type", "unknown_method", "bad_payload", "payload_too_large", "invalid_id", "invalid_argument":
-		return permanent
+		return Permanent
 	case "method_error", "actor_panic", "call_cycle", "call_chain_too_deep":
-		return failed
+		return Failed
 	}
-	return unavailable
+	return Unavailable
 }
 
 // jitter spreads d by ±f of itself.

@@ -90,7 +90,7 @@ func newWorld(t *testing.T, mode func(string) bool) *world {
 
 // newWorldWith is newWorld, with messages applied on acceptance when
 // direct (runtime.Options.DirectMessages).
-func newWorldWith(t *testing.T, mode func(string) bool, direct bool) *world {
+func newWorldWith(t *testing.T, mode func(string) bool, direct bool, more ...func(*runtime.Options)) *world {
 	t.Helper()
 	w := &world{t: t, store: inmem.NewJournal()}
 	coord := inmem.NewCoordinator(inmem.CoordinatorOptions{})
@@ -98,10 +98,14 @@ func newWorldWith(t *testing.T, mode func(string) bool, direct bool) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.rt, err = runtime.New(runtime.Options{
+	ro := runtime.Options{
 		NodeID: "node-test", Journal: w.store, Coordinator: coord, Session: session{sid},
 		Messages: w.store, MessageOrdered: mode, MaxDelay: time.Hour, DirectMessages: direct,
-	})
+	}
+	for _, m := range more {
+		m(&ro)
+	}
+	w.rt, err = runtime.New(ro)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,7 @@ func newMessageID(now time.Time) string {
 
 // Send implements Sender for callers outside actors: it checks the
 // envelope (the type and method must be registered here) and enqueues the
-// message in Options.Messages.
+// message in Options.Messages, or hands it to Options.Publish.
 func (r *Runtime) Send(ctx context.Context, e Envelope) (queue.Accepted, error) {
 	if r.closing.Load() {
 		return queue.Accepted{}, fmt.Errorf("%w: send to %s/%s", ErrShuttingDown, e.ActorType, e.ActorID)
@@ -210,7 +210,11 @@ func (r *Runtime) Send(ctx context.Context, e Envelope) (queue.Accepted, error) 
 	if acc, ok := r.sendDirect(ctx, msg); ok {
 		return acc, nil
 	}
-	acc, err := r.opts.Messages.Enqueue(ctx, msg)
+	enqueue := r.opts.Messages.Enqueue
+	if r.opts.Publish != nil {
+		enqueue = r.opts.Publish
+	}
+	acc, err := enqueue(ctx, msg)
 	if err != nil {
 		return queue.Accepted{}, fmt.Errorf("loom: sending %s to %s: %w", e.Method, msg.Actor, sendError(err))
 	}

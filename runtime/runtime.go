@@ -128,6 +128,14 @@ type Options struct {
 	// and Send then enqueues it as usual. Set it only when Messages is the
 	// Journal.
 	DirectMessages bool
+	// Publish, when set, takes the messages Send accepts from outside any
+	// actor in place of Messages.Enqueue: a broker that keeps them outside
+	// the journal (RabbitMQ) and answers once it holds them durably. Its
+	// deliveries must come back through WithExternalDelivery, whose turns
+	// record each id in the journal. Messages sent from inside a turn
+	// (Context.Messages) and reminders still ride in the journal's append
+	// and live in Messages. nil: Send enqueues into Messages.
+	Publish func(ctx context.Context, msg queue.Message) (queue.Accepted, error)
 	// MessageOrdered says whether an actor type's messages are ordered
 	// (fifo) or not (standard); nil: all ordered.
 	MessageOrdered func(actorType string) bool
