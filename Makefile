@@ -21,7 +21,8 @@ cluster: build
 # Every package, race detector on, no cached results (./test/chaos first,
 # the longest, so that the others run beside it: it builds its own
 # loom-node with -tags loomchaos and runs the default scenarios, the Redis
-# one and the proof that the checkers bite; only the Redis ones: go test
+# one, the mixed one (Raft locks, PostgreSQL journals) and the proof that
+# the checkers bite; only the Redis ones: go test
 # ./test/chaos -run 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
 # test-only machinery (the chaos hook, the unsafe modes, the Redis
 # journal's unfenced append), which exist only as the chaos suite builds

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/pgtest"
 	"github.com/loom-mesh/loom/internal/redistest"
 )
 
@@ -130,6 +131,13 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 		env.Redis, env.RedisAddr = srv, srv.Addr
 		t.Logf("chaos: redis-server on %s (data dir %s)", srv.Addr, srv.Dir)
 	}
+	if s.Postgres {
+		// A throwaway durable server of the test's own; the test fails
+		// if it cannot start.
+		srv := pgtest.Start(t, pgtest.Options{})
+		env.Postgres, env.PostgresConn = srv, srv.ConnString("postgres")
+		t.Logf("chaos: PostgreSQL on %s (data dir %s)", srv.Addr(), srv.Dir)
+	}
 	rep := Run(ctx, s, env)
 	var tb bytes.Buffer
 	WriteTable(&tb, rep)
@@ -169,6 +177,17 @@ func TestChaosRedis(t *testing.T) {
 		t.Skip("starts a redis-server and a cluster of real processes; about a minute and a half")
 	}
 	runScenario(t, RedisScenario(seed()), 4*time.Minute)
+}
+
+// TestChaosMixed runs the cluster on a mix of backends: Raft locks,
+// PostgreSQL journals and queues; kill -9 and SIGSTOP of nodes, kill -9 of
+// the Raft leader, kill -9 and restart of the PostgreSQL server, a
+// minority cut off; then convergence and every checker.
+func TestChaosMixed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server and a cluster of real processes; about two minutes")
+	}
+	runScenario(t, MixedScenario(seed()), 4*time.Minute)
 }
 
 // TestChaosNodeFaults: a node's clock, disk and membership faults.

@@ -48,6 +48,10 @@ type ClusterOptions struct {
 	// that redis-server, under RedisPrefix: no Raft store is opened;
 	// gossip, placement and gRPC forwarding stay.
 	Redis, RedisPrefix string
+	// Postgres, when set (a connection string), puts the nodes' journals
+	// and message queues on that PostgreSQL server, in PostgresSchema;
+	// coordination stays in their Raft group.
+	Postgres, PostgresSchema string
 }
 
 // Cluster is a set of loom-node processes on loopback that form one Loom
@@ -93,6 +97,11 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		cfg = fmt.Sprintf("coordination:\n  backend: redis\n  sessionTTL: %s\n  renewInterval: %s\n"+
 			"journal:\n  backend: redis\n  redis: {addr: %q, keyPrefix: %q}\n  snapshotEvery: %d\n",
 			o.SessionTTL, o.RenewInterval, o.Redis, o.RedisPrefix, o.SnapshotEvery)
+	}
+	if o.Postgres != "" {
+		cfg = fmt.Sprintf("coordination:\n  backend: raft\n  sessionTTL: %s\n  renewInterval: %s\n"+
+			"journal:\n  backend: postgres\n  postgres: {url: %q, schema: %q}\n  snapshotEvery: %d\n",
+			o.SessionTTL, o.RenewInterval, o.Postgres, o.PostgresSchema, o.SnapshotEvery)
 	}
 	if o.DeadVoterTimeout > 0 {
 		cfg += fmt.Sprintf("cluster:\n  deadVoterTimeout: %s\n", o.DeadVoterTimeout)

@@ -165,6 +165,8 @@ type Nemesis struct {
 	// redis and redisAddr: the server of a Redis scenario (redis.go).
 	redis     RedisServer
 	redisAddr string
+	// postgres: the server of a mixed scenario (postgres.go).
+	postgres PostgresServer
 }
 
 // NewNemesis draws its choices from seed.

@@ -53,7 +53,8 @@ type Report struct {
 	// by the kernel.
 	Network string `json:"network,omitempty"`
 	// Backend is where the nodes keep coordination, journals and queues:
-	// "raft" (their Raft store) or "redis" (a redis-server).
+	// "raft" (their Raft store), "redis" (a redis-server), or a mix named
+	// part by part.
 	Backend  string    `json:"backend"`
 	Commit   string    `json:"commit"`
 	Started  time.Time `json:"started"`

@@ -65,6 +65,10 @@ type Scenario struct {
 	// Redis puts the nodes' coordination, journals and queues on the
 	// redis-server Env.Redis (redis.go) instead of their Raft store.
 	Redis bool
+	// Postgres puts the nodes' journals and queues on the PostgreSQL
+	// server Env.Postgres (postgres.go); coordination stays in their Raft
+	// group.
+	Postgres bool
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -170,6 +174,24 @@ func RedisScenario(seed int64) Scenario {
 	return s
 }
 
+// MixedScenario runs the nodes on a mix of backends: locks and fencing
+// tokens in their Raft group, journals and message queues in a PostgreSQL
+// server; kill -9 of a hot actor's owner and of the Raft leader, a SIGSTOP
+// of an owner past the session TTL, kill -9 and restart of the PostgreSQL
+// server, a minority cut off; then convergence and every checker. About
+// two minutes.
+func MixedScenario(seed int64) Scenario {
+	s := DefaultScenario(seed)
+	s.Name = "mixed-raft-postgres-3"
+	s.Postgres = true
+	s.Faults = []FaultKind{KillOwner, KillLeader, PauseOwner, PostgresKill, PartitionMinority}
+	s.Warmup = 8 * time.Second
+	s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
+	s.Nemesis.KillDown = [2]time.Duration{2 * time.Second, 4 * time.Second}
+	s.Nemesis.Hold = [2]time.Duration{3 * time.Second, 5 * time.Second}
+	return s
+}
+
 // UnsafeScenario runs nodes in an --debug-unsafe mode under the faults
 // that expose it (TestChaosCheckersBite): the checkers must catch it.
 func UnsafeScenario(seed int64, mode string) Scenario {
@@ -270,6 +292,10 @@ type Env struct {
 	// Redis and RedisAddr: the redis-server of a Redis scenario.
 	Redis     RedisServer
 	RedisAddr string
+	// Postgres and PostgresConn (a connection string the nodes use): the
+	// PostgreSQL server of a mixed scenario.
+	Postgres     PostgresServer
+	PostgresConn string
 }
 
 // Run runs the scenario and checks it. The report lists every violation;
@@ -308,6 +334,15 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		}
 		co.Redis, co.RedisPrefix = env.RedisAddr, fmt.Sprintf("chaos-%d:", s.Seed)
 		rep.Backend = "redis"
+	}
+	if s.Postgres {
+		if env.Postgres == nil || env.PostgresConn == "" {
+			violate("harness", "", "a mixed scenario needs a PostgreSQL server (Env.Postgres)")
+			rep.finish(rec, nil, env)
+			return rep
+		}
+		co.Postgres, co.PostgresSchema = env.PostgresConn, fmt.Sprintf("chaos_%d", s.Seed)
+		rep.Backend = "raft locks, postgres journals and queues"
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	cl, err := StartCluster(startCtx, co)
@@ -348,6 +383,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		nem.kernel = &kernelNet{cluster: cl}
 	}
 	nem.redis, nem.redisAddr = env.Redis, env.RedisAddr
+	nem.postgres = env.Postgres
 
 	// The load runs from now until every fault has healed and settled.
 	loadCtx, stopLoad := context.WithCancel(ctx)
