@@ -87,6 +87,8 @@ type Cluster struct {
 	stopLoop chan struct{} // closed to stop the rejoin loop
 	loopDone chan struct{} // closed when the rejoin loop has returned
 
+	kr atomic.Pointer[memberlist.Keyring] // the gossip keyring; nil without keys or before Start
+
 	closing   chan struct{} // closed when Close begins; aborts Start's retries
 	closeOnce sync.Once
 	closeErr  error
@@ -177,7 +179,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	c.life = lifeStopped // until Start succeeds
 
-	ml, err := memberlist.Create(c.cfg.memberlistConfig(c.d, c.mlLog))
+	mc := c.cfg.memberlistConfig(c.d, c.mlLog)
+	if mc.Keyring != nil {
+		c.kr.Store(mc.Keyring)
+	}
+	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("cluster: start gossip on %s: %w",
 			net.JoinHostPort(c.cfg.BindAddr, strconv.Itoa(c.cfg.BindPort)), err)

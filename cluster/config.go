@@ -140,6 +140,15 @@ type Config struct {
 	// levels, see NewMemberlistLogger). nil discards them.
 	Logger *slog.Logger
 
+	// Keys, when set, encrypt and authenticate gossip (memberlist's
+	// keyring: AES-GCM): the first is the primary key, which encrypts
+	// what this node sends; any of them decrypts what it receives. A
+	// message that none decrypts is dropped, so a node without one of the
+	// cluster's keys can neither join nor be heard. Each key is 16, 24 or
+	// 32 bytes (AES-128, -192, -256). Rotate with InstallKey, UseKey and
+	// RemoveKey. Empty: gossip in the clear.
+	Keys [][]byte
+
 	// Transport, if set, is the memberlist transport to use (for example
 	// a fault-injecting wrapper around memberlist.NetTransport); BindAddr
 	// and BindPort are then the transport's business, and AdvertiseAddr /
@@ -213,6 +222,11 @@ func (c Config) Validate() error {
 
 	if err := validateNodeID(c.NodeID); err != nil {
 		bad("NodeID: %v", err)
+	}
+	for i, k := range c.Keys {
+		if err := checkKey(k); err != nil {
+			bad("Keys[%d]: %v", i, err)
+		}
 	}
 	if c.Transport == nil || c.BindAddr != "" {
 		if net.ParseIP(c.BindAddr) == nil {
@@ -349,6 +363,11 @@ func (c Config) memberlistConfig(d *delegate, logger *slog.Logger) *memberlist.C
 	mc.GossipToTheDeadTime = c.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
 	mc.Logger = NewMemberlistLogger(logger)
+	if len(c.Keys) > 0 {
+		// Validate checked every key, so NewKeyring cannot fail.
+		mc.Keyring, _ = memberlist.NewKeyring(c.Keys[1:], c.Keys[0])
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	if c.Transport != nil {
 		mc.Transport = c.Transport
 	}

@@ -46,6 +46,11 @@
 //     events it missed and re-reads Members (see Subscribe).
 //   - Meta fits: the encoded Meta is checked against memberlist's 512-byte
 //     limit up front (ErrMetaTooLarge), never truncated.
+//   - Encrypted gossip, when Config.Keys is set: memberlist's keyring
+//     (AES-GCM) encrypts and authenticates every message; one that no
+//     installed key opens is dropped, so a node without the cluster's key
+//     cannot join or be heard. Keys rotate without downtime (keyring.go);
+//     tools name a key by KeyID, never print it.
 //
 // # Concurrency
 //
