@@ -720,6 +720,14 @@ type ClusterConfig struct {
 	// partition merges within seconds, for a few packets per interval.
 	RejoinInterval time.Duration `yaml:"rejoinInterval"`
 
+	// GossipKey encrypts gossip (memberlist's keyring, AES-GCM): a key
+	// of 16, 24 or 32 bytes in standard base64, the same on every node
+	// (`loom-node keygen` makes one). A node without it cannot join or
+	// be heard. Once a node has started with a key, its keyring lives in
+	// its data dir (gossip.keyring) and `loom-node keyring` rotates it
+	// there; this key seeds it. Secret. Default "": gossip in the clear.
+	GossipKey string `yaml:"gossipKey" loom:"secret"`
+
 	// Gossip is the failure-detection timing preset: GossipLAN or
 	// GossipLocal (one machine: fast failure detection and elections).
 	// Default GossipLAN: safe on a real network; GossipLocal would declare

@@ -234,6 +234,8 @@ func TestValidate(t *testing.T) {
 		{"rabbitmq delivery limit", func(c *Config) {
 			c.Messaging.Backend, c.Messaging.RabbitMQ.Host, c.Messaging.RabbitMQ.DeliveryLimit = MessagingRabbitMQ, "rabbit", 1
 		}, "messaging.rabbitmq.deliveryLimit", "must be >= 2"},
+		{"gossip key not base64", func(c *Config) { c.Cluster.GossipKey = "not base64!" }, "cluster.gossipKey", "must be standard base64"},
+		{"gossip key length", func(c *Config) { c.Cluster.GossipKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" }, "cluster.gossipKey", "must be 16, 24 or 32 bytes (AES-128, -192, -256) once decoded, not 20"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
 		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis, postgres (got "etcd")`},
 		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis, postgres (got "Raft")`},

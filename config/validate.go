@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math"
 	"net"
@@ -325,6 +326,20 @@ func (r RedisConfig) serverKey(prefix string) (string, string) {
 }
 
 // rabbitmq checks a RabbitMQ section.
+// gossipKey checks a gossip key: standard base64 of 16, 24 or 32 bytes.
+func (v *validator) gossipKey(key, value string) {
+	if value == "" {
+		return
+	}
+	k, err := base64.StdEncoding.DecodeString(value)
+	switch {
+	case err != nil:
+		v.add(key, value, "must be standard base64 (loom-node keygen makes a key)")
+	case len(k) != 16 && len(k) != 24 && len(k) != 32:
+		v.add(key, value, fmt.Sprintf("must be 16, 24 or 32 bytes (AES-128, -192, -256) once decoded, not %d (loom-node keygen makes a 32-byte key)", len(k)))
+	}
+}
+
 func (v *validator) rabbitmq(prefix string, r RabbitMQConfig) {
 	if r.URL != "" {
 		if r.Host != "" || r.Port != 0 || r.Username != "" || r.Password != "" || r.VHost != "" {
@@ -643,6 +658,7 @@ func (v *validator) validate(c *Config) {
 	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
 	v.positiveDuration("cluster.rejoinInterval", cl.RejoinInterval)
 	v.oneOf("cluster.gossip", cl.Gossip, GossipLAN, GossipLocal)
+	v.gossipKey("cluster.gossipKey", cl.GossipKey)
 	v.positiveDuration("coordination.sessionTTL", co.SessionTTL)
 	switch {
 	case co.RenewInterval <= 0:

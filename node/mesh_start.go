@@ -68,6 +68,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 	cc.JoinTimeout = c.Cluster.JoinTimeout
 	cc.RejoinInterval = c.Cluster.RejoinInterval
 	cc.Logger = n.log.With("component", "gossip")
+	if cc.Keys, err = n.gossipKeys(); err != nil {
+		return err
+	}
 	cc.Meta = cluster.Meta{
 		NodeID:   c.Node.ID,
 		GRPCAddr: n.advertised(gln.Addr()),

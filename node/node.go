@@ -98,6 +98,7 @@ type Node struct {
 	tasks *task.Registry
 
 	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
+	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -411,6 +412,7 @@ func (n *Node) handler() http.Handler {
 	n.observabilityRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
 	n.adminRoutes(mux)
+	n.keyringRoutes(mux)
 	n.chaos.routes(mux)
 	return mux
 }

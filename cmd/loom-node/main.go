@@ -56,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdTraces(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "keygen":
+		return cmdKeygen(args[1:], stdout, stderr)
+	case "keyring":
+		return cmdKeyring(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "loom-node", version)
 		return 0
@@ -92,6 +96,10 @@ func usage(w io.Writer) {
       check a config file (default: $LOOM_CONFIG_PATH); lists every problem
   loom-node config print [--config FILE]
       print the effective config, secrets redacted
+  loom-node keygen
+      print a new gossip encryption key (cluster.gossipKey)
+  loom-node keyring list|install|use|remove [--addr URL] [--key KEY]
+      list or change the gossip keyring on every member (rotate: install, use, remove)
   loom-node version
 `)
 }
