@@ -209,8 +209,8 @@ func TestValidate(t *testing.T) {
 			c.Messaging.Postgres = PostgresConfig{Host: "other", User: "loom"}
 		}, "messaging.postgres.host", "must name the journal's PostgreSQL server"},
 		{"snapshotEvery", func(c *Config) { c.Journal.SnapshotEvery = -1 }, "journal.snapshotEvery", "must be >= 0 (got -1)"},
-		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis, postgres (got "etcd")`},
-		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis, postgres (got "Raft")`},
+		{"coordination backend", func(c *Config) { c.Coordination.Backend = "etcd" }, "coordination.backend", `must be one of memory, raft, redis, postgres, cosmos (got "etcd")`},
+		{"journal backend raft allowed", func(c *Config) { c.Journal.Backend = "Raft" }, "journal.backend", `must be one of bbolt, memory, raft, redis, postgres, cosmos (got "Raft")`},
 		{"raft journal needs raft", func(c *Config) { c.Journal.Backend = JournalRaft }, "journal.backend", `needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
 		{"memory coordinator with join", func(c *Config) { c.Cluster.Join = "10.0.0.1:7946" }, "coordination.backend", "a memory coordinator cannot be shared between nodes; use raft (cluster.join is set)"},
 		{"memory coordinator with bootstrapExpect", func(c *Config) { c.Cluster.BootstrapExpect = 3 }, "coordination.backend", "use raft (cluster.bootstrapExpect is 3)"},

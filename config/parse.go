@@ -326,8 +326,8 @@ var configType = reflect.TypeFor[Config]()
 // without one, the backend it configures) is postgres.
 var seedSections = map[string]map[string]string{
 	"coordinationAdapter": {"type": "coordination.backend", "lockTimeout": "coordination.sessionTTL",
-		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres"},
-	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres"},
+		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres", "*cosmos": "coordination.cosmos"},
+	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres", "*cosmos": "journal.cosmos"},
 	"messageAdapter": {"type": "messaging.backend", "queueMode": "messaging.default.queueMode",
 		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis", "*postgres": "messaging.postgres"},
 }
@@ -353,6 +353,9 @@ func seedServer(n *yaml.Node, targets map[string]string, c reflect.Value) string
 	}
 	if typ == JournalPostgres {
 		return targets["*postgres"]
+	}
+	if t, ok := targets["*cosmos"]; ok && typ == JournalCosmos {
+		return t
 	}
 	return targets["*"]
 }
