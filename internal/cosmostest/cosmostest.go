@@ -109,9 +109,16 @@ var (
 // TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return Around(m.Run) }
+
+// Around is Main for a package whose TestMain has another such wrapper
+// (pgtest.Main, say): it runs run (which runs the tests) and then stops
+// the shared server.
+//
+//	func TestMain(m *testing.M) { os.Exit(cosmostest.Around(func() int { return pgtest.Main(m) })) }
+func Around(run func() int) int {
 	mainRunning.Store(true)
-	code := m.Run()
+	code := run()
 	sharedMu.Lock()
 	if shared != nil {
 		shared.Stop()
