@@ -41,6 +41,11 @@ const (
 	// the stateAdapter section's host, port, user and password when its
 	// type is postgres).
 	JournalPostgres = "postgres"
+	// JournalCosmos keeps journals in Azure Cosmos DB (journal.cosmos, or
+	// the stateAdapter section's endpoint and key when its type is
+	// cosmos). It keeps no message queues: durable messaging is off on a
+	// node whose journal is on Cosmos DB.
+	JournalCosmos = "cosmos"
 )
 
 // MessagingBullMQ is accepted for messaging.backend (the seed's
@@ -73,6 +78,10 @@ const (
 	// CoordinationPostgres takes sessions, locks and fencing tokens from
 	// PostgreSQL (coordination.postgres, or else the journal's server).
 	CoordinationPostgres = "postgres"
+	// CoordinationCosmos takes sessions, locks and fencing tokens from
+	// Azure Cosmos DB (coordination.cosmos, or else the journal's
+	// account).
+	CoordinationCosmos = "cosmos"
 )
 
 // Allowed values of LoggingConfig.Level.
@@ -324,10 +333,11 @@ func (c ActorPoolsConfig) For(actorType string) PoolConfig {
 type JournalConfig struct {
 	// Backend is JournalBBolt, JournalMemory, JournalRaft (replicated
 	// through the cluster's Raft group; requires coordination.backend
-	// raft), JournalRedis (journal.redis) or JournalPostgres
-	// (journal.postgres). Default JournalBBolt: a single node keeps its
+	// raft), JournalRedis (journal.redis), JournalPostgres
+	// (journal.postgres) or JournalCosmos (journal.cosmos; no message
+	// queues). Default JournalBBolt: a single node keeps its
 	// actors' state across restarts out of the box. A cluster needs
-	// JournalRaft, JournalRedis or JournalPostgres, so that an actor's
+	// JournalRaft, JournalRedis, JournalPostgres or JournalCosmos, so that an actor's
 	// journal is readable on whichever node owns it next.
 	Backend string `yaml:"backend"`
 
@@ -347,6 +357,9 @@ type JournalConfig struct {
 
 	// Postgres is the server of the postgres backend. Default: none.
 	Postgres PostgresConfig `yaml:"postgres"`
+
+	// Cosmos is the account of the cosmos backend. Default: none.
+	Cosmos CosmosConfig `yaml:"cosmos"`
 }
 
 // RedisConfig says how to reach a Redis server: host and port (the seed's
@@ -439,6 +452,48 @@ func (c Config) CoordinationPostgres() PostgresConfig {
 		return c.Coordination.Postgres
 	}
 	return c.Journal.Postgres
+}
+
+// CosmosConfig says how to reach an Azure Cosmos DB account and where
+// Loom's documents live there.
+type CosmosConfig struct {
+	// Endpoint is the account's URI, https://<account>.documents.azure.com:443/.
+	Endpoint string `yaml:"endpoint"`
+	// Key is the account's primary or secondary key; it is secret.
+	Key string `yaml:"key" loom:"secret"`
+	// Database holds Loom's containers, created when missing. Default ""
+	// meaning "loom".
+	Database string `yaml:"database"`
+	// LeaseContainer and JournalContainer are the containers of the
+	// coordinator and of the journals, created when missing; they must
+	// differ. Defaults "" meaning "leases" and "journal".
+	LeaseContainer   string `yaml:"leaseContainer"`
+	JournalContainer string `yaml:"journalContainer"`
+	// CAFile is a PEM file of the authorities the endpoint's certificate
+	// must chain to, instead of the system's (the emulator's certificate).
+	CAFile string `yaml:"caFile"`
+	// InsecureSkipVerify accepts any certificate: for a test server's
+	// self-signed one only.
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify"`
+	// Consistency is asked for on every read: Strong or BoundedStaleness,
+	// or "" for the account's default, which must then be one of them.
+	Consistency string `yaml:"consistency"`
+	// ConnectTimeout bounds a connection attempt, RequestTimeout one
+	// operation; 0 takes the adapters' defaults (5s, 10s).
+	ConnectTimeout time.Duration `yaml:"connectTimeout"`
+	RequestTimeout time.Duration `yaml:"requestTimeout"`
+}
+
+// Set reports whether c names an account.
+func (c CosmosConfig) Set() bool { return c.Endpoint != "" }
+
+// CoordinationCosmos is the coordinator's Cosmos DB account:
+// coordination.cosmos when it names one, else the journal's.
+func (c Config) CoordinationCosmos() CosmosConfig {
+	if c.Coordination.Cosmos.Set() {
+		return c.Coordination.Cosmos
+	}
+	return c.Journal.Cosmos
 }
 
 // Queue modes of MessagePolicyConfig.QueueMode.
@@ -630,8 +685,9 @@ func (c MessagingConfig) For(actorType string) MessagePolicyConfig {
 type CoordinationConfig struct {
 	// Backend is CoordinationMemory (one node, in-process),
 	// CoordinationRaft (the embedded Raft coordinator a cluster shares),
-	// CoordinationRedis (coordination.redis, else journal.redis) or
-	// CoordinationPostgres (coordination.postgres, else journal.postgres).
+	// CoordinationRedis (coordination.redis, else journal.redis),
+	// CoordinationPostgres (coordination.postgres, else journal.postgres)
+	// or CoordinationCosmos (coordination.cosmos, else journal.cosmos).
 	// Default CoordinationMemory: a single node needs no Raft store. A
 	// memory coordinator cannot be shared between nodes, so with a
 	// non-empty cluster.join or a cluster.bootstrapExpect > 1 it is a
@@ -657,13 +713,17 @@ type CoordinationConfig struct {
 	// Postgres is the server of the postgres backend; left empty, the
 	// journal's server is used, as with Redis.
 	Postgres PostgresConfig `yaml:"postgres"`
+
+	// Cosmos is the account of the cosmos backend; left empty, the
+	// journal's account is used.
+	Cosmos CosmosConfig `yaml:"cosmos"`
 }
 
 // ClusterConfig says how a node finds other nodes and forms a cluster with
 // them: gossip membership (memberlist) and the Raft group of
 // coordination.backend raft. A node is in a cluster when Join is non-empty
 // or BootstrapExpect > 1; it then needs a coordinator the nodes share
-// (raft, redis or postgres) and a journal they share.
+// (raft, redis, postgres or cosmos) and a journal they share.
 type ClusterConfig struct {
 	// Join is a comma-separated list of gossip addresses (host:port, the
 	// node.gossipPort of each) of nodes already in the cluster, such as

@@ -43,8 +43,10 @@
 //     server (coordination.redis, journal.redis, messaging.redis), or its
 //     PostgreSQL server (coordination.postgres, journal.postgres,
 //     messaging.postgres) when the section's type is postgres (without a
-//     type: when the backend it configures is), or messageAdapter's
-//     RabbitMQ broker (messaging.rabbitmq) when its type is rabbitmq. A key set in both forms
+//     type: when the backend it configures is), its Cosmos DB account
+//     (coordination.cosmos, journal.cosmos) when it is cosmos, or
+//     messageAdapter's RabbitMQ broker (messaging.rabbitmq) when its type
+//     is rabbitmq. A key set in both forms
 //     is a problem; problems name the key as written, and `config print`
 //     shows today's names.
 //   - Anchors and aliases work; merge keys (<<) and multiple YAML
@@ -61,8 +63,8 @@
 // rules such as renewInterval < sessionTTL/2) and never changes the config:
 // defaults come from Default only. The cross-field rules include the
 // cluster's: node ports that are equal and non-zero; journal.backend raft
-// without coordination.backend raft; a redis or postgres journal with the
-// memory coordinator, and a redis or postgres coordinator with a journal
+// without coordination.backend raft; a redis, postgres or cosmos journal with the
+// memory coordinator, and a redis, postgres or cosmos coordinator with a journal
 // kept anywhere else than in its own kind of server; and, for a node in a cluster (a
 // non-empty cluster.join or a cluster.bootstrapExpect > 1, see
 // ClusterConfig.Clustered), a memory coordinator, a journal other than raft
@@ -85,7 +87,7 @@
 // # Secrets
 //
 // Fields tagged `loom:"secret"` (the OTLP headers, the Redis and
-// PostgreSQL passwords and URLs) are never echoed in a
+// PostgreSQL passwords and URLs, the Cosmos DB account key) are never echoed in a
 // problem message, and Redacted and YAML show their non-empty values as
 // "[redacted]". YAML is for display: parsing its output gives back the
 // redacted config, not the secrets.

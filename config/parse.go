@@ -327,8 +327,8 @@ var configType = reflect.TypeFor[Config]()
 // type.
 var seedSections = map[string]map[string]string{
 	"coordinationAdapter": {"type": "coordination.backend", "lockTimeout": "coordination.sessionTTL",
-		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres"},
-	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres"},
+		"renewInterval": "coordination.renewInterval", "*": "coordination.redis", "*postgres": "coordination.postgres", "*cosmos": "coordination.cosmos"},
+	"stateAdapter": {"type": "journal.backend", "*": "journal.redis", "*postgres": "journal.postgres", "*cosmos": "journal.cosmos"},
 	"messageAdapter": {"type": "messaging.backend", "queueMode": "messaging.default.queueMode",
 		"maxRetries": "messaging.default.maxRetries", "*": "messaging.redis", "*postgres": "messaging.postgres",
 		"*rabbitmq": "messaging.rabbitmq"},
@@ -355,6 +355,9 @@ func seedServer(n *yaml.Node, targets map[string]string, c reflect.Value) string
 		}
 	}
 	if t, ok := targets["*"+typ]; ok && typ != "" {
+		return t
+	}
+	if t, ok := targets["*cosmos"]; ok && typ == JournalCosmos {
 		return t
 	}
 	return targets["*"]

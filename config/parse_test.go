@@ -116,8 +116,8 @@ func TestExampleFileSetsEveryKey(t *testing.T) {
 				continue
 			}
 			key := joinPath(path, name)
-			if ft := typ.Field(i).Type; ft == reflect.TypeFor[RedisConfig]() || ft == reflect.TypeFor[PostgresConfig]() || ft == reflect.TypeFor[RabbitMQConfig]() {
-				continue // only with that backend: testdata/redis.config.yaml, postgres.config.yaml and rabbitmq.config.yaml set them
+			if ft := typ.Field(i).Type; ft == reflect.TypeFor[RedisConfig]() || ft == reflect.TypeFor[PostgresConfig]() || ft == reflect.TypeFor[RabbitMQConfig]() || ft == reflect.TypeFor[CosmosConfig]() {
+				continue // only with that backend: testdata/redis.config.yaml, postgres.config.yaml, rabbitmq.config.yaml and cosmos.config.yaml set them
 			}
 			if _, ok := got.src.keys[key]; !ok {
 				t.Errorf("%s does not set %s", exampleFile, key)
@@ -445,7 +445,7 @@ func TestParseClusterRules(t *testing.T) {
 		{"raft journal, coordinator set", "coordination:\n  backend: memory\njournal:\n  backend: raft\n",
 			`f.yaml:4: journal.backend: raft needs coordination.backend raft: the journal is replicated through the coordinator's Raft group (got coordination.backend "memory")`},
 		{"bbolt journal in a cluster", "coordination:\n  backend: raft\ncluster:\n  bootstrapExpect: 3\n",
-			"f.yaml:2: journal.backend: a cluster needs journal.backend raft, redis or postgres: an actor's journal must be readable on whichever node owns it next (cluster.bootstrapExpect is 3)"},
+			"f.yaml:2: journal.backend: a cluster needs journal.backend raft, redis, postgres or cosmos: an actor's journal must be readable on whichever node owns it next (cluster.bootstrapExpect is 3)"},
 		{"advertise needed", "node:\n  bind: 0.0.0.0\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  join: 10.0.0.5:7946\n",
 			"f.yaml:2: node.advertise: must be set when node.bind is 0.0.0.0 in a cluster: other nodes need an address they can reach (cluster.join is set)"},
 		{"advertise empty in the file", "node:\n  bind: \"::\"\n  advertise: \"\"\ncoordination:\n  backend: raft\njournal:\n  backend: raft\ncluster:\n  bootstrapExpect: 2\n",

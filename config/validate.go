@@ -306,6 +306,58 @@ func (v *validator) postgres(prefix string, p PostgresConfig) {
 	}
 }
 
+// cosmos checks the settings of a Cosmos DB account at prefix. The key is
+// never quoted.
+func (v *validator) cosmos(prefix string, c CosmosConfig) {
+	if c.Endpoint != "" {
+		if u, err := url.Parse(c.Endpoint); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.add(prefix+".endpoint", c.Endpoint, fmt.Sprintf("must be an https:// URL such as https://myaccount.documents.azure.com:443/ (got %q)", c.Endpoint))
+		}
+		if c.Key == "" {
+			v.add(prefix+".key", c.Key, "must be set with endpoint: the account's primary or secondary key", relatedKey{prefix + ".endpoint", c.Endpoint})
+		}
+	}
+	if c.Key != "" {
+		if _, err := base64.StdEncoding.DecodeString(c.Key); err != nil {
+			v.add(prefix+".key", c.Key, "must be base64, as an account key is")
+		}
+		if c.Endpoint == "" {
+			v.add(prefix+".key", c.Key, "names no account without endpoint: set endpoint")
+		}
+	}
+	for _, r := range []struct{ key, val string }{
+		{".database", c.Database}, {".leaseContainer", c.LeaseContainer}, {".journalContainer", c.JournalContainer},
+	} {
+		if r.val != "" && (len(r.val) > 255 || strings.ContainsAny(r.val, `/\?#`) || strings.HasSuffix(r.val, " ")) {
+			v.add(prefix+r.key, r.val, fmt.Sprintf(`must be 1 to 255 characters without / \ ? or #, not ending with a space (got %q)`, r.val))
+		}
+	}
+	lease, jrnl := c.LeaseContainer, c.JournalContainer
+	if lease == "" {
+		lease = "leases"
+	}
+	if jrnl == "" {
+		jrnl = "journal"
+	}
+	if lease == jrnl {
+		v.add(prefix+".journalContainer", c.JournalContainer, fmt.Sprintf("must differ from leaseContainer (both %q)", lease))
+	}
+	if c.CAFile != "" && c.InsecureSkipVerify {
+		v.add(prefix+".insecureSkipVerify", c.InsecureSkipVerify, "must be false when caFile is set: check the certificate against caFile, or accept any (a test server's)", relatedKey{prefix + ".caFile", c.CAFile})
+	}
+	if c.Consistency != "" {
+		v.oneOf(prefix+".consistency", c.Consistency, "Strong", "BoundedStaleness")
+	}
+	for _, d := range []struct {
+		key string
+		val time.Duration
+	}{{".connectTimeout", c.ConnectTimeout}, {".requestTimeout", c.RequestTimeout}} {
+		if d.val < 0 {
+			v.add(prefix+d.key, d.val, fmt.Sprintf("must be >= 0 (got %s)", formatDuration(d.val)))
+		}
+	}
+}
+
 // serverKey is the key that names p's server, and its value, for problems.
 func (p PostgresConfig) serverKey(prefix string) (string, string) {
 	if p.Host != "" {
@@ -511,7 +563,7 @@ func (v *validator) validate(c *Config) {
 	}
 
 	j := c.Journal
-	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft, JournalRedis, JournalPostgres)
+	v.oneOf("journal.backend", j.Backend, JournalBBolt, JournalMemory, JournalRaft, JournalRedis, JournalPostgres, JournalCosmos)
 	if j.Backend == JournalRedis && !j.Redis.Set() {
 		v.add("journal.backend", j.Backend, "redis needs a server: set journal.redis (stateAdapter) host, addr or url")
 	}
@@ -523,6 +575,10 @@ func (v *validator) validate(c *Config) {
 	if j.Backend == JournalPostgres && j.Postgres.PoolSize > 0 && j.Postgres.PoolSize < 3 {
 		v.add("journal.postgres.poolSize", j.Postgres.PoolSize, fmt.Sprintf("must be 0 or at least 3: the journal sends its batches on 2 connections and reads on others (got %d)", j.Postgres.PoolSize))
 	}
+	if j.Backend == JournalCosmos && !j.Cosmos.Set() {
+		v.add("journal.backend", j.Backend, "cosmos needs an account: set journal.cosmos (stateAdapter) endpoint and key")
+	}
+	v.cosmos("journal.cosmos", j.Cosmos)
 	if j.SnapshotEvery < 0 {
 		v.add("journal.snapshotEvery", j.SnapshotEvery, fmt.Sprintf("must be >= 0 (got %d)", j.SnapshotEvery))
 	}
@@ -538,6 +594,9 @@ func (v *validator) validate(c *Config) {
 	case m.Backend != MessagingRabbitMQ && m.RabbitMQ.Set():
 		key, val := m.RabbitMQ.serverKey("messaging.rabbitmq")
 		v.add(key, val, fmt.Sprintf("names a broker, but messaging.backend is %q: set it to rabbitmq, or leave messaging.rabbitmq out", m.Backend))
+	}
+	if m.Backend == JournalCosmos {
+		v.add("messaging.backend", m.Backend, "cosmos keeps no message queues: a Cosmos DB journal is not a queue store, so a node on it has no durable messaging (Send fails); leave messaging.backend empty")
 	}
 	v.messagePolicy("messaging.default", m.Default)
 	for _, name := range sortedKeys(m.Types) {
@@ -577,7 +636,7 @@ func (v *validator) validate(c *Config) {
 	}
 
 	co := c.Coordination
-	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft, CoordinationRedis, CoordinationPostgres)
+	v.oneOf("coordination.backend", co.Backend, CoordinationMemory, CoordinationRaft, CoordinationRedis, CoordinationPostgres, CoordinationCosmos)
 	v.redis("coordination.redis", co.Redis)
 	if co.Backend == CoordinationRedis && !c.CoordinationRedis().Set() {
 		v.add("coordination.backend", co.Backend, "redis needs a server: set coordination.redis (coordinationAdapter) or journal.redis (stateAdapter) host, addr or url")
@@ -585,6 +644,15 @@ func (v *validator) validate(c *Config) {
 	v.postgres("coordination.postgres", co.Postgres)
 	if co.Backend == CoordinationPostgres && !c.CoordinationPostgres().Set() {
 		v.add("coordination.backend", co.Backend, "postgres needs a server: set coordination.postgres (coordinationAdapter) or journal.postgres (stateAdapter) host or url")
+	}
+	v.cosmos("coordination.cosmos", co.Cosmos)
+	if co.Backend == CoordinationCosmos && !c.CoordinationCosmos().Set() {
+		v.add("coordination.backend", co.Backend, "cosmos needs an account: set coordination.cosmos (coordinationAdapter) or journal.cosmos (stateAdapter) endpoint and key")
+	}
+	if j.Backend == JournalCosmos && co.Backend == CoordinationMemory {
+		v.add("journal.backend", j.Backend,
+			"cosmos needs coordination.backend cosmos or raft: a Cosmos DB journal refuses fencing tokens lower than the highest it has seen, and a memory coordinator's tokens start again with each process, so after a restart every write would be refused",
+			relatedKey{"coordination.backend", co.Backend})
 	}
 	if j.Backend == JournalRedis && co.Backend == CoordinationMemory {
 		v.add("journal.backend", j.Backend,
@@ -596,7 +664,7 @@ func (v *validator) validate(c *Config) {
 			"postgres needs coordination.backend postgres or raft: a PostgreSQL journal refuses fencing tokens lower than the highest it has seen, and a memory coordinator's tokens start again with each process, so after a restart every write would be refused",
 			relatedKey{"coordination.backend", co.Backend})
 	}
-	for _, shared := range []string{CoordinationRedis, CoordinationPostgres} {
+	for _, shared := range []string{CoordinationRedis, CoordinationPostgres, CoordinationCosmos} {
 		if co.Backend == shared && j.Backend != shared {
 			v.add("coordination.backend", co.Backend, sharedCoordinatorProblem(shared, j.Backend),
 				relatedKey{"journal.backend", j.Backend})
@@ -630,9 +698,9 @@ func (v *validator) validate(c *Config) {
 				fmt.Sprintf("a memory coordinator cannot be shared between nodes; use raft (%s)", because),
 				cause...)
 		}
-		if co.Backend != CoordinationMemory && j.Backend != JournalRaft && j.Backend != JournalRedis && j.Backend != JournalPostgres {
+		if co.Backend != CoordinationMemory && j.Backend != JournalRaft && j.Backend != JournalRedis && j.Backend != JournalPostgres && j.Backend != JournalCosmos {
 			v.add("journal.backend", j.Backend,
-				fmt.Sprintf("a cluster needs journal.backend raft, redis or postgres: an actor's journal must be readable on whichever node owns it next (%s)", because),
+				fmt.Sprintf("a cluster needs journal.backend raft, redis, postgres or cosmos: an actor's journal must be readable on whichever node owns it next (%s)", because),
 				append([]relatedKey{{"coordination.backend", co.Backend}}, cause...)...)
 		}
 		if n.Advertise == "" {
@@ -693,8 +761,8 @@ func (v *validator) validate(c *Config) {
 // sharedCoordinatorProblem says why a coordinator kept in a server the
 // nodes share (redis, postgres) cannot go with journal.backend journal.
 func sharedCoordinatorProblem(co, journal string) string {
-	name := map[string]string{CoordinationRedis: "Redis", CoordinationPostgres: "PostgreSQL"}[co]
-	if journal == JournalRedis || journal == JournalPostgres {
+	name := map[string]string{CoordinationRedis: "Redis", CoordinationPostgres: "PostgreSQL", CoordinationCosmos: "Cosmos DB"}[co]
+	if journal == JournalRedis || journal == JournalPostgres || journal == JournalCosmos {
 		return fmt.Sprintf("%s needs journal.backend %s: fencing tokens and the journals they fence must be kept in one store, so that a loss of acknowledged writes (a failover to an asynchronous replica, Redis's appendfsync everysec) takes both back together; split over two stores, one can forget what the other remembers, and an owner the coordinator has replaced could write again (got journal.backend %q)", co, co, journal)
 	}
 	return fmt.Sprintf("%s needs journal.backend %s: the nodes that share a %s coordinator form one cluster, and an actor's journal must be readable on whichever node owns it next (got journal.backend %q)", co, co, name, journal)

@@ -272,6 +272,12 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 		n.journal = j
+	case config.JournalCosmos:
+		j, err := n.openCosmosJournal(ctx)
+		if err != nil {
+			return err
+		}
+		n.journal = j
 	default:
 		return fmt.Errorf("node: journal backend %q not supported", c.Journal.Backend)
 	}
@@ -292,6 +298,12 @@ func (n *Node) start(ctx context.Context) error {
 		n.coord = co
 	case config.CoordinationPostgres:
 		co, err := n.openPostgresCoordinator(ctx)
+		if err != nil {
+			return err
+		}
+		n.coord = co
+	case config.CoordinationCosmos:
+		co, err := n.openCosmosCoordinator(ctx)
 		if err != nil {
 			return err
 		}

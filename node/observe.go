@@ -94,6 +94,9 @@ func (n *Node) attachMetrics() {
 			m.AddPostgres(*s)
 		}
 	}
+	for _, s := range n.cosmosSources() {
+		m.AddCosmos(s)
+	}
 	if err := m.Registry().Register(n.TaskMetrics()); err != nil {
 		n.log.Warn("task metrics not registered on /metrics", "err", err)
 	}
@@ -218,6 +221,9 @@ func (n *Node) Health() observability.Report {
 		}
 		slices.Sort(mh.Failed)
 		r.Components.Membership = mh
+	}
+	if cs := n.cosmosSources(); len(cs) > 0 {
+		r.Components.Cosmos = observability.CheckCosmos(cs...)
 	}
 	r.Components.MessageQueues = n.messageQueuesHealth(now)
 	if mq := r.Components.MessageQueues; mq != nil && rj != nil {

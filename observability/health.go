@@ -62,6 +62,9 @@ type Components struct {
 	Membership *MembershipHealth `json:"membership,omitempty"`
 	// MessageQueues is absent on a node without a message store.
 	MessageQueues *MessageQueuesHealth `json:"messageQueues,omitempty"`
+	// Cosmos is present on a node whose coordinator or journal is kept in
+	// Azure Cosmos DB.
+	Cosmos *CosmosHealth `json:"cosmos,omitempty"`
 }
 
 // PoolsHealth reports the actor pools. Degraded when a pool is full
@@ -206,6 +209,9 @@ func (r *Report) Evaluate() Status {
 		s = worst(s, c.Check())
 	}
 	if c := r.Components.MessageQueues; c != nil {
+		s = worst(s, c.Check())
+	}
+	if c := r.Components.Cosmos; c != nil {
 		s = worst(s, c.Check())
 	}
 	r.Status = s

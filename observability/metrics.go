@@ -49,6 +49,9 @@ type Metrics struct {
 	postgres     postgresCollector // PostgreSQL pools (AddPostgres)
 	postgresOnce sync.Once
 
+	cosmos     cosmosCollector // Cosmos DB clients (AddCosmos)
+	cosmosOnce sync.Once
+
 	calls        *prometheus.CounterVec   // type, method, outcome
 	callSeconds  *prometheus.HistogramVec // type, method
 	hops         prometheus.Histogram

@@ -19,6 +19,10 @@
 //	             INSERTs of a 100-byte record into a table of the
 //	             PostgreSQL server at --postgres, a stream per caller, one
 //	             autocommitted statement per call (postgres.go)
+//	cosmos-replace baseline, only with --cosmos: raw azcosmos replaces,
+//	             If-Match on the last etag, of a 100-byte record in a
+//	             document per caller on the Cosmos DB account at --cosmos,
+//	             one request per call (cosmos.go)
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
 // the baselines, so the numbers say what the machine can do. The gRPC
@@ -32,7 +36,10 @@
 // --postgres-password and --postgres-database fall back to $PGUSER,
 // $PGPASSWORD and $PGDATABASE, as with libpq. Its table is emptied after
 // every measurement and dropped at the end. Each optional baseline's
-// column of ratios is printed only when it ran. With --callers 1 every scenario,
+// column of ratios is printed only when it ran. cosmos-replace's account
+// is one the user runs (a real one, or the test server with
+// --cosmos-insecure); its key is --cosmos-key, or else $COSMOS_KEY; its
+// documents live in a database of the run's own, deleted at the end. With --callers 1 every scenario,
 // baselines included, is measured serially.
 //
 // With --rounds N it measures every scenario N times, rotating the order
@@ -45,6 +52,7 @@
 //	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 //	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
 //	           [--postgres host:port [--postgres-user u] [--postgres-password p] [--postgres-database d]]
+//	           [--cosmos https://host:port/ [--cosmos-key k] [--cosmos-insecure]]
 //	loom-bench --overload [--busy-callers 16] [--hot-callers 2000] [--hot-pause 10ms] [--http-addrs 127.0.0.1:7420,...] [--callers 16] [--duration 10s]
 //
 // After them, send-deliver (--deliver-duration, default 60 s) sends for
@@ -145,13 +153,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace")
 	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
 	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
 	pgAddr := fs.String("postgres", "", "host:port of a PostgreSQL server: runs the pg-insert baseline against it")
 	pgUser := fs.String("postgres-user", "", "--postgres: the role to log in as (default $PGUSER, else the OS user)")
 	pgPassword := fs.String("postgres-password", "", "--postgres: its password (default $PGPASSWORD)")
 	pgDatabase := fs.String("postgres-database", "", "--postgres: the database to make the table in (default $PGDATABASE, else the user's name)")
+	cosmosEndpoint := fs.String("cosmos", "", "endpoint (https://host:port/) of a Cosmos DB account: runs the cosmos-replace baseline against it")
+	cosmosKey := fs.String("cosmos-key", "", "--cosmos: the account key (default $COSMOS_KEY)")
+	cosmosInsecure := fs.Bool("cosmos-insecure", false, "--cosmos: accept any certificate (the test server's self-signed one)")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
@@ -173,6 +184,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *pgAddr == "" && *only != "" && want("pg-insert") {
 		fmt.Fprintf(stderr, "loom-bench: pg-insert needs --postgres host:port\n")
+		return 2
+	}
+	if *cosmosEndpoint == "" && *only != "" && want("cosmos-replace") {
+		fmt.Fprintf(stderr, "loom-bench: cosmos-replace needs --cosmos https://host:port/\n")
 		return 2
 	}
 	ctx := context.Background()
@@ -256,6 +271,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer x.close(ctx)
 		scenarios = append(scenarios, scenario{"pg-insert", func(d time.Duration) (result, error) {
+			return x.measure(ctx, d)
+		}})
+	}
+	if *cosmosEndpoint != "" && want("cosmos-replace") {
+		key := *cosmosKey
+		if key == "" {
+			key = os.Getenv("COSMOS_KEY")
+		}
+		x, err := startCosmosReplace(ctx, *cosmosEndpoint, key, *cosmosInsecure, *callers)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: cosmos baseline: %v\n", err)
+			return 1
+		}
+		defer x.close(ctx)
+		scenarios = append(scenarios, scenario{"cosmos-replace", func(d time.Duration) (result, error) {
 			return x.measure(ctx, d)
 		}})
 	}
@@ -452,11 +482,12 @@ var baselines = []baseline{
 	{"raft-apply", "raft", false},
 	{"redis-xadd", "redis", true},
 	{"pg-insert", "postgres", true},
+	{"cosmos-replace", "cosmos", true},
 }
 
 type baseline struct {
 	name, label string
-	optional    bool // runs only when asked for (redis-xadd: with --redis; pg-insert: with --postgres)
+	optional    bool // runs only when asked for (redis-xadd: with --redis; pg-insert: with --postgres; cosmos-replace: with --cosmos)
 }
 
 func isBaseline(name string) bool {

@@ -153,7 +153,7 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 	case config.CoordinationRaft:
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (journal %s, data dir %s)\n",
 			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
-	case config.CoordinationRedis, config.CoordinationPostgres:
+	case config.CoordinationRedis, config.CoordinationPostgres, config.CoordinationCosmos:
 		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s (coordination and journal on %s, data dir %s)\n",
 			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Coordination.Backend, cfg.Node.DataDir)
 	default:
@@ -217,10 +217,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := f.loadWith(config.Default(), func(c *config.Config) {
 		// run is always a cluster member: on the embedded Raft store
-		// unless the file puts coordination on Redis or PostgreSQL.
-		if c.Coordination.Backend != config.CoordinationRedis && c.Coordination.Backend != config.CoordinationPostgres {
+		// unless the file puts coordination on Redis, PostgreSQL or
+		// Cosmos DB.
+		if c.Coordination.Backend != config.CoordinationRedis && c.Coordination.Backend != config.CoordinationPostgres && c.Coordination.Backend != config.CoordinationCosmos {
 			c.Coordination.Backend = config.CoordinationRaft
-			if c.Journal.Backend != config.JournalRedis && c.Journal.Backend != config.JournalPostgres {
+			if c.Journal.Backend != config.JournalRedis && c.Journal.Backend != config.JournalPostgres && c.Journal.Backend != config.JournalCosmos {
 				c.Journal.Backend = config.JournalRaft
 			}
 		}

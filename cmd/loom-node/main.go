@@ -79,7 +79,7 @@ func usage(w io.Writer) {
       run a single node on embedded defaults (bbolt journal, built-in actor types)
   loom-node run [dev flags] [--grpc-port N] [--raft-port N] [--gossip-port N]
                 [--join HOST:PORT,...] [--bootstrap-expect N] [--advertise IP] [--gossip lan|local]
-      run a cluster member (gossip, gRPC; Raft coordinator and journal, or Redis or PostgreSQL per --config)`+testUsage+`
+      run a cluster member (gossip, gRPC; Raft coordinator and journal, or Redis, PostgreSQL or Cosmos DB per --config)`+testUsage+`
   loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster] [--config FILE]
       run a local cluster of n loom-node processes; Ctrl-C stops them all
   loom-node members [--addr URL]
