@@ -35,7 +35,7 @@ type envelope struct {
 	deadAt time.Time
 	// delivery facts (decode only)
 	deliveryCount uint32 // x-delivery-count: returns to the queue without an outcome
-	deathReason   string // x-first-death-reason, when the broker dead-lettered it
+	deathReason   string // the latest x-death's reason, when the broker dead-lettered it
 	deathTime     time.Time
 }
 
@@ -126,10 +126,13 @@ func decode(d amqp.Delivery) (envelope, error) {
 			}
 		}
 	}
-	e.deathReason, _ = h["x-first-death-reason"].(string)
+	// x-death lists the message's deaths, the latest first (a hop down
+	// the delay ladder is one, reason "expired"): the latest is why it
+	// is in the dead-letter queue.
 	if deaths, ok := h["x-death"].([]any); ok && len(deaths) > 0 {
 		if t, ok := deaths[0].(amqp.Table); ok {
 			e.deathTime, _ = t["time"].(time.Time)
+			e.deathReason, _ = t["reason"].(string)
 		}
 	}
 	if e.Actor == "" || e.Method == "" {

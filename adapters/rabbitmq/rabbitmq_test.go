@@ -448,7 +448,11 @@ func TestCrashLoopEndsInDeadLetters(t *testing.T) {
 	if err := b.Consume(r.handle); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, b, msg("poison", "counter/c", false))
+	// Through the delay ladder first: its x-death then holds an older
+	// death (expired) than the one that put it in the dead letters.
+	m := msg("poison", "counter/c", false)
+	m.DeliverAt = time.Now().Add(150 * time.Millisecond)
+	publish(t, b, m)
 	var dead []queue.DeadLetter
 	waitFor(t, 30*time.Second, "the dead letter", func() bool {
 		var err error
