@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/loom-mesh/loom/adapters/rabbitmq"
 	"github.com/loom-mesh/loom/internal/rabbitmqtest"
 )
 
@@ -32,35 +33,44 @@ func BenchmarkPublish(b *testing.B) {
 				return err
 			})
 		})
-		b.Run(fmt.Sprintf("bare-amqp091/publishers=%d", par), func(b *testing.B) {
-			c, err := amqp.Dial(srv.URL())
-			if err != nil {
-				b.Fatal(err)
+		for _, headers := range []bool{false, true} {
+			name := "bare-amqp091"
+			if headers {
+				name += "+loom-headers"
 			}
-			defer c.Close()
-			ch, err := c.Channel()
-			if err != nil {
-				b.Fatal(err)
-			}
-			q := rabbitmqtest.Name()
-			if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
-				b.Fatal(err)
-			}
-			if err := ch.Confirm(false); err != nil {
-				b.Fatal(err)
-			}
-			body := msg("x", "counter/bench", false).Payload
-			run(b, par, func() error {
-				dc, err := ch.PublishWithDeferredConfirm("", q, true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
+			b.Run(fmt.Sprintf("%s/publishers=%d", name, par), func(b *testing.B) {
+				c, err := amqp.Dial(srv.URL())
 				if err != nil {
-					return err
+					b.Fatal(err)
 				}
-				if !dc.Wait() {
-					return fmt.Errorf("nack")
+				defer c.Close()
+				ch, err := c.Channel()
+				if err != nil {
+					b.Fatal(err)
 				}
-				return nil
+				q := rabbitmqtest.Name()
+				if _, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+					b.Fatal(err)
+				}
+				if err := ch.Confirm(false); err != nil {
+					b.Fatal(err)
+				}
+				pub := amqp.Publishing{DeliveryMode: amqp.Persistent, Body: msg("x", "counter/bench", false).Payload}
+				if headers {
+					pub = rabbitmq.Encode(msg("x", "counter/bench", false))
+				}
+				run(b, par, func() error {
+					dc, err := ch.PublishWithDeferredConfirm("", q, true, false, pub)
+					if err != nil {
+						return err
+					}
+					if !dc.Wait() {
+						return fmt.Errorf("nack")
+					}
+					return nil
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -1,5 +1,11 @@
 package rabbitmq
 
+import (
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/loom-mesh/loom/queue"
+)
+
 // DropConnection closes the Broker's connection as a crash of this node's
 // consumer would look to the broker: its unacked deliveries go back to
 // their queues. The Broker reconnects.
@@ -20,3 +26,7 @@ func RouteOf(o Options, key string, delayMs int64) string {
 	t := newTopology(o)
 	return t.route(key, msDur(delayMs))
 }
+
+// Encode is the AMQP message Publish sends for m (for the benchmark's
+// baseline with the same headers).
+func Encode(m queue.Message) amqp.Publishing { return encode(envelope{Message: m}) }
