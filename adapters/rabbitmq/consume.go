@@ -87,7 +87,12 @@ func (b *Broker) consume(s *session, q string, prefetch int, fn func(amqp.Delive
 		select {
 		case d, ok := <-ds:
 			if !ok {
-				return nil
+				if b.ctx.Err() != nil || s.ctx.Err() != nil {
+					return nil
+				}
+				// The broker cancelled the consumer (its queue was
+				// deleted...): start over, declaring the topology again.
+				return fmt.Errorf("consumer of %s cancelled by the broker", q)
 			}
 			fn(d)
 		case <-b.ctx.Done():

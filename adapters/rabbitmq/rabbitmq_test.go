@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/loom-mesh/loom/adapters/rabbitmq"
 	"github.com/loom-mesh/loom/internal/rabbitmqtest"
 	"github.com/loom-mesh/loom/queue"
@@ -569,4 +571,44 @@ func TestOpenFailsWithoutLeakingThePassword(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("open with a wrong password: %v", err)
 	}
+}
+
+func TestTopologyLoss(t *testing.T) {
+	srv := rabbitmqtest.Shared(t)
+	prefix := rabbitmqtest.Name()
+	b := open(t, srv, prefix, nil)
+	deleteStd := func() {
+		c, err := amqp.Dial(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ch, err := c.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDelete(prefix+".std", false, false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Unroutable: returned by the broker, so not accepted.
+	deleteStd()
+	if _, err := b.Publish(context.Background(), msg("lost", "counter/t", false)); !errors.Is(err, rabbitmq.ErrUnconfirmed) || !strings.Contains(err.Error(), "unroutable") {
+		t.Fatalf("publish to a deleted queue: %v", err)
+	}
+	// A consumer cancelled by the broker makes the Broker reconnect,
+	// which declares the queue again.
+	r := &recorder{}
+	if err := b.Consume(r.handle); err != nil {
+		t.Fatal(err)
+	}
+	b.DropConnection() // the reconnection declares std again
+	waitFor(t, 10*time.Second, "the reconnection", func() bool { return b.MeterStats().Reconnects >= 1 })
+	deleteStd()
+	waitFor(t, 10*time.Second, "the second reconnection", func() bool { return b.MeterStats().Reconnects >= 2 })
+	waitFor(t, 10*time.Second, "a confirmed publish", func() bool {
+		_, err := b.Publish(context.Background(), msg("again", "counter/t", false))
+		return err == nil
+	})
+	waitFor(t, 10*time.Second, "its delivery", func() bool { return len(r.of("again")) > 0 })
 }
