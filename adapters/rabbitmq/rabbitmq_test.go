@@ -612,3 +612,48 @@ func TestTopologyLoss(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "its delivery", func() bool { return len(r.of("again")) > 0 })
 }
+
+// TestCloseLeavesUnsettledForAnotherNode closes a Broker while its
+// handler runs: Close cancels the handler and waits for it, the message
+// is not acked, and another Broker gets it, with the lost delivery
+// counted as an attempt.
+func TestCloseLeavesUnsettledForAnotherNode(t *testing.T) {
+	srv := rabbitmqtest.Shared(t)
+	prefix := rabbitmqtest.Name()
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprint("ordered=", ordered), func(t *testing.T) {
+			b1 := open(t, srv, prefix, nil)
+			started := make(chan struct{})
+			var returned sync.WaitGroup
+			returned.Add(1)
+			if err := b1.Consume(func(ctx context.Context, m queue.Message) error {
+				close(started)
+				<-ctx.Done()
+				returned.Done()
+				return ctx.Err()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprint("held-", ordered)
+			publish(t, b1, msg(id, "counter/held", ordered))
+			<-started
+			if err := b1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			returned.Wait() // Close waited for the handler
+			if _, err := b1.Publish(context.Background(), msg("x", "counter/held", false)); !errors.Is(err, rabbitmq.ErrClosed) {
+				t.Fatalf("publish after Close: %v", err)
+			}
+			b2 := open(t, srv, prefix, nil)
+			r := &recorder{}
+			if err := b2.Consume(r.handle); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "the redelivery", func() bool { return len(r.of(id)) == 1 })
+			if a := r.of(id)[0].Attempts; a != 1 {
+				t.Errorf("Attempts %d after one lost delivery, want 1", a)
+			}
+			_ = b2.Close()
+		})
+	}
+}
