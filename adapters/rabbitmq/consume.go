@@ -120,7 +120,7 @@ func (b *Broker) track(n int) {
 	b.mu.Unlock()
 }
 
-// due holds a delivery that is not due yet: it reports whether the
+// notDue holds a delivery that is not due yet: it reports whether the
 // message is due now (after a wait shorter than the shortest rung) or was
 // sent down the ladder again (true: handled).
 func (b *Broker) notDue(ctx context.Context, d amqp.Delivery, e envelope, key string) (handled bool) {

@@ -215,7 +215,10 @@ type QueueStats struct {
 	Consumers int
 }
 
-// Stats returns the queues' figures, one passive declare per queue.
+// Stats returns the queues' figures, one passive declare per queue. They
+// are a moment's view: a quorum queue applies settlements asynchronously,
+// so messages a dead-letter scan has just returned may be missing from
+// Dead for a few milliseconds.
 func (b *Broker) Stats(ctx context.Context) (Stats, error) {
 	s, err := b.session()
 	if err != nil {
