@@ -187,6 +187,18 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// DefaultOptions returns the options Open uses for the fields left zero
+// (URL excepted): prefix "loom", 8 fifo queues, prefetch 32, delivery
+// limit 20, ladder up to 1 h (16 rungs), DefaultPolicy for every type,
+// every error Failed, 250 ms after an Unavailable delivery, reconnection
+// every 100 ms doubling to 5 s.
+func DefaultOptions() Options {
+	var o Options
+	o.defaults()
+	o.Logger, o.Now = nil, nil // discard, time.Now
+	return o
+}
+
 func (o *Options) defaults() {
 	if o.Prefix == "" {
 		o.Prefix = "loom"

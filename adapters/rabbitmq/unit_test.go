@@ -64,3 +64,18 @@ func TestValidate(t *testing.T) {
 		t.Errorf("redact: %v", e)
 	}
 }
+
+func TestDefaultOptions(t *testing.T) {
+	o := DefaultOptions()
+	if o.Prefix != "loom" || o.FIFOQueues != 8 || o.Prefetch != 32 || o.DeliveryLimit != 20 || o.MaxDelay != time.Hour ||
+		o.UnavailableRetry != 250*time.Millisecond || o.Policy("x") != DefaultPolicy() || o.Classify(errors.New("x")) != Failed {
+		t.Fatalf("%+v", o)
+	}
+	o.URL = "amqp://u:p@127.0.0.1:5672/"
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(newTopology(o).rungs); n != 16 {
+		t.Fatalf("%d rungs up to 1 h", n)
+	}
+}
