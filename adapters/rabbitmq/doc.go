@@ -52,7 +52,9 @@
 // it before its due time (header loom-next-at) sends it down the ladder
 // again for what remains (confirmed, then acks it), or, when less than
 // 100 ms remain, holds it until then. A delay of d takes about log2(d/100
-// ms) hops below MaxDelay, plus one hop per MaxDelay above it. A message
+// ms) hops below MaxDelay, plus one hop per MaxDelay above it. A hop
+// passes through the message's own queue, so a delayed ordered message
+// whose fifo queue is blocked by a failing message is late by as much. A message
 // is never delivered before its time; it may be late by the broker's TTL
 // sweep and a hop's round trip (tens of ms here). Publish with DeliverAt
 // and the retries of unordered messages use the same ladder.

@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,6 +108,9 @@ type Options struct {
 	// URL of the broker: amqp://user:pass@host:port/vhost. The password is
 	// never logged nor put in an error.
 	URL string
+	// TLS configures an amqps:// connection; nil: amqp091's defaults
+	// (the system's roots, or the URL's certfile/keyfile/cacertfile).
+	TLS *tls.Config
 	// Prefix of every exchange and queue name; default "loom". Brokers
 	// that share a virtual host and a prefix share the queues.
 	Prefix string

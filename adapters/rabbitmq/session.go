@@ -188,10 +188,11 @@ type pubChan struct {
 func (b *Broker) connect(ctx context.Context) (*session, error) {
 	b.meter.dials.Add(1)
 	cfg := amqp.Config{
-		Heartbeat:  10 * time.Second,
-		Locale:     "en_US",
-		Properties: amqp.Table{"connection_name": "loom " + b.o.Prefix},
-		Dial:       amqp.DefaultDial(10 * time.Second),
+		Heartbeat:       10 * time.Second,
+		Locale:          "en_US",
+		Properties:      amqp.Table{"connection_name": "loom " + b.o.Prefix},
+		Dial:            amqp.DefaultDial(10 * time.Second),
+		TLSClientConfig: b.o.TLS,
 	}
 	type res struct {
 		c   *amqp.Connection
