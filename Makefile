@@ -31,6 +31,7 @@ test:
 	./scripts/ensure-redis
 	./scripts/ensure-postgres
 	./scripts/ensure-cosmos
+	./scripts/ensure-rabbitmq
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
