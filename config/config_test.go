@@ -209,6 +209,11 @@ func TestValidate(t *testing.T) {
 			c.Messaging.Postgres = PostgresConfig{Host: "other", User: "loom"}
 		}, "messaging.postgres.host", "must name the journal's PostgreSQL server"},
 		{"rabbitmq needs a broker", func(c *Config) { c.Messaging.Backend = MessagingRabbitMQ }, "messaging.backend", "rabbitmq needs a broker: set messaging.rabbitmq url or host"},
+		{"rabbitmq with cosmos journals", func(c *Config) {
+			c.Journal.Backend, c.Coordination.Backend = JournalCosmos, CoordinationCosmos
+			c.Journal.Cosmos = CosmosConfig{Endpoint: "https://acct.documents.azure.com:443/", Key: "a2V5", Database: "loom"}
+			c.Messaging.Backend, c.Messaging.RabbitMQ.Host = MessagingRabbitMQ, "rabbit"
+		}, "messaging.backend", "journal.backend cosmos does not"},
 		{"rabbitmq broker unused", func(c *Config) { c.Messaging.RabbitMQ.Host = "rabbit" }, "messaging.rabbitmq.host", `names a broker, but messaging.backend is ""`},
 		{"rabbitmq url scheme", func(c *Config) {
 			c.Messaging.Backend, c.Messaging.RabbitMQ.URL = MessagingRabbitMQ, "http://rabbit:5672/"

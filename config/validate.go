@@ -591,6 +591,8 @@ func (v *validator) validate(c *Config) {
 	switch {
 	case m.Backend == MessagingRabbitMQ && !m.RabbitMQ.Set():
 		v.add("messaging.backend", m.Backend, "rabbitmq needs a broker: set messaging.rabbitmq url or host (messageAdapter)")
+	case m.Backend == MessagingRabbitMQ && j.Backend == JournalCosmos:
+		v.add("messaging.backend", m.Backend, "rabbitmq needs a journal that records the ids of the messages it applied (each delivery's turn does), and journal.backend cosmos does not: use raft, redis, postgres, bbolt or memory journals with it")
 	case m.Backend != MessagingRabbitMQ && m.RabbitMQ.Set():
 		key, val := m.RabbitMQ.serverKey("messaging.rabbitmq")
 		v.add(key, val, fmt.Sprintf("names a broker, but messaging.backend is %q: set it to rabbitmq, or leave messaging.rabbitmq out", m.Backend))

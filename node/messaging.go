@@ -43,6 +43,9 @@ func (n *Node) configureMessaging(ro *runtime.Options) {
 	}
 	mc := n.cfg.Messaging
 	ro.Messages = st
+	if n.broker != nil {
+		ro.Publish = n.broker.Publish
+	}
 	ro.DirectMessages = mc.ApplyOnAccept
 	ro.MessageOrdered = func(t string) bool { return mc.For(t).QueueMode != config.QueueModeStandard }
 	ro.MaxDelay = mc.MaxDelay
@@ -133,7 +136,7 @@ func (n *Node) DeadLetters(ctx context.Context, f queue.Filter) ([]queue.DeadLet
 	if err != nil {
 		return nil, err
 	}
-	return st.ListDead(ctx, f)
+	return n.deadLetters(ctx, st, f)
 }
 
 // Replay moves the dead letters f selects back into their actors' queues,
@@ -144,7 +147,7 @@ func (n *Node) Replay(ctx context.Context, f queue.Filter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	dead, err := st.ListDead(ctx, f)
+	dead, err := n.deadLetters(ctx, st, f)
 	if err != nil {
 		return 0, err
 	}
@@ -168,7 +171,7 @@ func (n *Node) Replay(ctx context.Context, f queue.Filter) (int, error) {
 	if len(bad) > 0 {
 		return 0, fmt.Errorf("node: replay refused, %d of the %d dead letters could never be delivered (purge them, or narrow the filter): %w", len(bad), len(dead), errors.Join(bad[:min(len(bad), 5)]...))
 	}
-	return st.Replay(ctx, queue.Filter{IDs: ids}, time.Now())
+	return n.replayDead(ctx, st, ids, time.Now())
 }
 
 func contains(xs []string, x string) bool {
@@ -186,7 +189,7 @@ func (n *Node) Purge(ctx context.Context, f queue.Filter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return st.Purge(ctx, f)
+	return n.purgeDead(ctx, st, f)
 }
 
 // Reminders lists an actor's durable reminders.

@@ -99,6 +99,7 @@ type Node struct {
 
 	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
 	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
+	broker     broker                               // messages outside the journal (broker.go); nil without one
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -324,6 +325,13 @@ func (n *Node) start(ctx context.Context) error {
 			n.log.Info("ended the coordinator sessions of this node's previous run", "sessions", ended)
 		}
 	}
+	if c.Messaging.Backend == config.MessagingRabbitMQ {
+		b, err := n.openBroker(ctx)
+		if err != nil {
+			return err
+		}
+		n.broker = b
+	}
 	kc := keeperConfig(c)
 	n.chaos.configureKeeper(&kc)
 	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, kc, n.log)
@@ -374,6 +382,11 @@ func (n *Node) start(ctx context.Context) error {
 	go func() { n.served <- n.srv.Serve(ln) }()
 	if err := n.startDispatcher(); err != nil {
 		return err
+	}
+	if n.broker != nil {
+		if err := n.broker.Consume(n.deliverExternal); err != nil {
+			return fmt.Errorf("node: consuming from the message broker: %w", err)
+		}
 	}
 	n.log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "journal", c.Journal.Backend, "coordination", c.Coordination.Backend, "data_dir", c.Node.DataDir)
 	return nil
@@ -639,6 +652,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 		_ = n.ln.Close()
 	}
 	n.closeTasks(ctx)
+	if err := n.closeBroker(); err != nil {
+		errs = append(errs, err)
+	}
 	if d := n.dispatcher.Load(); d != nil {
 		// Deliveries in progress finish (or fail) before the runtime
 		// closes; an undelivered message stays in its queue.

@@ -94,6 +94,9 @@ func (n *Node) attachMetrics() {
 			m.AddPostgres(*s)
 		}
 	}
+	if rs := n.rabbitSource(); rs != nil {
+		m.SetRabbitMQ(*rs)
+	}
 	for _, s := range n.cosmosSources() {
 		m.AddCosmos(s)
 	}
@@ -231,6 +234,9 @@ func (n *Node) Health() observability.Report {
 	}
 	if mq := r.Components.MessageQueues; mq != nil && pj != nil {
 		mq.Postgres = observability.CheckPostgres(*pj)
+	}
+	if mq, rs := r.Components.MessageQueues, n.rabbitSource(); mq != nil && rs != nil {
+		mq.RabbitMQ = observability.CheckRabbitMQ(*rs)
 	}
 	r.Evaluate()
 	return r

@@ -9,13 +9,16 @@ import (
 
 	"github.com/loom-mesh/loom/internal/cosmostest"
 	"github.com/loom-mesh/loom/internal/pgtest"
+	"github.com/loom-mesh/loom/internal/rabbitmqtest"
 	"github.com/loom-mesh/loom/observability"
 )
 
 // TestMain initialises PostgreSQL's data directory once for the binary
 // and stops the shared servers at the end (pgtest.Main, then
 // cosmostest's).
-func TestMain(m *testing.M) { os.Exit(cosmostest.Around(func() int { return pgtest.Main(m) })) }
+func TestMain(m *testing.M) {
+	os.Exit(rabbitmqtest.Around(func() int { return cosmostest.Around(func() int { return pgtest.Main(m) }) }))
+}
 
 // TestPostgresInHealthAndMetrics: a node on PostgreSQL shows the server
 // under locks and messageQueues in /health (a ping, latency, errors) and

@@ -221,6 +221,8 @@ type MessageQueuesHealth struct {
 	Redis *RedisHealth `json:"redis,omitempty"`
 	// Postgres is the queues' server, when it is PostgreSQL.
 	Postgres *PostgresHealth `json:"postgres,omitempty"`
+	// RabbitMQ is the broker of messaging.backend rabbitmq.
+	RabbitMQ *RabbitMQHealth `json:"rabbitmq,omitempty"`
 	err      error
 }
 
@@ -255,6 +257,10 @@ func (h *MessageQueuesHealth) Check() Status {
 		h.Reasons = append(h.Reasons, r)
 	}
 	if r := h.Postgres.reason(); r != "" {
+		h.Status = Degraded
+		h.Reasons = append(h.Reasons, r)
+	}
+	if r := h.RabbitMQ.reason(); r != "" {
 		h.Status = Degraded
 		h.Reasons = append(h.Reasons, r)
 	}

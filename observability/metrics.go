@@ -52,6 +52,9 @@ type Metrics struct {
 	cosmos     cosmosCollector // Cosmos DB clients (AddCosmos)
 	cosmosOnce sync.Once
 
+	rabbit     rabbitCollector // the RabbitMQ broker (SetRabbitMQ)
+	rabbitOnce sync.Once
+
 	calls        *prometheus.CounterVec   // type, method, outcome
 	callSeconds  *prometheus.HistogramVec // type, method
 	hops         prometheus.Histogram

@@ -110,9 +110,16 @@ var (
 // TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(rabbitmqtest.Main(m)) }
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return Around(m.Run) }
+
+// Around is Main for a package whose TestMain has another such wrapper
+// (pgtest.Main, say): it runs run (which runs the tests) and then stops
+// the shared broker.
+//
+//	func TestMain(m *testing.M) { os.Exit(rabbitmqtest.Around(func() int { return pgtest.Main(m) })) }
+func Around(run func() int) int {
 	mainRunning.Store(true)
-	code := m.Run()
+	code := run()
 	sharedMu.Lock()
 	if shared != nil {
 		shared.Stop()
