@@ -23,12 +23,17 @@ func (n *Node) attachMessageMetrics() {
 	n.obs.metrics.SetMessages(observability.MessageSource{Stats: n.MessageQueues, InFlight: n.inFlight})
 }
 
-// inFlight is the dispatcher's deliveries in progress.
+// inFlight is the deliveries in progress on this node: the dispatcher's
+// and the message broker's.
 func (n *Node) inFlight() int {
+	k := 0
 	if d := n.dispatcher.Load(); d != nil {
-		return d.InFlight()
+		k += d.InFlight()
 	}
-	return 0
+	if b, ok := n.broker.(interface{ InFlight() int }); ok {
+		k += b.InFlight()
+	}
+	return k
 }
 
 // messageQueuesHealth is the /health component of the queues; nil without a

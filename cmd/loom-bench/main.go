@@ -23,6 +23,11 @@
 //	             If-Match on the last etag, of a 100-byte record in a
 //	             document per caller on the Cosmos DB account at --cosmos,
 //	             one request per call (cosmos.go)
+//	rabbitmq-publish baseline, only with --rabbitmq: raw amqp091
+//	             publishes of a 100-byte persistent message to a quorum
+//	             queue of the broker at --rabbitmq, each waiting for its
+//	             publisher confirm (rabbitmq.go); compare send with it on a
+//	             cluster whose messaging.backend is rabbitmq
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
 // the baselines, so the numbers say what the machine can do. The gRPC
@@ -153,13 +158,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace,rabbitmq-publish")
 	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
 	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
 	pgAddr := fs.String("postgres", "", "host:port of a PostgreSQL server: runs the pg-insert baseline against it")
 	pgUser := fs.String("postgres-user", "", "--postgres: the role to log in as (default $PGUSER, else the OS user)")
 	pgPassword := fs.String("postgres-password", "", "--postgres: its password (default $PGPASSWORD)")
 	pgDatabase := fs.String("postgres-database", "", "--postgres: the database to make the table in (default $PGDATABASE, else the user's name)")
+	rabbitURL := fs.String("rabbitmq", "", "AMQP URL (amqp://user:password@host:port/vhost) of a RabbitMQ broker: runs the rabbitmq-publish baseline against it")
 	cosmosEndpoint := fs.String("cosmos", "", "endpoint (https://host:port/) of a Cosmos DB account: runs the cosmos-replace baseline against it")
 	cosmosKey := fs.String("cosmos-key", "", "--cosmos: the account key (default $COSMOS_KEY)")
 	cosmosInsecure := fs.Bool("cosmos-insecure", false, "--cosmos: accept any certificate (the test server's self-signed one)")
@@ -184,6 +190,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *pgAddr == "" && *only != "" && want("pg-insert") {
 		fmt.Fprintf(stderr, "loom-bench: pg-insert needs --postgres host:port\n")
+		return 2
+	}
+	if *rabbitURL == "" && *only != "" && want("rabbitmq-publish") {
+		fmt.Fprintf(stderr, "loom-bench: rabbitmq-publish needs --rabbitmq amqp://...\n")
 		return 2
 	}
 	if *cosmosEndpoint == "" && *only != "" && want("cosmos-replace") {
@@ -286,6 +296,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer x.close(ctx)
 		scenarios = append(scenarios, scenario{"cosmos-replace", func(d time.Duration) (result, error) {
+			return x.measure(ctx, d)
+		}})
+	}
+	if *rabbitURL != "" && want("rabbitmq-publish") {
+		x, err := startRabbitPublish(*rabbitURL, *callers)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: rabbitmq baseline: %v\n", err)
+			return 1
+		}
+		defer x.close()
+		scenarios = append(scenarios, scenario{"rabbitmq-publish", func(d time.Duration) (result, error) {
 			return x.measure(ctx, d)
 		}})
 	}
@@ -483,11 +504,12 @@ var baselines = []baseline{
 	{"redis-xadd", "redis", true},
 	{"pg-insert", "postgres", true},
 	{"cosmos-replace", "cosmos", true},
+	{"rabbitmq-publish", "rabbitmq", true},
 }
 
 type baseline struct {
 	name, label string
-	optional    bool // runs only when asked for (redis-xadd: with --redis; pg-insert: with --postgres; cosmos-replace: with --cosmos)
+	optional    bool // runs only when asked for (redis-xadd: with --redis; pg-insert: with --postgres; cosmos-replace: with --cosmos; rabbitmq-publish: with --rabbitmq)
 }
 
 func isBaseline(name string) bool {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/internal/pgtest"
+	"github.com/loom-mesh/loom/internal/rabbitmqtest"
 	"github.com/loom-mesh/loom/internal/redistest"
 )
 
@@ -138,6 +139,13 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 		env.Postgres, env.PostgresConn = srv, srv.ConnString("postgres")
 		t.Logf("chaos: PostgreSQL on %s (data dir %s)", srv.Addr(), srv.Dir)
 	}
+	if s.RabbitMQ {
+		// A throwaway broker of the test's own; the test fails if it
+		// cannot start.
+		srv := rabbitmqtest.Start(t)
+		env.RabbitMQ, env.RabbitMQURL = srv, srv.URL()
+		t.Logf("chaos: RabbitMQ on %s", srv.Addr())
+	}
 	rep := Run(ctx, s, env)
 	var tb bytes.Buffer
 	WriteTable(&tb, rep)
@@ -180,12 +188,13 @@ func TestChaosRedis(t *testing.T) {
 }
 
 // TestChaosMixed runs the cluster on a mix of backends: Raft locks,
-// PostgreSQL journals and queues; kill -9 and SIGSTOP of nodes, kill -9 of
-// the Raft leader, kill -9 and restart of the PostgreSQL server, a
-// minority cut off; then convergence and every checker.
+// PostgreSQL journals, RabbitMQ messages; kill -9 and SIGSTOP of nodes,
+// kill -9 of the Raft leader, kill -9 and restart of the PostgreSQL server
+// and of the broker, a minority cut off; then convergence and every
+// checker.
 func TestChaosMixed(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a PostgreSQL server and a cluster of real processes; about two minutes")
+		t.Skip("starts a PostgreSQL server, a RabbitMQ broker and a cluster of real processes; about two minutes")
 	}
 	runScenario(t, MixedScenario(seed()), 4*time.Minute)
 }

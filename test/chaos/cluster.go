@@ -52,6 +52,10 @@ type ClusterOptions struct {
 	// and message queues on that PostgreSQL server, in PostgresSchema;
 	// coordination stays in their Raft group.
 	Postgres, PostgresSchema string
+	// RabbitMQ, when set (an AMQP URL), keeps the durable messages sent
+	// from outside actors in that broker, under RabbitMQPrefix, every
+	// send through it (no message applied on acceptance).
+	RabbitMQ, RabbitMQPrefix string
 }
 
 // Cluster is a set of loom-node processes on loopback that form one Loom
@@ -102,6 +106,10 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		cfg = fmt.Sprintf("coordination:\n  backend: raft\n  sessionTTL: %s\n  renewInterval: %s\n"+
 			"journal:\n  backend: postgres\n  postgres: {url: %q, schema: %q}\n  snapshotEvery: %d\n",
 			o.SessionTTL, o.RenewInterval, o.Postgres, o.PostgresSchema, o.SnapshotEvery)
+	}
+	if o.RabbitMQ != "" {
+		cfg += fmt.Sprintf("messaging:\n  backend: rabbitmq\n  applyOnAccept: false\n  rabbitmq: {url: %q, prefix: %q}\n",
+			o.RabbitMQ, o.RabbitMQPrefix)
 	}
 	if o.DeadVoterTimeout > 0 {
 		cfg += fmt.Sprintf("cluster:\n  deadVoterTimeout: %s\n", o.DeadVoterTimeout)

@@ -245,6 +245,13 @@ type queueHealth struct {
 				Scheduled   int `json:"scheduled"`
 				DeadLetters int `json:"deadLetters"`
 			} `json:"types"`
+			// RabbitMQ is the broker of messaging.backend rabbitmq.
+			RabbitMQ *struct {
+				Queues *struct {
+					Ready   int `json:"ready"`
+					Delayed int `json:"delayed"`
+				} `json:"queues"`
+			} `json:"rabbitmq"`
 		} `json:"messageQueues"`
 	} `json:"components"`
 }
@@ -288,6 +295,12 @@ func (m *Messenger) drained(ctx context.Context) (bool, string, error) {
 		pending := 0
 		for _, t := range q.Types {
 			pending += t.Pending + t.Scheduled
+		}
+		if r := q.RabbitMQ; r != nil {
+			if r.Queues == nil {
+				return false, "", fmt.Errorf("%s: /health shows no queue depths of its RabbitMQ broker", n.ID)
+			}
+			pending += r.Queues.Ready + r.Queues.Delayed
 		}
 		if pending > 0 || q.InFlight > 0 {
 			idle = false

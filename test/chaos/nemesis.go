@@ -167,6 +167,8 @@ type Nemesis struct {
 	redisAddr string
 	// postgres: the server of a mixed scenario (postgres.go).
 	postgres PostgresServer
+	// rabbitmq: the broker of a mixed scenario (rabbitmq.go).
+	rabbitmq RabbitMQServer
 }
 
 // NewNemesis draws its choices from seed.

@@ -69,6 +69,9 @@ type Scenario struct {
 	// server Env.Postgres (postgres.go); coordination stays in their Raft
 	// group.
 	Postgres bool
+	// RabbitMQ puts the durable messages sent from outside actors in the
+	// broker Env.RabbitMQ (rabbitmq.go).
+	RabbitMQ bool
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -175,16 +178,16 @@ func RedisScenario(seed int64) Scenario {
 }
 
 // MixedScenario runs the nodes on a mix of backends: locks and fencing
-// tokens in their Raft group, journals and message queues in a PostgreSQL
-// server; kill -9 of a hot actor's owner and of the Raft leader, a SIGSTOP
-// of an owner past the session TTL, kill -9 and restart of the PostgreSQL
-// server, a minority cut off; then convergence and every checker. About
-// two minutes.
+// tokens in their Raft group, journals in a PostgreSQL server, durable
+// messages in a RabbitMQ broker; kill -9 of a hot actor's owner and of the
+// Raft leader, a SIGSTOP of an owner past the session TTL, kill -9 and
+// restart of the PostgreSQL server and of the broker, a minority cut off;
+// then convergence and every checker. About a minute and a half.
 func MixedScenario(seed int64) Scenario {
 	s := DefaultScenario(seed)
-	s.Name = "mixed-raft-postgres-3"
-	s.Postgres = true
-	s.Faults = []FaultKind{KillOwner, KillLeader, PauseOwner, PostgresKill, PartitionMinority}
+	s.Name = "mixed-raft-postgres-rabbitmq-3"
+	s.Postgres, s.RabbitMQ = true, true
+	s.Faults = []FaultKind{KillOwner, KillLeader, PauseOwner, PostgresKill, RabbitMQKill, PartitionMinority}
 	s.Warmup = 8 * time.Second
 	s.Settle = [2]time.Duration{2 * time.Second, 3 * time.Second}
 	s.Nemesis.KillDown = [2]time.Duration{2 * time.Second, 4 * time.Second}
@@ -296,6 +299,9 @@ type Env struct {
 	// PostgreSQL server of a mixed scenario.
 	Postgres     PostgresServer
 	PostgresConn string
+	// RabbitMQ and RabbitMQURL: the broker of a mixed scenario.
+	RabbitMQ    RabbitMQServer
+	RabbitMQURL string
 }
 
 // Run runs the scenario and checks it. The report lists every violation;
@@ -344,6 +350,15 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		co.Postgres, co.PostgresSchema = env.PostgresConn, fmt.Sprintf("chaos_%d", s.Seed)
 		rep.Backend = "raft locks, postgres journals and queues"
 	}
+	if s.RabbitMQ {
+		if env.RabbitMQ == nil || env.RabbitMQURL == "" {
+			violate("harness", "", "a scenario with RabbitMQ needs a broker (Env.RabbitMQ)")
+			rep.finish(rec, nil, env)
+			return rep
+		}
+		co.RabbitMQ, co.RabbitMQPrefix = env.RabbitMQURL, fmt.Sprintf("chaos-%d", s.Seed)
+		rep.Backend += ", rabbitmq messages"
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	cl, err := StartCluster(startCtx, co)
 	cancel()
@@ -384,6 +399,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 	}
 	nem.redis, nem.redisAddr = env.Redis, env.RedisAddr
 	nem.postgres = env.Postgres
+	nem.rabbitmq = env.RabbitMQ
 
 	// The load runs from now until every fault has healed and settled.
 	loadCtx, stopLoad := context.WithCancel(ctx)
