@@ -246,4 +246,3 @@ func TestResumption(t *testing.T) {
 		t.Fatal("no handshake resumed its session")
 	}
 }
-
