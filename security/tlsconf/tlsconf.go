@@ -50,6 +50,33 @@ type Source struct {
 	cur   atomic.Pointer[material]
 	mu    sync.Mutex // serialises Reload
 	cache tls.ClientSessionCache
+
+	logMu  sync.Mutex
+	logged map[string]time.Time // listener and reason → when last logged
+}
+
+// refusalLogEvery spaces the log lines of one refusal: a peer that is
+// refused retries many times a second.
+const refusalLogEvery = time.Minute
+
+// refused logs a refused peer, once per listener and reason per
+// refusalLogEvery.
+func (s *Source) refused(listener string, err error) {
+	key := listener + "\x00" + err.Error()
+	now := time.Now()
+	s.logMu.Lock()
+	if s.logged == nil || len(s.logged) > 1000 {
+		s.logged = map[string]time.Time{} // bounded: reasons name certificates
+	}
+	last, seen := s.logged[key]
+	skip := seen && now.Sub(last) < refusalLogEvery
+	if !skip {
+		s.logged[key] = now
+	}
+	s.logMu.Unlock()
+	if !skip {
+		s.log.Warn("refused a TLS connection (repeats are not logged for a minute)", "listener", listener, "err", err)
+	}
 }
 
 // material is one generation of what the files held.
@@ -221,6 +248,18 @@ func (s *Source) Leaf() *x509.Certificate { return s.cur.Load().leaf }
 // certificate means: signed by the current CA, valid now, with a client
 // (ClientAuth) key usage and an accepted role.
 func (s *Source) ServerConfig(name string, accept ...Role) *tls.Config {
+	return s.serverConfig(name, s.opts.VerifyIncoming, accept)
+}
+
+// AskingConfig is ServerConfig for a listener that asks for a client
+// certificate and checks one that is given (node or client role), but
+// does not require one, whatever VerifyIncoming says: an HTTPS gateway,
+// whose /health a load balancer reads.
+func (s *Source) AskingConfig(name string) *tls.Config {
+	return s.serverConfig(name, false, []Role{RoleNode, RoleClient})
+}
+
+func (s *Source) serverConfig(name string, require bool, accept []Role) *tls.Config {
 	base := &tls.Config{
 		MinVersion: s.opts.MinVersion,
 		ClientAuth: tls.RequestClientCert,
@@ -231,14 +270,14 @@ func (s *Source) ServerConfig(name string, accept ...Role) *tls.Config {
 			return nil, errors.New("tlsconf: this node has no certificate")
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			err := s.verifyClient(cs, accept)
+			err := s.verifyClient(cs, require, accept)
 			if err != nil {
-				s.log.Warn("refused a TLS connection", "listener", name, "err", err)
+				s.refused(name, err)
 			}
 			return err
 		},
 	}
-	if s.opts.VerifyIncoming {
+	if require {
 		base.ClientAuth = tls.RequireAnyClientCert
 	}
 	cfg := base.Clone()
@@ -261,9 +300,9 @@ func (s *Source) ServerConfig(name string, accept ...Role) *tls.Config {
 }
 
 // verifyClient checks a client's certificate, if it gave one.
-func (s *Source) verifyClient(cs tls.ConnectionState, accept []Role) error {
+func (s *Source) verifyClient(cs tls.ConnectionState, require bool, accept []Role) error {
 	if len(cs.PeerCertificates) == 0 {
-		if s.opts.VerifyIncoming {
+		if require {
 			return errors.New("the peer presented no certificate")
 		}
 		return nil
