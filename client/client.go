@@ -105,7 +105,8 @@ type Options struct {
 // the new certificate.
 type TLSOptions struct {
 	// CA is the cluster's CA: the nodes' certificates must be node
-	// certificates it signed. Setting it turns TLS on.
+	// certificates it signed. Setting it (or Cert) turns TLS on; with
+	// Cert and no CA the nodes' certificates are not checked.
 	CA string
 	// Cert and Key are the client's certificate (`loom-node tls cert
 	// create --client NAME`) and key; required when the nodes verify

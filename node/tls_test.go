@@ -257,3 +257,23 @@ func TestTLSReloadWithoutRestart(t *testing.T) {
 
 func readFile(p string) ([]byte, error)  { return os.ReadFile(p) }
 func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o600) }
+
+// TestExpiredNodeCertificateRefused: a node does not start with an
+// expired certificate, and says when it expired.
+func TestExpiredNodeCertificateRefused(t *testing.T) {
+	pki := tlstest.New(t, "loom")
+	cert, key := pki.Expired(tlsconf.RoleNode, "n1")
+	cfg := nodetest.Config(t.TempDir(), "n1", 0, "", 1)
+	cfg.TLS = config.TLSConfig{CA: pki.CA, Cert: cert, Key: key, VerifyIncoming: true, VerifyOutgoing: true, MinVersion: config.TLSVersion13}
+	nd, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: nodetest.Logger("n1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = nd.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "expired at") {
+		t.Fatalf("Start with an expired certificate: %v; want its expiry", err)
+	}
+	t.Log(err)
+}

@@ -102,7 +102,7 @@ func (p *Pool) explainMsg(msg string) string {
 		return false
 	}
 	switch {
-	case !on && has("server preface", "connection reset by peer", "error reading from server: EOF", "http2: frame too large"):
+	case !on && has("server preface", "error reading from server: EOF", "http2: frame too large"):
 		return msg + " (is the node serving TLS? give the client the cluster's CA, and a client certificate and key: tls.ca, tls.cert, tls.key)"
 	case on && has("first record does not look like a TLS handshake"):
 		return msg + " (the node does not serve TLS: turn TLS off on this side, or on in the node's tls section)"

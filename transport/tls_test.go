@@ -76,6 +76,12 @@ func TestTLSMismatchIsExplained(t *testing.T) {
 	plainSrv := serve(t, newEcho())
 	foreignCert, foreignKey := other.Client("app")
 	foreign := source(t, tlsconf.Options{CA: pki.CA, Cert: foreignCert, Key: foreignKey, VerifyOutgoing: true})
+	// An expired client certificate (loaded while it was valid; with that
+	// clock, the server is not checked).
+	expCert, expKey := pki.Expired(tlsconf.RoleClient, "old")
+	then := time.Now().Add(-90 * time.Minute)
+	expired := source(t, tlsconf.Options{CA: pki.CA, Cert: expCert, Key: expKey, Now: func() time.Time { return then }})
+	expiry := expired.Leaf().NotAfter.UTC().Format(time.RFC3339)
 	for _, tc := range []struct {
 		name string
 		opts transport.PoolOptions
@@ -86,6 +92,7 @@ func TestTLSMismatchIsExplained(t *testing.T) {
 		{"TLS to plaintext", transport.PoolOptions{TLS: source(t, pki.NodeOptions("n2")).ClientConfig()}, plainSrv.addr, "the node does not serve TLS"},
 		{"no client certificate", transport.PoolOptions{TLS: source(t, tlsconf.Options{CA: pki.CA, VerifyOutgoing: true}).ClientConfig()}, tlsSrv.addr, "the node requires a client certificate"},
 		{"certificate of another CA", transport.PoolOptions{TLS: foreign.ClientConfig(), TLSLeaf: foreign.Leaf}, tlsSrv.addr, "the node refused this side's certificate"},
+		{"expired certificate", transport.PoolOptions{TLS: expired.ClientConfig(), TLSLeaf: expired.Leaf}, tlsSrv.addr, "(ours: client.old, expires " + expiry + ")"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPool(t, tc.opts)
