@@ -63,6 +63,7 @@ import (
 
 	"github.com/loom-mesh/loom/placement"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/transport"
 	"github.com/loom-mesh/loom/transport/loompb"
 )
@@ -94,6 +95,28 @@ type Options struct {
 	// A flood of callers then costs the node one refusal per hold-off
 	// instead of one per call. Default 100 ms; negative: never hold off.
 	OverloadHoldOff time.Duration
+	// TLS connects to the nodes with TLS, when the nodes serve it (their
+	// tls section). Leave it zero for plaintext.
+	TLS TLSOptions
+}
+
+// TLSOptions are a client's TLS files (PEM). The client polls them and
+// reads them again when they change, as a node does: new connections use
+// the new certificate.
+type TLSOptions struct {
+	// CA is the cluster's CA: the nodes' certificates must be node
+	// certificates it signed. Setting it (or Cert) turns TLS on; with
+	// Cert and no CA the nodes' certificates are not checked.
+	CA string
+	// Cert and Key are the client's certificate (`loom-node tls cert
+	// create --client NAME`) and key; required when the nodes verify
+	// incoming connections (tls.verifyIncoming).
+	Cert, Key string
+	// ServerName, when set, must also be a DNS name in the nodes'
+	// certificates (the nodes' tls.serverName).
+	ServerName string
+	// MinVersion is "1.2" or "1.3" (default).
+	MinVersion string
 }
 
 // Client calls actors on a Loom cluster. Safe for concurrent use.
@@ -117,6 +140,8 @@ type Client struct {
 		held    atomic.Uint64
 	}
 	held sync.Map // "type/id" -> time.Time: calls to it fail at once until then (OverloadHoldOff)
+
+	lastWatchErr atomic.Value // error: why the last topology subscription failed, for Dial's error
 }
 
 var _ runtime.Invoker = (*Client)(nil)
@@ -146,12 +171,25 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	po := transport.PoolOptions{Logger: opts.Logger, TracerProvider: opts.TracerProvider, Propagator: opts.Propagator}
+	var tlsSrc *tlsconf.Source
+	if t := opts.TLS; t.CA != "" || t.Cert != "" {
+		tlsSrc, err = tlsconf.New(tlsconf.Options{CA: t.CA, Cert: t.Cert, Key: t.Key, VerifyOutgoing: t.CA != "",
+			ServerName: t.ServerName, MinVersion: tlsconf.ParseVersion(t.MinVersion), Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		po.TLS, po.TLSLeaf = tlsSrc.ClientConfig(), tlsSrc.Leaf
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts: opts, log: opts.Logger,
-		pool:  transport.NewPool(transport.PoolOptions{Logger: opts.Logger, TracerProvider: opts.TracerProvider, Propagator: opts.Propagator}),
+		pool:  transport.NewPool(po),
 		table: table, seeds: slices.Clone(addrs), members: map[string]*loompb.Member{},
 		cancel: cancel, ready: make(chan struct{}),
+	}
+	if tlsSrc != nil {
+		c.wg.Go(func() { tlsSrc.Watch(bg, 3*time.Second, nil) })
 	}
 	c.wg.Add(1)
 	go c.follow(bg)
@@ -160,7 +198,11 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 		return c, nil
 	case <-ctx.Done():
 		_ = c.Close()
-		return nil, fmt.Errorf("%w: client: no topology from any of %v: %v", runtime.ErrUnavailable, addrs, ctx.Err())
+		last := ""
+		if err, _ := c.lastWatchErr.Load().(error); err != nil {
+			last = "; last error: " + err.Error()
+		}
+		return nil, fmt.Errorf("%w: client: no topology from any of %v: %v%s", runtime.ErrUnavailable, addrs, ctx.Err(), last)
 	}
 }
 
@@ -173,6 +215,7 @@ func (c *Client) follow(ctx context.Context) {
 		for _, addr := range c.candidates() {
 			ch, err := c.pool.WatchTopology(ctx, addr)
 			if err != nil {
+				c.lastWatchErr.Store(err)
 				continue
 			}
 			for t := range ch {

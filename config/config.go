@@ -130,6 +130,7 @@ type Config struct {
 	Cluster      ClusterConfig      `yaml:"cluster"`
 	Tracing      TracingConfig      `yaml:"tracing"`
 	Logging      LoggingConfig      `yaml:"logging"`
+	TLS          TLSConfig          `yaml:"tls"`
 
 	// src records where each key came from (nil when not parsed from a file).
 	src *source
@@ -837,6 +838,71 @@ type TracingConfig struct {
 	OTLPHeaders map[string]string `yaml:"otlpHeaders" loom:"secret"`
 }
 
+// Allowed values of TLSConfig.MinVersion.
+const (
+	TLSVersion12 = "1.2"
+	TLSVersion13 = "1.3"
+)
+
+// TLSConfig secures the node's listeners and the connections it opens:
+// mutual TLS on gRPC (between nodes, and from cluster clients) and on the
+// Raft transport, HTTPS on the HTTP port. It is on when Cert and Key are
+// set; with it off (the default) everything is plaintext, as before.
+//
+// Certificates carry a role (package security/tlsconf): a node
+// certificate (URI SAN spiffe://loom/node/<id>) or a client certificate
+// (spiffe://loom/client/<name>). With VerifyIncoming, a peer must present
+// a certificate from CA; Raft and the node-internal gRPC methods accept
+// node certificates only. `loom-node tls` creates a CA and both kinds.
+//
+// The paths are not secret, and problems name them; the key's contents
+// are never printed. The files are read again on SIGHUP and when they
+// change (polled every few seconds): new connections use the new
+// certificate, open ones are not cut.
+type TLSConfig struct {
+	// CA is a PEM file of the certificate authority (or authorities)
+	// whose certificates peers must present. Required with VerifyIncoming
+	// or VerifyOutgoing. Default "".
+	CA string `yaml:"ca"`
+
+	// Cert and Key are PEM files of this node's certificate (a node
+	// certificate: `loom-node tls cert create --node ID`) and its private
+	// key. Set both or neither. Default "": TLS off.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+
+	// VerifyIncoming requires every peer that connects (another node, a
+	// cluster client) to present a certificate signed by CA, and Raft
+	// connections and node-internal gRPC methods a node certificate.
+	// Requires CA. The HTTPS gateway checks a client certificate that is
+	// given but asks for none (browsers, load balancers' health checks).
+	// Default false; set it in production: without it, TLS encrypts but
+	// anyone who reaches the ports may call and vote.
+	VerifyIncoming bool `yaml:"verifyIncoming"`
+
+	// VerifyOutgoing checks that the nodes this node (or a client) dials
+	// present a node certificate signed by CA. Requires CA. Default
+	// false (encryption without authentication of the server).
+	VerifyOutgoing bool `yaml:"verifyOutgoing"`
+
+	// ServerName, when set, must also be a DNS name in the certificate
+	// of every node dialed (like Consul's server.<dc>.consul), on top of
+	// the role check. Default "": the role and CA alone identify a node,
+	// so nodes need no DNS names.
+	ServerName string `yaml:"serverName"`
+
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
+	// Default "1.3": both ends are Loom (Go), TLS 1.3 needs one round
+	// trip per handshake instead of two, has no weak cipher suites to
+	// configure away, and encrypts the certificates (and so the peers'
+	// roles and names) on the wire. "1.2" is for a client stack or a
+	// proxy in between that cannot speak 1.3.
+	MinVersion string `yaml:"minVersion"`
+}
+
+// Enabled reports whether TLS is on: Cert and Key are set.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" && t.Key != "" }
+
 // LoggingConfig controls the node's slog logger.
 type LoggingConfig struct {
 	// Level is LogLevelDebug, LogLevelInfo, LogLevelWarn or LogLevelError.
@@ -931,6 +997,7 @@ func Default() Config {
 			Level:  LogLevelInfo,
 			Format: LogFormatText,
 		},
+		TLS: TLSConfig{MinVersion: TLSVersion13},
 	}
 }
 

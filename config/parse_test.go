@@ -73,6 +73,8 @@ func TestParseExampleFile(t *testing.T) {
 			OTLPHeaders:  map[string]string{"authorization": "Bearer t0ken", "x-price": "$5"},
 		},
 		Logging: LoggingConfig{Level: LogLevelDebug, Format: LogFormatJSON},
+		TLS: TLSConfig{CA: "testdata/tls/loom-ca.pem", Cert: "testdata/tls/node-7.pem", Key: "testdata/tls/node-7-key.pem",
+			VerifyIncoming: true, VerifyOutgoing: true, ServerName: "localhost", MinVersion: TLSVersion13},
 	}
 	if !reflect.DeepEqual(exported(got), want) {
 		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)

@@ -1,12 +1,17 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -755,9 +760,77 @@ func (v *validator) validate(c *Config) {
 		}
 	}
 
+	v.tls(c.TLS)
+
 	l := c.Logging
 	v.oneOf("logging.level", l.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("logging.format", l.Format, LogFormatText, LogFormatJSON)
+}
+
+// tls checks the tls section: the keys that go together, and that every
+// file named can be read (a problem names the file, never a key's
+// contents).
+func (v *validator) tls(t TLSConfig) {
+	v.oneOf("tls.minVersion", t.MinVersion, TLSVersion12, TLSVersion13)
+	switch {
+	case t.Cert != "" && t.Key == "":
+		v.add("tls.cert", t.Cert, "needs tls.key, the file of the certificate's private key")
+	case t.Key != "" && t.Cert == "":
+		v.add("tls.key", t.Key, "needs tls.cert, the file of the key's certificate")
+	}
+	if t.VerifyIncoming && t.CA == "" {
+		v.add("tls.verifyIncoming", t.VerifyIncoming, "needs tls.ca: peers' certificates are checked against that CA (create one with `loom-node tls ca create`)")
+	}
+	if t.VerifyOutgoing && t.CA == "" {
+		v.add("tls.verifyOutgoing", t.VerifyOutgoing, "needs tls.ca: the nodes' certificates are checked against that CA")
+	}
+	if t.Cert == "" && t.Key == "" {
+		for _, k := range []struct {
+			key string
+			val any
+			set bool
+		}{{"tls.verifyIncoming", t.VerifyIncoming, t.VerifyIncoming}, {"tls.verifyOutgoing", t.VerifyOutgoing, t.VerifyOutgoing}, {"tls.serverName", t.ServerName, t.ServerName != ""}} {
+			if k.set {
+				v.add(k.key, k.val, "needs tls.cert and tls.key: TLS is on only when the node has a certificate")
+				break
+			}
+		}
+	}
+	pems := map[string][]byte{}
+	for _, f := range []struct{ key, path, what string }{
+		{"tls.ca", t.CA, "CA certificate"}, {"tls.cert", t.Cert, "certificate"}, {"tls.key", t.Key, "private key"},
+	} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			v.add(f.key, f.path, fmt.Sprintf("cannot read the %s file: %v", f.what, pathErr(err)))
+			continue
+		}
+		pems[f.key] = b
+	}
+	if b, ok := pems["tls.ca"]; ok && !x509.NewCertPool().AppendCertsFromPEM(b) {
+		v.add("tls.ca", t.CA, fmt.Sprintf("%s holds no PEM certificate", t.CA))
+	}
+	cert, okc := pems["tls.cert"]
+	key, okk := pems["tls.key"]
+	if okc && okk {
+		if _, err := tls.X509KeyPair(cert, key); err != nil {
+			// crypto/tls's messages never quote the key.
+			v.add("tls.key", t.Key, fmt.Sprintf("%s and %s are not a certificate and its key: %v", t.Cert, t.Key, err))
+		}
+	}
+}
+
+// pathErr is err without the path a *fs.PathError repeats (the problem
+// names the file already).
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // sharedCoordinatorProblem says why a coordinator kept in a server the

@@ -106,9 +106,9 @@ func (c *chaosState) grpcDialer() func(context.Context, string) (net.Conn, error
 }
 
 // configureRaft gives the Raft store a transport through the hook's
-// StreamLayer, the hook's disk failpoint, and the hook's clock: a skewed
+// StreamLayer (wrapped by wrap, when not nil: TLS), the hook's disk failpoint, and the hook's clock: a skewed
 // leader decides when every node's session expires.
-func (c *chaosState) configureRaft(rc *raftlock.Config) error {
+func (c *chaosState) configureRaft(rc *raftlock.Config, wrap func(raft.StreamLayer) raft.StreamLayer) error {
 	if c == nil {
 		return nil
 	}
@@ -117,7 +117,11 @@ func (c *chaosState) configureRaft(rc *raftlock.Config) error {
 	if err != nil {
 		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
 	}
-	c.raft = raftlock.NewStreamTransport(c.hook.StreamLayer(ln), *rc)
+	stream := c.hook.StreamLayer(ln)
+	if wrap != nil {
+		stream = wrap(stream) // TLS over the hook's faults
+	}
+	c.raft = raftlock.NewStreamTransport(stream, *rc)
 	rc.Transport = c.raft
 	rc.BeforeSync = c.hook.BeforeSync
 	return nil

@@ -23,6 +23,12 @@
 // until a leader has added it, so it cannot lend a lagging candidate the
 // vote of the server whose log it lost.
 //
+// TLS (the config's tls section; tls.go): HTTPS on the HTTP port, mutual
+// TLS on gRPC and on the Raft transport, with roles from the certificates
+// (package security/tlsconf): with tls.verifyIncoming, Raft and the
+// node-internal gRPC method take node certificates only. The files are
+// polled and reloaded (and by ReloadTLS), for new connections.
+//
 // Single-node coordination: with coordination.backend "memory", locks live
 // in process memory and vanish on exit, but the journal remembers the
 // highest fencing token per actor. So that tokens keep increasing across

@@ -13,6 +13,7 @@ import (
 	"github.com/loom-mesh/loom/placement"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/transport"
 )
 
@@ -41,8 +42,12 @@ func (n *Node) startMesh(ctx context.Context) error {
 		return fmt.Errorf("node: grpc listen: %w", err)
 	}
 	n.grpcLn = n.chaos.grpcListener(gln)
-	m.pool = transport.NewPool(transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
-		Dialer: n.chaos.grpcDialer()})
+	po := transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
+		Dialer: n.chaos.grpcDialer()}
+	if n.tls != nil {
+		po.TLS, po.TLSLeaf = n.tls.ClientConfig(), n.tls.Leaf
+	}
+	m.pool = transport.NewPool(po)
 
 	if c.Coordination.Backend == config.CoordinationRaft {
 		if err := n.openRaft(m); err != nil {
@@ -118,7 +123,10 @@ func (n *Node) openRaft(m *mesh) error {
 	}
 	rc.Forwarder = leaderForwarder{m}
 	rc.Logger = n.log.With("component", "raft")
-	if err := n.chaos.configureRaft(&rc); err != nil {
+	if err := n.chaos.configureRaft(&rc, n.raftTLS(rc)); err != nil {
+		return err
+	}
+	if err := n.openRaftTLS(&rc); err != nil {
 		return err
 	}
 	store, err := raftlock.Open(rc)
@@ -159,6 +167,10 @@ func (n *Node) serveMesh(ctx context.Context) {
 	}
 	if m.store != nil {
 		so.Forward = m.store // not a nil *Store in the interface
+	}
+	if n.tls != nil {
+		so.TLS = n.tls.ServerConfig("grpc", tlsconf.RoleNode, tlsconf.RoleClient)
+		so.CheckRoles = n.cfg.TLS.VerifyIncoming
 	}
 	n.grpcSrv = transport.NewServer(so)
 	n.wg.Add(2)

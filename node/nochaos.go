@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/loom-mesh/loom/cluster"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/lock"
@@ -52,7 +54,9 @@ func (*chaosState) grpcListener(ln net.Listener) net.Listener { return ln }
 func (*chaosState) grpcDialer() func(context.Context, string) (net.Conn, error) {
 	return nil
 }
-func (*chaosState) configureRaft(*raftlock.Config) error  { return nil }
+func (*chaosState) configureRaft(*raftlock.Config, func(raft.StreamLayer) raft.StreamLayer) error {
+	return nil
+}
 func (*chaosState) configureGossip(*cluster.Config) error { return nil }
 func (*chaosState) configureKeeper(*lock.KeeperConfig)    {}
 func (*chaosState) configureRuntime(*runtime.Options)     {}

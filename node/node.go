@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport"
 )
@@ -100,6 +102,9 @@ type Node struct {
 	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
 	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
 	broker     broker                               // messages outside the journal (broker.go); nil without one
+
+	tls       *tlsconf.Source        // nil when tls is off (tls.go)
+	raftTrans *raft.NetworkTransport // the TLS Raft transport, closed after the Raft store
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -223,12 +228,18 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	// The HTTP listener comes first: its address is part of the node's
 	// gossip metadata.
+	if err := n.openTLS(); err != nil {
+		return err
+	}
 	addr := net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.HTTPPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("node: http listen on %s: %w", addr, err)
 	}
 	n.ln = ln
+	if n.tls != nil {
+		ln = tls.NewListener(ln, n.tls.AskingConfig("https"))
+	}
 	if err := n.startObservation(ctx); err != nil {
 		return err
 	}
@@ -372,6 +383,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.stopWatch = stopWatch
 	n.wg.Add(1)
 	go n.watchLapses(watchCtx)
+	n.watchTLS(watchCtx)
 
 	n.srv = &http.Server{
 		Handler:           n.handler(),
@@ -707,6 +719,9 @@ func (n *Node) closeParts(ctx context.Context) error {
 			if err := m.store.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: raft: %w", err))
 			}
+		}
+		if n.raftTrans != nil {
+			_ = n.raftTrans.Close()
 		}
 		if err := n.chaos.close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: chaos hook: %w", err))

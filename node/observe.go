@@ -40,6 +40,10 @@ func (n *Node) startObservation(ctx context.Context) error {
 	o.tracing = t
 	o.observer = observability.NewObserver(o.metrics, n.tracerProvider())
 	o.traces = &observability.Traces{NodeID: n.cfg.Node.ID, Peers: n.tracePeers}
+	if n.tls != nil {
+		o.traces.Scheme = "https"
+		o.traces.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: n.tls.ClientConfig()}}
+	}
 	if t != nil {
 		o.traces.Store = t.Store
 		o.metrics.SetTraceStore(t.Store)

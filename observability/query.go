@@ -225,6 +225,9 @@ type Traces struct {
 	// Client makes the requests to peers; nil uses a client with a 5 s
 	// timeout.
 	Client *http.Client
+	// Scheme is the peers' scheme: "https" when they serve TLS; "" means
+	// "http".
+	Scheme string
 }
 
 func (t *Traces) local(q Query) ([]Span, string) {
@@ -284,7 +287,11 @@ func (t *Traces) ask(ctx context.Context, peers []Peer, q Query, status map[stri
 	var wg sync.WaitGroup
 	for _, p := range peers {
 		wg.Go(func() {
-			r, err := FetchTraces(ctx, client, "http://"+p.HTTPAddr, q, true)
+			scheme := t.Scheme
+			if scheme == "" {
+				scheme = "http"
+			}
+			r, err := FetchTraces(ctx, client, scheme+"://"+p.HTTPAddr, q, true)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -1,6 +1,17 @@
 package raftlock
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/raftlock/internal/replica"
@@ -17,4 +28,133 @@ func NewStreamTransport(stream raft.StreamLayer, cfg Config) *raft.NetworkTransp
 		log = NewHCLogger(cfg.Logger)
 	}
 	return raft.NewNetworkTransportWithConfig(replica.TransportConfig(stream, cfg.TransportMaxPool, cfg.TransportTimeout, log))
+}
+
+// TLSStreamLayer is a raft.StreamLayer that runs TLS over base: accepted
+// connections use server (which should require a node certificate), and
+// dialed ones client, whose handshake completes inside Dial so that a
+// refused or foreign certificate fails the dial with the reason (logged
+// by Raft with the peer's address). advertise, if not nil, is the address
+// Addr reports (Raft's configuration stores it); else base's. log
+// receives the reason an accepted connection's handshake failed (once per
+// reason per minute: a peer retries many times a second), naming this
+// node's certificate (leaf, if not nil) when the peer refused it.
+func TLSStreamLayer(base raft.StreamLayer, advertise net.Addr, server, client *tls.Config, leaf func() *x509.Certificate, log *slog.Logger) raft.StreamLayer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &tlsStream{StreamLayer: base, advertise: advertise, server: server, client: client, leaf: leaf, log: log, logged: map[string]time.Time{}}
+}
+
+type tlsStream struct {
+	raft.StreamLayer
+	advertise      net.Addr
+	server, client *tls.Config
+	leaf           func() *x509.Certificate
+	log            *slog.Logger
+
+	mu     sync.Mutex
+	logged map[string]time.Time // reason → when it was last logged
+}
+
+// refused logs why an accepted connection's handshake failed, once per
+// reason per refusalLogEvery.
+func (s *tlsStream) refused(from net.Addr, err error) {
+	reason := err.Error()
+	s.mu.Lock()
+	last, seen := s.logged[reason]
+	now := time.Now()
+	if seen && now.Sub(last) < refusalLogEvery {
+		s.mu.Unlock()
+		return
+	}
+	s.logged[reason] = now
+	s.mu.Unlock()
+	attrs := []any{"from", from.String(), "err", reason}
+	if strings.Contains(reason, "remote error: tls:") && s.leaf != nil {
+		if l := s.leaf(); l != nil {
+			attrs = append(attrs, "why", fmt.Sprintf("the peer refused this node's certificate (%s, issued by %q): does the peer trust another CA?", l.Subject.CommonName, l.Issuer.CommonName))
+		}
+	}
+	s.log.Warn("refused a Raft connection (repeats are not logged for a minute)", attrs...)
+}
+
+// refusalLogEvery spaces the log lines of one handshake failure.
+const refusalLogEvery = time.Minute
+
+func (s *tlsStream) Addr() net.Addr {
+	if s.advertise != nil {
+		return s.advertise
+	}
+	return s.StreamLayer.Addr()
+}
+
+// Accept returns at once; the handshake runs on the connection's first
+// read, in Raft's goroutine for that connection, bounded by
+// tlsHandshakeTimeout.
+func (s *tlsStream) Accept() (net.Conn, error) {
+	c, err := s.StreamLayer.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &handshakeOnRead{Conn: tls.Server(c, s.server), s: s}, nil
+}
+
+func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := s.StreamLayer.Dial(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.client
+	if host, _, err := net.SplitHostPort(string(addr)); err == nil && cfg.ServerName == "" {
+		cfg = cfg.Clone() // names the session-cache entry; not checked (roles are)
+		cfg.ServerName = host
+	}
+	tc := tls.Client(c, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("raft: TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
+}
+
+// tlsHandshakeTimeout bounds an accepted connection's handshake.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// handshakeOnRead completes an accepted connection's TLS handshake on its
+// first read and logs why it failed.
+type handshakeOnRead struct {
+	*tls.Conn
+	s    *tlsStream
+	once sync.Once
+	err  error
+}
+
+func (c *handshakeOnRead) Read(p []byte) (int, error) {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		defer cancel()
+		if err := c.HandshakeContext(ctx); err != nil {
+			c.err = err
+			c.s.refused(c.RemoteAddr(), err)
+		}
+	})
+	if c.err != nil {
+		// Logged above; io.EOF keeps Raft from logging it again, as an
+		// error, on every retry.
+		return 0, io.EOF
+	}
+	return c.Conn.Read(p)
+}
+
+// TCPStreamLayer is a raft.StreamLayer over plain TCP on ln, as
+// raft.NewTCPTransport builds for itself.
+func TCPStreamLayer(ln net.Listener) raft.StreamLayer { return tcpStream{ln} }
+
+type tcpStream struct{ net.Listener }
+
+func (s tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
 }

@@ -79,6 +79,22 @@
 // still running see their context canceled; their callers get
 // ErrUnknownOutcome.
 //
+// # TLS and roles
+//
+// ServerOptions.TLS and PoolOptions.TLS carry crypto/tls configurations
+// (security/tlsconf builds them; nil is plaintext). With
+// ServerOptions.CheckRoles the server refuses the node-internal methods
+// (NodeOnly: Coordinator.Forward, the Raft commands a follower sends its
+// leader) with PermissionDenied unless the peer presented a node
+// certificate; the caller gets ErrPermissionDenied (not applied). Actor
+// calls, tasks, messages and topology watches are open to client
+// certificates: a node forwarding an actor call uses the same Actors
+// service a client does. After a TLS handshake the pool waits for the
+// server's first bytes, so that a certificate the server refuses (TLS 1.3
+// tells the client only after its handshake) fails the connection with
+// the server's alert, and connection errors that come from one side
+// speaking TLS and the other not, or from a refused certificate, say so.
+//
 // # Tracing
 //
 // otelgrpc stats handlers run on both sides with the TracerProvider and

@@ -154,7 +154,7 @@ func (p *Pool) Send(ctx context.Context, addr string, e runtime.Envelope) (queue
 	sent := new(atomic.Bool)
 	resp, err := loompb.NewMessagesClient(pe.conn).Send(context.WithValue(ctx, sentKey{}, sent), req)
 	if err != nil {
-		return queue.Accepted{}, rpcError(ctx, addr, err, sent.Load())
+		return queue.Accepted{}, p.rpcError(ctx, addr, err, sent.Load())
 	}
 	return accepted(resp), nil
 }

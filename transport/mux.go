@@ -451,7 +451,7 @@ func (m *mux) fail(cause error) {
 		m.pe.resubmit(retry)
 		return
 	}
-	err := notSentErr(addr, cause)
+	err := notSentErr(addr, m.pe.p.explain(cause))
 	for _, pd := range retry {
 		pd.deliver(nil, err)
 	}

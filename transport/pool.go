@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -66,6 +69,17 @@ type PoolOptions struct {
 	// gRPC's own dialer (the chaos hook's fault-injecting dialer,
 	// faultnet.Hook.Dialer). nil means gRPC's.
 	Dialer func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, if not nil, dials every address with TLS (security/tlsconf's
+	// ClientConfig: the node's or client's certificate, the servers'
+	// checked against the CA). nil means plaintext. A connection that
+	// fails because one side speaks TLS and the other does not, or
+	// because a certificate was refused, fails with an error that says
+	// so.
+	TLS *tls.Config
+	// TLSLeaf, if not nil, returns this side's current certificate, named
+	// (with its expiry) in the error of a connection whose certificate
+	// the node refused.
+	TLSLeaf func() *x509.Certificate
 }
 
 // Pool holds one gRPC connection per address, dialed on first use and
@@ -131,8 +145,12 @@ func (p *Pool) peer(addr string) (*peer, error) {
 	if pe := p.peers[addr]; pe != nil {
 		return pe, nil
 	}
+	creds := insecure.NewCredentials()
+	if p.opts.TLS != nil {
+		creds = verdictCreds{credentials.NewTLS(p.opts.TLS)}
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelOptions(p.opts.TracerProvider, p.opts.Propagator)...)),
 		grpc.WithStatsHandler(sentTracker{}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.opts.MaxMessageBytes), grpc.MaxCallSendMsgSize(p.opts.MaxMessageBytes)),
@@ -268,7 +286,7 @@ func (p *Pool) InvokeUnary(ctx context.Context, addr string, c Call) ([]byte, er
 	sent := new(atomic.Bool)
 	resp, err := loompb.NewActorsClient(pe.conn).Invoke(context.WithValue(ctx, sentKey{}, sent), req)
 	if err != nil {
-		return nil, rpcError(ctx, addr, err, sent.Load())
+		return nil, p.rpcError(ctx, addr, err, sent.Load())
 	}
 	return resp.Payload, nil
 }
@@ -286,7 +304,7 @@ func (p *Pool) Forward(ctx context.Context, addr string, batch []byte) ([]byte, 
 	sent := new(atomic.Bool)
 	resp, err := loompb.NewCoordinatorClient(pe.conn).Forward(context.WithValue(ctx, sentKey{}, sent), &loompb.ForwardRequest{Batch: batch})
 	if err != nil {
-		return nil, rpcError(ctx, addr, err, sent.Load())
+		return nil, p.rpcError(ctx, addr, err, sent.Load())
 	}
 	return resp.Result, nil
 }
@@ -308,7 +326,7 @@ func (p *Pool) WatchTopology(ctx context.Context, addr string) (<-chan *loompb.C
 	if err != nil {
 		stopOnClose()
 		cancel()
-		return nil, rpcError(ctx, addr, err, false)
+		return nil, p.rpcError(ctx, addr, err, false)
 	}
 	out := make(chan *loompb.ClusterTopology, 1)
 	p.mu.Lock()
@@ -417,7 +435,7 @@ func (pe *peer) close(cause error) error {
 // rpcError maps a unary RPC's failure. A status carrying a wire Error is
 // the remote node's answer; otherwise sent (the request was handed to the
 // connection) decides between ErrUnknownOutcome and runtime.ErrUnavailable.
-func rpcError(ctx context.Context, addr string, err error, sent bool) error {
+func (p *Pool) rpcError(ctx context.Context, addr string, err error, sent bool) error {
 	if remote, ok := fromStatus(err); ok {
 		return remote
 	}
@@ -430,8 +448,11 @@ func rpcError(ctx context.Context, addr string, err error, sent bool) error {
 			ctxErr = context.Canceled
 		}
 	}
-	msg := status.Convert(err).Message()
+	msg := p.explainMsg(status.Convert(err).Message())
 	switch {
+	case status.Code(err) == codes.PermissionDenied:
+		// Refused before the handler ran (checkRole): not applied.
+		return fmt.Errorf("%w: %s: %s", ErrPermissionDenied, addr, msg)
 	case ctxErr != nil && sent:
 		return fmt.Errorf("transport: %s: %w: %w", addr, ctxErr, ErrUnknownOutcome)
 	case ctxErr != nil:

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +103,13 @@ type ServerOptions struct {
 	// (backpressure reaches the client through HTTP/2 flow control).
 	// 0 means 10,000.
 	MaxStreamCalls int
+	// TLS, if not nil, serves with TLS (security/tlsconf's ServerConfig:
+	// it checks the peers' certificates). nil means plaintext.
+	TLS *tls.Config
+	// CheckRoles refuses the node-internal methods (see NodeOnly) with
+	// PermissionDenied unless the peer presented a node certificate. Set
+	// it when TLS verifies incoming certificates.
+	CheckRoles bool
 }
 
 // Metadata keys of a unary call.
@@ -141,7 +149,12 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.TracerProvider != nil {
 		s.tracer = opts.TracerProvider.Tracer(tracerName)
 	}
-	s.grpc = grpc.NewServer(
+	var roles []grpc.ServerOption
+	if opts.CheckRoles {
+		roles = append(roles, grpc.ChainUnaryInterceptor(unaryRoles), grpc.ChainStreamInterceptor(streamRoles))
+	}
+	s.grpc = grpc.NewServer(append(roles,
+		ServerTLS(opts.TLS),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(opts.TracerProvider, opts.Propagator)...)),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
@@ -151,7 +164,7 @@ func NewServer(opts ServerOptions) *Server {
 		// Stop returns only when every handler has (and a Stream handler
 		// waits for its calls' goroutines).
 		grpc.WaitForHandlers(true),
-	)
+	)...)
 	loompb.RegisterActorsServer(s.grpc, actorsServer{s: s})
 	loompb.RegisterCoordinatorServer(s.grpc, coordinatorServer{s: s})
 	loompb.RegisterTopologyServer(s.grpc, topologyServer{s: s})

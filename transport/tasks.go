@@ -96,7 +96,7 @@ func (p *Pool) RunTask(ctx context.Context, addr, name string, input []byte, asy
 	sent := new(atomic.Bool)
 	resp, err := loompb.NewTasksClient(pe.conn).Run(context.WithValue(ctx, sentKey{}, sent), &loompb.RunTaskRequest{Name: name, Input: input, Async: async})
 	if err != nil {
-		return task.Outcome{}, rpcError(ctx, addr, err, sent.Load())
+		return task.Outcome{}, p.rpcError(ctx, addr, err, sent.Load())
 	}
 	o := task.Outcome{
 		Success: resp.Success, Value: resp.Value, DurationMs: float64(resp.DurationNanos) / float64(time.Millisecond),

@@ -54,7 +54,11 @@
 // measurements taken side by side is steadier than a ratio of two taken
 // minutes apart.
 //
-//	loom-bench [--addrs 127.0.0.1:7520,...] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
+// With --ca (and --cert and --key) the client connects to the nodes with
+// TLS, as against `loom-node cluster --secure`; the baselines stay
+// plaintext.
+//
+//	loom-bench [--addrs 127.0.0.1:7520,...] [--ca FILE --cert FILE --key FILE] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 //	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
 //	           [--postgres host:port [--postgres-user u] [--postgres-password p] [--postgres-database d]]
 //	           [--cosmos https://host:port/ [--cosmos-key k] [--cosmos-insecure]]
@@ -169,6 +173,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cosmosEndpoint := fs.String("cosmos", "", "endpoint (https://host:port/) of a Cosmos DB account: runs the cosmos-replace baseline against it")
 	cosmosKey := fs.String("cosmos-key", "", "--cosmos: the account key (default $COSMOS_KEY)")
 	cosmosInsecure := fs.Bool("cosmos-insecure", false, "--cosmos: accept any certificate (the test server's self-signed one)")
+	var tlsOpts client.TLSOptions
+	fs.StringVar(&tlsOpts.CA, "ca", "", "the cluster's CA file: connect to the nodes with TLS (loom-node cluster --secure writes <data-dir>/tls/loom-ca.pem)")
+	fs.StringVar(&tlsOpts.Cert, "cert", "", "--ca: a client certificate file, for nodes that verify incoming connections")
+	fs.StringVar(&tlsOpts.Key, "key", "", "--ca: the client certificate's key file")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
@@ -203,7 +211,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	if *overloadMode {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{})
+		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{TLS: tlsOpts})
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)
@@ -313,7 +321,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var sendDeliverRun func() error
 	if want("remote-get") || want("durable-add") || want("send") || want("send-deliver") {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{})
+		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{TLS: tlsOpts})
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)

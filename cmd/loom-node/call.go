@@ -56,7 +56,7 @@ func cmdCall(args []string, stdout, stderr io.Writer) int {
 	if *cid != "" {
 		req.Header.Set(gateway.HeaderCorrelationID, *cid)
 	}
-	client := &http.Client{Timeout: *timeout + 5*time.Second}
+	client := httpClient(*timeout + 5*time.Second)
 	resp, err := client.Do(req)
 	if err != nil {
 		if u, perr := neturl.Parse(base); perr == nil && greetsWithHTTP2(u.Host) {

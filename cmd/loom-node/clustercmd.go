@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/loom-mesh/loom/cluster"
+	"github.com/loom-mesh/loom/security/tlsconf"
 )
 
 // cmdCluster starts a local cluster of n real loom-node processes, each with
@@ -29,6 +33,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "./loom-cluster", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	bind := fs.String("bind", "127.0.0.1", "address every node binds")
 	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis or PostgreSQL); flags set each node's id, ports and data dir")
+	secure := fs.Bool("secure", false, "make a fresh CA, node certificates and a gossip key under --data-dir/tls and turn on mutual TLS everywhere (HTTPS, gRPC, Raft) and gossip encryption")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -42,6 +47,13 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	seed := fmt.Sprintf("%s:%d", *bind, *base+300)
+	var pki *clusterPKI
+	if *secure {
+		if pki, err = newClusterPKI(filepath.Join(*dataDir, "tls"), *n, *bind); err != nil {
+			fmt.Fprintf(stderr, "loom-node cluster: --secure: %v\n", err)
+			return 1
+		}
+	}
 	var mu sync.Mutex // serialises the prefixed output lines
 	var wg sync.WaitGroup
 	procs := make([]*exec.Cmd, 0, *n)
@@ -69,6 +81,9 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 		}
 		if *cfgFile != "" {
 			nodeArgs = append(nodeArgs, "--config", *cfgFile)
+		}
+		if pki != nil {
+			nodeArgs = append(nodeArgs, pki.nodeArgs(id)...)
 		}
 		cmd := exec.Command(self, nodeArgs...)
 		cmd.Env = append(os.Environ(), "LOOM_CONFIG_PATH=")
@@ -100,7 +115,13 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	}
 	mu.Lock()
 	fmt.Fprintf(stdout, "loom-node cluster: %d nodes starting; HTTP on %s:%d..%d; Ctrl-C stops them all\n", *n, *bind, *base, *base+*n-1)
-	fmt.Fprintf(stdout, "loom-node cluster: try  %s call --addr http://%s:%d counter/c1 add '{\"delta\":1}'\n", filepath.Base(self), *bind, *base+*n-1)
+	if pki != nil {
+		fmt.Fprintf(stdout, "loom-node cluster: mutual TLS and gossip encryption on; CA, certificates and gossip key in %s\n", pki.dir)
+		fmt.Fprintf(stdout, "loom-node cluster: try  %s=%s %s=%s %s=%s %s call --addr https://%s:%d counter/c1 add '{\"delta\":1}'\n",
+			envTLSCA, pki.ca, envTLSCert, pki.clientCert, envTLSKey, pki.clientKey, filepath.Base(self), *bind, *base+*n-1)
+	} else {
+		fmt.Fprintf(stdout, "loom-node cluster: try  %s call --addr http://%s:%d counter/c1 add '{\"delta\":1}'\n", filepath.Base(self), *bind, *base+*n-1)
+	}
 	mu.Unlock()
 
 	sigs := make(chan os.Signal, 2)
@@ -140,4 +161,57 @@ wait:
 	}
 	wg.Wait()
 	return code
+}
+
+// clusterPKI is the CA and certificates `loom-node cluster --secure`
+// makes: a fresh CA, a node certificate per node and one client
+// certificate ("cli") for the commands and loom-bench.
+type clusterPKI struct {
+	dir, ca, caKey        string
+	clientCert, clientKey string
+	gossipKey             string               // the file of the gossip encryption key
+	nodes                 map[string][2]string // id → cert, key
+}
+
+func newClusterPKI(dir string, n int, bind string) (*clusterPKI, error) {
+	if err := os.RemoveAll(dir); err != nil { // fresh every run
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	caPaths, err := createCA(dir, "Loom local cluster CA", 0)
+	if err != nil {
+		return nil, err
+	}
+	p := &clusterPKI{dir: dir, ca: caPaths[0], caKey: caPaths[1], nodes: map[string][2]string{}}
+	var ips []net.IP
+	if ip := net.ParseIP(bind); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	for i := range n {
+		id := fmt.Sprintf("node-%d", i+1)
+		paths, err := createCert(p.ca, p.caKey, dir, tlsconf.CertRequest{Role: tlsconf.RoleNode, Name: id, IPs: ips})
+		if err != nil {
+			return nil, err
+		}
+		p.nodes[id] = paths
+	}
+	paths, err := createCert(p.ca, p.caKey, dir, tlsconf.CertRequest{Role: tlsconf.RoleClient, Name: "cli"})
+	if err != nil {
+		return nil, err
+	}
+	p.clientCert, p.clientKey = paths[0], paths[1]
+	p.gossipKey = filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(p.gossipKey, []byte(cluster.EncodeKey(cluster.NewKey())+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// nodeArgs are node id's TLS flags.
+func (p *clusterPKI) nodeArgs(id string) []string {
+	// Bearer tokens (coming) will be handed to the nodes here too.
+	c := p.nodes[id]
+	return []string{"--tls-ca", p.ca, "--tls-cert", c[0], "--tls-key", c[1], "--tls-verify", "--gossip-key-file", p.gossipKey}
 }

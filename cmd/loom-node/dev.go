@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/loom-mesh/loom/config"
@@ -25,6 +26,10 @@ type nodeFlags struct {
 	// cluster flags (run only)
 	grpcPort, raftPort, gossipPort, bootstrapExpect int
 	join, advertise, gossip                         string
+	// tls flags (the tls section's files)
+	tlsCA, tlsCert, tlsKey string
+	tlsVerify              bool
+	gossipKeyFile          string
 	// test-only flags (run only, chaos.go)
 	test testFlags
 }
@@ -37,6 +42,11 @@ func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
 	f.fs.IntVar(&f.httpPort, "http-port", 0, "HTTP port (node.httpPort, default 7420; 0 picks a free port)")
 	f.fs.StringVar(&f.nodeID, "node-id", "", "node id (node.id, default node-1)")
 	f.fs.StringVar(&f.bind, "bind", "", "address to listen on (node.bind, default 127.0.0.1)")
+	f.fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file (tls.ca)")
+	f.fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate file (tls.cert); with --tls-key, turns TLS on")
+	f.fs.StringVar(&f.tlsKey, "tls-key", "", "this node's key file (tls.key)")
+	f.fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "a file holding the gossip encryption key, base64 (cluster.gossipKey; loom-node keygen makes one)")
+	f.fs.BoolVar(&f.tlsVerify, "tls-verify", false, "verify peers both ways against --tls-ca (tls.verifyIncoming and tls.verifyOutgoing)")
 	return f
 }
 
@@ -67,8 +77,15 @@ func (f *nodeFlags) loadWith(base config.Config, adjust func(*config.Config)) (c
 	if adjust != nil {
 		adjust(&cfg)
 	}
+	var flagErr error
 	f.fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
+		case "gossip-key-file":
+			b, err := os.ReadFile(f.gossipKeyFile)
+			if err != nil {
+				flagErr = fmt.Errorf("--gossip-key-file: %w", err)
+			}
+			cfg.Cluster.GossipKey = strings.TrimSpace(string(b))
 		case "data-dir":
 			cfg.Node.DataDir = f.dataDir
 		case "http-port":
@@ -91,8 +108,19 @@ func (f *nodeFlags) loadWith(base config.Config, adjust func(*config.Config)) (c
 			cfg.Node.Advertise = f.advertise
 		case "gossip":
 			cfg.Cluster.Gossip = f.gossip
+		case "tls-ca":
+			cfg.TLS.CA = f.tlsCA
+		case "tls-cert":
+			cfg.TLS.Cert = f.tlsCert
+		case "tls-key":
+			cfg.TLS.Key = f.tlsKey
+		case "tls-verify":
+			cfg.TLS.VerifyIncoming, cfg.TLS.VerifyOutgoing = f.tlsVerify, f.tlsVerify
 		}
 	})
+	if flagErr != nil {
+		return cfg, flagErr
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -149,16 +177,29 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
 		return 1
 	}
+	// SIGHUP reads the TLS files again (they are also polled).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			_ = n.ReloadTLS() // logs the outcome
+		}
+	}()
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
 	switch cfg.Coordination.Backend {
 	case config.CoordinationRaft:
-		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s raft %s (journal %s, data dir %s)\n",
-			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
+		fmt.Fprintf(stdout, "loom-node %s serving %s://%s grpc %s gossip %s raft %s (journal %s, data dir %s)\n",
+			cfg.Node.ID, scheme, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), n.RaftAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
 	case config.CoordinationRedis, config.CoordinationPostgres, config.CoordinationCosmos:
-		fmt.Fprintf(stdout, "loom-node %s serving http://%s grpc %s gossip %s (coordination and journal on %s, data dir %s)\n",
-			cfg.Node.ID, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Coordination.Backend, cfg.Node.DataDir)
+		fmt.Fprintf(stdout, "loom-node %s serving %s://%s grpc %s gossip %s (coordination and journal on %s, data dir %s)\n",
+			cfg.Node.ID, scheme, n.HTTPAddr(), n.GRPCAddr(), n.GossipAddr(), cfg.Coordination.Backend, cfg.Node.DataDir)
 	default:
-		fmt.Fprintf(stdout, "loom-node %s serving http://%s (journal %s, data dir %s)\n",
-			cfg.Node.ID, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
+		fmt.Fprintf(stdout, "loom-node %s serving %s://%s (journal %s, data dir %s)\n",
+			cfg.Node.ID, scheme, n.HTTPAddr(), cfg.Journal.Backend, cfg.Node.DataDir)
 	}
 
 	sig = <-sigs

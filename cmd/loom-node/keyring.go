@@ -65,8 +65,12 @@ func cmdKeyring(args []string, stdout, stderr io.Writer) int {
 		}
 		key = k
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
+	hc := httpClient(10 * time.Second) // HTTPS with $LOOM_TLS_CA (tls.go)
 	base := httpBase(*addr)
+	scheme := "http://" // the members are reached as the node at --addr is
+	if strings.HasPrefix(base, "https://") {
+		scheme = "https://"
+	}
 	var ci node.ClusterInfo
 	if err := getJSON(hc, base+"/v1/cluster", &ci); err != nil {
 		fmt.Fprintf(stderr, "loom-node keyring: %v\n", err)
@@ -80,7 +84,7 @@ func cmdKeyring(args []string, stdout, stderr io.Writer) int {
 			failed = append(failed, fmt.Sprintf("%s (%s)", m.ID, m.State))
 			continue
 		}
-		kr, err := keyringOn(hc, httpBase(m.HTTP), op, key)
+		kr, err := keyringOn(hc, httpBase(scheme+m.HTTP), op, key)
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-node keyring %s: %s: %v\n", op, m.ID, err)
 			failed = append(failed, m.ID)

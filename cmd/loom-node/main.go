@@ -6,6 +6,8 @@
 //	loom-node members [--addr URL]
 //	loom-node call [--addr URL] <type>/<id> <method> ['<json>']
 //	loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--json] [<correlation-id>]
+//	loom-node tls ca create [--dir DIR]
+//	loom-node tls cert create (--node ID | --client NAME) [--dir DIR] [--ip IPS] [--dns NAMES]
 //	loom-node config validate [FILE]
 //	loom-node config print [--config FILE]
 //	loom-node version
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdKeygen(args[1:], stdout, stderr)
 	case "keyring":
 		return cmdKeyring(args[1:], stdout, stderr)
+	case "tls":
+		return cmdTLS(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "loom-node", version)
 		return 0
@@ -79,9 +83,11 @@ func usage(w io.Writer) {
       run a single node on embedded defaults (bbolt journal, built-in actor types)
   loom-node run [dev flags] [--grpc-port N] [--raft-port N] [--gossip-port N]
                 [--join HOST:PORT,...] [--bootstrap-expect N] [--advertise IP] [--gossip lan|local]
+                [--tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-verify]] [--gossip-key-file FILE]
       run a cluster member (gossip, gRPC; Raft coordinator and journal, or Redis, PostgreSQL or Cosmos DB per --config)`+testUsage+`
-  loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster] [--config FILE]
+  loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster] [--config FILE] [--secure]
       run a local cluster of n loom-node processes; Ctrl-C stops them all
+      (--secure: a fresh CA and certificates in the data dir, mutual TLS everywhere)
   loom-node members [--addr URL]
       list the cluster's members, Raft roles and the leader, as a node sees them
   loom-node call [--addr URL] <type>/<id> <method> ['<json>']
@@ -92,6 +98,11 @@ func usage(w io.Writer) {
       list, inspect, replay (attempts reset) or purge dead-lettered messages
   loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--limit N] [--json] [<correlation-id>]
       print a call's trace, cluster-wide, as a tree: node, span, actor, method, duration
+  loom-node tls ca create [--dir .] [--name NAME] [--days 3650]
+      create a cluster CA: loom-ca.pem and loom-ca-key.pem (0600)
+  loom-node tls cert create (--node ID | --client NAME) [--dir .] [--ca loom-ca.pem] [--ca-key loom-ca-key.pem]
+                            [--ip IP,...] [--dns NAME,...] [--days 365]
+      create a node or client certificate signed by the CA (node-ID.pem, client-NAME.pem, keys 0600)
   loom-node config validate [FILE]
       check a config file (default: $LOOM_CONFIG_PATH); lists every problem
   loom-node config print [--config FILE]

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -27,7 +26,7 @@ func cmdMembers(args []string, stdout, stderr io.Writer) int {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := httpClient(10 * time.Second)
 	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/cluster")
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node members: %v\n", err)

@@ -34,7 +34,7 @@ func httpCall(method, base, path string, query neturl.Values, body []byte, heade
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := (&http.Client{Timeout: 35 * time.Second}).Do(req)
+	resp, err := httpClient(35 * time.Second).Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -67,7 +66,7 @@ func cmdTraces(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	res, err := observability.FetchTraces(ctx, &http.Client{}, base, q, false)
+	res, err := observability.FetchTraces(ctx, httpClient(0), base, q, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node traces: %v\n", err)
 		return 1

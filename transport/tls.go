@@ -1,0 +1,185 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	grpcpeer "google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/loom-mesh/loom/security/tlsconf"
+	"github.com/loom-mesh/loom/transport/loompb"
+)
+
+// ErrPermissionDenied: the node refused the call because of who the caller
+// is (a client certificate on a node-internal method). Not applied; not
+// worth retrying elsewhere, every node answers the same.
+var ErrPermissionDenied = errors.New("transport: permission denied")
+
+// nodeOnly are the methods only nodes may call when the server checks
+// roles (ServerOptions.CheckRoles): Raft commands a follower forwards to
+// the leader. Actor calls (Actors.Invoke and Actors.Stream, which also
+// carry calls one node forwards to another), Tasks.Run, Messages.Send and
+// Topology.Watch are for clients too.
+var nodeOnly = map[string]bool{
+	loompb.Coordinator_Forward_FullMethodName: true,
+}
+
+// NodeOnly reports whether the gRPC method (its full name) is
+// node-internal: refused to a client certificate.
+func NodeOnly(fullMethod string) bool { return nodeOnly[fullMethod] }
+
+// checkRole answers PermissionDenied when fullMethod is node-internal and
+// the peer did not present a node certificate (the TLS handshake already
+// checked the certificate against the CA).
+func checkRole(ctx context.Context, fullMethod string) error {
+	if !nodeOnly[fullMethod] {
+		return nil
+	}
+	who := "a peer without a certificate"
+	if p, ok := grpcpeer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			role, name, err := tlsconf.RoleOf(ti.State.PeerCertificates[0])
+			if err == nil && role == tlsconf.RoleNode {
+				return nil
+			}
+			if err != nil {
+				who = err.Error()
+			} else {
+				who = fmt.Sprintf("%s certificate %q", role, name)
+			}
+		}
+	}
+	return status.Errorf(codes.PermissionDenied, "%s is node-internal: it needs a node certificate, and the caller presented %s", fullMethod, who)
+}
+
+func unaryRoles(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := checkRole(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func streamRoles(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := checkRole(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+// explain adds to a connection error what it probably means when TLS is
+// involved: a plaintext client at a TLS port (or the reverse), or a
+// certificate the node refused.
+func (p *Pool) explain(cause error) error {
+	if cause == nil {
+		return nil
+	}
+	msg := cause.Error()
+	if x := p.explainMsg(msg); x != msg {
+		return fmt.Errorf("%s", x)
+	}
+	return cause
+}
+
+// explainMsg is explain on a message. The matched texts are gRPC's and
+// crypto/tls's; they only decorate the message.
+func (p *Pool) explainMsg(msg string) string {
+	on := p.opts.TLS != nil
+	has := func(s ...string) bool {
+		for _, x := range s {
+			if strings.Contains(msg, x) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case !on && has("server preface", "error reading from server: EOF", "http2: frame too large"):
+		return msg + " (is the node serving TLS? give the client the cluster's CA, and a client certificate and key: tls.ca, tls.cert, tls.key)"
+	case on && has("first record does not look like a TLS handshake"):
+		return msg + " (the node does not serve TLS: turn TLS off on this side, or on in the node's tls section)"
+	case on && has("certificate required"):
+		return msg + " (the node requires a client certificate: set tls.cert and tls.key)"
+	case on && has("remote error: tls: bad certificate", "remote error: tls: unknown certificate authority", "remote error: tls: expired certificate"):
+		hint := "the node refused this side's certificate: is it signed by the cluster's CA, unexpired, with a node or client role?"
+		if leaf := p.opts.TLSLeaf; leaf != nil {
+			if l := leaf(); l != nil {
+				hint += fmt.Sprintf(" (ours: %s, expires %s)", l.Subject.CommonName, l.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+		return msg + " (" + hint + ")"
+	}
+	return msg
+}
+
+// ServerTLS is the gRPC server option of cfg, for a caller that builds its
+// own grpc.Server; nil for nil.
+func ServerTLS(cfg *tls.Config) grpc.ServerOption {
+	if cfg == nil {
+		return grpc.EmptyServerOption{}
+	}
+	return grpc.Creds(credentials.NewTLS(cfg))
+}
+
+// verdictCreds waits, after a TLS handshake, for the server's first bytes
+// (gRPC's server sends its settings at once). Under TLS 1.3 the client's
+// handshake ends before the server has checked the client's certificate,
+// so a refusal would otherwise surface as a broken pipe on the first
+// write; reading first turns it into the server's alert ("bad
+// certificate", "certificate required") as the connection's error. It
+// costs the wait for the server's settings, once per connection.
+type verdictCreds struct {
+	credentials.TransportCredentials
+}
+
+// verdictWait bounds the wait for the server's first bytes; past it the
+// connection is used as it is.
+const verdictWait = 5 * time.Second
+
+func (c verdictCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		return conn, info, err
+	}
+	deadline := time.Now().Add(verdictWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetReadDeadline(deadline)
+	var b [1]byte
+	n, rerr := conn.Read(b[:])
+	_ = conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	if rerr != nil && !(errors.As(rerr, &ne) && ne.Timeout()) {
+		_ = conn.Close()
+		return nil, nil, rerr
+	}
+	return &peekedConn{Conn: conn, b: b[:n]}, info, nil
+}
+
+func (c verdictCreds) Clone() credentials.TransportCredentials {
+	return verdictCreds{c.TransportCredentials.Clone()}
+}
+
+// peekedConn gives back the bytes read ahead before reading on.
+type peekedConn struct {
+	net.Conn
+	b []byte
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if len(c.b) > 0 {
+		n := copy(p, c.b)
+		c.b = c.b[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
