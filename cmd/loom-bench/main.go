@@ -48,7 +48,8 @@
 // baselines included, is measured serially.
 //
 // With --rounds N it measures every scenario N times, rotating the order
-// from round to round (durable-add's rounds come last), and reports each
+// from round to round (the writing scenarios, durable-add and send, come
+// last, taking turns among themselves), and reports each
 // scenario's median rate and the medians of the rounds' ratios: on a
 // shared machine, whose load drifts over a run, a ratio of two
 // measurements taken side by side is steadier than a ratio of two taken
@@ -380,9 +381,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The other scenarios take turns, in an order that rotates from round
 	// to round (raft-apply writes too, but in this process, whose Raft is
 	// idle once its round ends; redis-xadd's Redis is idle too once its
-	// round's streams are deleted). durable-add's rounds come after all of
-	// theirs: its writes leave the nodes work to do (state machine
-	// flushes, Raft snapshots) that would slow whatever ran next.
+	// round's streams are deleted). The writing scenarios, durable-add and
+	// send, come after all of theirs: their writes leave the nodes work to
+	// do (state machine flushes, Raft snapshots) that would slow whatever
+	// ran next. They take turns among themselves too, in an order that
+	// rotates from round to round: every write leaves the nodes' stores
+	// larger, so a scenario whose rounds all came after the other's would
+	// always run on the larger stores, which biases their ratio.
 	var rotating, after []int
 	for i, sc := range scenarios {
 		if sc.name == "durable-add" || sc.name == "send" {
@@ -411,9 +416,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	for _, i := range after {
-		for r := range *rounds {
-			if !measure(r, i) {
+	for r := range *rounds {
+		for k := range after {
+			if !measure(r, after[(k+r)%len(after)]) {
 				return 1
 			}
 		}
