@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
 // Key is the account key every test server is given to clients: the
@@ -98,52 +100,28 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-var (
-	mainRunning atomic.Bool
-	sharedMu    sync.Mutex
-	shared      *Server
-	sharedErr   error
-)
+// shared is the test binary's shared server.
+var shared = sharedserver.New("cosmostest", start, (*Server).Stop)
 
 // Main runs the tests of m and then stops the shared server. Call it from
 // TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
-func Main(m *testing.M) int { return Around(m.Run) }
+func Main(m *testing.M) int { return shared.Around(m.Run) }
 
 // Around is Main for a package whose TestMain has another such wrapper
 // (pgtest.Main, say): it runs run (which runs the tests) and then stops
 // the shared server.
 //
 //	func TestMain(m *testing.M) { os.Exit(cosmostest.Around(func() int { return pgtest.Main(m) })) }
-func Around(run func() int) int {
-	mainRunning.Store(true)
-	code := run()
-	sharedMu.Lock()
-	if shared != nil {
-		shared.Stop()
-	}
-	sharedMu.Unlock()
-	return code
-}
+func Around(run func() int) int { return shared.Around(run) }
 
 // Shared returns the test binary's shared server, starting it on the
 // first call. It needs Main in TestMain. If it cannot start, every test
 // that asks for it fails with the reason.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	if !mainRunning.Load() {
-		t.Fatal("cosmostest: Shared needs cosmostest.Main in the package's TestMain")
-	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if shared == nil && sharedErr == nil {
-		shared, sharedErr = start()
-	}
-	if sharedErr != nil {
-		t.Fatalf("cosmostest: shared server: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
 var names atomic.Uint64

@@ -58,6 +58,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
 // User is the superuser of every server pgtest starts.
@@ -134,13 +136,14 @@ func Start(t testing.TB, opts Options) *Server {
 
 // The shared server and the initialised data directory, both kept by Main.
 var (
-	mainRunning atomic.Bool
-	sharedMu    sync.Mutex
-	shared      *Server
-	sharedErr   error
-	templMu     sync.Mutex
-	templ       string // an initialised data directory, copied for each server
+	shared  *sharedserver.Server[*Server] // set by init: start refers to it
+	templMu sync.Mutex
+	templ   string // an initialised data directory, copied for each server
 )
+
+func init() {
+	shared = sharedserver.New("pgtest", func() (*Server, error) { return start(Options{}) }, (*Server).Stop)
+}
 
 // Main runs the tests of m and then stops the shared server and removes
 // the initialised data directory kept for copies. Call it from TestMain:
@@ -150,13 +153,7 @@ var (
 // It returns m.Run's exit code (which the testing package exits with when
 // TestMain returns).
 func Main(m *testing.M) int {
-	mainRunning.Store(true)
-	code := m.Run()
-	sharedMu.Lock()
-	if shared != nil {
-		shared.Stop()
-	}
-	sharedMu.Unlock()
+	code := shared.Around(m.Run)
 	templMu.Lock()
 	if templ != "" {
 		_ = os.RemoveAll(filepath.Dir(templ))
@@ -170,18 +167,7 @@ func Main(m *testing.M) int {
 // start, every test that asks for it fails with the reason.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	if !mainRunning.Load() {
-		t.Fatal("pgtest: Shared needs pgtest.Main in the package's TestMain")
-	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if shared == nil && sharedErr == nil {
-		shared, sharedErr = start(Options{})
-	}
-	if sharedErr != nil {
-		t.Fatalf("pgtest: shared server: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
 var names atomic.Uint64
@@ -467,7 +453,7 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 // initData fills s.Dir: a copy of the binary's initialised data directory
 // (made on first use) when Main runs, else a fresh initdb.
 func (s *Server) initData(bin string) error {
-	if !mainRunning.Load() {
+	if !shared.Running() {
 		return s.initdb(s.Dir)
 	}
 	templMu.Lock()

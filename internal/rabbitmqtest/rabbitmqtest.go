@@ -20,6 +20,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
 // User is the administrator of every broker rabbitmqtest starts.
@@ -99,52 +101,28 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-var (
-	mainRunning atomic.Bool
-	sharedMu    sync.Mutex
-	shared      *Server
-	sharedErr   error
-)
+// shared is the test binary's shared broker.
+var shared = sharedserver.New("rabbitmqtest", start, (*Server).Stop)
 
 // Main runs the tests of m, then stops the shared broker. Call it from
 // TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(rabbitmqtest.Main(m)) }
-func Main(m *testing.M) int { return Around(m.Run) }
+func Main(m *testing.M) int { return shared.Around(m.Run) }
 
 // Around is Main for a package whose TestMain has another such wrapper
 // (pgtest.Main, say): it runs run (which runs the tests) and then stops
 // the shared broker.
 //
 //	func TestMain(m *testing.M) { os.Exit(rabbitmqtest.Around(func() int { return pgtest.Main(m) })) }
-func Around(run func() int) int {
-	mainRunning.Store(true)
-	code := run()
-	sharedMu.Lock()
-	if shared != nil {
-		shared.Stop()
-	}
-	sharedMu.Unlock()
-	return code
-}
+func Around(run func() int) int { return shared.Around(run) }
 
 // Shared returns the test binary's shared broker, starting it on the first
 // call. It needs Main in TestMain (which stops it). If it cannot start,
 // every test that asks for it fails with the reason.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	if !mainRunning.Load() {
-		t.Fatal("rabbitmqtest: Shared needs rabbitmqtest.Main in the package's TestMain")
-	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if shared == nil && sharedErr == nil {
-		shared, sharedErr = start()
-	}
-	if sharedErr != nil {
-		t.Fatalf("rabbitmqtest: shared broker: %v", sharedErr)
-	}
-	return shared
+	return shared.Get(t)
 }
 
 var names atomic.Uint64
