@@ -2,10 +2,7 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/loom-mesh/loom/adapters/postgres"
@@ -24,17 +21,9 @@ func postgresOptions(key string, pc config.PostgresConfig) (postgres.Options, er
 		ConnectTimeout: pc.ConnectTimeout, QueryTimeout: pc.QueryTimeout,
 	}
 	if pc.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: pc.TLSServerName}
-		if pc.TLSCA != "" {
-			pem, err := os.ReadFile(pc.TLSCA)
-			if err != nil {
-				return o, fmt.Errorf("node: %s.tlsCA: %w", key, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return o, fmt.Errorf("node: %s.tlsCA: %s holds no PEM certificate", key, pc.TLSCA)
-			}
-			tc.RootCAs = pool
+		tc, err := backendTLS(key, pc.TLSCA, pc.TLSServerName)
+		if err != nil {
+			return o, err
 		}
 		o.TLS = tc
 	}

@@ -2,12 +2,9 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -36,16 +33,9 @@ func (n *Node) openBroker(ctx context.Context) (broker, error) {
 		Logger:        n.log.With("component", "rabbitmq"),
 	}
 	if rc.TLS || strings.HasPrefix(amqpURL, "amqps://") {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if rc.TLSCA != "" {
-			pem, err := os.ReadFile(rc.TLSCA)
-			if err != nil {
-				return nil, fmt.Errorf("node: messaging.rabbitmq.tlsCA: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("node: messaging.rabbitmq.tlsCA: no certificate in %s", rc.TLSCA)
-			}
+		tc, err := backendTLS("messaging.rabbitmq", rc.TLSCA, "")
+		if err != nil {
+			return nil, err
 		}
 		o.TLS = tc
 	}

@@ -2,11 +2,8 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -30,17 +27,9 @@ func redisOptions(key string, rc config.RedisConfig) (redis.Options, error) {
 		PoolSize: rc.PoolSize,
 	}
 	if rc.TLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: rc.TLSServerName}
-		if rc.TLSCA != "" {
-			pem, err := os.ReadFile(rc.TLSCA)
-			if err != nil {
-				return o, fmt.Errorf("node: %s.tlsCA: %w", key, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return o, fmt.Errorf("node: %s.tlsCA: %s holds no PEM certificate", key, rc.TLSCA)
-			}
-			tc.RootCAs = pool
+		tc, err := backendTLS(key, rc.TLSCA, rc.TLSServerName)
+		if err != nil {
+			return o, err
 		}
 		o.TLS = tc
 	}
