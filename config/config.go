@@ -131,6 +131,7 @@ type Config struct {
 	Tracing      TracingConfig      `yaml:"tracing"`
 	Logging      LoggingConfig      `yaml:"logging"`
 	TLS          TLSConfig          `yaml:"tls"`
+	Auth         AuthConfig         `yaml:"auth"`
 
 	// src records where each key came from (nil when not parsed from a file).
 	src *source
@@ -899,6 +900,47 @@ type TLSConfig struct {
 	// proxy in between that cannot speak 1.3.
 	MinVersion string `yaml:"minVersion"`
 }
+
+// AuthConfig turns on bearer tokens on the node's APIs: the HTTP gateway
+// and the gRPC services cluster clients call. It is on when a token is
+// configured (here or in TokensFile); then every request needs
+// "Authorization: Bearer <secret>" of a token with the scope the request
+// needs (package security/auth), except GET /health/live and GET
+// /health/ready, which stay open for probes. Default: off, no token
+// needed.
+//
+// In a cluster, tokens need tls.verifyIncoming: nodes forward calls to
+// one another over the same gRPC services, and tell one another from
+// clients by their node certificates.
+type AuthConfig struct {
+	// Tokens are static tokens, by name (the name appears in logs and
+	// errors; the secret never does). Default none.
+	Tokens map[string]TokenConfig `yaml:"tokens"`
+
+	// TokensFile is a YAML file of further tokens, in the same shape under
+	// a top-level tokens key, so that secrets can live apart from the
+	// config (a mounted secret, a file of mode 0600). It is read at start
+	// and again on SIGHUP; a file that fails to load then leaves the
+	// tokens as they were. A name must not be both here and in Tokens.
+	// Default "".
+	TokensFile string `yaml:"tokensFile"`
+}
+
+// TokenConfig is one bearer token.
+type TokenConfig struct {
+	// Secret is what callers present: at least 16 bytes (`loom-node
+	// token create` makes one of 32 random bytes). Secret: Redacted and
+	// YAML hide it, and no problem repeats it. Required.
+	Secret string `yaml:"secret" loom:"secret"`
+
+	// Scopes are what the token allows, at least one of: actors:call,
+	// actors:call:<type>, tasks:run, admin, metrics. Required.
+	Scopes []string `yaml:"scopes"`
+}
+
+// Enabled reports whether tokens are required: one is configured, or a
+// tokens file is.
+func (a AuthConfig) Enabled() bool { return len(a.Tokens) > 0 || a.TokensFile != "" }
 
 // Enabled reports whether TLS is on: Cert and Key are set.
 func (t TLSConfig) Enabled() bool { return t.Cert != "" && t.Key != "" }

@@ -68,7 +68,7 @@ func parse(data []byte, filename string, c Config, lookup func(string) (string, 
 		src:    &source{file: filename, keys: map[string]origin{}},
 		failed: map[string]bool{},
 	}
-	d.document(expanded, &c)
+	d.document(expanded, reflect.ValueOf(&c).Elem())
 	c.src = d.src
 
 	later := d.problems
@@ -121,7 +121,7 @@ func (d *decoder) problem(line int, key, format string, args ...any) {
 
 var yamlErrorLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (d *decoder) document(data []byte, c *Config) {
+func (d *decoder) document(data []byte, target reflect.Value) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -143,7 +143,7 @@ func (d *decoder) document(data []byte, c *Config) {
 	if len(doc.Content) == 0 {
 		return
 	}
-	d.value(doc.Content[0], reflect.ValueOf(c).Elem(), "", false)
+	d.value(doc.Content[0], target, "", false)
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -176,6 +176,26 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string, secret bool)
 		return
 	}
 
+	// Lists of single values (auth token scopes): each element is decoded
+	// as a value of its own, at its own line, "key[i]" in problems.
+	if t.Kind() == reflect.Slice && !isNull {
+		if n.Kind != yaml.SequenceNode {
+			d.problem(n.Line, path, "must be a list such as [a, b] (got %s)", describe(n, secret))
+			return
+		}
+		d.record(path, n.Line, "")
+		out := reflect.MakeSlice(t, 0, len(n.Content))
+		for i, e := range n.Content {
+			elem := reflect.New(t.Elem()).Elem()
+			before := len(d.problems)
+			d.value(e, elem, fmt.Sprintf("%s[%d]", path, i), secret)
+			if len(d.problems) == before {
+				out = reflect.Append(out, elem)
+			}
+		}
+		v.Set(out)
+		return
+	}
 	if isNull {
 		hint := "remove the key to use the default"
 		if strings.HasPrefix(path, "actorPools.types.") {

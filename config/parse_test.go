@@ -75,6 +75,10 @@ func TestParseExampleFile(t *testing.T) {
 		Logging: LoggingConfig{Level: LogLevelDebug, Format: LogFormatJSON},
 		TLS: TLSConfig{CA: "testdata/tls/loom-ca.pem", Cert: "testdata/tls/node-7.pem", Key: "testdata/tls/node-7-key.pem",
 			VerifyIncoming: true, VerifyOutgoing: true, ServerName: "localhost", MinVersion: TLSVersion13},
+		Auth: AuthConfig{Tokens: map[string]TokenConfig{
+			"app": {Secret: "app-token-for-the-example", Scopes: []string{"actors:call", "tasks:run"}},
+			"ops": {Secret: "ops-token-for-the-example", Scopes: []string{"admin", "metrics"}},
+		}, TokensFile: "testdata/tokens.yaml"},
 	}
 	if !reflect.DeepEqual(exported(got), want) {
 		t.Errorf("Load(%q) =\n%+v\nwant\n%+v", exampleFile, exported(got), want)
@@ -571,6 +575,20 @@ func TestYAMLRoundTrip(t *testing.T) {
 	withTypes.ActorPools.Default.IdleTimeout = 90*time.Minute + 1500*time.Millisecond
 	withTypes.Tracing.OTLPHeaders = map[string]string{"Authorization": "Bearer s3cret", "X-Empty": ""}
 
+	// A printed token secret is "[redacted]", which Parse refuses (with a
+	// problem per token that says so); the round trip is checked without
+	// the tokens, and the refusal on its own.
+	out, err := example.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse(out, "printed.yaml")
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 2 || !strings.Contains(err.Error(), "auth.tokens.app.secret: is [redacted], as config print shows every secret: put the token's secret back") {
+		t.Errorf("Parse(YAML()) of the example = %v, want a problem for each redacted token", err)
+	}
+	example.Auth.Tokens = nil
+
 	tests := map[string]Config{
 		"default": Default(),
 		"example": example,
@@ -583,7 +601,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := string(out)
-			for _, secret := range []string{"t0ken", "s3cret"} {
+			for _, secret := range []string{"t0ken", "s3cret", "app-token-for-the-example", "ops-token-for-the-example"} {
 				if strings.Contains(text, secret) {
 					t.Errorf("YAML shows a secret:\n%s", text)
 				}

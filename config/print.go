@@ -99,7 +99,9 @@ func containsSecret(t reflect.Type) bool {
 // YAML returns the configuration as loom.config.yaml text, secrets
 // redacted (see Redacted): every key with its value, durations written
 // like "5m" or "1h30m", and actor type overrides with only the fields they
-// set. Parse accepts the result and yields c.Redacted(). The empty
+// set. Parse accepts the result and yields c.Redacted(), except that it
+// refuses a redacted token secret (auth.tokens) with a problem that says
+// to put the secret back: a token cannot be "[redacted]". The empty
 // journal.path and node.advertise are annotated with their effective
 // values.
 func (c Config) YAML() ([]byte, error) {
@@ -173,6 +175,16 @@ func encodeNode(v reflect.Value) (*yaml.Node, error) {
 		}
 		if len(n.Content) == 0 {
 			n.Style = yaml.FlowStyle // {}
+		}
+		return n, nil
+	case reflect.Slice:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle} // [a, b]
+		for i := range v.Len() {
+			child, err := encodeNode(v.Index(i))
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, child)
 		}
 		return n, nil
 	case reflect.String:

@@ -761,6 +761,7 @@ func (v *validator) validate(c *Config) {
 	}
 
 	v.tls(c.TLS)
+	v.auth(c)
 
 	l := c.Logging
 	v.oneOf("logging.level", l.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)

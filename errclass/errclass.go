@@ -11,6 +11,10 @@
 //
 //   - The outcome-unknown row comes first: nothing that may have been
 //     applied is ever reported as not applied.
+//   - Then the refusals of who is calling: no valid token, or a token
+//     (or certificate) that may not do this. They come before what the
+//     request asked for, so that a caller without the right learns
+//     nothing of the actors.
 //   - Then the errors that say exactly what went wrong with the request or
 //     the actor: unknown type, method or task; bad payload, id or
 //     argument; fencing and sequence conflicts; a panic; a call cycle or
@@ -61,6 +65,7 @@ import (
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/auth"
 	"github.com/loom-mesh/loom/task"
 )
 
@@ -92,6 +97,8 @@ type Class struct {
 // Rows is the table, in the order that decides (see the package doc).
 var Rows = []Class{
 	{"unknown_outcome", http.StatusBadGateway, codes.Unknown, "unknown_outcome", true, ErrUnknownOutcome},
+	{"unauthenticated", http.StatusUnauthorized, codes.Unauthenticated, "unauthenticated", false, auth.ErrUnauthenticated},
+	{"permission_denied", http.StatusForbidden, codes.PermissionDenied, "forbidden", false, auth.ErrPermissionDenied},
 	{"unknown_type", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownType},
 	{"unknown_method", http.StatusNotFound, codes.NotFound, "not_found", false, runtime.ErrUnknownMethod},
 	{"unknown_task", http.StatusNotFound, codes.NotFound, "not_found", false, task.ErrUnknownTask},

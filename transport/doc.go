@@ -95,6 +95,20 @@
 // the server's alert, and connection errors that come from one side
 // speaking TLS and the other not, or from a refused certificate, say so.
 //
+// # Bearer tokens
+//
+// With ServerOptions.Tokens every call needs a bearer token in the
+// "authorization" metadata with the scope it needs (package
+// security/auth): an actor call or a send, actors:call:<type>; a task,
+// tasks:run; opening a call stream or a topology watch, any valid token.
+// Each call on a stream is checked on its own, so a token for one actor
+// type cannot call another through a stream opened with it. A peer with
+// a verified node certificate needs no token (nodes forward calls for
+// callers already checked), and no token opens the node-internal methods.
+// Refusals are ErrUnauthenticated and ErrPermissionDenied, never applied;
+// a refused stream fails its calls with the refusal. PoolOptions.Token
+// sends a token, and only over TLS.
+//
 // # Tracing
 //
 // otelgrpc stats handlers run on both sides with the TracerProvider and

@@ -416,7 +416,9 @@ func (m *mux) receive(stream loompb.Actors_StreamClient) {
 // fail breaks the stream: sent calls get ErrUnknownOutcome; queued ones go
 // to another stream if this one had opened, or fail with
 // runtime.ErrUnavailable if it never did; calls being sent are left to the
-// sender (afterSend).
+// sender (afterSend). A stream the server refused with an error of its
+// table that says nothing was applied (a missing token) fails every call
+// with that error.
 func (m *mux) fail(cause error) {
 	m.mu.Lock()
 	if m.phase == broken {
@@ -444,6 +446,15 @@ func (m *mux) fail(cause error) {
 	m.pe.drop(m)
 
 	addr := m.pe.addr
+	if refused, ok := fromStatus(cause); ok && !MaybeApplied(refused) {
+		// The server refused the stream itself, before reading a call
+		// (streamAuth: no token, or not a valid one): no call on it ran,
+		// and any other stream would be refused the same.
+		for _, pd := range append(unknown, retry...) {
+			pd.deliver(nil, refused)
+		}
+		return
+	}
 	for _, pd := range unknown {
 		pd.deliver(nil, fmt.Errorf("%w: %s: %v", ErrUnknownOutcome, addr, cause))
 	}

@@ -80,6 +80,10 @@ type PoolOptions struct {
 	// (with its expiry) in the error of a connection whose certificate
 	// the node refused.
 	TLSLeaf func() *x509.Certificate
+	// Token, if not empty, is the bearer token every call presents (a
+	// cluster client's; nodes present their certificates). It needs TLS:
+	// a token never travels in the clear.
+	Token string
 }
 
 // Pool holds one gRPC connection per address, dialed on first use and
@@ -164,6 +168,9 @@ func (p *Pool) peer(addr string) (*peer, error) {
 	}
 	if p.opts.Dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(p.opts.Dialer))
+	}
+	if p.opts.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerCreds{header: "Bearer " + p.opts.Token}))
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
@@ -451,8 +458,10 @@ func (p *Pool) rpcError(ctx context.Context, addr string, err error, sent bool) 
 	msg := p.explainMsg(status.Convert(err).Message())
 	switch {
 	case status.Code(err) == codes.PermissionDenied:
-		// Refused before the handler ran (checkRole): not applied.
+		// Refused before the handler ran: not applied.
 		return fmt.Errorf("%w: %s: %s", ErrPermissionDenied, addr, msg)
+	case status.Code(err) == codes.Unauthenticated:
+		return fmt.Errorf("%w: %s: %s", ErrUnauthenticated, addr, msg)
 	case ctxErr != nil && sent:
 		return fmt.Errorf("transport: %s: %w: %w", addr, ctxErr, ErrUnknownOutcome)
 	case ctxErr != nil:

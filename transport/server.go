@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/auth"
 	"github.com/loom-mesh/loom/transport/loompb"
 )
 
@@ -110,6 +111,14 @@ type ServerOptions struct {
 	// PermissionDenied unless the peer presented a node certificate. Set
 	// it when TLS verifies incoming certificates.
 	CheckRoles bool
+	// Tokens, if not nil, makes every call need a bearer token (metadata
+	// "authorization: Bearer <secret>") with the scope it needs: an actor
+	// call or a send actors:call:<type> (or actors:call), Tasks.Run
+	// tasks:run, opening a Stream or a Watch any valid token. A peer with
+	// a node certificate needs none (with CheckRoles: certificates
+	// verified). Refusals are ErrUnauthenticated and ErrPermissionDenied;
+	// nothing was applied.
+	Tokens *auth.Tokens
 }
 
 // Metadata keys of a unary call.
@@ -150,8 +159,8 @@ func NewServer(opts ServerOptions) *Server {
 		s.tracer = opts.TracerProvider.Tracer(tracerName)
 	}
 	var roles []grpc.ServerOption
-	if opts.CheckRoles {
-		roles = append(roles, grpc.ChainUnaryInterceptor(unaryRoles), grpc.ChainStreamInterceptor(streamRoles))
+	if opts.CheckRoles || opts.Tokens != nil {
+		roles = append(roles, grpc.ChainUnaryInterceptor(s.unaryAuth), grpc.ChainStreamInterceptor(s.streamAuth))
 	}
 	s.grpc = grpc.NewServer(append(roles,
 		ServerTLS(opts.TLS),
@@ -391,10 +400,12 @@ func (a actorsServer) Stream(stream loompb.Actors_StreamServer) error {
 				defer calls.Done()
 				resp := &loompb.InvokeResponse{CallId: req.CallId}
 				var out []byte
-				var err error
-				if req.Send != nil {
+				err := s.allowCall(ctx, req)
+				switch {
+				case err != nil:
+				case req.Send != nil:
 					resp.Accepted, err = s.send(cctx, req.Send)
-				} else {
+				default:
 					out, err = s.handle(cctx, req, true)
 				}
 				if err == nil && len(out) > s.maxResultBytes {

@@ -10,25 +10,28 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	grpcpeer "google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
-	"github.com/loom-mesh/loom/security/tlsconf"
+	"github.com/loom-mesh/loom/security/auth"
 	"github.com/loom-mesh/loom/transport/loompb"
 )
 
 // ErrPermissionDenied: the node refused the call because of who the caller
-// is (a client certificate on a node-internal method). Not applied; not
-// worth retrying elsewhere, every node answers the same.
-var ErrPermissionDenied = errors.New("transport: permission denied")
+// is (a client certificate on a node-internal method, a token without the
+// scope). Not applied; not worth retrying elsewhere, every node answers
+// the same. (auth.ErrPermissionDenied.)
+var ErrPermissionDenied = auth.ErrPermissionDenied
+
+// ErrUnauthenticated: the node checks bearer tokens and the call had none,
+// or one it does not know. Not applied. (auth.ErrUnauthenticated.)
+var ErrUnauthenticated = auth.ErrUnauthenticated
 
 // nodeOnly are the methods only nodes may call when the server checks
-// roles (ServerOptions.CheckRoles): Raft commands a follower forwards to
-// the leader. Actor calls (Actors.Invoke and Actors.Stream, which also
-// carry calls one node forwards to another), Tasks.Run, Messages.Send and
-// Topology.Watch are for clients too.
+// roles or tokens (ServerOptions.CheckRoles, ServerOptions.Tokens): Raft
+// commands a follower forwards to the leader. Actor calls (Actors.Invoke
+// and Actors.Stream, which also carry calls one node forwards to
+// another), Tasks.Run, Messages.Send and Topology.Watch are for clients
+// too.
 var nodeOnly = map[string]bool{
 	loompb.Coordinator_Forward_FullMethodName: true,
 }
@@ -36,44 +39,6 @@ var nodeOnly = map[string]bool{
 // NodeOnly reports whether the gRPC method (its full name) is
 // node-internal: refused to a client certificate.
 func NodeOnly(fullMethod string) bool { return nodeOnly[fullMethod] }
-
-// checkRole answers PermissionDenied when fullMethod is node-internal and
-// the peer did not present a node certificate (the TLS handshake already
-// checked the certificate against the CA).
-func checkRole(ctx context.Context, fullMethod string) error {
-	if !nodeOnly[fullMethod] {
-		return nil
-	}
-	who := "a peer without a certificate"
-	if p, ok := grpcpeer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
-			role, name, err := tlsconf.RoleOf(ti.State.PeerCertificates[0])
-			if err == nil && role == tlsconf.RoleNode {
-				return nil
-			}
-			if err != nil {
-				who = err.Error()
-			} else {
-				who = fmt.Sprintf("%s certificate %q", role, name)
-			}
-		}
-	}
-	return status.Errorf(codes.PermissionDenied, "%s is node-internal: it needs a node certificate, and the caller presented %s", fullMethod, who)
-}
-
-func unaryRoles(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := checkRole(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return h(ctx, req)
-}
-
-func streamRoles(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := checkRole(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return h(srv, ss)
-}
 
 // explain adds to a connection error what it probably means when TLS is
 // involved: a plaintext client at a TLS port (or the reverse), or a
