@@ -98,6 +98,11 @@ type Options struct {
 	// TLS connects to the nodes with TLS, when the nodes serve it (their
 	// tls section). Leave it zero for plaintext.
 	TLS TLSOptions
+	// Token is the bearer token every call presents, when the nodes
+	// require tokens (their auth section); its scopes decide what the
+	// client may call. It needs TLS: Dial refuses to send a token in the
+	// clear. Default "": no token.
+	Token string
 }
 
 // TLSOptions are a client's TLS files (PEM). The client polls them and
@@ -142,6 +147,7 @@ type Client struct {
 	held sync.Map // "type/id" -> time.Time: calls to it fail at once until then (OverloadHoldOff)
 
 	lastWatchErr atomic.Value // error: why the last topology subscription failed, for Dial's error
+	refused      chan error   // a node refused the client (its token): Dial stops waiting
 }
 
 var _ runtime.Invoker = (*Client)(nil)
@@ -171,7 +177,10 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	po := transport.PoolOptions{Logger: opts.Logger, TracerProvider: opts.TracerProvider, Propagator: opts.Propagator}
+	if opts.Token != "" && opts.TLS.CA == "" && opts.TLS.Cert == "" {
+		return nil, errors.New("client: a token needs TLS (Options.TLS: at least the cluster's CA): it would travel in the clear")
+	}
+	po := transport.PoolOptions{Logger: opts.Logger, TracerProvider: opts.TracerProvider, Propagator: opts.Propagator, Token: opts.Token}
 	var tlsSrc *tlsconf.Source
 	if t := opts.TLS; t.CA != "" || t.Cert != "" {
 		tlsSrc, err = tlsconf.New(tlsconf.Options{CA: t.CA, Cert: t.Cert, Key: t.Key, VerifyOutgoing: t.CA != "",
@@ -186,7 +195,7 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 		opts: opts, log: opts.Logger,
 		pool:  transport.NewPool(po),
 		table: table, seeds: slices.Clone(addrs), members: map[string]*loompb.Member{},
-		cancel: cancel, ready: make(chan struct{}),
+		cancel: cancel, ready: make(chan struct{}), refused: make(chan error),
 	}
 	if tlsSrc != nil {
 		c.wg.Go(func() { tlsSrc.Watch(bg, 3*time.Second, nil) })
@@ -196,6 +205,9 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	select {
 	case <-c.ready:
 		return c, nil
+	case err := <-c.refused:
+		_ = c.Close()
+		return nil, fmt.Errorf("client: %w", err)
 	case <-ctx.Done():
 		_ = c.Close()
 		last := ""
@@ -216,6 +228,14 @@ func (c *Client) follow(ctx context.Context) {
 			ch, err := c.pool.WatchTopology(ctx, addr)
 			if err != nil {
 				c.lastWatchErr.Store(err)
+				if errors.Is(err, transport.ErrUnauthenticated) || errors.Is(err, transport.ErrPermissionDenied) {
+					// Dial's answer, if it is still waiting: every node
+					// would refuse the same.
+					select {
+					case c.refused <- err:
+					default:
+					}
+				}
 				continue
 			}
 			for t := range ch {

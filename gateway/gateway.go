@@ -191,6 +191,13 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
+// WriteError answers err as the gateway answers a failed call: the
+// status and code of its class (Classify), its message, as an ErrorBody.
+func WriteError(w http.ResponseWriter, err error) {
+	status, code := Classify(err)
+	writeError(w, status, code, err.Error())
+}
+
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, msg

@@ -172,6 +172,7 @@ func (n *Node) serveMesh(ctx context.Context) {
 		so.TLS = n.tls.ServerConfig("grpc", tlsconf.RoleNode, tlsconf.RoleClient)
 		so.CheckRoles = n.cfg.TLS.VerifyIncoming
 	}
+	so.Tokens = n.tokens
 	n.grpcSrv = transport.NewServer(so)
 	n.wg.Add(2)
 	go func() {

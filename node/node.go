@@ -27,6 +27,7 @@ import (
 	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/auth"
 	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/task"
 	"github.com/loom-mesh/loom/transport"
@@ -104,6 +105,7 @@ type Node struct {
 	broker     broker                               // messages outside the journal (broker.go); nil without one
 
 	tls       *tlsconf.Source        // nil when tls is off (tls.go)
+	tokens    *auth.Tokens           // nil when auth is off (auth.go)
 	raftTrans *raft.NetworkTransport // the TLS Raft transport, closed after the Raft store
 }
 
@@ -229,6 +231,9 @@ func (n *Node) start(ctx context.Context) error {
 	// The HTTP listener comes first: its address is part of the node's
 	// gossip metadata.
 	if err := n.openTLS(); err != nil {
+		return err
+	}
+	if err := n.openAuth(); err != nil {
 		return err
 	}
 	addr := net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.HTTPPort))
@@ -451,7 +456,7 @@ func (n *Node) handler() http.Handler {
 	n.adminRoutes(mux)
 	n.keyringRoutes(mux)
 	n.chaos.routes(mux)
-	return mux
+	return n.requireTokens(mux)
 }
 
 // ClusterInfo is what GET /v1/cluster answers.

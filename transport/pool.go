@@ -335,7 +335,17 @@ func (p *Pool) WatchTopology(ctx context.Context, addr string) (<-chan *loompb.C
 		cancel()
 		return nil, p.rpcError(ctx, addr, err, false)
 	}
+	// The node sends its topology at once: wait for it here, so that a
+	// refusal (no token, a token not valid there) is this call's error
+	// rather than a channel that closes.
+	first, err := stream.Recv()
+	if err != nil {
+		stopOnClose()
+		cancel()
+		return nil, p.rpcError(ctx, addr, err, false)
+	}
 	out := make(chan *loompb.ClusterTopology, 1)
+	out <- first
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

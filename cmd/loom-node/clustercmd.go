@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/cluster"
+	"github.com/loom-mesh/loom/security/auth"
 	"github.com/loom-mesh/loom/security/tlsconf"
 )
 
@@ -33,7 +34,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "./loom-cluster", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	bind := fs.String("bind", "127.0.0.1", "address every node binds")
 	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis or PostgreSQL); flags set each node's id, ports and data dir")
-	secure := fs.Bool("secure", false, "make a fresh CA, node certificates and a gossip key under --data-dir/tls and turn on mutual TLS everywhere (HTTPS, gRPC, Raft) and gossip encryption")
+	secure := fs.Bool("secure", false, "make a fresh CA, node and client certificates, a gossip key and an operator token under --data-dir/tls, and turn on mutual TLS everywhere (HTTPS, gRPC, Raft), gossip encryption and bearer tokens")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -116,9 +117,9 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	mu.Lock()
 	fmt.Fprintf(stdout, "loom-node cluster: %d nodes starting; HTTP on %s:%d..%d; Ctrl-C stops them all\n", *n, *bind, *base, *base+*n-1)
 	if pki != nil {
-		fmt.Fprintf(stdout, "loom-node cluster: mutual TLS and gossip encryption on; CA, certificates and gossip key in %s\n", pki.dir)
-		fmt.Fprintf(stdout, "loom-node cluster: try  %s=%s %s=%s %s=%s %s call --addr https://%s:%d counter/c1 add '{\"delta\":1}'\n",
-			envTLSCA, pki.ca, envTLSCert, pki.clientCert, envTLSKey, pki.clientKey, filepath.Base(self), *bind, *base+*n-1)
+		fmt.Fprintf(stdout, "loom-node cluster: mutual TLS, gossip encryption and bearer tokens on; CA, certificates, gossip key and tokens in %s\n", pki.dir)
+		fmt.Fprintf(stdout, "loom-node cluster: try  %s=%s %s=%s %s=%s %s=$(cat %s) %s call --addr https://%s:%d counter/c1 add '{\"delta\":1}'\n",
+			envTLSCA, pki.ca, envTLSCert, pki.clientCert, envTLSKey, pki.clientKey, envToken, pki.token, filepath.Base(self), *bind, *base+*n-1)
 	} else {
 		fmt.Fprintf(stdout, "loom-node cluster: try  %s call --addr http://%s:%d counter/c1 add '{\"delta\":1}'\n", filepath.Base(self), *bind, *base+*n-1)
 	}
@@ -170,6 +171,7 @@ type clusterPKI struct {
 	dir, ca, caKey        string
 	clientCert, clientKey string
 	gossipKey             string               // the file of the gossip encryption key
+	tokens, token         string               // the nodes' tokens file; the operator token's secret
 	nodes                 map[string][2]string // id → cert, key
 }
 
@@ -206,12 +208,23 @@ func newClusterPKI(dir string, n int, bind string) (*clusterPKI, error) {
 	if err := os.WriteFile(p.gossipKey, []byte(cluster.EncodeKey(cluster.NewKey())+"\n"), 0o600); err != nil {
 		return nil, err
 	}
+	// One token that may do everything, for trying the cluster out; a
+	// real deployment gives each caller a token of its own, with the
+	// scopes it needs.
+	secret := auth.NewSecret()
+	p.tokens, p.token = filepath.Join(dir, "tokens.yaml"), filepath.Join(dir, "token")
+	yaml := fmt.Sprintf("tokens:\n  operator:\n    secret: %s\n    scopes: [%s, %s, %s, %s]\n", secret, auth.ActorsCall, auth.TasksRun, auth.Admin, auth.Metrics)
+	if err := os.WriteFile(p.tokens, []byte(yaml), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p.token, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 // nodeArgs are node id's TLS flags.
 func (p *clusterPKI) nodeArgs(id string) []string {
-	// Bearer tokens (coming) will be handed to the nodes here too.
 	c := p.nodes[id]
-	return []string{"--tls-ca", p.ca, "--tls-cert", c[0], "--tls-key", c[1], "--tls-verify", "--gossip-key-file", p.gossipKey}
+	return []string{"--tls-ca", p.ca, "--tls-cert", c[0], "--tls-key", c[1], "--tls-verify", "--gossip-key-file", p.gossipKey, "--tokens-file", p.tokens}
 }

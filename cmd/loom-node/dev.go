@@ -30,6 +30,7 @@ type nodeFlags struct {
 	tlsCA, tlsCert, tlsKey string
 	tlsVerify              bool
 	gossipKeyFile          string
+	tokensFile             string
 	// test-only flags (run only, chaos.go)
 	test testFlags
 }
@@ -46,6 +47,7 @@ func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
 	f.fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate file (tls.cert); with --tls-key, turns TLS on")
 	f.fs.StringVar(&f.tlsKey, "tls-key", "", "this node's key file (tls.key)")
 	f.fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "a file holding the gossip encryption key, base64 (cluster.gossipKey; loom-node keygen makes one)")
+	f.fs.StringVar(&f.tokensFile, "tokens-file", "", "a YAML file of bearer tokens the APIs require (auth.tokensFile; loom-node token create makes secrets)")
 	f.fs.BoolVar(&f.tlsVerify, "tls-verify", false, "verify peers both ways against --tls-ca (tls.verifyIncoming and tls.verifyOutgoing)")
 	return f
 }
@@ -116,6 +118,8 @@ func (f *nodeFlags) loadWith(base config.Config, adjust func(*config.Config)) (c
 			cfg.TLS.Key = f.tlsKey
 		case "tls-verify":
 			cfg.TLS.VerifyIncoming, cfg.TLS.VerifyOutgoing = f.tlsVerify, f.tlsVerify
+		case "tokens-file":
+			cfg.Auth.TokensFile = f.tokensFile
 		}
 	})
 	if flagErr != nil {
@@ -177,13 +181,13 @@ func serveWith(opts node.Options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-node: %v\n", err)
 		return 1
 	}
-	// SIGHUP reads the TLS files again (they are also polled).
+	// SIGHUP reads the TLS files (also polled) and the tokens file again.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			_ = n.ReloadTLS() // logs the outcome
+			_ = n.Reload() // logs the outcome
 		}
 	}()
 	scheme := "http"

@@ -4,10 +4,11 @@
 //	loom-node run [flags of dev] [--grpc-port N] [--raft-port N] [--gossip-port N] [--join ADDRS] [--bootstrap-expect N]
 //	loom-node cluster [-n 3] [--config FILE]
 //	loom-node members [--addr URL]
-//	loom-node call [--addr URL] <type>/<id> <method> ['<json>']
+//	loom-node call [--addr URL] [--token T] <type>/<id> <method> ['<json>']
 //	loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--json] [<correlation-id>]
 //	loom-node tls ca create [--dir DIR]
 //	loom-node tls cert create (--node ID | --client NAME) [--dir DIR] [--ip IPS] [--dns NAMES]
+//	loom-node token create
 //	loom-node config validate [FILE]
 //	loom-node config print [--config FILE]
 //	loom-node version
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdTraces(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
+	case "token":
+		return cmdToken(args[1:], stdout, stderr)
 	case "keygen":
 		return cmdKeygen(args[1:], stdout, stderr)
 	case "keyring":
@@ -87,12 +90,12 @@ func usage(w io.Writer) {
       run a cluster member (gossip, gRPC; Raft coordinator and journal, or Redis, PostgreSQL or Cosmos DB per --config)`+testUsage+`
   loom-node cluster [-n 3] [--base-port 7420] [--data-dir ./loom-cluster] [--config FILE] [--secure]
       run a local cluster of n loom-node processes; Ctrl-C stops them all
-      (--secure: a fresh CA and certificates in the data dir, mutual TLS everywhere)
+      (--secure: mutual TLS everywhere, gossip encryption and bearer tokens; files in the data dir)
   loom-node members [--addr URL]
       list the cluster's members, Raft roles and the leader, as a node sees them
-  loom-node call [--addr URL] <type>/<id> <method> ['<json>']
+  loom-node call [--addr URL] [--token T] <type>/<id> <method> ['<json>']
       call an actor through a node's HTTP gateway (default --addr http://127.0.0.1:7420)
-  loom-node send [--addr URL] [--id ID] [--delay D | --at TIME] <type>/<id> <method> ['<json>']
+  loom-node send [--addr URL] [--token T] [--id ID] [--delay D | --at TIME] <type>/<id> <method> ['<json>']
       send a durable one-way message; answers once it is accepted (durable)
   loom-node dlq list|show|replay|purge [--addr URL] [--type T] [--actor T/ID] [--older-than D] [--all] [ids]
       list, inspect, replay (attempts reset) or purge dead-lettered messages
@@ -109,6 +112,8 @@ func usage(w io.Writer) {
       print the effective config, secrets redacted
   loom-node keygen
       print a new gossip encryption key (cluster.gossipKey)
+  loom-node token create
+      print a new bearer token secret (auth.tokens.<name>.secret)
   loom-node keyring list|install|use|remove [--addr URL] [--key KEY]
       list or change the gossip keyring on every member (rotate: install, use, remove)
   loom-node version

@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/loom-mesh/loom/node"
 )
@@ -26,15 +26,13 @@ func cmdMembers(args []string, stdout, stderr io.Writer) int {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	client := httpClient(10 * time.Second)
-	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/cluster")
+	body, err := httpCall(http.MethodGet, base, "/v1/cluster", nil, nil, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "loom-node members: %v\n", err)
 		return 1
 	}
-	defer resp.Body.Close()
 	var ci node.ClusterInfo
-	if err := json.NewDecoder(resp.Body).Decode(&ci); err != nil {
+	if err := json.Unmarshal(body, &ci); err != nil {
 		fmt.Fprintf(stderr, "loom-node members: bad reply from %s: %v\n", base, err)
 		return 1
 	}

@@ -167,9 +167,10 @@ const (
 
 // httpClient is the HTTP client of the commands that talk to a node: with
 // $LOOM_TLS_CA set, https:// addresses are checked against that CA (and
-// $LOOM_TLS_CERT and $LOOM_TLS_KEY are presented); timeout 0 is none.
+// $LOOM_TLS_CERT and $LOOM_TLS_KEY are presented); $LOOM_TOKEN is sent
+// as a bearer token (token.go); timeout 0 is none.
 func httpClient(timeout time.Duration) *http.Client {
-	c := &http.Client{Timeout: timeout, Transport: httpsHint{http.DefaultTransport}}
+	c := &http.Client{Timeout: timeout, Transport: bearer{httpsHint{http.DefaultTransport}}}
 	ca := os.Getenv(envTLSCA)
 	if ca == "" {
 		return c
@@ -180,7 +181,7 @@ func httpClient(timeout time.Duration) *http.Client {
 		c.Transport = errTransport{err}
 		return c
 	}
-	c.Transport = httpsHint{&http.Transport{TLSClientConfig: src.ClientConfig()}}
+	c.Transport = bearer{httpsHint{&http.Transport{TLSClientConfig: src.ClientConfig()}}}
 	return c
 }
 
