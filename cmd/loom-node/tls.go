@@ -180,7 +180,7 @@ func httpClient(timeout time.Duration) *http.Client {
 		c.Transport = errTransport{err}
 		return c
 	}
-	c.Transport = httpsHint{&http.Transport{TLSClientConfig: src.ClientConfig()}}
+	c.Transport = httpsHint{src.HTTPTransport()}
 	return c
 }
 
