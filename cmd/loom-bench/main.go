@@ -74,6 +74,11 @@
 // actor flooded far past its mailbox bound while other callers call other
 // actors; it reports their latency with and without the flood, the hot
 // actor's answers, and each node's mailbox depth and memory.
+//
+// Both read /metrics from --http-addrs, whose entries are host:port
+// (plain HTTP) or URLs: https://host:port reads a node that serves HTTPS
+// (`loom-node cluster --secure`), checked against --ca and shown --cert
+// and --key, as the gRPC client does (nodehttp.go).
 package main
 
 import (
@@ -181,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
-	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "--overload: the nodes' HTTP addresses, for /metrics")
+	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "send-deliver and --overload: the nodes' HTTP addresses, for /metrics: host:port, or https://host:port for nodes serving HTTPS (checked against --ca, shown --cert)")
 	fs.IntVar(&of.hotCallers, "hot-callers", 2000, "--overload: goroutines calling the hot actor in the flood phase")
 	fs.IntVar(&of.busyCallers, "busy-callers", 16, "--overload: goroutines calling the hot actor in the busy phase")
 	fs.DurationVar(&of.hotPause, "hot-pause", 10*time.Millisecond, "--overload: a hot caller's pause after an overloaded answer")
@@ -209,6 +214,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-bench: cosmos-replace needs --cosmos https://host:port/\n")
 		return 2
 	}
+	httpAddrs := strings.Split(of.httpAddrs, ",")
+	if err := checkHTTPAddrs(httpAddrs); err != nil {
+		fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+		return 2
+	}
 	ctx := context.Background()
 	if *overloadMode {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -219,7 +229,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer cl.Close()
-		if err := overload(ctx, stdout, cl, of, *callers, min(*actors, 1000), *dur); err != nil {
+		nh, err := newNodeHTTP(tlsOpts)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+			return 1
+		}
+		if err := overload(ctx, stdout, cl, nh, of, *callers, min(*actors, 1000), *dur); err != nil {
 			fmt.Fprintf(stderr, "loom-bench: overload: %v\n", err)
 			return 1
 		}
@@ -372,8 +387,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}})
 		}
 		if want("send-deliver") && *deliverDur > 0 {
+			nh, err := newNodeHTTP(tlsOpts)
+			if err != nil {
+				fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+				return 1
+			}
 			sendDeliverRun = func() error {
-				return sendDeliver(ctx, stdout, cl, strings.Split(of.httpAddrs, ","), *callers, id, *deliverDur)
+				return sendDeliver(ctx, stdout, cl, nh, httpAddrs, *callers, id, *deliverDur)
 			}
 		}
 	}
