@@ -6,6 +6,9 @@
 //	durable-add  counter.add through the client: one durable State.Set through Raft per call
 //	send         counter.add sent as a durable message through the client:
 //	             answered once the message is committed (messages.go)
+//	remote-get-tls, durable-add-tls, send-tls
+//	             only with --tls-addrs: the same against a second cluster,
+//	             over mutual TLS (see below)
 //	grpc-unary   baseline: a bare gRPC unary echo (generated code only, one
 //	             connection) to a second process on loopback
 //	grpc-stream  baseline: a bare gRPC bidirectional-stream echo, a stream per
@@ -59,7 +62,28 @@
 // TLS, as against `loom-node cluster --secure`; the baselines stay
 // plaintext.
 //
-//	loom-bench [--addrs 127.0.0.1:7520,...] [--ca FILE --cert FILE --key FILE] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
+// With --tls-addrs, the gRPC addresses of a second cluster that serves
+// TLS, what TLS costs is measured in the same run: --addrs is then dialed
+// in plaintext, --ca, --cert and --key are the second cluster's, and each
+// of remote-get, durable-add and send that runs also runs against the
+// second cluster as its twin remote-get-tls, durable-add-tls or send-tls,
+// in the same rounds (a twin takes its turn beside its plaintext
+// scenario, readers among the readers and writers among the writers).
+// The "x plain" column gives each twin's calls/s over its plaintext
+// scenario's, the median of the rounds' ratios like every ratio: 0.90
+// means TLS costs 10%. Start the clusters side by side, on other ports
+// and data dirs:
+//
+//	loom-node cluster -n 3 --base-port 7420 --data-dir /tmp/loom-plain
+//	loom-node cluster -n 3 --base-port 8420 --data-dir /tmp/loom-secure --secure
+//	loom-bench --addrs 127.0.0.1:7520,127.0.0.1:7521,127.0.0.1:7522 \
+//	    --tls-addrs 127.0.0.1:8520,127.0.0.1:8521,127.0.0.1:8522 \
+//	    --ca /tmp/loom-secure/tls/loom-ca.pem --cert /tmp/loom-secure/tls/client-cli.pem \
+//	    --key /tmp/loom-secure/tls/client-cli-key.pem --only remote-get,durable-add --rounds 3
+//
+// Usage:
+//
+//	loom-bench [--addrs 127.0.0.1:7520,...] [--tls-addrs 127.0.0.1:8520,...] [--ca FILE --cert FILE --key FILE] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
 //	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
 //	           [--postgres host:port [--postgres-user u] [--postgres-password p] [--postgres-database d]]
 //	           [--cosmos https://host:port/ [--cosmos-key k] [--cosmos-insecure]]
@@ -74,6 +98,11 @@
 // actor flooded far past its mailbox bound while other callers call other
 // actors; it reports their latency with and without the flood, the hot
 // actor's answers, and each node's mailbox depth and memory.
+//
+// Both read /metrics from --http-addrs, whose entries are host:port
+// (plain HTTP) or URLs: https://host:port reads a node that serves HTTPS
+// (`loom-node cluster --secure`), checked against --ca and shown --cert
+// and --key, as the gRPC client does (nodehttp.go).
 package main
 
 import (
@@ -163,7 +192,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace,rabbitmq-publish")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace,rabbitmq-publish (with --tls-addrs, remote-get, durable-add and send bring their -tls twins)")
 	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
 	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
 	pgAddr := fs.String("postgres", "", "host:port of a PostgreSQL server: runs the pg-insert baseline against it")
@@ -174,14 +203,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cosmosEndpoint := fs.String("cosmos", "", "endpoint (https://host:port/) of a Cosmos DB account: runs the cosmos-replace baseline against it")
 	cosmosKey := fs.String("cosmos-key", "", "--cosmos: the account key (default $COSMOS_KEY)")
 	cosmosInsecure := fs.Bool("cosmos-insecure", false, "--cosmos: accept any certificate (the test server's self-signed one)")
+	tlsAddrs := fs.String("tls-addrs", "", "gRPC addresses of a second cluster, serving TLS (loom-node cluster --secure): remote-get, durable-add and send also run against it, as remote-get-tls, durable-add-tls and send-tls, in the same rounds; --ca, --cert and --key are then its, and --addrs is dialed in plaintext")
 	var tlsOpts client.TLSOptions
-	fs.StringVar(&tlsOpts.CA, "ca", "", "the cluster's CA file: connect to the nodes with TLS (loom-node cluster --secure writes <data-dir>/tls/loom-ca.pem)")
+	fs.StringVar(&tlsOpts.CA, "ca", "", "the cluster's CA file: connect to the nodes (of --tls-addrs when given) with TLS (loom-node cluster --secure writes <data-dir>/tls/loom-ca.pem)")
 	fs.StringVar(&tlsOpts.Cert, "cert", "", "--ca: a client certificate file, for nodes that verify incoming connections")
 	fs.StringVar(&tlsOpts.Key, "key", "", "--ca: the client certificate's key file")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
-	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "--overload: the nodes' HTTP addresses, for /metrics")
+	fs.StringVar(&of.httpAddrs, "http-addrs", "127.0.0.1:7420,127.0.0.1:7421,127.0.0.1:7422", "send-deliver and --overload: the nodes' HTTP addresses, for /metrics: host:port, or https://host:port for nodes serving HTTPS (checked against --ca, shown --cert)")
 	fs.IntVar(&of.hotCallers, "hot-callers", 2000, "--overload: goroutines calling the hot actor in the flood phase")
 	fs.IntVar(&of.busyCallers, "busy-callers", 16, "--overload: goroutines calling the hot actor in the busy phase")
 	fs.DurationVar(&of.hotPause, "hot-pause", 10*time.Millisecond, "--overload: a hot caller's pause after an overloaded answer")
@@ -209,6 +239,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-bench: cosmos-replace needs --cosmos https://host:port/\n")
 		return 2
 	}
+	clusterWanted := want("remote-get") || want("durable-add") || want("send")
+	if *tlsAddrs != "" {
+		switch {
+		case tlsOpts.CA == "" && tlsOpts.Cert == "":
+			fmt.Fprintf(stderr, "loom-bench: --tls-addrs needs --ca (and --cert and --key when the nodes verify clients; loom-node cluster --secure writes them to <data-dir>/tls)\n")
+			return 2
+		case *overloadMode:
+			fmt.Fprintf(stderr, "loom-bench: --tls-addrs does not apply to --overload (give the secure cluster as --addrs)\n")
+			return 2
+		case !clusterWanted:
+			fmt.Fprintf(stderr, "loom-bench: --tls-addrs: none of remote-get, durable-add and send is to run (--only)\n")
+			return 2
+		}
+	}
+	httpAddrs := strings.Split(of.httpAddrs, ",")
+	if err := checkHTTPAddrs(httpAddrs); err != nil {
+		fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+		return 2
+	}
 	ctx := context.Background()
 	if *overloadMode {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -219,7 +268,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer cl.Close()
-		if err := overload(ctx, stdout, cl, of, *callers, min(*actors, 1000), *dur); err != nil {
+		nh, err := newNodeHTTP(tlsOpts)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+			return 1
+		}
+		if err := overload(ctx, stdout, cl, nh, of, *callers, min(*actors, 1000), *dur); err != nil {
 			fmt.Fprintf(stderr, "loom-bench: overload: %v\n", err)
 			return 1
 		}
@@ -320,15 +374,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}})
 	}
 	var sendDeliverRun func() error
-	if want("remote-get") || want("durable-add") || want("send") || want("send-deliver") {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{TLS: tlsOpts})
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)
-			return 1
-		}
-		defer cl.Close()
+	if clusterWanted || want("send-deliver") {
 		// The actors' ids, made once: formatting one per call would cost
 		// the generator CPU that the system it measures (and not the
 		// baselines) pays for, on the same cores.
@@ -337,95 +383,70 @@ func run(args []string, stdout, stderr io.Writer) int {
 			ids[a] = "b" + strconv.Itoa(a)
 		}
 		id := func(g int, i int64) string { return ids[(int64(g)*7919+i)%int64(*actors)] }
-		get := func(g int, i int64) error {
-			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i))
-			return err
+		// --addrs, and with --tls-addrs the secure twin, which --ca,
+		// --cert and --key are then for.
+		targets := []target{{addrs: *addrs, opts: client.Options{TLS: tlsOpts},
+			hint: "is a cluster running? try: loom-node cluster -n 3"}}
+		if *tlsAddrs != "" {
+			targets[0].opts.TLS = client.TLSOptions{}
+			targets = append(targets, target{suffix: tlsSuffix, addrs: *tlsAddrs, opts: client.Options{TLS: tlsOpts},
+				hint: "is a secure cluster running? try: loom-node cluster -n 3 --secure --base-port 8420 --data-dir /tmp/loom-secure"})
 		}
-		// Warm up: activate every actor once, so that no measurement
-		// counts activations (each takes a lock through Raft), with an add,
-		// so that every counter holds a value (as counters in use do; a get
-		// then decodes it), whatever ran against the cluster before. 64 at
-		// a time whatever --callers says: this is not measured.
-		if err := warmUp(64, *actors, func(a int) error {
-			_, err := builtin.CounterAdd.Call(ctx, cl, id(0, int64(a)), builtin.CounterDelta{Delta: 1})
-			return err
-		}); err != nil {
-			fmt.Fprintf(stderr, "loom-bench: activating the actors: %v\n", err)
-			return 1
+		for i := range targets {
+			t := &targets[i]
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			cl, err := client.Dial(dctx, strings.Split(t.addrs, ","), t.opts)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(stderr, "loom-bench: %v (%s)\n", err, t.hint)
+				return 1
+			}
+			defer cl.Close()
+			t.cl = cl
+			// Warm up: activate every actor once, so that no measurement
+			// counts activations (each takes a lock through Raft), with an
+			// add, so that every counter holds a value (as counters in use
+			// do; a get then decodes it), whatever ran against the cluster
+			// before. 64 at a time whatever --callers says: this is not
+			// measured.
+			if err := warmUp(64, *actors, func(a int) error {
+				_, err := builtin.CounterAdd.Call(ctx, cl, id(0, int64(a)), builtin.CounterDelta{Delta: 1})
+				return err
+			}); err != nil {
+				fmt.Fprintf(stderr, "loom-bench: activating the actors of %s: %v\n", t.addrs, err)
+				return 1
+			}
 		}
-		if want("remote-get") {
-			scenarios = append(scenarios, scenario{"remote-get", func(d time.Duration) (result, error) {
-				return load("remote-get", *callers, d, get), nil
-			}})
-		}
-		if want("durable-add") {
-			scenarios = append(scenarios, scenario{"durable-add", func(d time.Duration) (result, error) {
-				return load("durable-add", *callers, d, func(g int, i int64) error {
-					_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
-					return err
-				}), nil
-			}})
-		}
-		if want("send") {
-			scenarios = append(scenarios, scenario{"send", func(d time.Duration) (result, error) {
-				return load("send", *callers, d, func(g int, i int64) error { return sendOne(ctx, cl, id(g, i)) }), nil
-			}})
-		}
+		scenarios = append(scenarios, clusterScenarios(ctx, targets, want, *callers, id)...)
 		if want("send-deliver") && *deliverDur > 0 {
+			nh, err := newNodeHTTP(tlsOpts)
+			if err != nil {
+				fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+				return 1
+			}
+			cl := targets[0].cl
 			sendDeliverRun = func() error {
-				return sendDeliver(ctx, stdout, cl, strings.Split(of.httpAddrs, ","), *callers, id, *deliverDur)
+				return sendDeliver(ctx, stdout, cl, nh, httpAddrs, *callers, id, *deliverDur)
 			}
 		}
 	}
 
-	// The other scenarios take turns, in an order that rotates from round
-	// to round (raft-apply writes too, but in this process, whose Raft is
-	// idle once its round ends; redis-xadd's Redis is idle too once its
-	// round's streams are deleted). The writing scenarios, durable-add and
-	// send, come after all of theirs: their writes leave the nodes work to
-	// do (state machine flushes, Raft snapshots) that would slow whatever
-	// ran next. They take turns among themselves too, in an order that
-	// rotates from round to round: every write leaves the nodes' stores
-	// larger, so a scenario whose rounds all came after the other's would
-	// always run on the larger stores, which biases their ratio.
-	var rotating, after []int
+	names := make([]string, len(scenarios))
 	for i, sc := range scenarios {
-		if sc.name == "durable-add" || sc.name == "send" {
-			after = append(after, i)
-		} else {
-			rotating = append(rotating, i)
-		}
+		names[i] = sc.name
 	}
 	measured := make([][]result, *rounds) // [round][scenario]
 	for r := range measured {
 		measured[r] = make([]result, len(scenarios))
 	}
-	measure := func(r, i int) bool {
+	for _, st := range order(names, *rounds) {
+		r, i := st[0], st[1]
 		res, err := scenarios[i].measure(*dur)
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %s: %v\n", scenarios[i].name, err)
-			return false
+			return 1
 		}
 		measured[r][i] = res
-		return true
-	}
-	for r := range *rounds {
-		for k := range rotating {
-			if !measure(r, rotating[(k+r)%len(rotating)]) {
-				return 1
-			}
-		}
-	}
-	for r := range *rounds {
-		for k := range after {
-			if !measure(r, after[(k+r)%len(after)]) {
-				return 1
-			}
-		}
-	}
-	names := make([]string, len(scenarios))
-	for i, sc := range scenarios {
-		names[i] = sc.name
 	}
 	sums := summarize(names, measured)
 	report(stdout, sums, *callers, *dur, *rounds, *actors)
@@ -454,6 +475,85 @@ func reportSendRatio(w io.Writer, names []string, measured [][]result) {
 	}
 	sort.Float64s(ratios)
 	fmt.Fprintf(w, "send / durable-add: %.2f (accepted messages per durable add, median of %d rounds)\n", median(ratios), len(ratios))
+}
+
+// tlsSuffix ends the names of the scenarios run against --tls-addrs: the
+// twins of the plaintext ones, compared with them in the "x plain"
+// column.
+const tlsSuffix = "-tls"
+
+// target is a cluster the cluster scenarios run against.
+type target struct {
+	suffix string // of its scenarios' names: "" or tlsSuffix
+	addrs  string
+	opts   client.Options
+	hint   string // what to try when it cannot be dialed
+	cl     *client.Client
+}
+
+// clusterScenarios are remote-get, durable-add and send, those that want
+// selects, against every target: a scenario's twins side by side.
+func clusterScenarios(ctx context.Context, targets []target, want func(string) bool, callers int, id func(g int, i int64) string) []scenario {
+	kinds := []struct {
+		name string
+		call func(cl *client.Client, g int, i int64) error
+	}{
+		{"remote-get", func(cl *client.Client, g int, i int64) error {
+			_, err := builtin.CounterGet.Call(ctx, cl, id(g, i))
+			return err
+		}},
+		{"durable-add", func(cl *client.Client, g int, i int64) error {
+			_, err := builtin.CounterAdd.Call(ctx, cl, id(g, i), builtin.CounterDelta{Delta: 1})
+			return err
+		}},
+		{"send", func(cl *client.Client, g int, i int64) error { return sendOne(ctx, cl, id(g, i)) }},
+	}
+	var out []scenario
+	for _, k := range kinds {
+		if !want(k.name) {
+			continue
+		}
+		for _, t := range targets {
+			name, call, cl := k.name+t.suffix, k.call, t.cl
+			out = append(out, scenario{name, func(d time.Duration) (result, error) {
+				return load(name, callers, d, func(g int, i int64) error { return call(cl, g, i) }), nil
+			}})
+		}
+	}
+	return out
+}
+
+// order is the order of the measurements, as (round, index in names)
+// pairs. The scenarios take turns, in an order that rotates from round
+// to round (raft-apply writes too, but in this process, whose Raft is
+// idle once its round ends; redis-xadd's Redis is idle too once its
+// round's streams are deleted). The writing scenarios, durable-add and
+// send and their -tls twins, come after all of theirs: their writes leave
+// the nodes work to do (state machine flushes, Raft snapshots) that would
+// slow whatever ran next. They take turns among themselves too, in an
+// order that rotates from round to round: every write leaves the nodes'
+// stores larger, so a scenario whose rounds all came after the other's
+// would always run on the larger stores, which biases their ratio (and a
+// twin's writes, on the other cluster, leave that work on the same
+// cores).
+func order(names []string, rounds int) [][2]int {
+	var rotating, after []int
+	for i, name := range names {
+		if base := strings.TrimSuffix(name, tlsSuffix); base == "durable-add" || base == "send" {
+			after = append(after, i)
+		} else {
+			rotating = append(rotating, i)
+		}
+	}
+	var out [][2]int
+	for _, group := range [][]int{rotating, after} {
+		for r := range rounds {
+			for k := range group {
+				out = append(out, [2]int{r, group[(k+r)%len(group)]})
+			}
+		}
+	}
+	return out
 }
 
 // warmUp calls call once for each of actors, from callers goroutines, and
@@ -495,8 +595,12 @@ type summary struct {
 	lat      []time.Duration
 	errors   int64
 	firstErr error
-	ratio    map[string][]float64 // baseline name -> the rounds' ratios, sorted
+	ratio    map[string][]float64 // baseline name (or twinKey) -> the rounds' ratios, sorted
 }
+
+// twinKey is the key in summary.ratio of a -tls scenario's ratios to its
+// plaintext twin, and the "x plain" column's.
+const twinKey = "plaintext twin"
 
 func (s summary) rate() float64 { return median(s.rates) }
 
@@ -548,6 +652,11 @@ func summarize(names []string, measured [][]result) []summary {
 						s.ratio[base] = append(s.ratio[base], r.rate()/b)
 					}
 				}
+				if twin, ok := strings.CutSuffix(name, tlsSuffix); ok && base == twin {
+					if b := round[j].rate(); b > 0 {
+						s.ratio[twinKey] = append(s.ratio[twinKey], r.rate()/b)
+					}
+				}
 			}
 		}
 		sort.Float64s(s.rates)
@@ -578,20 +687,28 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	} else {
 		fmt.Fprintf(w, "loom-bench: %d callers, %d rounds of %v per scenario (order rotating), %d actors; calls/s and ratios are medians of the rounds\n", callers, rounds, dur, actors)
 	}
-	// The columns: every baseline's but an optional one that did not run.
+	// The columns: every baseline's but an optional one that did not run,
+	// and the -tls scenarios' ratios to their twins when they ran.
 	var cols []baseline
 	for _, b := range baselines {
 		if !b.optional || slices.ContainsFunc(sums, func(s summary) bool { return s.name == b.name }) {
 			cols = append(cols, b)
 		}
 	}
-	fmt.Fprintf(w, "%-12s %12s %10s %10s %10s %8s", "scenario", "calls/s", "p50", "p99", "p999", "errors")
+	if slices.ContainsFunc(sums, func(s summary) bool { return len(s.ratio[twinKey]) > 0 }) {
+		cols = append(cols, baseline{name: twinKey, label: "plain"})
+	}
+	nw := 12 // the names' column
+	for _, s := range sums {
+		nw = max(nw, len(s.name))
+	}
+	fmt.Fprintf(w, "%-*s %12s %10s %10s %10s %8s", nw, "scenario", "calls/s", "p50", "p99", "p999", "errors")
 	for _, b := range cols {
 		fmt.Fprintf(w, " %10s", "x "+b.label)
 	}
 	fmt.Fprintln(w)
 	for _, s := range sums {
-		fmt.Fprintf(w, "%-12s %12.0f %10v %10v %10v %8d", s.name, s.rate(),
+		fmt.Fprintf(w, "%-*s %12.0f %10v %10v %10v %8d", nw, s.name, s.rate(),
 			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond), s.errors)
 		for _, b := range cols {
 			ratio := "-"
@@ -610,7 +727,7 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	}
 	fmt.Fprintf(w, "ranges over the rounds:\n")
 	for _, s := range sums {
-		line := fmt.Sprintf("  %-12s calls/s %.0f-%.0f", s.name, s.rates[0], s.rates[len(s.rates)-1])
+		line := fmt.Sprintf("  %-*s calls/s %.0f-%.0f", nw, s.name, s.rates[0], s.rates[len(s.rates)-1])
 		for _, b := range cols {
 			if v := s.ratio[b.name]; len(v) > 0 && b.name != s.name {
 				line += fmt.Sprintf(", x %s %.2f-%.2f", b.label, v[0], v[len(v)-1])

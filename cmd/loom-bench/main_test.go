@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -200,5 +202,93 @@ func TestRedisXAddNeedsAServer(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "needs --redis") {
 		t.Errorf("stderr %q", errOut.String())
+	}
+}
+
+func TestTLSTwinsAreComparedWithTheirPlaintextTwins(t *testing.T) {
+	names := []string{"remote-get", "remote-get-tls", "durable-add", "durable-add-tls"}
+	// The machine's load drifts between rounds; TLS costs about 10% of
+	// remote-get in every round but the second, where remote-get-tls
+	// alone was slowed.
+	measured := [][]result{
+		{res(1000), res(900), res(100), res(95)},
+		{res(500), res(200), res(50), res(50)},
+		{res(2000), res(1800), res(200), res(180)},
+	}
+	sums := summarize(names, measured)
+	// remote-get-tls: 0.9, 0.4, 0.9 -> 0.9; durable-add-tls: 0.95, 1, 0.9 -> 0.95.
+	if got := median(sums[1].ratio[twinKey]); got != 0.9 {
+		t.Errorf("remote-get-tls over remote-get = %v, want 0.9", got)
+	}
+	if got := median(sums[3].ratio[twinKey]); got != 0.95 {
+		t.Errorf("durable-add-tls over durable-add = %v, want 0.95", got)
+	}
+	if v := sums[0].ratio[twinKey]; len(v) != 0 {
+		t.Errorf("remote-get has a twin ratio: %v", v)
+	}
+	var out bytes.Buffer
+	report(&out, sums, 64, time.Second, 3, 10)
+	lines := strings.Split(out.String(), "\n")
+	if !strings.HasSuffix(lines[1], "x raft    x plain") || !strings.HasPrefix(lines[1], "scenario        ") {
+		t.Errorf("header %q: want a plain column, names 15 wide", lines[1])
+	}
+	for i, want := range map[int]string{2: "-", 3: "0.90", 4: "-", 5: "0.95"} {
+		if f := strings.Fields(lines[i]); f[0] != names[i-2] || f[len(f)-1] != want {
+			t.Errorf("row %q, want x plain %s", lines[i], want)
+		}
+		if len(lines[i]) != len(lines[1]) {
+			t.Errorf("row %q is not as wide as the header", lines[i])
+		}
+	}
+	if !strings.Contains(out.String(), "  remote-get-tls  calls/s 200-1800, x plain 0.40-0.90\n") ||
+		!strings.Contains(out.String(), "  remote-get      calls/s 500-2000\n") {
+		t.Errorf("ranges:\n%s", out.String())
+	}
+
+	// Without twins, no plain column.
+	out.Reset()
+	report(&out, summarize(names[:1], measured[:1]), 64, time.Second, 1, 10)
+	if strings.Contains(out.String(), "plain") {
+		t.Errorf("a plain column without twins:\n%s", out.String())
+	}
+}
+
+func TestOrderRotatesTwinsWithTheirGroups(t *testing.T) {
+	names := []string{"grpc-unary", "remote-get", "remote-get-tls", "durable-add", "durable-add-tls"}
+	got := order(names, 2)
+	want := [][2]int{
+		{0, 0}, {0, 1}, {0, 2}, {1, 1}, {1, 2}, {1, 0}, // the readers, rotating
+		{0, 3}, {0, 4}, {1, 4}, {1, 3}, // then the writers, rotating
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("order = %v\nwant    %v", got, want)
+	}
+}
+
+func TestClusterScenariosPutTwinsSideBySide(t *testing.T) {
+	targets := []target{{}, {suffix: tlsSuffix}}
+	want := func(name string) bool { return name == "remote-get" || name == "send" }
+	var got []string
+	for _, sc := range clusterScenarios(context.Background(), targets, want, 1, nil) {
+		got = append(got, sc.name)
+	}
+	if w := []string{"remote-get", "remote-get-tls", "send", "send-tls"}; !slices.Equal(got, w) {
+		t.Errorf("scenarios %v, want %v", got, w)
+	}
+}
+
+func TestTLSAddrsFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-addrs", "127.0.0.1:8520"}, "--tls-addrs needs --ca"},
+		{[]string{"--tls-addrs", "127.0.0.1:8520", "--ca", "ca.pem", "--overload"}, "does not apply to --overload"},
+		{[]string{"--tls-addrs", "127.0.0.1:8520", "--ca", "ca.pem", "--only", "grpc-unary,send-deliver"}, "none of remote-get, durable-add and send"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(c.args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut.String(), c.want)
+		}
 	}
 }

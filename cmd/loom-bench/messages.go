@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,10 +46,10 @@ type sample struct {
 }
 
 // scrapeMessages reads the messaging figures from every node.
-func scrapeMessages(hc *http.Client, httpAddrs []string, at time.Duration) (sample, error) {
+func scrapeMessages(nh *nodeHTTP, httpAddrs []string, at time.Duration) (sample, error) {
 	s := sample{at: at, buckets: map[float64]float64{}}
 	for i, a := range httpAddrs {
-		m, err := scrape(hc, "http://"+a+"/metrics")
+		m, err := nh.metrics(a, 5*time.Second)
 		if err != nil {
 			return s, err
 		}
@@ -124,10 +123,9 @@ func quantile(start, end sample, q float64) time.Duration {
 }
 
 // sendDeliver runs the send-deliver measurement and prints it.
-func sendDeliver(ctx context.Context, w io.Writer, cl *client.Client, httpAddrs []string, callers int, id func(g int, i int64) string, d time.Duration) error {
-	hc := &http.Client{Timeout: 5 * time.Second}
+func sendDeliver(ctx context.Context, w io.Writer, cl *client.Client, nh *nodeHTTP, httpAddrs []string, callers int, id func(g int, i int64) string, d time.Duration) error {
 	start := time.Now()
-	first, err := scrapeMessages(hc, httpAddrs, 0)
+	first, err := scrapeMessages(nh, httpAddrs, 0)
 	if err != nil {
 		return fmt.Errorf("reading /metrics (--http-addrs): %w", err)
 	}
@@ -144,7 +142,7 @@ func sendDeliver(ctx context.Context, w io.Writer, cl *client.Client, httpAddrs 
 				return
 			case <-t.C:
 			}
-			if s, err := scrapeMessages(hc, httpAddrs, time.Since(start)); err == nil {
+			if s, err := scrapeMessages(nh, httpAddrs, time.Since(start)); err == nil {
 				mu.Lock()
 				samples = append(samples, s)
 				mu.Unlock()
@@ -159,7 +157,7 @@ func sendDeliver(ctx context.Context, w io.Writer, cl *client.Client, httpAddrs 
 		}
 		return err
 	})
-	sendEnd, err := scrapeMessages(hc, httpAddrs, time.Since(start))
+	sendEnd, err := scrapeMessages(nh, httpAddrs, time.Since(start))
 	if err != nil {
 		close(stop)
 		sampler.Wait()
@@ -170,7 +168,7 @@ func sendDeliver(ctx context.Context, w io.Writer, cl *client.Client, httpAddrs 
 	last := sendEnd
 	for last.backlog > 0 && time.Since(drainStart) < 5*time.Minute {
 		time.Sleep(250 * time.Millisecond)
-		if s, err := scrapeMessages(hc, httpAddrs, time.Since(start)); err == nil {
+		if s, err := scrapeMessages(nh, httpAddrs, time.Since(start)); err == nil {
 			last = s
 		}
 	}

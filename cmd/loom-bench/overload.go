@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +44,7 @@ type overloadFlags struct {
 	hotPause    time.Duration
 }
 
-func overload(ctx context.Context, w io.Writer, cl *client.Client, of overloadFlags, callers, actors int, d time.Duration) error {
+func overload(ctx context.Context, w io.Writer, cl *client.Client, nh *nodeHTTP, of overloadFlags, callers, actors int, d time.Duration) error {
 	ids := make([]string, actors)
 	for a := range ids {
 		ids[a] = "o" + strconv.Itoa(a)
@@ -69,8 +67,8 @@ func overload(ctx context.Context, w io.Writer, cl *client.Client, of overloadFl
 	base := cold()
 
 	nodes := strings.Split(of.httpAddrs, ",")
-	busy := hotPhase(ctx, cl, of.busyCallers, of.hotPause, nodes, cold)
-	flood := hotPhase(ctx, cl, of.hotCallers, of.hotPause, nodes, cold)
+	busy := hotPhase(ctx, cl, of.busyCallers, of.hotPause, nh, nodes, cold)
+	flood := hotPhase(ctx, cl, of.hotCallers, of.hotPause, nh, nodes, cold)
 
 	fmt.Fprintf(w, "loom-bench overload: %d callers on %d other actors; counter/hot called by %d (busy) then %d (flood) callers, each pausing %v after a 429; %v per phase\n",
 		callers, actors, of.busyCallers, of.hotCallers, of.hotPause, d)
@@ -112,7 +110,7 @@ type hotResult struct {
 
 // hotPhase runs measure (the other actors' load) while n goroutines call
 // counter.add on "hot", and samples the nodes meanwhile.
-func hotPhase(ctx context.Context, cl *client.Client, n int, pause time.Duration, nodes []string, measure func() result) hotResult {
+func hotPhase(ctx context.Context, cl *client.Client, n int, pause time.Duration, nh *nodeHTTP, nodes []string, measure func() result) hotResult {
 	var hotOK, hotOver, hotErr atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -142,7 +140,7 @@ func hotPhase(ctx context.Context, cl *client.Client, n int, pause time.Duration
 		})
 	}
 	samples := make(chan []nodeSample, 1)
-	go func() { samples <- sampleNodes(nodes, stop) }()
+	go func() { samples <- sampleNodes(nh, nodes, stop) }()
 	others := measure()
 	close(stop)
 	wg.Wait()
@@ -177,17 +175,16 @@ func (s nodeSample) cpu() float64 {
 }
 
 // sampleNodes reads each node's /metrics every 250 ms until stop.
-func sampleNodes(addrs []string, stop <-chan struct{}) []nodeSample {
+func sampleNodes(nh *nodeHTTP, addrs []string, stop <-chan struct{}) []nodeSample {
 	out := make([]nodeSample, len(addrs))
 	for i, a := range addrs {
 		out[i].addr = a
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		for i, a := range addrs {
-			m, err := scrape(hc, "http://"+a+"/metrics")
+			m, err := nh.metrics(a, 2*time.Second)
 			if err != nil {
 				continue
 			}
@@ -207,30 +204,4 @@ func sampleNodes(addrs []string, stop <-chan struct{}) []nodeSample {
 		case <-t.C:
 		}
 	}
-}
-
-// scrape reads a Prometheus text exposition into series -> value.
-func scrape(hc *http.Client, url string) (map[string]float64, error) {
-	resp, err := hc.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m, sc.Err()
 }

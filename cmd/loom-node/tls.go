@@ -181,7 +181,7 @@ func httpClient(timeout time.Duration) *http.Client {
 		c.Transport = errTransport{err}
 		return c
 	}
-	c.Transport = bearer{httpsHint{&http.Transport{TLSClientConfig: src.ClientConfig()}}}
+	c.Transport = bearer{httpsHint{src.HTTPTransport()}}
 	return c
 }
 

@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loom-mesh/loom/security/tlsconf"
+	"github.com/loom-mesh/loom/security/tlsconf/tlstest"
 )
 
 // TestTLSCommands creates a CA, a node and a client certificate, and
@@ -60,5 +66,42 @@ func TestTLSCommands(t *testing.T) {
 	}
 	if code := run([]string{"tls", "cert", "create", "--dir", dir}, &bytes.Buffer{}, &errOut); code != 2 {
 		t.Fatalf("cert create without --node or --client: exit %d", code)
+	}
+}
+
+// TestHTTPClientOverHTTPS: with $LOOM_TLS_CA (and a client certificate)
+// the commands' client reaches an HTTPS node and presents the
+// certificate; a plain http:// address at that port is told to use
+// https://.
+func TestHTTPClientOverHTTPS(t *testing.T) {
+	pki := tlstest.New(t, "loom")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, name, _ := tlsconf.RoleOf(r.TLS.PeerCertificates[0])
+		io.WriteString(w, name)
+	}))
+	src, err := tlsconf.New(pki.NodeOptions("node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = src.ServerConfig("https", tlsconf.RoleClient)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	cert, key := pki.Client("cli")
+	t.Setenv(envTLSCA, pki.CA)
+	t.Setenv(envTLSCert, cert)
+	t.Setenv(envTLSKey, key)
+	hc := httpClient(5 * time.Second)
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "cli" {
+		t.Fatalf("the node saw %q, want the client certificate cli", b)
+	}
+	if _, err := hc.Get("http://" + srv.Listener.Addr().String()); err == nil || !strings.Contains(err.Error(), "serves HTTPS: use --addr https://") {
+		t.Fatalf("http:// at an HTTPS port: %v", err)
 	}
 }

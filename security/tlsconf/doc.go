@@ -35,8 +35,13 @@
 //     GetClientCertificate, GetConfigForClient); if not, the old ones stay
 //     in use and the error is returned (and logged by Watch). Connections
 //     already open are not touched.
-//   - Resumption. Client configurations share one ClientSessionCache, so
-//     a reconnect resumes its TLS session instead of a full handshake.
+//   - Resumption. Client configurations (and HTTPTransport's) share one
+//     ClientSessionCache, so a reconnect resumes its TLS session instead
+//     of a full handshake. The cache is keyed by server name, which gRPC
+//     and net/http set to the host dialed without its port: nodes that
+//     share a host (a local cluster) share one entry, and a reconnect
+//     resumes only when the session cached last for that host is its
+//     node's.
 //   - Secrets. Nothing here prints a private key; errors name files.
 //
 // A Source is safe for concurrent use: the current material is one

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -344,6 +345,20 @@ func (s *Source) ClientConfig() *tls.Config {
 			return err
 		},
 	}
+}
+
+// HTTPTransport is an HTTP transport with http.DefaultTransport's
+// settings that dials https:// addresses with ClientConfig: for the
+// clients of a node's HTTPS port. Its connections share the Source's
+// session cache, so a new connection resumes the session of the last one
+// to the same host.
+func (s *Source) HTTPTransport() *http.Transport {
+	t := &http.Transport{}
+	if d, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = d.Clone()
+	}
+	t.TLSClientConfig = s.ClientConfig()
+	return t
 }
 
 // verify checks chain[0] against m's CA for usage, the DNS name dns (if

@@ -3,8 +3,12 @@ package tlsconf_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -244,5 +248,49 @@ func TestResumption(t *testing.T) {
 	}
 	if !resumed {
 		t.Fatal("no handshake resumed its session")
+	}
+}
+
+func TestHTTPTransport(t *testing.T) {
+	pki := tlstest.New(t, "loom")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role, name, err := tlsconf.RoleOf(r.TLS.PeerCertificates[0])
+		fmt.Fprintf(w, "%s %s %v resumed=%v", role, name, err, r.TLS.DidResume)
+	}))
+	srv.TLS = mustSource(t, pki.NodeOptions("n1")).ServerConfig("https", tlsconf.RoleClient)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	srv.StartTLS()
+	defer srv.Close()
+	cert, key := pki.Client("bench")
+	tr := mustSource(t, tlsconf.Options{CA: pki.CA, Cert: cert, Key: key, VerifyOutgoing: true}).HTTPTransport()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	get := func() string {
+		t.Helper()
+		resp, err := hc.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := get(); got != "client bench <nil> resumed=false" {
+		t.Fatalf("first request: %q", got)
+	}
+	// A new connection resumes the first one's session.
+	tr.CloseIdleConnections()
+	if got := get(); got != "client bench <nil> resumed=true" {
+		t.Fatalf("after a reconnect: %q", got)
+	}
+	// And the server is checked: a transport with another CA refuses it.
+	other := tlstest.New(t, "other")
+	tr2 := mustSource(t, tlsconf.Options{CA: other.CA, Cert: cert, Key: key, VerifyOutgoing: true}).HTTPTransport()
+	defer tr2.CloseIdleConnections()
+	if _, err := (&http.Client{Transport: tr2, Timeout: 5 * time.Second}).Get(srv.URL); err == nil || !strings.Contains(err.Error(), "not by this cluster's CA") {
+		t.Fatalf("a server from another CA: %v", err)
 	}
 }
