@@ -150,8 +150,12 @@ func (p *Pool) peer(addr string) (*peer, error) {
 		return pe, nil
 	}
 	creds := insecure.NewCredentials()
-	if p.opts.TLS != nil {
-		creds = verdictCreds{credentials.NewTLS(p.opts.TLS)}
+	if cfg := p.opts.TLS; cfg != nil {
+		if cfg.ClientSessionCache != nil {
+			cfg = cfg.Clone()
+			cfg.ClientSessionCache = peerSessions{addr: addr, c: p.opts.TLS.ClientSessionCache}
+		}
+		creds = verdictCreds{credentials.NewTLS(cfg)}
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),

@@ -148,3 +148,21 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// peerSessions keys a shared TLS session cache by the address dialed:
+// crypto/tls keys sessions by server name, which gRPC sets to the host
+// without its port, so nodes that share a host (a local cluster, several
+// nodes behind one address) would overwrite one another's sessions and a
+// reconnect would resume only by luck.
+type peerSessions struct {
+	addr string
+	c    tls.ClientSessionCache
+}
+
+func (p peerSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	return p.c.Get(p.addr + "|" + key)
+}
+
+func (p peerSessions) Put(key string, cs *tls.ClientSessionState) {
+	p.c.Put(p.addr+"|"+key, cs)
+}

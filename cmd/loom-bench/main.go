@@ -208,6 +208,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&tlsOpts.CA, "ca", "", "the cluster's CA file: connect to the nodes (of --tls-addrs when given) with TLS (loom-node cluster --secure writes <data-dir>/tls/loom-ca.pem)")
 	fs.StringVar(&tlsOpts.Cert, "cert", "", "--ca: a client certificate file, for nodes that verify incoming connections")
 	fs.StringVar(&tlsOpts.Key, "key", "", "--ca: the client certificate's key file")
+	token := fs.String("token", "", "--ca: the bearer token of nodes that require one (loom-node cluster --secure writes <data-dir>/tls/token; default $LOOM_TOKEN)")
 	deliverDur := fs.Duration("deliver-duration", 60*time.Second, "send-deliver: how long to send before draining")
 	var of overloadFlags
 	overloadMode := fs.Bool("overload", false, "run the overload scenario instead: one hot actor flooded while --callers call others (see overload.go)")
@@ -217,6 +218,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&of.hotPause, "hot-pause", 10*time.Millisecond, "--overload: a hot caller's pause after an overloaded answer")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *token == "" && (tlsOpts.CA != "" || tlsOpts.Cert != "") {
+		*token = os.Getenv("LOOM_TOKEN")
 	}
 	if *rounds < 1 || *callers < 1 || *dur <= 0 {
 		fmt.Fprintf(stderr, "loom-bench: --rounds and --callers must be at least 1 and --duration positive\n")
@@ -261,14 +265,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	if *overloadMode {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{TLS: tlsOpts})
+		cl, err := client.Dial(dctx, strings.Split(*addrs, ","), client.Options{TLS: tlsOpts, Token: *token})
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %v (is a cluster running? try: loom-node cluster -n 3)\n", err)
 			return 1
 		}
 		defer cl.Close()
-		nh, err := newNodeHTTP(tlsOpts)
+		nh, err := newNodeHTTP(tlsOpts, *token)
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %v\n", err)
 			return 1
@@ -385,11 +389,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		id := func(g int, i int64) string { return ids[(int64(g)*7919+i)%int64(*actors)] }
 		// --addrs, and with --tls-addrs the secure twin, which --ca,
 		// --cert and --key are then for.
-		targets := []target{{addrs: *addrs, opts: client.Options{TLS: tlsOpts},
+		targets := []target{{addrs: *addrs, opts: client.Options{TLS: tlsOpts, Token: *token},
 			hint: "is a cluster running? try: loom-node cluster -n 3"}}
 		if *tlsAddrs != "" {
-			targets[0].opts.TLS = client.TLSOptions{}
-			targets = append(targets, target{suffix: tlsSuffix, addrs: *tlsAddrs, opts: client.Options{TLS: tlsOpts},
+			targets[0].opts.TLS, targets[0].opts.Token = client.TLSOptions{}, ""
+			targets = append(targets, target{suffix: tlsSuffix, addrs: *tlsAddrs, opts: client.Options{TLS: tlsOpts, Token: *token},
 				hint: "is a secure cluster running? try: loom-node cluster -n 3 --secure --base-port 8420 --data-dir /tmp/loom-secure"})
 		}
 		for i := range targets {
@@ -419,7 +423,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		scenarios = append(scenarios, clusterScenarios(ctx, targets, want, *callers, id)...)
 		if want("send-deliver") && *deliverDur > 0 {
-			nh, err := newNodeHTTP(tlsOpts)
+			nh, err := newNodeHTTP(tlsOpts, *token)
 			if err != nil {
 				fmt.Fprintf(stderr, "loom-bench: %v\n", err)
 				return 1

@@ -20,21 +20,22 @@ import (
 // shown --cert, as the gRPC client does (without --ca or --cert, against
 // the system's roots).
 type nodeHTTP struct {
-	hc *http.Client
+	hc    *http.Client
+	token string // sent as a bearer token, when not empty
 }
 
 // newNodeHTTP is the HTTP client of nodes whose TLS files are o (zero:
-// none of loom-bench's own).
-func newNodeHTTP(o client.TLSOptions) (*nodeHTTP, error) {
+// none of loom-bench's own) and whose token is token ("": none).
+func newNodeHTTP(o client.TLSOptions, token string) (*nodeHTTP, error) {
 	if o.CA == "" && o.Cert == "" {
-		return &nodeHTTP{hc: &http.Client{}}, nil
+		return &nodeHTTP{hc: &http.Client{}, token: token}, nil
 	}
 	src, err := tlsconf.New(tlsconf.Options{CA: o.CA, Cert: o.Cert, Key: o.Key, VerifyOutgoing: o.CA != "",
 		ServerName: o.ServerName, MinVersion: tlsconf.ParseVersion(o.MinVersion)})
 	if err != nil {
 		return nil, err
 	}
-	return &nodeHTTP{hc: &http.Client{Transport: src.HTTPTransport()}}, nil
+	return &nodeHTTP{hc: &http.Client{Transport: src.HTTPTransport()}, token: token}, nil
 }
 
 // get sends a GET to a node. Every request loom-bench sends to a node goes
@@ -44,6 +45,9 @@ func (n *nodeHTTP) get(ctx context.Context, url string) (*http.Response, error) 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if n.token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.token)
 	}
 	return n.hc.Do(req)
 }

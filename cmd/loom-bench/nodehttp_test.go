@@ -41,7 +41,7 @@ func TestMetricsOverHTTPS(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 
 	cert, key := pki.Client("bench")
-	nh, err := newNodeHTTP(client.TLSOptions{CA: pki.CA, Cert: cert, Key: key})
+	nh, err := newNodeHTTP(client.TLSOptions{CA: pki.CA, Cert: cert, Key: key}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestMetricsOverHTTPS(t *testing.T) {
 	}
 	// Another client certificate: the node's answer is the error.
 	other, otherKey := pki.Client("other")
-	nh2, err := newNodeHTTP(client.TLSOptions{CA: pki.CA, Cert: other, Key: otherKey})
+	nh2, err := newNodeHTTP(client.TLSOptions{CA: pki.CA, Cert: other, Key: otherKey}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

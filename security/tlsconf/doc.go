@@ -39,9 +39,9 @@
 //     ClientSessionCache, so a reconnect resumes its TLS session instead
 //     of a full handshake. The cache is keyed by server name, which gRPC
 //     and net/http set to the host dialed without its port: nodes that
-//     share a host (a local cluster) share one entry, and a reconnect
-//     resumes only when the session cached last for that host is its
-//     node's.
+//     share a host (a local cluster) would share one entry. Package
+//     transport's pool keys it by the address it dials, so each node's
+//     session is its own; an HTTPTransport's clients share the entry.
 //   - Secrets. Nothing here prints a private key; errors name files.
 //
 // A Source is safe for concurrent use: the current material is one
