@@ -29,6 +29,13 @@
 // node-internal gRPC method take node certificates only. The files are
 // polled and reloaded (and by ReloadTLS), for new connections.
 //
+// Bearer tokens (the auth section; auth.go): with a token configured,
+// every HTTP route but GET /health/live and /health/ready, and every gRPC
+// call of a client, needs a token with the route's scope; a route the
+// table does not name needs admin, so a new route is closed until it is
+// given a scope. Nodes call one another on their certificates alone.
+// Reload (SIGHUP) reads the tokens file again.
+//
 // Single-node coordination: with coordination.backend "memory", locks live
 // in process memory and vanish on exit, but the journal remembers the
 // highest fencing token per actor. So that tokens keep increasing across

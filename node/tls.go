@@ -27,7 +27,7 @@ import (
 //     ReloadTLS (SIGHUP in loom-node): new connections use the new
 //     certificate, open ones stay.
 //
-// Bearer tokens on the APIs will sit beside this, not in it.
+// Bearer tokens on the APIs sit beside this (auth.go).
 
 // tlsPollInterval is how often the node checks its TLS files for changes.
 const tlsPollInterval = 3 * time.Second
