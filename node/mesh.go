@@ -36,6 +36,9 @@ type mesh struct {
 	bootstrapped bool         // owned by the watch goroutine
 	lastLeader   string       // owned by the watch goroutine
 	meta         cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
+	// refusedAt: when reconcile last logged that a member's Raft port
+	// failed checkRaftPeer, by node id; owned by the watch goroutine.
+	refusedAt map[string]time.Time
 	// bootstrapping is true while this node, without Raft state, is one of
 	// the servers a new cluster is being bootstrapped with (see
 	// maybeBootstrap): only then may its Raft server vote before a leader
@@ -377,6 +380,17 @@ func (m *mesh) reconcile(ctx context.Context) {
 			continue
 		}
 		if _, ok := inConf[sid]; ok {
+			continue
+		}
+		if err := m.n.checkRaftPeer(cctx, mem.Meta.RaftAddr); err != nil {
+			// Gossip let it in (a cluster without a gossip key), but it
+			// is no node of this cluster: Raft would try to replicate
+			// to it for ever.
+			if last, ok := m.refusedAt[id]; !ok || time.Since(last) > time.Minute {
+				m.refusedAt[id] = time.Now()
+				m.n.log.Warn("not adding a member to Raft: its Raft port did not present a node certificate from this cluster's CA (repeats are not logged for a minute)",
+					"member", id, "raftAddr", mem.Meta.RaftAddr, "err", err)
+			}
 			continue
 		}
 		if err := m.store.AddNonvoter(cctx, sid, raft.ServerAddress(mem.Meta.RaftAddr)); err != nil {

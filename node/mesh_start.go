@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -34,7 +35,7 @@ func (n *Node) advertised(ln net.Addr) string {
 // coordinator and, with journal.backend raft, its journal.
 func (n *Node) startMesh(ctx context.Context) error {
 	c := n.cfg
-	m := &mesh{n: n}
+	m := &mesh{n: n, refusedAt: map[string]time.Time{}}
 	n.mesh = m
 
 	gln, err := net.Listen("tcp", net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.GRPCPort)))

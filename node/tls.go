@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -124,4 +125,23 @@ func (n *Node) openRaftTLS(rc *raftlock.Config) error {
 	n.raftTrans = raftlock.NewStreamTransport(stream, *rc)
 	rc.Transport = n.raftTrans
 	return nil
+}
+
+// checkRaftPeer is the leader's check before it adds a member to Raft,
+// when the node verifies outgoing connections: the member's Raft port
+// must complete a TLS handshake presenting a node certificate from the
+// cluster's CA. A gossip member that is not a node of this cluster (a
+// certificate from another CA, in a cluster whose gossip is not
+// encrypted) is then never added, not even as a non-voter. Without TLS
+// verification there is nothing to check.
+func (n *Node) checkRaftPeer(ctx context.Context, addr string) error {
+	if n.tls == nil || !n.cfg.TLS.VerifyOutgoing {
+		return nil
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: n.tls.ClientConfig()}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
