@@ -16,18 +16,19 @@ import (
 // Conn is a client connection that stopped sending.
 type Conn struct {
 	net.Conn
-	dialed time.Time // when the dial returned, before the prefix
+	dialed time.Time // when the dial began: the server accepted after it
 }
 
 // Dial connects to addr over TCP and writes prefix (nothing when empty).
 func Dial(t testing.TB, addr string, prefix []byte) *Conn {
 	t.Helper()
+	began := time.Now()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	sc := &Conn{Conn: c, dialed: time.Now()}
+	sc := &Conn{Conn: c, dialed: began}
 	if len(prefix) > 0 {
 		if _, err := c.Write(prefix); err != nil {
 			t.Fatalf("writing %d bytes to %s: %v", len(prefix), addr, err)
@@ -37,9 +38,10 @@ func Dial(t testing.TB, addr string, prefix []byte) *Conn {
 }
 
 // AwaitClose reads until the server ends the connection (EOF or a reset)
-// and returns how long after the dial that was and what the server sent
-// before. It fails t if the connection is still open after bound: bound
-// is an upper limit, not the time expected.
+// and returns how long after the dial began that was (so never less than
+// a timeout the server started on accepting) and what the server sent
+// before. It fails t if the connection is still open bound after the
+// dial began: bound is an upper limit, not the time expected.
 func (c *Conn) AwaitClose(t testing.TB, bound time.Duration) (time.Duration, []byte) {
 	t.Helper()
 	if err := c.SetReadDeadline(c.dialed.Add(bound)); err != nil {
