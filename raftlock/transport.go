@@ -39,11 +39,18 @@ func NewStreamTransport(stream raft.StreamLayer, cfg Config) *raft.NetworkTransp
 // receives the reason an accepted connection's handshake failed (once per
 // reason per minute: a peer retries many times a second), naming this
 // node's certificate (leaf, if not nil) when the peer refused it.
+//
+// An accepted connection must finish its handshake and send the first
+// bytes of a request within replica.AcceptTimeout (10 s) of its accept,
+// or it is closed: a peer that connects and sends nothing, or half a
+// handshake, cannot hold it. The handshake is bounded by the same time,
+// writes included.
 func TLSStreamLayer(base raft.StreamLayer, advertise net.Addr, server, client *tls.Config, leaf func() *x509.Certificate, log *slog.Logger) raft.StreamLayer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &tlsStream{StreamLayer: base, advertise: advertise, server: server, client: client, leaf: leaf, log: log, logged: map[string]time.Time{}}
+	return &tlsStream{StreamLayer: base, advertise: advertise, server: server, client: client, leaf: leaf, log: log, logged: map[string]time.Time{},
+		acceptTimeout: replica.AcceptTimeout}
 }
 
 type tlsStream struct {
@@ -52,6 +59,7 @@ type tlsStream struct {
 	server, client *tls.Config
 	leaf           func() *x509.Certificate
 	log            *slog.Logger
+	acceptTimeout  time.Duration // replica.AcceptTimeout, shorter in tests
 
 	mu     sync.Mutex
 	logged map[string]time.Time // reason → when it was last logged
@@ -90,14 +98,14 @@ func (s *tlsStream) Addr() net.Addr {
 }
 
 // Accept returns at once; the handshake runs on the connection's first
-// read, in Raft's goroutine for that connection, bounded by
-// tlsHandshakeTimeout.
+// read, in Raft's goroutine for that connection. The handshake and the
+// first bytes of the first request must come within acceptTimeout.
 func (s *tlsStream) Accept() (net.Conn, error) {
 	c, err := s.StreamLayer.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &handshakeOnRead{Conn: tls.Server(c, s.server), s: s}, nil
+	return replica.BoundFirstRead(&handshakeOnRead{Conn: tls.Server(c, s.server), s: s}, s.acceptTimeout), nil
 }
 
 func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -120,9 +128,6 @@ func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	return tc, nil
 }
 
-// tlsHandshakeTimeout bounds an accepted connection's handshake.
-const tlsHandshakeTimeout = 10 * time.Second
-
 // handshakeOnRead completes an accepted connection's TLS handshake on its
 // first read and logs why it failed.
 type handshakeOnRead struct {
@@ -134,7 +139,9 @@ type handshakeOnRead struct {
 
 func (c *handshakeOnRead) Read(p []byte) (int, error) {
 	c.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		// The read deadline BoundFirstRead set bounds the handshake's
+		// reads; this bounds its writes too.
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.acceptTimeout)
 		defer cancel()
 		if err := c.HandshakeContext(ctx); err != nil {
 			c.err = err
@@ -150,7 +157,10 @@ func (c *handshakeOnRead) Read(p []byte) (int, error) {
 }
 
 // TCPStreamLayer is a raft.StreamLayer over plain TCP on ln, as
-// raft.NewTCPTransport builds for itself.
+// raft.NewTCPTransport builds for itself: the base of a TLSStreamLayer,
+// which bounds the connections it accepts (this one does not: two
+// deadlines on one socket would undo each other). Open's own transport,
+// without Config.Transport, bounds its own (replica.AcceptTimeout).
 func TCPStreamLayer(ln net.Listener) raft.StreamLayer { return tcpStream{ln} }
 
 type tcpStream struct{ net.Listener }
