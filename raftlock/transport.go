@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -68,13 +70,22 @@ type tlsStream struct {
 // refused logs why an accepted connection's handshake failed, once per
 // reason per refusalLogEvery.
 func (s *tlsStream) refused(from net.Addr, err error) {
-	reason := err.Error()
+	reason := s.reason(err)
 	s.mu.Lock()
 	last, seen := s.logged[reason]
 	now := time.Now()
 	if seen && now.Sub(last) < refusalLogEvery {
 		s.mu.Unlock()
 		return
+	}
+	if len(s.logged) >= maxRefusalReasons {
+		// Reasons can carry what a peer sent (its certificate's names):
+		// forget the old ones rather than grow without bound.
+		for r, at := range s.logged {
+			if now.Sub(at) >= refusalLogEvery || len(s.logged) >= maxRefusalReasons {
+				delete(s.logged, r)
+			}
+		}
 	}
 	s.logged[reason] = now
 	s.mu.Unlock()
@@ -87,8 +98,26 @@ func (s *tlsStream) refused(from net.Addr, err error) {
 	s.log.Warn("refused a Raft connection (repeats are not logged for a minute)", attrs...)
 }
 
-// refusalLogEvery spaces the log lines of one handshake failure.
-const refusalLogEvery = time.Minute
+// refusalLogEvery spaces the log lines of one handshake failure;
+// maxRefusalReasons bounds the reasons remembered for it.
+const (
+	refusalLogEvery   = time.Minute
+	maxRefusalReasons = 256
+)
+
+// reason is what refused logs and rate-limits by: err's text without the
+// connection's addresses (the log line has the peer's), so that every
+// peer that times out or resets counts as one reason.
+func (s *tlsStream) reason(err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no TLS handshake within %v of the accept", s.acceptTimeout)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + op.Err.Error()
+	}
+	return err.Error()
+}
 
 func (s *tlsStream) Addr() net.Addr {
 	if s.advertise != nil {

@@ -3,7 +3,10 @@ package raftlock
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,10 +57,29 @@ func answerVotes(t *testing.T, tr *raft.NetworkTransport) {
 	}()
 }
 
+// lockedLog collects log output written from several goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // TestTLSAcceptTimeout: a TLS Raft transport closes, within the accept
 // timeout, a connection that sends nothing, half a handshake, or a whole
-// handshake and then nothing; a connection that has sent a request and
-// waits in a peer's pool for longer than that keeps being served.
+// handshake and then nothing, and logs the handshakes that timed out
+// once, whatever their addresses; a connection that has sent a request
+// and waits in a peer's pool for longer than that keeps being served.
 func TestTLSAcceptTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	pki := tlstest.New(t, "loom")
@@ -65,12 +87,14 @@ func TestTLSAcceptTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	logs := &lockedLog{}
 	tlsLayer := func(t *testing.T) raft.StreamLayer {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := TLSStreamLayer(TCPStreamLayer(ln), nil, src.ServerConfig("raft", tlsconf.RoleNode), src.ClientConfig(), src.Leaf, nil)
+		s := TLSStreamLayer(TCPStreamLayer(ln), nil, src.ServerConfig("raft", tlsconf.RoleNode), src.ClientConfig(), src.Leaf,
+			slog.New(slog.NewTextHandler(logs, nil)))
 		s.(*tlsStream).acceptTimeout = timeout
 		return s
 	}
@@ -93,6 +117,11 @@ func TestTLSAcceptTimeout(t *testing.T) {
 				t.Errorf("closed after %v, before the %v timeout", took, timeout)
 			}
 		})
+	}
+
+	// Both handshakes timed out: one line, which says so.
+	if got := logs.String(); strings.Count(got, "refused a Raft connection") != 1 || !strings.Contains(got, "no TLS handshake within 200ms") {
+		t.Errorf("want one line about a handshake that timed out; logged:\n%s", got)
 	}
 
 	t.Run("a handshake and then nothing", func(t *testing.T) {
