@@ -79,9 +79,12 @@ type Config struct {
 	LeaveTimeout time.Duration
 
 	// TCPTimeout bounds each TCP exchange (join, push/pull, fallback
-	// probe). A join attempt to an unresponsive seed takes up to this long,
-	// so Start may return up to TCPTimeout after its deadline.
-	// memberlist: 10s LAN, 1s local.
+	// probe), both ways. A join attempt to an unresponsive seed takes up
+	// to this long, so Start may return up to TCPTimeout after its
+	// deadline. On the gossip port it is the deadline of a whole accepted
+	// connection, from its accept (memberlist sets it before reading): a
+	// peer that connects and sends nothing, or part of a message, is
+	// disconnected then. memberlist: 10s LAN, 1s local.
 	TCPTimeout time.Duration
 
 	// IndirectChecks is how many other members are asked to probe a node

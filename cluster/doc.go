@@ -46,6 +46,16 @@
 //     events it missed and re-reads Members (see Subscribe).
 //   - Meta fits: the encoded Meta is checked against memberlist's 512-byte
 //     limit up front (ErrMetaTooLarge), never truncated.
+//   - Bounded input (memberlist's own bounds, which this package keeps):
+//     an accepted TCP connection gets TCPTimeout for its whole exchange,
+//     from its accept; a UDP packet is read into a 64 KiB buffer, which
+//     holds the largest datagram UDP carries; a push/pull may announce at
+//     most 20 MiB of encrypted state, or in clear 1,048,576 nodes and 20
+//     MiB of user state, and is refused (closed) as soon as the length
+//     that says more is read; fewer than 128 push/pulls are served at
+//     once, the others closed. In clear, a header under those limits can
+//     still make memberlist allocate some 100 MB for its node list; with
+//     Config.Keys only a holder of the key gets past the length check.
 //   - Encrypted gossip, when Config.Keys is set: memberlist's keyring
 //     (AES-GCM) encrypts and authenticates every message; one that no
 //     installed key opens is dropped, so a node without the cluster's key

@@ -36,6 +36,14 @@
 // given a scope. Nodes call one another on their certificates alone.
 // Reload (SIGHUP) reads the tokens file again.
 //
+// Limits (limits.go): no port lets a peer hold a connection by sending
+// nothing or part of a request, nor makes the node read an unbounded
+// input. The HTTP server bounds the handshake and headers (10 s, 32 KiB,
+// 431 past it), the whole request (30 s plus 1 s per MiB of
+// node.maxPayloadBytes; the gateway answers 413 past that size) and idle
+// keep-alive connections (2 min); gRPC, Raft and gossip bound their own
+// (packages transport, raftlock and cluster say how).
+//
 // Single-node coordination: with coordination.backend "memory", locks live
 // in process memory and vanish on exit, but the journal remembers the
 // highest fencing token per actor. So that tokens keep increasing across

@@ -57,6 +57,10 @@ type Options struct {
 	// UnsafeMode), with the loomchaos tag only, like Chaos; empty, the
 	// default, is safe.
 	Unsafe UnsafeMode
+
+	// httpLimits replaces the HTTP port's timeouts (limits.go): tests
+	// shorten them (export_test.go).
+	httpLimits *httpLimits
 }
 
 // Node is one Loom node.
@@ -390,11 +394,8 @@ func (n *Node) start(ctx context.Context) error {
 	go n.watchLapses(watchCtx)
 	n.watchTLS(watchCtx)
 
-	n.srv = &http.Server{
-		Handler:           n.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
+	n.srv = n.httpServer(n.handler()) // limits.go: its timeouts and size bounds
+	n.srv.ErrorLog = slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)
 	n.served = make(chan error, 1)
 	go func() { n.served <- n.srv.Serve(ln) }()
 	if err := n.startDispatcher(); err != nil {

@@ -162,6 +162,9 @@ type Config struct {
 	// request in flight (with any Transport).
 	TransportMaxPool int
 	TransportTimeout time.Duration
+	// acceptTimeout bounds the silence of a connection Open's TCP
+	// transport accepted (0: replica.AcceptTimeout); tests shorten it.
+	acceptTimeout time.Duration
 
 	// ForwardTimeout bounds one forward request to the leader. A forward
 	// also ends as soon as this node sees the leader change (or lose

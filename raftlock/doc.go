@@ -361,4 +361,19 @@
 // replica has sessions past their deadline. Holder judges a lock held while
 // its session's deadline is not before the later of the replica's clock and
 // the node's own clock: exact on the leader, a hint elsewhere.
+//
+// # Connections
+//
+// The Raft transport (Open's own over TCP, and TLSStreamLayer) closes an
+// accepted connection that has not sent the first bytes of a request
+// within replica.AcceptTimeout (10 s) of its accept; with TLS the
+// handshake must fit in that time too. Past its first bytes a connection
+// has no deadline and a request no size bound: Raft pools connections idle
+// between requests and streams a snapshot for as long as its size takes,
+// and its wire format has no framing to bound a request by. (Its msgpack
+// decoder grows a buffer as bytes arrive, so a length it is told costs
+// nothing until it is sent.) So a peer that starts a request and stops
+// holds its connection; mutual TLS that accepts node certificates only
+// (TLSStreamLayer with such a server configuration) is what keeps peers
+// that are not nodes from getting that far.
 package raftlock

@@ -92,6 +92,7 @@ func Open(cfg Config) (*Store, error) {
 		Transport:           cfg.Transport,
 		TransportMaxPool:    cfg.TransportMaxPool,
 		TransportTimeout:    cfg.TransportTimeout,
+		AcceptTimeout:       cfg.acceptTimeout,
 		Forwarder:           cfg.Forwarder,
 		Now:                 cfg.Now,
 		Monotonic:           cfg.Monotonic,

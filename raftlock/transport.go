@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -39,11 +41,18 @@ func NewStreamTransport(stream raft.StreamLayer, cfg Config) *raft.NetworkTransp
 // receives the reason an accepted connection's handshake failed (once per
 // reason per minute: a peer retries many times a second), naming this
 // node's certificate (leaf, if not nil) when the peer refused it.
+//
+// An accepted connection must finish its handshake and send the first
+// bytes of a request within replica.AcceptTimeout (10 s) of its accept,
+// or it is closed: a peer that connects and sends nothing, or half a
+// handshake, cannot hold it. The handshake is bounded by the same time,
+// writes included.
 func TLSStreamLayer(base raft.StreamLayer, advertise net.Addr, server, client *tls.Config, leaf func() *x509.Certificate, log *slog.Logger) raft.StreamLayer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &tlsStream{StreamLayer: base, advertise: advertise, server: server, client: client, leaf: leaf, log: log, logged: map[string]time.Time{}}
+	return &tlsStream{StreamLayer: base, advertise: advertise, server: server, client: client, leaf: leaf, log: log, logged: map[string]time.Time{},
+		acceptTimeout: replica.AcceptTimeout}
 }
 
 type tlsStream struct {
@@ -52,6 +61,7 @@ type tlsStream struct {
 	server, client *tls.Config
 	leaf           func() *x509.Certificate
 	log            *slog.Logger
+	acceptTimeout  time.Duration // replica.AcceptTimeout, shorter in tests
 
 	mu     sync.Mutex
 	logged map[string]time.Time // reason → when it was last logged
@@ -60,13 +70,22 @@ type tlsStream struct {
 // refused logs why an accepted connection's handshake failed, once per
 // reason per refusalLogEvery.
 func (s *tlsStream) refused(from net.Addr, err error) {
-	reason := err.Error()
+	reason := s.reason(err)
 	s.mu.Lock()
 	last, seen := s.logged[reason]
 	now := time.Now()
 	if seen && now.Sub(last) < refusalLogEvery {
 		s.mu.Unlock()
 		return
+	}
+	if len(s.logged) >= maxRefusalReasons {
+		// Reasons can carry what a peer sent (its certificate's names):
+		// forget the old ones rather than grow without bound.
+		for r, at := range s.logged {
+			if now.Sub(at) >= refusalLogEvery || len(s.logged) >= maxRefusalReasons {
+				delete(s.logged, r)
+			}
+		}
 	}
 	s.logged[reason] = now
 	s.mu.Unlock()
@@ -79,8 +98,26 @@ func (s *tlsStream) refused(from net.Addr, err error) {
 	s.log.Warn("refused a Raft connection (repeats are not logged for a minute)", attrs...)
 }
 
-// refusalLogEvery spaces the log lines of one handshake failure.
-const refusalLogEvery = time.Minute
+// refusalLogEvery spaces the log lines of one handshake failure;
+// maxRefusalReasons bounds the reasons remembered for it.
+const (
+	refusalLogEvery   = time.Minute
+	maxRefusalReasons = 256
+)
+
+// reason is what refused logs and rate-limits by: err's text without the
+// connection's addresses (the log line has the peer's), so that every
+// peer that times out or resets counts as one reason.
+func (s *tlsStream) reason(err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no TLS handshake within %v of the accept", s.acceptTimeout)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + op.Err.Error()
+	}
+	return err.Error()
+}
 
 func (s *tlsStream) Addr() net.Addr {
 	if s.advertise != nil {
@@ -90,14 +127,14 @@ func (s *tlsStream) Addr() net.Addr {
 }
 
 // Accept returns at once; the handshake runs on the connection's first
-// read, in Raft's goroutine for that connection, bounded by
-// tlsHandshakeTimeout.
+// read, in Raft's goroutine for that connection. The handshake and the
+// first bytes of the first request must come within acceptTimeout.
 func (s *tlsStream) Accept() (net.Conn, error) {
 	c, err := s.StreamLayer.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &handshakeOnRead{Conn: tls.Server(c, s.server), s: s}, nil
+	return replica.BoundFirstRead(&handshakeOnRead{Conn: tls.Server(c, s.server), s: s}, s.acceptTimeout), nil
 }
 
 func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -120,9 +157,6 @@ func (s *tlsStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	return tc, nil
 }
 
-// tlsHandshakeTimeout bounds an accepted connection's handshake.
-const tlsHandshakeTimeout = 10 * time.Second
-
 // handshakeOnRead completes an accepted connection's TLS handshake on its
 // first read and logs why it failed.
 type handshakeOnRead struct {
@@ -134,7 +168,9 @@ type handshakeOnRead struct {
 
 func (c *handshakeOnRead) Read(p []byte) (int, error) {
 	c.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		// The read deadline BoundFirstRead set bounds the handshake's
+		// reads; this bounds its writes too.
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.acceptTimeout)
 		defer cancel()
 		if err := c.HandshakeContext(ctx); err != nil {
 			c.err = err
@@ -150,7 +186,10 @@ func (c *handshakeOnRead) Read(p []byte) (int, error) {
 }
 
 // TCPStreamLayer is a raft.StreamLayer over plain TCP on ln, as
-// raft.NewTCPTransport builds for itself.
+// raft.NewTCPTransport builds for itself: the base of a TLSStreamLayer,
+// which bounds the connections it accepts (this one does not: two
+// deadlines on one socket would undo each other). Open's own transport,
+// without Config.Transport, bounds its own (replica.AcceptTimeout).
 func TCPStreamLayer(ln net.Listener) raft.StreamLayer { return tcpStream{ln} }
 
 type tcpStream struct{ net.Listener }

@@ -109,6 +109,19 @@
 // a refused stream fails its calls with the refusal. PoolOptions.Token
 // sends a token, and only over TLS.
 //
+// # Limits
+//
+// A Server bounds what any peer can make it hold or read: a connection
+// must finish its TLS handshake and HTTP/2 preface within
+// HandshakeTimeout of its accept (gRPC's own default is two minutes), or
+// it is closed; a call's metadata must fit in MaxHeaderListBytes and each
+// message in ServerOptions.MaxMessageBytes (past it the call is refused
+// with ResourceExhausted, naming the limit); a call stream runs at most
+// MaxStreamCalls calls at once. Past its handshake a connection stays
+// open while its peer answers keepalive pings, even with no call: a Pool
+// keeps its connections open between calls, so idleness alone must not
+// close one.
+//
 // # Tracing
 //
 // otelgrpc stats handlers run on both sides with the TracerProvider and

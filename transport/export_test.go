@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"time"
+
 	"google.golang.org/grpc/codes"
 
 	"github.com/loom-mesh/loom/errclass"
@@ -40,3 +42,8 @@ func SetSendHooks(before, after func(breakStream func(error))) (restore func()) 
 	testHookBeforeBatch, testHookAfterSend = wrap(before), wrap(after)
 	return func() { testHookBeforeBatch, testHookAfterSend = nil, nil }
 }
+
+// SetHandshakeTimeout makes the Server built from o disconnect a
+// connection that has not finished its handshake after d, instead of
+// HandshakeTimeout.
+func SetHandshakeTimeout(o *ServerOptions, d time.Duration) { o.handshakeTimeout = d }

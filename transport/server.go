@@ -87,7 +87,9 @@ type ServerOptions struct {
 	// package never reads or sets the OpenTelemetry globals.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// MaxMessageBytes bounds a message either way. 0 means 16 MiB.
+	// MaxMessageBytes bounds a message either way. 0 means 16 MiB. A
+	// larger incoming message is refused with ResourceExhausted ("grpc:
+	// received message larger than max (N vs. limit)").
 	MaxMessageBytes int
 	// CallStackBytes, when > 0, grows the stack of the goroutine each call
 	// on a stream runs on to about this size as the goroutine starts. Go
@@ -119,7 +121,36 @@ type ServerOptions struct {
 	// verified). Refusals are ErrUnauthenticated and ErrPermissionDenied;
 	// nothing was applied.
 	Tokens *auth.Tokens
+
+	// handshakeTimeout replaces HandshakeTimeout (tests; export_test.go).
+	handshakeTimeout time.Duration
 }
+
+// Bounds on what a peer may send a Server, whoever it is: a connection
+// must finish its handshake in time, a call's metadata and each message
+// must fit (MaxMessageBytes, ResourceExhausted past it). What follows a
+// handshake is paced by gRPC's keepalive (serverKeepalive).
+const (
+	// HandshakeTimeout bounds, from the accept, an incoming connection's
+	// TLS handshake, HTTP/2 preface and first SETTINGS frame
+	// (grpc.ConnectionTimeout, which defaults to 120 s): a peer that
+	// connects and sends nothing, or half a handshake, is disconnected
+	// after it. Both ends of a handshake are Go on one network: a TLS
+	// 1.3 handshake and the preface take two round trips, so 10 s is
+	// ample, and it is the HTTP port's header timeout too.
+	HandshakeTimeout = 10 * time.Second
+	// MaxHeaderListBytes bounds the metadata (HTTP/2 header list, as
+	// HTTP/2 counts it: name + value + 32 bytes a field) of one call,
+	// with grpc.MaxHeaderListSize, instead of gRPC's default of 16 MiB.
+	// It is advertised in the server's SETTINGS, so a gRPC client
+	// refuses to send more itself ("header list size to send violates
+	// the maximum size (16384 bytes) set by server"). Loom's own
+	// metadata (correlation id, idempotency key of at most 256 bytes,
+	// trace context, grpc-timeout) takes well under 1 KiB; 16 KiB is
+	// twice the 8 KiB gRPC announces as its future default, with room
+	// for a bearer token.
+	MaxHeaderListBytes = 16 << 10
+)
 
 // Metadata keys of a unary call.
 const (
@@ -154,6 +185,9 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.MaxStreamCalls <= 0 {
 		opts.MaxStreamCalls = 10_000
 	}
+	if opts.handshakeTimeout <= 0 {
+		opts.handshakeTimeout = HandshakeTimeout
+	}
 	s := &Server{opts: opts, log: opts.Logger, stopping: make(chan struct{}), maxResultBytes: opts.MaxMessageBytes / 4 * 3}
 	if opts.TracerProvider != nil {
 		s.tracer = opts.TracerProvider.Tracer(tracerName)
@@ -167,6 +201,8 @@ func NewServer(opts ServerOptions) *Server {
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOptions(opts.TracerProvider, opts.Propagator)...)),
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
+		grpc.ConnectionTimeout(opts.handshakeTimeout),
+		grpc.MaxHeaderListSize(MaxHeaderListBytes),
 		// Clients ping idle connections every clientKeepalive; allow it.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientKeepalive / 2, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverKeepalive, Timeout: keepaliveTimeout}),

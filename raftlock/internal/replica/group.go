@@ -139,6 +139,10 @@ type Config[R any] struct {
 	Transport        raft.Transport // owned by the caller: Close does not close it
 	TransportMaxPool int
 	TransportTimeout time.Duration
+	// AcceptTimeout bounds the silence of a connection the TCP transport
+	// accepted, up to its first request (see the constant AcceptTimeout,
+	// which 0 means).
+	AcceptTimeout time.Duration
 	// Forwarder carries commands to the leader; nil fails them on a
 	// follower (no effect).
 	Forwarder Forwarder
@@ -354,7 +358,11 @@ func Open[R any](cfg Config[R]) (g *Group[R], err error) {
 				return nil, fmt.Errorf("%s: AdvertiseAddr: %w", g.name, err)
 			}
 		}
-		g.ownTrans, err = raft.NewTCPTransportWithConfig(cfg.BindAddr, advertise, TransportConfig(nil, cfg.TransportMaxPool, cfg.TransportTimeout, hlog))
+		acceptTimeout := cfg.AcceptTimeout
+		if acceptTimeout <= 0 {
+			acceptTimeout = AcceptTimeout
+		}
+		g.ownTrans, err = newTCPTransport(cfg.BindAddr, advertise, acceptTimeout, TransportConfig(nil, cfg.TransportMaxPool, cfg.TransportTimeout, hlog))
 		if err != nil {
 			return nil, fmt.Errorf("%s: listen on %s: %w", g.name, cfg.BindAddr, err)
 		}

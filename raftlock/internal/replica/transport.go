@@ -24,8 +24,8 @@ import (
 const maxRPCsInFlight = 1
 
 // TransportConfig is the configuration of a Raft network transport as a
-// Group runs it, over stream (nil for raft.NewTCPTransportWithConfig,
-// which makes its own): maxPool pooled connections per peer, timeout the
+// Group runs it, over stream (nil for Open's own TCP transport, which
+// sets it): maxPool pooled connections per peer, timeout the
 // I/O deadline of one RPC, and no pipelined replication (see
 // maxRPCsInFlight). Open gives its own TCP transport this configuration; a
 // transport for Config.Transport should have it too.
