@@ -56,7 +56,8 @@ chaos:
 
 # The benchmarks quoted in README.md (Performance): single node, then the
 # cluster's code paths (Raft journal, transport, a 3-node cluster in one
-# process). For the multi-process figures run `make cluster` and, in another
+# process). For the multi-process figures run `bin/loom-node cluster -n 3
+# --tracing=false` (tracing is on by default there) and, in another
 # terminal, `go run ./cmd/loom-bench`.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./runtime ./journal

@@ -640,6 +640,9 @@ func TestDevIsAOneNodeCluster(t *testing.T) {
 	if c.Coordination.Backend != CoordinationRaft || c.Journal.Backend != JournalRaft || c.Cluster.BootstrapExpect != 1 {
 		t.Fatalf("Dev() = %+v %+v %+v", c.Coordination, c.Journal, c.Cluster)
 	}
+	if !c.Tracing.Enabled || Default().Tracing.Enabled {
+		t.Fatalf("tracing: dev %v, default %v; want dev on, default off", c.Tracing.Enabled, Default().Tracing.Enabled)
+	}
 	path := filepath.Join(t.TempDir(), "loom.config.yaml")
 	if err := os.WriteFile(path, []byte("node:\n  httpPort: 9000\n"), 0o644); err != nil {
 		t.Fatal(err)

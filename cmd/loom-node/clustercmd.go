@@ -34,6 +34,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "./loom-cluster", "parent of the nodes' data dirs (node-1, node-2, ...)")
 	bind := fs.String("bind", "127.0.0.1", "address every node binds")
 	cfgFile := fs.String("config", "", "config file every node reads (for instance one that puts coordination and journals on Redis or PostgreSQL); flags set each node's id, ports and data dir")
+	tracing := fs.Bool("tracing", true, "keep traces of calls on every node (tracing.enabled; false to measure without)")
 	secure := fs.Bool("secure", false, "make a fresh CA, node and client certificates, a gossip key and an operator token under --data-dir/tls, and turn on mutual TLS everywhere (HTTPS, gRPC, Raft), gossip encryption and bearer tokens")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -83,6 +84,7 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 		if *cfgFile != "" {
 			nodeArgs = append(nodeArgs, "--config", *cfgFile)
 		}
+		nodeArgs = append(nodeArgs, "--tracing="+strconv.FormatBool(*tracing))
 		if pki != nil {
 			nodeArgs = append(nodeArgs, pki.nodeArgs(id)...)
 		}

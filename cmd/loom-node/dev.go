@@ -31,6 +31,7 @@ type nodeFlags struct {
 	tlsVerify              bool
 	gossipKeyFile          string
 	tokensFile             string
+	tracing                bool
 	// test-only flags (run only, chaos.go)
 	test testFlags
 }
@@ -47,6 +48,7 @@ func newNodeFlags(name string, stderr io.Writer) *nodeFlags {
 	f.fs.StringVar(&f.tlsCert, "tls-cert", "", "this node's certificate file (tls.cert); with --tls-key, turns TLS on")
 	f.fs.StringVar(&f.tlsKey, "tls-key", "", "this node's key file (tls.key)")
 	f.fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "a file holding the gossip encryption key, base64 (cluster.gossipKey; loom-node keygen makes one)")
+	f.fs.BoolVar(&f.tracing, "tracing", false, "keep traces of calls, queryable with loom-node traces (tracing.enabled; dev and cluster default to true)")
 	f.fs.StringVar(&f.tokensFile, "tokens-file", "", "a YAML file of bearer tokens the APIs require (auth.tokensFile; loom-node token create makes secrets)")
 	f.fs.BoolVar(&f.tlsVerify, "tls-verify", false, "verify peers both ways against --tls-ca (tls.verifyIncoming and tls.verifyOutgoing)")
 	return f
@@ -120,6 +122,8 @@ func (f *nodeFlags) loadWith(base config.Config, adjust func(*config.Config)) (c
 			cfg.TLS.VerifyIncoming, cfg.TLS.VerifyOutgoing = f.tlsVerify, f.tlsVerify
 		case "tokens-file":
 			cfg.Auth.TokensFile = f.tokensFile
+		case "tracing":
+			cfg.Tracing.Enabled = f.tracing
 		}
 	})
 	if flagErr != nil {
