@@ -5,7 +5,7 @@ BIN     := bin/loom-node
 DATA    ?= ./loom-data
 PORT    ?= 7420
 
-.PHONY: build run cluster test chaos bench bench-cluster vet fmt clean proto
+.PHONY: build run cluster test chaos bench bench-cluster vet fmt clean proto docs
 
 build:
 	$(GO) build -o $(BIN) ./cmd/loom-node
@@ -85,3 +85,8 @@ proto:
 		--go_out=. --go_opt=module=github.com/loom-mesh/loom \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/loom-mesh/loom \
 		proto/loom/v1/loom.proto
+
+# docs regenerates docs/config.md from the config package (a test fails when
+# they differ).
+docs:
+	$(GO) test ./config -run TestConfigReference -update
