@@ -54,7 +54,7 @@ chaos:
 	$(GO) test -v -count=1 -timeout 3h -run 'TestChaos' ./test/chaos \
 		-chaos.long -chaos.duration $(CHAOS_DURATION) -chaos.seed $(CHAOS_SEED) -chaos.out $(CURDIR)/chaos-out
 
-# The benchmarks quoted in README.md (Performance): single node, then the
+# The benchmarks quoted in docs/performance.md: single node, then the
 # cluster's code paths (Raft journal, transport, a 3-node cluster in one
 # process). For the multi-process figures run `bin/loom-node cluster -n 3
 # --tracing=false` (tracing is on by default there) and, in another

@@ -962,7 +962,7 @@ type LoggingConfig struct {
 // gossip ports picked free so that it never clashes with another node,
 // and tracing on: someone trying Loom expects `loom-node traces <id>` to
 // show a call (it costs about a tenth of a cheap remote call's
-// throughput; README, Performance, Tracing).
+// throughput; docs/performance.md, Tracing).
 func Dev() Config {
 	c := Default()
 	c.Tracing.Enabled = true

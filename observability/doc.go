@@ -65,7 +65,7 @@
 //     no larger goroutine stack (the SDK path has the transport pre-grow
 //     each call's stack to 16 KiB). It costs a third of the SDK's time per
 //     span (BenchmarkTurnSpan), which is what keeps the cost of tracing
-//     within the 15% of remote throughput (see the README).
+//     within 15% of remote throughput (see docs/performance.md).
 //
 // Both record the same spans: the same sampling rule (a child as its
 // parent, a root span unless it belongs to a background RPC), trace and

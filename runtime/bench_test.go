@@ -15,7 +15,7 @@ import (
 	"github.com/loom-mesh/loom/lock"
 )
 
-// The benchmarks quoted in README.md. Run with:
+// The benchmarks quoted in docs/performance.md. Run with:
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 3 ./runtime
 

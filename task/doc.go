@@ -86,7 +86,7 @@
 // # Overhead
 //
 // With tracing off (no TracerProvider installed) and no options, Run adds a
-// few hundred nanoseconds to calling the function (see the README's
-// Performance section; BenchmarkRunOverhead measures it). A cancelable
+// few hundred nanoseconds to calling the function (see docs/performance.md,
+// Tasks; BenchmarkRunOverhead measures it). A cancelable
 // context or a timeout adds a goroutine per attempt.
 package task
