@@ -79,3 +79,13 @@ func (n *Node) httpServer(h http.Handler) *http.Server {
 		MaxHeaderBytes:    httpMaxHeaderBytes,
 	}
 }
+
+// grpcMessageBytes is the largest gRPC message the node sends or takes,
+// between nodes: room for a call of node.maxPayloadBytes (a call may use
+// 3/4 of a message, the rest is its envelope and the batch it shares),
+// and never below transport's default of 16 MiB. Without it a payload
+// over 12 MiB, which the config allows up to 256 MiB, could not cross
+// nodes.
+func grpcMessageBytes(maxPayload int) int {
+	return max(16<<20, (maxPayload/3)*4+(1<<20))
+}

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/internal/slowloris"
 	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/security/tlsconf/tlstest"
 	"github.com/loom-mesh/loom/task"
 )
@@ -146,4 +148,30 @@ func TestHTTPSizeLimits(t *testing.T) {
 		}
 		t.Logf("refused: %d %s", status, body)
 	})
+}
+
+// TestLargePayloadCrossesNodes: a call as large as node.maxPayloadBytes
+// allows reaches an actor on another node. The gRPC messages between
+// nodes are sized from it (over transport's 16 MiB default, of which a
+// call may use 12).
+func TestLargePayloadCrossesNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 2-node cluster")
+	}
+	const size = 14 << 20
+	c := nodetest.StartConfigured(t, 2, func(cfg *config.Config) { cfg.Node.MaxPayloadBytes = 16 << 20 })
+	// counter.add ignores the padding; the turn journals only the sum.
+	payload := []byte(fmt.Sprintf(`{"delta":1,"pad":"%s"}`, strings.Repeat("x", size)))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Through both nodes: one of the two calls is forwarded to the other.
+	for _, nd := range c.Nodes {
+		if _, err := nd.Invoke(ctx, "counter", "big", "add", payload); err != nil {
+			t.Fatalf("a %d MiB call through %s: %v", size>>20, nd.ID(), err)
+		}
+	}
+	v, err := builtin.CounterGet.Call(ctx, c.Nodes[0], "big")
+	if err != nil || v.Value != 2 {
+		t.Fatalf("counter = %+v, %v; want 2", v, err)
+	}
 }

@@ -44,7 +44,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 	}
 	n.grpcLn = n.chaos.grpcListener(gln)
 	po := transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
-		Dialer: n.chaos.grpcDialer()}
+		Dialer: n.chaos.grpcDialer(), MaxMessageBytes: grpcMessageBytes(c.Node.MaxPayloadBytes)}
 	if n.tls != nil {
 		po.TLS, po.TLSLeaf = n.tls.ClientConfig(), n.tls.Leaf
 	}
@@ -145,10 +145,11 @@ func (n *Node) openRaft(m *mesh) error {
 func (n *Node) serveMesh(ctx context.Context) {
 	m := n.mesh
 	so := transport.ServerOptions{
-		Actors:   actorHandler{n},
-		Topology: m,
-		Messages: n,
-		Logger:   n.log,
+		MaxMessageBytes: grpcMessageBytes(n.cfg.Node.MaxPayloadBytes),
+		Actors:          actorHandler{n},
+		Topology:        m,
+		Messages:        n,
+		Logger:          n.log,
 
 		// The server only extracts the trace context of a call: the
 		// runtime's turn span is the receiving side of a hop (a server span
