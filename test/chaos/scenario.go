@@ -74,7 +74,8 @@ type Scenario struct {
 	RabbitMQ bool
 	// Secure runs the nodes with every security feature on: mutual TLS
 	// verified both ways, gossip encryption and bearer tokens
-	// (ClusterOptions.Secure, security.go).
+	// (ClusterOptions.Secure, security.go). TestChaos sets it; the
+	// test flags -chaos.plain and -chaos.secure override it.
 	Secure bool
 }
 
