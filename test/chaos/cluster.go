@@ -171,6 +171,10 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	if err := c.sec.prove(ctx, c); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
 }
 

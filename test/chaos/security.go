@@ -1,11 +1,17 @@
 package chaos
 
 import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/loom-mesh/loom/client"
@@ -159,6 +165,116 @@ func (s *security) describe() string {
 		return "none (plaintext, no tokens)"
 	}
 	return "mutual TLS verified both ways (gRPC, Raft, HTTPS), gossip encryption, bearer tokens"
+}
+
+// prove checks that the running cluster really is secure, so that a
+// secure run cannot pass on nodes that ignored their settings: every
+// node's gossip keyring holds the suite's key (gossip is encrypted); a
+// request without a token is refused with 401 (tokens are required); and
+// on the first running node, plain HTTP gets no API answer (its port
+// serves HTTPS only), and the Go client is refused without a client
+// certificate and without a token (gRPC is mutual TLS and checks tokens).
+func (s *security) prove(ctx context.Context, c *Cluster) error {
+	if s == nil {
+		return nil
+	}
+	key, err := cluster.ParseKey(s.gossipKey)
+	if err != nil {
+		return err
+	}
+	want := cluster.KeyID(key)
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("chaos: secure cluster: "+format, args...))
+	}
+	noToken := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: s.tls.ClientConfig()}}
+	defer noToken.CloseIdleConnections()
+	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
+	defer plain.CloseIdleConnections()
+	get := func(hc *http.Client, url string, v any) (int, error) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == http.StatusOK {
+			return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
+		}
+		return resp.StatusCode, nil
+	}
+	var first *Node
+	for _, n := range c.Nodes {
+		if n.State() != Running {
+			continue
+		}
+		if first == nil {
+			first = n
+		}
+		var kr struct{ Keys []string }
+		if code, err := get(c.hc, n.URL("/v1/admin/keyring"), &kr); err != nil || code != http.StatusOK || !slices.Contains(kr.Keys, want) {
+			fail("%s: gossip keyring %v (status %d, %v); want key %s", n.ID, kr.Keys, code, err, want)
+		}
+		if code, err := get(noToken, n.URL("/v1/cluster"), nil); code != http.StatusUnauthorized {
+			fail("%s: GET /v1/cluster without a token: status %d (%v); want 401", n.ID, code, err)
+		}
+	}
+	if first == nil {
+		return errors.New("chaos: secure cluster: no node running")
+	}
+	// Go's HTTPS server answers a plain request 400 ("Client sent an
+	// HTTP request to an HTTPS server"), never the API.
+	if code, err := get(plain, "http://"+first.HTTPAddr()+"/health/live", nil); err == nil && code != http.StatusBadRequest {
+		fail("%s: plain HTTP answered %d; want no answer but 400", first.ID, code)
+	}
+	// gRPC wants a client certificate: a TLS handshake without one is
+	// refused (in TLS 1.3 the server's alert comes with the first read).
+	// Checked by hand, as the Go client retries a refused handshake until
+	// its deadline: 2 s before the load, which the load's figures would
+	// count.
+	if err := handshakeWithoutCert(ctx, first.GRPCAddr()); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		fail("%s: gRPC handshake without a client certificate: %v; want it refused (certificate required)", first.ID, err)
+	}
+	// With a certificate but no token, the Go client is refused at once.
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	cl, err := client.Dial(dctx, []string{first.GRPCAddr()}, client.Options{TLS: client.TLSOptions{CA: s.ca, Cert: s.cert, Key: s.key}})
+	cancel()
+	switch {
+	case err == nil:
+		_ = cl.Close()
+		fail("%s: the Go client was let in without a token", first.ID)
+	case !strings.Contains(err.Error(), "unauthenticated"):
+		fail("%s: the Go client without a token: %v; want it refused (unauthenticated)", first.ID, err)
+	}
+	return errors.Join(errs...)
+}
+
+// handshakeWithoutCert opens a TLS connection to a gRPC address (ALPN
+// h2, as gRPC requires) without a client certificate and reads from it:
+// the alert of a server that requires a certificate; a server that lets
+// the connection in gives its first bytes (nil) or nothing until the
+// read times out.
+func handshakeWithoutCert(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{
+		MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"},
+		InsecureSkipVerify: true, //nolint:gosec // the server's certificate is not what is checked here
+	}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetReadDeadline(dl)
+	_, err = conn.Read(make([]byte, 1))
+	return err
 }
 
 // bearer adds the Authorization header to every request it sends.

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -229,5 +230,59 @@ func TestSecureGatewayCallIsNotResent(t *testing.T) {
 		if auths[i] != "Bearer "+s.token || keys[i] != "chaos-w1-1" {
 			t.Errorf("request %d: token sent %v, Idempotency-Key %q", i+1, auths[i] == "Bearer "+s.token, keys[i])
 		}
+	}
+}
+
+// handshakeWithoutCert tells a listener that requires a client
+// certificate from one that does not.
+func TestHandshakeWithoutCert(t *testing.T) {
+	dir := t.TempDir()
+	s, err := newSecurity(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := s.issue(tlsconf.CertRequest{Role: tlsconf.RoleNode, Name: "node-1"}, "node-node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := tlsconf.New(tlsconf.Options{CA: s.ca, Cert: cert, Key: key, VerifyIncoming: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		cfg     *tls.Config
+		refused bool
+	}{
+		{"requires", node.ServerConfig("grpc", tlsconf.RoleNode, tlsconf.RoleClient), true},
+		{"asks", node.AskingConfig("https"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg.Clone()
+			cfg.NextProtos = []string{"h2"}
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer conn.Close()
+						if conn.(*tls.Conn).Handshake() == nil {
+							_, _ = conn.Write([]byte("x")) // as a gRPC server's settings
+						}
+					}()
+				}
+			}()
+			err = handshakeWithoutCert(context.Background(), ln.Addr().String())
+			if got := err != nil && strings.Contains(err.Error(), "certificate required"); got != c.refused {
+				t.Errorf("refused %v (%v), want %v", got, err, c.refused)
+			}
+		})
 	}
 }
