@@ -21,11 +21,13 @@ import (
 )
 
 var (
-	seedFlag = flag.Int64("chaos.seed", 0, "seed of every random choice (0: drawn from the clock and printed)")
-	longFlag = flag.Bool("chaos.long", false, "also run the soak (or set LOOM_CHAOS_LONG=1, or to a duration such as 45m)")
-	longDur  = flag.Duration("chaos.duration", 30*time.Minute, "how long the soak injects faults, split between its 3- and 5-node runs")
-	outFlag  = flag.String("chaos.out", "", "keep every run's artifacts under this directory (default: a temporary one, kept only when the run fails)")
-	raceFlag = flag.Bool("chaos.race", false, "build loom-node with the race detector")
+	seedFlag   = flag.Int64("chaos.seed", 0, "seed of every random choice (0: drawn from the clock and printed)")
+	longFlag   = flag.Bool("chaos.long", false, "also run the soak (or set LOOM_CHAOS_LONG=1, or to a duration such as 45m)")
+	longDur    = flag.Duration("chaos.duration", 30*time.Minute, "how long the soak injects faults, split between its 3- and 5-node runs")
+	outFlag    = flag.String("chaos.out", "", "keep every run's artifacts under this directory (default: a temporary one, kept only when the run fails)")
+	raceFlag   = flag.Bool("chaos.race", false, "build loom-node with the race detector")
+	plainFlag  = flag.Bool("chaos.plain", false, "run every scenario in plaintext, TestChaos's too (it runs with TLS, gossip encryption and tokens by default)")
+	secureFlag = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
 )
 
 var binPath string
@@ -113,9 +115,28 @@ func runScenario(t *testing.T, s Scenario, budget time.Duration) *Report {
 	return rep
 }
 
+// withSecurity applies -chaos.plain and -chaos.secure to s; a secure
+// scenario's name ends in -secure.
+func withSecurity(t *testing.T, s Scenario) Scenario {
+	t.Helper()
+	switch {
+	case *plainFlag && *secureFlag:
+		t.Fatal("chaos: -chaos.plain and -chaos.secure exclude each other")
+	case *plainFlag:
+		s.Secure = false
+	case *secureFlag:
+		s.Secure = true
+	}
+	if s.Secure {
+		s = s.Secured()
+	}
+	return s
+}
+
 // run runs s and logs its report.
 func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 	t.Helper()
+	s = withSecurity(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	if dl, ok := t.Deadline(); ok {
@@ -167,12 +188,17 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 // TestChaos is the default scenario: three nodes under load, kill -9 of a
 // hot actor's owner and of the Raft leader, SIGSTOP of an owner past the
 // session TTL, network partitions of every shape, then convergence and
-// every checker.
+// every checker. It runs with every security feature on (mutual TLS
+// verified both ways, gossip encryption, bearer tokens; -chaos.plain
+// turns them off), the other scenarios in plaintext (-chaos.secure turns
+// them on): each path is covered without a second run of this one.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
-	runScenario(t, DefaultScenario(seed()), 5*time.Minute)
+	s := DefaultScenario(seed())
+	s.Secure = true
+	runScenario(t, s, 5*time.Minute)
 }
 
 // TestChaosRedis runs the cluster on Redis: coordination, journals and
@@ -360,6 +386,9 @@ func TestChaosKernelPartitions(t *testing.T) {
 	}
 	if long {
 		args = append(args, "-chaos.long", "-chaos.duration", d.String())
+	}
+	if *secureFlag {
+		args = append(args, "-chaos.secure")
 	}
 	cmd := exec.CommandContext(ctx, "ip", args...)
 	cmd.Env = append(os.Environ(), envNetns+"="+ns, envBin+"="+binPath)

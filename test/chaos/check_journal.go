@@ -52,12 +52,11 @@ func (c *Cluster) DumpJournal(ctx context.Context, n *Node, actor string) (journ
 	var d journalDump
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr()+"/v1/admin/journal/"+actor+"?sync=1", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL("/v1/admin/journal/"+actor+"?sync=1"), nil)
 	if err != nil {
 		return d, err
 	}
-	hc := &http.Client{Timeout: 12 * time.Second}
-	resp, err := hc.Do(req)
+	resp, err := c.dumpHC.Do(req)
 	if err != nil {
 		return d, err
 	}

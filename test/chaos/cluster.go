@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
 )
 
@@ -56,6 +57,12 @@ type ClusterOptions struct {
 	// from outside actors in that broker, under RabbitMQPrefix, every
 	// send through it (no message applied on acceptance).
 	RabbitMQ, RabbitMQPrefix string
+	// Secure runs the nodes with every security feature on, as
+	// `loom-node cluster --secure` does (security.go): mutual TLS
+	// verified both ways on gRPC, Raft and HTTPS, gossip encryption and
+	// bearer tokens; the suite's clients then use HTTPS, a client
+	// certificate and a token.
+	Secure bool
 }
 
 // Cluster is a set of loom-node processes on loopback that form one Loom
@@ -71,10 +78,13 @@ type Cluster struct {
 	all    []*Node // every node ever started, removed ones too
 	opts   ClusterOptions
 	hc     *http.Client
-	cfg    string // the config file
-	subnet string // "127.A.B."
-	next   int    // the next node's number
-	expect int    // bootstrapExpect
+	dumpHC *http.Client // for journal dumps, which take longer
+	sec    *security    // nil: plaintext
+	cfg    string       // the config file every node shares
+	base   string       // its contents
+	subnet string       // "127.A.B."
+	next   int          // the next node's number
+	expect int          // bootstrapExpect
 }
 
 // StartCluster starts the processes and waits until every node is healthy
@@ -93,7 +103,17 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c := &Cluster{opts: o, hc: &http.Client{Timeout: 2 * time.Second}, expect: o.Nodes}
+	c := &Cluster{opts: o, expect: o.Nodes}
+	if o.Secure {
+		// Beside the nodes' data dirs, so that a wipe keeps them.
+		sec, err := newSecurity(filepath.Join(o.DataDir, "tls"))
+		if err != nil {
+			return nil, err
+		}
+		c.sec = sec
+	}
+	c.hc = c.HTTPClient(2*time.Second, nil)
+	c.dumpHC = c.HTTPClient(12*time.Second, nil)
 	c.cfg = filepath.Join(o.DataDir, "loom.config.yaml")
 	cfg := fmt.Sprintf("coordination:\n  sessionTTL: %s\n  renewInterval: %s\njournal:\n  snapshotEvery: %d\n",
 		o.SessionTTL, o.RenewInterval, o.SnapshotEvery)
@@ -111,10 +131,16 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		cfg += fmt.Sprintf("messaging:\n  backend: rabbitmq\n  applyOnAccept: false\n  rabbitmq: {url: %q, prefix: %q}\n",
 			o.RabbitMQ, o.RabbitMQPrefix)
 	}
+	var clusterSection string
 	if o.DeadVoterTimeout > 0 {
-		cfg += fmt.Sprintf("cluster:\n  deadVoterTimeout: %s\n", o.DeadVoterTimeout)
+		clusterSection += fmt.Sprintf("  deadVoterTimeout: %s\n", o.DeadVoterTimeout)
 	}
-	if err := os.WriteFile(c.cfg, []byte(cfg), 0o644); err != nil {
+	clusterSection += c.sec.gossipConfig()
+	if clusterSection != "" {
+		cfg += "cluster:\n" + clusterSection
+	}
+	c.base = cfg
+	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
 	sub := uint64(o.Seed) % (250 * 250)
@@ -145,6 +171,10 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	if err := c.sec.prove(ctx, c); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -160,7 +190,18 @@ func (c *Cluster) newNode() (*Node, error) {
 	n := &Node{
 		ID: fmt.Sprintf("node-%d", c.next), IP: ip,
 		HTTPPort: ports[0], GRPCPort: ports[1], RaftPort: ports[2], GossipPort: ports[3],
-		bin: c.opts.Bin, clock: c.opts.Clock,
+		bin: c.opts.Bin, clock: c.opts.Clock, scheme: c.sec.scheme(), cfg: c.cfg,
+	}
+	if c.sec != nil {
+		// Its own config: the shared one plus its certificate.
+		own, err := c.sec.nodeConfig(n.ID, ip)
+		if err != nil {
+			return nil, err
+		}
+		n.cfg = filepath.Join(c.opts.DataDir, n.ID+".config.yaml")
+		if err := os.WriteFile(n.cfg, []byte(c.base+own), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	n.DataDir = filepath.Join(c.opts.DataDir, n.ID)
 	n.LogPath = filepath.Join(c.opts.LogDir, n.ID+".log")
@@ -180,7 +221,7 @@ func (n *Node) setArgs(c *Cluster, peers []*Node) {
 			join = append(join, p.GossipAddr())
 		}
 	}
-	n.args = []string{"run", "--config", c.cfg, "--node-id", n.ID, "--data-dir", n.DataDir,
+	n.args = []string{"run", "--config", n.cfg, "--node-id", n.ID, "--data-dir", n.DataDir,
 		"--bind", n.IP,
 		"--http-port", strconv.Itoa(n.HTTPPort), "--grpc-port", strconv.Itoa(n.GRPCPort),
 		"--raft-port", strconv.Itoa(n.RaftPort), "--gossip-port", strconv.Itoa(n.GossipPort),
@@ -197,11 +238,11 @@ func (n *Node) setArgs(c *Cluster, peers []*Node) {
 // gossipPreset is the timing preset every node runs with (--gossip).
 const gossipPreset = config.GossipLocal
 
-// Config is the configuration the nodes run with: their config file, read
-// as loom-node reads it, with the settings their command line adds that
-// the suite's bounds depend on (the timing preset).
+// Config is the configuration the nodes run with: the first node's config
+// file, read as loom-node reads it, with the settings their command line
+// adds that the suite's bounds depend on (the timing preset).
 func (c *Cluster) Config() (config.Config, error) {
-	cfg, err := config.Load(c.cfg)
+	cfg, err := config.Load(c.all[0].cfg)
 	if err != nil {
 		return cfg, fmt.Errorf("chaos: reading the nodes' config: %w", err)
 	}
@@ -251,6 +292,21 @@ func (c *Cluster) Node(id string) *Node {
 	return nil
 }
 
+// HTTPClient is a client for the nodes' HTTP ports with the timeout, over
+// t (nil: net/http's default): plain, or, in a secure cluster, HTTPS with
+// the suite's client certificate and its token on every request. Every HTTP
+// client of the suite comes from here; URLs from Node.URL.
+func (c *Cluster) HTTPClient(timeout time.Duration, t *http.Transport) *http.Client {
+	return c.sec.httpClient(timeout, t)
+}
+
+// ClientOptions are the options the suite's Go clients dial the cluster
+// with (TLS files and the token in a secure cluster).
+func (c *Cluster) ClientOptions() client.Options { return c.sec.clientOptions() }
+
+// Security says what the nodes run with, for the report.
+func (c *Cluster) Security() string { return c.sec.describe() }
+
 // GRPCAddrs lists every node's gRPC address (seeds for the client).
 func (c *Cluster) GRPCAddrs() []string {
 	var out []string
@@ -286,7 +342,7 @@ func (c *Cluster) Info(ctx context.Context, n *Node) (clusterInfo, error) {
 	var ci clusterInfo
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr()+"/v1/cluster", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL("/v1/cluster"), nil)
 	if err != nil {
 		return ci, err
 	}

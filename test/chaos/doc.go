@@ -75,6 +75,30 @@
 // test process, 127.0.0.1) are never cut off: both sides of a partition
 // keep getting calls.
 //
+// TestChaos, the default scenario, runs with every security feature on
+// (Scenario.Secure, security.go), as `loom-node cluster --secure` sets a
+// cluster up: StartCluster creates a CA, a node certificate per node (its
+// 127.A.B.x among its IPs, though nodes check roles, not addresses), a
+// client certificate for the suite, a gossip key and one token with every
+// scope (actors:call, tasks:run, admin, metrics) under the run's data dir
+// (tls/, beside the nodes' dirs, so that a node killed -9 or wiped
+// restarts with the same files), and gives each node a config file of its
+// own with tls (verifyIncoming and verifyOutgoing), cluster.gossipKey and
+// auth.tokensFile. Every HTTP request of the suite then goes over HTTPS
+// with the client certificate and the token, and the embedded clients dial
+// with the TLS files and the token: Node.URL, Cluster.HTTPClient and
+// Cluster.ClientOptions are the one place that knows. The chaos hook still
+// cuts every link: gRPC's and Raft's TLS run over its listener, dialer and
+// StreamLayer, and memberlist encrypts above its transport. Before the
+// load the suite proves the cluster secure (every node's gossip keyring
+// holds the key, a request without a token gets 401, plain HTTP gets no
+// API answer, gRPC refuses a handshake without a client certificate and
+// the Go client without a token), so that nodes which ignored their
+// settings fail the run instead of passing it in plaintext. The other
+// scenarios run in plaintext and cover that path, so the default one does
+// not run twice; -chaos.plain runs every scenario plain, -chaos.secure
+// every one secure, and a secure scenario's name ends in -secure.
+//
 // Combined faults (combined.go), in the soak's random pool too, expose
 // what no fault alone does. wipe-leader-loss makes a minority of
 // followers lag (the leader's Raft traffic to them delayed by three
@@ -165,5 +189,5 @@
 // the unsafe-mode proof; `go test ./test/chaos -run
 // 'TestChaosRedis|TestChaosCheckersBite/redis'` only the Redis ones
 // (see chaos_test.go for the flags: -chaos.seed, -chaos.long, -chaos.out,
-// -chaos.race).
+// -chaos.race, -chaos.plain, -chaos.secure).
 package chaos

@@ -227,7 +227,7 @@ func (n *Nemesis) putFaults(ctx context.Context, x *Node, f faultnet.Faults) err
 	var last error
 	for range 3 {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		req, _ := http.NewRequestWithContext(rctx, http.MethodPut, "http://"+x.HTTPAddr()+"/chaos/faults", bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(rctx, http.MethodPut, x.URL("/chaos/faults"), bytes.NewReader(body))
 		resp, err := n.hc.Do(req)
 		cancel()
 		if err == nil {

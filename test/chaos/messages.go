@@ -76,7 +76,7 @@ func NewMessenger(c *Cluster, o MessageOptions, seed int64) *Messenger {
 	}
 	return &Messenger{
 		opts: o, cluster: c, nodes: slices.Clone(c.Nodes), rng: rand.New(rand.NewPCG(uint64(seed), 0x6d7367)),
-		hc: &http.Client{Timeout: o.SendTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: max(o.Senders, 2), IdleConnTimeout: 30 * time.Second}},
+		hc: c.HTTPClient(o.SendTimeout, &http.Transport{MaxIdleConnsPerHost: max(o.Senders, 2), IdleConnTimeout: 30 * time.Second}),
 	}
 }
 
@@ -159,7 +159,7 @@ func (m *Messenger) send(msg *SentMessage) bool {
 		body = fmt.Sprintf(`{"delta":%d,"fail":"chaos: failing on purpose"}`, msg.Delta)
 	}
 	typ, id, _ := strings.Cut(msg.Actor, "/")
-	req, err := http.NewRequest(http.MethodPost, "http://"+node.HTTPAddr()+"/v1/messages/"+typ+"/"+id+"/add", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, node.URL("/v1/messages/"+typ+"/"+id+"/add"), strings.NewReader(body))
 	if err != nil {
 		return false
 	}
@@ -313,7 +313,7 @@ func (m *Messenger) drained(ctx context.Context) (bool, string, error) {
 func (m *Messenger) getJSON(ctx context.Context, n *Node, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr()+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL(path), nil)
 	if err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func (m *Messenger) Collect(ctx context.Context) (MessageState, error) {
 func (m *Messenger) counter(ctx context.Context, n *Node, a Actor) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.HTTPAddr()+"/v1/actors/"+a.Type+"/"+a.ID+"/get", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL("/v1/actors/"+a.Type+"/"+a.ID+"/get"), nil)
 	if err != nil {
 		return 0, err
 	}

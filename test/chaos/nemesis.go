@@ -174,7 +174,7 @@ type Nemesis struct {
 // NewNemesis draws its choices from seed.
 func NewNemesis(c *Cluster, w *Workload, rec *Recorder, seed int64, o NemesisOptions, logf func(string, ...any)) *Nemesis {
 	return &Nemesis{opts: o, cluster: c, workload: w, rec: rec,
-		rng: rand.New(rand.NewPCG(uint64(seed), 0xfa017)), hc: &http.Client{Timeout: time.Second}, logf: logf}
+		rng: rand.New(rand.NewPCG(uint64(seed), 0xfa017)), hc: c.HTTPClient(time.Second, nil), logf: logf}
 }
 
 func (n *Nemesis) between(r [2]time.Duration) time.Duration {

@@ -76,9 +76,11 @@ type Node struct {
 	LogPath                      string
 	EventsPath                   string // the activation log
 
-	bin   string
-	args  []string
-	clock func() time.Duration // time since the run started, for log markers
+	bin    string
+	args   []string
+	cfg    string               // its config file
+	scheme string               // of its HTTP port: https in a secure cluster, else http (or "")
+	clock  func() time.Duration // time since the run started, for log markers
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -90,6 +92,16 @@ type Node struct {
 
 // HTTPAddr is the node's gateway address (host:port).
 func (n *Node) HTTPAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.HTTPPort)) }
+
+// URL is path on the node's HTTP port: https:// in a secure cluster, else
+// http://.
+func (n *Node) URL(path string) string {
+	scheme := n.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + n.HTTPAddr() + path
+}
 
 // GRPCAddr is the node's gRPC address.
 func (n *Node) GRPCAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.GRPCPort)) }
@@ -250,7 +262,7 @@ func (n *Node) Wipe() error {
 func (n *Node) Healthy(ctx context.Context, hc *http.Client) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr()+"/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL("/health"), nil)
 	if err != nil {
 		return false
 	}

@@ -55,7 +55,10 @@ type Report struct {
 	// Backend is where the nodes keep coordination, journals and queues:
 	// "raft" (their Raft store), "redis" (a redis-server), or a mix named
 	// part by part.
-	Backend  string    `json:"backend"`
+	Backend string `json:"backend"`
+	// Security is what the nodes ran with: plaintext, or mutual TLS,
+	// gossip encryption and bearer tokens (Scenario.Secure).
+	Security string    `json:"security,omitempty"`
 	Commit   string    `json:"commit"`
 	Started  time.Time `json:"started"`
 	Duration Dur       `json:"duration"`
@@ -192,6 +195,9 @@ func WriteTable(w io.Writer, reports ...*Report) {
 	}
 	tw.Flush()
 	for _, r := range reports {
+		if r.Security != "" {
+			fmt.Fprintf(w, "%s: security: %s\n", r.Scenario, r.Security)
+		}
 		fmt.Fprintf(w, "%s: bounds: %s\n", r.Scenario, r.Bounds)
 		if r.Ops.Retried > 0 {
 			fmt.Fprintf(w, "%s: %d ops of unknown outcome sent again under their idempotency key, %d of them then answered ok\n", r.Scenario, r.Ops.Retried, r.Ops.RetriedOK)

@@ -72,6 +72,11 @@ type Scenario struct {
 	// RabbitMQ puts the durable messages sent from outside actors in the
 	// broker Env.RabbitMQ (rabbitmq.go).
 	RabbitMQ bool
+	// Secure runs the nodes with every security feature on: mutual TLS
+	// verified both ways, gossip encryption and bearer tokens
+	// (ClusterOptions.Secure, security.go). TestChaos sets it; the
+	// test flags -chaos.plain and -chaos.secure override it.
+	Secure bool
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -122,6 +127,14 @@ func DefaultScenario(seed int64) Scenario {
 		// exercises the removal.
 		DeadVoterTimeout: 10 * time.Second,
 	}
+}
+
+// Secured is s with every security feature on (Secure), its name marked
+// "-secure".
+func (s Scenario) Secured() Scenario {
+	s.Secure = true
+	s.Name += "-secure"
+	return s
 }
 
 // NodeFaultsScenario is the second run of `go test ./test/chaos`
@@ -331,6 +344,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
 		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
+		Secure: s.Secure,
 	}
 	if s.Redis {
 		if env.Redis == nil || env.RedisAddr == "" {
@@ -368,7 +382,8 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		return rep
 	}
 	defer cl.Stop()
-	logf("chaos: +%6.2fs cluster of %d up", rec.Since().Seconds(), s.Nodes)
+	rep.Security = cl.Security()
+	logf("chaos: +%6.2fs cluster of %d up; security: %s", rec.Since().Seconds(), s.Nodes, rep.Security)
 	cfg, err := cl.Config()
 	if err != nil {
 		violate("harness", "", "%v", err)

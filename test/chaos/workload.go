@@ -112,13 +112,11 @@ func NewWorkload(ctx context.Context, c *Cluster, rec *Recorder, o WorkloadOptio
 	if len(w.hot) == 0 {
 		return nil, errors.New("chaos: the workload needs at least one hot actor")
 	}
-	w.hc = &http.Client{
-		Timeout:   o.OpTimeout + 2*time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: o.Workers, IdleConnTimeout: 30 * time.Second},
-	}
+	w.hc = c.HTTPClient(o.OpTimeout+2*time.Second,
+		&http.Transport{MaxIdleConnsPerHost: o.Workers, IdleConnTimeout: 30 * time.Second})
 	w.nextClient.Store(int64(o.Workers))
 	for i := 0; i < o.Workers; i += 2 {
-		cl, err := client.Dial(ctx, c.GRPCAddrs(), client.Options{})
+		cl, err := client.Dial(ctx, c.GRPCAddrs(), c.ClientOptions())
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("chaos: dialing the cluster: %w", err)
@@ -498,7 +496,7 @@ type gatewayCaller struct {
 
 func (g gatewayCaller) call(ctx context.Context, typ, id, method string, payload []byte) ([]byte, string, Outcome, error) {
 	via := "http:" + g.node.ID
-	url := "http://" + g.node.HTTPAddr() + "/v1/actors/" + typ + "/" + id + "/" + method
+	url := g.node.URL("/v1/actors/" + typ + "/" + id + "/" + method)
 	// The HTTP client's own timeout (OpTimeout + 2s) outlasts the call's
 	// X-Loom-Timeout, so a slow answer is the node's word, not a cut.
 	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, url, bytes.NewReader(payload))
