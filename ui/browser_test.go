@@ -280,7 +280,7 @@ func TestUIBrowser(t *testing.T) {
 	if got := b.eval(`document.querySelector('#actor-journal-length').textContent`); got != "2" {
 		t.Fatalf("journal length %q", got)
 	}
-	if got := b.eval(`document.querySelector('#actor-activated').textContent`); !strings.Contains(got, "ago") {
+	if got := b.eval(`document.querySelector('#actor-activated').textContent`); !strings.Contains(got, ":") || !strings.Contains(got, "(") {
 		t.Fatalf("activation time %q", got)
 	}
 	if got := b.eval(`[...document.querySelectorAll('#actor-entries tbody tr')].map(r => r.cells[3].textContent + ' ' + r.cells[4].textContent).join('|')`); !strings.Contains(got, "add "+cid) {

@@ -21,6 +21,7 @@
     trace: null, // the query of the traces view
     traceSel: '', // the selected trace id
     busy: false,
+    again: false,
     colors: new Map(),
   };
 
@@ -168,8 +169,12 @@
   }
 
   async function refresh() {
-    if (state.busy) return;
+    if (state.busy) {
+      state.again = true; // a view changed while a refresh ran: once more after it
+      return;
+    }
     state.busy = true;
+    state.again = false;
     const live = $('#live');
     try {
       if (!state.nodes && state.view !== 'cluster' && state.view !== 'actors') {
@@ -185,6 +190,7 @@
       live.classList.add('stale');
     } finally {
       state.busy = false;
+      if (state.again) refresh();
     }
   }
 
@@ -373,14 +379,15 @@
   // chart draws lines (one value per bucket, -1 or null for none) in an
   // SVG that scales to its box.
   function chart(el, lines, colorOf, label) {
-    const W = 600, H = 180, L = 44, B = 18, T = 8;
+    // Drawn at the box's width, so that the text is not stretched.
+    const W = Math.max(280, el.clientWidth || 600), H = 180, L = 44, B = 18, T = 8;
     let max = 0;
     for (const ln of lines) for (const v of ln.values) if (v > max) max = v;
     max = niceMax(max);
     const n = lines.length ? lines[0].values.length : 31;
     const x = (i) => L + (W - L - 6) * (n <= 1 ? 0 : i / (n - 1));
     const y = (v) => T + (H - T - B) * (1 - v / max);
-    const svg = s('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img'});
+    const svg = s('svg', {viewBox: `0 0 ${W} ${H}`, role: 'img'});
     for (const f of [0, 0.5, 1]) {
       svg.append(s('line', {x1: L, x2: W - 6, y1: y(max * f), y2: y(max * f), class: 'grid'}));
       svg.append(s('text', {x: L - 4, y: y(max * f) + 4, 'text-anchor': 'end', class: 'axis'}, label(max * f)));
