@@ -32,6 +32,7 @@ test:
 	./scripts/ensure-postgres
 	./scripts/ensure-cosmos
 	./scripts/ensure-rabbitmq
+	./scripts/ensure-chromium
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...

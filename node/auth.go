@@ -85,7 +85,8 @@ func (n *Node) requireTokens(next http.Handler) http.Handler {
 	})
 }
 
-// httpNeed is the scope an HTTP request needs, or open for the probes.
+// httpNeed is the scope an HTTP request needs, or open for the probes
+// and the dashboard's static page.
 // What it does not know needs admin: a route added without a line here
 // is closed, not open.
 func httpNeed(r *http.Request) (need auth.Scope, open bool) {
@@ -105,7 +106,11 @@ func httpNeed(r *http.Request) (need auth.Scope, open bool) {
 	case is(http.MethodGet, "health", "live"), is(http.MethodGet, "health", "ready"),
 		is(http.MethodHead, "health", "live"), is(http.MethodHead, "health", "ready"):
 		return "", true
-	case is(http.MethodGet, "health"), is(http.MethodGet, "metrics"):
+	case uiPage(r):
+		// The dashboard's static files carry no data; the APIs it
+		// calls keep their scopes.
+		return "", true
+	case is(http.MethodGet, "health"), is(http.MethodGet, "metrics"), is(http.MethodGet, "v1", "stats", "calls"):
 		return auth.Metrics, false
 	case is(http.MethodPost, "v1", "actors", "*", "*", "*"), is(http.MethodPost, "v1", "messages", "*", "*", "*"):
 		return auth.CallScope(seg[2]), false
@@ -113,8 +118,26 @@ func httpNeed(r *http.Request) (need auth.Scope, open bool) {
 		return auth.TasksRun, false
 	case is(http.MethodGet, "v1", "actors"), is(http.MethodGet, "v1", "tasks"):
 		return auth.Authenticated, false
+	case is(http.MethodGet, "v1", "admin", "nodes"), is(http.MethodGet, "v1", "admin", "actors", "*", "*"),
+		is(http.MethodGet, "v1", "admin", "queues"):
+		return auth.Admin, false // the dashboard's (dashboard.go)
 	}
 	return auth.Admin, false
+}
+
+// uiPage reports whether r is a GET of the dashboard's page or one of
+// its files: /ui, /ui/ or /ui/<name> (one clean segment).
+func uiPage(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	switch p := r.URL.EscapedPath(); {
+	case p == "/ui", p == "/ui/":
+		return true
+	default:
+		seg := segments(p)
+		return len(seg) == 2 && seg[0] == "ui" && !strings.Contains(seg[1], "/")
+	}
 }
 
 // segments splits an escaped path into its unescaped segments, as the

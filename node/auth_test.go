@@ -15,7 +15,9 @@ import (
 	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/gateway"
+	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
+	"github.com/loom-mesh/loom/observability"
 	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/security/tlsconf/tlstest"
 	"github.com/loom-mesh/loom/transport"
@@ -127,6 +129,24 @@ func TestTokensCluster(t *testing.T) {
 		{"GET", "/v1/actors/counter/k1/reminders", tokCounter, 403},
 		{"GET", "/no/such/route", tokApp, 403},
 		{"GET", "/no/such/route", tokOps, 404},
+		// The dashboard: its page is open, its data is not.
+		{"GET", "/ui/", "", 200},
+		{"GET", "/ui", "", 200}, // redirected to /ui/
+		{"GET", "/ui/app.js", "", 200},
+		{"GET", "/ui/nothing.js", "", 404},
+		{"POST", "/ui/", "", 401},
+		{"GET", "/ui/a/b", "", 401},
+		{"GET", "/ui/%2e%2e/v1/cluster", "", 401},
+		{"GET", "/v1/admin/nodes", "", 401},
+		{"GET", "/v1/admin/nodes", tokMetrics, 403},
+		{"GET", "/v1/admin/nodes", tokOps, 200},
+		{"GET", "/v1/admin/actors/counter/k1", tokCounter, 403},
+		{"GET", "/v1/admin/actors/counter/k1", tokOps, 200},
+		{"GET", "/v1/admin/queues", tokMetrics, 403},
+		{"GET", "/v1/admin/queues", tokOps, 200},
+		{"GET", "/v1/stats/calls", "", 401},
+		{"GET", "/v1/stats/calls", tokApp, 403},
+		{"GET", "/v1/stats/calls", tokMetrics, 200},
 	} {
 		body := `{"delta":1}`
 		if strings.Contains(tc.path, "register") {
@@ -151,6 +171,60 @@ func TestTokensCluster(t *testing.T) {
 			if strings.Contains(out, "token-0123456789") {
 				t.Errorf("%s %s: the answer repeats a token: %s", tc.method, tc.path, out)
 			}
+		}
+	}
+
+	// What a node asks its peers for a caller (the dashboard's nodes, an
+	// actor's owner, call rates; traces) goes with the caller's token,
+	// over TLS: every peer answers.
+	getJSON := func(path, token string, v any) {
+		t.Helper()
+		code, body, _ := do("GET", path, token, "")
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		if err := json.Unmarshal([]byte(body), v); err != nil {
+			t.Fatalf("GET %s: %v: %s", path, err, body)
+		}
+	}
+	var nv node.NodesView
+	getJSON("/v1/admin/nodes", tokOps, &nv)
+	if len(nv.Members) != 3 {
+		t.Fatalf("nodes: %+v", nv)
+	}
+	for _, m := range nv.Members {
+		if m.Report == nil || m.Report.Raft == nil || m.Report.Session == nil || m.Error != "" {
+			t.Fatalf("member %s: report %+v, error %q", m.ID, m.Report, m.Error)
+		}
+	}
+	for i := range 12 {
+		id := fmt.Sprintf("k%d", i)
+		owner := ""
+		for _, nd := range c.Nodes {
+			if nd.Runtime().IsActive("counter", id) {
+				owner = nd.ID()
+			}
+		}
+		if owner == "" || owner == c.Nodes[0].ID() {
+			continue
+		}
+		var av node.ActorView
+		getJSON("/v1/admin/actors/counter/"+id, tokOps, &av)
+		if av.Node != owner || av.Owner != owner || !av.Active || av.ActivatedAt == nil || av.Note != "" {
+			t.Fatalf("actor %s on %s, as %s tells: %+v", id, owner, c.Nodes[0].ID(), av)
+		}
+		break
+	}
+	var cs node.CallStatsView
+	getJSON("/v1/stats/calls", tokMetrics, &cs)
+	var traces observability.Result
+	getJSON("/traces", tokOps, &traces)
+	for _, nd := range c.Nodes {
+		if cs.Nodes[nd.ID()] != "ok" {
+			t.Fatalf("call rates: %s answered %q", nd.ID(), cs.Nodes[nd.ID()])
+		}
+		if st := traces.Nodes[nd.ID()]; st != "tracing disabled" {
+			t.Fatalf("traces: %s answered %q", nd.ID(), st)
 		}
 	}
 

@@ -29,8 +29,16 @@
 // node-internal gRPC method take node certificates only. The files are
 // polled and reloaded (and by ReloadTLS), for new connections.
 //
+// The dashboard (dashboard.go; the page is package ui): /ui serves the
+// page, and /v1/admin/nodes, /v1/admin/actors/{type}/{id},
+// /v1/admin/queues and /v1/stats/calls the JSON it reads, each bounded by
+// the cluster's members, types and methods, never by its actors. The
+// cluster-wide ones ask the alive peers (scope=local) with the caller's
+// Authorization header.
+//
 // Bearer tokens (the auth section; auth.go): with a token configured,
-// every HTTP route but GET /health/live and /health/ready, and every gRPC
+// every HTTP route but GET /health/live and /health/ready and the
+// dashboard's static page, and every gRPC
 // call of a client, needs a token with the route's scope; a route the
 // table does not name needs admin, so a new route is closed until it is
 // given a scope. Nodes call one another on their certificates alone.

@@ -455,6 +455,7 @@ func (n *Node) handler() http.Handler {
 	n.observabilityRoutes(mux)
 	mux.HandleFunc("GET /v1/cluster", n.clusterInfo)
 	n.adminRoutes(mux)
+	n.dashboardRoutes(mux)
 	n.keyringRoutes(mux)
 	n.chaos.routes(mux)
 	return n.requireTokens(mux)

@@ -93,6 +93,7 @@ type callStat struct {
 	ok       prometheus.Counter
 	seconds  prometheus.Observer
 	turnName string
+	rate     rateRing // the recent buckets (callrate.go)
 }
 
 // Latency buckets: 50 µs to ~13 s, doubling.
@@ -248,7 +249,10 @@ func (m *Metrics) stat(typ, method string) *callStat {
 }
 
 func (m *Metrics) callDone(st *callStat, typ, method string, start time.Time, err error) {
-	st.seconds.Observe(time.Since(start).Seconds())
+	now := time.Now()
+	d := now.Sub(start)
+	st.seconds.Observe(d.Seconds())
+	st.rate.add(now, d, err != nil)
 	if err == nil {
 		st.ok.Inc()
 		return

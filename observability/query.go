@@ -317,7 +317,8 @@ func (t *Traces) ask(ctx context.Context, peers []Peer, q Query, status map[stri
 }
 
 // ServeHTTP answers GET /traces (see ParseQuery); with scope=local only
-// this node's spans.
+// this node's spans. The request's Authorization header goes along to
+// the peers it asks.
 func (t *Traces) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseQuery(r.URL.Query(), time.Now())
 	if err != nil {
@@ -329,13 +330,15 @@ func (t *Traces) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		spans, status := t.local(q)
 		res = Result{Traces: Assemble(spans, q.limit()), Nodes: map[string]string{t.NodeID: status}}
 	} else {
-		res = t.Query(r.Context(), q)
+		// The peers check the caller's bearer token as this node did.
+		res = t.Query(WithAuthorization(r.Context(), r.Header.Get("Authorization")), q)
 	}
 	writeJSON(w, http.StatusOK, res)
 }
 
 // FetchTraces asks the node at baseURL ("http://host:port") for traces:
-// cluster-wide, or only its own spans when local is true.
+// cluster-wide, or only its own spans when local is true. It sends the
+// Authorization header ctx carries (WithAuthorization), if any.
 func FetchTraces(ctx context.Context, client *http.Client, baseURL string, q Query, local bool) (Result, error) {
 	v := q.Values()
 	if local {
@@ -348,6 +351,9 @@ func FetchTraces(ctx context.Context, client *http.Client, baseURL string, q Que
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Result{}, err
+	}
+	if a := Authorization(ctx); a != "" {
+		req.Header.Set("Authorization", a)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -363,6 +369,25 @@ func FetchTraces(ctx context.Context, client *http.Client, baseURL string, q Que
 		return Result{}, fmt.Errorf("%s: decoding the answer: %w", u, err)
 	}
 	return res, nil
+}
+
+type authorizationKey struct{}
+
+// WithAuthorization returns ctx carrying an HTTP Authorization header
+// value ("Bearer …") for the requests a node makes to its peers on behalf
+// of a caller, so that they check the caller's token as the first node
+// did. An empty value returns ctx.
+func WithAuthorization(ctx context.Context, value string) context.Context {
+	if value == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, authorizationKey{}, value)
+}
+
+// Authorization is the value WithAuthorization put in ctx, or "".
+func Authorization(ctx context.Context) string {
+	v, _ := ctx.Value(authorizationKey{}).(string)
+	return v
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

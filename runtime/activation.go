@@ -29,8 +29,11 @@ type activation struct {
 
 	lastUse  atomic.Uint64 // logical LRU clock reading of the last turn
 	lastUsed atomic.Int64  // runtime clock (ns) of the last turn, for idle timeouts
-	dropped  atomic.Bool   // set by DropAll; the activation may not commit
-	waiting  atomic.Int32  // callers blocked on the mailbox
+	// activated is the runtime clock (ns) + 1 when the activation
+	// completed; 0 while it activates (Activation).
+	activated atomic.Int64
+	dropped   atomic.Bool  // set by DropAll; the activation may not commit
+	waiting   atomic.Int32 // callers blocked on the mailbox
 
 	sem chan struct{}
 
@@ -437,6 +440,7 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 			return err // commit deactivated it
 		}
 	}
+	a.activated.Store(r.monoNow() + 1)
 	r.log.DebugContext(ctx, "activated", "actor", a.key, "token", a.token, "seq", a.seq)
 	return nil
 }

@@ -1,5 +1,7 @@
 package runtime
 
+import "time"
+
 // IsActive reports whether the actor (actorType, id) is active on this
 // runtime right now (loaded in memory, whether or not a turn runs). An
 // unknown type is never active.
@@ -9,4 +11,38 @@ func (r *Runtime) IsActive(actorType, id string) bool {
 		return false
 	}
 	return r.active(reg, id) != nil
+}
+
+// ActivationInfo is what a runtime tells of one of its active actors.
+type ActivationInfo struct {
+	// ActivatedAt is when its activation (lock, snapshot and journal
+	// replay, OnActivate) completed; LastUsed when its latest turn
+	// started. Both are on the runtime's clock (Options.Now).
+	ActivatedAt time.Time
+	LastUsed    time.Time
+	// Waiting is the callers waiting for its running turn.
+	Waiting int
+}
+
+// Activation reports on the actor (actorType, id) if it is active on this
+// runtime and done activating; false otherwise. It takes no lock an actor
+// holds: safe to call while the actor runs a turn.
+func (r *Runtime) Activation(actorType, id string) (ActivationInfo, bool) {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return ActivationInfo{}, false
+	}
+	a := r.active(reg, id)
+	if a == nil {
+		return ActivationInfo{}, false
+	}
+	at := a.activated.Load()
+	if at == 0 {
+		return ActivationInfo{}, false
+	}
+	return ActivationInfo{
+		ActivatedAt: r.base.Add(time.Duration(at - 1)),
+		LastUsed:    r.base.Add(time.Duration(a.lastUsed.Load())),
+		Waiting:     int(a.waiting.Load()),
+	}, true
 }
