@@ -57,6 +57,10 @@ type Options struct {
 	// UnsafeMode), with the loomchaos tag only, like Chaos; empty, the
 	// default, is safe.
 	Unsafe UnsafeMode
+	// Network, if not nil, carries a clustered node's gRPC, Raft and
+	// gossip traffic with the other nodes (see Network); nil is plain
+	// TCP and UDP. Not with Chaos, which carries its own.
+	Network Network
 
 	// httpLimits replaces the HTTP port's timeouts (limits.go): tests
 	// shorten them (export_test.go).
@@ -158,6 +162,9 @@ func New(opts Options) (*Node, error) {
 	chaos, err := newChaosState(opts.Chaos, opts.Config.Node.ID)
 	if err != nil {
 		return nil, err
+	}
+	if chaos != nil && opts.Network != nil {
+		return nil, errNetworkAndChaos
 	}
 	if err := chaos.checkBind(opts.Config.Node.Bind); err != nil {
 		return nil, err

@@ -1,0 +1,124 @@
+package node_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/node/nodetest"
+)
+
+// The machinery behind package loomtest, seen from a node: Crash, the
+// application clock, a Network.
+
+// countingNetwork is a node.Network that passes everything through and
+// counts what it carried.
+type countingNetwork struct {
+	mu      sync.Mutex
+	listens map[node.Channel]int
+	dials   map[node.Channel]int
+	gossip  int
+}
+
+func (w *countingNetwork) Listen(ch node.Channel, ln net.Listener) net.Listener {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.listens[ch]++
+	return ln
+}
+
+func (w *countingNetwork) Dial(ctx context.Context, ch node.Channel, addr string) (net.Conn, error) {
+	w.mu.Lock()
+	w.dials[ch]++
+	w.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+func (w *countingNetwork) Gossip(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gossip++
+	return t
+}
+
+func (w *countingNetwork) counts() (listens, dials map[node.Channel]int, gossip int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.listens, w.dials, w.gossip
+}
+
+// A Network carries a node's gRPC, Raft and gossip traffic.
+func TestNetworkCarriesNodeTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a two-node cluster")
+	}
+	dir := t.TempDir()
+	ports := []int{nodetest.FreePort(t), nodetest.FreePort(t)}
+	seeds := []string{}
+	for _, p := range ports {
+		seeds = append(seeds, net.JoinHostPort("127.0.0.1", itoa(p)))
+	}
+	nets := []*countingNetwork{}
+	nodes := []*node.Node{}
+	for i := range 2 {
+		w := &countingNetwork{listens: map[node.Channel]int{}, dials: map[node.Channel]int{}}
+		cfg := nodetest.Config(dir, "n"+itoa(i+1), ports[i], strings.Join(seeds, ","), 2)
+		n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: nodetest.Logger(cfg.Node.ID), Network: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = n.Shutdown(ctx)
+		})
+		nets, nodes = append(nets, w), append(nodes, n)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, n := range nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			errs[i] = n.Start(ctx)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Calls through each node reach actors the ring gives the other.
+	ctx := context.Background()
+	for i := range 10 {
+		for _, n := range nodes {
+			if _, err := builtin.CounterAdd.Call(ctx, n, "k"+itoa(i), builtin.CounterDelta{Delta: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var grpcDials, raftDials int
+	for i, w := range nets {
+		listens, dials, gossip := w.counts()
+		if listens[node.ChannelGRPC] != 1 || listens[node.ChannelRaft] != 1 || gossip != 1 {
+			t.Errorf("n%d: listens %v, gossip wrapped %d times; want one each", i+1, listens, gossip)
+		}
+		grpcDials += dials[node.ChannelGRPC]
+		raftDials += dials[node.ChannelRaft] // the leader's, to the follower
+	}
+	if grpcDials == 0 || raftDials == 0 {
+		t.Errorf("%d gRPC and %d Raft connections dialled through the Network, want some of each", grpcDials, raftDials)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
