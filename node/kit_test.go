@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -12,12 +13,68 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
 )
 
 // The machinery behind package loomtest, seen from a node: Crash, the
 // application clock, a Network.
+
+// fakeClock is a clock a test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// Options.Clock drives idle timeouts and reminders; CheckClock looks at
+// it at once.
+func TestClockDrivesIdleTimeoutsAndReminders(t *testing.T) {
+	clk := &fakeClock{}
+	cfg := config.Default()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Node.HTTPPort = 0
+	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler), Clock: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+
+	if _, err := builtin.CounterAdd.Call(ctx, n, "idle", builtin.CounterDelta{Delta: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(6 * time.Minute) // past the default idle timeout, 5 min
+	n.CheckClock()
+	if n.Runtime().IsActive("counter", "idle") {
+		t.Fatal("still active 6 minutes idle on the node's clock")
+	}
+
+	if _, err := builtin.CounterRemind.Call(ctx, n, "r", builtin.CounterReminder{Name: "r", Delta: 3, After: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Hour)
+	n.CheckClock()
+	nodetest.WaitFor(t, 10*time.Second, "the reminder to fire", func() bool {
+		v, err := builtin.CounterGet.Call(ctx, n, "r")
+		return err == nil && v.Value == 3
+	})
+}
 
 // countingNetwork is a node.Network that passes everything through and
 // counts what it carried.

@@ -61,6 +61,12 @@ type Options struct {
 	// gossip traffic with the other nodes (see Network); nil is plain
 	// TCP and UDP. Not with Chaos, which carries its own.
 	Network Network
+	// Clock, if not nil, is the clock of the node's application timing:
+	// actors' idle timeouts, reminders' and delayed messages' due times,
+	// message retries' backoff, how long idempotency keys are kept and
+	// journal entries' times (see clock.go). Leases, sessions and Raft
+	// never read it. nil is time.Now.
+	Clock func() time.Time
 
 	// httpLimits replaces the HTTP port's timeouts (limits.go): tests
 	// shorten them (export_test.go).
@@ -378,6 +384,7 @@ func (n *Node) start(ctx context.Context) error {
 		MaxPayloadBytes: c.Node.MaxPayloadBytes,
 		Logger:          n.log,
 		Observer:        n.obs.observer,
+		Now:             n.opts.Clock,
 	}
 	if n.mesh != nil {
 		ro.Router = n.mesh
