@@ -113,6 +113,7 @@ type Node struct {
 	unsafeWait func()      // waits for what the unsafe mode runs (unsafe.go)
 
 	tasks *task.Registry
+	lease leaseGate // PauseLease's (crash.go)
 
 	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
 	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
@@ -367,7 +368,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	kc := keeperConfig(c)
 	n.chaos.configureKeeper(&kc)
-	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, kc, n.log)
+	n.keeper = lock.NewKeeper(gatedCoordinator{n.observedCoordinator(), &n.lease}, c.Node.ID, kc, n.log)
 	// In a cluster this waits for a Raft leader (and so for
 	// bootstrapExpect members), bounded by ctx.
 	if err := n.keeper.Start(ctx); err != nil {
@@ -661,6 +662,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	n.log.Info("node stopping")
+	n.lease.resume() // a paused lease would hold up ending the session
 	err := n.closeParts(ctx)
 	n.log.Info("node stopped")
 	return err
