@@ -14,6 +14,7 @@ import (
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/loomtest"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
 )
@@ -41,6 +42,43 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	n2 := startNode(t, dir)
 	if v, err := builtin.CounterGet.Call(ctx, n2, "c"); err != nil || v.Value != 6 {
 		t.Fatalf("after the crash c = %d, %v; want 6", v.Value, err)
+	}
+}
+
+// A crashed cluster node releases nothing: its actor's lock stays with
+// its session until the TTL, and the others find it dead (not left).
+func TestCrashLeavesLocksToLapse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node cluster and a failover")
+	}
+	c := loomtest.Start(t, loomtest.Options{})
+	ctx := context.Background()
+	if _, err := builtin.CounterAdd.Call(ctx, c.Client(), "k", builtin.CounterDelta{Delta: 4}); err != nil {
+		t.Fatal(err)
+	}
+	h, ok := c.ActiveOn("counter", "k")
+	if !ok {
+		t.Fatal("k is active nowhere")
+	}
+	session := c.Node(h).Health().Components.Locks.Session
+	dead := c.Node(h).ID()
+	c.Kill(h)
+	other := c.Node((h + 1) % c.Len())
+	d, err := other.DumpJournal(ctx, "counter", "k", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Lock == nil || d.Lock.Session != session {
+		t.Fatalf("right after the crash k's lock is %+v, want still %s's session %s", d.Lock, dead, session)
+	}
+	c.WaitSettled()
+	for _, m := range other.Info().Members {
+		if m.ID == dead && m.State != "dead" {
+			t.Fatalf("%s sees the crashed %s %s, want dead", other.ID(), dead, m.State)
+		}
+	}
+	if v, err := builtin.CounterGet.Call(ctx, c.Client(), "k"); err != nil || v.Value != 4 {
+		t.Fatalf("k = %d, %v after the failover; want 4", v.Value, err)
 	}
 }
 
