@@ -12,6 +12,7 @@ import (
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/client"
+	"github.com/loom-mesh/loom/loomtest"
 	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/runtime"
@@ -27,16 +28,9 @@ func TestClientSendsDurableMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
-	c := nodetest.Start(t, 3)
+	c := loomtest.Start(t, loomtest.Options{})
 	ctx := context.Background()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cl, err := client.Dial(dctx, []string{c.Nodes[0].GRPCAddr()}, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	nodetest.WaitFor(t, 10*time.Second, "the client to learn 3 members", func() bool { return len(cl.Members()) == 3 })
+	cl := c.Client()
 
 	const actors = 6
 	send := func(round int) {
@@ -51,9 +45,12 @@ func TestClientSendsDurableMessages(t *testing.T) {
 	until := func(want int64) {
 		for i := range actors {
 			id := fmt.Sprintf("m%d", i)
-			nodetest.WaitFor(t, 3*nodetest.SessionTTL+15*time.Second, fmt.Sprintf("%s to reach %d", id, want), func() bool {
+			c.WaitFor(fmt.Sprintf("%s to reach %d", id, want), func() error {
 				v, err := builtin.CounterGet.Call(ctx, cl, id)
-				return err == nil && v.Value == want
+				if err == nil && v.Value != want {
+					err = fmt.Errorf("%s = %d", id, v.Value)
+				}
+				return err
 			})
 		}
 	}
@@ -65,12 +62,8 @@ func TestClientSendsDurableMessages(t *testing.T) {
 	}
 	until(2)
 
-	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-	if err := c.Nodes[2].Shutdown(sctx); err != nil {
-		t.Fatal(err)
-	}
-	scancel()
-	nodetest.WaitFor(t, 10*time.Second, "the client to see 2 members", func() bool { return len(cl.Members()) == 2 })
+	c.Stop(2)
+	c.WaitSettled() // the client too sees 2 members
 	send(3)
 	until(3)
 }

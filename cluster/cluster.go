@@ -539,6 +539,23 @@ func (c *Cluster) leaveLocked(ctx context.Context) error {
 	return nil
 }
 
+// Halt stops gossiping at once without leaving, as a crash would: no
+// leave intent, no leave message, the memberlist shut down. The other
+// members find this node dead by failure detection (StateDead, not
+// StateLeft). It does nothing before Start or once the Cluster has
+// stopped. Close must still be called after it, to close the
+// subscriptions.
+func (c *Cluster) Halt() {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.life == lifeRunning {
+		c.stopRejoinLoopLocked()
+		_ = c.ml.Shutdown()
+		c.life = lifeStopped
+		c.log.Info("halted without leaving")
+	}
+}
+
 // Close leaves gracefully if the Cluster is running (bounded by
 // LeaveTimeout), closes every subscription channel and waits for the
 // Cluster's goroutines. It is idempotent: later calls wait for the first and

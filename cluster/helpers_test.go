@@ -157,15 +157,7 @@ func wantState(c *Cluster, id string, want State) func() error {
 }
 
 // kill stops gossiping without leaving, as a crash would.
-func (c *Cluster) kill() {
-	c.lifeMu.Lock()
-	defer c.lifeMu.Unlock()
-	if c.life == lifeRunning {
-		c.stopRejoinLoopLocked()
-		_ = c.ml.Shutdown()
-		c.life = lifeStopped
-	}
-}
+func (c *Cluster) kill() { c.Halt() }
 
 // freePort returns a port that was free a moment ago.
 func freePort(t *testing.T) int {

@@ -52,6 +52,16 @@
 // keep-alive connections (2 min); gRPC, Raft and gossip bound their own
 // (packages transport, raftlock and cluster say how).
 //
+// For tests (package loomtest), in every build since none can break a
+// guarantee: Crash stops a node as a crash would (no hand-off, locks left
+// to lapse); PauseLease holds back its session renewals; Options.Network
+// carries its traffic with the other nodes through a wrapper, into which
+// a test can put partitions (network.go); Options.Clock is the clock of
+// idle timeouts, reminders and delayed messages, never of leases, and
+// CheckClock looks at it at once (clock.go). The faults that can break a
+// guarantee, or need a process of their own, stay behind the loomchaos
+// tag (Options.Chaos, Options.Unsafe).
+//
 // Single-node coordination: with coordination.backend "memory", locks live
 // in process memory and vanish on exit, but the journal remembers the
 // highest fencing token per actor. So that tokens keep increasing across

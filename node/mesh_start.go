@@ -42,9 +42,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: grpc listen: %w", err)
 	}
-	n.grpcLn = n.chaos.grpcListener(gln)
+	n.grpcLn = n.grpcListener(gln)
 	po := transport.PoolOptions{Logger: n.log, TracerProvider: n.tracerProvider(), Propagator: n.propagator(),
-		Dialer: n.chaos.grpcDialer(), MaxMessageBytes: grpcMessageBytes(c.Node.MaxPayloadBytes)}
+		Dialer: n.grpcDialer(), MaxMessageBytes: grpcMessageBytes(c.Node.MaxPayloadBytes)}
 	if n.tls != nil {
 		po.TLS, po.TLSLeaf = n.tls.ClientConfig(), n.tls.Leaf
 	}
@@ -93,6 +93,9 @@ func (n *Node) startMesh(ctx context.Context) error {
 	if err := n.chaos.configureGossip(&cc); err != nil {
 		return err
 	}
+	if err := n.networkGossip(&cc); err != nil {
+		return err
+	}
 	members, err := cluster.New(cc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -125,6 +128,9 @@ func (n *Node) openRaft(m *mesh) error {
 	rc.Forwarder = leaderForwarder{m}
 	rc.Logger = n.log.With("component", "raft")
 	if err := n.chaos.configureRaft(&rc, n.raftTLS(rc)); err != nil {
+		return err
+	}
+	if err := n.networkRaft(&rc, n.raftTLS(rc)); err != nil {
 		return err
 	}
 	if err := n.openRaftTLS(&rc); err != nil {

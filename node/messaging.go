@@ -78,6 +78,7 @@ func (n *Node) startDispatcher() error {
 		Workers:  mc.Workers,
 		Observer: n.obs.messageObserver(),
 		Logger:   n.log,
+		Now:      n.opts.Clock,
 	})
 	if err != nil {
 		return err

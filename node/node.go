@@ -57,6 +57,16 @@ type Options struct {
 	// UnsafeMode), with the loomchaos tag only, like Chaos; empty, the
 	// default, is safe.
 	Unsafe UnsafeMode
+	// Network, if not nil, carries a clustered node's gRPC, Raft and
+	// gossip traffic with the other nodes (see Network); nil is plain
+	// TCP and UDP. Not with Chaos, which carries its own.
+	Network Network
+	// Clock, if not nil, is the clock of the node's application timing:
+	// actors' idle timeouts, reminders' and delayed messages' due times,
+	// message retries' backoff, how long idempotency keys are kept and
+	// journal entries' times (see clock.go). Leases, sessions and Raft
+	// never read it. nil is time.Now.
+	Clock func() time.Time
 
 	// httpLimits replaces the HTTP port's timeouts (limits.go): tests
 	// shorten them (export_test.go).
@@ -103,6 +113,7 @@ type Node struct {
 	unsafeWait func()      // waits for what the unsafe mode runs (unsafe.go)
 
 	tasks *task.Registry
+	lease leaseGate // PauseLease's (crash.go)
 
 	dispatcher atomic.Pointer[messaging.Dispatcher] // delivers messages; nil without a message store
 	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
@@ -158,6 +169,9 @@ func New(opts Options) (*Node, error) {
 	chaos, err := newChaosState(opts.Chaos, opts.Config.Node.ID)
 	if err != nil {
 		return nil, err
+	}
+	if chaos != nil && opts.Network != nil {
+		return nil, errNetworkAndChaos
 	}
 	if err := chaos.checkBind(opts.Config.Node.Bind); err != nil {
 		return nil, err
@@ -354,7 +368,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	kc := keeperConfig(c)
 	n.chaos.configureKeeper(&kc)
-	n.keeper = lock.NewKeeper(n.observedCoordinator(), c.Node.ID, kc, n.log)
+	n.keeper = lock.NewKeeper(gatedCoordinator{n.observedCoordinator(), &n.lease}, c.Node.ID, kc, n.log)
 	// In a cluster this waits for a Raft leader (and so for
 	// bootstrapExpect members), bounded by ctx.
 	if err := n.keeper.Start(ctx); err != nil {
@@ -371,6 +385,7 @@ func (n *Node) start(ctx context.Context) error {
 		MaxPayloadBytes: c.Node.MaxPayloadBytes,
 		Logger:          n.log,
 		Observer:        n.obs.observer,
+		Now:             n.opts.Clock,
 	}
 	if n.mesh != nil {
 		ro.Router = n.mesh
@@ -648,6 +663,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	n.log.Info("node stopping")
+	n.lease.resume() // a paused lease would hold up ending the session
 	err := n.closeParts(ctx)
 	n.log.Info("node stopped")
 	return err

@@ -108,7 +108,8 @@ func (n *Node) raftTLS(rc raftlock.Config) func(raft.StreamLayer) raft.StreamLay
 }
 
 // openRaftTLS gives the Raft store a TLS transport of the node's own,
-// unless it has one already (the chaos hook's, wrapped in TLS).
+// unless it has one already (the chaos hook's or the Network's, wrapped
+// in TLS).
 func (n *Node) openRaftTLS(rc *raftlock.Config) error {
 	if n.tls == nil || rc.Transport != nil {
 		return nil

@@ -197,3 +197,47 @@ type tcpStream struct{ net.Listener }
 func (s tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return net.DialTimeout("tcp", string(addr), timeout)
 }
+
+// DialStreamLayer is a raft.StreamLayer that accepts on ln and dials
+// through dial (a node's own network wrapper, say), bounded by Raft's
+// timeout. Like TCPStreamLayer it does not bound the connections it
+// accepts, so that it can be a TLSStreamLayer's base; without TLS, wrap it
+// in BoundAccepts.
+func DialStreamLayer(ln net.Listener, dial func(ctx context.Context, addr string) (net.Conn, error)) raft.StreamLayer {
+	return dialStream{Listener: ln, dial: dial}
+}
+
+type dialStream struct {
+	net.Listener
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+func (s dialStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, string(addr))
+}
+
+// BoundAccepts bounds the connections s accepts as Open's own TCP
+// transport bounds its own: a connection must send its first bytes within
+// timeout (0: replica.AcceptTimeout, 10 s) of its accept, or it reads as
+// closed (io.EOF).
+func BoundAccepts(s raft.StreamLayer, timeout time.Duration) raft.StreamLayer {
+	if timeout <= 0 {
+		timeout = replica.AcceptTimeout
+	}
+	return boundStream{StreamLayer: s, timeout: timeout}
+}
+
+type boundStream struct {
+	raft.StreamLayer
+	timeout time.Duration
+}
+
+func (s boundStream) Accept() (net.Conn, error) {
+	c, err := s.StreamLayer.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return replica.BoundFirstRead(c, s.timeout), nil
+}

@@ -1,12 +1,15 @@
 package raftlock
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,4 +158,66 @@ func TestTLSAcceptTimeout(t *testing.T) {
 			t.Fatalf("a request on a pooled connection idle for %v: %v", 3*timeout, err)
 		}
 	})
+}
+
+// DialStreamLayer dials through its dial function, and BoundAccepts
+// closes an accepted connection that stays silent past its timeout while
+// one that speaks reads on.
+func TestDialStreamLayerAndBoundAccepts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialled atomic.Int32
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dialled.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	s := BoundAccepts(DialStreamLayer(ln, dial), 100*time.Millisecond)
+	defer s.Close()
+
+	silent, err := s.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if dialled.Load() != 1 {
+		t.Fatalf("dial function called %d times, want 1", dialled.Load())
+	}
+	c, err := s.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("silent connection read: %v, want io.EOF", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("silent connection closed after %v", d)
+	}
+	c.Close()
+
+	talker, err := s.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer talker.Close()
+	c, err = s.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := talker.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil || b[0] != 'x' {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	time.Sleep(200 * time.Millisecond) // past the bound: lifted by the first read
+	go func() { _, _ = talker.Write([]byte("y")) }()
+	if _, err := c.Read(b); err != nil || b[0] != 'y' {
+		t.Fatalf("second read %q, %v", b, err)
+	}
 }

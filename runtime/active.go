@@ -1,6 +1,9 @@
 package runtime
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // IsActive reports whether the actor (actorType, id) is active on this
 // runtime right now (loaded in memory, whether or not a turn runs). An
@@ -45,4 +48,25 @@ func (r *Runtime) Activation(actorType, id string) (ActivationInfo, bool) {
 		LastUsed:    r.base.Add(time.Duration(a.lastUsed.Load())),
 		Waiting:     int(a.waiting.Load()),
 	}, true
+}
+
+// ActiveIDs lists the ids of the actors of actorType in memory on this
+// runtime right now (being activated included), sorted. An unknown type
+// has none.
+func (r *Runtime) ActiveIDs(actorType string) []string {
+	reg, ok := (*r.types.Load())[actorType]
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for i := range reg.pool.shards {
+		sh := &reg.pool.shards[i]
+		sh.mu.RLock()
+		for id := range sh.m {
+			ids = append(ids, id)
+		}
+		sh.mu.RUnlock()
+	}
+	slices.Sort(ids)
+	return ids
 }

@@ -717,3 +717,26 @@ func TestActivationWaitsForThePreviousReleaseOfItsLock(t *testing.T) {
 		t.Fatalf("lock of the active actor: %+v held=%v err=%v; want held by this node's session", info, held, err)
 	}
 }
+
+func TestActiveIDs(t *testing.T) {
+	newProbe()
+	e := newEnv(t, allTypes)
+	ctx := context.Background()
+	for _, id := range []string{"b", "a", "c"} {
+		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.rt.ActiveIDs("tally"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("ActiveIDs = %v", got)
+	}
+	if err := e.rt.Deactivate(ctx, "tally", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.rt.ActiveIDs("tally"); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("ActiveIDs after deactivating b = %v", got)
+	}
+	if got := e.rt.ActiveIDs("nope"); got != nil {
+		t.Fatalf("ActiveIDs of an unknown type = %v", got)
+	}
+}

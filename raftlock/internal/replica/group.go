@@ -215,6 +215,7 @@ type Group[R any] struct {
 	fsm       FSM
 	raft      *raft.Raft
 	logStore  *raftboltdb.BoltStore
+	stable    *closingStable // logStore as Raft's stable store (stable.go)
 	trans     raft.Transport
 	ownTrans  *raft.NetworkTransport // the TCP transport Open made, closed by Close
 	hasState  bool
@@ -395,7 +396,8 @@ func Open[R any](cfg Config[R]) (g *Group[R], err error) {
 		trans = gate
 		g.bgWG.Go(gate.run)
 	}
-	if g.raft, err = raft.NewRaft(&rc, g.fsm, logs, g.logStore, snaps, trans); err != nil {
+	g.stable = &closingStable{StableStore: g.logStore}
+	if g.raft, err = raft.NewRaft(&rc, g.fsm, logs, g.stable, snaps, trans); err != nil {
 		return nil, fmt.Errorf("%s: start raft: %w", g.name, err)
 	}
 	if gate != nil {
@@ -466,6 +468,7 @@ func (g *Group[R]) Close() error {
 		if err := g.fsm.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: close state machine: %w", g.name, err))
 		}
+		g.stable.close() // a heartbeat may still be running (stable.go)
 		if err := g.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: close log: %w", g.name, err))
 		}
