@@ -228,9 +228,10 @@ func (c *Client) follow(ctx context.Context) {
 			ch, err := c.pool.WatchTopology(ctx, addr)
 			if err != nil {
 				c.lastWatchErr.Store(err)
-				if errors.Is(err, transport.ErrUnauthenticated) || errors.Is(err, transport.ErrPermissionDenied) {
+				if errors.Is(err, transport.ErrUnauthenticated) || errors.Is(err, transport.ErrPermissionDenied) || errors.Is(err, transport.ErrTLSMismatch) {
 					// Dial's answer, if it is still waiting: every node
-					// would refuse the same.
+					// would refuse the same (the token, or the TLS
+					// settings).
 					select {
 					case c.refused <- err:
 					default:

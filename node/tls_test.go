@@ -141,12 +141,24 @@ func TestMutualTLSCluster(t *testing.T) {
 		}
 	}
 
-	// A plaintext cluster client is told what is wrong.
-	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-	defer pcancel()
-	_, err = client.Dial(pctx, []string{c.Nodes[0].GRPCAddr()}, client.Options{})
-	if err == nil || !strings.Contains(err.Error(), "is the node serving TLS?") {
-		t.Fatalf("plaintext client: %v; want the TLS hint", err)
+	// A plaintext cluster client, and one without a client certificate,
+	// are told what is wrong at once, not when their context ends: every
+	// node would answer the same.
+	for _, tc := range []struct {
+		name string
+		opts client.Options
+		want string
+	}{
+		{"plaintext", client.Options{}, "is the node serving TLS?"},
+		{"no client certificate", client.Options{TLS: client.TLSOptions{CA: pki.CA}}, "the node requires a client certificate"},
+	} {
+		pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err = client.Dial(pctx, []string{c.Nodes[0].GRPCAddr()}, tc.opts)
+		waited := pctx.Err()
+		pcancel()
+		if err == nil || !errors.Is(err, transport.ErrTLSMismatch) || !strings.Contains(err.Error(), tc.want) || waited != nil {
+			t.Fatalf("%s client: %v (context: %v); want ErrTLSMismatch saying %q before the context ends", tc.name, err, waited, tc.want)
+		}
 	}
 }
 

@@ -93,7 +93,8 @@
 // server's first bytes, so that a certificate the server refuses (TLS 1.3
 // tells the client only after its handshake) fails the connection with
 // the server's alert, and connection errors that come from one side
-// speaking TLS and the other not, or from a refused certificate, say so.
+// speaking TLS and the other not, or from a refused certificate, say so
+// and match ErrTLSMismatch (and runtime.ErrUnavailable: nothing was sent).
 //
 // # Bearer tokens
 //

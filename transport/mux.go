@@ -473,5 +473,9 @@ func notSentErr(addr string, cause error) error {
 	if errors.Is(cause, ErrClosed) {
 		return ErrClosed
 	}
+	var tm *tlsMismatch
+	if errors.As(cause, &tm) {
+		return fmt.Errorf("%w: %s: %w", runtime.ErrUnavailable, addr, tm)
+	}
 	return fmt.Errorf("%w: %s: %v", runtime.ErrUnavailable, addr, cause)
 }

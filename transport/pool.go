@@ -469,7 +469,7 @@ func (p *Pool) rpcError(ctx context.Context, addr string, err error, sent bool) 
 			ctxErr = context.Canceled
 		}
 	}
-	msg := p.explainMsg(status.Convert(err).Message())
+	msg, mismatch := p.explainMsg(status.Convert(err).Message())
 	switch {
 	case status.Code(err) == codes.PermissionDenied:
 		// Refused before the handler ran: not applied.
@@ -484,6 +484,8 @@ func (p *Pool) rpcError(ctx context.Context, addr string, err error, sent bool) 
 		return fmt.Errorf("%w: %s: %s", ErrUnknownOutcome, addr, msg)
 	case status.Code(err) == codes.ResourceExhausted:
 		return fmt.Errorf("%w: %s: %s", runtime.ErrPayloadTooLarge, addr, msg)
+	case mismatch:
+		return fmt.Errorf("%w: %s: %w", runtime.ErrUnavailable, addr, &tlsMismatch{msg: msg})
 	default:
 		return fmt.Errorf("%w: %s: %s", runtime.ErrUnavailable, addr, msg)
 	}

@@ -40,23 +40,38 @@ var nodeOnly = map[string]bool{
 // node-internal: refused to a client certificate.
 func NodeOnly(fullMethod string) bool { return nodeOnly[fullMethod] }
 
+// ErrTLSMismatch wraps runtime.ErrUnavailable: a connection failed on TLS
+// itself — one side speaks TLS and the other does not, or the node refused
+// this side's certificate (or its lack of one). Nothing was sent. Every
+// node of a cluster answers the same until one side's TLS settings or
+// files change, so a client need not wait for another node to answer.
+var ErrTLSMismatch = errors.New("transport: TLS settings do not match the node's")
+
 // explain adds to a connection error what it probably means when TLS is
 // involved: a plaintext client at a TLS port (or the reverse), or a
-// certificate the node refused.
+// certificate the node refused; such an error also matches
+// ErrTLSMismatch.
 func (p *Pool) explain(cause error) error {
 	if cause == nil {
 		return nil
 	}
 	msg := cause.Error()
-	if x := p.explainMsg(msg); x != msg {
-		return fmt.Errorf("%s", x)
+	if x, mismatch := p.explainMsg(msg); mismatch {
+		return &tlsMismatch{msg: x}
 	}
 	return cause
 }
 
-// explainMsg is explain on a message. The matched texts are gRPC's and
-// crypto/tls's; they only decorate the message.
-func (p *Pool) explainMsg(msg string) string {
+// tlsMismatch is a connection error explainMsg recognised.
+type tlsMismatch struct{ msg string }
+
+func (e *tlsMismatch) Error() string { return e.msg }
+func (e *tlsMismatch) Unwrap() error { return ErrTLSMismatch }
+
+// explainMsg is explain on a message, and whether it recognised a TLS
+// mismatch. The matched texts are gRPC's and crypto/tls's; they only
+// decorate the message.
+func (p *Pool) explainMsg(msg string) (string, bool) {
 	on := p.opts.TLS != nil
 	has := func(s ...string) bool {
 		for _, x := range s {
@@ -68,11 +83,11 @@ func (p *Pool) explainMsg(msg string) string {
 	}
 	switch {
 	case !on && has("server preface", "error reading from server: EOF", "http2: frame too large"):
-		return msg + " (is the node serving TLS? give the client the cluster's CA, and a client certificate and key: tls.ca, tls.cert, tls.key)"
+		return msg + " (is the node serving TLS? give the client the cluster's CA, and a client certificate and key: tls.ca, tls.cert, tls.key)", true
 	case on && has("first record does not look like a TLS handshake"):
-		return msg + " (the node does not serve TLS: turn TLS off on this side, or on in the node's tls section)"
+		return msg + " (the node does not serve TLS: turn TLS off on this side, or on in the node's tls section)", true
 	case on && has("certificate required"):
-		return msg + " (the node requires a client certificate: set tls.cert and tls.key)"
+		return msg + " (the node requires a client certificate: set tls.cert and tls.key)", true
 	case on && has("remote error: tls: bad certificate", "remote error: tls: unknown certificate authority", "remote error: tls: expired certificate"):
 		hint := "the node refused this side's certificate: is it signed by the cluster's CA, unexpired, with a node or client role?"
 		if leaf := p.opts.TLSLeaf; leaf != nil {
@@ -80,9 +95,9 @@ func (p *Pool) explainMsg(msg string) string {
 				hint += fmt.Sprintf(" (ours: %s, expires %s)", l.Subject.CommonName, l.NotAfter.UTC().Format(time.RFC3339))
 			}
 		}
-		return msg + " (" + hint + ")"
+		return msg + " (" + hint + ")", true
 	}
-	return msg
+	return msg, false
 }
 
 // ServerTLS is the gRPC server option of cfg, for a caller that builds its

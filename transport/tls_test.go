@@ -100,8 +100,8 @@ func TestTLSMismatchIsExplained(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err := invoke(ctx, tc.addr, transport.Call{ActorType: "t", ActorID: "a", Method: "m", Payload: []byte("hi")})
 				cancel()
-				if !errors.Is(err, runtime.ErrUnavailable) || !strings.Contains(err.Error(), tc.want) {
-					t.Errorf("%s: %v; want ErrUnavailable saying %q", name, err, tc.want)
+				if !errors.Is(err, runtime.ErrUnavailable) || !errors.Is(err, transport.ErrTLSMismatch) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s: %v; want ErrUnavailable and ErrTLSMismatch saying %q", name, err, tc.want)
 				}
 			}
 		})
