@@ -146,8 +146,11 @@ type Client struct {
 	}
 	held sync.Map // "type/id" -> time.Time: calls to it fail at once until then (OverloadHoldOff)
 
-	lastWatchErr atomic.Value // error: why the last topology subscription failed, for Dial's error
-	refused      chan error   // a node refused the client (its token): Dial stops waiting
+	// lastWatchErr is why the last topology subscription failed, for
+	// Dial's error. A pointer, not an atomic.Value: the errors are of
+	// several types, which an atomic.Value refuses (it panics).
+	lastWatchErr atomic.Pointer[error]
+	refused      chan error // a node refused the client (its token): Dial stops waiting
 }
 
 var _ runtime.Invoker = (*Client)(nil)
@@ -211,8 +214,8 @@ func Dial(ctx context.Context, addrs []string, opts Options) (*Client, error) {
 	case <-ctx.Done():
 		_ = c.Close()
 		last := ""
-		if err, _ := c.lastWatchErr.Load().(error); err != nil {
-			last = "; last error: " + err.Error()
+		if p := c.lastWatchErr.Load(); p != nil {
+			last = "; last error: " + (*p).Error()
 		}
 		return nil, fmt.Errorf("%w: client: no topology from any of %v: %v%s", runtime.ErrUnavailable, addrs, ctx.Err(), last)
 	}
@@ -227,7 +230,7 @@ func (c *Client) follow(ctx context.Context) {
 		for _, addr := range c.candidates() {
 			ch, err := c.pool.WatchTopology(ctx, addr)
 			if err != nil {
-				c.lastWatchErr.Store(err)
+				c.lastWatchErr.Store(&err)
 				if errors.Is(err, transport.ErrUnauthenticated) || errors.Is(err, transport.ErrPermissionDenied) || errors.Is(err, transport.ErrTLSMismatch) {
 					// Dial's answer, if it is still waiting: every node
 					// would refuse the same (the token, or the TLS

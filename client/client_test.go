@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/runtime"
+	"github.com/loom-mesh/loom/security/auth"
+	"github.com/loom-mesh/loom/transport"
 )
 
 func TestClientRoutesToOwnersAndFailsOver(t *testing.T) {
@@ -83,5 +86,32 @@ func TestDialNowhereFails(t *testing.T) {
 	_, err := client.Dial(ctx, []string{fmt.Sprintf("127.0.0.1:%d", port)}, client.Options{})
 	if !errors.Is(err, runtime.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestDialRemembersErrorsOfEveryKind: the seeds fail in different ways
+// (one refuses the client's missing token, one is not there), and Dial
+// keeps the last failure of any kind for its error without panicking,
+// then reports the refusal.
+func TestDialRemembersErrorsOfEveryKind(t *testing.T) {
+	tokens, err := auth.New([]auth.Token{{Name: "app", Secret: "app-secret-0123456789", Scopes: []auth.Scope{auth.ActorsCall}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := transport.NewServer(transport.ServerOptions{Tokens: tokens})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	dead := fmt.Sprintf("127.0.0.1:%d", nodetest.FreePort(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, seeds := range [][]string{{dead, ln.Addr().String()}, {ln.Addr().String(), dead}} {
+		_, err := client.Dial(ctx, seeds, client.Options{})
+		if !errors.Is(err, transport.ErrUnauthenticated) {
+			t.Fatalf("Dial(%v) = %v, want the refusal", seeds, err)
+		}
 	}
 }
