@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,37 +11,19 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/loom-mesh/loom/builtin"
 	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/internal/safebuf"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/security/tlsconf/tlstest"
 	"github.com/loom-mesh/loom/transport"
 )
-
-// lockedLog collects a node's log lines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // secure turns on mutual TLS with certificates from pki.
 func secure(pki *tlstest.PKI) func(*config.Config) {
@@ -176,7 +157,7 @@ func TestForeignCANodeCannotJoin(t *testing.T) {
 
 	cfg := nodetest.Config(t.TempDir(), "n4", 0, c.Seed, 1)
 	secure(other)(&cfg)
-	var log lockedLog
+	var log safebuf.Buffer
 	nd, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)

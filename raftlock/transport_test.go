@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/loom-mesh/loom/internal/safebuf"
 	"github.com/loom-mesh/loom/internal/slowloris"
 	"github.com/loom-mesh/loom/security/tlsconf"
 	"github.com/loom-mesh/loom/security/tlsconf/tlstest"
@@ -60,24 +60,6 @@ func answerVotes(t *testing.T, tr *raft.NetworkTransport) {
 	}()
 }
 
-// lockedLog collects log output written from several goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestTLSAcceptTimeout: a TLS Raft transport closes, within the accept
 // timeout, a connection that sends nothing, half a handshake, or a whole
 // handshake and then nothing, and logs the handshakes that timed out
@@ -90,7 +72,7 @@ func TestTLSAcceptTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedLog{}
+	logs := &safebuf.Buffer{}
 	tlsLayer := func(t *testing.T) raft.StreamLayer {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

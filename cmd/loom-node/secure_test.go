@@ -13,31 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/safebuf"
 	"github.com/loom-mesh/loom/security/tlsconf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // freeBase finds a --base-port whose 12 ports (3 nodes: HTTP, gRPC, Raft,
 // gossip over TCP and UDP) are free on loopback now.
@@ -93,7 +75,7 @@ func TestSecureCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := freeBase(t)
-	var out syncBuffer // every output of the run
+	var out safebuf.Buffer // every output of the run
 	cmd := exec.Command(binPath, "cluster", "-n", "3", "--secure", "--base-port", fmt.Sprint(base), "--data-dir", dataDir, "--config", cfgFile)
 	cmd.Env = append(os.Environ(), "LOOM_CONFIG_PATH=", envToken+"=", envTLSCA+"=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
