@@ -47,7 +47,7 @@ func cmdKeyring(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("loom-node keyring "+op, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:7420", "HTTP address of any node")
+	addr := fs.String("addr", defaultAddr(), "HTTP address of any node (default: $LOOM_ADDR, else node 1 of a local cluster)")
 	keyFlag := fs.String("key", "", "the key, base64 (default $LOOM_GOSSIP_KEY)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

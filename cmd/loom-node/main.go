@@ -94,7 +94,7 @@ func usage(w io.Writer) {
   loom-node members [--addr URL]
       list the cluster's members, Raft roles and the leader, as a node sees them
   loom-node call [--addr URL] [--token T] <type>/<id> <method> ['<json>']
-      call an actor through a node's HTTP gateway (default --addr http://127.0.0.1:7420)
+      call an actor through a node's HTTP gateway (default --addr $LOOM_ADDR, else http://127.0.0.1:7420)
   loom-node send [--addr URL] [--token T] [--id ID] [--delay D | --at TIME] <type>/<id> <method> ['<json>']
       send a durable one-way message; answers once it is accepted (durable)
   loom-node dlq list|show|replay|purge [--addr URL] [--type T] [--actor T/ID] [--older-than D] [--all] [ids]

@@ -18,7 +18,7 @@ import (
 func cmdMembers(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loom-node members", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:7420", "HTTP address of any node")
+	addr := fs.String("addr", defaultAddr(), "HTTP address of any node (default: $LOOM_ADDR, else node 1 of a local cluster)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -19,7 +19,7 @@ import (
 func cmdTraces(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("loom-node traces", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "http://127.0.0.1:7420", "HTTP address of any node")
+	addr := fs.String("addr", defaultAddr(), "HTTP address of any node (default: $LOOM_ADDR, else node 1 of a local cluster)")
 	traceID := fs.String("trace", "", "trace id(s), comma-separated")
 	actor := fs.String("actor", "", "actor: <type>/<id>, or <type>")
 	since := fs.String("since", "", "only traces with spans since then: an RFC 3339 time, or a duration ago (15m)")
