@@ -4,6 +4,7 @@ GO      ?= go
 BIN     := bin/loom-node
 DATA    ?= ./loom-data
 PORT    ?= 7420
+CLUSTER_DATA ?= ./loom-cluster
 
 .PHONY: build run cluster test chaos bench bench-cluster vet fmt clean proto docs
 
@@ -15,8 +16,9 @@ run: build
 	./$(BIN) dev --data-dir $(DATA) --http-port $(PORT)
 
 # A local cluster of three loom-node processes; Ctrl-C stops them all.
+# Node i serves HTTP on PORT+i and gRPC on PORT+100+i.
 cluster: build
-	./$(BIN) cluster -n 3
+	./$(BIN) cluster -n 3 --base-port $(PORT) --data-dir $(CLUSTER_DATA)
 
 # Every package, race detector on, no cached results (./test/chaos first,
 # the longest, so that the others run beside it: it builds its own

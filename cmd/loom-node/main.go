@@ -4,7 +4,7 @@
 //	loom-node run [flags of dev] [--grpc-port N] [--raft-port N] [--gossip-port N] [--join ADDRS] [--bootstrap-expect N]
 //	loom-node cluster [-n 3] [--config FILE]
 //	loom-node members [--addr URL]
-//	loom-node call [--addr URL] [--token T] <type>/<id> <method> ['<json>']
+//	loom-node call [--addr URL] [--token T] [--retry D] <type>/<id> <method> ['<json>']
 //	loom-node traces [--addr URL] [--trace ID] [--actor A] [--since T] [--json] [<correlation-id>]
 //	loom-node tls ca create [--dir DIR]
 //	loom-node tls cert create (--node ID | --client NAME) [--dir DIR] [--ip IPS] [--dns NAMES]
@@ -93,7 +93,7 @@ func usage(w io.Writer) {
       (--secure: mutual TLS everywhere, gossip encryption and bearer tokens; files in the data dir)
   loom-node members [--addr URL]
       list the cluster's members, Raft roles and the leader, as a node sees them
-  loom-node call [--addr URL] [--token T] <type>/<id> <method> ['<json>']
+  loom-node call [--addr URL] [--token T] [--retry D] <type>/<id> <method> ['<json>']
       call an actor through a node's HTTP gateway (default --addr $LOOM_ADDR, else http://127.0.0.1:7420)
   loom-node send [--addr URL] [--token T] [--id ID] [--delay D | --at TIME] <type>/<id> <method> ['<json>']
       send a durable one-way message; answers once it is accepted (durable)
