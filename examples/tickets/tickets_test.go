@@ -3,7 +3,6 @@ package tickets_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,77 +22,84 @@ func TestBookingsSurviveTheVenuesNodeDying(t *testing.T) {
 		Client: client.Options{IdempotentRetries: true},
 	})
 	ctx := context.Background()
-	booking := func(i int) tickets.Booking { return tickets.Booking{Venue: "arena", Seats: 1 + i%4} }
-
-	// book books order i, trying again until it is acknowledged: during
-	// the failover the venue is unavailable for a few seconds, and Book
-	// may be tried again whatever happened (see package tickets).
-	book := func(i int) error {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			got, err := tickets.Book.Call(cctx, c.Client(), fmt.Sprintf("o%d", i), booking(i))
-			cancel()
-			if err == nil {
-				if got != booking(i) {
-					return fmt.Errorf("o%d booked %+v, want %+v", i, got, booking(i))
-				}
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("o%d: %w", i, err)
-			}
-			time.Sleep(20 * time.Millisecond) // back off before trying again
-		}
+	const total = 40
+	booked, failed := bookOrders(ctx, c, total) // one after the other, each until it is acknowledged
+	for range 11 {
+		<-booked // a few orders in, then the crash while more come
 	}
-
-	const before, total = 10, 40
-	for i := range before {
-		if err := book(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Orders keep coming while the venue's node dies.
-	var wg sync.WaitGroup
-	errs := make(chan error, total)
-	booked := make(chan int, total)
-	wg.Go(func() {
-		for i := before; i < total; i++ {
-			if err := book(i); err != nil {
-				errs <- err
-				continue
-			}
-			booked <- i
-		}
-	})
-	<-booked // one more order in, then the crash
 	owner, ok := c.ActiveOn("venue", "arena")
 	if !ok {
 		t.Fatal("the venue is active nowhere")
 	}
-	c.Kill(owner)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	c.Kill(owner) // a crash: no hand-off, its lock still held
+
+	// Every order is acknowledged, the last ones through the failover.
+	for err := range failed {
 		t.Error(err)
 	}
-	c.WaitSettled()
+	c.WaitSettled() // the others see it dead, its session has lapsed
 
 	// Nothing acknowledged was lost, nothing was sold twice.
 	seats := 0
 	for i := range total {
-		got, err := tickets.Get.Call(ctx, c.Client(), fmt.Sprintf("o%d", i))
+		got, err := tickets.Get.Call(ctx, c.Client(), order(i))
 		if err != nil || got != booking(i) {
-			t.Fatalf("o%d = %+v, %v; want %+v", i, got, err, booking(i))
+			t.Fatalf("%s = %+v, %v; want %+v", order(i), got, err, booking(i))
 		}
 		seats += got.Seats
 	}
-	sold, err := tickets.Sold.Call(ctx, c.Client(), "arena")
+	sold, err := tickets.Sold.Call(ctx, c.Client(), "arena") // from the journal, on another node
 	if err != nil || sold != seats {
 		t.Fatalf("the venue sold %d seats, %v; the orders hold %d", sold, err, seats)
 	}
 	if moved, _ := c.ActiveOn("venue", "arena"); moved == owner {
 		t.Fatalf("the venue is on the node that was killed")
+	}
+}
+
+// order is the id of order i, and booking its booking.
+func order(i int) string { return fmt.Sprintf("o%d", i) }
+
+func booking(i int) tickets.Booking { return tickets.Booking{Venue: "arena", Seats: 1 + i%4} }
+
+// bookOrders books orders 0 to n-1 one after the other, in the
+// background. booked receives the number of each order acknowledged,
+// failed the error of each one that could not be; both are closed once
+// every order is done.
+func bookOrders(ctx context.Context, c *loomtest.Cluster, n int) (booked <-chan int, failed <-chan error) {
+	acked, errs := make(chan int, n), make(chan error, n)
+	go func() {
+		defer close(acked)
+		defer close(errs)
+		for i := range n {
+			if err := book(ctx, c, i); err != nil {
+				errs <- err
+				continue
+			}
+			acked <- i
+		}
+	}()
+	return acked, errs
+}
+
+// book books order i, trying again until it is acknowledged: during the
+// failover the venue is unavailable for a few seconds, and Book may be
+// tried again whatever happened (see package tickets).
+func book(ctx context.Context, c *loomtest.Cluster, i int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := tickets.Book.Call(cctx, c.Client(), order(i), booking(i))
+		cancel()
+		if err == nil {
+			if got != booking(i) {
+				return fmt.Errorf("%s booked %+v, want %+v", order(i), got, booking(i))
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", order(i), err)
+		}
+		time.Sleep(20 * time.Millisecond) // back off before trying again
 	}
 }
