@@ -35,6 +35,7 @@ test:
 	./scripts/ensure-cosmos
 	./scripts/ensure-rabbitmq
 	./scripts/ensure-chromium
+	./scripts/ensure-tools
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
