@@ -35,7 +35,7 @@ var binPath string
 // TestMain builds loom-node once for every scenario of the run.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() {
+	if testing.Short() || flag.Lookup("test.list").Value.String() != "" { // -list runs no test: no binary needed
 		os.Exit(m.Run())
 	}
 	if bin := os.Getenv(envBin); bin != "" {

@@ -240,22 +240,36 @@ var shellChecks = map[string]check{
 	},
 
 	// The chaos suite runs for minutes (make test runs its default
-	// scenarios): each command here compiles the suite and lists the
-	// tests it would run, with its flags, so a renamed test or flag fails.
+	// scenarios): the suite is compiled once, and each command runs it
+	// with its flags, listing the tests it would run instead of running
+	// them, so a renamed test or flag fails.
 	"chaos-commands": func(t *testing.T, s *session, b block) {
-		runRE := regexp.MustCompile(`-run (\S+)`)
+		build := exec.Command("go", "test", "-c", "-o", filepath.Join(s.dir, "chaos.test"), "./test/chaos")
+		build.Dir = s.repo
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("compiling the chaos suite: %v\n%s", err, out)
+		}
+		s.env = append(s.env, "CHAOS_DIR="+filepath.Join(s.repo, "test", "chaos"))
+		runRE, verboseRE := regexp.MustCompile(`-run (\S+)`), regexp.MustCompile(`(^|\s)-v(\s|$)`)
 		for _, st := range steps(b.Text) {
 			cmd := strings.TrimPrefix(st.Cmd, "sudo ") // the kernel partitions' own test skips without root
-			switch {
-			case strings.HasPrefix(cmd, "make "):
-				cmd += " -n" // print what it would run
-			case runRE.MatchString(cmd):
-				cmd = runRE.ReplaceAllString(cmd, "-list $1")
-			default:
-				cmd += " -list ."
+			if strings.HasPrefix(cmd, "make ") {
+				s.step(step{Cmd: cmd + " -n"}) // make knows it; print what it would run
+				continue
 			}
-			out := s.step(step{Cmd: cmd})
-			if !strings.HasPrefix(cmd, "make ") && !regexp.MustCompile(`(?m)^Test`).MatchString(out) {
+			test, ok := strings.CutPrefix(cmd, "go test ")
+			if !ok || !strings.Contains(test, " ./test/chaos") {
+				t.Fatalf("the check does not know %q", st.Cmd)
+			}
+			test = "chaos.test " + strings.Replace(test, " ./test/chaos", "", 1)
+			test = verboseRE.ReplaceAllString(test, "${1}-test.v${2}")
+			if runRE.MatchString(test) {
+				test = runRE.ReplaceAllString(test, "-test.list $1")
+			} else {
+				test += " -test.list ."
+			}
+			test = `(d=$PWD; cd "$CHAOS_DIR" && "$d"/` + test + ")" // a test runs in its package's directory
+			if out := s.step(step{Cmd: test}); !regexp.MustCompile(`(?m)^Test`).MatchString(out) {
 				t.Fatalf("%q matches no test:\n%s", st.Cmd, out)
 			}
 		}
