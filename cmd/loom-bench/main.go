@@ -33,7 +33,12 @@
 //	             cluster whose messaging.backend is rabbitmq
 //
 // and prints calls/s, p50, p99 and p999 for each, plus each figure's ratio to
-// the baselines, so the numbers say what the machine can do. The gRPC
+// the baselines, so the numbers say what the machine can do. The cpu/call
+// column is the CPU time a call cost, summed over every process it ran on:
+// this one (the callers, and the baselines that run in it), the echo
+// server, and the nodes at --http-addrs (their process_cpu_seconds_total,
+// read before and after each measurement); a -tls twin's nodes are not
+// read, so its column is empty. The gRPC
 // baselines' echo server is this binary, re-executed as a child process.
 // redis-xadd's server is one the user runs (give it appendonly yes and
 // appendfsync always to compare durable writes with durable writes); its
@@ -106,6 +111,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -143,6 +149,7 @@ type result struct {
 	elapsed  time.Duration
 	lat      []time.Duration
 	firstErr error
+	cpu      float64 // CPU seconds per call, summed over every process (cpuMeter); -1: not measured
 }
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
@@ -284,14 +291,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	var scenarios []scenario
+	cpuNH, err := newNodeHTTP(tlsOpts, *token)
+	if err != nil {
+		fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+		return 1
+	}
+	meter := &cpuMeter{nh: cpuNH, nodes: httpAddrs}
 
 	if want("grpc-unary") || want("grpc-stream") {
-		addr, stop, err := startEcho()
+		addr, pid, stop, err := startEcho()
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: echo server: %v\n", err)
 			return 1
 		}
 		defer stop()
+		meter.pids = append(meter.pids, pid)
 		if want("grpc-unary") {
 			conn, err := dialRaw(addr)
 			if err != nil {
@@ -443,14 +457,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for r := range measured {
 		measured[r] = make([]result, len(scenarios))
 	}
+	var cpuErr error // why CPU per call is not reported, once
 	for _, st := range order(names, *rounds) {
 		r, i := st[0], st[1]
+		c0, err0 := meter.read()
 		res, err := scenarios[i].measure(*dur)
 		if err != nil {
 			fmt.Fprintf(stderr, "loom-bench: %s: %v\n", scenarios[i].name, err)
 			return 1
 		}
+		c1, err1 := meter.read()
+		res.cpu = -1
+		if err := errors.Join(err0, err1); err != nil {
+			cpuErr = cmp.Or(cpuErr, err)
+		} else if res.calls > 0 && !strings.HasSuffix(res.name, tlsSuffix) {
+			res.cpu = (c1 - c0) / float64(res.calls)
+		}
 		measured[r][i] = res
+	}
+	if cpuErr != nil {
+		fmt.Fprintf(stderr, "loom-bench: CPU per call not measured: %v\n", cpuErr)
 	}
 	sums := summarize(names, measured)
 	report(stdout, sums, *callers, *dur, *rounds, *actors)
@@ -600,6 +626,7 @@ type summary struct {
 	errors   int64
 	firstErr error
 	ratio    map[string][]float64 // baseline name (or twinKey) -> the rounds' ratios, sorted
+	cpu      []float64            // the rounds' CPU seconds per call, sorted (result.cpu)
 }
 
 // twinKey is the key in summary.ratio of a -tls scenario's ratios to its
@@ -647,6 +674,9 @@ func summarize(names []string, measured [][]result) []summary {
 			s.rates = append(s.rates, r.rate())
 			s.lat = append(s.lat, r.lat...)
 			s.errors += r.errors
+			if r.cpu >= 0 {
+				s.cpu = append(s.cpu, r.cpu)
+			}
 			if s.firstErr == nil {
 				s.firstErr = r.firstErr
 			}
@@ -664,6 +694,7 @@ func summarize(names []string, measured [][]result) []summary {
 			}
 		}
 		sort.Float64s(s.rates)
+		sort.Float64s(s.cpu)
 		slices.Sort(s.lat)
 		for _, v := range s.ratio {
 			sort.Float64s(v)
@@ -706,7 +737,11 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	for _, s := range sums {
 		nw = max(nw, len(s.name))
 	}
+	withCPU := slices.ContainsFunc(sums, func(s summary) bool { return len(s.cpu) > 0 })
 	fmt.Fprintf(w, "%-*s %12s %10s %10s %10s %8s", nw, "scenario", "calls/s", "p50", "p99", "p999", "errors")
+	if withCPU {
+		fmt.Fprintf(w, " %10s", "cpu/call")
+	}
 	for _, b := range cols {
 		fmt.Fprintf(w, " %10s", "x "+b.label)
 	}
@@ -714,6 +749,13 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 	for _, s := range sums {
 		fmt.Fprintf(w, "%-*s %12.0f %10v %10v %10v %8d", nw, s.name, s.rate(),
 			s.q(0.50).Round(time.Microsecond), s.q(0.99).Round(time.Microsecond), s.q(0.999).Round(time.Microsecond), s.errors)
+		if withCPU {
+			c := "-"
+			if len(s.cpu) > 0 {
+				c = fmt.Sprintf("%.0fµs", median(s.cpu)*1e6)
+			}
+			fmt.Fprintf(w, " %10s", c) // fmt pads to 10 runes
+		}
 		for _, b := range cols {
 			ratio := "-"
 			if v := s.ratio[b.name]; len(v) > 0 {
@@ -742,23 +784,23 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 }
 
 // startEcho runs this binary as an echo server in a child process.
-func startEcho() (addr string, stop func(), err error) {
+func startEcho() (addr string, pid int, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command(self, "echo-server")
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	var line string
 	if _, err := fmt.Fscanln(out, &line); err != nil {
 		_ = cmd.Process.Kill()
-		return "", nil, fmt.Errorf("reading the echo server's address: %w", err)
+		return "", 0, nil, fmt.Errorf("reading the echo server's address: %w", err)
 	}
-	return line, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+	return line, cmd.Process.Pid, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 }
 
 // bareEcho is the baselines' server: the generated gRPC code and nothing
