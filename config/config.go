@@ -111,6 +111,14 @@ const (
 	GossipLocal = "local"
 )
 
+// Allowed values of ClusterConfig.RaftLogStore.
+const (
+	// RaftLogBolt keeps the Raft log in raft-boltdb/v2.
+	RaftLogBolt = "boltdb"
+	// RaftLogWAL keeps the Raft log in hashicorp/raft-wal.
+	RaftLogWAL = "wal"
+)
+
 // MaxPayloadLimit is the largest allowed NodeConfig.MaxPayloadBytes (256 MiB).
 const MaxPayloadLimit = 256 << 20
 
@@ -767,6 +775,15 @@ type ClusterConfig struct {
 	// quorum.
 	DeadVoterTimeout time.Duration `yaml:"deadVoterTimeout"`
 
+	// RaftLogStore is the store of a node's Raft log, with coordination
+	// backend raft: RaftLogBolt (raft-boltdb/v2: one bbolt file, a B+tree
+	// transaction per batch of entries) or RaftLogWAL (hashicorp/raft-wal,
+	// as Consul uses: append-only segment files, one write and one fsync
+	// per batch). A data dir keeps the store it was made with: a node
+	// started on it with the other one refuses to start. Default
+	// RaftLogBolt.
+	RaftLogStore string `yaml:"raftLogStore"`
+
 	// JoinTimeout is how long a node retries the join addresses at start
 	// before it gives up with an error. Must be > 0. Default 30s: enough
 	// for nodes started together (by an orchestrator, or loom-node
@@ -1029,6 +1046,7 @@ func Default() Config {
 			BootstrapExpect:  1,
 			Voters:           3,
 			DeadVoterTimeout: 2 * time.Minute,
+			RaftLogStore:     RaftLogBolt,
 			JoinTimeout:      30 * time.Second,
 			RejoinInterval:   10 * time.Second,
 			Gossip:           GossipLAN,

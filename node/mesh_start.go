@@ -121,6 +121,7 @@ func (n *Node) openRaft(m *mesh) error {
 	rc.PerDirServerID = true
 	rc.VoteGate = m.bootstrapping.Load
 	rc.DataDir = c.Node.DataDir
+	rc.LogStore = c.Cluster.RaftLogStore
 	rc.BindAddr = net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.Node.RaftPort))
 	if c.Node.Advertise != "" {
 		rc.AdvertiseAddr = net.JoinHostPort(c.Node.Advertise, strconv.Itoa(c.Node.RaftPort))

@@ -157,7 +157,10 @@ func TestClusterReplicationFailover(t *testing.T) {
 // run time) and then the rest of the log.
 func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 	t.Parallel()
-	c := newClusterWith(t, 3, nil, func(cfg *Config) { cfg.TrailingLogs = 4 })
+	c := newClusterWith(t, 3, nil, func(cfg *Config) {
+		cfg.TrailingLogs = 4
+		cfg.WALSegmentSize = 1 << 10 // raft-wal deletes whole segments: a few entries each
+	})
 	ctx := t.Context()
 	f := c.follower()
 	c.stop(f)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/loom-mesh/loom/queue"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
 // Config configures a Store. Start from DefaultConfig (LAN timings) or
@@ -51,9 +52,21 @@ type Config struct {
 	VoteGate func() bool
 
 	// DataDir is where the node keeps its Raft state, under
-	// DataDir/raft: raft.db (log and stable store), snapshots/ and fsm.db
-	// (the state machine, rebuilt on every start). Required.
+	// DataDir/raft: raft.db (log and stable store; wal/ with LogStore
+	// LogStoreWAL), snapshots/ and fsm.db (the state machine, rebuilt on
+	// every start). Required.
 	DataDir string
+
+	// LogStore is the Raft log and stable store: LogStoreBolt
+	// (raft-boltdb/v2, the default) or LogStoreWAL (hashicorp/raft-wal:
+	// append-only segments, one write and fsync per batch). A data dir
+	// keeps the store it was made with; opening it with the other fails.
+	LogStore string
+
+	// WALSegmentSize is, with LogStoreWAL, the size at which a new
+	// segment file starts; entries before a snapshot are deleted a whole
+	// segment at a time. 0: raft-wal's default, 64 MiB.
+	WALSegmentSize int
 
 	// BindAddr is the TCP address Raft listens on, host:port. Port 0 picks
 	// a free port (see Store.Addr); a restarted node must come back on the
@@ -307,6 +320,9 @@ func (c Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		bad("SnapshotThreshold is 0")
 	}
+	if c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
+		bad("LogStore %q is neither %q nor %q", c.LogStore, LogStoreBolt, LogStoreWAL)
+	}
 	if c.SnapshotRetain < 1 {
 		bad("SnapshotRetain %d is below 1", c.SnapshotRetain)
 	}
@@ -339,3 +355,9 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// The Raft log stores (Config.LogStore).
+const (
+	LogStoreBolt = replica.LogStoreBolt
+	LogStoreWAL  = replica.LogStoreWAL
+)

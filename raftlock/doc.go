@@ -110,7 +110,11 @@
 // Under Config.DataDir/raft: raft.db (raft-boltdb/v2: the Raft log and
 // stable store, fsynced; bbolt's free-page list is not written with each
 // commit but rebuilt by scanning the file on open, as etcd does, which
-// makes every log write smaller), snapshots/ (raft's file snapshot store, the last
+// makes every log write smaller) or, with Config.LogStore LogStoreWAL,
+// wal/ (hashicorp/raft-wal: append-only segment files, one write and one
+// fsync per batch of entries, old entries deleted a segment at a time, the
+// stable store in its meta.db; a data dir keeps the store it was made
+// with), snapshots/ (raft's file snapshot store, the last
 // SnapshotRetain kept), and fsm.db, the state machine, a bbolt file opened
 // with NoSync. The Raft log is the durable record; fsm.db is a cache of
 // applying it. On every start fsm.db is deleted and rebuilt: Raft restores

@@ -1,6 +1,7 @@
 package raftlock
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,6 +31,10 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", t.Name())
 }
 
+// logStoreFlag is the Raft log store every test's nodes use: the whole
+// suite runs on each (make test runs it with wal too).
+var logStoreFlag = flag.String("raftlock.logstore", LogStoreBolt, "the Raft log store of the tests' nodes: boltdb or wal")
+
 // testConfig is FastConfig for a node of a test cluster on loopback. A
 // single-node cluster gets even shorter timeouts: it elects itself after
 // one heartbeat timeout.
@@ -37,6 +42,8 @@ func testConfig(t testing.TB, id raft.ServerID, dir, addr string, now func() tim
 	cfg := FastConfig()
 	cfg.NodeID = id
 	cfg.DataDir = dir
+	cfg.LogStore = *logStoreFlag
+	cfg.WALSegmentSize = 64 << 10 // small segments: rotations, and logs truncated after small snapshots
 	cfg.BindAddr = addr
 	cfg.Logger = testLogger(t)
 	if now != nil {

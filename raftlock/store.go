@@ -87,6 +87,8 @@ func Open(cfg Config) (*Store, error) {
 		PerDirServerID:      cfg.PerDirServerID,
 		VoteGate:            cfg.VoteGate,
 		Dir:                 dir,
+		LogStore:            cfg.LogStore,
+		WALSegmentSize:      cfg.WALSegmentSize,
 		BindAddr:            cfg.BindAddr,
 		AdvertiseAddr:       cfg.AdvertiseAddr,
 		Transport:           cfg.Transport,

@@ -7,15 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Forwarder carries a forward request from a follower to the leader.
@@ -127,9 +124,18 @@ type Config[R any] struct {
 	// VoteGate, if not nil, decides whether this server may vote while it
 	// is not in its own latest configuration (see votegate.go).
 	VoteGate func() bool
-	// Dir holds the Group's files: raft.db (the Raft log and stable
-	// store), snapshots/, server-id, and whatever OpenFSM puts there.
+	// Dir holds the Group's files: the Raft log and stable store (raft.db,
+	// or wal/ with LogStore LogStoreWAL), snapshots/, server-id, and
+	// whatever OpenFSM puts there.
 	Dir string
+	// LogStore is the Raft log and stable store: LogStoreBolt ("" too),
+	// raft-boltdb/v2, or LogStoreWAL, hashicorp/raft-wal. A Dir keeps the
+	// kind it was made with: opening it with the other is an error.
+	LogStore string
+	// WALSegmentSize is the size at which raft-wal starts a new segment
+	// file (0: raft-wal's default, 64 MiB). Old entries are deleted a
+	// whole segment at a time.
+	WALSegmentSize int
 	// BindAddr and AdvertiseAddr are the TCP transport's, when Transport
 	// is nil; TransportMaxPool and TransportTimeout configure it.
 	// TransportTimeout also bounds how long Close waits for a forward
@@ -214,7 +220,7 @@ type Group[R any] struct {
 
 	fsm       FSM
 	raft      *raft.Raft
-	logStore  *raftboltdb.BoltStore
+	logStore  logStore
 	stable    *closingStable // logStore as Raft's stable store (stable.go)
 	trans     raft.Transport
 	ownTrans  *raft.NetworkTransport // the TCP transport Open made, closed by Close
@@ -323,15 +329,8 @@ func Open[R any](cfg Config[R]) (g *Group[R], err error) {
 	}
 	// The log store first: its file lock keeps a second process off this
 	// directory before anything in it is touched.
-	g.logStore, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(dir, "raft.db"),
-		BoltOptions: &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true},
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%s: open %s: locked by another process (is another node using data dir %s?): %w", g.name, filepath.Join(dir, "raft.db"), filepath.Dir(dir), err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: open %s: %w", g.name, filepath.Join(dir, "raft.db"), err)
+	if g.logStore, err = openLogStore(dir, cfg.LogStore, cfg.WALSegmentSize, hlog.Named("wal")); err != nil {
+		return nil, fmt.Errorf("%s: %w", g.name, err)
 	}
 	closers = append(closers, g.logStore.Close)
 	var logStore raft.LogStore = g.logStore
