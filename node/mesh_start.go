@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -138,6 +139,9 @@ func (n *Node) openRaft(m *mesh) error {
 		return err
 	}
 	store, err := raftlock.Open(rc)
+	if errors.Is(err, raftlock.ErrLogStoreMismatch) {
+		return fmt.Errorf("node: %w (set cluster.raftLogStore)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

@@ -361,3 +361,7 @@ const (
 	LogStoreBolt = replica.LogStoreBolt
 	LogStoreWAL  = replica.LogStoreWAL
 )
+
+// ErrLogStoreMismatch: Open found a Raft log of the other kind in the
+// data dir, which keeps the log store it was made with.
+var ErrLogStoreMismatch = replica.ErrLogStoreMismatch

@@ -29,6 +29,10 @@ const (
 	LogStoreWAL = "wal"
 )
 
+// ErrLogStoreMismatch: a data dir holds a log of the other kind; it
+// keeps the log store it was made with.
+var ErrLogStoreMismatch = errors.New("the data dir keeps the Raft log store it was made with")
+
 // logStore is the Raft log and stable store of a Group.
 type logStore interface {
 	raft.LogStore
@@ -45,7 +49,7 @@ func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStor
 	switch kind {
 	case "", LogStoreBolt:
 		if exists(walDir) {
-			return nil, fmt.Errorf("%s holds a raft-wal log (made with log store %q): open it with %q again; a data dir keeps the log store it was made with", dir, LogStoreWAL, LogStoreWAL)
+			return nil, fmt.Errorf("%w: %s holds a raft-wal log: open it with log store %q", ErrLogStoreMismatch, dir, LogStoreWAL)
 		}
 		s, err := raftboltdb.New(raftboltdb.Options{
 			Path:        boltPath,
@@ -60,7 +64,7 @@ func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStor
 		return s, nil
 	case LogStoreWAL:
 		if exists(boltPath) {
-			return nil, fmt.Errorf("%s holds a raft-boltdb log, raft.db (made with log store %q): open it with %q again; a data dir keeps the log store it was made with", dir, LogStoreBolt, LogStoreBolt)
+			return nil, fmt.Errorf("%w: %s holds a raft-boltdb log (raft.db): open it with log store %q", ErrLogStoreMismatch, dir, LogStoreBolt)
 		}
 		if err := os.MkdirAll(walDir, 0o700); err != nil {
 			return nil, err

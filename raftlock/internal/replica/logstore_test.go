@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestOpenLogStore(t *testing.T) {
 			if kind == LogStoreWAL {
 				other = LogStoreBolt
 			}
-			if _, err := openLogStore(dir, other, 0, hclog.NewNullLogger()); err == nil || !strings.Contains(err.Error(), "keeps the log store it was made with") {
+			if _, err := openLogStore(dir, other, 0, hclog.NewNullLogger()); !errors.Is(err, ErrLogStoreMismatch) {
 				t.Fatalf("opening a %s dir as %s: %v", kind, other, err)
 			}
 
