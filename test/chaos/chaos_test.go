@@ -15,19 +15,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/internal/pgtest"
 	"github.com/loom-mesh/loom/internal/rabbitmqtest"
 	"github.com/loom-mesh/loom/internal/redistest"
 )
 
 var (
-	seedFlag   = flag.Int64("chaos.seed", 0, "seed of every random choice (0: drawn from the clock and printed)")
-	longFlag   = flag.Bool("chaos.long", false, "also run the soak (or set LOOM_CHAOS_LONG=1, or to a duration such as 45m)")
-	longDur    = flag.Duration("chaos.duration", 30*time.Minute, "how long the soak injects faults, split between its 3- and 5-node runs")
-	outFlag    = flag.String("chaos.out", "", "keep every run's artifacts under this directory (default: a temporary one, kept only when the run fails)")
-	raceFlag   = flag.Bool("chaos.race", false, "build loom-node with the race detector")
-	plainFlag  = flag.Bool("chaos.plain", false, "run every scenario in plaintext, TestChaos's too (it runs with TLS, gossip encryption and tokens by default)")
-	secureFlag = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
+	seedFlag    = flag.Int64("chaos.seed", 0, "seed of every random choice (0: drawn from the clock and printed)")
+	longFlag    = flag.Bool("chaos.long", false, "also run the soak (or set LOOM_CHAOS_LONG=1, or to a duration such as 45m)")
+	longDur     = flag.Duration("chaos.duration", 30*time.Minute, "how long the soak injects faults, split between its 3- and 5-node runs")
+	outFlag     = flag.String("chaos.out", "", "keep every run's artifacts under this directory (default: a temporary one, kept only when the run fails)")
+	raceFlag    = flag.Bool("chaos.race", false, "build loom-node with the race detector")
+	plainFlag   = flag.Bool("chaos.plain", false, "run every scenario in plaintext, TestChaos's too (it runs with TLS, gossip encryption and tokens by default)")
+	secureFlag  = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
+	raftLogFlag = flag.String("chaos.raftlog", "", "every scenario's Raft log store, boltdb or wal (default: wal for TestChaos, boltdb for the others)")
 )
 
 var binPath string
@@ -137,6 +139,9 @@ func withSecurity(t *testing.T, s Scenario) Scenario {
 func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 	t.Helper()
 	s = withSecurity(t, s)
+	if *raftLogFlag != "" {
+		s.RaftLogStore = *raftLogFlag
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	if dl, ok := t.Deadline(); ok {
@@ -198,6 +203,7 @@ func TestChaos(t *testing.T) {
 	}
 	s := DefaultScenario(seed())
 	s.Secure = true
+	s.RaftLogStore = config.RaftLogWAL // the others run on the default, boltdb
 	runScenario(t, s, 5*time.Minute)
 }
 

@@ -39,6 +39,8 @@ type ClusterOptions struct {
 	// SnapshotEvery is journal.snapshotEvery: 0 takes no snapshot, so the
 	// journal audit sees every entry.
 	SnapshotEvery int
+	// RaftLogStore is cluster.raftLogStore; "" keeps the default.
+	RaftLogStore string
 	// Unsafe starts every node in this --debug-unsafe mode (the proof
 	// that the checkers bite).
 	Unsafe string
@@ -134,6 +136,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	var clusterSection string
 	if o.DeadVoterTimeout > 0 {
 		clusterSection += fmt.Sprintf("  deadVoterTimeout: %s\n", o.DeadVoterTimeout)
+	}
+	if o.RaftLogStore != "" {
+		clusterSection += fmt.Sprintf("  raftLogStore: %s\n", o.RaftLogStore)
 	}
 	clusterSection += c.sec.gossipConfig()
 	if clusterSection != "" {

@@ -140,6 +140,10 @@ func (m *Messenger) sendNew(ctx context.Context) {
 	}
 }
 
+// statusCanceled is the gateway's answer to a call or send canceled
+// before its outcome was known (errclass "canceled", nginx's 499).
+const statusCanceled = 499
+
 // send sends msg once through a random running node; true once a node
 // answered with a definite acceptance or refusal.
 func (m *Messenger) send(msg *SentMessage) bool {
@@ -180,7 +184,9 @@ func (m *Messenger) send(msg *SentMessage) bool {
 	case resp.StatusCode == http.StatusAccepted:
 		m.note(msg, "", true)
 		return true
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == statusCanceled:
+		// Not accepted, or not known to be (499: the send was canceled on
+		// its way, outcome unknown): send it again, the id makes it once.
 		m.note(msg, fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(out)), false)
 		return false
 	default:

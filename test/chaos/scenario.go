@@ -77,6 +77,9 @@ type Scenario struct {
 	// (ClusterOptions.Secure, security.go). TestChaos sets it; the
 	// test flags -chaos.plain and -chaos.secure override it.
 	Secure bool
+	// RaftLogStore is the nodes' cluster.raftLogStore ("": the default,
+	// boltdb). TestChaos runs on wal; -chaos.raftlog overrides it.
+	RaftLogStore string
 }
 
 // DefaultScenario is the first run `go test ./test/chaos` makes
@@ -344,7 +347,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
 		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
-		Secure: s.Secure,
+		Secure: s.Secure, RaftLogStore: s.RaftLogStore,
 	}
 	if s.Redis {
 		if env.Redis == nil || env.RedisAddr == "" {
