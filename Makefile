@@ -20,9 +20,7 @@ run: build
 cluster: build
 	./$(BIN) cluster -n 3 --base-port $(PORT) --data-dir $(CLUSTER_DATA)
 
-# Every package, race detector on, no cached results, three packages at a
-# time (many tests wait on leases, timers and real servers: two at a time
-# kept the two cores half idle). ./test/chaos first,
+# Every package, race detector on, no cached results (./test/chaos first,
 # the longest, so that the others run beside it: it builds its own
 # loom-node with -tags loomchaos and runs the default scenarios, the Redis
 # one, the mixed one (Raft locks, PostgreSQL journals) and the proof that
@@ -41,7 +39,7 @@ test:
 	./scripts/ensure-tools
 	$(GO) vet ./...
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
-	$(GO) test -race -count=1 -p 3 -timeout 15m ./test/chaos ./...
+	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
 	$(GO) test -race -count=1 -timeout 10m -tags loomchaos -run '^Test(Chaos|Unsafe)' ./node ./cmd/loom-node ./adapters/redis/redisjournal
 	$(GO) test -race -count=1 -timeout 10m ./raftlock -raftlock.logstore wal
 

@@ -289,7 +289,14 @@ func TestUIBrowser(t *testing.T) {
 	b.screenshot("actor")
 
 	// Traces: the correlation id links to the call's trace.
-	b.do("opening the trace", chromedp.Click(chromedp.CSS(`#actor-entries a.cid[href="#/traces/`+cid+`"]`)))
+	// Found and clicked in one step: the live view re-renders the entries
+	// (a node chromedp had found may be gone by its click).
+	b.waitFor("the link to the trace, clicked", `(() => {
+		const a = document.querySelector('#actor-entries a.cid[href="#/traces/`+cid+`"]');
+		if (!a) return false;
+		a.click();
+		return true;
+	})()`)
 	b.waitFor("the trace's waterfall across two nodes", `(() => {
 		const rows = [...document.querySelectorAll('#waterfall-rows .wf-row[data-name]')];
 		const nodes = new Set(rows.map(r => r.dataset.node));
