@@ -628,14 +628,8 @@ func (s *session) close() {
 
 // killNaming kills every process whose command line holds dir.
 func killNaming(dir string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		data, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(data), dir) {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err == nil && pid != os.Getpid() {
+	for _, pid := range naming(dir) {
+		if pid != os.Getpid() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -644,6 +638,16 @@ func killNaming(dir string) {
 // pidOf is the pid of the process whose command line holds every part.
 func pidOf(t *testing.T, parts ...string) int {
 	t.Helper()
+	found := naming(parts...)
+	if len(found) != 1 {
+		t.Fatalf("processes naming %q: %v, want one", parts, found)
+	}
+	return found[0]
+}
+
+// naming lists the processes whose command lines (arguments joined by
+// spaces) hold every part.
+func naming(parts ...string) []int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var found []int
 	for _, p := range procs {
@@ -656,15 +660,11 @@ func pidOf(t *testing.T, parts ...string) int {
 		for _, part := range parts {
 			all = all && strings.Contains(line, part)
 		}
-		if all {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); all && err == nil {
 			found = append(found, pid)
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("processes naming %q: %v, want one", parts, found)
-	}
-	return found[0]
+	return found
 }
 
 var (
