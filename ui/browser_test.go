@@ -403,12 +403,25 @@ func TestUIBrowserTokens(t *testing.T) {
 	b.do("opening the calls view", chromedp.Click(chromedp.CSS(`nav a[data-view="calls"]`)))
 	b.waitFor("the call rates", `document.querySelector('#calls-table tr[data-series="counter.add"]') !== null`)
 
-	// The admin token: everything.
+	// The admin token: everything. The page learns which node serves it
+	// only now; the navigation must not move when it says so, or a click
+	// aimed at it lands elsewhere.
+	navAt := `String(document.querySelector('nav a[data-view="cluster"]').getBoundingClientRect().left)`
+	if got := b.eval(`document.querySelector('#served-by').textContent`); got != "" {
+		t.Fatalf("served by %q before any admin answer", got)
+	}
+	navBefore := b.eval(navAt)
 	b.do("changing the token", chromedp.Click(chromedp.CSS("#token-button")))
 	b.waitFor("the token prompt", `document.querySelector('#token-dialog').open`)
 	b.do("entering the ops token", chromedp.SendKeys(chromedp.CSS("#token-input"), tokOps), chromedp.Click(chromedp.CSS("#token-ok")))
 	b.do("opening the cluster view", chromedp.Click(chromedp.CSS(`nav a[data-view="cluster"]`)))
 	b.waitFor("the node", `document.querySelectorAll('#members-table tbody tr[data-node="solo"]').length === 1 && document.querySelector('#error').hidden`)
+	if got := b.eval(`document.querySelector('#served-by').textContent`); got != "served by solo" {
+		t.Fatalf("header says %q", got)
+	}
+	if after := b.eval(navAt); after != navBefore {
+		t.Fatalf("the navigation moved from x=%s to x=%s", navBefore, after)
+	}
 	b.do("looking the actor up", chromedp.Navigate("http://"+n.HTTPAddr()+"/ui/#/actors/counter/t1"))
 	b.waitFor("the actor", `document.querySelector('#actor-owner') && document.querySelector('#actor-owner').textContent === 'solo' && document.querySelectorAll('#actor-entries tbody tr').length === 1`)
 	b.do("opening its trace", chromedp.Click(chromedp.CSS(`#actor-entries a.cid[href="#/traces/tok-1"]`)))

@@ -605,7 +605,9 @@
       const n = op === 'purge' ? res.purged : res.replayed;
       $('#dead-note').textContent = (op === 'purge' ? 'Purged ' : 'Replayed ') + num(n) + '.';
       fill($('#dead-detail'));
-      await views.queues.load();
+      // Through refresh, not a load of its own: a refresh already in flight
+      // read the list before this and must not paint over the new one.
+      refresh();
     } catch (err) {
       showError(err);
     }
