@@ -29,7 +29,7 @@ cluster: build
 # test-only machinery (the chaos hook, the unsafe modes, the Redis
 # journal's unfenced append), which exist only as the chaos suite builds
 # them, with -tags loomchaos: their names begin TestChaos or TestUnsafe;
-# then the Raft store's suite again, on the raft-wal log store.
+# then the Raft store's suite again, on the raft-boltdb log store.
 test:
 	./scripts/ensure-redis
 	./scripts/ensure-postgres
@@ -41,7 +41,7 @@ test:
 	$(GO) vet -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
 	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
 	$(GO) test -race -count=1 -timeout 10m -tags loomchaos -run '^Test(Chaos|Unsafe)' ./node ./cmd/loom-node ./adapters/redis/redisjournal
-	$(GO) test -race -count=1 -timeout 10m ./raftlock -raftlock.logstore wal
+	$(GO) test -race -count=1 -timeout 10m ./raftlock -raftlock.logstore boltdb
 
 # The chaos suite with its soak: real loom-node processes killed (-9),
 # paused (SIGSTOP), partitioned, their clocks and disks faulted, their

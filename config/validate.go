@@ -730,7 +730,7 @@ func (v *validator) validate(c *Config) {
 		v.add("cluster.voters", cl.Voters, fmt.Sprintf("must be odd and between 1 and 7 (got %d): an even count tolerates no more failures than one fewer", cl.Voters))
 	}
 	v.positiveDuration("cluster.deadVoterTimeout", cl.DeadVoterTimeout)
-	v.oneOf("cluster.raftLogStore", cl.RaftLogStore, RaftLogBolt, RaftLogWAL)
+	v.oneOf("cluster.raftLogStore", cl.RaftLogStore, RaftLogAuto, RaftLogWAL, RaftLogBolt)
 	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
 	v.positiveDuration("cluster.rejoinInterval", cl.RejoinInterval)
 	v.oneOf("cluster.gossip", cl.Gossip, GossipLAN, GossipLocal)

@@ -58,9 +58,11 @@ type Config struct {
 	DataDir string
 
 	// LogStore is the Raft log and stable store: LogStoreBolt
-	// (raft-boltdb/v2, the default) or LogStoreWAL (hashicorp/raft-wal:
-	// append-only segments, one write and fsync per batch). A data dir
-	// keeps the store it was made with; opening it with the other fails.
+	// (raft-boltdb/v2: a B+tree transaction per batch) or LogStoreWAL
+	// (hashicorp/raft-wal: append-only segments, one write and fsync per
+	// batch). LogStoreAuto ("", the default) opens what the data dir
+	// holds, and raft-wal in a new one. A data dir keeps the store it was
+	// made with; opening it with the other fails.
 	LogStore string
 
 	// WALSegmentSize is, with LogStoreWAL, the size at which a new
@@ -320,8 +322,8 @@ func (c Config) Validate() error {
 	if c.SnapshotThreshold == 0 {
 		bad("SnapshotThreshold is 0")
 	}
-	if c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
-		bad("LogStore %q is neither %q nor %q", c.LogStore, LogStoreBolt, LogStoreWAL)
+	if c.LogStore != "" && c.LogStore != LogStoreAuto && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
+		bad("LogStore %q is none of %q, %q, %q", c.LogStore, LogStoreAuto, LogStoreBolt, LogStoreWAL)
 	}
 	if c.SnapshotRetain < 1 {
 		bad("SnapshotRetain %d is below 1", c.SnapshotRetain)
@@ -358,6 +360,7 @@ func (c Config) Validate() error {
 
 // The Raft log stores (Config.LogStore).
 const (
+	LogStoreAuto = replica.LogStoreAuto
 	LogStoreBolt = replica.LogStoreBolt
 	LogStoreWAL  = replica.LogStoreWAL
 )

@@ -33,7 +33,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // logStoreFlag is the Raft log store every test's nodes use: the whole
 // suite runs on each (make test runs it with wal too).
-var logStoreFlag = flag.String("raftlock.logstore", LogStoreBolt, "the Raft log store of the tests' nodes: boltdb or wal")
+var logStoreFlag = flag.String("raftlock.logstore", LogStoreAuto, "the Raft log store of the tests' nodes: auto (raft-wal in their new dirs), boltdb or wal")
 
 // testConfig is FastConfig for a node of a test cluster on loopback. A
 // single-node cluster gets even shorter timeouts: it elects itself after

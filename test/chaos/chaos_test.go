@@ -29,7 +29,7 @@ var (
 	raceFlag    = flag.Bool("chaos.race", false, "build loom-node with the race detector")
 	plainFlag   = flag.Bool("chaos.plain", false, "run every scenario in plaintext, TestChaos's too (it runs with TLS, gossip encryption and tokens by default)")
 	secureFlag  = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
-	raftLogFlag = flag.String("chaos.raftlog", "", "every scenario's Raft log store, boltdb or wal (default: wal for TestChaos, boltdb for the others)")
+	raftLogFlag = flag.String("chaos.raftlog", "", "every scenario's Raft log store, boltdb or wal (default: boltdb for TestChaosNodeFaults, wal for the others)")
 )
 
 var binPath string
@@ -203,7 +203,6 @@ func TestChaos(t *testing.T) {
 	}
 	s := DefaultScenario(seed())
 	s.Secure = true
-	s.RaftLogStore = config.RaftLogWAL // the others run on the default, boltdb
 	runScenario(t, s, 5*time.Minute)
 }
 
@@ -231,12 +230,15 @@ func TestChaosMixed(t *testing.T) {
 	runScenario(t, MixedScenario(seed()), 4*time.Minute)
 }
 
-// TestChaosNodeFaults: a node's clock, disk and membership faults.
+// TestChaosNodeFaults: a node's clock, disk and membership faults, with
+// the Raft logs in raft-boltdb (the others run on the default, raft-wal).
 func TestChaosNodeFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
-	runScenario(t, NodeFaultsScenario(seed()), 5*time.Minute)
+	s := NodeFaultsScenario(seed())
+	s.RaftLogStore = config.RaftLogBolt
+	runScenario(t, s, 5*time.Minute)
 }
 
 // TestChaosCombined runs the combined faults, each on a cluster of its

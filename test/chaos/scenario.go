@@ -78,7 +78,8 @@ type Scenario struct {
 	// test flags -chaos.plain and -chaos.secure override it.
 	Secure bool
 	// RaftLogStore is the nodes' cluster.raftLogStore ("": the default,
-	// boltdb). TestChaos runs on wal; -chaos.raftlog overrides it.
+	// auto, raft-wal in their new data dirs). TestChaosNodeFaults runs on
+	// boltdb; -chaos.raftlog overrides it.
 	RaftLogStore string
 }
 

@@ -128,9 +128,10 @@ type Config[R any] struct {
 	// or wal/ with LogStore LogStoreWAL), snapshots/, server-id, and
 	// whatever OpenFSM puts there.
 	Dir string
-	// LogStore is the Raft log and stable store: LogStoreBolt ("" too),
-	// raft-boltdb/v2, or LogStoreWAL, hashicorp/raft-wal. A Dir keeps the
-	// kind it was made with: opening it with the other is an error.
+	// LogStore is the Raft log and stable store: LogStoreBolt,
+	// raft-boltdb/v2, or LogStoreWAL, hashicorp/raft-wal; LogStoreAuto
+	// ("" too) is the kind Dir holds, raft-wal for a new one. A Dir keeps
+	// the kind it was made with: opening it with the other is an error.
 	LogStore string
 	// WALSegmentSize is the size at which raft-wal starts a new segment
 	// file (0: raft-wal's default, 64 MiB). Old entries are deleted a

@@ -20,6 +20,9 @@ import (
 // The Raft log stores a Group can keep its log and stable store in
 // (Config.LogStore).
 const (
+	// LogStoreAuto ("" too) keeps the kind a Dir was made with: raft.db
+	// there is LogStoreBolt; otherwise, a new Dir too, LogStoreWAL.
+	LogStoreAuto = "auto"
 	// LogStoreBolt is raft-boltdb/v2: one bbolt file, raft.db, whose
 	// every batch of entries is a B+tree transaction.
 	LogStoreBolt = "boltdb"
@@ -42,12 +45,19 @@ type logStore interface {
 
 // openLogStore opens (or creates) dir's log store of the given kind. A
 // dir keeps the kind it was made with: the other kind's files there are an
-// error, not a second, empty log beside the first. The store holds a lock
+// error, not a second, empty log beside the first; LogStoreAuto picks the
+// kind the dir holds, and raft-wal for a new one. The store holds a lock
 // on dir that keeps a second process out while it is open.
 func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStore, error) {
 	boltPath, walDir := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal")
+	if kind == "" || kind == LogStoreAuto {
+		kind = LogStoreWAL
+		if exists(boltPath) {
+			kind = LogStoreBolt
+		}
+	}
 	switch kind {
-	case "", LogStoreBolt:
+	case LogStoreBolt:
 		if exists(walDir) {
 			return nil, fmt.Errorf("%w: %s holds a raft-wal log: open it with log store %q", ErrLogStoreMismatch, dir, LogStoreWAL)
 		}
@@ -90,7 +100,7 @@ func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStor
 		}
 		return &walStore{WAL: w, meta: meta, lock: lock}, nil
 	default:
-		return nil, fmt.Errorf("unknown log store %q (want %q or %q)", kind, LogStoreBolt, LogStoreWAL)
+		return nil, fmt.Errorf("unknown log store %q (want %q, %q or %q)", kind, LogStoreAuto, LogStoreBolt, LogStoreWAL)
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 )
 
 // Each store keeps what was written across a close; a dir refuses the
-// other kind and a second opener; an unknown kind is refused.
+// other kind and a second opener, and auto opens the kind it holds; a new
+// dir's auto is raft-wal; an unknown kind is refused.
 func TestOpenLogStore(t *testing.T) {
 	for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
 		t.Run(kind, func(t *testing.T) {
@@ -41,11 +42,15 @@ func TestOpenLogStore(t *testing.T) {
 				t.Fatalf("opening a %s dir as %s: %v", kind, other, err)
 			}
 
-			s, err = openLogStore(dir, kind, 0, hclog.NewNullLogger())
+			// Auto opens what the dir holds.
+			s, err = openLogStore(dir, LogStoreAuto, 0, hclog.NewNullLogger())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			if _, isWAL := s.(*walStore); isWAL != (kind == LogStoreWAL) {
+				t.Fatalf("auto opened a %s dir as %T", kind, s)
+			}
 			var l raft.Log
 			if err := s.GetLog(2, &l); err != nil || string(l.Data) != "b" {
 				t.Fatalf("entry 2 after a reopen: %q, %v", l.Data, err)
@@ -54,6 +59,16 @@ func TestOpenLogStore(t *testing.T) {
 				t.Fatalf("term after a reopen: %d, %v", term, err)
 			}
 		})
+	}
+	for _, auto := range []string{"", LogStoreAuto} {
+		s, err := openLogStore(t.TempDir(), auto, 0, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, isWAL := s.(*walStore); !isWAL {
+			t.Errorf("a new dir's log store %q is %T, want raft-wal", auto, s)
+		}
+		s.Close()
 	}
 	if _, err := openLogStore(t.TempDir(), "leveldb", 0, hclog.NewNullLogger()); err == nil {
 		t.Fatal("an unknown log store opened")
