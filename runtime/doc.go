@@ -85,7 +85,9 @@
 // Each type has a pool (PoolConfig from Options.Pool; DefaultPoolConfig is
 // 10,000 activations, 5 minutes idle, LRU). MaxSize is exact: at it,
 // EvictLRU deactivates the least recently used actor (after its running
-// turn) and EvictReject fails with ErrPoolFull. A sweeper, every
+// turn) and EvictReject fails with ErrPoolFull. A pool of 256 or more
+// evicts a batch at once, the least recently used 1 in 128 of MaxSize (at
+// most 64), side by side, so that their lock releases share a round trip. A sweeper, every
 // IdleCheckInterval (default 1 s), deactivates actors whose last turn is
 // IdleTimeout old by Options.Now, skipping busy ones. A clean deactivation
 // (idle, evicted, Deactivate, Rebalance, Close) waits for the running turn,

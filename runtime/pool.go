@@ -4,6 +4,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -105,6 +106,11 @@ func (p *pool) get(ctx context.Context, id string) (a *activation, created bool,
 
 // makeRoom deactivates least recently used actors until a new activation
 // fits, or fails with ErrPoolFull under the reject policy. evictMu is held.
+//
+// A large pool evicts in batches (evictBatch): one scan finds the batch's
+// victims, and their deactivations run side by side, so that their lock
+// releases share Raft entries (group commit) and the activations waiting
+// for room wait for one round trip per batch rather than one per victim.
 func (p *pool) makeRoom(ctx context.Context, id string) error {
 	for p.count.Load() >= int64(p.cfg.MaxSize) {
 		sh := p.shard(id)
@@ -117,37 +123,80 @@ func (p *pool) makeRoom(ctx context.Context, id string) error {
 		if p.cfg.EvictionPolicy == EvictReject {
 			return fmt.Errorf("%w: %s has %d activations (maxSize %d)", ErrPoolFull, p.td.name, p.count.Load(), p.cfg.MaxSize)
 		}
-		victim := p.leastRecentlyUsed()
-		if victim == nil {
+		victims := p.leastRecentlyUsed(evictBatch(p.cfg.MaxSize))
+		if len(victims) == 0 {
 			return nil
 		}
-		if err := victim.acquire(ctx); err != nil {
-			return err
-		}
-		if victim.dead {
-			victim.release()
+		if len(victims) == 1 {
+			if err := p.evict(ctx, victims[0]); err != nil {
+				return err
+			}
 			continue
 		}
-		p.r.deactivateHeld(victim, "evicted (lru)", true)
+		errs := make([]error, len(victims))
+		var wg sync.WaitGroup
+		for i, v := range victims {
+			wg.Go(func() { errs[i] = p.evict(ctx, v) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// leastRecentlyUsed scans the pool for the activation used longest ago.
-func (p *pool) leastRecentlyUsed() *activation {
-	var best *activation
-	var bestUse uint64
+// evictBatch is how many activations a pool of maxSize evicts at once
+// when full: 1 up to 255, then one in 128, at most 64 (10,000: 64).
+func evictBatch(maxSize int) int {
+	return min(max(maxSize/128, 1), 64)
+}
+
+// evict deactivates victim once its running turn, if any, has ended.
+func (p *pool) evict(ctx context.Context, victim *activation) error {
+	if err := victim.acquire(ctx); err != nil {
+		return err
+	}
+	if victim.dead {
+		victim.release()
+		return nil
+	}
+	p.r.deactivateHeld(victim, "evicted (lru)", true)
+	return nil
+}
+
+// leastRecentlyUsed scans the pool for the n activations used longest
+// ago, oldest first.
+func (p *pool) leastRecentlyUsed(n int) []*activation {
+	type use struct {
+		a *activation
+		u uint64
+	}
+	best := make([]use, 0, n) // ascending by u
 	for i := range p.shards {
 		sh := &p.shards[i]
 		sh.mu.RLock()
 		for _, a := range sh.m {
-			if u := a.lastUse.Load(); best == nil || u < bestUse {
-				best, bestUse = a, u
+			u := a.lastUse.Load()
+			if len(best) == n && u >= best[n-1].u {
+				continue
 			}
+			if len(best) < n {
+				best = append(best, use{})
+			}
+			j := len(best) - 1
+			for ; j > 0 && best[j-1].u > u; j-- {
+				best[j] = best[j-1]
+			}
+			best[j] = use{a, u}
 		}
 		sh.mu.RUnlock()
 	}
-	return best
+	out := make([]*activation, len(best))
+	for i, b := range best {
+		out[i] = b.a
+	}
+	return out
 }
 
 // remove takes a out of the pool if it is still there.

@@ -398,6 +398,45 @@ func TestLRUEviction(t *testing.T) {
 	}
 }
 
+// A large pool evicts a batch at once: the least recently used, their
+// locks released, their state kept.
+func TestLRUEvictionInBatches(t *testing.T) {
+	p := newProbe()
+	const size = 300 // a batch of 2
+	e := newEnv(t, allTypes, func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig {
+			return runtime.PoolConfig{MaxSize: size, EvictionPolicy: runtime.EvictLRU}
+		}
+	})
+	ctx := context.Background()
+	for i := range size {
+		if _, err := TallyAdd.Call(ctx, e.rt, fmt.Sprint("a", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"a0", "a2", "new"} {
+		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := p.deactivatedIDs()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a1", "a3"}) {
+		t.Fatalf("deactivated %v, want [a1 a3] (the two least recently used)", got)
+	}
+	if n := e.rt.Active("tally"); n != size-1 {
+		t.Fatalf("active = %d, want %d", n, size-1)
+	}
+	for _, id := range got {
+		if _, held, _ := e.coord.Holder(ctx, "tally/"+id); held {
+			t.Fatalf("evicted %s's lock still held", id)
+		}
+		if v, err := TallyGet.Call(ctx, e.rt, id, struct{}{}); err != nil || v != 1 {
+			t.Fatalf("%s = %d, %v; want 1", id, v, err)
+		}
+	}
+}
+
 func TestPoolRejectPolicy(t *testing.T) {
 	newProbe()
 	e := newEnv(t, allTypes, func(o *runtime.Options) {

@@ -6,6 +6,11 @@
 //	durable-add  counter.add through the client: one durable State.Set through Raft per call
 //	send         counter.add sent as a durable message through the client:
 //	             answered once the message is committed (messages.go)
+//	cold-add     counter.add over --cold-actors (100,000) actors, each call's
+//	             picked at random and none warmed up: with more actors than
+//	             the nodes' pools hold, most calls activate theirs (a lock
+//	             grant, a replay) after evicting another (its lock's release)
+//	cold-get     counter.get the same way
 //	remote-get-tls, durable-add-tls, send-tls
 //	             only with --tls-addrs: the same against a second cluster,
 //	             over mutual TLS (see below)
@@ -199,7 +204,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dur := fs.Duration("duration", 10*time.Second, "duration of each measurement (of each scenario in each round)")
 	rounds := fs.Int("rounds", 1, "rounds: every scenario is measured once per round, in an order that rotates, and the ratios are the medians of the rounds' ratios")
 	actors := fs.Int("actors", 10000, "number of distinct actors")
-	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace,rabbitmq-publish (with --tls-addrs, remote-get, durable-add and send bring their -tls twins)")
+	coldActors := fs.Int("cold-actors", 100000, "cold-add and cold-get: the number of distinct actors their calls are spread over")
+	only := fs.String("only", "", "comma-separated subset of remote-get,durable-add,send,cold-add,cold-get,send-deliver,grpc-unary,grpc-stream,raft-apply,redis-xadd,pg-insert,cosmos-replace,rabbitmq-publish (with --tls-addrs, remote-get, durable-add and send bring their -tls twins)")
 	redisAddr := fs.String("redis", "", "host:port of a Redis server: runs the redis-xadd baseline against it")
 	redisPassword := fs.String("redis-password", "", "--redis: the server's password (default $"+redisPasswordEnv+")")
 	pgAddr := fs.String("postgres", "", "host:port of a PostgreSQL server: runs the pg-insert baseline against it")
@@ -250,7 +256,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loom-bench: cosmos-replace needs --cosmos https://host:port/\n")
 		return 2
 	}
-	clusterWanted := want("remote-get") || want("durable-add") || want("send")
+	clusterWanted := want("remote-get") || want("durable-add") || want("send") || want("cold-add") || want("cold-get")
 	if *tlsAddrs != "" {
 		switch {
 		case tlsOpts.CA == "" && tlsOpts.Cert == "":
@@ -436,6 +442,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		scenarios = append(scenarios, clusterScenarios(ctx, targets, want, *callers, id)...)
+		if want("cold-add") || want("cold-get") {
+			cold := make([]string, *coldActors)
+			for a := range cold {
+				cold[a] = "cold" + strconv.Itoa(a)
+			}
+			scenarios = append(scenarios, coldScenarios(ctx, targets[0].cl, want, *callers, cold)...)
+		}
 		if want("send-deliver") && *deliverDur > 0 {
 			nh, err := newNodeHTTP(tlsOpts, *token)
 			if err != nil {
@@ -480,7 +493,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	sums := summarize(names, measured)
 	report(stdout, sums, *callers, *dur, *rounds, *actors)
-	reportSendRatio(stdout, names, measured)
+	reportRatio(stdout, names, measured, "send", "durable-add", "accepted messages per durable add")
+	reportRatio(stdout, names, measured, "cold-add", "durable-add", "durable adds to cold actors per add to warm ones")
+	reportRatio(stdout, names, measured, "cold-get", "remote-get", "gets of cold actors per get of warm ones")
 	if sendDeliverRun != nil {
 		if err := sendDeliverRun(); err != nil {
 			fmt.Fprintf(stderr, "loom-bench: send-deliver: %v\n", err)
@@ -490,21 +505,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// reportSendRatio prints accepted sends per durable add, the median of the
+// reportRatio prints scenario a's calls/s over b's, the median of the
 // rounds' ratios, when both ran.
-func reportSendRatio(w io.Writer, names []string, measured [][]result) {
-	si, di := slices.Index(names, "send"), slices.Index(names, "durable-add")
-	if si < 0 || di < 0 {
+func reportRatio(w io.Writer, names []string, measured [][]result, a, b, what string) {
+	ai, bi := slices.Index(names, a), slices.Index(names, b)
+	if ai < 0 || bi < 0 {
 		return
 	}
 	var ratios []float64
 	for _, round := range measured {
-		if d := round[di].rate(); d > 0 {
-			ratios = append(ratios, round[si].rate()/d)
+		if d := round[bi].rate(); d > 0 {
+			ratios = append(ratios, round[ai].rate()/d)
 		}
 	}
 	sort.Float64s(ratios)
-	fmt.Fprintf(w, "send / durable-add: %.2f (accepted messages per durable add, median of %d rounds)\n", median(ratios), len(ratios))
+	fmt.Fprintf(w, "%s / %s: %.2f (%s, median of %d rounds)\n", a, b, median(ratios), what, len(ratios))
+}
+
+// coldScenarios are cold-add and cold-get, those that want selects: calls
+// to actors picked at random among ids, none warmed up.
+func coldScenarios(ctx context.Context, cl *client.Client, want func(string) bool, callers int, ids []string) []scenario {
+	pick := func(g int, i int64) string { return ids[coldPick(g, i, len(ids))] }
+	var out []scenario
+	if want("cold-add") {
+		out = append(out, scenario{"cold-add", func(d time.Duration) (result, error) {
+			return load("cold-add", callers, d, func(g int, i int64) error {
+				_, err := builtin.CounterAdd.Call(ctx, cl, pick(g, i), builtin.CounterDelta{Delta: 1})
+				return err
+			}), nil
+		}})
+	}
+	if want("cold-get") {
+		out = append(out, scenario{"cold-get", func(d time.Duration) (result, error) {
+			return load("cold-get", callers, d, func(g int, i int64) error {
+				_, err := builtin.CounterGet.Call(ctx, cl, pick(g, i))
+				return err
+			}), nil
+		}})
+	}
+	return out
+}
+
+// coldPick is the actor, of n, that caller g's call i goes to: spread
+// evenly, and no two callers in step.
+func coldPick(g int, i int64, n int) int {
+	return int(mix(uint64(g)<<40^uint64(i)) % uint64(n))
+}
+
+// mix is splitmix64's finalizer: consecutive inputs, spread evenly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // tlsSuffix ends the names of the scenarios run against --tls-addrs: the
@@ -569,9 +623,10 @@ func clusterScenarios(ctx context.Context, targets []target, want func(string) b
 func order(names []string, rounds int) [][2]int {
 	var rotating, after []int
 	for i, name := range names {
-		if base := strings.TrimSuffix(name, tlsSuffix); base == "durable-add" || base == "send" {
+		switch strings.TrimSuffix(name, tlsSuffix) {
+		case "durable-add", "send", "cold-add", "cold-get": // a cold call's activation writes too
 			after = append(after, i)
-		} else {
+		default:
 			rotating = append(rotating, i)
 		}
 	}

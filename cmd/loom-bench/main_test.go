@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,6 +291,37 @@ func TestTLSAddrsFlags(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if code := run(c.args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut.String(), c.want)
+		}
+	}
+}
+
+func TestColdCallsAreWritersAndSpread(t *testing.T) {
+	names := []string{"cold-get", "remote-get", "cold-add"}
+	if got, want := order(names, 1), [][2]int{{0, 1}, {0, 0}, {0, 2}}; !slices.Equal(got, want) {
+		t.Errorf("order = %v, want %v: the cold scenarios activate actors, a write", got, want)
+	}
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+	}
+	var picked []string
+	for _, sc := range coldScenarios(context.Background(), nil, func(string) bool { return true }, 1, ids) {
+		picked = append(picked, sc.name)
+	}
+	if want := []string{"cold-add", "cold-get"}; !slices.Equal(picked, want) {
+		t.Fatalf("scenarios %v, want %v", picked, want)
+	}
+	// 64 callers' first 2,000 calls: about 128 on each actor, none
+	// starved, none hot.
+	hits := make(map[int]int)
+	for g := range 64 {
+		for i := range int64(2000) {
+			hits[coldPick(g, i, 1000)]++
+		}
+	}
+	for a := range 1000 {
+		if n := hits[a]; n < 70 || n > 200 {
+			t.Errorf("actor %d picked %d times of 128,000, want about 128", a, n)
 		}
 	}
 }
