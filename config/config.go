@@ -213,6 +213,13 @@ type NodeConfig struct {
 	// Must be > 0 and <= 256 MiB. Default 4 MiB, gRPC's default message
 	// limit: a larger payload is usually a design problem, not a need.
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
+
+	// Pprof serves the Go runtime's profiles (CPU, heap, goroutines,
+	// mutex and block contention, execution traces) under /debug/pprof/
+	// on the HTTP port, for go tool pprof; with bearer tokens on they need
+	// the admin scope. Default false: a profile being taken costs CPU, and
+	// the profiles show the process's internals.
+	Pprof bool `yaml:"pprof"`
 }
 
 // ActorPoolsConfig bounds how many actors are active in memory.

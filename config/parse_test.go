@@ -34,6 +34,7 @@ func TestParseExampleFile(t *testing.T) {
 			Advertise:       "10.0.0.7",
 			ShutdownTimeout: 45 * time.Second,
 			MaxPayloadBytes: 8 << 20,
+			Pprof:           true,
 		},
 		ActorPools: ActorPoolsConfig{
 			Default: PoolConfig{MaxSize: 20000, IdleTimeout: 10 * time.Minute, EvictionPolicy: EvictionLRU,
@@ -260,7 +261,7 @@ func TestParseUnknownKeys(t *testing.T) {
 		message string
 	}{
 		{"top level", "node:\n  id: a\nnodes:\n  id: b\n", "nodes", 3, "unknown key"},
-		{"in a section", "node:\n  id: a\n  color: blue\n", "node.color", 3, "allowed: advertise, bind, dataDir, gossipPort, grpcPort, httpPort, id, maxPayloadBytes, raftPort, shutdownTimeout"},
+		{"in a section", "node:\n  id: a\n  color: blue\n", "node.color", 3, "allowed: advertise, bind, dataDir, gossipPort, grpcPort, httpPort, id, maxPayloadBytes, pprof, raftPort, shutdownTimeout"},
 		{"case", "node:\n  httpport: 1\n", "node.httpport", 2, `did you mean "httpPort"?`},
 		{"snake case", "actorPools:\n  default:\n    max_size: 1\n", "actorPools.default.max_size", 3, `did you mean "maxSize"?`},
 		{"in a type override", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n      size: 1\n", "actorPools.types.counter.size", 5, "unknown key"},

@@ -473,6 +473,9 @@ func (n *Node) handler() http.Handler {
 	n.dashboardRoutes(mux)
 	n.keyringRoutes(mux)
 	n.chaos.routes(mux)
+	if n.cfg.Node.Pprof {
+		pprofRoutes(mux)
+	}
 	return n.requireTokens(mux)
 }
 
