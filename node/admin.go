@@ -34,9 +34,12 @@ type JournalDump struct {
 	// Lock is the actor's lock holder, if any.
 	Lock *LockDump `json:"lock,omitempty"`
 	// Session is this node's current coordinator session; Active whether
-	// the actor is loaded on this node.
+	// the actor is loaded on this node; Kept whether this node keeps the
+	// actor's lock after evicting it (it activates here again without a
+	// new grant).
 	Session string `json:"session"`
 	Active  bool   `json:"active"`
+	Kept    bool   `json:"kept,omitempty"`
 }
 
 // SnapshotInfo locates a snapshot.
@@ -135,6 +138,7 @@ func (n *Node) DumpJournal(ctx context.Context, actorType, id string, sync bool)
 	}
 	if rt := n.runtime(); rt != nil {
 		d.Active = rt.IsActive(actorType, id)
+		d.Kept = rt.KeepsLock(actorType, id)
 	}
 	return d, nil
 }

@@ -415,7 +415,10 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 		return fmt.Errorf("%w: the node's coordinator session may have lapsed", ErrUnavailable)
 	}
 	a.session = r.session.Session()
-	tok, err := r.coord.Acquire(ctx, a.session, a.key)
+	tok, kept, err := a.pool.kept.take(ctx, a.key, a.session)
+	if !kept && err == nil {
+		tok, err = r.coord.Acquire(ctx, a.session, a.key)
+	}
 	if err != nil {
 		r.abandon(a, false)
 		if errors.Is(err, lock.ErrHeld) || errors.Is(err, lock.ErrSessionExpired) {
@@ -520,10 +523,14 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 			a.state.discard()
 			cancel()
 		}
-		if !r.closing.Load() {
+		switch {
+		case r.closing.Load():
 			// On shutdown the node ends its session right after, which
 			// frees every lock in one command (and needs no quorum per
-			// actor); otherwise release this one now.
+			// actor).
+		case reason == reasonEvicted:
+			a.pool.kept.put(a.key, a.session, a.token) // see kept.go
+		default:
 			r.releaseLock(a)
 		}
 	}
@@ -540,11 +547,17 @@ func (r *Runtime) deactivateHeld(a *activation, reason string, clean bool) {
 	a.release()
 }
 
-func (r *Runtime) releaseLock(a *activation) {
+func (r *Runtime) releaseLock(a *activation) { r.releaseKey(a.session, a.key) }
+
+// reasonEvicted is the deactivation reason of an LRU eviction, the one
+// that keeps the actor's lock (kept.go).
+const reasonEvicted = "evicted (lru)"
+
+func (r *Runtime) releaseKey(session lock.SessionID, key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.coord.Release(ctx, a.session, a.key); err != nil && !errors.Is(err, lock.ErrNotHeld) && !errors.Is(err, lock.ErrSessionExpired) {
-		r.log.Warn("releasing actor lock failed", "actor", a.key, "err", err)
+	if err := r.coord.Release(ctx, session, key); err != nil && !errors.Is(err, lock.ErrNotHeld) && !errors.Is(err, lock.ErrSessionExpired) {
+		r.log.Warn("releasing actor lock failed", "actor", key, "err", err)
 	}
 }
 

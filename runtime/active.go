@@ -16,6 +16,14 @@ func (r *Runtime) IsActive(actorType, id string) bool {
 	return r.active(reg, id) != nil
 }
 
+// KeepsLock reports whether this runtime keeps the lock of the actor,
+// evicted from its pool (see PoolConfig.MaxSize): a later activation here
+// takes no new grant, and calls routed to the lock's holder come here.
+func (r *Runtime) KeepsLock(actorType, id string) bool {
+	reg, ok := (*r.types.Load())[actorType]
+	return ok && reg.pool.kept.has(actorType+"/"+id)
+}
+
 // ActivationInfo is what a runtime tells of one of its active actors.
 type ActivationInfo struct {
 	// ActivatedAt is when its activation (lock, snapshot and journal

@@ -85,16 +85,21 @@
 // Each type has a pool (PoolConfig from Options.Pool; DefaultPoolConfig is
 // 10,000 activations, 5 minutes idle, LRU). MaxSize is exact: at it,
 // EvictLRU deactivates the least recently used actor (after its running
-// turn) and EvictReject fails with ErrPoolFull. A pool of 256 or more
-// evicts a batch at once, the least recently used 1 in 128 of MaxSize (at
-// most 64), side by side, so that their lock releases share a round trip. A sweeper, every
-// IdleCheckInterval (default 1 s), deactivates actors whose last turn is
-// IdleTimeout old by Options.Now, skipping busy ones. A clean deactivation
-// (idle, evicted, Deactivate, Rebalance, Close) waits for the running turn,
-// runs OnDeactivate with read-only State and a 10 s context (its error is
+// turn) and EvictReject fails with ErrPoolFull. A pool of 64 or more
+// evicts a batch at once, the least recently used 1 in 32 of MaxSize (at
+// most 512), side by side. A sweeper, every IdleCheckInterval (default
+// 1 s), deactivates actors whose last turn is IdleTimeout old by
+// Options.Now, skipping busy ones. A clean deactivation (idle, evicted,
+// Deactivate, Rebalance, Close) waits for the running turn, runs
+// OnDeactivate with read-only State and a 10 s context (its error is
 // logged), releases the lock (not on Close: ending the session frees them
 // all) and only then removes the actor, so no new activation can take the
-// lock before the old one released it. A call that waited on the old one
+// lock before the old one released it. An evicted actor's lock is kept
+// instead (kept.go): the actor activates again under it, without a grant,
+// while the node's session lasts; calls that other nodes route to it are
+// forwarded here, as to any holder; Rebalance releases the kept locks of
+// actors the ring places elsewhere, and a pool keeps at most 10 per slot
+// of MaxSize, releasing the oldest beyond. A call that waited on the old one
 // activates the actor anew from the journal. Close fails new and queued
 // calls with ErrShuttingDown, lets running turns finish, deactivates every
 // actor, and closes neither the journal nor the coordinator.

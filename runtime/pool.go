@@ -38,9 +38,11 @@ type pool struct {
 	// reentrant: calls from a running turn's own chain interleave with it
 	// (Type.Reentrant or PoolConfig.Reentrant; see reentrant.go).
 	reentrant bool
-	_         [cacheLine]byte // clock, written by every turn, on a cache line of its own
-	clock     atomic.Uint64   // logical clock for LRU order
-	_         [cacheLine - 8]byte
+	// kept holds the locks of evicted actors (kept.go).
+	kept  keptLocks
+	_     [cacheLine]byte // clock, written by every turn, on a cache line of its own
+	clock atomic.Uint64   // logical clock for LRU order
+	_     [cacheLine - 8]byte
 }
 
 // A shard fills a cache line, so that read-locking one from
@@ -107,7 +109,7 @@ func (p *pool) get(ctx context.Context, id string) (a *activation, created bool,
 // makeRoom deactivates least recently used actors until a new activation
 // fits, or fails with ErrPoolFull under the reject policy. evictMu is held.
 //
-// A large pool evicts in batches (evictBatch): one scan finds the batch's
+// A pool evicts in batches (evictBatch): one scan finds the batch's
 // victims, and their deactivations run side by side, so that their lock
 // releases share Raft entries (group commit) and the activations waiting
 // for room wait for one round trip per batch rather than one per victim.
@@ -143,13 +145,15 @@ func (p *pool) makeRoom(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	p.trimKept()
 	return nil
 }
 
 // evictBatch is how many activations a pool of maxSize evicts at once
-// when full: 1 up to 255, then one in 128, at most 64 (10,000: 64).
+// when full: 1 up to 63, then one in 32, at most 512 (10,000: 312). Each
+// batch costs a scan of the whole pool.
 func evictBatch(maxSize int) int {
-	return min(max(maxSize/128, 1), 64)
+	return min(max(maxSize/32, 1), 512)
 }
 
 // evict deactivates victim once its running turn, if any, has ended.
@@ -161,7 +165,7 @@ func (p *pool) evict(ctx context.Context, victim *activation) error {
 		victim.release()
 		return nil
 	}
-	p.r.deactivateHeld(victim, "evicted (lru)", true)
+	p.r.deactivateHeld(victim, reasonEvicted, true)
 	return nil
 }
 
@@ -242,6 +246,7 @@ func (p *pool) deactivateAll(ctx context.Context, reason string) error {
 
 // dropAll forgets every activation at once (see Runtime.DropAll).
 func (p *pool) dropAll(reason string) {
+	p.kept.clear()
 	for i := range p.shards {
 		sh := &p.shards[i]
 		sh.mu.Lock()

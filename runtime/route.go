@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/loom-mesh/loom/lock"
 )
@@ -102,8 +103,10 @@ func (r *Runtime) heldElsewhere(err error) (string, bool) {
 }
 
 // Rebalance deactivates, cleanly, every local actor the ring now places on
-// another node, so that the next call activates it on its new owner. The
-// node calls it when membership changes. It returns how many it handed off.
+// another node, so that the next call activates it on its new owner, and
+// releases the locks it kept of such actors when they were evicted. The
+// node calls it when membership changes. It returns how many active
+// actors it handed off.
 func (r *Runtime) Rebalance(ctx context.Context) (int, error) {
 	rt := r.opts.Router
 	if rt == nil {
@@ -126,6 +129,10 @@ func (r *Runtime) Rebalance(ctx context.Context) (int, error) {
 			r.deactivateHeld(a, "handed off", true)
 			n++
 		}
+		reg.pool.kept.release(r, reg.pool.kept.claim(0, func(key string) bool {
+			_, local, ok := rt.Owner(reg.def.name, strings.TrimPrefix(key, reg.def.name+"/"))
+			return ok && !local
+		}))
 	}
 	return n, nil
 }

@@ -51,6 +51,13 @@ func (n *meshNode) Forward(ctx context.Context, node string, c runtime.Call) ([]
 
 func newMesh(t *testing.T, ids ...string) (*mesh, journal.Journal, lock.Coordinator) {
 	t.Helper()
+	return newMeshWith(t, runtime.PoolConfig{}, ids...)
+}
+
+// newMeshWith is newMesh with every type's pool configured as pc (the
+// zero value: the default).
+func newMeshWith(t *testing.T, pc runtime.PoolConfig, ids ...string) (*mesh, journal.Journal, lock.Coordinator) {
+	t.Helper()
 	j := inmem.NewJournal()
 	c := inmem.NewCoordinator(inmem.CoordinatorOptions{})
 	m := &mesh{nodes: map[string]*meshNode{}}
@@ -62,7 +69,11 @@ func newMesh(t *testing.T, ids ...string) (*mesh, journal.Journal, lock.Coordina
 			t.Fatal(err)
 		}
 		n := &meshNode{id: id, mesh: m}
-		rt, err := runtime.New(runtime.Options{NodeID: id, Journal: j, Coordinator: c, Session: &testSession{id: sid}, Router: n})
+		o := runtime.Options{NodeID: id, Journal: j, Coordinator: c, Session: &testSession{id: sid}, Router: n}
+		if pc.MaxSize > 0 {
+			o.Pool = func(string) runtime.PoolConfig { return pc }
+		}
+		rt, err := runtime.New(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,6 +157,55 @@ func TestLockHolderWinsOverTheRing(t *testing.T) {
 	}
 	if got := m.active("tally"); got["b"] != 1 || got["c"] != 0 {
 		t.Fatalf("activations %v, want one on b", got)
+	}
+}
+
+// The locks a node keeps of evicted actors are where their calls go
+// while it keeps them, and Rebalance gives up those the ring places
+// elsewhere.
+func TestKeptLocksFollowTheRing(t *testing.T) {
+	newProbe()
+	m, _, c := newMeshWith(t, runtime.PoolConfig{MaxSize: 1, EvictionPolicy: runtime.EvictLRU}, "a", "b")
+	ctx := context.Background()
+	m.place(func(_, _ string) string { return "a" })
+	for _, id := range []string{"x", "y"} { // x evicted on a, its lock kept
+		if _, err := TallyAdd.Call(ctx, m.nodes["a"].rt, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := func(id string) string {
+		info, held, err := c.Holder(ctx, "tally/"+id)
+		if err != nil || !held {
+			t.Fatalf("tally/%s: held %v, %v", id, held, err)
+		}
+		return info.Owner
+	}
+	if h := holder("x"); h != "a" {
+		t.Fatalf("x's lock is %s's, want a's (kept)", h)
+	}
+	// The ring moves everything to b; a still holds x, so b forwards x's
+	// call to a, which activates it under the lock it kept.
+	m.place(func(_, _ string) string { return "b" })
+	if v, err := TallyAdd.Call(ctx, m.nodes["b"].rt, "x", 1); err != nil || v != 2 {
+		t.Fatalf("x via b = %d, %v; want 2", v, err)
+	}
+	if got := m.active("tally"); got["a"] != 1 || got["b"] != 0 {
+		t.Fatalf("activations %v, want x on a", got)
+	}
+	// Hand-off: a gives up x (active) and y (evicted, kept).
+	if n, err := m.nodes["a"].rt.Rebalance(ctx); err != nil || n != 1 {
+		t.Fatalf("Rebalance = %d, %v; want 1 handed off", n, err)
+	}
+	if _, held, _ := c.Holder(ctx, "tally/y"); held {
+		t.Fatal("a kept y's lock after the ring moved it")
+	}
+	for id, want := range map[string]int{"x": 3, "y": 2} {
+		if v, err := TallyAdd.Call(ctx, m.nodes["a"].rt, id, 1); err != nil || v != want {
+			t.Fatalf("%s via a = %d, %v; want %d", id, v, err, want)
+		}
+		if h := holder(id); h != "b" {
+			t.Fatalf("%s's lock is %s's, want b's", id, h)
+		}
 	}
 }
 

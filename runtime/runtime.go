@@ -29,8 +29,8 @@ type Session interface {
 // Eviction policies for PoolConfig.EvictionPolicy.
 const (
 	// EvictLRU deactivates the least recently used actor of the type to make
-	// room for a new activation at capacity (a pool of 256 or more: the
-	// least recently used MaxSize/128, at most 64, at once).
+	// room for a new activation at capacity (a pool of 64 or more: the
+	// least recently used MaxSize/32, at most 512, at once).
 	EvictLRU = "lru"
 	// EvictReject fails a new activation at capacity with ErrPoolFull.
 	EvictReject = "reject"

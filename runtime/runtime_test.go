@@ -370,13 +370,51 @@ func TestProtobufCodec(t *testing.T) {
 	}
 }
 
+// countingCoordinator counts the lock writes that reach the coordinator.
+type countingCoordinator struct {
+	lock.Coordinator
+	acquires, releases atomic.Int64
+}
+
+func (c *countingCoordinator) Acquire(ctx context.Context, s lock.SessionID, key string) (uint64, error) {
+	c.acquires.Add(1)
+	return c.Coordinator.Acquire(ctx, s, key)
+}
+
+func (c *countingCoordinator) Release(ctx context.Context, s lock.SessionID, key string) error {
+	c.releases.Add(1)
+	return c.Coordinator.Release(ctx, s, key)
+}
+
+// countLocks makes the runtime take its locks through a counting
+// coordinator, stored in *cc.
+func countLocks(cc **countingCoordinator) envOpt {
+	return func(o *runtime.Options) {
+		*cc = &countingCoordinator{Coordinator: o.Coordinator}
+		o.Coordinator = *cc
+	}
+}
+
+// holds reports whether the env's session holds key's lock, and its token.
+func (e *env) holds(key string) (uint64, bool) {
+	e.t.Helper()
+	info, held, err := e.coord.Holder(context.Background(), key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.Token, held && info.Session == e.session.id
+}
+
+// The least recently used actor is evicted; the node keeps its lock, and
+// the actor comes back with its state under that lock, without a grant.
 func TestLRUEviction(t *testing.T) {
 	p := newProbe()
+	var cc *countingCoordinator
 	e := newEnv(t, allTypes, func(o *runtime.Options) {
 		o.Pool = func(string) runtime.PoolConfig {
 			return runtime.PoolConfig{MaxSize: 2, EvictionPolicy: runtime.EvictLRU}
 		}
-	})
+	}, countLocks(&cc))
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "a", "c"} {
 		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
@@ -389,20 +427,106 @@ func TestLRUEviction(t *testing.T) {
 	if n := e.rt.Active("tally"); n != 2 {
 		t.Fatalf("active = %d, want 2", n)
 	}
-	// The evicted actor's lock was released and its state comes back.
-	if _, held, _ := e.coord.Holder(ctx, "tally/b"); held {
-		t.Fatal("evicted actor's lock still held")
+	tok, kept := e.holds("tally/b")
+	if !kept {
+		t.Fatal("the evicted actor's lock is not kept")
+	}
+	if a, r := cc.acquires.Load(), cc.releases.Load(); a != 3 || r != 0 {
+		t.Fatalf("%d grants and %d releases for 3 actors, one evicted; want 3 and 0", a, r)
 	}
 	if v, err := TallyGet.Call(ctx, e.rt, "b", struct{}{}); err != nil || v != 1 {
 		t.Fatalf("b = %d, %v; want 1", v, err)
 	}
+	if a := cc.acquires.Load(); a != 3 {
+		t.Fatalf("b came back with a grant (%d in all)", a)
+	}
+	if again, held := e.holds("tally/b"); !held || again != tok {
+		t.Fatalf("b's lock after it came back: token %d, held %v; want %d", again, held, tok)
+	}
+	// It writes under that lock.
+	if v, err := TallyAdd.Call(ctx, e.rt, "b", 1); err != nil || v != 2 {
+		t.Fatalf("b + 1 = %d, %v; want 2", v, err)
+	}
+}
+
+// A pool keeps at most 10 locks per slot, releasing the oldest beyond.
+func TestKeptLocksAreBounded(t *testing.T) {
+	newProbe()
+	var cc *countingCoordinator
+	e := newEnv(t, allTypes, func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig {
+			return runtime.PoolConfig{MaxSize: 2, EvictionPolicy: runtime.EvictLRU}
+		}
+	}, countLocks(&cc))
+	ctx := context.Background()
+	for i := range 30 {
+		if _, err := TallyAdd.Call(ctx, e.rt, fmt.Sprint("x", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// x28 and x29 are active, x0..x27 evicted: the newest 20 kept.
+	for i := range 30 {
+		_, held := e.holds(fmt.Sprint("tally/x", i))
+		if want := i >= 8; held != want {
+			t.Errorf("x%d held %v, want %v", i, held, want)
+		}
+	}
+	if r := cc.releases.Load(); r != 8 {
+		t.Errorf("%d releases, want 8", r)
+	}
+	// A released one comes back with a grant.
+	before := cc.acquires.Load()
+	if v, err := TallyGet.Call(ctx, e.rt, "x0", struct{}{}); err != nil || v != 1 {
+		t.Fatalf("x0 = %d, %v; want 1", v, err)
+	}
+	if cc.acquires.Load() != before+1 {
+		t.Fatal("x0 came back without a grant")
+	}
+}
+
+// A lock kept under a session that has since ended is not used: the
+// actor is granted anew under the node's new session.
+func TestKeptLockOfAnotherSessionIsNotUsed(t *testing.T) {
+	newProbe()
+	var cc *countingCoordinator
+	e := newEnv(t, allTypes, func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig {
+			return runtime.PoolConfig{MaxSize: 1, EvictionPolicy: runtime.EvictLRU}
+		}
+	}, countLocks(&cc))
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The session ends (a's lock with it) and the node starts another,
+	// keeping its activations: only the kept lock is stale.
+	if err := e.coord.DestroySession(ctx, e.session.id); err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.coord.CreateSession(ctx, "node-test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.session.id = id
+	before := cc.acquires.Load()
+	if v, err := TallyAdd.Call(ctx, e.rt, "a", 1); err != nil || v != 2 {
+		t.Fatalf("a + 1 = %d, %v; want 2", v, err)
+	}
+	if cc.acquires.Load() != before+1 {
+		t.Fatal("a came back without a grant under the new session")
+	}
+	if _, held := e.holds("tally/a"); !held {
+		t.Fatal("a's lock is not held by the new session")
+	}
 }
 
 // A large pool evicts a batch at once: the least recently used, their
-// locks released, their state kept.
+// locks and state kept.
 func TestLRUEvictionInBatches(t *testing.T) {
 	p := newProbe()
-	const size = 300 // a batch of 2
+	const size = 64 // a batch of 2
 	e := newEnv(t, allTypes, func(o *runtime.Options) {
 		o.Pool = func(string) runtime.PoolConfig {
 			return runtime.PoolConfig{MaxSize: size, EvictionPolicy: runtime.EvictLRU}
@@ -428,8 +552,8 @@ func TestLRUEvictionInBatches(t *testing.T) {
 		t.Fatalf("active = %d, want %d", n, size-1)
 	}
 	for _, id := range got {
-		if _, held, _ := e.coord.Holder(ctx, "tally/"+id); held {
-			t.Fatalf("evicted %s's lock still held", id)
+		if _, kept := e.holds("tally/" + id); !kept {
+			t.Fatalf("evicted %s's lock not kept", id)
 		}
 		if v, err := TallyGet.Call(ctx, e.rt, id, struct{}{}); err != nil || v != 1 {
 			t.Fatalf("%s = %d, %v; want 1", id, v, err)

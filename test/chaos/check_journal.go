@@ -29,6 +29,7 @@ type journalDump struct {
 	Lock    *dumpLock   `json:"lock"`
 	Session string      `json:"session"`
 	Active  bool        `json:"active"`
+	Kept    bool        `json:"kept"` // the node keeps the lock of the evicted actor
 }
 
 type dumpEntry struct {
@@ -202,8 +203,8 @@ func AuditJournals(ops []Op, dumps map[string][]journalDump) (JournalAudit, []Vi
 			bad("orphan-lock", actor, "held by %s (session %s, token %d), which is not a member", lk.Owner, lk.Session, lk.Token)
 		case holder.Session != lk.Session:
 			bad("orphan-lock", actor, "held by an old session %s of %s (its session is %s)", lk.Session, lk.Owner, holder.Session)
-		case !holder.Active:
-			bad("orphan-lock", actor, "held by %s, which does not have it active (active on %v)", lk.Owner, active)
+		case !holder.Active && !holder.Kept:
+			bad("orphan-lock", actor, "held by %s, which neither has it active nor keeps its lock (active on %v)", lk.Owner, active)
 		}
 	}
 	return a, out

@@ -41,6 +41,8 @@ type ClusterOptions struct {
 	SnapshotEvery int
 	// RaftLogStore is cluster.raftLogStore; "" keeps the default.
 	RaftLogStore string
+	// PoolMaxSize is actorPools.default.maxSize; 0 keeps the default.
+	PoolMaxSize int
 	// Unsafe starts every node in this --debug-unsafe mode (the proof
 	// that the checkers bite).
 	Unsafe string
@@ -132,6 +134,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	if o.RabbitMQ != "" {
 		cfg += fmt.Sprintf("messaging:\n  backend: rabbitmq\n  applyOnAccept: false\n  rabbitmq: {url: %q, prefix: %q}\n",
 			o.RabbitMQ, o.RabbitMQPrefix)
+	}
+	if o.PoolMaxSize > 0 {
+		cfg += fmt.Sprintf("actorPools:\n  default:\n    maxSize: %d\n", o.PoolMaxSize)
 	}
 	var clusterSection string
 	if o.DeadVoterTimeout > 0 {
