@@ -469,7 +469,7 @@ func TestMetricsScrapedAndMoving(t *testing.T) {
 	ctx := context.Background()
 	before := scrape(t, nd)
 	for _, name := range []string{
-		"go_goroutines", "process_cpu_seconds_total",
+		"go_goroutines", "process_cpu_seconds_total", "loom_disk_written_bytes_total",
 		"loom_raft_state", "loom_raft_commit_index", "loom_raft_applied_index", "loom_raft_term", "loom_raft_leader_known",
 		"loom_raft_batches_total", "loom_raft_batch_commands_total", "loom_cluster_members",
 		"loom_lock_acquisitions_total", "loom_fencing_rejections_total", "loom_session_renewals_total", "loom_session_lapses_total",

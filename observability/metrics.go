@@ -105,6 +105,9 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00005, 2, 19)
 func NewMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c, ok := newDiskCollector(); ok {
+		m.reg.MustRegister(c)
+	}
 
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "loom_calls_total",

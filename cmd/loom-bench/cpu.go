@@ -14,38 +14,51 @@ import (
 // the child processes it started (the gRPC echo server), and the nodes at
 // --http-addrs (their process_cpu_seconds_total). The difference over a
 // measurement, divided by its calls, is the CPU each call cost, summed
-// over every process.
+// over every process. It reads the bytes the nodes wrote to storage too
+// (loom_disk_written_bytes_total), when every node reports them.
 type cpuMeter struct {
 	nh    *nodeHTTP
 	nodes []string
 	pids  []int
 }
 
-func (m *cpuMeter) read() (float64, error) {
+// usage is what a cpuMeter read: CPU seconds, and the nodes' bytes
+// written (-1: not reported by every node).
+type usage struct{ cpu, disk float64 }
+
+func (m *cpuMeter) read() (usage, error) {
+	u := usage{disk: -1}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
+		return u, err
 	}
 	total := seconds(ru.Utime) + seconds(ru.Stime)
 	for _, pid := range m.pids {
 		s, err := procCPU(pid)
 		if err != nil {
-			return 0, err
+			return u, err
 		}
 		total += s
 	}
+	disk, diskOK := 0.0, len(m.nodes) > 0
 	for _, a := range m.nodes {
 		mm, err := m.nh.metrics(a, 2*time.Second)
 		if err != nil {
-			return 0, err
+			return u, err
 		}
 		v, ok := mm["process_cpu_seconds_total"]
 		if !ok {
-			return 0, fmt.Errorf("%s: /metrics has no process_cpu_seconds_total", a)
+			return u, fmt.Errorf("%s: /metrics has no process_cpu_seconds_total", a)
 		}
 		total += v
+		d, ok := mm["loom_disk_written_bytes_total"]
+		disk, diskOK = disk+d, diskOK && ok
 	}
-	return total, nil
+	u.cpu = total
+	if diskOK {
+		u.disk = disk
+	}
+	return u, nil
 }
 
 func seconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }

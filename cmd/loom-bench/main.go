@@ -7,9 +7,9 @@
 //	send         counter.add sent as a durable message through the client:
 //	             answered once the message is committed (messages.go)
 //	cold-add     counter.add over --cold-actors (100,000) actors, each call's
-//	             picked at random and none warmed up: with more actors than
-//	             the nodes' pools hold, most calls activate theirs (a lock
-//	             grant, a replay) after evicting another (its lock's release)
+//	             picked at random (every one written once before the
+//	             rounds): with more actors than the nodes' pools hold, most
+//	             calls activate theirs (a replay) after evicting another
 //	cold-get     counter.get the same way
 //	remote-get-tls, durable-add-tls, send-tls
 //	             only with --tls-addrs: the same against a second cluster,
@@ -155,6 +155,7 @@ type result struct {
 	lat      []time.Duration
 	firstErr error
 	cpu      float64 // CPU seconds per call, summed over every process (cpuMeter); -1: not measured
+	disk     float64 // bytes the nodes wrote to storage per call (cpuMeter); -1: not measured
 }
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
@@ -447,7 +448,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			for a := range cold {
 				cold[a] = "cold" + strconv.Itoa(a)
 			}
-			scenarios = append(scenarios, coldScenarios(ctx, targets[0].cl, want, *callers, cold)...)
+			// Each is written once first, as actors in use have been:
+			// what is measured is the steady state of a working set
+			// larger than the pools, not the first call of new actors.
+			cl := targets[0].cl
+			if err := warmUp(64, len(cold), func(a int) error {
+				_, err := builtin.CounterAdd.Call(ctx, cl, cold[a], builtin.CounterDelta{Delta: 1})
+				return err
+			}); err != nil {
+				fmt.Fprintf(stderr, "loom-bench: writing the cold actors once: %v\n", err)
+				return 1
+			}
+			scenarios = append(scenarios, coldScenarios(ctx, cl, want, *callers, cold)...)
 		}
 		if want("send-deliver") && *deliverDur > 0 {
 			nh, err := newNodeHTTP(tlsOpts, *token)
@@ -480,11 +492,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		c1, err1 := meter.read()
-		res.cpu = -1
+		res.cpu, res.disk = -1, -1
 		if err := errors.Join(err0, err1); err != nil {
 			cpuErr = cmp.Or(cpuErr, err)
 		} else if res.calls > 0 && !strings.HasSuffix(res.name, tlsSuffix) {
-			res.cpu = (c1 - c0) / float64(res.calls)
+			res.cpu = (c1.cpu - c0.cpu) / float64(res.calls)
+			if c0.disk >= 0 && c1.disk >= 0 {
+				res.disk = (c1.disk - c0.disk) / float64(res.calls)
+			}
 		}
 		measured[r][i] = res
 	}
@@ -523,7 +538,7 @@ func reportRatio(w io.Writer, names []string, measured [][]result, a, b, what st
 }
 
 // coldScenarios are cold-add and cold-get, those that want selects: calls
-// to actors picked at random among ids, none warmed up.
+// to actors picked at random among ids.
 func coldScenarios(ctx context.Context, cl *client.Client, want func(string) bool, callers int, ids []string) []scenario {
 	pick := func(g int, i int64) string { return ids[coldPick(g, i, len(ids))] }
 	var out []scenario
@@ -682,6 +697,7 @@ type summary struct {
 	firstErr error
 	ratio    map[string][]float64 // baseline name (or twinKey) -> the rounds' ratios, sorted
 	cpu      []float64            // the rounds' CPU seconds per call, sorted (result.cpu)
+	disk     []float64            // the rounds' bytes written per call, sorted (result.disk)
 }
 
 // twinKey is the key in summary.ratio of a -tls scenario's ratios to its
@@ -732,6 +748,9 @@ func summarize(names []string, measured [][]result) []summary {
 			if r.cpu >= 0 {
 				s.cpu = append(s.cpu, r.cpu)
 			}
+			if r.disk >= 0 {
+				s.disk = append(s.disk, r.disk)
+			}
 			if s.firstErr == nil {
 				s.firstErr = r.firstErr
 			}
@@ -750,6 +769,7 @@ func summarize(names []string, measured [][]result) []summary {
 		}
 		sort.Float64s(s.rates)
 		sort.Float64s(s.cpu)
+		sort.Float64s(s.disk)
 		slices.Sort(s.lat)
 		for _, v := range s.ratio {
 			sort.Float64s(v)
@@ -793,9 +813,13 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 		nw = max(nw, len(s.name))
 	}
 	withCPU := slices.ContainsFunc(sums, func(s summary) bool { return len(s.cpu) > 0 })
+	withDisk := slices.ContainsFunc(sums, func(s summary) bool { return len(s.disk) > 0 })
 	fmt.Fprintf(w, "%-*s %12s %10s %10s %10s %8s", nw, "scenario", "calls/s", "p50", "p99", "p999", "errors")
 	if withCPU {
 		fmt.Fprintf(w, " %10s", "cpu/call")
+	}
+	if withDisk {
+		fmt.Fprintf(w, " %10s", "disk/call")
 	}
 	for _, b := range cols {
 		fmt.Fprintf(w, " %10s", "x "+b.label)
@@ -810,6 +834,13 @@ func report(w io.Writer, sums []summary, callers int, dur time.Duration, rounds,
 				c = fmt.Sprintf("%.0fµs", median(s.cpu)*1e6)
 			}
 			fmt.Fprintf(w, " %10s", c) // fmt pads to 10 runes
+		}
+		if withDisk {
+			d := "-"
+			if len(s.disk) > 0 {
+				d = fmt.Sprintf("%.0fB", median(s.disk))
+			}
+			fmt.Fprintf(w, " %10s", d)
 		}
 		for _, b := range cols {
 			ratio := "-"

@@ -253,6 +253,7 @@ var (
 	countRE    = regexp.MustCompile(`-count \d+`)
 	roundsRE   = regexp.MustCompile(`--rounds \d+`)
 	durationRE = regexp.MustCompile(`--(deliver-)?duration \S+`)
+	coldRE     = regexp.MustCompile(`--cold-actors \d+`)
 )
 
 // defaults are the commands' default ports, named when a command leaves
@@ -296,6 +297,13 @@ func (s *session) apply(text string, command bool) string {
 		text = benchtime.ReplaceAllString(text, "-benchtime 1x")
 		text = countRE.ReplaceAllString(text, "-count 1")
 		text = roundsRE.ReplaceAllString(text, "--rounds 1")
+		if strings.Contains(text, "./cmd/loom-bench") && strings.Contains(text, "cold-") {
+			// Each cold actor is written once before the rounds.
+			if !coldRE.MatchString(text) {
+				text = strings.Replace(text, "./cmd/loom-bench", "./cmd/loom-bench --cold-actors 100000", 1)
+			}
+			text = coldRE.ReplaceAllString(text, "--cold-actors 2000")
+		}
 		text = durationRE.ReplaceAllStringFunc(text, func(m string) string {
 			if strings.HasPrefix(m, "--deliver") {
 				return "--deliver-duration 3s"
