@@ -52,8 +52,8 @@ type Config struct {
 	VoteGate func() bool
 
 	// DataDir is where the node keeps its Raft state, under
-	// DataDir/raft: raft.db (log and stable store; wal/ with LogStore
-	// LogStoreWAL), snapshots/ and fsm.db (the state machine, rebuilt on
+	// DataDir/raft: wal/ (log and stable store; raft.db with
+	// LogStoreBolt), snapshots/ and fsm.db (the state machine, rebuilt on
 	// every start). Required.
 	DataDir string
 

@@ -26,7 +26,7 @@
 //   - Durability: a write (Append, SaveSnapshot, Truncate, CreateSession,
 //     Renew, Acquire, a queue write such as Enqueue, ...) returns success
 //     only after its Raft entry was committed, that is fsynced to the log
-//     (raft-boltdb, fsync always on) of a quorum of voters. Writes other
+//     (raft-wal or raft-boltdb, fsync always on) of a quorum of voters. Writes other
 //     than journal and queue writes also wait until this node's replica
 //     has applied them.
 //   - Read-your-writes on the node: Read, Tail, LoadSnapshot, Holder and
@@ -107,14 +107,15 @@
 //
 // # Storage
 //
-// Under Config.DataDir/raft: raft.db (raft-boltdb/v2: the Raft log and
-// stable store, fsynced; bbolt's free-page list is not written with each
-// commit but rebuilt by scanning the file on open, as etcd does, which
-// makes every log write smaller) or, with Config.LogStore LogStoreWAL,
-// wal/ (hashicorp/raft-wal: append-only segment files, one write and one
-// fsync per batch of entries, old entries deleted a segment at a time, the
-// stable store in its meta.db; a data dir keeps the store it was made
-// with), snapshots/ (raft's file snapshot store, the last
+// Under Config.DataDir/raft: wal/ (hashicorp/raft-wal, the default for a
+// new data dir: the Raft log in append-only segment files, one write and
+// one fsync per batch of entries, old entries deleted a segment at a time,
+// the stable store in its meta.db) or raft.db (raft-boltdb/v2, with
+// Config.LogStore LogStoreBolt or in a data dir made with it: the Raft log
+// and stable store, fsynced; bbolt's free-page list is not written with
+// each commit but rebuilt by scanning the file on open, as etcd does,
+// which makes every log write smaller); a data dir keeps the store it was
+// made with, snapshots/ (raft's file snapshot store, the last
 // SnapshotRetain kept), and fsm.db, the state machine, a bbolt file opened
 // with NoSync. The Raft log is the durable record; fsm.db is a cache of
 // applying it. On every start fsm.db is deleted and rebuilt: Raft restores
@@ -215,7 +216,7 @@
 // be several replica.Groups (it is not built): durable throughput would
 // grow with the number of leaders instead of being one leader's log. Open
 // would open one Group per group, each with a directory of its own under
-// DataDir (its raft.db, snapshots, server id and fsm.db: its own log,
+// DataDir (its log, snapshots, server id and fsm.db: its own log,
 // leader, committer, office clock, dedup table and membership) and its own
 // fsm, whose state machine is a journalsm.Machine over its own buckets.
 // An actor belongs to the group its key hashes to (a consistent hash, so

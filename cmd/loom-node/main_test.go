@@ -220,8 +220,8 @@ func TestSecondNodeOnSameDataDirFailsClearly(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("second node hung instead of failing")
 	}
-	if want := filepath.Join(data, "raft", "raft.db"); !strings.Contains(string(out), want) || !strings.Contains(string(out), "locked") {
-		t.Fatalf("error does not name the locked file %s:\n%s", want, out)
+	if want := filepath.Join(data, "raft", "wal"); !strings.Contains(string(out), want) || !strings.Contains(string(out), "locked") {
+		t.Fatalf("error does not name the locked Raft log %s:\n%s", want, out)
 	}
 }
 

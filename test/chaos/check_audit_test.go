@@ -42,6 +42,12 @@ func TestJournalAudit(t *testing.T) {
 	if len(v) != 0 || a.Acked != 2 || a.Found != 2 || a.Entries != 3 || a.Locks != 1 {
 		t.Fatalf("a good journal: %+v %v", a, v)
 	}
+	// A lock its holder keeps after evicting the actor is no orphan.
+	kept := []journalDump{dump("node-1", "node-2", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}
+	kept[1].Kept = true
+	if _, v := AuditJournals(ops[:2], map[string][]journalDump{actor: kept}); len(v) != 0 {
+		t.Fatalf("a kept lock: %v", v)
+	}
 	for _, c := range []struct {
 		name  string
 		dumps []journalDump
@@ -54,7 +60,7 @@ func TestJournalAudit(t *testing.T) {
 		{"applied twice", []journalDump{dump("node-1", "node-1", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}, [3]any{3, 3, "k2"})}, "twice"},
 		{"phantom", []journalDump{dump("node-1", "node-1", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}, [3]any{3, 3, "nobody"})}, "phantom"},
 		{"replicas differ", []journalDump{good[0], dump("node-2", "node-1", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "replicas differ"},
-		{"orphaned lock", []journalDump{dump("node-1", "node-2", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "does not have it active"},
+		{"orphaned lock", []journalDump{dump("node-1", "node-2", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "neither has it active nor keeps its lock"},
 		{"orphaned lock a fast replica does not see", []journalDump{dump("node-1", "", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"}), dump("node-2", "node-9", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "not a member"},
 		{"lock of a gone node", []journalDump{dump("node-1", "node-9", [3]any{1, 3, "k1"}, [3]any{2, 3, "k2"})}, "not a member"},
 	} {
