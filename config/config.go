@@ -240,7 +240,9 @@ type ActorPoolsConfig struct {
 type PoolConfig struct {
 	// MaxSize is the most activations of the type held in memory at once.
 	// Must be > 0. Default 10000: bounds memory while keeping a working set
-	// of hot actors resident.
+	// of hot actors resident. At it, the LRU policy evicts the least
+	// recently used 1 in 32 at once, and the node keeps their locks (up to
+	// 10 per slot of MaxSize) so that they come back without a new grant.
 	MaxSize int `yaml:"maxSize"`
 
 	// IdleTimeout deactivates an actor that has not been called for this
