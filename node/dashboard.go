@@ -213,6 +213,9 @@ type ActorView struct {
 	ActivatedAt *time.Time `json:"activatedAt,omitempty"`
 	LastUsedAt  *time.Time `json:"lastUsedAt,omitempty"`
 	Waiting     int        `json:"waiting"`
+	// Kept: not active, but Node keeps its lock after evicting it for
+	// room, and activates it again without a new grant.
+	Kept bool `json:"kept,omitempty"`
 	// JournalLength is the journal's last seq (entries ever appended,
 	// those a snapshot truncated included); TailToken the highest token
 	// that has written.
@@ -312,6 +315,8 @@ func (n *Node) LookupActor(ctx context.Context, actorType, id string, entries in
 		v.Active = true
 		at, used := a.ActivatedAt.UTC(), a.LastUsed.UTC()
 		v.ActivatedAt, v.LastUsedAt, v.Waiting = &at, &used, a.Waiting
+	} else {
+		v.Kept = rt.KeepsLock(actorType, id)
 	}
 	return v, nil
 }

@@ -194,3 +194,37 @@ func TestLookupActor(t *testing.T) {
 		t.Fatalf("/ui/nothing.js: %d", code)
 	}
 }
+
+// An actor evicted for room is not active, and its node says it keeps
+// its lock; called again, it is active under the same token.
+func TestLookupEvictedActor(t *testing.T) {
+	cfg := config.Dev()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Node.HTTPPort = 0
+	cfg.ActorPools.Types = map[string]config.PoolOverride{"counter": {MaxSize: new(1)}}
+	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	for _, id := range []string{"a", "b"} {
+		if _, err := builtin.CounterAdd.Call(ctx, n, id, builtin.CounterDelta{Delta: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := n.LookupActor(ctx, "counter", "a", 5)
+	if err != nil || v.Active || !v.Kept || v.Owner != cfg.Node.ID || v.Token == 0 {
+		t.Fatalf("the evicted actor: %+v, %v; want not active, its lock kept by %s", v, err, cfg.Node.ID)
+	}
+	if _, err := builtin.CounterAdd.Call(ctx, n, "a", builtin.CounterDelta{Delta: 1}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := n.LookupActor(ctx, "counter", "a", 5)
+	if err != nil || !again.Active || again.Kept || again.Token != v.Token {
+		t.Fatalf("called again: %+v, %v; want active under token %d", again, err, v.Token)
+	}
+}

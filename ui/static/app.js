@@ -316,7 +316,7 @@
       h('dl', {class: 'facts'},
         row('Owner (lock holder)', a.owner ? nodeBadge(a.owner) : 'none', 'actor-owner'),
         row('Ring placement', a.placement ? nodeBadge(a.placement) : '–'),
-        row('Active', a.active ? 'yes, on ' + a.node : 'no', 'actor-active'),
+        row('Active', a.active ? 'yes, on ' + a.node : (a.kept ? 'no: evicted, its lock kept on ' + a.node : 'no'), 'actor-active'),
         row('Activated', a.activatedAt ? clock(a.activatedAt) + ' (' + ago(a.activatedAt) + ')' : '–', 'actor-activated'),
         row('Last turn', a.lastUsedAt ? clock(a.lastUsedAt) + ' (' + ago(a.lastUsedAt) + ')' : '–'),
         row('Waiting callers', num(a.waiting)),
