@@ -139,11 +139,19 @@ func (k *keptLocks) claim(n int, release func(key string) bool) []*keptLock {
 	return out
 }
 
-// release releases the claimed locks side by side and forgets them.
+// releaseParallel bounds the releases of kept locks in flight at once: a
+// change of membership may move tens of thousands of them.
+const releaseParallel = 512
+
+// release releases the claimed locks side by side, releaseParallel at a
+// time, and forgets them.
 func (k *keptLocks) release(r *Runtime, claimed []*keptLock) {
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, releaseParallel)
 	for _, e := range claimed {
+		slots <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-slots }()
 			r.releaseKey(e.session, e.key)
 			k.mu.Lock()
 			delete(k.m, e.key)
