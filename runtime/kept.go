@@ -162,7 +162,7 @@ func (k *keptLocks) release(r *Runtime, claimed []*keptLock) {
 	wg.Wait()
 }
 
-// trim releases the oldest kept locks beyond the pool's bound, a batch at
+// trimKept releases the oldest kept locks beyond the pool's bound, a batch at
 // a time.
 func (p *pool) trimKept() {
 	limit := keptPerSlot * p.cfg.MaxSize
