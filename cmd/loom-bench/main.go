@@ -93,7 +93,7 @@
 //
 // Usage:
 //
-//	loom-bench [--addrs 127.0.0.1:7520,...] [--tls-addrs 127.0.0.1:8520,...] [--ca FILE --cert FILE --key FILE] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--only a,b]
+//	loom-bench [--addrs 127.0.0.1:7520,...] [--tls-addrs 127.0.0.1:8520,...] [--ca FILE --cert FILE --key FILE] [--callers 64] [--duration 10s] [--rounds 1] [--actors 10000] [--cold-actors 100000] [--only a,b]
 //	           [--deliver-duration 60s] [--http-addrs 127.0.0.1:7420,...] [--redis host:port [--redis-password p]]
 //	           [--postgres host:port [--postgres-user u] [--postgres-password p] [--postgres-database d]]
 //	           [--cosmos https://host:port/ [--cosmos-key k] [--cosmos-insecure]]
