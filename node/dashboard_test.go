@@ -199,18 +199,9 @@ func TestLookupActor(t *testing.T) {
 // its lock; called again, it is active under the same token.
 func TestLookupEvictedActor(t *testing.T) {
 	cfg := config.Dev()
-	cfg.Node.DataDir = t.TempDir()
-	cfg.Node.HTTPPort = 0
 	cfg.ActorPools.Types = map[string]config.PoolOverride{"counter": {MaxSize: new(1)}}
-	n, err := node.New(node.Options{Config: cfg, Builtins: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startConfigured(t, cfg)
 	ctx := context.Background()
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
 	for _, id := range []string{"a", "b"} {
 		if _, err := builtin.CounterAdd.Call(ctx, n, id, builtin.CounterDelta{Delta: 1}); err != nil {
 			t.Fatal(err)

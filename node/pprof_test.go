@@ -1,13 +1,10 @@
 package node_test
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
 	"testing"
 
 	"github.com/loom-mesh/loom/config"
-	"github.com/loom-mesh/loom/node"
 )
 
 // node.pprof serves the runtime's profiles, to admins only when tokens
@@ -16,20 +13,12 @@ func TestPprofRoutes(t *testing.T) {
 	const admin, metrics = "admin-token-0123456789", "metrics-token-0123456789"
 	for _, on := range []bool{false, true} {
 		cfg := config.Dev()
-		cfg.Node.DataDir = t.TempDir()
-		cfg.Node.HTTPPort = 0
 		cfg.Node.Pprof = on
 		cfg.Auth.Tokens = map[string]config.TokenConfig{
 			"ops":     {Secret: admin, Scopes: []string{"admin"}},
 			"metrics": {Secret: metrics, Scopes: []string{"metrics"}},
 		}
-		n, err := node.New(node.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		n := startConfigured(t, cfg)
 		get := func(path, token string) int {
 			req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -52,9 +41,6 @@ func TestPprofRoutes(t *testing.T) {
 			if got := get(c.path, c.token); got != c.want {
 				t.Errorf("pprof %v: GET %s with the %s token: %d, want %d", on, c.path, map[string]string{admin: "admin", metrics: "metrics"}[c.token], got, c.want)
 			}
-		}
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

@@ -129,12 +129,6 @@ func (p *pool) makeRoom(ctx context.Context, id string) error {
 		if len(victims) == 0 {
 			return nil
 		}
-		if len(victims) == 1 {
-			if err := p.evict(ctx, victims[0]); err != nil {
-				return err
-			}
-			continue
-		}
 		errs := make([]error, len(victims))
 		var wg sync.WaitGroup
 		for i, v := range victims {

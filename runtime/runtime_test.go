@@ -370,6 +370,15 @@ func TestProtobufCodec(t *testing.T) {
 	}
 }
 
+// lruPool gives every type an LRU pool of size.
+func lruPool(size int) envOpt {
+	return func(o *runtime.Options) {
+		o.Pool = func(string) runtime.PoolConfig {
+			return runtime.PoolConfig{MaxSize: size, EvictionPolicy: runtime.EvictLRU}
+		}
+	}
+}
+
 // countingCoordinator counts the lock writes that reach the coordinator.
 type countingCoordinator struct {
 	lock.Coordinator
@@ -410,11 +419,7 @@ func (e *env) holds(key string) (uint64, bool) {
 func TestLRUEviction(t *testing.T) {
 	p := newProbe()
 	var cc *countingCoordinator
-	e := newEnv(t, allTypes, func(o *runtime.Options) {
-		o.Pool = func(string) runtime.PoolConfig {
-			return runtime.PoolConfig{MaxSize: 2, EvictionPolicy: runtime.EvictLRU}
-		}
-	}, countLocks(&cc))
+	e := newEnv(t, allTypes, lruPool(2), countLocks(&cc))
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "a", "c"} {
 		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
@@ -453,11 +458,7 @@ func TestLRUEviction(t *testing.T) {
 func TestKeptLocksAreBounded(t *testing.T) {
 	newProbe()
 	var cc *countingCoordinator
-	e := newEnv(t, allTypes, func(o *runtime.Options) {
-		o.Pool = func(string) runtime.PoolConfig {
-			return runtime.PoolConfig{MaxSize: 2, EvictionPolicy: runtime.EvictLRU}
-		}
-	}, countLocks(&cc))
+	e := newEnv(t, allTypes, lruPool(2), countLocks(&cc))
 	ctx := context.Background()
 	for i := range 30 {
 		if _, err := TallyAdd.Call(ctx, e.rt, fmt.Sprint("x", i), 1); err != nil {
@@ -489,11 +490,7 @@ func TestKeptLocksAreBounded(t *testing.T) {
 func TestKeptLockOfAnotherSessionIsNotUsed(t *testing.T) {
 	newProbe()
 	var cc *countingCoordinator
-	e := newEnv(t, allTypes, func(o *runtime.Options) {
-		o.Pool = func(string) runtime.PoolConfig {
-			return runtime.PoolConfig{MaxSize: 1, EvictionPolicy: runtime.EvictLRU}
-		}
-	}, countLocks(&cc))
+	e := newEnv(t, allTypes, lruPool(1), countLocks(&cc))
 	ctx := context.Background()
 	for _, id := range []string{"a", "b"} {
 		if _, err := TallyAdd.Call(ctx, e.rt, id, 1); err != nil {
@@ -527,11 +524,7 @@ func TestKeptLockOfAnotherSessionIsNotUsed(t *testing.T) {
 func TestLRUEvictionInBatches(t *testing.T) {
 	p := newProbe()
 	const size = 64 // a batch of 2
-	e := newEnv(t, allTypes, func(o *runtime.Options) {
-		o.Pool = func(string) runtime.PoolConfig {
-			return runtime.PoolConfig{MaxSize: size, EvictionPolicy: runtime.EvictLRU}
-		}
-	})
+	e := newEnv(t, allTypes, lruPool(size))
 	ctx := context.Background()
 	for i := range size {
 		if _, err := TallyAdd.Call(ctx, e.rt, fmt.Sprint("a", i), 1); err != nil {

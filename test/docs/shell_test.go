@@ -299,10 +299,11 @@ func (s *session) apply(text string, command bool) string {
 		text = roundsRE.ReplaceAllString(text, "--rounds 1")
 		if strings.Contains(text, "./cmd/loom-bench") && strings.Contains(text, "cold-") {
 			// Each cold actor is written once before the rounds.
-			if !coldRE.MatchString(text) {
-				text = strings.Replace(text, "./cmd/loom-bench", "./cmd/loom-bench --cold-actors 100000", 1)
+			if coldRE.MatchString(text) {
+				text = coldRE.ReplaceAllString(text, "--cold-actors 2000")
+			} else {
+				text = strings.Replace(text, "./cmd/loom-bench", "./cmd/loom-bench --cold-actors 2000", 1)
 			}
-			text = coldRE.ReplaceAllString(text, "--cold-actors 2000")
 		}
 		text = durationRE.ReplaceAllStringFunc(text, func(m string) string {
 			if strings.HasPrefix(m, "--deliver") {
