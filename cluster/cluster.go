@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -38,6 +39,9 @@ var (
 	// ErrClosed: the Cluster has stopped (Leave, Close, or a failed
 	// Start); it cannot be started again. Build a new one.
 	ErrClosed = errors.New("cluster: closed")
+	// ErrPortInUse: the gossip listener could not bind its port, which
+	// another socket holds.
+	ErrPortInUse = errors.New("cluster: gossip port in use")
 )
 
 // JoinError is returned by Start when no seed answered. It wraps
@@ -184,9 +188,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.kr.Store(mc.Keyring)
 	}
 	ml, err := memberlist.Create(mc)
-	if err != nil {
-		return fmt.Errorf("cluster: start gossip on %s: %w",
-			net.JoinHostPort(c.cfg.BindAddr, strconv.Itoa(c.cfg.BindPort)), err)
+	if err := startError(err); err != nil {
+		return err
 	}
 	local := ml.LocalNode()
 	c.log.Info("gossip started", "addr", local.Address())
@@ -664,4 +667,34 @@ func (c *Cluster) collect(keep func(Member) bool) []Member {
 	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.NodeID, b.NodeID) })
 	return out
+}
+
+// NewNetTransport binds memberlist's network transport on cfg's
+// BindAddr:BindPort, for a caller that wraps it and passes the wrapper
+// as cfg.Transport. A port another socket holds is ErrPortInUse.
+func NewNetTransport(cfg Config) (*memberlist.NetTransport, error) {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{cfg.BindAddr},
+		BindPort:  cfg.BindPort,
+		Logger:    NewMemberlistLogger(cfg.Logger),
+	})
+	if err := startError(err); err != nil {
+		return nil, err
+	}
+	return nt, nil
+}
+
+// startError is memberlist's failure to start (nil for none); a port
+// in use is ErrPortInUse. memberlist formats a bind error into its own
+// text, which names the address, rather than wrapping it, hence the
+// match on that text.
+func startError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"):
+		return fmt.Errorf("%w: %w", ErrPortInUse, err)
+	default:
+		return fmt.Errorf("cluster: start gossip: %w", err)
+	}
 }

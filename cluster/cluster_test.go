@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -412,4 +413,34 @@ func TestPartitionHeals(t *testing.T) {
 			t.Logf("still split %v after the network healed, as expected without rejoin", observe)
 		})
 	}
+}
+
+// A gossip port another socket holds is ErrPortInUse, whether Start binds
+// it or NewNetTransport does.
+func TestPortInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig(t, "late")
+	cfg.BindPort = ln.Addr().(*net.TCPAddr).Port
+
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(t.Context()); !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Start = %v, want ErrPortInUse", err)
+	}
+	nt, err := NewNetTransport(cfg)
+	if !errors.Is(err, ErrPortInUse) {
+		if nt != nil {
+			_ = nt.Shutdown()
+		}
+		t.Fatalf("NewNetTransport = %v, want ErrPortInUse", err)
+	}
+	t.Log(err)
 }

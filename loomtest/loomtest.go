@@ -2,6 +2,7 @@ package loomtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/client"
+	"github.com/loom-mesh/loom/cluster"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/runtime"
@@ -115,6 +117,15 @@ type orphan struct {
 // nothing left to hand off).
 func Start(t TB, opts Options) *Cluster {
 	t.Helper()
+	c := newCluster(t, opts)
+	c.start()
+	return c
+}
+
+// newCluster returns the cluster Start starts: its options with their
+// defaults, a slot with a free gossip port for every node, no node yet.
+func newCluster(t TB, opts Options) *Cluster {
+	t.Helper()
 	if opts.Nodes <= 0 {
 		opts.Nodes = 3
 	}
@@ -130,20 +141,21 @@ func Start(t TB, opts Options) *Cluster {
 		c.members = append(c.members, &member{id: id, gossipPort: freePort(t), hook: faultnet.New(id, "", uint64(i+1))})
 	}
 	t.Cleanup(c.teardown)
-	for i, m := range c.members {
-		n, err := node.New(c.nodeOptions(i))
-		if err != nil {
-			t.Fatalf("loomtest: node %s: %v", m.id, err)
-		}
-		m.n = n
-	}
+	return c
+}
+
+// start starts every node of c, side by side, and returns once they all
+// have (see Start).
+func (c *Cluster) start() {
+	t, opts := c.t, c.opts
+	t.Helper()
 	errs := make([]error, len(c.members))
 	var wg sync.WaitGroup
-	for i, m := range c.members {
+	for i := range c.members {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 			defer cancel()
-			errs[i] = m.n.Start(ctx)
+			errs[i] = c.startMember(ctx, i)
 		})
 	}
 	wg.Wait()
@@ -157,12 +169,46 @@ func Start(t TB, opts Options) *Cluster {
 	}
 	c.setFaults()
 	c.dial()
-	return c
+}
+
+// startMember starts a node in slot i and puts it there. A gossip port
+// taken between freePort's check and the node's bind (by another test's
+// outbound connection, say) is replaced by a new one: the other nodes
+// still find this one through the seeds that did not change.
+func (c *Cluster) startMember(ctx context.Context, i int) error {
+	for attempt := 1; ; attempt++ {
+		n, err := node.New(c.nodeOptions(i))
+		if err != nil {
+			return err
+		}
+		err = n.Start(ctx)
+		if err == nil {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.closed {
+				_ = n.Crash()
+				return nil
+			}
+			m := c.members[i]
+			m.n, m.down = n, false
+			return nil
+		}
+		_ = n.Crash()
+		if attempt == 5 || !errors.Is(err, cluster.ErrPortInUse) {
+			return err
+		}
+		p := freePort(c.t)
+		c.mu.Lock()
+		c.members[i].gossipPort = p
+		c.mu.Unlock()
+	}
 }
 
 // nodeOptions are node i's options: its config, the cluster's types and
 // tasks, its fault layer and the cluster's clock.
 func (c *Cluster) nodeOptions(i int) node.Options {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	m := c.members[i]
 	cfg := config.Default()
 	cfg.Node.ID = m.id
@@ -376,24 +422,11 @@ func (c *Cluster) Restart(i int) {
 	if running {
 		c.Kill(i)
 	}
-	n, err := node.New(c.nodeOptions(i))
-	if err != nil {
-		c.t.Fatalf("loomtest: restarting %s: %v", m.id, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		_ = n.Crash()
+	if err := c.startMember(ctx, i); err != nil {
 		c.t.Fatalf("loomtest: restarting %s: %v", m.id, err)
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		_ = n.Crash()
-		return
-	}
-	m.n, m.down = n, false
-	c.mu.Unlock()
 	c.setFaults() // its gRPC address is new
 }
 

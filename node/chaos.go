@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"github.com/loom-mesh/loom/cluster"
@@ -133,13 +132,9 @@ func (c *chaosState) configureGossip(cc *cluster.Config) error {
 	if c == nil {
 		return nil
 	}
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{cc.BindAddr},
-		BindPort:  cc.BindPort,
-		Logger:    cluster.NewMemberlistLogger(cc.Logger),
-	})
+	nt, err := cluster.NewNetTransport(*cc)
 	if err != nil {
-		return fmt.Errorf("node: gossip listen on %s:%d: %w", cc.BindAddr, cc.BindPort, err)
+		return fmt.Errorf("node: %w", err)
 	}
 	cc.Transport = c.hook.Memberlist(nt)
 	return nil

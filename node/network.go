@@ -110,13 +110,9 @@ func (n *Node) networkGossip(cc *cluster.Config) error {
 	if nw == nil {
 		return nil
 	}
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{cc.BindAddr},
-		BindPort:  cc.BindPort,
-		Logger:    cluster.NewMemberlistLogger(cc.Logger),
-	})
+	nt, err := cluster.NewNetTransport(*cc)
 	if err != nil {
-		return fmt.Errorf("node: gossip listen on %s:%d: %w", cc.BindAddr, cc.BindPort, err)
+		return fmt.Errorf("node: %w", err)
 	}
 	cc.Transport = nw.Gossip(nt)
 	return nil

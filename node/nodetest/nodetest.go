@@ -5,6 +5,7 @@ package nodetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/cluster"
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/runtime"
@@ -95,10 +97,31 @@ func StartConfigured(t testing.TB, n int, configure func(*config.Config), types 
 
 func start(t testing.TB, n int, c *Cluster) *Cluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := c.startOnce(t, n)
+		if err == nil {
+			return c
+		}
+		// The seed's port, free when FreePort looked, was taken before
+		// the seed bound it: start over on another one.
+		if attempt == 5 || !errors.Is(err, cluster.ErrPortInUse) {
+			t.Fatal(err)
+		}
+		c.dir = t.TempDir()
+	}
+}
+
+// startOnce starts n nodes, the first on a free gossip port as the
+// others' seed. If the seed fails, the others stop waiting for it; if
+// any fails, the ones that started are shut down.
+func (c *Cluster) startOnce(t testing.TB, n int) error {
+	t.Helper()
 	seedPort := FreePort(t)
 	c.Seed = fmt.Sprintf("127.0.0.1:%d", seedPort)
 	c.Nodes = make([]*node.Node, n)
 	errs := make([]error, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := range n {
 		port, join := 0, c.Seed
@@ -106,21 +129,23 @@ func start(t testing.TB, n int, c *Cluster) *Cluster {
 			port, join = seedPort, ""
 		}
 		c.Nodes[i] = c.build(t, fmt.Sprintf("n%d", i+1), port, join, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+		wg.Go(func() {
 			errs[i] = c.Nodes[i].Start(ctx)
-		}()
+			if i == 0 && errs[i] != nil {
+				cancel()
+			}
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("node %d: %v", i+1, err)
+			for _, nd := range c.Nodes {
+				_ = nd.Shutdown(context.Background())
+			}
+			return fmt.Errorf("node %d: %w", i+1, err)
 		}
 	}
-	return c
+	return nil
 }
 
 func (c *Cluster) build(t testing.TB, id string, gossipPort int, join string, expect int) *node.Node {
