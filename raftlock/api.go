@@ -41,7 +41,17 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ttl time.Durati
 	case ttl <= 0:
 		return "", fmt.Errorf("%w: session TTL %v is not positive", lock.ErrInvalid, ttl)
 	}
-	res, err := s.exec(ctx, command{op: opCreateSession, owner: owner, ttl: ttl})
+	return s.createSession(ctx, owner, ttl, "")
+}
+
+// createSession is CreateSession; with an id, the session gets that id
+// (one another group issued: see Groups.CreateSession).
+func (s *Store) createSession(ctx context.Context, owner string, ttl time.Duration, id lock.SessionID) (lock.SessionID, error) {
+	c := command{op: opCreateSession, owner: owner, ttl: ttl}
+	if id != "" {
+		c.op, c.session = opCreateSessionAs, id
+	}
+	res, err := s.exec(ctx, c)
 	if err != nil {
 		return "", err
 	}

@@ -55,20 +55,21 @@ var errBadWire = errors.New("raftlock: malformed command encoding")
 type op uint8
 
 const (
-	opNoop           op = iota + 1 // no effect; Sync uses it as a read barrier
-	opLeaderStart                  // a new leader's first command: extends live sessions
-	opReap                         // expires every session whose deadline has passed
-	opCreateSession                // owner, ttl
-	opRenew                        // session
-	opDestroySession               // session
-	opAcquire                      // session, key
-	opRelease                      // session, key
-	opAppend                       // actor, token, expectedSeq, entry records
-	opSaveSnapshot                 // actor, token, seq, snapshot record
-	opTruncate                     // actor, token, throughSeq
-	opEndOwner                     // owner, session to keep: ends the owner's other sessions
-	opQueue                        // qop, its argument record: a write to the message queues (queue.go)
-	opMax                          // one past the last op
+	opNoop            op = iota + 1 // no effect; Sync uses it as a read barrier
+	opLeaderStart                   // a new leader's first command: extends live sessions
+	opReap                          // expires every session whose deadline has passed
+	opCreateSession                 // owner, ttl
+	opRenew                         // session
+	opDestroySession                // session
+	opAcquire                       // session, key
+	opRelease                       // session, key
+	opAppend                        // actor, token, expectedSeq, entry records
+	opSaveSnapshot                  // actor, token, seq, snapshot record
+	opTruncate                      // actor, token, throughSeq
+	opEndOwner                      // owner, session to keep: ends the owner's other sessions
+	opQueue                         // qop, its argument record: a write to the message queues (queue.go)
+	opCreateSessionAs               // owner, ttl, session: a session with the id another group issued
+	opMax                           // one past the last op
 )
 
 func (o op) String() string {
@@ -99,6 +100,8 @@ func (o op) String() string {
 		return "end-owner"
 	case opQueue:
 		return "queue"
+	case opCreateSessionAs:
+		return "create-session-as"
 	default:
 		return fmt.Sprintf("op(%d)", uint8(o))
 	}
@@ -193,9 +196,12 @@ func encodeCommand(c command) []byte {
 		b = binary.AppendVarint(b, c.born)
 	}
 	switch c.op {
-	case opCreateSession:
+	case opCreateSession, opCreateSessionAs:
 		b = appendString(b, c.owner)
 		b = binary.AppendUvarint(b, uint64(c.ttl))
+		if c.op == opCreateSessionAs {
+			b = appendString(b, string(c.session))
+		}
 	case opRenew, opDestroySession:
 		b = appendString(b, string(c.session))
 	case opAcquire, opRelease:
@@ -248,13 +254,16 @@ func decodeCommand(b []byte) (command, error) {
 	}
 	switch c.op {
 	case opNoop, opLeaderStart, opReap:
-	case opCreateSession:
+	case opCreateSession, opCreateSessionAs:
 		c.owner = d.String()
 		ttl := d.Uvarint()
 		if ttl > math.MaxInt64 {
 			d.Fail("ttl overflows")
 		}
 		c.ttl = time.Duration(ttl)
+		if c.op == opCreateSessionAs {
+			c.session = lock.SessionID(d.String())
+		}
 	case opRenew, opDestroySession:
 		c.session = lock.SessionID(d.String())
 	case opAcquire, opRelease:

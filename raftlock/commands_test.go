@@ -20,6 +20,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		{op: opLeaderStart, id: id},
 		{op: opReap},
 		{op: opCreateSession, id: id, owner: "node-a", ttl: 3 * time.Second},
+		{op: opCreateSessionAs, id: id, owner: "node-a", ttl: 3 * time.Second, session: "s4.1f"},
 		{op: opRenew, id: id, session: "s1.abc"},
 		{op: opDestroySession, id: id, session: "s1.abc"},
 		{op: opAcquire, id: id, session: "s1.abc", key: "type/id"},

@@ -51,6 +51,12 @@ type Config struct {
 	// Called from the transport's goroutine; must not block.
 	VoteGate func() bool
 
+	// Group is the group this Store is a member of, among a node's
+	// Groups (0 for a Store opened alone). Group g > 0 keeps its state
+	// under DataDir/raft/g<g> instead of DataDir/raft, and names itself
+	// "raftlock/g<g>" in its logs and errors.
+	Group int
+
 	// DataDir is where the node keeps its Raft state, under
 	// DataDir/raft: wal/ (log and stable store; raft.db with
 	// LogStoreBolt), snapshots/ and fsm.db (the state machine, rebuilt on
@@ -285,6 +291,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("DataDir is empty")
+	}
+	if c.Group < 0 || c.Group >= MaxGroups {
+		bad("Group %d is not in [0, %d)", c.Group, MaxGroups)
 	}
 	if c.Transport == nil {
 		if c.BindAddr == "" {

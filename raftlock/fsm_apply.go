@@ -178,9 +178,9 @@ func (ac *applyCtx) exec(c command) (result, error) {
 		err = ac.locks.LeaderStart(ac.prev, ac.now)
 	case opReap:
 		err = ac.locks.Reap(ac.now)
-	case opCreateSession:
+	case opCreateSession, opCreateSessionAs:
 		var id lock.SessionID
-		id, rule, err = ac.locks.CreateSession(ac.now, c.owner, int64(c.ttl))
+		id, rule, err = ac.locks.CreateSession(ac.now, c.owner, int64(c.ttl), c.session)
 		r.text = string(id)
 	case opRenew:
 		rule, err = ac.locks.Renew(ac.now, c.session)

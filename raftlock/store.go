@@ -70,7 +70,12 @@ func Open(cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("raftlock", string(cfg.NodeID))
-	dir := filepath.Join(cfg.DataDir, "raft")
+	dir, name := filepath.Join(cfg.DataDir, "raft"), "raftlock"
+	if cfg.Group > 0 {
+		g := "g" + strconv.Itoa(cfg.Group)
+		dir, name = filepath.Join(dir, g), name+"/"+g
+		log = log.With("group", cfg.Group)
+	}
 	rc := raft.DefaultConfig()
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
@@ -82,7 +87,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.NoLegacyTelemetry = true
 	rep, err := replica.Open(replica.Config[result]{
-		Name:                "raftlock",
+		Name:                name,
 		NodeID:              cfg.NodeID,
 		PerDirServerID:      cfg.PerDirServerID,
 		VoteGate:            cfg.VoteGate,
@@ -189,6 +194,13 @@ func (s *Store) AddNonvoter(ctx context.Context, id raft.ServerID, addr raft.Ser
 // AddVoter.
 func (s *Store) RemoveServer(ctx context.Context, id raft.ServerID) error {
 	return s.rep.RemoveServer(ctx, id)
+}
+
+// TransferLeadership hands this node's leadership of its group to the
+// voter id at addr, and returns once that server has won an election, or
+// with ErrNotLeader on a node that does not lead.
+func (s *Store) TransferLeadership(ctx context.Context, id raft.ServerID, addr raft.ServerAddress) error {
+	return s.rep.TransferLeadership(ctx, id, addr)
 }
 
 // Leader returns the id and address of the leader this node knows of;

@@ -140,9 +140,14 @@ func (m *Machine) deleteSession(id lock.SessionID, s session) error {
 	return m.b.Sessions.Delete([]byte(id))
 }
 
+// MaxSessionLen bounds a session id that CreateSession is given.
+const MaxSessionLen = 128
+
 // CreateSession creates a session of owner that lapses ttl nanoseconds
-// after now unless renewed.
-func (m *Machine) CreateSession(now int64, owner string, ttl int64) (lock.SessionID, error, error) {
+// after now unless renewed. Its id is id if that is not empty (a
+// session another machine issued, which this one must not have yet),
+// else one this machine makes up.
+func (m *Machine) CreateSession(now int64, owner string, ttl int64, id lock.SessionID) (lock.SessionID, error, error) {
 	switch {
 	case owner == "":
 		return "", fmt.Errorf("%w: empty session owner", lock.ErrInvalid), nil
@@ -150,12 +155,18 @@ func (m *Machine) CreateSession(now int64, owner string, ttl int64) (lock.Sessio
 		return "", fmt.Errorf("%w: session owner of %d bytes exceeds %d", lock.ErrInvalid, len(owner), MaxOwnerLen), nil
 	case ttl <= 0:
 		return "", fmt.Errorf("%w: session TTL %d ns is not positive", lock.ErrInvalid, ttl), nil
+	case len(id) > MaxSessionLen:
+		return "", fmt.Errorf("%w: session id of %d bytes exceeds %d", lock.ErrInvalid, len(id), MaxSessionLen), nil
 	}
-	m.c.Sessions++
-	// The number makes the id unique in this cluster; the creation time
-	// makes it unlikely to name a session of an earlier cluster that
-	// used the same directory names.
-	id := lock.SessionID(fmt.Sprintf("s%d.%x", m.c.Sessions, uint64(now)))
+	if id == "" {
+		m.c.Sessions++
+		// The number makes the id unique in this cluster; the creation
+		// time makes it unlikely to name a session of an earlier
+		// cluster that used the same directory names.
+		id = lock.SessionID(fmt.Sprintf("s%d.%x", m.c.Sessions, uint64(now)))
+	} else if _, ok, err := m.getSession(id); err != nil || ok {
+		return "", fmt.Errorf("%w: session %s exists", lock.ErrInvalid, id), err
+	}
 	if err := m.putSession(id, session{ttl: ttl, deadline: addDuration(now, ttl), owner: owner}); err != nil {
 		return "", nil, err
 	}

@@ -2,6 +2,7 @@ package locksm_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) session(now int64, owner string, ttl time.Duration) lock.SessionID {
 	w.t.Helper()
-	id, rule, err := w.m.CreateSession(now, owner, int64(ttl))
+	id, rule, err := w.m.CreateSession(now, owner, int64(ttl), "")
 	if rule != nil || err != nil {
 		w.t.Fatalf("CreateSession: %v, %v", rule, err)
 	}
@@ -190,15 +191,31 @@ func TestRules(t *testing.T) {
 			return w.acquire(at(2), b, "k")
 		}, 2, nil},
 		{"session with no owner", func(w *world) (uint64, error) {
-			_, rule, err := w.m.CreateSession(at(0), "", int64(ttl))
+			_, rule, err := w.m.CreateSession(at(0), "", int64(ttl), "")
 			return 0, errors.Join(rule, err)
 		}, 0, lock.ErrInvalid},
 		{"session with an owner too long", func(w *world) (uint64, error) {
-			_, rule, err := w.m.CreateSession(at(0), strings.Repeat("o", locksm.MaxOwnerLen+1), int64(ttl))
+			_, rule, err := w.m.CreateSession(at(0), strings.Repeat("o", locksm.MaxOwnerLen+1), int64(ttl), "")
 			return 0, errors.Join(rule, err)
 		}, 0, lock.ErrInvalid},
 		{"session with no TTL", func(w *world) (uint64, error) {
-			_, rule, err := w.m.CreateSession(at(0), "a", 0)
+			_, rule, err := w.m.CreateSession(at(0), "a", 0, "")
+			return 0, errors.Join(rule, err)
+		}, 0, lock.ErrInvalid},
+		{"session with the id it is given", func(w *world) (uint64, error) {
+			id, rule, err := w.m.CreateSession(at(0), "a", int64(ttl), "s7.abc")
+			if id != "s7.abc" || rule != nil || err != nil {
+				return 0, fmt.Errorf("CreateSession = %q, %v, %v", id, rule, err)
+			}
+			return w.acquire(at(1), id, "k")
+		}, 1, nil},
+		{"session with an id that exists", func(w *world) (uint64, error) {
+			a := w.session(at(0), "a", ttl)
+			_, rule, err := w.m.CreateSession(at(0), "b", int64(ttl), a)
+			return 0, errors.Join(rule, err)
+		}, 0, lock.ErrInvalid},
+		{"session with an id too long", func(w *world) (uint64, error) {
+			_, rule, err := w.m.CreateSession(at(0), "a", int64(ttl), lock.SessionID(strings.Repeat("s", locksm.MaxSessionLen+1)))
 			return 0, errors.Join(rule, err)
 		}, 0, lock.ErrInvalid},
 		{"the lock fence reports a held lock's token", func(w *world) (uint64, error) {

@@ -108,6 +108,34 @@ func (g *Group[R]) membership(ctx context.Context, what string, change func(time
 	return nil
 }
 
+// TransferLeadership hands this node's leadership to the voter id at
+// addr and returns once that server has won an election (or the transfer
+// failed: ErrNotLeader on a node that does not lead). Commands sent
+// meanwhile are refused by Raft and retried by the committer.
+func (g *Group[R]) TransferLeadership(ctx context.Context, id raft.ServerID, addr raft.ServerAddress) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if g.isClosed() {
+		return g.errs.Closed
+	}
+	f := g.raft.LeadershipTransferToServer(id, addr)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("%s: transfer leadership to %s: %w: %w", g.name, id, g.errs.NotLeader, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: transfer leadership to %s: %w", g.name, id, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err() // Raft ends the transfer after an election timeout
+	}
+}
+
 // Leader returns the id and address of the leader this node knows of;
 // empty if none.
 func (g *Group[R]) Leader() (raft.ServerID, raft.ServerAddress) {

@@ -116,7 +116,7 @@ func (r *Replica) Apply(c Cmd) (Result, error) {
 	var err error
 	switch c.Op {
 	case CreateSession:
-		res.Session, res.Rule, err = locks.CreateSession(now, c.Owner, c.TTL)
+		res.Session, res.Rule, err = locks.CreateSession(now, c.Owner, c.TTL, c.Session)
 	case Renew:
 		res.Rule, err = locks.Renew(now, c.Session)
 	case DestroySession:
