@@ -62,7 +62,7 @@ var (
 // DeliverAt. The store stamps Seq, AcceptedAt, Attempts, NextAt and
 // LastError, ignoring what the sender put there.
 type Message struct {
-	ID            string            // unique in the store; 1..MaxIDLen bytes
+	ID            string            // unique in the store (its shard: see Store); 1..MaxIDLen bytes
 	Actor         string            // the receiving actor's key, "type/id" (journal actor key)
 	Method        string            // the method the message invokes; not empty
 	Payload       []byte            // the method's encoded argument
@@ -72,7 +72,7 @@ type Message struct {
 	Ordered       bool              // fifo: delivered in order, a failure blocks the messages behind it
 	DeliverAt     time.Time         // not delivered before this instant; zero: at once
 
-	Seq        uint64    // position in the store's acceptance order (or release order: see Store)
+	Seq        uint64    // position in the store's (shard's) acceptance order, or release order: see Store
 	AcceptedAt time.Time // when the store accepted it
 	Attempts   uint32    // failed deliveries so far
 	NextAt     time.Time // not delivered before this instant (DeliverAt, or a retry's time)
@@ -178,7 +178,7 @@ type Stats struct {
 //
 // # Order
 //
-// Seq orders acceptance across the store. A message whose DeliverAt is
+// Seq orders acceptance across the store (a shard of it). A message whose DeliverAt is
 // after its AcceptedAt is scheduled: it is not in its actor's queue until
 // Release moves it there, giving it a new Seq, so a delayed message joins
 // the end of the queue when it falls due.
@@ -189,6 +189,19 @@ type Stats struct {
 // behind it until it is acknowledged or dead-lettered. Unordered messages
 // are returned by Due as soon as their NextAt has passed, by NextAt then
 // Seq, and a failing one does not hold back the others.
+//
+// # Shards
+//
+// A store may be split into shards, each actor in one (a Sharded store;
+// Loom's embedded store with several Raft groups is). Each shard is then a
+// store of its own as far as ids and order go: a message id is unique,
+// and an Enqueue of a known id a duplicate, among the messages of the
+// shard's actors; Seq orders acceptance within a shard. Everything the
+// contract says of one actor holds unchanged. A message sent through an
+// append (KindMessageSend) to an actor of another shard is first stored in
+// the sender's shard, where a duplicate id is skipped, then moved to the
+// receiver's, where it is accepted anew (a duplicate there is dropped);
+// until it has moved it is not in its receiver's queue.
 //
 // # Contract
 //
@@ -266,6 +279,12 @@ type Store interface {
 	// Close releases the store; see journal.Journal.Close (one Close
 	// closes both faces of a backend).
 	Close() error
+}
+
+// Sharded is a Store split into shards (see Store): Shard names the
+// shard of an actor. A Store that does not implement it is one shard.
+type Sharded interface {
+	Shard(actor string) int
 }
 
 // Notifier is an optional capability of a Store: it calls fn (on a

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loom-mesh/loom/journal"
@@ -39,6 +40,13 @@ const groupsFile = "groups"
 // compares, but not across keys of different groups.
 type Groups struct {
 	stores []*Store
+
+	// The relays of messages sent across groups (groups_queue.go).
+	notify  atomic.Pointer[func(actor string, at time.Time)]
+	relays  []*relay
+	relayMu [64]sync.Mutex // one relay at a time per receiver (by hash) and node
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 var (
@@ -103,6 +111,9 @@ func OpenGroups(cfg Config, k int, config func(g int, c *Config)) (*Groups, erro
 		}
 		gs.stores = append(gs.stores, s)
 	}
+	if k > 1 {
+		gs.startRelays()
+	}
 	return gs, nil
 }
 
@@ -165,8 +176,12 @@ func (gs *Groups) each(fn func(s *Store) error) error {
 	return errors.Join(errs...)
 }
 
-// Close closes every group (see Store.Close).
+// Close stops the relays and closes every group (see Store.Close).
 func (gs *Groups) Close() error {
+	if gs.stop != nil {
+		gs.stop()
+		gs.wg.Wait()
+	}
 	return gs.each(func(s *Store) error { return s.Close() })
 }
 
@@ -248,9 +263,17 @@ func (gs *Groups) Holder(ctx context.Context, key string) (lock.LockInfo, bool, 
 
 // --- journal.Journal ---
 
-// Append appends to actor's journal in actor's group.
+// Append appends to actor's journal in actor's group. The messages its
+// KindMessageSend entries send to actors of other groups are relayed to
+// their groups before it returns, or by the group's leader if that
+// fails (see GroupQueues).
 func (gs *Groups) Append(ctx context.Context, actor string, token uint64, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
-	return gs.Of(actor).Append(ctx, actor, token, expectedSeq, entries)
+	g := GroupOf(actor, len(gs.stores))
+	tail, err := gs.stores[g].Append(ctx, actor, token, expectedSeq, entries)
+	if err == nil && len(gs.stores) > 1 {
+		gs.relaySends(ctx, g, entries)
+	}
+	return tail, err
 }
 
 // SaveSnapshot saves actor's snapshot in actor's group.

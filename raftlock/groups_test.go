@@ -21,6 +21,7 @@ type groupsCluster struct {
 	t     testing.TB
 	k     int
 	now   func() time.Time
+	tweak func(*Config)
 	fwds  []*memForwarder
 	dirs  []string
 	addrs [][]string // node → group → Raft address
@@ -29,7 +30,14 @@ type groupsCluster struct {
 
 func newGroupsCluster(t testing.TB, n, k int, now func() time.Time) *groupsCluster {
 	t.Helper()
-	c := &groupsCluster{t: t, k: k, now: now, nodes: make([]*Groups, n), dirs: make([]string, n), addrs: make([][]string, n)}
+	return newGroupsClusterWith(t, n, k, now, nil)
+}
+
+// newGroupsClusterWith is newGroupsCluster with tweak applied to every
+// node's config.
+func newGroupsClusterWith(t testing.TB, n, k int, now func() time.Time, tweak func(*Config)) *groupsCluster {
+	t.Helper()
+	c := &groupsCluster{t: t, k: k, now: now, tweak: tweak, nodes: make([]*Groups, n), dirs: make([]string, n), addrs: make([][]string, n)}
 	for range k {
 		c.fwds = append(c.fwds, newMemForwarder())
 	}
@@ -55,6 +63,9 @@ func newGroupsCluster(t testing.TB, n, k int, now func() time.Time) *groupsClust
 func (c *groupsCluster) start(i int, addrs []string) {
 	c.t.Helper()
 	cfg := testConfig(c.t, nodeID(i), c.dirs[i], "127.0.0.1:0", c.now, len(c.nodes) == 1)
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
 	gs, err := OpenGroups(cfg, c.k, func(g int, cfg *Config) {
 		if addrs != nil {
 			cfg.BindAddr = addrs[g]

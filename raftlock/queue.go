@@ -51,6 +51,7 @@ const (
 	qPurge
 	qSetReminder
 	qDeleteReminder
+	qHandoff // a Groups relay: messages another group has accepted leave this one
 )
 
 // errBadQueueArg is wrapped by every decoding failure of a queue command's
@@ -197,6 +198,19 @@ func (ac *applyCtx) execQueue(c command) (r result, rule, err error) {
 			return r, derr, nil
 		}
 		rule, err = q.DeleteReminder(ac.now, actor, name)
+	case qHandoff:
+		d := kv.Decoder{B: arg, Wraps: errBadQueueArg}
+		actor := d.String()
+		var ids []string
+		for _, id := range d.List() {
+			ids = append(ids, string(id))
+		}
+		if derr := d.Finish(); derr != nil {
+			return r, derr, nil
+		}
+		var n int
+		n, rule, err = q.Handoff(ac.now, actor, ids)
+		r.value = uint64(n)
 	default:
 		rule = fmt.Errorf("%w: unknown queue write %d", errBadQueueArg, c.qop)
 	}
@@ -411,6 +425,29 @@ func (q Queues) Stats(ctx context.Context) ([]queue.Stats, error) {
 		return err
 	})
 	return out, err
+}
+
+// queued returns up to max of actor's messages waiting in its queue
+// (queuesm's Queued: pending by Seq, then scheduled), from this node's
+// replica.
+func (q Queues) queued(ctx context.Context, actor string, max int) ([]queue.Message, error) {
+	var out []queue.Message
+	err := q.read(ctx, func(m *queuesm.Machine) (err error) {
+		out, err = m.Queued(actor, max)
+		return err
+	})
+	return out, err
+}
+
+// handoff takes ids out of actor's queue, because another group's queues
+// have accepted them, and returns how many were still there.
+func (q Queues) handoff(ctx context.Context, actor string, ids []string) (int, error) {
+	list := make([][]byte, len(ids))
+	for i, id := range ids {
+		list[i] = []byte(id)
+	}
+	res, err := q.write(ctx, qHandoff, kv.AppendList(kv.AppendString(nil, actor), list))
+	return int(res.value), err
 }
 
 // Notify implements queue.Notifier: on every replica, after each applied

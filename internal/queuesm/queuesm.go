@@ -319,6 +319,58 @@ func (m *Machine) Ack(now int64, actor string, ids []string) error {
 	return m.finish(now)
 }
 
+// Handoff takes ids out of actor's queue because another store has
+// accepted them (a backend that keeps an actor's queue in one store
+// relays there the messages an outbox left in another): each id pending
+// or scheduled in actor's queue leaves it, in any order, and is
+// remembered as gone at now; any other id is skipped, so a handoff sent
+// twice takes nothing the second time. It returns how many left. The rule
+// wraps queue.ErrInvalid for an invalid actor or id.
+func (m *Machine) Handoff(now int64, actor string, ids []string) (n int, rule, err error) {
+	if rule := queue.CheckActor(actor); rule != nil {
+		return 0, rule, nil
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > queue.MaxIDLen {
+			return 0, fmt.Errorf("%w: message id of %d bytes", queue.ErrInvalid, len(id)), nil
+		}
+	}
+	m.begin()
+	for _, id := range ids {
+		rec, found, err := m.lookup(id)
+		if err != nil {
+			return 0, nil, err
+		}
+		switch {
+		case !found || rec.actor != actor:
+			continue
+		case rec.state == statePending:
+			msg, err := m.pending(actor, rec.seq)
+			if err != nil {
+				return 0, nil, err
+			}
+			if err := m.removePending(msg); err != nil {
+				return 0, nil, err
+			}
+		case rec.state == stateScheduled:
+			if err := m.b.Scheduled.Delete(timeSeqKey(actorKey(actor), rec.at, rec.seq)); err != nil {
+				return 0, nil, err
+			}
+			m.touch(actor, false)
+			if err := m.count(actor, func(c *counters) { c.scheduled-- }); err != nil {
+				return 0, nil, err
+			}
+		default:
+			continue
+		}
+		if err := m.forget(id, rec, now); err != nil {
+			return 0, nil, err
+		}
+		n++
+	}
+	return n, nil, m.finish(now)
+}
+
 // Retry records a failed delivery of a pending message (Store.Retry):
 // Attempts f.Attempts+1, LastError f.Reason, NextAt f.RetryAt (now if
 // RetryAt is zero). The rule wraps queue.ErrInvalid for bad arguments,

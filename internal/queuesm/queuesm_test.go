@@ -375,6 +375,75 @@ func TestDueOrder(t *testing.T) {
 	}
 }
 
+// TestQueuedAndHandoff: Queued lists an actor's queue by Seq, due or
+// not, then its scheduled messages; Handoff takes messages out of it in
+// any order, remembers their ids, and skips what is not there.
+func TestQueuedAndHandoff(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, time.Hour)
+	later := msg("s1", "a/1", false)
+	later.DeliverAt = ns(1000)
+	w.mustEnqueue(10, later)
+	w.mustEnqueue(10, msg("o1", "a/1", true))
+	w.mustEnqueue(10, msg("u1", "a/1", false))
+	w.mustEnqueue(10, msg("o2", "a/1", true))
+	w.mustEnqueue(10, msg("x1", "a/2", false))
+	if r := w.failure(false, 11, fail("a/1", "u1", 0, 50)); r != nil {
+		t.Fatal(r)
+	}
+	pending := func(actor string, max int) string {
+		msgs, err := w.m.Queued(actor, max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.ID)
+		}
+		return strings.Join(ids, " ")
+	}
+	if got := pending("a/1", 10); got != "o1 u1 o2 s1" {
+		t.Fatalf("Queued, u1 backing off: %q", got)
+	}
+	if got := pending("a/1", 2); got != "o1 u1" {
+		t.Fatalf("Queued with max 2: %q", got)
+	}
+	// o2 behind the head, u1 backing off, s1 scheduled, x1 of another
+	// actor, and an id never seen: only the first three leave.
+	n, rule, err := w.m.Handoff(12, "a/1", []string{"o2", "u1", "s1", "x1", "nope"})
+	if n != 3 || rule != nil || err != nil {
+		t.Fatalf("Handoff = %d, %v, %v; want 3", n, rule, err)
+	}
+	if st, err := w.m.Stats(); err != nil || len(st) != 1 || st[0].Pending != 2 || st[0].Scheduled != 0 {
+		t.Fatalf("Stats after the handoff: %+v, %v; want 2 pending (o1, x1), none scheduled", st, err)
+	}
+	if w.release(2000, "a/1") != 0 {
+		t.Fatal("the scheduled message handed off was released")
+	}
+	if got := pending("a/1", 10); got != "o1" {
+		t.Fatalf("Queued after the handoff: %q", got)
+	}
+	if got := w.due("a/1", 100); got != "o1" {
+		t.Fatalf("Due after the handoff: %q", got)
+	}
+	if n, rule, err := w.m.Handoff(13, "a/1", []string{"o1"}); n != 1 || rule != nil || err != nil {
+		t.Fatalf("Handoff of the head = %d, %v, %v", n, rule, err)
+	}
+	if got := w.due("a/1", 100) + "|" + pending("a/2", 10); got != "|x1" {
+		t.Fatalf("Due of a/1 | Queued of a/2: %q", got)
+	}
+	// The ids are remembered: enqueued again, they are duplicates.
+	if acc := w.mustEnqueue(14, msg("o2", "a/1", true)); !acc.Duplicate {
+		t.Fatalf("o2 enqueued after its handoff: %+v", acc)
+	}
+	if n, rule, err := w.m.Handoff(15, "a/1", []string{"o2"}); n != 0 || rule != nil || err != nil {
+		t.Fatalf("a second Handoff = %d, %v, %v; want 0", n, rule, err)
+	}
+	if _, rule, _ := w.m.Handoff(15, "a/1", []string{""}); !errors.Is(rule, queue.ErrInvalid) {
+		t.Fatalf("Handoff of an empty id: %v", rule)
+	}
+}
+
 // TestReleaseAndDelay: a delayed message is scheduled until released,
 // then joins the end of its queue with a new Seq; duplicates answer the
 // first acceptance.

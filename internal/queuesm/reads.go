@@ -38,6 +38,28 @@ func (m *Machine) Due(actor string, now int64, max int) ([]queue.Message, error)
 	return msgs, nil
 }
 
+// Queued returns up to max of actor's messages that wait in its queue:
+// the pending ones, due or not, by Seq (the order they entered the
+// queue), then the scheduled ones by (DeliverAt, Seq).
+func (m *Machine) Queued(actor string, max int) ([]queue.Message, error) {
+	if err := queue.CheckActor(actor); err != nil {
+		return nil, err
+	}
+	var msgs []queue.Message
+	a := actorKey(actor)
+	for _, b := range []kv.Bucket{m.b.Pending, m.b.Scheduled} {
+		c := b.PrefixCursor(a)
+		for k, v := c.First(); k != nil && len(msgs) < max; k, v = c.Next() {
+			msg, err := queue.UnmarshalMessage(v)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, msg)
+		}
+	}
+	return msgs, nil
+}
+
 // Ready returns up to max actors whose wake (Wake) is not after until,
 // earliest first (by actor key among equal instants).
 func (m *Machine) Ready(until int64, max int) ([]queue.Ready, error) {

@@ -86,6 +86,30 @@ func (s *suite) backend(t *testing.T, opts Options) Backend {
 // store stamps AcceptedAt with its own clock.
 func later() time.Time { return time.Now().Add(time.Hour) }
 
+// peer returns an actor of actor's type other than actor, in its shard
+// if b is sharded (queue.Sharded): ids and Seq order are the shard's.
+func peer(b Backend, actor string) string {
+	typ, _, _ := strings.Cut(actor, "/")
+	for i := 2; ; i++ {
+		p := fmt.Sprintf("%s/%d", typ, i)
+		if p == actor {
+			continue
+		}
+		sh, ok := b.(queue.Sharded)
+		if !ok || sh.Shard(p) == sh.Shard(actor) {
+			return p
+		}
+	}
+}
+
+// shard is actor's shard in b (0 if b is not sharded).
+func shard(b Backend, actor string) int {
+	if sh, ok := b.(queue.Sharded); ok {
+		return sh.Shard(actor)
+	}
+	return 0
+}
+
 func mk(id, actor string, ordered bool) queue.Message {
 	return queue.Message{ID: id, Actor: actor, Method: "Do", Payload: []byte("p:" + id), Ordered: ordered}
 }
@@ -192,7 +216,7 @@ func (s *suite) testStamping(t *testing.T) {
 		got.CorrelationID != m.CorrelationID || got.TraceParent != m.TraceParent || got.Ordered {
 		t.Fatalf("stored %+v, sent %+v", got, m)
 	}
-	second := enqueue(t, b, mk("m2", "order/2", false))
+	second := enqueue(t, b, mk("m2", peer(b, "order/1"), false))
 	if second.Seq <= acc.Seq {
 		t.Fatalf("Seq %d after %d: not increasing", second.Seq, acc.Seq)
 	}
@@ -205,13 +229,13 @@ func (s *suite) testStamping(t *testing.T) {
 func (s *suite) testDuplicate(t *testing.T) {
 	b := s.backend(t, Options{})
 	first := enqueue(t, b, mk("d", "a/1", false))
-	other := mk("d", "a/2", true)
+	other := mk("d", peer(b, "a/1"), true)
 	other.Method = "Other"
 	dup := enqueue(t, b, other)
 	if !dup.Duplicate || dup.Seq != first.Seq || !dup.AcceptedAt.Equal(first.AcceptedAt) {
 		t.Fatalf("second Enqueue = %+v, want the first acceptance %+v with Duplicate", dup, first)
 	}
-	wantDue(t, b, "a/2", later(), "")
+	wantDue(t, b, other.Actor, later(), "")
 	if m := find(t, b, "a/1", "d"); m.Method != "Do" {
 		t.Fatalf("the duplicate changed the message: %+v", m)
 	}
@@ -685,7 +709,7 @@ func (s *suite) testReminders(t *testing.T) {
 		t.Fatalf("Reminders after firing = %+v: want once deleted, tick due at t0+40s", rs)
 	}
 	// A fired id the store knows is skipped; the reminder moves on.
-	enqueue(t, b, mk(fmt.Sprintf("reminder:a/1:tick:%d", t0.Add(40*time.Second).UnixNano()), "b/1", false))
+	enqueue(t, b, mk(fmt.Sprintf("reminder:a/1:tick:%d", t0.Add(40*time.Second).UnixNano()), peer(b, "a/1"), false))
 	if n, err := b.Release(ctx, "a/1", t0.Add(45*time.Second)); n != 0 || err != nil {
 		t.Fatalf("Release of a known id = %d, %v; want 0", n, err)
 	}
@@ -932,15 +956,22 @@ func (s *suite) testConcurrency(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("Enqueue: %v", err)
 	}
-	seqs := map[uint64]bool{}
+	type shardSeq struct {
+		shard int
+		seq   uint64
+	}
+	seqs := map[shardSeq]bool{}
 	for id, as := range accs {
 		if len(as) != 2 || as[0].Duplicate == as[1].Duplicate || as[0].Seq != as[1].Seq || !as[0].AcceptedAt.Equal(as[1].AcceptedAt) {
 			t.Fatalf("id %s accepted as %+v: want one acceptance and one duplicate of it", id, as)
 		}
-		if seqs[as[0].Seq] {
-			t.Fatalf("Seq %d given twice", as[0].Seq)
+		var i int
+		fmt.Sscan(strings.TrimPrefix(id, "m"), &i)
+		k := shardSeq{shard(b, actors[i%perWorker%len(actors)]), as[0].Seq}
+		if seqs[k] {
+			t.Fatalf("Seq %d given twice in shard %d", k.seq, k.shard)
 		}
-		seqs[as[0].Seq] = true
+		seqs[k] = true
 	}
 	for _, a := range actors {
 		if n := len(slices.DeleteFunc(due(t, b, a, later()), func(m queue.Message) bool { return !m.Ordered })); n != 1 {
