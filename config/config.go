@@ -799,6 +799,15 @@ type ClusterConfig struct {
 	// raft-boltdb.
 	RaftLogStore string `yaml:"raftLogStore"`
 
+	// RaftGroups is how many Raft groups the embedded store (journal
+	// and coordination backends raft) splits the actors into: each actor
+	// belongs to one, by a hash of its key, and each group has its own
+	// log and leader over the same voters, all on the node's Raft port,
+	// so that durable writes are spread over several leaders instead of
+	// one. 1 to 64. A data dir keeps the number it was made with, and
+	// every node of a cluster must have the same. Default 1.
+	RaftGroups int `yaml:"raftGroups"`
+
 	// JoinTimeout is how long a node retries the join addresses at start
 	// before it gives up with an error. Must be > 0. Default 30s: enough
 	// for nodes started together (by an orchestrator, or loom-node
@@ -1062,6 +1071,7 @@ func Default() Config {
 			Voters:           3,
 			DeadVoterTimeout: 2 * time.Minute,
 			RaftLogStore:     RaftLogAuto,
+			RaftGroups:       1,
 			JoinTimeout:      30 * time.Second,
 			RejoinInterval:   10 * time.Second,
 			Gossip:           GossipLAN,

@@ -289,6 +289,8 @@ func TestValidate(t *testing.T) {
 		{"raft port range", func(c *Config) { c.Node.RaftPort = 70000 }, "node.raftPort", "between 0 and 65535"},
 		{"bootstrap expect", func(c *Config) { c.Cluster.BootstrapExpect = 0 }, "cluster.bootstrapExpect", "must be >= 1 (got 0)"},
 		{"even voters", func(c *Config) { c.Cluster.Voters = 4 }, "cluster.voters", "must be odd and between 1 and 7 (got 4)"},
+		{"no raft groups", func(c *Config) { c.Cluster.RaftGroups = 0 }, "cluster.raftGroups", "must be between 1 and 64 (got 0)"},
+		{"too many raft groups", func(c *Config) { c.Cluster.RaftGroups = 65 }, "cluster.raftGroups", "(got 65)"},
 		{"no voters", func(c *Config) { c.Cluster.Voters = 0 }, "cluster.voters", "(got 0)"},
 		{"too many voters", func(c *Config) { c.Cluster.Voters = 9 }, "cluster.voters", "(got 9)"},
 		{"dead voter timeout", func(c *Config) { c.Cluster.DeadVoterTimeout = 0 }, "cluster.deadVoterTimeout", "must be > 0 (got 0s)"},

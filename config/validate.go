@@ -731,6 +731,9 @@ func (v *validator) validate(c *Config) {
 	}
 	v.positiveDuration("cluster.deadVoterTimeout", cl.DeadVoterTimeout)
 	v.oneOf("cluster.raftLogStore", cl.RaftLogStore, RaftLogAuto, RaftLogWAL, RaftLogBolt)
+	if cl.RaftGroups < 1 || cl.RaftGroups > 64 {
+		v.add("cluster.raftGroups", cl.RaftGroups, fmt.Sprintf("must be between 1 and 64 (got %d)", cl.RaftGroups))
+	}
 	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
 	v.positiveDuration("cluster.rejoinInterval", cl.RejoinInterval)
 	v.oneOf("cluster.gossip", cl.Gossip, GossipLAN, GossipLocal)

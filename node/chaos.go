@@ -63,7 +63,6 @@ type chaosState struct {
 	hook   *faultnet.Hook
 	node   string
 	events *eventLog
-	raft   *raft.NetworkTransport // closed after the Raft store
 }
 
 func newChaosState(o *ChaosOptions, nodeID string) (*chaosState, error) {
@@ -104,26 +103,21 @@ func (c *chaosState) grpcDialer() func(context.Context, string) (net.Conn, error
 	return c.hook.Dialer(faultnet.GRPC)
 }
 
-// configureRaft gives the Raft store a transport through the hook's
-// StreamLayer (wrapped by wrap, when not nil: TLS), the hook's disk failpoint, and the hook's clock: a skewed
-// leader decides when every node's session expires.
-func (c *chaosState) configureRaft(rc *raftlock.Config, wrap func(raft.StreamLayer) raft.StreamLayer) error {
+// raftStream is the base of the Raft transports (see Node.raftTransports)
+// through the hook's StreamLayer on rc.BindAddr, and gives the Raft store
+// the hook's disk failpoint and the hook's clock: a skewed leader decides
+// when every node's session expires.
+func (c *chaosState) raftStream(rc *raftlock.Config) (raft.StreamLayer, error) {
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	rc.Now, rc.Monotonic = c.hook.Now, c.hook.Monotonic
 	ln, err := net.Listen("tcp", rc.BindAddr)
 	if err != nil {
-		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
+		return nil, fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
 	}
-	stream := c.hook.StreamLayer(ln)
-	if wrap != nil {
-		stream = wrap(stream) // TLS over the hook's faults
-	}
-	c.raft = raftlock.NewStreamTransport(stream, *rc)
-	rc.Transport = c.raft
 	rc.BeforeSync = c.hook.BeforeSync
-	return nil
+	return c.hook.StreamLayer(ln), nil
 }
 
 // configureGossip gives memberlist a transport through the hook, bound to
@@ -169,14 +163,6 @@ func (c *chaosState) routes(mux *http.ServeMux) {
 		return
 	}
 	mux.Handle("/chaos/", c.hook.Handler())
-}
-
-// close closes what the hook opened, after the Raft store.
-func (c *chaosState) close() error {
-	if c == nil || c.raft == nil {
-		return nil
-	}
-	return c.raft.Close()
 }
 
 // eventLog writes ChaosEvents, one Write each.

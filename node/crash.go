@@ -63,8 +63,8 @@ func (n *Node) Crash() error {
 		if m.members != nil {
 			m.members.Halt()
 		}
-		if m.store != nil {
-			_ = m.store.Close()
+		if m.groups != nil {
+			_ = m.groups.Close()
 		}
 	}
 	if n.coord != nil && !n.ownedByRaft(n.coord) {

@@ -30,11 +30,13 @@ type mesh struct {
 	n       *Node
 	members *cluster.Cluster
 	table   *placement.Table
-	store   *raftlock.Store // nil without Raft
+	groups  *raftlock.Groups // nil without Raft
+	store   *raftlock.Store  // group 0 of groups: the cluster's membership and leader
 	pool    *transport.Pool
 
 	bootstrapped bool         // owned by the watch goroutine
 	lastLeader   string       // owned by the watch goroutine
+	lastTransfer time.Time    // of a group's leadership (spreadLeaders); owned by the watch goroutine
 	meta         cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
 	// refusedAt: when reconcile last logged that a member's Raft port
 	// failed checkRaftPeer, by node id; owned by the watch goroutine.
@@ -80,7 +82,10 @@ func (m *mesh) Forward(ctx context.Context, node string, c runtime.Call) ([]byte
 // leaderForwarder implements raftlock.Forwarder: commands for the leader go
 // to its gRPC address, found through gossip by the node its Raft id
 // belongs to (raftlock.NodeOf).
-type leaderForwarder struct{ m *mesh }
+type leaderForwarder struct {
+	m     *mesh
+	group int
+}
 
 func (f leaderForwarder) Forward(ctx context.Context, leader raft.ServerID, _ raft.ServerAddress, batch []byte) ([]byte, error) {
 	m := f.m
@@ -95,7 +100,7 @@ func (f leaderForwarder) Forward(ctx context.Context, leader raft.ServerID, _ ra
 	if !ok {
 		return nil, fmt.Errorf("%w: leader %s is not a known member", runtime.ErrUnavailable, leader)
 	}
-	return m.pool.Forward(ctx, addr, batch)
+	return m.pool.Forward(ctx, addr, f.group, batch)
 }
 
 // knownGRPCAddr is node's gRPC address as any member state has it: alive,
@@ -171,9 +176,12 @@ func (m *mesh) onChange(ctx context.Context) {
 	}
 	m.maybeBootstrap()
 	m.publishReady(ctx)
-	if m.store.IsLeader() {
-		m.reconcile(ctx)
+	for g := range m.groups.Len() {
+		if s := m.groups.Group(g); s.IsLeader() {
+			m.reconcile(ctx, g, s)
+		}
 	}
+	m.spreadLeaders(ctx)
 	if leader := m.leader(); string(leader) != m.lastLeader {
 		m.lastLeader = string(leader)
 		m.bump()
@@ -189,6 +197,80 @@ func (m *mesh) leader() raft.ServerID {
 	id, _ := m.store.Leader()
 	return id
 }
+
+// spreadLeaders moves the leadership of a Raft group away from this node
+// when it leads more groups than its share, ceil(groups / voters), to the
+// voter of that group that leads the fewest (by node id among equals),
+// if that one leads fewer than its share: one group a pass, at most one
+// a leaderTransferGap, so that the leaders of K groups end up spread over
+// the voters instead of on the first node elected. Each node counts the
+// leaders as its own replicas know them.
+func (m *mesh) spreadLeaders(ctx context.Context) {
+	k := m.groups.Len()
+	if k == 1 || time.Since(m.lastTransfer) < leaderTransferGap {
+		return
+	}
+	self := m.store.LocalID()
+	leads := map[raft.ServerID]int{}
+	var mine []int
+	for g := range k {
+		id, _ := m.groups.Group(g).Leader()
+		if id == "" {
+			return // an election is under way
+		}
+		leads[id]++
+		if id == self {
+			mine = append(mine, g)
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	g := mine[len(mine)-1]
+	s := m.groups.Group(g)
+	conf, err := s.Configuration()
+	if err != nil {
+		return
+	}
+	var voters []raft.Server
+	for _, sv := range conf.Servers {
+		if sv.Suffrage == raft.Voter {
+			voters = append(voters, sv)
+		}
+	}
+	share := (k + len(voters) - 1) / len(voters)
+	if len(mine) <= share {
+		return
+	}
+	alive := map[string]bool{}
+	for _, mem := range m.members.Alive() {
+		alive[mem.NodeID] = mem.Meta.RaftReady
+	}
+	var to *raft.Server
+	for i, sv := range voters {
+		if sv.ID == self || !alive[raftlock.NodeOf(sv.ID)] || leads[sv.ID] >= share {
+			continue
+		}
+		if to == nil || leads[sv.ID] < leads[to.ID] || (leads[sv.ID] == leads[to.ID] && sv.ID < to.ID) {
+			to = &voters[i]
+		}
+	}
+	if to == nil {
+		return
+	}
+	m.lastTransfer = time.Now()
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.TransferLeadership(tctx, to.ID, to.Address); err != nil {
+		m.n.log.Warn("moving a raft group's leadership failed", "group", g, "to", raftlock.NodeOf(to.ID), "err", err)
+		return
+	}
+	m.n.log.Info("moved a raft group's leadership", "group", g, "to", raftlock.NodeOf(to.ID), "led", len(mine), "share", share)
+}
+
+// leaderTransferGap is the least time between two leadership transfers
+// of spreadLeaders on one node.
+const leaderTransferGap = 3 * time.Second
 
 // closeDeparted closes the pooled connections to every address that is
 // not an alive or suspect member's (left, dead, or gone from the list) nor
@@ -266,8 +348,13 @@ func (m *mesh) leaderNode(leader raft.ServerID) string {
 // with the leader's log, which the leader waits for before it makes the
 // server a voter.
 func (m *mesh) publishReady(ctx context.Context) {
-	if m.meta.RaftReady || !m.store.CaughtUp() {
+	if m.meta.RaftReady {
 		return
+	}
+	for g := range m.groups.Len() {
+		if !m.groups.Group(g).CaughtUp() {
+			return
+		}
 	}
 	meta := m.meta
 	meta.RaftReady = true
@@ -291,8 +378,10 @@ func (m *mesh) publishReady(ctx context.Context) {
 // starts without state beside a cluster that exists (a new node, or one
 // whose data dir was wiped) never bootstraps and never votes until the
 // leader has added it. A node with Raft state never bootstraps again.
+// The Raft groups are bootstrapped together, with the same servers; a
+// group a failure left out is bootstrapped on the next pass.
 func (m *mesh) maybeBootstrap() {
-	if m.store.HasState() || m.bootstrapped {
+	if m.hasState() || m.bootstrapped {
 		m.bootstrapping.Store(false)
 		return
 	}
@@ -301,12 +390,24 @@ func (m *mesh) maybeBootstrap() {
 	if !ok || servers[0].ID != m.store.LocalID() {
 		return // the first node bootstraps; the others vote for it
 	}
-	if err := m.store.Bootstrap(servers); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-		m.n.log.Warn("raft bootstrap failed", "err", err)
-		return
+	for g := range m.groups.Len() {
+		if err := m.groups.Group(g).Bootstrap(servers); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			m.n.log.Warn("raft bootstrap failed", "group", g, "err", err)
+			return // the groups bootstrapped already refuse it again, harmlessly
+		}
 	}
 	m.bootstrapped = true
-	m.n.log.Info("raft cluster bootstrapped", "voters", len(servers))
+	m.n.log.Info("raft cluster bootstrapped", "voters", len(servers), "groups", m.groups.Len())
+}
+
+// hasState reports whether every Raft group of this node has Raft state.
+func (m *mesh) hasState() bool {
+	for g := range m.groups.Len() {
+		if !m.groups.Group(g).HasState() {
+			return false
+		}
+	}
+	return true
 }
 
 // bootstrapServers is the configuration a new cluster would be bootstrapped
@@ -351,8 +452,11 @@ func (m *mesh) bootstrapServers() ([]raft.Server, bool) {
 //     cluster.deadVoterTimeout is removed;
 //   - non-voters whose node gossips that it has caught up (RaftReady) are
 //     promoted, in node id order, until there are cluster.voters voters.
-func (m *mesh) reconcile(ctx context.Context) {
-	conf, err := m.store.Configuration()
+//
+// Every Raft group runs it on its own leader, over its own configuration
+// (their servers are the same nodes, at the same address).
+func (m *mesh) reconcile(ctx context.Context, group int, store *raftlock.Store) {
+	conf, err := store.Configuration()
 	if err != nil {
 		return
 	}
@@ -371,7 +475,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	nodes := slices.Sorted(maps.Keys(byNode))
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	self := m.store.LocalID()
+	self := store.LocalID()
 
 	for _, id := range nodes {
 		mem := byNode[id]
@@ -393,12 +497,12 @@ func (m *mesh) reconcile(ctx context.Context) {
 			}
 			continue
 		}
-		if err := m.store.AddNonvoter(cctx, sid, raft.ServerAddress(mem.Meta.RaftAddr)); err != nil {
-			m.n.log.Warn("adding raft non-voter failed", "member", id, "raftID", sid, "err", err)
+		if err := store.AddNonvoter(cctx, sid, raft.ServerAddress(mem.Meta.RaftAddr)); err != nil {
+			m.n.log.Warn("adding raft non-voter failed", "group", group, "member", id, "raftID", sid, "err", err)
 			continue
 		}
 		inConf[sid] = raft.Server{Suffrage: raft.Nonvoter, ID: sid, Address: raft.ServerAddress(mem.Meta.RaftAddr)}
-		m.n.log.Info("added raft non-voter", "member", id, "raftID", sid)
+		m.n.log.Info("added raft non-voter", "group", group, "member", id, "raftID", sid)
 	}
 
 	limit := m.n.cfg.Cluster.DeadVoterTimeout
@@ -418,15 +522,15 @@ func (m *mesh) reconcile(ctx context.Context) {
 		default:
 			continue
 		}
-		if err := m.store.RemoveServer(cctx, sid); err != nil {
-			m.n.log.Warn("removing raft server failed", "member", node, "raftID", sid, "err", err)
+		if err := store.RemoveServer(cctx, sid); err != nil {
+			m.n.log.Warn("removing raft server failed", "group", group, "member", node, "raftID", sid, "err", err)
 			continue
 		}
 		delete(inConf, sid)
 		if s.Suffrage == raft.Voter {
 			voters--
 		}
-		m.n.log.Info("removed raft server", "member", node, "raftID", sid, "why", why, "state", mem.State, "since", mem.Since)
+		m.n.log.Info("removed raft server", "group", group, "member", node, "raftID", sid, "why", why, "state", mem.State, "since", mem.Since)
 	}
 
 	for _, id := range nodes {
@@ -438,11 +542,11 @@ func (m *mesh) reconcile(ctx context.Context) {
 		if !ok || s.Suffrage == raft.Voter || mem.State != cluster.StateAlive || !mem.Meta.RaftReady {
 			continue
 		}
-		if err := m.store.AddVoter(cctx, s.ID, s.Address); err != nil {
-			m.n.log.Warn("promoting raft non-voter failed", "member", id, "raftID", s.ID, "err", err)
+		if err := store.AddVoter(cctx, s.ID, s.Address); err != nil {
+			m.n.log.Warn("promoting raft non-voter failed", "group", group, "member", id, "raftID", s.ID, "err", err)
 			continue
 		}
 		voters++
-		m.n.log.Info("promoted raft non-voter to voter", "member", id, "raftID", s.ID)
+		m.n.log.Info("promoted raft non-voter to voter", "group", group, "member", id, "raftID", s.ID)
 	}
 }

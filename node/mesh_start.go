@@ -110,7 +110,7 @@ func (n *Node) startMesh(ctx context.Context) error {
 }
 
 // openRaft opens the node's Raft store, the coordinator of a cluster with
-// coordination.backend raft.
+// coordination.backend raft: cluster.raftGroups groups on the Raft port.
 func (n *Node) openRaft(m *mesh) error {
 	c := n.cfg
 	rc := raftlock.DefaultConfig()
@@ -127,27 +127,92 @@ func (n *Node) openRaft(m *mesh) error {
 	if c.Node.Advertise != "" {
 		rc.AdvertiseAddr = net.JoinHostPort(c.Node.Advertise, strconv.Itoa(c.Node.RaftPort))
 	}
-	rc.Forwarder = leaderForwarder{m}
 	rc.Logger = n.log.With("component", "raft")
-	if err := n.chaos.configureRaft(&rc, n.raftTLS(rc)); err != nil {
+	k := c.Cluster.RaftGroups
+	trans, err := n.raftTransports(&rc, k)
+	if err != nil {
 		return err
 	}
-	if err := n.networkRaft(&rc, n.raftTLS(rc)); err != nil {
-		return err
-	}
-	if err := n.openRaftTLS(&rc); err != nil {
-		return err
-	}
-	store, err := raftlock.Open(rc)
+	groups, err := raftlock.OpenGroups(rc, k, func(g int, gc *raftlock.Config) {
+		gc.Forwarder = leaderForwarder{m, g}
+		if trans != nil {
+			gc.Transport = trans[g]
+		}
+	})
 	if errors.Is(err, raftlock.ErrLogStoreMismatch) {
 		return fmt.Errorf("node: %w (set cluster.raftLogStore)", err)
 	}
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	m.store = store
+	m.groups, m.store = groups, groups.Group(0)
 	return nil
 }
+
+// raftTransports returns the transports of the node's k Raft groups, all
+// on its Raft port (raftlock.MuxStreams), or nil to let a single group
+// open its own TCP transport. The port's stream is the chaos hook's, the
+// Network's, or a TCP listener of the node's own, and each group's stream
+// runs under TLS when the node has it.
+func (n *Node) raftTransports(rc *raftlock.Config, k int) ([]raft.Transport, error) {
+	wrap := n.raftTLS(*rc)
+	base, err := n.chaos.raftStream(rc)
+	if err != nil {
+		return nil, err
+	}
+	own := false
+	switch {
+	case base != nil:
+	case n.opts.Network != nil:
+		if base, err = n.networkRaft(rc); err != nil {
+			return nil, err
+		}
+	case wrap != nil || k > 1:
+		ln, err := net.Listen("tcp", rc.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
+		}
+		base, own = raftlock.TCPStreamLayer(ln), true
+	default:
+		return nil, nil
+	}
+	streams := []raft.StreamLayer{base}
+	if k > 1 {
+		streams = raftlock.MuxStreams(base, k, 0)
+	}
+	var adv net.Addr
+	if rc.AdvertiseAddr != "" {
+		adv, _ = net.ResolveTCPAddr("tcp", rc.AdvertiseAddr)
+	}
+	trans := make([]raft.Transport, k)
+	for g, s := range streams {
+		if wrap != nil {
+			s = wrap(s) // TLS, which bounds what it accepts
+		} else {
+			s = raftlock.BoundAccepts(s, 0)
+			if adv != nil {
+				s = advertisedStream{s, adv}
+			}
+		}
+		if a, ok := s.Addr().(*net.TCPAddr); own && (!ok || a.IP.IsUnspecified()) {
+			_ = base.Close()
+			return nil, fmt.Errorf("node: raft: %s is not an address peers can reach: set node.advertise", s.Addr())
+		}
+		t := raftlock.NewStreamTransport(s, *rc)
+		n.raftTrans = append(n.raftTrans, t)
+		trans[g] = t
+	}
+	return trans, nil
+}
+
+// advertisedStream is a Raft stream layer whose Addr, which Raft puts in
+// its configuration, is the node's advertised Raft address.
+type advertisedStream struct {
+	raft.StreamLayer
+	addr net.Addr
+}
+
+func (s advertisedStream) Addr() net.Addr { return s.addr }
 
 // serveMesh starts the gRPC server and the membership watcher. They run
 // before the runtime exists: followers forward their session commands to
@@ -178,8 +243,8 @@ func (n *Node) serveMesh(ctx context.Context) {
 	if n.obs.tracing.UsesSDK() {
 		so.CallStackBytes = 16 << 10
 	}
-	if m.store != nil {
-		so.Forward = m.store // not a nil *Store in the interface
+	if m.groups != nil {
+		so.Forward = m.groups // not a nil *Groups in the interface
 	}
 	if n.tls != nil {
 		so.TLS = n.tls.ServerConfig("grpc", tlsconf.RoleNode, tlsconf.RoleClient)

@@ -23,7 +23,7 @@ func (n *Node) messageStore() queue.Store {
 	switch j := n.journal.(type) {
 	case queue.Store:
 		return j
-	case interface{ Queues() raftlock.Queues }:
+	case interface{ Queues() raftlock.GroupQueues }:
 		return j.Queues()
 	}
 	return nil

@@ -78,29 +78,17 @@ func (n *Node) grpcDialer() func(context.Context, string) (net.Conn, error) {
 	return n.chaos.grpcDialer()
 }
 
-// networkRaft gives the Raft store a transport through the node's
-// Network, in TLS when wrap is not nil; without a Network it does
-// nothing.
-func (n *Node) networkRaft(rc *raftlock.Config, wrap func(raft.StreamLayer) raft.StreamLayer) error {
+// networkRaft is the base of the Raft transports (see
+// Node.raftTransports) through the node's Network, on rc.BindAddr.
+func (n *Node) networkRaft(rc *raftlock.Config) (raft.StreamLayer, error) {
 	nw := n.opts.Network
-	if nw == nil {
-		return nil
-	}
 	ln, err := net.Listen("tcp", rc.BindAddr)
 	if err != nil {
-		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
+		return nil, fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
 	}
-	stream := raftlock.DialStreamLayer(nw.Listen(ChannelRaft, ln), func(ctx context.Context, addr string) (net.Conn, error) {
+	return raftlock.DialStreamLayer(nw.Listen(ChannelRaft, ln), func(ctx context.Context, addr string) (net.Conn, error) {
 		return nw.Dial(ctx, ChannelRaft, addr)
-	})
-	if wrap != nil {
-		stream = wrap(stream) // TLS, which bounds what it accepts
-	} else {
-		stream = raftlock.BoundAccepts(stream, 0)
-	}
-	n.raftTrans = raftlock.NewStreamTransport(stream, *rc)
-	rc.Transport = n.raftTrans
-	return nil
+	}), nil
 }
 
 // networkGossip gives memberlist a transport through the node's Network;

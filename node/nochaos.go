@@ -54,11 +54,8 @@ func (*chaosState) grpcListener(ln net.Listener) net.Listener { return ln }
 func (*chaosState) grpcDialer() func(context.Context, string) (net.Conn, error) {
 	return nil
 }
-func (*chaosState) configureRaft(*raftlock.Config, func(raft.StreamLayer) raft.StreamLayer) error {
-	return nil
-}
-func (*chaosState) configureGossip(*cluster.Config) error { return nil }
-func (*chaosState) configureKeeper(*lock.KeeperConfig)    {}
-func (*chaosState) configureRuntime(*runtime.Options)     {}
-func (*chaosState) routes(*http.ServeMux)                 {}
-func (*chaosState) close() error                          { return nil }
+func (*chaosState) raftStream(*raftlock.Config) (raft.StreamLayer, error) { return nil, nil }
+func (*chaosState) configureGossip(*cluster.Config) error                 { return nil }
+func (*chaosState) configureKeeper(*lock.KeeperConfig)                    {}
+func (*chaosState) configureRuntime(*runtime.Options)                     {}
+func (*chaosState) routes(*http.ServeMux)                                 {}

@@ -119,9 +119,9 @@ type Node struct {
 	keyringMu  sync.Mutex                           // serialises gossip keyring changes and their file
 	broker     broker                               // messages outside the journal (broker.go); nil without one
 
-	tls       *tlsconf.Source        // nil when tls is off (tls.go)
-	tokens    *auth.Tokens           // nil when auth is off (auth.go)
-	raftTrans *raft.NetworkTransport // the TLS Raft transport, closed after the Raft store
+	tls       *tlsconf.Source          // nil when tls is off (tls.go)
+	tokens    *auth.Tokens             // nil when auth is off (auth.go)
+	raftTrans []*raft.NetworkTransport // the Raft groups' transports the node made, closed after the groups
 }
 
 // Version is the Loom version a node reports in its gossip metadata.
@@ -294,7 +294,7 @@ func (n *Node) start(ctx context.Context) error {
 	case config.JournalMemory:
 		n.journal = inmem.NewJournalWith(inmem.Options{Retention: c.Messaging.IDRetention})
 	case config.JournalRaft:
-		n.journal = n.mesh.store
+		n.journal = n.mesh.groups
 	case config.JournalRedis:
 		j, err := n.openRedisJournal(ctx)
 		if err != nil {
@@ -321,7 +321,7 @@ func (n *Node) start(ctx context.Context) error {
 	case config.CoordinationMemory:
 		n.coord = epochCoordinator{Coordinator: inmem.NewCoordinator(inmem.CoordinatorOptions{}), base: epoch << 32}
 	case config.CoordinationRaft:
-		n.coord = n.mesh.store
+		n.coord = n.mesh.groups
 		if id, _ := n.mesh.store.Leader(); id == "" {
 			n.log.Info("waiting for a Raft leader", "bootstrapExpect", c.Cluster.BootstrapExpect, "raftState", n.mesh.store.HasState())
 		}
@@ -505,6 +505,20 @@ type RaftInfo struct {
 	Voters    []string     `json:"voters"`
 	Nonvoters []string     `json:"nonvoters,omitempty"`
 	Servers   []RaftServer `json:"servers,omitempty"`
+	// Groups are the Raft groups (cluster.raftGroups) the actors are
+	// split into, by number; the fields above are group 0's.
+	Groups []RaftGroupInfo `json:"groups"`
+}
+
+// RaftGroupInfo is one Raft group as this node sees it: its leader's
+// node, this node's state in it and its configuration's nodes.
+type RaftGroupInfo struct {
+	Group        int      `json:"group"`
+	Leader       string   `json:"leader"`
+	State        string   `json:"state"`
+	AppliedIndex uint64   `json:"appliedIndex"`
+	Voters       []string `json:"voters"`
+	Nonvoters    []string `json:"nonvoters,omitempty"`
 }
 
 // RaftServer is one server of the Raft configuration.
@@ -556,21 +570,32 @@ func (n *Node) Info() ClusterInfo {
 	return ci
 }
 
-// raftInfo is the Raft server's state and configuration.
+// raftInfo is the Raft server's state and configuration, group 0's and
+// every group's.
 func (n *Node) raftInfo() *RaftInfo {
 	m := n.mesh
 	ri := &RaftInfo{ID: string(m.store.LocalID()), State: m.store.State().String(), AppliedIndex: m.store.AppliedIndex(), Voters: []string{}}
 	if conf, err := m.store.Configuration(); err == nil {
 		for _, s := range conf.Servers {
-			node := raftlock.NodeOf(s.ID)
-			if s.Suffrage == raft.Voter {
-				ri.Voters = append(ri.Voters, node)
-			} else {
-				ri.Nonvoters = append(ri.Nonvoters, node)
-			}
-			ri.Servers = append(ri.Servers, RaftServer{ID: string(s.ID), Node: node, Suffrage: s.Suffrage.String()})
+			ri.Servers = append(ri.Servers, RaftServer{ID: string(s.ID), Node: raftlock.NodeOf(s.ID), Suffrage: s.Suffrage.String()})
 		}
 	}
+	for g := range m.groups.Len() {
+		s := m.groups.Group(g)
+		leader, _ := s.Leader()
+		gi := RaftGroupInfo{Group: g, Leader: m.leaderNode(leader), State: s.State().String(), AppliedIndex: s.AppliedIndex(), Voters: []string{}}
+		if conf, err := s.Configuration(); err == nil {
+			for _, sv := range conf.Servers {
+				if node := raftlock.NodeOf(sv.ID); sv.Suffrage == raft.Voter {
+					gi.Voters = append(gi.Voters, node)
+				} else {
+					gi.Nonvoters = append(gi.Nonvoters, node)
+				}
+			}
+		}
+		ri.Groups = append(ri.Groups, gi)
+	}
+	ri.Voters, ri.Nonvoters = ri.Groups[0].Voters, ri.Groups[0].Nonvoters
 	return ri
 }
 
@@ -741,16 +766,13 @@ func (n *Node) closeParts(ctx context.Context) error {
 			cancel()
 			_ = m.members.Close()
 		}
-		if m.store != nil {
-			if err := m.store.Close(); err != nil {
+		if m.groups != nil {
+			if err := m.groups.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("node: raft: %w", err))
 			}
 		}
-		if n.raftTrans != nil {
-			_ = n.raftTrans.Close()
-		}
-		if err := n.chaos.close(); err != nil {
-			errs = append(errs, fmt.Errorf("node: chaos hook: %w", err))
+		for _, t := range n.raftTrans {
+			_ = t.Close()
 		}
 		if m.pool != nil {
 			_ = m.pool.Close()
@@ -773,7 +795,7 @@ func (n *Node) closeParts(ctx context.Context) error {
 // ownedByRaft reports whether part (the coordinator or the journal) is the
 // node's Raft store, which the mesh closes.
 func (n *Node) ownedByRaft(part any) bool {
-	return n.mesh != nil && n.mesh.store != nil && part == any(n.mesh.store)
+	return n.mesh != nil && n.mesh.groups != nil && part == any(n.mesh.groups)
 }
 
 // sessionEnder is a coordinator that can end the sessions of a node's

@@ -107,27 +107,6 @@ func (n *Node) raftTLS(rc raftlock.Config) func(raft.StreamLayer) raft.StreamLay
 	}
 }
 
-// openRaftTLS gives the Raft store a TLS transport of the node's own,
-// unless it has one already (the chaos hook's or the Network's, wrapped
-// in TLS).
-func (n *Node) openRaftTLS(rc *raftlock.Config) error {
-	if n.tls == nil || rc.Transport != nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", rc.BindAddr)
-	if err != nil {
-		return fmt.Errorf("node: raft listen on %s: %w", rc.BindAddr, err)
-	}
-	stream := n.raftTLS(*rc)(raftlock.TCPStreamLayer(ln))
-	if a, ok := stream.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
-		_ = ln.Close()
-		return fmt.Errorf("node: raft: %s is not an address peers can reach: set node.advertise", stream.Addr())
-	}
-	n.raftTrans = raftlock.NewStreamTransport(stream, *rc)
-	rc.Transport = n.raftTrans
-	return nil
-}
-
 // checkRaftPeer is the leader's check before it adds a member to Raft,
 // when the node verifies outgoing connections: the member's Raft port
 // must complete a TLS handshake presenting a node certificate from the

@@ -87,7 +87,7 @@ func TestMutualTLSCluster(t *testing.T) {
 	pool := transport.NewPool(transport.PoolOptions{TLS: src.ClientConfig()})
 	defer pool.Close()
 	for _, nd := range c.Nodes {
-		_, err := pool.Forward(ctx, nd.GRPCAddr(), []byte("x"))
+		_, err := pool.Forward(ctx, nd.GRPCAddr(), 0, []byte("x"))
 		if !errors.Is(err, transport.ErrPermissionDenied) || !strings.Contains(err.Error(), "node-internal") {
 			t.Fatalf("forward with a client certificate to %s: %v; want permission denied", nd.ID(), err)
 		}

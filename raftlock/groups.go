@@ -162,6 +162,15 @@ func (gs *Groups) Group(g int) *Store { return gs.stores[g] }
 // Of is this node's member of key's group.
 func (gs *Groups) Of(key string) *Store { return gs.stores[GroupOf(key, len(gs.stores))] }
 
+// HandleForward applies a forward request for group (see
+// Store.HandleForward); a group this node does not have is an error.
+func (gs *Groups) HandleForward(ctx context.Context, group int, batch []byte) ([]byte, error) {
+	if group < 0 || group >= len(gs.stores) {
+		return nil, fmt.Errorf("raftlock: a forward request for Raft group %d, of %d", group, len(gs.stores))
+	}
+	return gs.stores[group].HandleForward(ctx, batch)
+}
+
 // each calls fn on every group at once and joins their errors.
 func (gs *Groups) each(fn func(s *Store) error) error {
 	if len(gs.stores) == 1 {

@@ -65,7 +65,7 @@ func TestTokens(t *testing.T) {
 				}
 				_, err := p.Send(context.Background(), s.addr, runtime.Envelope{ActorType: tc.actorType, ActorID: "a", Method: "m", Payload: []byte("hi")})
 				check(t, map[bool]string{true: "unary send", false: "stream send"}[unary], err, tc.want, tc.why)
-				_, err = p.Forward(context.Background(), s.addr, []byte("cmd"))
+				_, err = p.Forward(context.Background(), s.addr, 0, []byte("cmd"))
 				check(t, "forward", err, tc.forward, "")
 			}
 		})

@@ -302,9 +302,10 @@ func (p *Pool) InvokeUnary(ctx context.Context, addr string, c Call) ([]byte, er
 	return resp.Payload, nil
 }
 
-// Forward sends a batch of Raft commands to the node at addr (the leader)
-// and returns its answer. Errors as for Invoke.
-func (p *Pool) Forward(ctx context.Context, addr string, batch []byte) ([]byte, error) {
+// Forward sends a batch of Raft commands for Raft group group to the node
+// at addr (the group's leader) and returns its answer. Errors as for
+// Invoke.
+func (p *Pool) Forward(ctx context.Context, addr string, group int, batch []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &notSentError{err}
 	}
@@ -313,7 +314,7 @@ func (p *Pool) Forward(ctx context.Context, addr string, batch []byte) ([]byte, 
 		return nil, err
 	}
 	sent := new(atomic.Bool)
-	resp, err := loompb.NewCoordinatorClient(pe.conn).Forward(context.WithValue(ctx, sentKey{}, sent), &loompb.ForwardRequest{Batch: batch})
+	resp, err := loompb.NewCoordinatorClient(pe.conn).Forward(context.WithValue(ctx, sentKey{}, sent), &loompb.ForwardRequest{Batch: batch, Group: uint32(group)})
 	if err != nil {
 		return nil, p.rpcError(ctx, addr, err, sent.Load())
 	}

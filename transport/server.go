@@ -51,9 +51,10 @@ type ActorHandler interface {
 }
 
 // ForwardHandler applies Raft commands forwarded by a follower (opaque
-// bytes, encoded by raftlock). Called concurrently from gRPC's goroutines.
+// bytes, encoded by raftlock) to Raft group group (0 with one group).
+// Called concurrently from gRPC's goroutines.
 type ForwardHandler interface {
-	HandleForward(ctx context.Context, batch []byte) ([]byte, error)
+	HandleForward(ctx context.Context, group int, batch []byte) ([]byte, error)
 }
 
 // TopologySource provides the cluster's topology to Topology.Watch.
@@ -562,7 +563,7 @@ func (c coordinatorServer) Forward(ctx context.Context, req *loompb.ForwardReque
 	if h == nil {
 		return nil, statusError(errNoCoordinator)
 	}
-	out, err := h.HandleForward(ctx, req.Batch)
+	out, err := h.HandleForward(ctx, int(req.Group), req.Batch)
 	if err != nil {
 		return nil, statusError(err)
 	}

@@ -51,9 +51,9 @@ func TestTLSRoles(t *testing.T) {
 					t.Errorf("%s invoke = %q, %v", name, out, err)
 				}
 			}
-			out, err := p.Forward(context.Background(), s.addr, []byte("cmd"))
+			out, err := p.Forward(context.Background(), s.addr, 0, []byte("cmd"))
 			switch {
-			case tc.forwardErr == nil && (err != nil || string(out) != "ok:cmd"):
+			case tc.forwardErr == nil && (err != nil || string(out) != "ok0:cmd"):
 				t.Errorf("forward = %q, %v", out, err)
 			case tc.forwardErr != nil && !errors.Is(err, tc.forwardErr):
 				t.Errorf("forward error = %v, want %v", err, tc.forwardErr)

@@ -99,11 +99,11 @@ func (e *echo) HandleInvoke(ctx context.Context, c transport.Call) ([]byte, erro
 	return c.Payload, nil
 }
 
-func (e *echo) HandleForward(ctx context.Context, batch []byte) ([]byte, error) {
+func (e *echo) HandleForward(ctx context.Context, group int, batch []byte) ([]byte, error) {
 	if string(batch) == "fenced" {
 		return nil, fmt.Errorf("apply: %w", journal.ErrFenced)
 	}
-	return append([]byte("ok:"), batch...), nil
+	return fmt.Appendf(nil, "ok%d:%s", group, batch), nil
 }
 
 type topo struct {
@@ -501,7 +501,7 @@ func TestDeadAddressFailsFast(t *testing.T) {
 	addr := deadAddr(t)
 	calls := paths(p)
 	calls["forward"] = func(ctx context.Context, addr string, _ transport.Call) ([]byte, error) {
-		return p.Forward(ctx, addr, []byte("x"))
+		return p.Forward(ctx, addr, 0, []byte("x"))
 	}
 	for name, call := range calls {
 		for range 3 { // the first dial and the ones in gRPC's backoff
@@ -742,16 +742,18 @@ func TestForward(t *testing.T) {
 	checkLeaks(t)
 	s := serve(t, newEcho())
 	p := newPool(t, transport.PoolOptions{})
-	out, err := p.Forward(context.Background(), s.addr, []byte("cmd"))
-	if err != nil || string(out) != "ok:cmd" {
-		t.Fatalf("forward = %q, %v", out, err)
+	for _, group := range []int{0, 3} {
+		out, err := p.Forward(context.Background(), s.addr, group, []byte("cmd"))
+		if want := fmt.Sprintf("ok%d:cmd", group); err != nil || string(out) != want {
+			t.Fatalf("forward to group %d = %q, %v; want %q", group, out, err, want)
+		}
 	}
-	_, err = p.Forward(context.Background(), s.addr, []byte("fenced"))
+	_, err := p.Forward(context.Background(), s.addr, 0, []byte("fenced"))
 	if !errors.Is(err, journal.ErrFenced) || !strings.Contains(err.Error(), "apply:") {
 		t.Fatalf("forward error = %v, want ErrFenced with the remote message", err)
 	}
 	noCoord := serveOn(t, "127.0.0.1:0", transport.ServerOptions{})
-	if _, err := p.Forward(context.Background(), noCoord.addr, nil); !errors.Is(err, runtime.ErrUnavailable) {
+	if _, err := p.Forward(context.Background(), noCoord.addr, 0, nil); !errors.Is(err, runtime.ErrUnavailable) {
 		t.Fatalf("no coordinator: %v", err)
 	}
 	if _, err := p.Invoke(context.Background(), noCoord.addr, transport.Call{}); !errors.Is(err, runtime.ErrUnavailable) {

@@ -58,10 +58,26 @@ func cmdMembers(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case ci.Mode == "cluster" && ci.Raft == nil:
 		fmt.Fprintf(stdout, "cluster without Raft (coordination elsewhere), as seen by %s\n", ci.Node)
+	case ci.Mode == "cluster" && len(ci.Raft.Groups) > 1:
+		fmt.Fprintf(stdout, "raft groups (as seen by %s):\n", ci.Node)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "GROUP\tLEADER\tVOTERS\tNON-VOTERS\tAPPLIED")
+		for _, g := range ci.Raft.Groups {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\n", g.Group, orDash(g.Leader), strings.Join(g.Voters, ","), orDash(strings.Join(g.Nonvoters, ",")), g.AppliedIndex)
+		}
+		_ = tw.Flush()
 	case ci.Mode == "cluster":
 		fmt.Fprintf(stdout, "leader: %s (as seen by %s, raft %s, applied index %d)\n", ci.Leader, ci.Node, ci.Raft.State, ci.Raft.AppliedIndex)
 	default:
 		fmt.Fprintf(stdout, "single node %s\n", ci.Node)
 	}
 	return 0
+}
+
+// orDash is s, or "-" if it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -486,8 +486,10 @@ func (x *ResultBatch) GetDraining() bool {
 }
 
 type ForwardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Batch         []byte                 `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Batch []byte                 `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// group is the Raft group the batch is for (0 with a single group).
+	Group         uint32 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,6 +529,13 @@ func (x *ForwardRequest) GetBatch() []byte {
 		return x.Batch
 	}
 	return nil
+}
+
+func (x *ForwardRequest) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
 }
 
 type ForwardResponse struct {
@@ -694,7 +703,8 @@ type ClusterTopology struct {
 	// from different nodes are not comparable.
 	Version uint64    `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Members []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
-	// leader is the node id of the Raft leader, when known.
+	// leader is the node id of the Raft leader, when known (of group 0
+	// when the store has several Raft groups).
 	Leader        string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1181,9 +1191,10 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\x06cancel\x18\x02 \x03(\x04R\x06cancel\"\\\n" +
 	"\vResultBatch\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.loom.v1.InvokeResponseR\aresults\x12\x1a\n" +
-	"\bdraining\x18\x02 \x01(\bR\bdraining\"&\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"<\n" +
 	"\x0eForwardRequest\x12\x14\n" +
-	"\x05batch\x18\x01 \x01(\fR\x05batch\")\n" +
+	"\x05batch\x18\x01 \x01(\fR\x05batch\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\rR\x05group\")\n" +
 	"\x0fForwardResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\"\x0e\n" +
 	"\fWatchRequest\"\x8e\x01\n" +

@@ -1,0 +1,115 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/node/nodetest"
+	"github.com/loom-mesh/loom/raftlock"
+	"github.com/loom-mesh/loom/runtime"
+)
+
+// Chain is the "chain" actor type: pass counts the passes it received and
+// sends the next one, durably (ctx.Messages), to chain/<next> while any
+// are left, so a chain of hops crosses the actors' Raft groups.
+var Chain = runtime.NewType("chain", func(string) *struct{} { return &struct{}{} })
+
+// ChainPass is the argument of chain.pass.
+type ChainPass struct {
+	Left int `json:"left"`
+	Next int `json:"next"`
+}
+
+var ChainPassM = runtime.AddMethod(Chain, "pass", func(ctx runtime.Context, _ *struct{}, in ChainPass) (struct{}, error) {
+	n, _, err := runtime.GetState[int](ctx.State(), "passes")
+	if err != nil {
+		return struct{}{}, err
+	}
+	if in.Left > 0 {
+		b, _ := json.Marshal(ChainPass{Left: in.Left - 1, Next: in.Next + 1})
+		if _, err := ctx.Messages().Send(ctx, runtime.Envelope{ActorType: "chain", ActorID: fmt.Sprint(in.Next), Method: "pass", Payload: b}); err != nil {
+			return struct{}{}, err
+		}
+	}
+	return struct{}{}, runtime.SetState(ctx.State(), "passes", n+1)
+})
+
+// ChainPasses is how many passes a hop received.
+var ChainPasses = runtime.AddMethod0(Chain, "passes", func(ctx runtime.Context, _ *struct{}) (int, error) {
+	n, _, err := runtime.GetState[int](ctx.State(), "passes")
+	return n, err
+})
+
+// A cluster of three nodes with three Raft groups: the groups' leaders
+// spread over the nodes, every group has the three voters, calls through
+// any node land in the groups of their actors, and a chain of durable
+// messages crosses groups, each hop delivered once.
+func TestRaftGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	c := nodetest.StartConfigured(t, 3, func(cfg *config.Config) { cfg.Cluster.RaftGroups = 3 }, Chain)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	nodetest.WaitFor(t, 30*time.Second, "a leader per node, three voters per group", func() bool {
+		leads := map[string]int{}
+		for _, g := range c.Nodes[0].Info().Raft.Groups {
+			if len(g.Voters) != 3 || g.Leader == "" {
+				return false
+			}
+			leads[g.Leader]++
+		}
+		return len(leads) == 3
+	})
+
+	const actors = 30
+	groups := map[int]bool{}
+	for i := range actors {
+		id := fmt.Sprintf("c%d", i)
+		groups[raftlock.GroupOf("counter/"+id, 3)] = true
+		if _, err := builtin.CounterAdd.Call(ctx, c.Nodes[i%3], id, builtin.CounterDelta{Delta: int64(i + 1)}); err != nil {
+			t.Fatalf("add to %s through %s: %v", id, c.Nodes[i%3].ID(), err)
+		}
+	}
+	if len(groups) != 3 {
+		t.Fatalf("the counters fall in groups %v, want all three", groups)
+	}
+	for i := range actors {
+		id := fmt.Sprintf("c%d", i)
+		v, err := builtin.CounterGet.Call(ctx, c.Nodes[(i+1)%3], id)
+		if err != nil || v.Value != int64(i+1) {
+			t.Fatalf("%s = %d, %v; want %d", id, v.Value, err, i+1)
+		}
+	}
+
+	const hops = 12
+	b, _ := json.Marshal(ChainPass{Left: hops - 1, Next: 1})
+	if _, err := c.Nodes[0].Send(ctx, runtime.Envelope{ActorType: "chain", ActorID: "0", Method: "pass", Payload: b}); err != nil {
+		t.Fatal(err)
+	}
+	crossed := 0
+	for i := range hops - 1 {
+		if raftlock.GroupOf(fmt.Sprintf("chain/%d", i), 3) != raftlock.GroupOf(fmt.Sprintf("chain/%d", i+1), 3) {
+			crossed++
+		}
+	}
+	if crossed == 0 {
+		t.Fatal("no hop crosses groups")
+	}
+	nodetest.WaitFor(t, 30*time.Second, "the last hop's pass", func() bool {
+		n, err := ChainPasses.Call(ctx, c.Nodes[1], fmt.Sprint(hops-1))
+		return err == nil && n == 1
+	})
+	for i := range hops {
+		if n, err := ChainPasses.Call(ctx, c.Nodes[2], fmt.Sprint(i)); err != nil || n != 1 {
+			t.Fatalf("chain/%d received %d passes, %v; want 1", i, n, err)
+		}
+	}
+	t.Logf("%d of %d hops crossed groups", crossed, hops-1)
+}
