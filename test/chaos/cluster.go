@@ -41,6 +41,8 @@ type ClusterOptions struct {
 	SnapshotEvery int
 	// RaftLogStore is cluster.raftLogStore; "" keeps the default.
 	RaftLogStore string
+	// RaftGroups is cluster.raftGroups; 0 keeps the default.
+	RaftGroups int
 	// PoolMaxSize is actorPools.default.maxSize; 0 keeps the default.
 	PoolMaxSize int
 	// Unsafe starts every node in this --debug-unsafe mode (the proof
@@ -144,6 +146,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	}
 	if o.RaftLogStore != "" {
 		clusterSection += fmt.Sprintf("  raftLogStore: %s\n", o.RaftLogStore)
+	}
+	if o.RaftGroups != 0 {
+		clusterSection += fmt.Sprintf("  raftGroups: %d\n", o.RaftGroups)
 	}
 	clusterSection += c.sec.gossipConfig()
 	if clusterSection != "" {

@@ -81,6 +81,11 @@ type Scenario struct {
 	// auto, raft-wal in their new data dirs). TestChaosNodeFaults runs on
 	// boltdb; -chaos.raftlog overrides it.
 	RaftLogStore string
+	// RaftGroups is the nodes' cluster.raftGroups (0: the default, one
+	// group). TestChaos runs on three, so that killing the leader of
+	// group 0 loses one group's leader while the others serve;
+	// -chaos.groups overrides it.
+	RaftGroups int
 	// PoolMaxSize is each node's actorPools.default.maxSize (0: the
 	// default, 10,000). Below the workload's actors per type, the pools
 	// evict all the time: activations under kept locks, forwarding to
@@ -356,7 +361,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		Bin: env.Bin, Nodes: s.Nodes, DataDir: env.WorkDir, LogDir: filepath.Join(env.OutDir, "logs"),
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
 		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
-		Secure: s.Secure, RaftLogStore: s.RaftLogStore, PoolMaxSize: s.PoolMaxSize,
+		Secure: s.Secure, RaftLogStore: s.RaftLogStore, RaftGroups: s.RaftGroups, PoolMaxSize: s.PoolMaxSize,
 	}
 	if s.Redis {
 		if env.Redis == nil || env.RedisAddr == "" {
