@@ -171,6 +171,42 @@ func TestProcessClusterSurvivesKillOfTheOwner(t *testing.T) {
 		t.Skip("starts three processes")
 	}
 	onEachBackend(t, testSurvivesKillOfTheOwner)
+	t.Run("raft-groups", func(t *testing.T) {
+		ms := startMembersWith(t, 3, "cluster:\n  raftGroups: 3\n")
+		testMembersShowGroups(t, ms[0], 3)
+		testSurvivesKillOfTheOwner(t, ms, nil)
+	})
+}
+
+// testMembersShowGroups: loom-node members through m lists k Raft
+// groups, each with a leader and the three nodes as voters, once the
+// groups' leaders have spread over the nodes.
+func testMembersShowGroups(t *testing.T, m *member, k int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var out, errb bytes.Buffer
+		if code := run([]string{"members", "--addr", m.http}, &out, &errb); code != 0 {
+			t.Fatalf("loom-node members: exit %d: %s", code, errb.String())
+		}
+		leaders := map[string]bool{}
+		rows := 0
+		for _, line := range strings.Split(out.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 5 && f[2] == "node-1,node-2,node-3" {
+				rows++
+				leaders[f[1]] = true
+			}
+		}
+		if strings.Contains(out.String(), "raft groups") && rows == k && len(leaders) == min(k, 3) && !leaders["-"] {
+			t.Logf("loom-node members:\n%s", out.String())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loom-node members does not show %d groups with spread leaders and three voters:\n%s", k, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // backingServer is the server a cluster on Redis or PostgreSQL keeps its
