@@ -6,6 +6,8 @@
 // Queues (Store.Queues) implement queue.Store and queue.Notifier; it
 // passes the three conformance suites (locktest, journaltest and
 // queuetest, the latter two also when every call goes to a follower).
+// Groups splits the actors over several such groups on one Raft port
+// (see Several groups), and passes the same suites.
 //
 // It is built in three layers. The replicated command layer
 // (internal/replica: a replica.Group) runs Raft, its log and transport,
@@ -212,33 +214,34 @@
 // function once per actor the batch gave something to deliver, on the FSM
 // goroutine, holding none of the fsm's locks.
 //
-// Several Raft groups, each owning a share of the actors' journals, would
-// be several replica.Groups (it is not built): durable throughput would
-// grow with the number of leaders instead of being one leader's log. Open
-// would open one Group per group, each with a directory of its own under
-// DataDir (its log, snapshots, server id and fsm.db: its own log,
-// leader, committer, office clock, dedup table and membership) and its own
-// fsm, whose state machine is a journalsm.Machine over its own buckets.
-// An actor belongs to the group its key hashes to (a consistent hash, so
-// a new group moves few actors), and the Store sends its writes to that
-// Group's Exec and reads that group's fsm. Forward requests would name
-// their group: one Forwarder per Group that tags its requests, and a
-// HandleForward on the Store that hands each to its Group (Config.Name,
-// "raftlock/g3", tells their logs and errors apart). node/ would add and
-// promote each node in every group (or a few), and spread the groups'
-// leaders over the nodes. The journal rules need the locks only through
-// journalsm.Locks, and a grant needs the journals only through
-// locksm.Journals, both decided inside one state machine at its stamped
-// clock; so the simplest placement keeps an actor's lock in its journal's
-// group too: a locksm.Machine per group, a session per node per group
-// (renewals multiply by the number of groups), and a token counter per
-// group, so tokens strictly increase per key, the order fencing compares,
-// though no longer across groups. One lock group for every key would keep
-// one session per node, but the fence would then cross groups, and could
-// not be decided in the journal group's state machine: each grant would
-// have to commit a fence command (raising the actor's token) in the
-// actor's group before Acquire returns, and read that group's written
-// token first.
+// # Several groups
+//
+// Groups (groups.go) is a node's member of K Raft groups, each a Store of
+// its own under DataDir/raft/g<g> (group 0 under DataDir/raft, so a data
+// dir of one Store is a data dir of one group): its own log, leader,
+// committer, office clock, dedup table, membership and fsm.db. An actor
+// belongs to the group GroupOf gives its key (a jump consistent hash of
+// its FNV-1a hash), and its lock, journal, queue, dead letters and
+// reminders live there, so every rule above is one group's state machine
+// deciding alone: a grant's token comes from the group's counter (tokens
+// strictly increase per key, the order fencing compares, not across
+// groups), and an ack commits with its turn. Sessions span the groups:
+// group 0 issues the id and the others create a session with that id
+// (create-session-as), so Holder names the same session in any group;
+// each group renews and lapses it by its own clock, and Renew fails if
+// any group has let it lapse. A message an append sends to an actor of
+// another group is stored in the sender's group with the append, then
+// relayed (groups_queue.go): enqueued in the receiver's group under its
+// id, then handed off in the sender's, by the sending node at once and by
+// the sender group's leader for what is left; ids make the move
+// idempotent, and the queues are sharded (queue.Sharded): ids and Seq
+// order are per group. K is recorded in DataDir/raft/groups and never
+// changes. The groups share the node's Raft port through MuxStreams (a
+// one-byte header and the group number before a group's connection;
+// group 0 headerless), and forward requests name their group. node/
+// bootstraps every group with the same servers, runs each group's
+// membership on its own leader, and spreads the leaders over the voters
+// (Store.TransferLeadership).
 //
 // # Commands and group commit
 //
