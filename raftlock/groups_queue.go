@@ -381,4 +381,10 @@ func (q GroupQueues) Stats(ctx context.Context) ([]queue.Stats, error) {
 
 // Notify implements queue.Notifier: fn hears of every group's actors, on
 // the replica of their group (see Queues.Notify).
-func (q GroupQueues) Notify(fn func(actor string, at time.Time)) { q.gs.notify.Store(&fn) }
+func (q GroupQueues) Notify(fn func(actor string, at time.Time)) {
+	if len(q.gs.stores) == 1 {
+		q.gs.stores[0].Queues().Notify(fn) // no relays to route around
+		return
+	}
+	q.gs.notify.Store(&fn)
+}

@@ -141,3 +141,31 @@ func TestGroupsRelayMessages(t *testing.T) {
 		t.Fatalf("a1 enqueued again = %+v, %v; want a duplicate", acc, err)
 	}
 }
+
+// Notify hears of the actors of every group, with one group as with
+// three (the relays' notifications are not passed on).
+func TestGroupsQueueNotify(t *testing.T) {
+	t.Parallel()
+	for _, k := range []int{1, 3} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			c := newGroupsCluster(t, 1, k, nil)
+			q := c.nodes[0].Queues()
+			heard := make(chan string, 64)
+			q.Notify(func(actor string, _ time.Time) { heard <- actor })
+			for g := range k {
+				actor := keyIn(g, k)
+				if _, err := q.Enqueue(t.Context(), queue.Message{ID: fmt.Sprint("m", g), Actor: actor, Method: "add"}); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case got := <-heard:
+					if got != actor {
+						t.Fatalf("heard of %s, want %s", got, actor)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("no notification for %s (group %d of %d)", actor, g, k)
+				}
+			}
+		})
+	}
+}
