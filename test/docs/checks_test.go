@@ -125,6 +125,7 @@ var shellChecks = map[string]check{
 		benchmark(t, s, b)
 	},
 	"bench-wal":       benchmark,
+	"bench-groups":    benchmark,
 	"bench-cold":      benchmark,
 	"bench-tasks":     benchmark,
 	"bench-cluster":   benchmark,
