@@ -68,6 +68,17 @@ func TestRaftGroups(t *testing.T) {
 		return len(leads) == 3
 	})
 
+	// Each group's Raft figures are on /metrics, under its number.
+	mfs := scrape(t, c.Nodes[1])
+	for g := range 3 {
+		if known := value(mfs, "loom_raft_leader_known", "group", fmt.Sprint(g)); known != 1 {
+			t.Errorf("loom_raft_leader_known{group=%q} = %v, want 1", fmt.Sprint(g), known)
+		}
+	}
+	if leaders := value(mfs, "loom_raft_state", "state", "Leader"); leaders != 1 {
+		t.Errorf("node-2 leads %v groups by loom_raft_state, want 1", leaders)
+	}
+
 	const actors = 30
 	groups := map[int]bool{}
 	for i := range actors {

@@ -109,7 +109,11 @@ func (n *Node) attachMetrics() {
 	}
 	if n.mesh != nil {
 		if n.mesh.store != nil {
-			m.SetRaft(n.mesh.store)
+			groups := make([]observability.RaftSource, n.mesh.groups.Len())
+			for g := range groups {
+				groups[g] = n.mesh.groups.Group(g)
+			}
+			m.SetRaft(groups...)
 		}
 		m.SetMembers(func() map[string]int {
 			counts := map[string]int{}

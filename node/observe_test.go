@@ -480,8 +480,8 @@ func TestMetricsScrapedAndMoving(t *testing.T) {
 			t.Errorf("family %s missing before any call", name)
 		}
 	}
-	if value(before, "loom_raft_state", "state", "Leader") != 1 || value(before, "loom_cluster_members", "state", "alive") != 1 {
-		t.Errorf("raft state / members: %v %v", value(before, "loom_raft_state", "state", "Leader"), value(before, "loom_cluster_members", "state", "alive"))
+	if value(before, "loom_raft_state", "group", "0", "state", "Leader") != 1 || value(before, "loom_cluster_members", "state", "alive") != 1 {
+		t.Errorf("raft state / members: %v %v", value(before, "loom_raft_state", "group", "0", "state", "Leader"), value(before, "loom_cluster_members", "state", "alive"))
 	}
 
 	for i := range 3 {

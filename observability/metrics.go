@@ -80,7 +80,7 @@ type Metrics struct {
 	callStats sync.Map // callKey → *callStat
 
 	actors  atomic.Pointer[ActorSource]
-	raft    atomic.Pointer[RaftSource]
+	raft    atomic.Pointer[[]RaftSource]
 	members atomic.Pointer[func() map[string]int]
 	traces  atomic.Pointer[TraceStore]
 }
@@ -207,9 +207,10 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // SetActors attaches the runtime (active actors, mailbox depth).
 func (m *Metrics) SetActors(a ActorSource) { m.actors.Store(&a) }
 
-// SetRaft attaches the Raft store (role, indexes, last contact, group
-// commit).
-func (m *Metrics) SetRaft(r RaftSource) { m.raft.Store(&r) }
+// SetRaft attaches the Raft store, a source per Raft group, in group
+// order (role, indexes, last contact, group commit, each with its group's
+// number as the group label).
+func (m *Metrics) SetRaft(groups ...RaftSource) { m.raft.Store(&groups) }
 
 // SetMembers attaches a function counting the gossip members by state.
 func (m *Metrics) SetMembers(f func() map[string]int) { m.members.Store(&f) }
@@ -313,14 +314,14 @@ type sourceCollector struct{ m *Metrics }
 var (
 	descActive   = prometheus.NewDesc("loom_actors_active", "Actors in memory on this node, by actor type.", []string{"type"}, nil)
 	descMailbox  = prometheus.NewDesc("loom_mailbox_depth", "Callers waiting for an actor's running turn to finish, summed by actor type.", []string{"type"}, nil)
-	descRaftRole = prometheus.NewDesc("loom_raft_state", "This node's Raft state: 1 for the current one (Leader, Follower, Candidate, Shutdown).", []string{"state"}, nil)
-	descLeader   = prometheus.NewDesc("loom_raft_leader_known", "1 if this node knows a Raft leader.", nil, nil)
-	descTerm     = prometheus.NewDesc("loom_raft_term", "Current Raft term.", nil, nil)
-	descCommit   = prometheus.NewDesc("loom_raft_commit_index", "Highest Raft log index known committed.", nil, nil)
-	descApplied  = prometheus.NewDesc("loom_raft_applied_index", "Highest Raft log index applied to this node's state machine.", nil, nil)
-	descContact  = prometheus.NewDesc("loom_raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader; absent when never).", nil, nil)
-	descBatches  = prometheus.NewDesc("loom_raft_batches_total", "Raft entries this node committed as leader (group commit); loom_raft_batch_commands_total / this = mean batch size.", nil, nil)
-	descBatchCmd = prometheus.NewDesc("loom_raft_batch_commands_total", "Commands in the Raft entries this node committed as leader.", nil, nil)
+	descRaftRole = prometheus.NewDesc("loom_raft_state", "This node's state in a Raft group: 1 for the current one (Leader, Follower, Candidate, Shutdown).", []string{"group", "state"}, nil)
+	descLeader   = prometheus.NewDesc("loom_raft_leader_known", "1 if this node knows the Raft group's leader.", []string{"group"}, nil)
+	descTerm     = prometheus.NewDesc("loom_raft_term", "The Raft group's current term.", []string{"group"}, nil)
+	descCommit   = prometheus.NewDesc("loom_raft_commit_index", "Highest index of the Raft group's log known committed.", []string{"group"}, nil)
+	descApplied  = prometheus.NewDesc("loom_raft_applied_index", "Highest index of the Raft group's log applied to this node's state machine.", []string{"group"}, nil)
+	descContact  = prometheus.NewDesc("loom_raft_last_contact_seconds", "Seconds since a follower last heard from the Raft group's leader (0 on the leader; absent when never).", []string{"group"}, nil)
+	descBatches  = prometheus.NewDesc("loom_raft_batches_total", "Raft entries this node committed as the group's leader (group commit); loom_raft_batch_commands_total / this = mean batch size.", []string{"group"}, nil)
+	descBatchCmd = prometheus.NewDesc("loom_raft_batch_commands_total", "Commands in the Raft entries this node committed as the group's leader.", []string{"group"}, nil)
 	descMembers  = prometheus.NewDesc("loom_cluster_members", "Gossip members as this node sees them, by state (alive, suspect, dead, left).", []string{"state"}, nil)
 	descSpans    = prometheus.NewDesc("loom_trace_store_spans", "Spans held in this node's in-memory trace store.", nil, nil)
 	descTraces   = prometheus.NewDesc("loom_trace_store_traces", "Traces with spans in this node's in-memory trace store.", nil, nil)
@@ -347,29 +348,32 @@ func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if p := m.raft.Load(); p != nil {
-		st := (*p).Stats()
-		role := st["state"]
-		for _, s := range []string{"Leader", "Follower", "Candidate", "Shutdown"} {
-			v := 0.0
-			if s == role {
-				v = 1
+		for i, r := range *p {
+			g := strconv.Itoa(i)
+			st := r.Stats()
+			role := st["state"]
+			for _, s := range []string{"Leader", "Follower", "Candidate", "Shutdown"} {
+				v := 0.0
+				if s == role {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descRaftRole, prometheus.GaugeValue, v, g, s)
 			}
-			ch <- prometheus.MustNewConstMetric(descRaftRole, prometheus.GaugeValue, v, s)
+			ri := ParseRaftStats(st)
+			known := 0.0
+			if ri.LeaderKnown {
+				known = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, known, g)
+			ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(ri.Term), g)
+			ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(ri.CommitIndex), g)
+			ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(ri.AppliedIndex), g)
+			if ri.LastContact >= 0 {
+				ch <- prometheus.MustNewConstMetric(descContact, prometheus.GaugeValue, ri.LastContact.Seconds(), g)
+			}
+			ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, parseFloat(st["batches"]), g)
+			ch <- prometheus.MustNewConstMetric(descBatchCmd, prometheus.CounterValue, parseFloat(st["batch_commands"]), g)
 		}
-		ri := ParseRaftStats(st)
-		known := 0.0
-		if ri.LeaderKnown {
-			known = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, known)
-		ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(ri.Term))
-		ch <- prometheus.MustNewConstMetric(descCommit, prometheus.GaugeValue, float64(ri.CommitIndex))
-		ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(ri.AppliedIndex))
-		if ri.LastContact >= 0 {
-			ch <- prometheus.MustNewConstMetric(descContact, prometheus.GaugeValue, ri.LastContact.Seconds())
-		}
-		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, parseFloat(st["batches"]))
-		ch <- prometheus.MustNewConstMetric(descBatchCmd, prometheus.CounterValue, parseFloat(st["batch_commands"]))
 	}
 	if p := m.members.Load(); p != nil {
 		counts := (*p)()
