@@ -46,6 +46,9 @@ const relayBatch = 256
 // how long it waits to retry after a relay failed.
 const relayCheck = time.Second
 
+// relayTimeout bounds one receiver's relay in the background.
+const relayTimeout = 10 * time.Second
+
 // relay is the background relay of one group.
 type relay struct {
 	mu     sync.Mutex
@@ -111,6 +114,7 @@ func (gs *Groups) runRelay(ctx context.Context, g int, r *relay) {
 		}
 		if !s.IsLeader() {
 			leading = false
+			r.take() // the leader relays them (and sweeps when it takes office)
 			continue
 		}
 		if !leading {
@@ -131,7 +135,12 @@ func (gs *Groups) runRelay(ctx context.Context, g int, r *relay) {
 		}
 		slices.Sort(actors)
 		for _, actor := range slices.Compact(actors) {
-			if err := gs.relay(ctx, g, actor); err != nil && ctx.Err() == nil {
+			// A receiver's group without a leader holds up its own
+			// receivers only for a while, not every other group's.
+			rctx, cancel := context.WithTimeout(ctx, relayTimeout)
+			err := gs.relay(rctx, g, actor)
+			cancel()
+			if err != nil && ctx.Err() == nil {
 				s.rep.Logger().Warn("raftlock: relaying messages to another group failed; retrying", "group", g, "actor", actor, "err", err)
 				r.mu.Lock()
 				r.actors[actor] = true // the next tick retries
