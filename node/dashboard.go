@@ -115,6 +115,9 @@ type NodesView struct {
 	Mode   string    `json:"mode"` // "single" or "cluster"
 	Leader string    `json:"leader,omitempty"`
 	Ring   *RingView `json:"ring,omitempty"`
+	// RaftGroups are the Raft groups as this node sees them (see
+	// RaftInfo.Groups); none without Raft.
+	RaftGroups []RaftGroupInfo `json:"raftGroups,omitempty"`
 	// Members are every gossip member (any state), by id; an alive one
 	// has its Report, or the Error asking it for one gave.
 	Members []MemberView `json:"members"`
@@ -159,6 +162,9 @@ func (n *Node) Nodes(ctx context.Context, auth string) NodesView {
 	}
 	v.Mode = "cluster"
 	v.Leader = m.leaderNode(m.leader())
+	if m.groups != nil {
+		v.RaftGroups = n.raftInfo().Groups
+	}
 	r := m.table.Ring()
 	v.Ring = &RingView{Members: r.Members(), Version: r.Version(), Partitions: r.PartitionCount(), Loads: r.Loads()}
 	answers := n.askPeers(ctx, auth, "/v1/admin/nodes", nil)

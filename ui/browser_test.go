@@ -215,6 +215,7 @@ func TestUIBrowser(t *testing.T) {
 		cfg.Tracing.Enabled = true
 		cfg.Messaging.Default.MaxRetries = 0 // a failing message dies at once
 		cfg.Messaging.Default.InitialBackoff = 10 * time.Millisecond
+		cfg.Cluster.RaftGroups = 3 // the views read actors, journals and queues of three groups
 	})
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Millisecond))
 	n1 := c.Nodes[0]
@@ -260,6 +261,11 @@ func TestUIBrowser(t *testing.T) {
 		t.Fatalf("%s leaders in the member table", got)
 	}
 	b.waitFor("the actor counts", `document.querySelector('#card-actors') && Number(document.querySelector('#card-actors').textContent) >= 6`)
+	b.waitFor("three Raft groups, each with a leader and three voters", `(() => {
+		const rows = [...document.querySelectorAll('#groups-table tbody tr')];
+		return !document.querySelector('#raft-groups').hidden && rows.length === 3 &&
+			rows.every(r => r.cells[1].querySelector('.node') && r.cells[2].querySelectorAll('.node').length === 3);
+	})()`)
 	b.screenshot("cluster")
 
 	// Actors: look the actor up by typing its id.
@@ -416,6 +422,9 @@ func TestUIBrowserTokens(t *testing.T) {
 	b.do("entering the ops token", chromedp.SendKeys(chromedp.CSS("#token-input"), tokOps), chromedp.Click(chromedp.CSS("#token-ok")))
 	b.do("opening the cluster view", chromedp.Click(chromedp.CSS(`nav a[data-view="cluster"]`)))
 	b.waitFor("the node", `document.querySelectorAll('#members-table tbody tr[data-node="solo"]').length === 1 && document.querySelector('#error').hidden`)
+	if got := b.eval(`String(document.querySelector('#raft-groups').hidden)`); got != "true" {
+		t.Fatalf("the Raft groups of a single node are shown (hidden = %s)", got)
+	}
 	if got := b.eval(`document.querySelector('#served-by').textContent`); got != "served by solo" {
 		t.Fatalf("header says %q", got)
 	}

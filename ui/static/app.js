@@ -245,6 +245,18 @@
           h('td', {class: 'mono'}, m.http || ''));
       }));
 
+      // With several Raft groups (cluster.raftGroups), each one's leader
+      // and voters, as the serving node sees them.
+      const groups = v.raftGroups || [];
+      $('#raft-groups').hidden = groups.length < 2;
+      const badges = (ids) => ids && ids.length ? ids.map((id, i) => [i ? ' ' : '', nodeBadge(id)]) : '–';
+      fill($('#groups-table tbody'), groups.length < 2 ? [] : groups.map((g) => h('tr', {dataset: {group: String(g.group)}},
+        h('td', {class: 'num'}, String(g.group)),
+        h('td', {}, g.leader ? nodeBadge(g.leader) : h('span', {class: 'bad'}, 'none')),
+        h('td', {}, badges(g.voters)),
+        h('td', {}, badges(g.nonvoters)),
+        h('td', {class: 'num'}, num(g.appliedIndex)))));
+
       const ring = $('#ring');
       if (!v.ring) {
         fill(ring, h('p', {class: 'muted'}, 'A single node: no ring.'));
