@@ -188,6 +188,14 @@ func (m *mesh) onChange(ctx context.Context) {
 	}
 }
 
+// groupCount is the number of Raft groups: 0 without Raft.
+func (m *mesh) groupCount() int {
+	if m.groups == nil {
+		return 0
+	}
+	return m.groups.Len()
+}
+
 // leader is the Raft leader's server id: "" if none is known, or without
 // Raft.
 func (m *mesh) leader() raft.ServerID {
@@ -288,12 +296,15 @@ func (m *mesh) closeDeparted() {
 			live[mem.Meta.GRPCAddr] = true
 		}
 	}
-	// The Raft leader's connection stays whatever gossip thinks of it:
-	// commands are forwarded over it while Raft hears from the leader (see
-	// forward), and closing it would cut those in flight every pass.
-	if leader := m.leader(); leader != "" {
-		if addr, ok := grpcAddrIn(members, raftlock.NodeOf(leader)); ok {
-			live[addr] = true
+	// A Raft leader's connection (any group's) stays whatever gossip
+	// thinks of it: commands are forwarded over it while Raft hears from
+	// the leader (see forward), and closing it would cut those in flight
+	// every pass.
+	for g := range m.groupCount() {
+		if leader, _ := m.groups.Group(g).Leader(); leader != "" {
+			if addr, ok := grpcAddrIn(members, raftlock.NodeOf(leader)); ok {
+				live[addr] = true
+			}
 		}
 	}
 	for _, addr := range m.pool.Addrs() {
