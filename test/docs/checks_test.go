@@ -10,7 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/loom-mesh/loom/internal/cosmostest"
@@ -132,6 +135,32 @@ var shellChecks = map[string]check{
 	"bench-tls":       benchmark,
 	"bench-tracing":   benchmark,
 	"bench-turn-span": benchmark,
+
+	// The scaling run, as one small cell (3 nodes, 2 groups, one round of
+	// 300 ms): it needs root, for network namespaces and cgroups, as CI
+	// has. Whatever it made must be gone when it ends.
+	"scale-sim": func(t *testing.T, s *session, b block) {
+		if os.Geteuid() != 0 {
+			t.Skip("scripts/scale-sim needs root (network namespaces, cgroups)")
+		}
+		before := simLeftovers()
+		s.replace("sudo scripts/scale-sim", func() string {
+			return filepath.Join(s.repo, "scripts", "scale-sim") + " --nodes 3 --groups 2 --rounds 1 --duration 300ms"
+		})
+		var out string
+		for _, st := range steps(b.Text) {
+			out = s.step(st)
+		}
+		row := regexp.MustCompile(`(?m)^\s+3\s+2\s+\d+\s+\S+s\s+\S+s\s+\d+µs\s+\d\s`)
+		if !row.MatchString(out) || strings.Contains(out, "FAILED") {
+			t.Fatalf("no measured row for 3 nodes, 2 groups:\n%s", out)
+		}
+		for _, x := range simLeftovers() {
+			if !slices.Contains(before, x) {
+				t.Errorf("scale-sim left %s behind", x)
+			}
+		}
+	},
 
 	"messaging-send": func(t *testing.T, s *session, b block) {
 		s.step(step{Cmd: "make run &"})
@@ -292,6 +321,39 @@ func benchmark(t *testing.T, s *session, b block) {
 			t.Fatalf("%q printed no figures:\n%s", st.Cmd, out)
 		}
 	}
+}
+
+// simLeftovers lists the network namespaces, links and cgroups that a
+// run of scripts/scale-sim names after its pid (loomsim-<pid>-<i>,
+// lsb<hex pid>, lsv<hex pid>h<i>, loomsim-<pid>) and whose run has ended.
+func simLeftovers() []string {
+	alive := func(pid int64) bool { return syscall.Kill(int(pid), 0) == nil }
+	var out []string
+	add := func(kind, name, pid string, base int) {
+		if n, err := strconv.ParseInt(pid, base, 64); err == nil && !alive(n) {
+			out = append(out, kind+" "+name)
+		}
+	}
+	nsRE, linkRE := regexp.MustCompile(`^loomsim-(\d+)-\d+$`), regexp.MustCompile(`^ls[bv]([0-9a-f]+)(?:[hp]\d+)?$`)
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if m := nsRE.FindStringSubmatch(e.Name()); m != nil {
+			add("network namespace", e.Name(), m[1], 10)
+		}
+	}
+	links, _ := os.ReadDir("/sys/class/net")
+	for _, e := range links {
+		if m := linkRE.FindStringSubmatch(e.Name()); m != nil {
+			add("link", e.Name(), m[1], 16)
+		}
+	}
+	for _, root := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup"} {
+		cgs, _ := filepath.Glob(filepath.Join(root, "loomsim-*"))
+		for _, cg := range cgs {
+			add("cgroup", cg, strings.TrimPrefix(filepath.Base(cg), "loomsim-"), 10)
+		}
+	}
+	return out
 }
 
 // backendConfig writes, as name, the YAML block docs/backends.md shows
