@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ type member struct {
 	n          *node.Node
 	hook       *faultnet.Hook // the node's network faults, kept across restarts
 	gossipPort int
-	raftPort   int  // learnt at the first start, reused by restarts
+	raftPort   int  // below the ephemeral range (fixedPort), kept across restarts
 	down       bool // killed or stopped
 	paused     bool // PauseLease
 }
@@ -138,7 +139,7 @@ func newCluster(t TB, opts Options) *Cluster {
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), clock: newClock(), cuts: map[[2]int]bool{}, orphans: map[string]orphan{}}
 	for i := range opts.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
-		c.members = append(c.members, &member{id: id, gossipPort: freePort(t), hook: faultnet.New(id, "", uint64(i+1))})
+		c.members = append(c.members, &member{id: id, gossipPort: freePort(t), raftPort: fixedPort(t), hook: faultnet.New(id, "", uint64(i+1))})
 	}
 	t.Cleanup(c.teardown)
 	return c
@@ -215,7 +216,7 @@ func (c *Cluster) nodeOptions(i int) node.Options {
 	cfg.Node.DataDir = filepath.Join(c.dir, m.id)
 	cfg.Node.Bind = "127.0.0.1"
 	cfg.Node.HTTPPort, cfg.Node.GRPCPort = 0, 0
-	cfg.Node.RaftPort = m.raftPort // 0 at the first start
+	cfg.Node.RaftPort = m.raftPort
 	cfg.Node.GossipPort = m.gossipPort
 	cfg.Coordination.Backend = config.CoordinationRaft
 	cfg.Journal.Backend = config.JournalRaft
@@ -480,6 +481,30 @@ func freePort(t TB) int {
 		}
 	}
 	t.Fatalf("loomtest: no free port for gossip on 127.0.0.1")
+	return 0
+}
+
+// fixedPort returns a port free on 127.0.0.1 below the kernel's
+// ephemeral range, for a listener that must come back on the same port
+// after a restart (Raft's configuration keeps its address): no outbound
+// connection of another test can take it while the node is down, as one
+// can take a port of the ephemeral range.
+func fixedPort(t TB) int {
+	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		_, _ = fmt.Sscan(string(b), &lo)
+	}
+	lo = max(min(lo, 32768), 12000)
+	for range 100 {
+		p := 10000 + rand.IntN(lo-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p)))
+		if err == nil {
+			_ = ln.Close()
+			return p
+		}
+	}
+	t.Fatalf("loomtest: no free port below %d on 127.0.0.1", lo)
 	return 0
 }
 
