@@ -1,7 +1,6 @@
 package raftlock
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,30 +11,14 @@ import (
 	"github.com/loom-mesh/loom/queue/queuetest"
 )
 
-// groupsQueueBackend is Groups seen as one queuetest.Backend: its
-// journal and its GroupQueues.
-type groupsQueueBackend struct {
-	GroupQueues
-	j *Groups
-}
+// groupsQueueBackend is Groups seen as one queuetest.Backend, sharded
+// by group (queue.Sharded), which the suite asks of it.
+type groupsQueueBackend struct{ queueBackend }
 
-func (b groupsQueueBackend) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
-	return b.j.Append(ctx, actor, token, expectedSeq, entries)
-}
-func (b groupsQueueBackend) Read(ctx context.Context, actor string, from uint64) ([]journal.Entry, error) {
-	return b.j.Read(ctx, actor, from)
-}
-func (b groupsQueueBackend) Tail(ctx context.Context, actor string) (journal.Tail, error) {
-	return b.j.Tail(ctx, actor)
-}
-func (b groupsQueueBackend) SaveSnapshot(ctx context.Context, actor string, token uint64, snap journal.Snapshot) error {
-	return b.j.SaveSnapshot(ctx, actor, token, snap)
-}
-func (b groupsQueueBackend) LoadSnapshot(ctx context.Context, actor string) (journal.Snapshot, bool, error) {
-	return b.j.LoadSnapshot(ctx, actor)
-}
-func (b groupsQueueBackend) Truncate(ctx context.Context, actor string, token, through uint64) error {
-	return b.j.Truncate(ctx, actor, token, through)
+func (b groupsQueueBackend) Shard(actor string) int { return b.Notifier.(GroupQueues).Shard(actor) }
+
+func groupsBackend(gs *Groups) groupsQueueBackend {
+	return groupsQueueBackend{queueBackend{gs.Queues(), gs}}
 }
 
 // TestGroupsQueueConformance runs queuetest against one node of three
@@ -45,7 +28,7 @@ func TestGroupsQueueConformance(t *testing.T) {
 	t.Parallel()
 	queuetest.Run(t, func(t *testing.T, o queuetest.Options) queuetest.Backend {
 		c := newGroupsClusterWith(t, 1, 3, nil, withRetention(o.Retention))
-		return groupsQueueBackend{c.nodes[0].Queues(), c.nodes[0]}
+		return groupsBackend(c.nodes[0])
 	})
 }
 
@@ -59,7 +42,7 @@ func TestGroupsQueueConformanceFollower(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, o queuetest.Options) queuetest.Backend {
 		c := newGroupsClusterWith(t, 3, 3, nil, withRetention(o.Retention))
 		gs := c.nodes[(c.leader(0)+1)%3]
-		return groupsQueueBackend{gs.Queues(), gs}
+		return groupsBackend(gs)
 	})
 }
 

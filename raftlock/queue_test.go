@@ -13,12 +13,12 @@ import (
 	"github.com/loom-mesh/loom/queue/queuetest"
 )
 
-// queueBackend is a Store seen as one queuetest.Backend: its journal and
-// its Queues (two faces, since Release and Stats mean other things on the
-// Store).
+// queueBackend is a Store (or Groups) seen as one queuetest.Backend: its
+// journal and its queues (two faces, since Release and Stats mean other
+// things on the Store).
 type queueBackend struct {
-	Queues
-	j *Store
+	queuetest.Notifier // a queue.Store and queue.Notifier
+	j                  journal.Journal
 }
 
 func (b queueBackend) Append(ctx context.Context, actor string, token, expectedSeq uint64, entries []journal.Entry) (uint64, error) {
