@@ -86,7 +86,7 @@ func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStor
 			return nil, err
 		}
 		// Our own meta store, to close it: WAL.Close leaves it open
-		// (v0.4.0), and with it the lock on meta.db.
+		// (v0.4.2), and with it the lock on meta.db.
 		meta := &metadb.BoltMetaDB{}
 		size := wal.WithSegmentSize(64 << 20) // raft-wal's default
 		if segmentSize > 0 {
