@@ -30,7 +30,7 @@ var (
 	plainFlag   = flag.Bool("chaos.plain", false, "run every scenario in plaintext, TestChaos's too (it runs with TLS, gossip encryption and tokens by default)")
 	secureFlag  = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
 	raftLogFlag = flag.String("chaos.raftlog", "", "every scenario's Raft log store, boltdb or wal (default: boltdb for TestChaosNodeFaults, wal for the others)")
-	groupsFlag  = flag.Int("chaos.groups", 0, "every scenario's Raft groups, cluster.raftGroups (default: 1)")
+	groupsFlag  = flag.Int("chaos.groups", 0, "every scenario's Raft groups, cluster.raftGroups (default: 3 for TestChaos, 1 for the others)")
 )
 
 var binPath string
@@ -197,19 +197,20 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 // TestChaos is the default scenario: three nodes under load, kill -9 of a
 // hot actor's owner and of the Raft leader, SIGSTOP of an owner past the
 // session TTL, network partitions of every shape, then convergence and
-// every checker. -chaos.groups 3 runs it with the actors split over three
-// Raft groups, whose leaders spread over the nodes, so that the kill of
-// the (group 0) Raft leader loses one group's leader while the others
-// keep serving. It runs with every security feature on (mutual TLS
-// verified both ways, gossip encryption, bearer tokens; -chaos.plain
-// turns them off), the other scenarios in plaintext (-chaos.secure turns
-// them on): each path is covered without a second run of this one.
+// every checker. The nodes split the actors over three Raft groups, whose
+// leaders spread over them, so the kill of the (group 0) Raft leader
+// loses one group's leader while the others keep serving. It runs with
+// every security feature on (mutual TLS verified both ways, gossip
+// encryption, bearer tokens; -chaos.plain turns them off), the other
+// scenarios in plaintext (-chaos.secure turns them on): each path is
+// covered without a second run of this one.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster of real processes and runs for about two and a half minutes")
 	}
 	s := DefaultScenario(seed())
 	s.Secure = true
+	s.RaftGroups = 3
 	runScenario(t, s, 5*time.Minute)
 }
 

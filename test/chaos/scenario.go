@@ -82,8 +82,9 @@ type Scenario struct {
 	// boltdb; -chaos.raftlog overrides it.
 	RaftLogStore string
 	// RaftGroups is the nodes' cluster.raftGroups (0: the default, one
-	// group); -chaos.groups sets it. On three, killing the leader of
-	// group 0 loses one group's leader while the others serve.
+	// group). TestChaos runs on three, so that killing the leader of
+	// group 0 loses one group's leader while the others serve;
+	// -chaos.groups overrides it.
 	RaftGroups int
 	// PoolMaxSize is each node's actorPools.default.maxSize (0: the
 	// default, 10,000). Below the workload's actors per type, the pools
