@@ -125,6 +125,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -230,8 +231,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&of.hotCallers, "hot-callers", 2000, "--overload: goroutines calling the hot actor in the flood phase")
 	fs.IntVar(&of.busyCallers, "busy-callers", 16, "--overload: goroutines calling the hot actor in the busy phase")
 	fs.DurationVar(&of.hotPause, "hot-pause", 10*time.Millisecond, "--overload: a hot caller's pause after an overloaded answer")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof): what the clients cost, beside the nodes' /debug/pprof")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "loom-bench: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *token == "" && (tlsOpts.CA != "" || tlsOpts.Cert != "") {
 		*token = os.Getenv("LOOM_TOKEN")
