@@ -236,7 +236,10 @@
 // the sender group's leader for what is left; ids make the move
 // idempotent, and the queues are sharded (queue.Sharded): ids and Seq
 // order are per group. K is recorded in DataDir/raft/groups and never
-// changes. The groups share the node's Raft port through MuxStreams (a
+// changes. Every group votes under the server id of group 0's data dir,
+// so OpenGroups refuses (ErrDamagedDataDir) a data dir in which a group
+// has state and another group's directory was lost: that group would
+// come back empty and vote as the server that had its log. The groups share the node's Raft port through MuxStreams (a
 // one-byte header and the group number before a group's connection;
 // group 0 headerless), and forward requests name their group. node/
 // bootstraps every group with the same servers, runs each group's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
 // MaxGroups bounds the number of Raft groups a node's Groups may have.
@@ -95,7 +96,9 @@ func OpenGroups(cfg Config, k int, config func(g int, c *Config)) (*Groups, erro
 		return nil, err
 	}
 	gs := &Groups{}
+	fresh := make([]bool, k) // no log store in the group's directory before this open
 	for g := range k {
+		fresh[g] = !replica.HasLogStore(groupDir(cfg.DataDir, g))
 		c := cfg
 		c.Group = g
 		if g > 0 {
@@ -111,10 +114,53 @@ func OpenGroups(cfg Config, k int, config func(g int, c *Config)) (*Groups, erro
 		}
 		gs.stores = append(gs.stores, s)
 	}
+	if err := checkWholeDataDir(cfg.DataDir, gs.stores, fresh); err != nil {
+		_ = gs.Close()
+		return nil, err
+	}
 	if k > 1 {
 		gs.startRelays()
 	}
 	return gs, nil
+}
+
+// ErrDamagedDataDir: some of a data dir's Raft groups have state and
+// another group's directory is gone. Every group of a node votes under
+// the one server id its data dir was given, so a group that came back
+// empty would vote as the server that had its log; the node refuses to
+// start instead. Remove the whole data dir to rejoin as a new server.
+var ErrDamagedDataDir = errors.New("raftlock: damaged data dir")
+
+// groupDir is the directory of group g's log, stable store and state
+// machine under dataDir.
+func groupDir(dataDir string, g int) string {
+	dir := filepath.Join(dataDir, "raft")
+	if g > 0 {
+		dir = filepath.Join(dir, "g"+strconv.Itoa(g))
+	}
+	return dir
+}
+
+// checkWholeDataDir fails with ErrDamagedDataDir when a group's log store
+// was made by this open (fresh) while another group had Raft state: its
+// directory was removed or lost since the node last ran. (All of a data
+// dir's groups are made by its first open, before any of them has state.)
+func checkWholeDataDir(dataDir string, stores []*Store, fresh []bool) error {
+	var lost []string
+	withState := -1
+	for g, s := range stores {
+		if fresh[g] {
+			lost = append(lost, groupDir(dataDir, g))
+		} else if s.HasState() && withState < 0 {
+			withState = g
+		}
+	}
+	if len(lost) == 0 || withState < 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: Raft group %d has state in %s, but %s held no Raft log before this start: "+
+		"a group that came back empty would vote as the server that had its log; remove the whole data dir %s to rejoin as a new server",
+		ErrDamagedDataDir, withState, groupDir(dataDir, withState), strings.Join(lost, ", "), dataDir)
 }
 
 // recordGroups fails if the data dir was made with a number of groups

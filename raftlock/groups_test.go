@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +221,58 @@ func TestGroupsCountIsKept(t *testing.T) {
 		t.Fatalf("OpenGroups with 1 group on a Store's dir: %v", err)
 	}
 	_ = gs.Close()
+}
+
+// A node whose data dir lost one group's directory, while another group
+// has Raft state, refuses to start: the group would come back empty and
+// vote under the server id that had its log. Before any group has state
+// (a first start cut short) a missing group is made anew.
+func TestGroupsRefuseALostGroupDir(t *testing.T) {
+	t.Parallel()
+	c := newGroupsCluster(t, 1, 3, nil)
+	dir := c.dirs[0]
+	if _, err := c.nodes[0].Of(keyIn(2, 3)).Acquire(t.Context(), mustSession(t, c.nodes[0]), keyIn(2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(0)
+	if err := os.RemoveAll(filepath.Join(dir, "raft", "g2")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, nodeID(0), dir, "127.0.0.1:0", nil, true)
+	if gs, err := OpenGroups(cfg, 3, nil); !errors.Is(err, ErrDamagedDataDir) || !strings.Contains(err.Error(), filepath.Join(dir, "raft", "g2")) {
+		if err == nil {
+			_ = gs.Close()
+		}
+		t.Fatalf("OpenGroups after raft/g2 was removed = %v, want ErrDamagedDataDir naming it", err)
+	}
+
+	// No group has state yet: a missing group is not damage.
+	fresh := t.TempDir()
+	cfg = testConfig(t, nodeID(0), fresh, "127.0.0.1:0", nil, true)
+	gs, err := OpenGroups(cfg, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(fresh, "raft", "g1")); err != nil {
+		t.Fatal(err)
+	}
+	gs, err = OpenGroups(cfg, 3, nil)
+	if err != nil {
+		t.Fatalf("OpenGroups of a dir without Raft state, raft/g1 removed: %v", err)
+	}
+	_ = gs.Close()
+}
+
+func mustSession(t *testing.T, gs *Groups) lock.SessionID {
+	t.Helper()
+	id, err := gs.CreateSession(t.Context(), "owner", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // TestGroupsLockConformance runs locktest against one node of three

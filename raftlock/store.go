@@ -70,10 +70,9 @@ func Open(cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("raftlock", string(cfg.NodeID))
-	dir, name := filepath.Join(cfg.DataDir, "raft"), "raftlock"
+	dir, name := groupDir(cfg.DataDir, cfg.Group), "raftlock"
 	if cfg.Group > 0 {
-		g := "g" + strconv.Itoa(cfg.Group)
-		dir, name = filepath.Join(dir, g), name+"/"+g
+		name += "/g" + strconv.Itoa(cfg.Group)
 		log = log.With("group", cfg.Group)
 	}
 	rc := raft.DefaultConfig()

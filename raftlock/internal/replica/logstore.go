@@ -135,6 +135,12 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// HasLogStore reports whether dir holds a Raft log store of either kind:
+// whether a Group was ever opened there.
+func HasLogStore(dir string) bool {
+	return exists(filepath.Join(dir, "raft.db")) || exists(filepath.Join(dir, "wal"))
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
