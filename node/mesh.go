@@ -37,6 +37,7 @@ type mesh struct {
 	bootstrapped bool         // owned by the watch goroutine
 	lastLeader   string       // owned by the watch goroutine
 	lastTransfer time.Time    // of a group's leadership (spreadLeaders); owned by the watch goroutine
+	transferring atomic.Bool  // a leadership transfer of spreadLeaders is running
 	meta         cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
 	// refusedAt: when reconcile last logged that a member's Raft port
 	// failed checkRaftPeer, by node id; owned by the watch goroutine.
@@ -266,14 +267,23 @@ func (m *mesh) spreadLeaders(ctx context.Context) {
 	if to == nil {
 		return
 	}
-	m.lastTransfer = time.Now()
-	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.TransferLeadership(tctx, to.ID, to.Address); err != nil {
-		m.n.log.Warn("moving a raft group's leadership failed", "group", g, "to", raftlock.NodeOf(to.ID), "err", err)
+	// The transfer waits up to 5 s for the new leader's election: it runs
+	// beside the watch loop, which meanwhile keeps the ring, the hand-offs
+	// and the groups' membership in step with the members.
+	if !m.transferring.CompareAndSwap(false, true) {
 		return
 	}
-	m.n.log.Info("moved a raft group's leadership", "group", g, "to", raftlock.NodeOf(to.ID), "led", len(mine), "share", share)
+	m.lastTransfer = time.Now()
+	m.n.wg.Go(func() {
+		defer m.transferring.Store(false)
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := s.TransferLeadership(tctx, to.ID, to.Address); err != nil {
+			m.n.log.Warn("moving a raft group's leadership failed", "group", g, "to", raftlock.NodeOf(to.ID), "err", err)
+			return
+		}
+		m.n.log.Info("moved a raft group's leadership", "group", g, "to", raftlock.NodeOf(to.ID), "led", len(mine), "share", share)
+	})
 }
 
 // leaderTransferGap is the least time between two leadership transfers
