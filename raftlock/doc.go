@@ -95,7 +95,9 @@
 //     the new leader's stamp (as Consul does): a leader whose clock runs
 //     ahead, or which cannot know when renewals sent to its predecessor
 //     arrived, never expires a session its owner kept renewing. Only then
-//     does it commit commands or accept forwarded ones.
+//     does it commit commands or accept forwarded ones. A failed attempt
+//     (a leadership transfer under way refuses the entry) is tried again,
+//     with backoff, for as long as the node leads.
 //   - Errors: rule violations come back as the contracts' sentinels
 //     (journal.ErrFenced, ErrConflict, ErrInvalid; lock.ErrHeld as a
 //     *lock.HeldError, ErrSessionExpired, ErrNotHeld, ErrInvalid), with

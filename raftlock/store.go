@@ -206,6 +206,10 @@ func (s *Store) TransferLeadership(ctx context.Context, id raft.ServerID, addr r
 // empty if none.
 func (s *Store) Leader() (raft.ServerID, raft.ServerAddress) { return s.rep.Leader() }
 
+// LeaderChanged returns a channel that is closed the next time the
+// leader this node knows of changes, or this node takes or leaves office.
+func (s *Store) LeaderChanged() <-chan struct{} { return s.rep.LeaderChanged() }
+
 // State is this node's Raft state (Follower, Candidate, Leader, Shutdown).
 func (s *Store) State() raft.RaftState { return s.rep.State() }
 

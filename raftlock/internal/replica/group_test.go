@@ -210,3 +210,44 @@ func TestGroupErrors(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// A leader whose first attempts to take office fail (a leadership
+// transfer under way refuses the office entry, say) keeps trying while it
+// leads, and serves once one succeeds; LeaderChanged tells when.
+func TestLeaderRetriesTakingOffice(t *testing.T) {
+	t.Parallel()
+	fsm := newCounter()
+	cfg := counterConfig(t, "c1", fsm, replicatest.NewForwarder())
+	var attempts atomic.Int32
+	office := cfg.TakeOffice
+	cfg.TakeOffice = func(ctx context.Context, commit func(cmds ...[]byte) ([]sum, error)) error {
+		if attempts.Add(1) <= 2 {
+			return raft.ErrLeadershipTransferInProgress
+		}
+		return office(ctx, commit)
+	}
+	g, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	changed := g.LeaderChanged()
+	if err := g.Bootstrap([]raft.Server{g.LocalServer()}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for !g.IsLeader() {
+		select {
+		case <-changed:
+			changed = g.LeaderChanged()
+		case <-deadline:
+			t.Fatalf("not in office 10 s after the bootstrap, after %d attempts", attempts.Load())
+		}
+	}
+	if n := attempts.Load(); n != 3 {
+		t.Fatalf("in office after %d attempts, want 3", n)
+	}
+	if _, err := g.Exec(t.Context(), encodeAdd(add{origin: "o", seq: 1, delta: 1}), true); err != nil {
+		t.Fatalf("a command once in office: %v", err)
+	}
+}

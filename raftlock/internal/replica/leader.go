@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -70,23 +71,22 @@ func (g *Group[R]) signalChangedLocked() {
 // Config.WhileLeading until leadership ends.
 func (g *Group[R]) lead(ctx context.Context, gen uint64) {
 	defer g.bgWG.Done()
-	if err := g.raft.Barrier(0).Error(); err != nil {
-		g.log.Info(g.name+": barrier on taking office failed", "err", err)
-		return
-	}
-	// This office's clock goes on from the later of the state machine's
-	// clock (every earlier stamp is applied here now) and this node's wall
-	// clock, at the rate of its monotonic clock.
-	_, clock, _ := g.fsm.Progress()
-	g.lmu.Lock()
-	if ctx.Err() == nil && gen == g.leaderGen { // not already deposed
-		g.office.Store(&officeClock{base: max(clock, g.cfg.Now().UnixNano()), at: g.monotonic()})
-	}
-	g.lmu.Unlock()
-	if g.cfg.TakeOffice != nil {
-		if err := g.cfg.TakeOffice(ctx, g.commitOffice); err != nil {
-			g.log.Info(g.name+": taking office failed", "err", err)
+	// A failed attempt (a leadership transfer under way, which refuses
+	// new entries until it ends, or a slow disk) is tried again while
+	// this node still leads: a leader that never took office would hold
+	// its group without serving it until an election it never loses.
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := g.takeOffice(ctx, gen)
+		if err == nil {
+			break
+		}
+		g.log.Info(g.name+": taking office failed; trying again while leading", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done(): // deposed, or closing
+			t.Stop()
 			return
+		case <-t.C:
 		}
 	}
 	g.lmu.Lock()
@@ -99,6 +99,28 @@ func (g *Group[R]) lead(ctx context.Context, gen uint64) {
 	if g.cfg.WhileLeading != nil {
 		g.cfg.WhileLeading(ctx, g)
 	}
+}
+
+// takeOffice makes one attempt at what lead does before the node is
+// ready: a Barrier, so that every entry of earlier terms is applied here,
+// the office clock, then Config.TakeOffice.
+func (g *Group[R]) takeOffice(ctx context.Context, gen uint64) error {
+	if err := g.raft.Barrier(0).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	// This office's clock goes on from the later of the state machine's
+	// clock (every earlier stamp is applied here now) and this node's wall
+	// clock, at the rate of its monotonic clock.
+	_, clock, _ := g.fsm.Progress()
+	g.lmu.Lock()
+	if ctx.Err() == nil && gen == g.leaderGen && g.office.Load() == nil { // not already deposed
+		g.office.Store(&officeClock{base: max(clock, g.cfg.Now().UnixNano()), at: g.monotonic()})
+	}
+	g.lmu.Unlock()
+	if g.cfg.TakeOffice != nil {
+		return g.cfg.TakeOffice(ctx, g.commitOffice)
+	}
+	return nil
 }
 
 // commitOffice commits cmds as one Raft entry stamped with the office

@@ -143,6 +143,14 @@ func (g *Group[R]) Leader() (raft.ServerID, raft.ServerAddress) {
 	return id, addr
 }
 
+// LeaderChanged returns a channel that is closed the next time the
+// leader this node knows of changes, or this node takes or leaves office.
+func (g *Group[R]) LeaderChanged() <-chan struct{} {
+	g.lmu.Lock()
+	defer g.lmu.Unlock()
+	return g.changed
+}
+
 // State is this node's Raft state (Follower, Candidate, Leader, Shutdown).
 func (g *Group[R]) State() raft.RaftState { return g.raft.State() }
 
