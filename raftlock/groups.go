@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
+	"github.com/loom-mesh/loom/placement"
 	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
@@ -55,29 +55,9 @@ var (
 	_ journal.Journal  = (*Groups)(nil)
 )
 
-// GroupOf is the group, among k, of key: a jump consistent hash of its
-// FNV-1a hash, so that every node agrees and a larger k would move few
-// keys.
-func GroupOf(key string, k int) int {
-	if k <= 1 {
-		return 0
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	return jump(h.Sum64(), k)
-}
-
-// jump is Lamping and Veach's jump consistent hash of x into k buckets
-// ("A Fast, Minimal Memory, Consistent Hash Algorithm", 2014).
-func jump(x uint64, k int) int {
-	var b, j int64 = -1, 0
-	for j < int64(k) {
-		b = j
-		x = x*2862933555777941757 + 1
-		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((x>>33)+1)))
-	}
-	return int(b)
-}
+// GroupOf is the group, among k, of key (placement.GroupOf): the
+// group whose Store keeps key's lock and journal.
+func GroupOf(key string, k int) int { return placement.GroupOf(key, k) }
 
 // OpenGroups opens this node's member of k groups. Group 0 is opened
 // with cfg as Open would (a data dir of one group is a data dir of
