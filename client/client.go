@@ -1,10 +1,11 @@
 // Package client is the embeddable cluster client: it learns the cluster's
 // topology from any node, follows it over a Topology stream, and sends each
-// call straight to the node the placement ring names as the actor's owner
-// (one hop; the node forwards if the lock is held elsewhere). It implements
-// runtime.Invoker, so the typed method calls (Method.Call) work unchanged
-// against it, and runtime.Sender, so durable one-way messages do too
-// (Method.Send; see Client.Send).
+// call straight to the actor's owner: the node the placement ring names,
+// or, on a cluster with several Raft groups, the leader of the actor's
+// group (one hop; the node forwards if the lock is held elsewhere). It
+// implements runtime.Invoker, so the typed method calls (Method.Call) work
+// unchanged against it, and runtime.Sender, so durable one-way messages do
+// too (Method.Send; see Client.Send).
 //
 // Retries are only made when they are safe: when the call was never sent
 // (no stream to that node could be opened: runtime.ErrUnavailable from the
@@ -134,6 +135,10 @@ type Client struct {
 
 	mu      sync.RWMutex
 	members map[string]*loompb.Member // alive members by node id
+	// groupLeaders, with several Raft groups, is each group's leader by
+	// group number (ClusterTopology.group_leaders): an actor lives on its
+	// group's leader.
+	groupLeaders []string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -288,6 +293,7 @@ func (c *Client) apply(t *loompb.ClusterTopology) {
 	}
 	c.mu.Lock()
 	c.members = alive
+	c.groupLeaders = slices.Clone(t.GroupLeaders)
 	c.mu.Unlock()
 	c.table.Update(ids)
 	if len(ids) > 0 {
@@ -295,9 +301,21 @@ func (c *Client) apply(t *loompb.ClusterTopology) {
 	}
 }
 
-// Owner is the node the ring places the actor on, as the client sees it.
+// Owner is the node the actor lives on as the client sees it: the ring's
+// member, or with several Raft groups the leader of the actor's group.
 func (c *Client) Owner(actorType, id string) (string, bool) {
-	return c.table.Locate(actorType + "/" + id)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.ownerLocked(actorType + "/" + id)
+}
+
+// ownerLocked is Owner of key, with c.mu held.
+func (c *Client) ownerLocked(key string) (string, bool) {
+	if k := len(c.groupLeaders); k > 1 {
+		leader := c.groupLeaders[placement.GroupOf(key, k)]
+		return leader, leader != ""
+	}
+	return c.table.Locate(key)
 }
 
 // Members lists the alive members' node ids, sorted.
@@ -413,7 +431,7 @@ func (c *Client) Retries() uint64 { return c.stats.retries.Load() }
 func (c *Client) target(key string, tried []string) (string, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if owner, ok := c.table.Locate(key); ok {
+	if owner, ok := c.ownerLocked(key); ok {
 		if m := c.members[owner]; m != nil && !slices.Contains(tried, m.GrpcAddr) {
 			return m.GrpcAddr, true
 		}

@@ -13,7 +13,7 @@ var _ runtime.Sender = (*Client)(nil)
 
 // Send sends a durable one-way message (Method.Send(ctx, client, id,
 // arg)): it returns once the message is accepted, durable in the cluster.
-// The message goes to the node the ring places its actor on (any node
+// The message goes to its actor's owner, as Client.Owner says (any node
 // would accept it; that one delivers it). It is tried on another node
 // while a node fails without effect, and, since the client names the
 // message (runtime.NewMessageID when the envelope has no MessageID) and

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/builtin"
+	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
@@ -98,6 +100,83 @@ func TestRaftGroups(t *testing.T) {
 			t.Fatalf("%s = %d, %v; want %d", id, v.Value, err, i+1)
 		}
 	}
+
+	// Every counter lives on its group's leader, which commits its
+	// appends itself. Moved to another node, a group's leadership takes
+	// the group's counters with it, and they answer there with their
+	// values.
+	byID := map[string]*node.Node{}
+	for _, n := range c.Nodes {
+		byID[n.ID()] = n
+	}
+	leaderOf := func(g int) *node.Node { return byID[c.Nodes[0].Info().Raft.Groups[g].Leader] }
+	hostedOnLeaders := func() bool {
+		for i := range actors {
+			id := fmt.Sprintf("c%d", i)
+			leader := leaderOf(raftlock.GroupOf("counter/"+id, 3))
+			if leader == nil {
+				return false
+			}
+			for _, n := range c.Nodes {
+				if n.Runtime().Hosts("counter", id) != (n == leader) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if !hostedOnLeaders() {
+		t.Fatal("a counter is active elsewhere than on its group's leader, or on two nodes")
+	}
+	// The cluster client sends each call to its actor's group's leader.
+	cl, err := client.Dial(ctx, []string{c.Nodes[2].GRPCAddr()}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	nodetest.WaitFor(t, 10*time.Second, "the client placing each counter on its group's leader", func() bool {
+		for i := range actors {
+			id := fmt.Sprintf("c%d", i)
+			owner, ok := cl.Owner("counter", id)
+			if leader := leaderOf(raftlock.GroupOf("counter/"+id, 3)); !ok || leader == nil || owner != leader.ID() {
+				return false
+			}
+		}
+		return true
+	})
+	const moved = 1
+	from := leaderOf(moved)
+	to := c.Nodes[0]
+	if to == from {
+		to = c.Nodes[1]
+	}
+	if err := node.TransferGroupLeadership(ctx, from, moved, to); err != nil {
+		t.Fatalf("moving group %d's leadership from %s to %s: %v", moved, from.ID(), to.ID(), err)
+	}
+	getAll := func() {
+		for i := range actors {
+			id := fmt.Sprintf("c%d", i)
+			v, err := builtin.CounterGet.Call(ctx, c.Nodes[i%3], id)
+			if err != nil || v.Value != int64(i+1) {
+				t.Fatalf("after the move, %s = %d, %v; want %d", id, v.Value, err, i+1)
+			}
+		}
+	}
+	getAll()
+	// The node that took the group now leads two, and moves one away
+	// again (spreadLeaders); once the leaders are spread and stay so,
+	// every counter, called again, answers from its group's leader.
+	nodetest.WaitFor(t, 30*time.Second, "the counters on their groups' leaders after the move", func() bool {
+		leads := map[string]bool{}
+		for _, g := range c.Nodes[0].Info().Raft.Groups {
+			leads[g.Leader] = true
+		}
+		if len(leads) != 3 {
+			return false
+		}
+		getAll()
+		return hostedOnLeaders()
+	})
 
 	const hops = 12
 	b, _ := json.Marshal(ChainPass{Left: hops - 1, Next: 1})

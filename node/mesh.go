@@ -34,11 +34,12 @@ type mesh struct {
 	store   *raftlock.Store  // group 0 of groups: the cluster's membership and leader
 	pool    *transport.Pool
 
-	bootstrapped bool         // owned by the watch goroutine
-	lastLeader   string       // owned by the watch goroutine
-	lastTransfer time.Time    // of a group's leadership (spreadLeaders); owned by the watch goroutine
-	transferring atomic.Bool  // a leadership transfer of spreadLeaders is running
-	meta         cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
+	bootstrapped     bool         // owned by the watch goroutine
+	lastLeader       string       // owned by the watch goroutine
+	lastGroupLeaders []string     // groupLeaders as onChange last placed actors by them; owned by the watch goroutine
+	lastTransfer     time.Time    // of a group's leadership (spreadLeaders); owned by the watch goroutine
+	transferring     atomic.Bool  // a leadership transfer of spreadLeaders is running
+	meta             cluster.Meta // what this node gossips; owned by the watch goroutine once it runs
 	// refusedAt: when reconcile last logged that a member's Raft port
 	// failed checkRaftPeer, by node id; owned by the watch goroutine.
 	refusedAt map[string]time.Time
@@ -61,10 +62,41 @@ var (
 // NodeID implements runtime.Router.
 func (m *mesh) NodeID() string { return m.n.cfg.Node.ID }
 
-// Owner implements runtime.Router with the placement ring.
+// Owner implements runtime.Router. With one Raft group (or none) it is
+// the placement ring's member; with several, the leader of the actor's
+// group (placement.GroupOf), so that the node that runs the actor's turns
+// commits their appends itself, with no forward to a leader, and reads its
+// journal from the replica that is never behind. ok is false while the
+// group has no leader known here.
 func (m *mesh) Owner(actorType, id string) (string, bool, bool) {
-	node, ok := m.table.Locate(actorType + "/" + id)
+	key := actorType + "/" + id
+	if k := m.groupCount(); k > 1 {
+		node := m.groupLeader(placement.GroupOf(key, k))
+		return node, node != "" && node == m.n.cfg.Node.ID, node != ""
+	}
+	node, ok := m.table.Locate(key)
 	return node, ok && node == m.n.cfg.Node.ID, ok
+}
+
+// groupLeader is the node that leads Raft group g as this node knows it:
+// "" if none is known.
+func (m *mesh) groupLeader(g int) string {
+	id, _ := m.groups.Group(g).Leader()
+	return m.leaderNode(id)
+}
+
+// groupLeaders lists each group's leader (groupLeader), with several
+// groups; nil with one or none.
+func (m *mesh) groupLeaders() []string {
+	k := m.groupCount()
+	if k < 2 {
+		return nil
+	}
+	leaders := make([]string, k)
+	for g := range leaders {
+		leaders[g] = m.groupLeader(g)
+	}
+	return leaders
 }
 
 // Forward implements runtime.Router: it sends the call to node's gRPC
@@ -143,6 +175,7 @@ func (m *mesh) watch(ctx context.Context) {
 	defer cancel()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	leaders := m.watchLeaders(ctx)
 	m.onChange(ctx)
 	for {
 		select {
@@ -150,26 +183,67 @@ func (m *mesh) watch(ctx context.Context) {
 			return
 		case <-events:
 			m.onChange(ctx)
+		case <-leaders:
+			m.onChange(ctx)
 		case <-tick.C:
 			m.onChange(ctx)
 		}
 	}
 }
 
-func (m *mesh) onChange(ctx context.Context) {
-	if m.table.Update(m.aliveIDs()) {
-		m.bump()
-		if rt := m.n.runtime(); rt != nil {
-			if moved, err := rt.Rebalance(ctx); err != nil {
-				m.n.log.Warn("hand-off incomplete", "err", err)
-			} else if moved > 0 {
-				m.n.log.Info("handed off actors to their new owners", "actors", moved)
+// watchLeaders returns a channel that receives when any Raft group's
+// leader changes, with several groups (actors follow their group's
+// leader), until ctx ends; with one group or none, a channel that never
+// receives.
+func (m *mesh) watchLeaders(ctx context.Context) <-chan struct{} {
+	poke := make(chan struct{}, 1)
+	if m.groupCount() < 2 {
+		return poke
+	}
+	for g := range m.groups.Len() {
+		s := m.groups.Group(g)
+		m.n.wg.Go(func() {
+			for {
+				select {
+				case <-s.LeaderChanged():
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case poke <- struct{}{}:
+				default:
+				}
 			}
+		})
+	}
+	return poke
+}
+
+func (m *mesh) onChange(ctx context.Context) {
+	ringMoved := m.table.Update(m.aliveIDs())
+	// With several groups an actor lives on its group's leader (Owner):
+	// a new leader moves the group's actors as a new ring moves keys.
+	leaders := m.groupLeaders()
+	leadersMoved := !slices.Equal(leaders, m.lastGroupLeaders)
+	m.lastGroupLeaders = leaders
+	moved := ringMoved || leadersMoved
+	if moved {
+		m.bump()
+	}
+	// With several groups every pass also hands off what is misplaced: a
+	// call for an actor whose group had no leader known here was served
+	// where it arrived (runtime's placeFor), and that activation moves to
+	// the leader once one is known.
+	if rt := m.n.runtime(); rt != nil && (moved || m.groupCount() > 1) {
+		if n, err := rt.Rebalance(ctx); err != nil {
+			m.n.log.Warn("hand-off incomplete", "err", err)
+		} else if n > 0 {
+			m.n.log.Info("handed off actors to their new owners", "actors", n)
 		}
-		if d := m.n.dispatcher.Load(); d != nil {
-			// The actors whose messages this node delivers changed.
-			d.Rescan()
-		}
+	}
+	if d := m.n.dispatcher.Load(); d != nil && moved {
+		// The actors whose messages this node delivers changed.
+		d.Rescan()
 	}
 	m.closeDeparted()
 	if m.store == nil {
@@ -228,7 +302,9 @@ func (m *mesh) spreadLeaders(ctx context.Context) {
 			return // an election is under way
 		}
 		leads[id]++
-		if id == self {
+		if id == self && m.groups.Group(g).IsLeader() {
+			// In office only: a transfer under way refuses the entry that
+			// takes office, so a group just won is kept until it serves.
 			mine = append(mine, g)
 		}
 	}
@@ -348,6 +424,9 @@ func (m *mesh) Topology() *loompb.ClusterTopology {
 	v := m.version
 	m.topoMu.Unlock()
 	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(m.leader())}
+	if m.store != nil {
+		t.GroupLeaders = m.groupLeaders()
+	}
 	for _, mem := range m.members.Members() {
 		t.Members = append(t.Members, &loompb.Member{
 			NodeId: mem.NodeID, GrpcAddr: mem.Meta.GRPCAddr, HttpAddr: mem.Meta.HTTPAddr,

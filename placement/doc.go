@@ -40,6 +40,14 @@
 //     atomic.Pointer: readers (Locate, Ring, Version) never lock; writers
 //     (Update) are serialised by a mutex and never block readers.
 //
+// # Raft groups
+//
+// GroupOf maps a key to one of k Raft groups with a jump consistent hash
+// of its FNV-1a hash: a pure function of the key and k, pinned by the
+// tests (raftlock keeps an actor's lock and journal in that group, so the
+// mapping may never change). With several groups a node and the cluster
+// client place an actor on its group's leader, not on the ring.
+//
 // Member ids must not contain a NUL byte (cluster node ids never do): the
 // ring appends one to each id before hashing its virtual nodes so that ids
 // such as "n1" and "n11" cannot produce the same virtual node name.

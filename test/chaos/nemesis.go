@@ -200,9 +200,9 @@ func (n *Nemesis) target(ctx context.Context, kind FaultKind) (*Node, string, er
 		a := hot[n.rng.IntN(len(hot))]
 		id, ok := n.workload.Owner(a)
 		if !ok || n.cluster.Node(id) == nil {
-			return nil, "", fmt.Errorf("no ring owner for %s", a.Key())
+			return nil, "", fmt.Errorf("no owner known for %s", a.Key())
 		}
-		return n.cluster.Node(id), "ring owner of " + a.Key(), nil
+		return n.cluster.Node(id), "owner of " + a.Key(), nil
 	default:
 		var up []*Node
 		for _, x := range n.cluster.Nodes {

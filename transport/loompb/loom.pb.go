@@ -705,7 +705,12 @@ type ClusterTopology struct {
 	Members []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
 	// leader is the node id of the Raft leader, when known (of group 0
 	// when the store has several Raft groups).
-	Leader        string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// group_leaders, with several Raft groups, is the node id of each
+	// group's leader by group number ("" while a group has none); empty with
+	// one group. An actor of group g (placement.GroupOf of "type/id") lives
+	// on group g's leader.
+	GroupLeaders  []string `protobuf:"bytes,4,rep,name=group_leaders,json=groupLeaders,proto3" json:"group_leaders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -759,6 +764,13 @@ func (x *ClusterTopology) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+func (x *ClusterTopology) GetGroupLeaders() []string {
+	if x != nil {
+		return x.GroupLeaders
+	}
+	return nil
 }
 
 type RunTaskRequest struct {
@@ -1203,11 +1215,12 @@ const file_loom_v1_loom_proto_rawDesc = "" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\x12\x1b\n" +
 	"\thttp_addr\x18\x03 \x01(\tR\bhttpAddr\x12\x1b\n" +
 	"\traft_addr\x18\x04 \x01(\tR\braftAddr\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05state\"n\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\"\x93\x01\n" +
 	"\x0fClusterTopology\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12)\n" +
 	"\amembers\x18\x02 \x03(\v2\x0f.loom.v1.MemberR\amembers\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader\"P\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12#\n" +
+	"\rgroup_leaders\x18\x04 \x03(\tR\fgroupLeaders\"P\n" +
 	"\x0eRunTaskRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\fR\x05input\x12\x14\n" +
