@@ -17,6 +17,7 @@ import (
 	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/cluster"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
@@ -491,11 +492,7 @@ func freePort(t TB) int {
 // can take a port of the ephemeral range.
 func fixedPort(t TB) int {
 	t.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		_, _ = fmt.Sscan(string(b), &lo)
-	}
-	lo = max(min(lo, 32768), 12000)
+	lo := max(min(ports.EphemeralLow(), ports.DefaultEphemeralLow), 12000)
 	for range 100 {
 		p := 10000 + rand.IntN(lo-10000)
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p)))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/transport"
@@ -247,14 +248,14 @@ func TestOutcomeClassification(t *testing.T) {
 }
 
 func TestFreePortsAvoidTheEphemeralRange(t *testing.T) {
-	ports, err := freePorts("127.0.0.1", 12)
+	got, err := freePorts("127.0.0.1", 12)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] || p >= ephemeralLow() || p <= 0 {
-			t.Fatalf("ports %v (ephemeral range from %d)", ports, ephemeralLow())
+	for _, p := range got {
+		if seen[p] || p >= ports.EphemeralLow() || p <= 0 {
+			t.Fatalf("ports %v (ephemeral range from %d)", got, ports.EphemeralLow())
 		}
 		seen[p] = true
 	}

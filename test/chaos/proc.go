@@ -12,10 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // Build compiles cmd/loom-node into dir and returns the binary's path. It
@@ -310,7 +311,7 @@ func freePorts(ip string, k int) ([]int, error) {
 			p.Close()
 		}
 	}()
-	lo, hi := 10000, ephemeralLow()
+	lo, hi := 10000, ports.EphemeralLow()
 	if hi-lo < 1000 {
 		lo, hi = 0, 0 // no room below the ephemeral range: let the kernel pick
 	}
@@ -337,22 +338,4 @@ func freePorts(ip string, k int) ([]int, error) {
 		ports = append(ports, p)
 	}
 	return ports, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768
-// when it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	lo, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return lo
 }
