@@ -423,10 +423,7 @@ func (m *mesh) Topology() *loompb.ClusterTopology {
 	m.topoMu.Lock()
 	v := m.version
 	m.topoMu.Unlock()
-	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(m.leader())}
-	if m.store != nil {
-		t.GroupLeaders = m.groupLeaders()
-	}
+	t := &loompb.ClusterTopology{Version: v, Leader: m.leaderNode(m.leader()), GroupLeaders: m.groupLeaders()}
 	for _, mem := range m.members.Members() {
 		t.Members = append(t.Members, &loompb.Member{
 			NodeId: mem.NodeID, GrpcAddr: mem.Meta.GRPCAddr, HttpAddr: mem.Meta.HTTPAddr,

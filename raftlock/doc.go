@@ -241,12 +241,12 @@
 // changes. Every group votes under the server id of group 0's data dir,
 // so OpenGroups refuses (ErrDamagedDataDir) a data dir in which a group
 // has state and another group's directory was lost: that group would
-// come back empty and vote as the server that had its log. The groups share the node's Raft port through MuxStreams (a
-// one-byte header and the group number before a group's connection;
-// group 0 headerless), and forward requests name their group. node/
-// bootstraps every group with the same servers, runs each group's
-// membership on its own leader, and spreads the leaders over the voters
-// (Store.TransferLeadership).
+// come back empty and vote as the server that had its log. The groups
+// share the node's Raft port through MuxStreams (a one-byte header and
+// the group number before a group's connection; group 0 headerless), and
+// forward requests name their group. node/ bootstraps every group with
+// the same servers, runs each group's membership on its own leader, and
+// spreads the leaders over the voters (Store.TransferLeadership).
 //
 // # Commands and group commit
 //
