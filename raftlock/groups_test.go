@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/loom-mesh/loom/journal/journaltest"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/lock/locktest"
+	"github.com/loom-mesh/loom/raftlock/internal/replica/replicatest"
 )
 
 // groupsCluster is n nodes of k groups each on loopback TCP (a port per
@@ -341,6 +343,14 @@ func TestGroupsLeaderLossInOneGroup(t *testing.T) {
 		if err := c.nodes[l0].Group(0).TransferLeadership(ctx, nodeID(to), raft.ServerAddress(c.addrs[to][0])); err != nil {
 			t.Fatalf("TransferLeadership: %v", err)
 		}
+		// The transfer returns once the new leader won; the old one leaves
+		// office when its own Raft tells it, a moment later.
+		replicatest.WaitFor(t, 15*time.Second, "node "+strconv.Itoa(l0)+" out of office in group 0", func() error {
+			if c.nodes[l0].Group(0).IsLeader() {
+				return errors.New("still in office")
+			}
+			return nil
+		})
 	}
 	survivor := (l1 + 1) % 3
 	if c.leader(0) == l1 {

@@ -219,6 +219,20 @@ func TestUIBrowser(t *testing.T) {
 	})
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Millisecond))
 	n1 := c.Nodes[0]
+	// An actor lives on its group's leader, and the leaders spread over
+	// the nodes after the start, handing off the actors of every group
+	// they move: call once they have spread, so the actors called below
+	// stay where they are while the page is checked.
+	nodetest.WaitFor(t, 30*time.Second, "the three groups' leaders on three nodes", func() bool {
+		leads := map[string]bool{}
+		for _, g := range n1.Info().Raft.Groups {
+			if g.Leader == "" {
+				return false
+			}
+			leads[g.Leader] = true
+		}
+		return len(leads) == 3
+	})
 
 	// Calls through n1 until one reaches an actor that another node owns:
 	// its lookup and its trace then cross nodes.
