@@ -3,6 +3,8 @@ package redisjournal_test
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +24,8 @@ import (
 // same concurrency (one XADD per operation, no script, no pipelining): the
 // server's own ceiling for fsynced single-command writes on this machine.
 // Each goroutine appends to its own share of the actors in turn. Reports
-// ops/s and the p50 and p99 latency of one call.
+// ops/s, the p50 and p99 latency of one call, and the server's CPU time
+// per operation (redis-µs/op, from INFO cpu).
 //
 //	go test -run '^$' -bench BenchmarkAppend -benchtime 20000x ./adapters/redis/redisjournal/
 func BenchmarkAppend(b *testing.B) {
@@ -41,12 +44,14 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			defer j.Close()
 			tails := make([]uint64, actors) // each goroutine owns the actors ≡ g mod callers
+			cpu := serverCPU(b, s)
 			measure(b, callers, actors, func(actor int) error {
 				key := fmt.Sprintf("actor-%d", actor)
 				tail, err := j.Append(b.Context(), key, 1, tails[actor], []journal.Entry{{Kind: journal.KindInvocation, Method: "m", Payload: payload}})
 				tails[actor] = tail
 				return err
 			})
+			cpu.report()
 		})
 		b.Run(fmt.Sprintf("callers=%d/xadd", callers), func(b *testing.B) {
 			run++
@@ -54,11 +59,50 @@ func BenchmarkAppend(b *testing.B) {
 			defer c.Close()
 			rec := journal.MarshalEntry(journal.Entry{Seq: 1, Kind: journal.KindInvocation, Actor: "actor-0", Method: "m", Payload: payload, Token: 1})
 			prefix := fmt.Sprintf("bench%d:", run)
+			cpu := serverCPU(b, s)
 			measure(b, callers, actors, func(actor int) error {
 				return c.XAdd(b.Context(), &goredis.XAddArgs{Stream: fmt.Sprintf("%sactor-%d", prefix, actor), ID: "*", Values: []any{"e", rec}}).Err()
 			})
+			cpu.report()
 		})
 	}
+}
+
+// cpuMeter reads a redis-server's CPU time (user and system, INFO cpu)
+// when made and again in report, which reports the difference per b.N.
+type cpuMeter struct {
+	b     *testing.B
+	c     *goredis.Client
+	start float64
+}
+
+func serverCPU(b *testing.B, s *redistest.Server) cpuMeter {
+	m := cpuMeter{b: b, c: s.Client()}
+	m.start = m.read()
+	return m
+}
+
+func (m cpuMeter) read() float64 {
+	info, err := m.c.Info(m.b.Context(), "cpu").Result()
+	if err != nil {
+		m.b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				m.b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			total += f
+		}
+	}
+	return total
+}
+
+func (m cpuMeter) report() {
+	m.b.ReportMetric((m.read()-m.start)*1e6/float64(m.b.N), "redis-µs/op")
 }
 
 // measure runs b.N calls of op from callers goroutines, goroutine g calling
