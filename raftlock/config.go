@@ -97,6 +97,17 @@ type Config struct {
 	// being forwarded.
 	Forwarder Forwarder
 
+	// LeaderHint, if not nil, names the group's leader when this node's
+	// Raft knows none: a node outside the group (Partial) hears from no
+	// leader, and forwards its commands where the hint says.
+	LeaderHint func() (raft.ServerID, raft.ServerAddress)
+
+	// Partial says the group runs on some of the nodes only, and this node
+	// may be outside it. While it does not replicate the group, reads fail
+	// with ErrNotReplica, and writes return the leader's answer without
+	// waiting for this node's replica (which will not apply them).
+	Partial bool
+
 	// Now is the clock the leader stamps into every batch of commands;
 	// every expiry decision in the state machine uses that stamp, so all
 	// replicas agree. Followers read it only to judge expiry in Holder.

@@ -248,6 +248,15 @@
 // the same servers, runs each group's membership on its own leader, and
 // spreads the leaders over the voters (Store.TransferLeadership).
 //
+// A group may run on some of the nodes (Config.Partial). A node outside
+// it keeps its Store open with an idle Raft instance, forwards its
+// commands to the leader that Config.LeaderHint names while its own Raft
+// knows none, returns their answers without waiting for its replica to
+// apply them (Exec waits only while Replicating, and stops waiting once
+// the node is not), and refuses reads with ErrNotReplica, which matches
+// journal.ErrUnavailable and lock.ErrUnavailable: a stale replica is
+// never read. Groups' Ready and Stats leave such groups out.
+//
 // # Commands and group commit
 //
 // Each write becomes a command, encoded in a small versioned binary format

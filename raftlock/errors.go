@@ -34,6 +34,21 @@ var (
 	ErrStateMachine = errors.New("raftlock: state machine failed")
 )
 
+// ErrNotReplica: a read on a node that does not replicate the key's Raft
+// group (Config.Partial: the group runs on some of the nodes, or this node
+// has not heard from a leader for an election timeout). No effect: read
+// on a member, the group's leader. It matches journal.ErrUnavailable and
+// lock.ErrUnavailable.
+var ErrNotReplica error = notReplicaError{}
+
+type notReplicaError struct{}
+
+func (notReplicaError) Error() string { return "raftlock: this node does not replicate the group" }
+
+func (notReplicaError) Unwrap() []error {
+	return []error{journal.ErrUnavailable, lock.ErrUnavailable}
+}
+
 // errClosed is returned by every operation after Close. It matches
 // journal.ErrClosed, lock.ErrClosed and queue.ErrClosed, since a Store is
 // all three.

@@ -3,6 +3,7 @@ package raftlock
 import (
 	"cmp"
 	"context"
+	"errors"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -283,10 +284,16 @@ func (q GroupQueues) Reminders(ctx context.Context, actor string) ([]queue.Remin
 // Ready implements queue.Store: the earliest max actors of every group,
 // each from its own group, earliest first (by actor key among equal
 // instants).
+//
+// Groups this node is outside of (Config.Partial) are left out: their
+// members deliver their messages.
 func (q GroupQueues) Ready(ctx context.Context, until time.Time, max int) ([]queue.Ready, error) {
 	var out []queue.Ready
 	for g, s := range q.gs.stores {
 		ready, err := s.Queues().Ready(ctx, until, max)
+		if errors.Is(err, ErrNotReplica) {
+			continue // a group this node is outside of: its members deliver
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -359,12 +366,16 @@ func (q GroupQueues) eachDead(f queue.Filter, do func(Queues, queue.Filter) (int
 }
 
 // Stats implements queue.Store: every group's figures, summed by type
-// (Oldest the oldest of the groups'), by type name.
+// (Oldest the oldest of the groups'), by type name. Groups this node is
+// outside of (Config.Partial) are left out: their members count them.
 func (q GroupQueues) Stats(ctx context.Context) ([]queue.Stats, error) {
 	at := map[string]int{}
 	var out []queue.Stats
 	for _, s := range q.gs.stores {
 		stats, err := s.Queues().Stats(ctx)
+		if errors.Is(err, ErrNotReplica) {
+			continue // a group this node is outside of
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -100,6 +100,8 @@ func Open(cfg Config) (*Store, error) {
 		TransportTimeout:    cfg.TransportTimeout,
 		AcceptTimeout:       cfg.acceptTimeout,
 		Forwarder:           cfg.Forwarder,
+		LeaderHint:          cfg.LeaderHint,
+		Partial:             cfg.Partial,
 		Now:                 cfg.Now,
 		Monotonic:           cfg.Monotonic,
 		Logger:              log,
@@ -123,7 +125,7 @@ func Open(cfg Config) (*Store, error) {
 		},
 		Codec:        codec{},
 		Wire:         wire,
-		Errors:       replica.Errors{Closed: errClosed, NotLeader: ErrNotLeader, UnknownOutcome: ErrUnknownOutcome, StateMachine: ErrStateMachine},
+		Errors:       replica.Errors{Closed: errClosed, NotLeader: ErrNotLeader, UnknownOutcome: ErrUnknownOutcome, StateMachine: ErrStateMachine, NotReplica: ErrNotReplica},
 		TakeOffice:   takeOffice,
 		WhileLeading: s.reap,
 	})

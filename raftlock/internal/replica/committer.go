@@ -236,6 +236,11 @@ func (g *Group[R]) route() (route, bool) {
 			if addr, id := g.raft.LeaderWithID(); id != "" && id != g.id {
 				return route{id: id, addr: addr, changed: changed, ctx: ctx}, true
 			}
+			if g.cfg.LeaderHint != nil {
+				if id, addr := g.cfg.LeaderHint(); id != "" && id != g.id {
+					return route{id: id, addr: addr, changed: changed, ctx: ctx}, true
+				}
+			}
 		}
 		// No leader known, or this node is taking office. Leader changes
 		// are observed (changed is closed), but observations can be
@@ -604,7 +609,7 @@ func (g *Group[R]) Exec(ctx context.Context, cmd []byte, wait bool) (R, error) {
 	if err != nil {
 		return zero, err
 	}
-	if !wait {
+	if !wait || g.cfg.Partial && !g.waitReplicated(ctx, index) {
 		for {
 			cur := g.lastWrite.Load()
 			if index <= cur || g.lastWrite.CompareAndSwap(cur, index) {
@@ -626,6 +631,24 @@ func (g *Group[R]) Exec(ctx context.Context, cmd []byte, wait bool) (R, error) {
 	return res, nil
 }
 
+// waitReplicated waits, on a Partial node, until its replica has applied
+// index (true), or as long as the node replicates the group: outside it
+// (never a member, or removed meanwhile) the replica will not apply index,
+// and the leader's answer is the result (false). Whatever ends the wait
+// otherwise (ctx, Close, a failed state machine) is Exec's to report, and
+// true leaves it to Exec's own wait.
+func (g *Group[R]) waitReplicated(ctx context.Context, index uint64) bool {
+	for g.Replicating() {
+		wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := g.fsm.WaitApplied(wctx, index, g.closing)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return true
+		}
+	}
+	return false
+}
+
 // BeforeRead admits a read of this node's replica: it fails if ctx has
 // ended, the Group is closed or the state machine failed, and otherwise
 // returns once the replica has applied this node's latest command that
@@ -640,6 +663,10 @@ func (g *Group[R]) BeforeRead(ctx context.Context) error {
 	}
 	if _, _, failed := g.fsm.Progress(); failed != nil {
 		return failed
+	}
+	if g.cfg.Partial && !g.Replicating() {
+		return fmt.Errorf("%s: %w: %s is not a member of its configuration, or has not heard from a leader for an election timeout",
+			g.name, g.errs.NotReplica, g.id)
 	}
 	if w := g.lastWrite.Load(); w > 0 {
 		if err := g.catchUp(ctx, w); err != nil {

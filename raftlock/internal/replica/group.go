@@ -80,6 +80,7 @@ var (
 	ErrNotLeader      = errors.New("replica: not the leader")
 	ErrUnknownOutcome = errors.New("replica: outcome unknown")
 	ErrStateMachine   = errors.New("replica: state machine failed")
+	ErrNotReplica     = errors.New("replica: this node does not replicate the group")
 )
 
 // Errors are the sentinels a Group's errors wrap, its user's own, so that
@@ -98,13 +99,16 @@ type Errors struct {
 	// StateMachine: the FSM failed, or answered an entry with something
 	// that is not a Response of its commands; its failures wrap it too.
 	StateMachine error
+	// NotReplica: BeforeRead on a Partial node that does not replicate the
+	// group (Replicating is false). No effect.
+	NotReplica error
 }
 
 func (e Errors) orDefaults() Errors {
 	for _, f := range []struct {
 		p   *error
 		def error
-	}{{&e.Closed, ErrClosed}, {&e.NotLeader, ErrNotLeader}, {&e.UnknownOutcome, ErrUnknownOutcome}, {&e.StateMachine, ErrStateMachine}} {
+	}{{&e.Closed, ErrClosed}, {&e.NotLeader, ErrNotLeader}, {&e.UnknownOutcome, ErrUnknownOutcome}, {&e.StateMachine, ErrStateMachine}, {&e.NotReplica, ErrNotReplica}} {
 		if *f.p == nil {
 			*f.p = f.def
 		}
@@ -153,6 +157,16 @@ type Config[R any] struct {
 	// Forwarder carries commands to the leader; nil fails them on a
 	// follower (no effect).
 	Forwarder Forwarder
+	// LeaderHint, if not nil, names the leader when Raft knows none here
+	// (a node outside the group hears from no leader): the committer
+	// forwards there. A wrong hint costs a refused forward and a retry.
+	LeaderHint func() (raft.ServerID, raft.ServerAddress)
+	// Partial says the group runs on some of the nodes, and this node may
+	// be outside it. While the node does not replicate the group
+	// (Replicating is false), Exec does not wait for its replica to apply
+	// a command (the leader's answer is the result) and BeforeRead refuses
+	// with Errors.NotReplica.
+	Partial bool
 	// Now is the wall clock a new leader's office clock starts from;
 	// Monotonic (nil: Now's elapsed time) is what it advances by.
 	Now       func() time.Time

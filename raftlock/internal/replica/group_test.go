@@ -251,3 +251,65 @@ func TestLeaderRetriesTakingOffice(t *testing.T) {
 		t.Fatalf("a command once in office: %v", err)
 	}
 }
+
+// TestPartialOutsider: a Partial Group on a node outside the group's
+// configuration hears from no leader; it forwards its commands where
+// LeaderHint says, returns the leader's answers without waiting for its
+// own replica (which applies nothing), and refuses reads with
+// ErrNotReplica. Once the leader adds it, it replicates and reads again.
+func TestPartialOutsider(t *testing.T) {
+	t.Parallel()
+	c := newCounterCluster(t)
+	l := c.leader()
+	fsm := newCounter()
+	cfg := counterConfig(t, "c4", fsm, c.fwd)
+	cfg.Partial = true
+	cfg.LeaderHint = func() (raft.ServerID, raft.ServerAddress) {
+		return c.id(l), c.groups[l].Addr()
+	}
+	out, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = out.Close() })
+	c.fwd.Set("c4", out)
+	if out.Replicating() {
+		t.Fatal("a server in no configuration says it replicates the group")
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for seq := 1; seq <= 3; seq++ {
+		_, born, _ := fsm.Progress()
+		r, err := out.Exec(ctx, encodeAdd(add{origin: "c4", seq: uint64(seq), born: born, delta: 1}), true)
+		if err != nil {
+			t.Fatalf("add %d through the outsider: %v", seq, err)
+		}
+		if r.retry || r.text != "" || r.value < uint64(seq) {
+			t.Fatalf("add %d answered %+v", seq, r)
+		}
+	}
+	if applied, _, _ := fsm.Progress(); applied != 0 {
+		t.Fatalf("the outsider's replica applied up to %d; want nothing", applied)
+	}
+	if err := out.BeforeRead(ctx); !errors.Is(err, ErrNotReplica) {
+		t.Fatalf("BeforeRead on the outsider: %v; want ErrNotReplica", err)
+	}
+
+	if err := c.groups[l].AddNonvoter(ctx, "c4", out.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !out.Replicating() {
+		if time.Now().After(deadline) {
+			t.Fatal("the added server does not replicate the group after 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling: Raft reports contact, not an event
+	}
+	if err := out.BeforeRead(ctx); err != nil {
+		t.Fatalf("BeforeRead once a member: %v", err)
+	}
+	if applied, _, _ := fsm.Progress(); applied == 0 {
+		t.Fatal("the member's replica applied nothing after BeforeRead")
+	}
+}

@@ -33,6 +33,29 @@ func (g *Group[R]) CaughtUp() bool {
 	return g.raft.AppliedIndex()+uint64(max(g.cfg.Raft.MaxAppendEntries, 1)) >= commit
 }
 
+// Replicating reports whether this node's replica follows the group's
+// log: it leads, or it is a follower in its own latest configuration that
+// heard from the leader within an election timeout. A node the group does
+// not run on (Config.Partial) is not replicating.
+func (g *Group[R]) Replicating() bool {
+	switch g.raft.State() {
+	case raft.Leader:
+		return true
+	case raft.Follower:
+	default:
+		return false
+	}
+	if time.Since(g.raft.LastContact()) > g.cfg.Raft.ElectionTimeout {
+		return false
+	}
+	for _, s := range g.raft.GetConfiguration().Configuration().Servers {
+		if s.ID == g.id {
+			return true
+		}
+	}
+	return false
+}
+
 // LocalID is this node's Raft server id.
 func (g *Group[R]) LocalID() raft.ServerID { return g.id }
 
