@@ -88,7 +88,9 @@ func TestPresets(t *testing.T) {
 
 func TestMetaSizeBoundary(t *testing.T) {
 	base := Meta{NodeID: "n1", Version: "v"}
-	b, _ := encodeMeta(base, true)
+	longest := base // with every group bit set, which checkMetaSize leaves room for
+	longest.Leads, longest.ReadyGroups = ^uint64(0), ^uint64(0)
+	b, _ := encodeMeta(longest, true)
 	fill := MaxMetaSize - len(b) + 1 // Version of this length makes the encoding exactly MaxMetaSize
 	for _, tt := range []struct {
 		extra   int

@@ -30,6 +30,14 @@ type Meta struct {
 	// RaftReady says the node's Raft server has caught up with the
 	// leader's log since it started, so it may be made a voter.
 	RaftReady bool `json:"rready,omitempty"`
+	// Leads has bit g set for each Raft group g the node leads, with
+	// several groups: how nodes outside a group find its leader.
+	Leads uint64 `json:"leads,omitempty"`
+	// ReadyGroups has bit g set once the node's replica of Raft group g
+	// has caught up with its leader since the node started (with several
+	// groups on some of the nodes each): the group's leader waits for it
+	// before it makes the node a voter of g.
+	ReadyGroups uint64 `json:"gready,omitempty"`
 	// RaftState says the node had Raft state (a log, a snapshot, a vote)
 	// when it started: it belongs to a cluster that exists.
 	RaftState bool `json:"rstate,omitempty"`
@@ -69,8 +77,12 @@ func decodeMeta(b []byte) (wireMeta, error) {
 }
 
 // checkMetaSize returns an error wrapping ErrMetaTooLarge if m, encoded with
-// the leave intent set (the larger form), does not fit MaxMetaSize.
+// the leave intent set and every group bit set (the larger form), does not
+// fit MaxMetaSize.
 func checkMetaSize(m Meta) error {
+	// The group bitmaps change while the node runs: check room for the
+	// longest they can be.
+	m.Leads, m.ReadyGroups = ^uint64(0), ^uint64(0)
 	b, err := encodeMeta(m, true)
 	if err != nil {
 		return err

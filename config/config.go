@@ -122,6 +122,14 @@ const (
 	RaftLogWAL = "wal"
 )
 
+// Allowed values of ClusterConfig.GroupMembers.
+const (
+	// GroupMembersAll: every node replicates every Raft group.
+	GroupMembersAll = "all"
+	// GroupMembersVoters: each Raft group runs on Voters of the nodes.
+	GroupMembersVoters = "voters"
+)
+
 // MaxPayloadLimit is the largest allowed NodeConfig.MaxPayloadBytes (256 MiB).
 const MaxPayloadLimit = 256 << 20
 
@@ -808,6 +816,17 @@ type ClusterConfig struct {
 	// every node of a cluster must have the same. Default 1.
 	RaftGroups int `yaml:"raftGroups"`
 
+	// GroupMembers says which nodes replicate each Raft group:
+	// GroupMembersAll, every node (Voters voters, the others non-voters
+	// that follow the log), or GroupMembersVoters, Voters nodes per group
+	// only, chosen for each group by rendezvous hashing over the alive
+	// nodes, so that a node writes the logs of about
+	// RaftGroups*Voters/nodes groups instead of all of them. A node
+	// outside a group forwards its writes to the group's leader (known
+	// from gossip) and serves no reads of it. Every node of a cluster must
+	// have the same. Default GroupMembersAll.
+	GroupMembers string `yaml:"groupMembers"`
+
 	// JoinTimeout is how long a node retries the join addresses at start
 	// before it gives up with an error. Must be > 0. Default 30s: enough
 	// for nodes started together (by an orchestrator, or loom-node
@@ -1072,6 +1091,7 @@ func Default() Config {
 			DeadVoterTimeout: 2 * time.Minute,
 			RaftLogStore:     RaftLogAuto,
 			RaftGroups:       1,
+			GroupMembers:     GroupMembersAll,
 			JoinTimeout:      30 * time.Second,
 			RejoinInterval:   10 * time.Second,
 			Gossip:           GossipLAN,

@@ -64,6 +64,7 @@ func TestParseExampleFile(t *testing.T) {
 			DeadVoterTimeout: 5 * time.Minute,
 			RaftLogStore:     RaftLogWAL,
 			RaftGroups:       3,
+			GroupMembers:     GroupMembersVoters,
 			JoinTimeout:      time.Minute,
 			RejoinInterval:   15 * time.Second,
 			Gossip:           GossipLAN,
@@ -270,7 +271,7 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"pool level typo", "actorPools:\n  Default: 5\n", "actorPools.Default", 2, `did you mean "default"?`},
 		{"in a type at pool level", "actorPools:\n  counter:\n    size: 1\n", "actorPools.counter.size", 3, "unknown key"},
 		{"type set twice", "actorPools:\n  types:\n    counter:\n      maxSize: 5\n  counter:\n    maxSize: 1\n", "actorPools.counter", 5, "also set under actorPools.types (line 3)"},
-		{"in cluster", "cluster:\n  seeds: a:1\n", "cluster.seeds", 2, "allowed: bootstrapExpect, deadVoterTimeout, gossip, gossipKey, join, joinTimeout, raftGroups, raftLogStore, rejoinInterval, voters"},
+		{"in cluster", "cluster:\n  seeds: a:1\n", "cluster.seeds", 2, "allowed: bootstrapExpect, deadVoterTimeout, gossip, gossipKey, groupMembers, join, joinTimeout, raftGroups, raftLogStore, rejoinInterval, voters"},
 		{"cluster snake case", "cluster:\n  bootstrap_expect: 3\n", "cluster.bootstrap_expect", 2, `did you mean "bootstrapExpect"?`},
 		{"deep", "tracing:\n  enabled: true\n\n  otlp:\n    endpoint: x\n", "tracing.otlp", 4, "unknown key"},
 	}

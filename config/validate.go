@@ -734,6 +734,7 @@ func (v *validator) validate(c *Config) {
 	if cl.RaftGroups < 1 || cl.RaftGroups > 64 {
 		v.add("cluster.raftGroups", cl.RaftGroups, fmt.Sprintf("must be between 1 and 64 (got %d)", cl.RaftGroups))
 	}
+	v.oneOf("cluster.groupMembers", cl.GroupMembers, GroupMembersAll, GroupMembersVoters)
 	v.positiveDuration("cluster.joinTimeout", cl.JoinTimeout)
 	v.positiveDuration("cluster.rejoinInterval", cl.RejoinInterval)
 	v.oneOf("cluster.gossip", cl.Gossip, GossipLAN, GossipLocal)

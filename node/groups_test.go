@@ -203,3 +203,68 @@ func TestRaftGroups(t *testing.T) {
 	}
 	t.Logf("%d of %d hops crossed groups", crossed, hops-1)
 }
+
+// TestRaftGroupsOnSomeNodes runs five groups on five nodes with
+// cluster.groupMembers "voters": each group ends up on the three nodes
+// rendezvous hashing chooses for it, with nothing else in its
+// configuration, and calls through every node, members of the actor's
+// group or not, reach the actor on its group's leader with its state.
+func TestRaftGroupsOnSomeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 5-node cluster")
+	}
+	const nodes, groups = 5, 5
+	c := nodetest.StartConfigured(t, nodes, func(cfg *config.Config) {
+		cfg.Cluster.RaftGroups = groups
+		cfg.Cluster.GroupMembers = config.GroupMembersVoters
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	byID := map[string]*node.Node{}
+	for _, n := range c.Nodes {
+		byID[n.ID()] = n
+	}
+	var last string
+	nodetest.WaitFor(t, 60*time.Second, "each group on three voters and no other server", func() bool {
+		in := map[string]int{} // groups each node is a voter of
+		for g := range groups {
+			var gi *node.RaftGroupInfo
+			for _, n := range c.Nodes {
+				if info := n.Info().Raft.Groups[g]; info.State == "Leader" {
+					gi = &info
+				}
+			}
+			if gi == nil {
+				last = fmt.Sprintf("group %d has no leader", g)
+				return false
+			}
+			if len(gi.Voters) != 3 || len(gi.Nonvoters) != 0 {
+				last = fmt.Sprintf("group %d: voters %v, non-voters %v", g, gi.Voters, gi.Nonvoters)
+				return false
+			}
+			for _, v := range gi.Voters {
+				in[v]++
+			}
+		}
+		last = fmt.Sprintf("groups per node %v", in)
+		return true
+	})
+	t.Log(last)
+
+	const actors = 40
+	for i := range actors {
+		id := fmt.Sprintf("c%d", i)
+		if _, err := builtin.CounterAdd.Call(ctx, c.Nodes[i%nodes], id, builtin.CounterDelta{Delta: int64(i + 1)}); err != nil {
+			t.Fatalf("add to %s through %s: %v", id, c.Nodes[i%nodes].ID(), err)
+		}
+	}
+	for i := range actors {
+		id := fmt.Sprintf("c%d", i)
+		via := c.Nodes[(i+2)%nodes]
+		v, err := builtin.CounterGet.Call(ctx, via, id)
+		if err != nil || v.Value != int64(i+1) {
+			t.Fatalf("%s through %s = %d, %v; want %d", id, via.ID(), v.Value, err, i+1)
+		}
+	}
+}

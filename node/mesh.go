@@ -80,9 +80,17 @@ func (m *mesh) Owner(actorType, id string) (string, bool, bool) {
 
 // groupLeader is the node that leads Raft group g as this node knows it:
 // "" if none is known.
-func (m *mesh) groupLeader(g int) string {
+func (m *mesh) groupLeader(g int) string { return m.leaderNode(m.groupLeaderID(g)) }
+
+// groupLeaderID is the Raft server id of group g's leader as this node
+// knows it: from its own replica, or, with groups on some of the nodes,
+// from gossip (a group this node is outside of). "" if none is known.
+func (m *mesh) groupLeaderID(g int) raft.ServerID {
 	id, _ := m.groups.Group(g).Leader()
-	return m.leaderNode(id)
+	if id == "" && m.partialGroups() {
+		id, _ = m.hintedLeader(g)
+	}
+	return id
 }
 
 // groupLeaders lists each group's leader (groupLeader), with several
@@ -251,6 +259,9 @@ func (m *mesh) onChange(ctx context.Context) {
 	}
 	m.maybeBootstrap()
 	m.publishReady(ctx)
+	if m.groupCount() > 1 {
+		m.publishGroups(ctx)
+	}
 	for g := range m.groups.Len() {
 		if s := m.groups.Group(g); s.IsLeader() {
 			m.reconcile(ctx, g, s)
@@ -278,16 +289,19 @@ func (m *mesh) leader() raft.ServerID {
 		return ""
 	}
 	id, _ := m.store.Leader()
+	if id == "" && m.partialGroups() {
+		id, _ = m.hintedLeader(0) // group 0 may run on other nodes
+	}
 	return id
 }
 
 // spreadLeaders moves the leadership of a Raft group away from this node
-// when it leads more groups than its share, ceil(groups / voters), to the
-// voter of that group that leads the fewest (by node id among equals),
+// when it leads more groups than its share (spreadTarget), to the voter
+// of one of its groups that leads the fewest (by node id among equals),
 // if that one leads fewer than its share: one group a pass, at most one
 // a leaderTransferGap, so that the leaders of K groups end up spread over
-// the voters instead of on the first node elected. Each node counts the
-// leaders as its own replicas know them.
+// the nodes instead of on the first node elected. Each node counts the
+// leaders as it knows them (groupLeaderID).
 func (m *mesh) spreadLeaders(ctx context.Context) {
 	k := m.groups.Len()
 	if k == 1 || time.Since(m.lastTransfer) < leaderTransferGap {
@@ -297,7 +311,7 @@ func (m *mesh) spreadLeaders(ctx context.Context) {
 	leads := map[raft.ServerID]int{}
 	var mine []int
 	for g := range k {
-		id, _ := m.groups.Group(g).Leader()
+		id := m.groupLeaderID(g)
 		if id == "" {
 			return // an election is under way
 		}
@@ -311,34 +325,16 @@ func (m *mesh) spreadLeaders(ctx context.Context) {
 	if len(mine) == 0 {
 		return
 	}
-	g := mine[len(mine)-1]
-	s := m.groups.Group(g)
-	conf, err := s.Configuration()
-	if err != nil {
-		return
-	}
-	var voters []raft.Server
-	for _, sv := range conf.Servers {
-		if sv.Suffrage == raft.Voter {
-			voters = append(voters, sv)
-		}
-	}
-	share := (k + len(voters) - 1) / len(voters)
-	if len(mine) <= share {
-		return
-	}
-	alive := map[string]bool{}
-	for _, mem := range m.members.Alive() {
-		alive[mem.NodeID] = mem.Meta.RaftReady
-	}
-	var to *raft.Server
-	for i, sv := range voters {
-		if sv.ID == self || !alive[raftlock.NodeOf(sv.ID)] || leads[sv.ID] >= share {
-			continue
-		}
-		if to == nil || leads[sv.ID] < leads[to.ID] || (leads[sv.ID] == leads[to.ID] && sv.ID < to.ID) {
-			to = &voters[i]
-		}
+	alive := m.members.Alive()
+	var (
+		g     int
+		s     *raftlock.Store
+		to    *raft.Server
+		share int
+	)
+	for i := len(mine) - 1; i >= 0 && to == nil; i-- {
+		g, s = mine[i], m.groups.Group(mine[i])
+		to, share = m.spreadTarget(g, s, self, alive, leads, len(mine))
 	}
 	if to == nil {
 		return
@@ -360,6 +356,46 @@ func (m *mesh) spreadLeaders(ctx context.Context) {
 		}
 		m.n.log.Info("moved a raft group's leadership", "group", g, "to", raftlock.NodeOf(to.ID), "led", len(mine), "share", share)
 	})
+}
+
+// spreadTarget is the voter of group g (whose leader, this node, leads
+// led groups) that g's leadership should move to, if any, and the share
+// of the groups a node should lead: ceil(groups / voters), or, with
+// groups on some of the nodes, ceil(groups / alive nodes), since every
+// node is a voter of some of them.
+func (m *mesh) spreadTarget(g int, s *raftlock.Store, self raft.ServerID, alive []cluster.Member, leads map[raft.ServerID]int, led int) (*raft.Server, int) {
+	conf, err := s.Configuration()
+	if err != nil {
+		return nil, 0
+	}
+	var voters []raft.Server
+	for _, sv := range conf.Servers {
+		if sv.Suffrage == raft.Voter {
+			voters = append(voters, sv)
+		}
+	}
+	over := len(voters)
+	if m.partialGroups() {
+		over = max(len(alive), 1)
+	}
+	share := (m.groups.Len() + over - 1) / over
+	if led <= share {
+		return nil, share
+	}
+	ready := map[string]bool{}
+	for _, mem := range alive {
+		ready[mem.NodeID] = m.readyIn(mem, g)
+	}
+	var to *raft.Server
+	for i, sv := range voters {
+		if sv.ID == self || !ready[raftlock.NodeOf(sv.ID)] || leads[sv.ID] >= share {
+			continue
+		}
+		if to == nil || leads[sv.ID] < leads[to.ID] || (leads[sv.ID] == leads[to.ID] && sv.ID < to.ID) {
+			to = &voters[i]
+		}
+	}
+	return to, share
 }
 
 // leaderTransferGap is the least time between two leadership transfers
@@ -443,7 +479,10 @@ func (m *mesh) leaderNode(leader raft.ServerID) string {
 
 // publishReady gossips, once, that this node's Raft server has caught up
 // with the leader's log, which the leader waits for before it makes the
-// server a voter.
+// server a voter, once it has caught up in every group. (With groups on
+// some of the nodes a node may never be in all of them: their leaders
+// wait for Meta.ReadyGroups instead, and RaftReady then only closes the
+// bootstrap, as it does with one group.)
 func (m *mesh) publishReady(ctx context.Context) {
 	if m.meta.RaftReady {
 		return
@@ -518,7 +557,7 @@ func (m *mesh) bootstrapServers() ([]raft.Server, bool) {
 		return nil, false
 	}
 	for _, mem := range alive {
-		if mem.Meta.RaftState || mem.Meta.RaftReady {
+		if mem.Meta.RaftState || mem.Meta.RaftReady || mem.Meta.ReadyGroups != 0 {
 			return nil, false
 		}
 	}
@@ -573,6 +612,11 @@ func (m *mesh) reconcile(ctx context.Context, group int, store *raftlock.Store) 
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	self := store.LocalID()
+	partial := m.partialGroups()
+	var members []string // with groups on some of the nodes: group's
+	if partial {
+		members = m.membersOf(group, byNode)
+	}
 
 	for _, id := range nodes {
 		mem := byNode[id]
@@ -581,6 +625,9 @@ func (m *mesh) reconcile(ctx context.Context, group int, store *raftlock.Store) 
 			continue
 		}
 		if _, ok := inConf[sid]; ok {
+			continue
+		}
+		if partial && !slices.Contains(members, id) {
 			continue
 		}
 		if err := m.n.checkRaftPeer(cctx, mem.Meta.RaftAddr); err != nil {
@@ -630,6 +677,10 @@ func (m *mesh) reconcile(ctx context.Context, group int, store *raftlock.Store) 
 		m.n.log.Info("removed raft server", "group", group, "member", node, "raftID", sid, "why", why, "state", mem.State, "since", mem.Since)
 	}
 
+	if partial {
+		m.reconcileMembers(cctx, group, store, byNode)
+		return
+	}
 	for _, id := range nodes {
 		if voters >= m.n.cfg.Cluster.Voters {
 			break

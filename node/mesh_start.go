@@ -135,6 +135,10 @@ func (n *Node) openRaft(m *mesh) error {
 	}
 	groups, err := raftlock.OpenGroups(rc, k, func(g int, gc *raftlock.Config) {
 		gc.Forwarder = leaderForwarder{m, g}
+		if k > 1 && c.Cluster.GroupMembers == config.GroupMembersVoters {
+			gc.Partial = true
+			gc.LeaderHint = func() (raft.ServerID, raft.ServerAddress) { return m.hintedLeader(g) }
+		}
 		if trans != nil {
 			gc.Transport = trans[g]
 		}

@@ -582,8 +582,7 @@ func (n *Node) raftInfo() *RaftInfo {
 	}
 	for g := range m.groups.Len() {
 		s := m.groups.Group(g)
-		leader, _ := s.Leader()
-		gi := RaftGroupInfo{Group: g, Leader: m.leaderNode(leader), State: s.State().String(), AppliedIndex: s.AppliedIndex(), Voters: []string{}}
+		gi := RaftGroupInfo{Group: g, Leader: m.groupLeader(g), State: s.State().String(), AppliedIndex: s.AppliedIndex(), Voters: []string{}}
 		if conf, err := s.Configuration(); err == nil {
 			for _, sv := range conf.Servers {
 				if node := raftlock.NodeOf(sv.ID); sv.Suffrage == raft.Voter {

@@ -140,26 +140,13 @@ var shellChecks = map[string]check{
 	// 300 ms): it needs root, for network namespaces and cgroups, as CI
 	// has. Whatever it made must be gone when it ends.
 	"scale-sim": func(t *testing.T, s *session, b block) {
-		if os.Geteuid() != 0 {
-			t.Skip("scripts/scale-sim needs root (network namespaces, cgroups)")
-		}
-		before := simLeftovers()
-		s.replace("sudo scripts/scale-sim", func() string {
-			return filepath.Join(s.repo, "scripts", "scale-sim") + " --nodes 3 --groups 2 --rounds 1 --duration 300ms"
-		})
-		var out string
-		for _, st := range steps(b.Text) {
-			out = s.step(st)
-		}
-		row := regexp.MustCompile(`(?m)^\s+3\s+2\s+\d+\s+\S+s\s+\S+s\s+\d+µs\s+\d\s`)
-		if !row.MatchString(out) || strings.Contains(out, "FAILED") {
-			t.Fatalf("no measured row for 3 nodes, 2 groups:\n%s", out)
-		}
-		for _, x := range simLeftovers() {
-			if !slices.Contains(before, x) {
-				t.Errorf("scale-sim left %s behind", x)
-			}
-		}
+		scaleSim(t, s, b, "sudo scripts/scale-sim", "--nodes 3 --groups 2", 3, 2)
+	},
+	// The same with each group on some of the nodes: 4 nodes, 2 groups
+	// of 3, so that every node is outside a group or leads one.
+	"scale-sim-voters": func(t *testing.T, s *session, b block) {
+		scaleSim(t, s, b, `sudo scripts/scale-sim --nodes "3 6 9" --groups "1 9" --members voters --cpu 0.1`,
+			"--nodes 4 --groups 2 --members voters", 4, 2)
 	},
 
 	"messaging-send": func(t *testing.T, s *session, b block) {
@@ -486,5 +473,32 @@ func TestShellBlocks(t *testing.T) {
 			t.Logf("%s", b)
 			shellChecks[b.Arg](t, newSession(t), b)
 		})
+	}
+}
+
+// scaleSim runs the block with cmd replaced by scripts/scale-sim with
+// args (one round of 300 ms), and checks that it measured the cell of
+// nodes and groups and left nothing behind. It needs root, for network
+// namespaces and cgroups, as CI has.
+func scaleSim(t *testing.T, s *session, b block, cmd, args string, nodes, groups int) {
+	if os.Geteuid() != 0 {
+		t.Skip("scripts/scale-sim needs root (network namespaces, cgroups)")
+	}
+	before := simLeftovers()
+	s.replace(cmd, func() string {
+		return filepath.Join(s.repo, "scripts", "scale-sim") + " " + args + " --rounds 1 --duration 300ms"
+	})
+	var out string
+	for _, st := range steps(b.Text) {
+		out = s.step(st)
+	}
+	row := regexp.MustCompile(fmt.Sprintf(`(?m)^\s+%d\s+%d\s+\d+\s+\S+s\s+\S+s\s+\d+µs\s+\d\s`, nodes, groups))
+	if !row.MatchString(out) || strings.Contains(out, "FAILED") {
+		t.Fatalf("no measured row for %d nodes, %d groups:\n%s", nodes, groups, out)
+	}
+	for _, x := range simLeftovers() {
+		if !slices.Contains(before, x) {
+			t.Errorf("scale-sim left %s behind", x)
+		}
 	}
 }
