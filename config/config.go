@@ -816,15 +816,16 @@ type ClusterConfig struct {
 	// every node of a cluster must have the same. Default 1.
 	RaftGroups int `yaml:"raftGroups"`
 
-	// GroupMembers says which nodes replicate each Raft group:
-	// GroupMembersAll, every node (Voters voters, the others non-voters
-	// that follow the log), or GroupMembersVoters, Voters nodes per group
-	// only, chosen for each group by rendezvous hashing over the alive
-	// nodes, so that a node writes the logs of about
-	// RaftGroups*Voters/nodes groups instead of all of them. A node
-	// outside a group forwards its writes to the group's leader (known
-	// from gossip) and serves no reads of it. Every node of a cluster must
-	// have the same. Default GroupMembersAll.
+	// GroupMembers says which nodes replicate each Raft group, with
+	// several: "all" (GroupMembersAll), every node (Voters voters, the
+	// others non-voters that follow the log), or "voters"
+	// (GroupMembersVoters), Voters nodes per group, chosen for each group
+	// by rendezvous hashing with bounded loads, so that a node writes the
+	// logs of about RaftGroups*Voters/nodes groups instead of all of them
+	// and durable throughput grows with the nodes. A node outside a group
+	// forwards its writes to the group's leader (known from gossip) and
+	// serves no reads of it: dlq list fails there. Every node of a cluster
+	// must have the same. Default "all".
 	GroupMembers string `yaml:"groupMembers"`
 
 	// JoinTimeout is how long a node retries the join addresses at start

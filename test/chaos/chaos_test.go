@@ -31,6 +31,7 @@ var (
 	secureFlag  = flag.Bool("chaos.secure", false, "run every scenario with TLS, gossip encryption and tokens, not only TestChaos's")
 	raftLogFlag = flag.String("chaos.raftlog", "", "every scenario's Raft log store, boltdb or wal (default: boltdb for TestChaosNodeFaults, wal for the others)")
 	groupsFlag  = flag.Int("chaos.groups", 0, "every scenario's Raft groups, cluster.raftGroups (default: 3 for TestChaos, 1 for the others)")
+	membersFlag = flag.String("chaos.members", "", "every scenario's cluster.groupMembers, all or voters (default: all)")
 )
 
 var binPath string
@@ -145,6 +146,9 @@ func run(t *testing.T, s Scenario, budget time.Duration) *Report {
 	}
 	if *groupsFlag != 0 {
 		s.RaftGroups = *groupsFlag
+	}
+	if *membersFlag != "" {
+		s.GroupMembers = *membersFlag
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()

@@ -156,11 +156,7 @@ func TestConvergenceChecker(t *testing.T) {
 			want:    []string{"node-2: ring is not every node"}},
 		{name: "redis node with Raft state", nodes: 3, redis: true,
 			breakIt: func(v []nodeView) {
-				v[1].Info.Raft = &struct {
-					State     string   `json:"state"`
-					Voters    []string `json:"voters"`
-					Nonvoters []string `json:"nonvoters"`
-				}{State: "Leader"}
+				v[1].Info.Raft = &raftInfo{State: "Leader"}
 			},
 			want: []string{"node-2 reports Raft state"}},
 	}
@@ -175,7 +171,7 @@ func TestConvergenceChecker(t *testing.T) {
 			if tc.breakIt != nil {
 				tc.breakIt(views)
 			}
-			problems := convergenceProblems(ids, views, !tc.redis)
+			problems := convergenceProblems(ids, views, !tc.redis, false)
 			found := make([]bool, len(tc.want))
 			for _, p := range problems {
 				matched := false
@@ -195,5 +191,46 @@ func TestConvergenceChecker(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPartialGroupConvergence: with each Raft group on some of the nodes,
+// a cluster of five in which every group's leader has three voters and
+// is named by all has converged; a group still on four voters, or whose
+// leader one node does not know, has not.
+func TestPartialGroupConvergence(t *testing.T) {
+	views := func() ([]string, []nodeView) {
+		ids, vs := convergedViews(t, 5, 3, nil)
+		for i := range vs {
+			r := vs[i].Info.Raft
+			raw, err := json.Marshal([]map[string]any{
+				{"group": 0, "leader": "node-1", "state": map[bool]string{true: "Leader", false: "Follower"}[i == 0],
+					"voters": []string{"node-1", "node-2", "node-3"}},
+				{"group": 1, "leader": "node-4", "state": map[bool]string{true: "Leader", false: "Follower"}[i == 3],
+					"voters": []string{"node-3", "node-4", "node-5"}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &r.Groups); err != nil {
+				t.Fatal(err)
+			}
+			r.Voters, r.Nonvoters = []string{"node-1"}, nil // a node outside group 0 knows little of it
+		}
+		return ids, vs
+	}
+	ids, v := views()
+	if p := convergenceProblems(ids, v, true, true); len(p) != 0 {
+		t.Fatalf("converged cluster flagged: %v", p)
+	}
+	ids, v = views()
+	v[3].Info.Raft.Groups[1].Voters = append(v[3].Info.Raft.Groups[1].Voters, "node-1")
+	if p := convergenceProblems(ids, v, true, true); len(p) != 1 || !strings.Contains(p[0], "group 1 on node-4: Raft voters [node-1 node-3 node-4 node-5]") {
+		t.Fatalf("a group on four voters: problems %v", p)
+	}
+	ids, v = views()
+	v[2].Info.Raft.Groups[1].Leader = ""
+	if p := convergenceProblems(ids, v, true, true); len(p) != 1 || !strings.Contains(p[0], "group 1: nodes name different leaders") {
+		t.Fatalf("a leader one node does not know: problems %v", p)
 	}
 }

@@ -43,6 +43,8 @@ type ClusterOptions struct {
 	RaftLogStore string
 	// RaftGroups is cluster.raftGroups; 0 keeps the default.
 	RaftGroups int
+	// GroupMembers is cluster.groupMembers; "" keeps the default.
+	GroupMembers string
 	// PoolMaxSize is actorPools.default.maxSize; 0 keeps the default.
 	PoolMaxSize int
 	// Unsafe starts every node in this --debug-unsafe mode (the proof
@@ -149,6 +151,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	}
 	if o.RaftGroups != 0 {
 		clusterSection += fmt.Sprintf("  raftGroups: %d\n", o.RaftGroups)
+	}
+	if o.GroupMembers != "" {
+		clusterSection += fmt.Sprintf("  groupMembers: %s\n", o.GroupMembers)
 	}
 	clusterSection += c.sec.gossipConfig()
 	if clusterSection != "" {
@@ -335,13 +340,9 @@ func (c *Cluster) GRPCAddrs() []string {
 // ClusterInfo; declared here so the suite does not depend on node's
 // internals).
 type clusterInfo struct {
-	Node   string `json:"node"`
-	Leader string `json:"leader"`
-	Raft   *struct {
-		State     string   `json:"state"`
-		Voters    []string `json:"voters"`
-		Nonvoters []string `json:"nonvoters"`
-	} `json:"raft"`
+	Node    string    `json:"node"`
+	Leader  string    `json:"leader"`
+	Raft    *raftInfo `json:"raft"`
 	Members []struct {
 		ID    string `json:"id"`
 		State string `json:"state"`
@@ -350,6 +351,21 @@ type clusterInfo struct {
 		Members []string `json:"members"`
 	} `json:"ring"`
 	Actors map[string]int `json:"activeActors"`
+}
+
+// raftInfo is a node's Raft state in GET /v1/cluster: group 0's, and
+// every group's.
+type raftInfo struct {
+	State     string   `json:"state"`
+	Voters    []string `json:"voters"`
+	Nonvoters []string `json:"nonvoters"`
+	Groups    []struct {
+		Group     int      `json:"group"`
+		Leader    string   `json:"leader"`
+		State     string   `json:"state"`
+		Voters    []string `json:"voters"`
+		Nonvoters []string `json:"nonvoters"`
+	} `json:"groups"`
 }
 
 // Info reads GET /v1/cluster from a node.
@@ -409,7 +425,7 @@ func (c *Cluster) convergence(ctx context.Context) []string {
 		views[i].Healthy = n.Healthy(ctx, c.hc)
 		views[i].Info, views[i].Err = c.Info(ctx, n)
 	}
-	return convergenceProblems(ids, views, c.opts.Redis == "")
+	return convergenceProblems(ids, views, c.opts.Redis == "", c.opts.RaftGroups > 1 && c.opts.GroupMembers == "voters")
 }
 
 // Raft reports whether the nodes coordinate through their Raft store (not
@@ -433,9 +449,11 @@ type nodeView struct {
 // Raft server, with the same voters (at least min(N, 3)) and the same
 // leader, exactly one node is the leader, and every ring has every node.
 // Without raft (coordination on Redis) the Raft rules are left out, and a
-// node that reports Raft state is a problem. An empty result means
+// node that reports Raft state is a problem. With partial (each Raft group
+// on some of the nodes: cluster.groupMembers voters), the Raft rules are
+// per group instead (partialGroupProblems). An empty result means
 // converged.
-func convergenceProblems(ids []string, views []nodeView, raft bool) []string {
+func convergenceProblems(ids []string, views []nodeView, raft, partial bool) []string {
 	var problems []string
 	// Compared sorted, as members, ring and servers are (a churned-in
 	// node-10 sorts before node-2).
@@ -482,6 +500,9 @@ func convergenceProblems(ids []string, views []nodeView, raft bool) []string {
 			problems = append(problems, n.ID+" reports no Raft state")
 			continue
 		}
+		if partial {
+			continue
+		}
 		v := sorted(ci.Raft.Voters)
 		if servers := sorted(append(slices.Clone(v), ci.Raft.Nonvoters...)); len(v) < minVoters || !slices.Equal(servers, ids) {
 			problems = append(problems, fmt.Sprintf("%s: Raft voters %v nonvoters %v, want at least %d voters and every node a server", n.ID, v, ci.Raft.Nonvoters, minVoters))
@@ -499,11 +520,59 @@ func convergenceProblems(ids []string, views []nodeView, raft bool) []string {
 	if !raft {
 		return problems
 	}
+	if partial {
+		return append(problems, partialGroupProblems(ids, views)...)
+	}
 	if len(leaders) != 1 || leaders[""] {
 		problems = append(problems, fmt.Sprintf("nodes name different leaders: %v", keys(leaders)))
 	}
 	if selfLeaders != 1 {
 		problems = append(problems, fmt.Sprintf("%d nodes are in the Leader state", selfLeaders))
+	}
+	return problems
+}
+
+// partialGroupProblems: with each Raft group on some of the nodes, every
+// node names the same leader of every group, exactly one node is in the
+// Leader state in each, and that leader's configuration holds min(N, 3)
+// voters, all of them members, and no non-voters.
+func partialGroupProblems(ids []string, views []nodeView) []string {
+	var problems []string
+	want := min(len(ids), 3)
+	groups := 0
+	for _, n := range views {
+		if n.Info.Raft != nil {
+			groups = max(groups, len(n.Info.Raft.Groups))
+		}
+	}
+	for g := range groups {
+		named := map[string]bool{}
+		var leading []string
+		for _, n := range views {
+			if n.State != Running || n.Err != nil || n.Info.Raft == nil || g >= len(n.Info.Raft.Groups) {
+				continue
+			}
+			gi := n.Info.Raft.Groups[g]
+			named[gi.Leader] = true
+			if gi.State != "Leader" {
+				continue
+			}
+			leading = append(leading, n.ID)
+			v := sorted(gi.Voters)
+			if len(v) != want || len(gi.Nonvoters) > 0 || slices.ContainsFunc(v, func(id string) bool { return !slices.Contains(ids, id) }) {
+				problems = append(problems, fmt.Sprintf("group %d on %s: Raft voters %v nonvoters %v, want %d voters among the members and no non-voters",
+					g, n.ID, v, gi.Nonvoters, want))
+			}
+		}
+		if len(named) != 1 || named[""] {
+			problems = append(problems, fmt.Sprintf("group %d: nodes name different leaders: %v", g, keys(named)))
+		}
+		if len(leading) != 1 {
+			problems = append(problems, fmt.Sprintf("group %d: %d nodes are in the Leader state (%v)", g, len(leading), leading))
+		}
+	}
+	if groups == 0 {
+		problems = append(problems, "no node reports its Raft groups")
 	}
 	return problems
 }

@@ -86,6 +86,9 @@ type Scenario struct {
 	// group 0 loses one group's leader while the others serve;
 	// -chaos.groups overrides it.
 	RaftGroups int
+	// GroupMembers is the nodes' cluster.groupMembers ("": the default,
+	// every node in every group); -chaos.members sets it.
+	GroupMembers string
 	// PoolMaxSize is each node's actorPools.default.maxSize (0: the
 	// default, 10,000). Below the workload's actors per type, the pools
 	// evict all the time: activations under kept locks, forwarding to
@@ -362,6 +365,7 @@ func Run(ctx context.Context, s Scenario, env Env) *Report {
 		SessionTTL: s.SessionTTL, RenewInterval: s.RenewInterval, Clock: rec.Since,
 		DeadVoterTimeout: s.DeadVoterTimeout, SnapshotEvery: s.SnapshotEvery, Unsafe: s.Unsafe, Seed: s.Seed,
 		Secure: s.Secure, RaftLogStore: s.RaftLogStore, RaftGroups: s.RaftGroups, PoolMaxSize: s.PoolMaxSize,
+		GroupMembers: s.GroupMembers,
 	}
 	if s.Redis {
 		if env.Redis == nil || env.RedisAddr == "" {
