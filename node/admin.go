@@ -71,6 +71,7 @@ type LockDump struct {
 
 func (n *Node) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/admin/journal/{type}/{id}", n.journalDump)
+	n.groupRoutes(mux)
 }
 
 func (n *Node) journalDump(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +79,9 @@ func (n *Node) journalDump(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	d, err := n.DumpJournal(ctx, typ, id, r.URL.Query().Get("sync") == "1")
+	if err != nil && n.forwardJournalDump(w, r.WithContext(ctx), typ+"/"+id, err) {
+		return
+	}
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, journal.ErrInvalid) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/loom-mesh/loom/config"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
+	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/raftlock"
 	"github.com/loom-mesh/loom/runtime"
 )
@@ -265,6 +267,22 @@ func TestRaftGroupsOnSomeNodes(t *testing.T) {
 		v, err := builtin.CounterGet.Call(ctx, via, id)
 		if err != nil || v.Value != int64(i+1) {
 			t.Fatalf("%s through %s = %d, %v; want %d", id, via.ID(), v.Value, err, i+1)
+		}
+	}
+
+	// Every node answers the operator's reads, of groups it is outside
+	// of too (their leaders answer for it): every counter's journal
+	// holds its one add, and the dead letters of all groups are listed.
+	for _, n := range c.Nodes {
+		for i := range actors {
+			code, body := httpGet(t, fmt.Sprintf("http://%s/v1/admin/journal/counter/c%d", n.HTTPAddr(), i))
+			var d node.JournalDump
+			if code != http.StatusOK || json.Unmarshal(body, &d) != nil || len(d.Entries) != 1 {
+				t.Fatalf("journal of counter/c%d through %s: %d %s; want one entry", i, n.ID(), code, body)
+			}
+		}
+		if _, err := n.DeadLetters(ctx, queue.Filter{}); err != nil {
+			t.Fatalf("dead letters through %s: %v", n.ID(), err)
 		}
 	}
 }

@@ -514,26 +514,42 @@ func (m *mesh) publishReady(ctx context.Context) {
 // starts without state beside a cluster that exists (a new node, or one
 // whose data dir was wiped) never bootstraps and never votes until the
 // leader has added it. A node with Raft state never bootstraps again.
-// The Raft groups are bootstrapped together, with the same servers; a
-// group a failure left out is bootstrapped on the next pass.
+// The Raft groups are bootstrapped together, with the same servers (with
+// groups on some of the nodes, each group with those of them it runs on,
+// by its first one); a group a failure left out is bootstrapped on the
+// next pass.
 func (m *mesh) maybeBootstrap() {
-	if m.hasState() || m.bootstrapped {
+	// With groups on some of the nodes, the servers of a new cluster keep
+	// voting outside their configurations (bootstrapping) until the
+	// cluster exists, not only until they bootstrapped: the groups they
+	// did not bootstrap may still need their votes.
+	partial := m.partialGroups()
+	if m.hasState() || m.bootstrapped && !partial {
 		m.bootstrapping.Store(false)
 		return
 	}
 	servers, ok := m.bootstrapServers()
 	m.bootstrapping.Store(ok)
-	if !ok || servers[0].ID != m.store.LocalID() {
-		return // the first node bootstraps; the others vote for it
+	if !ok || m.bootstrapped {
+		return
 	}
+	self := m.store.LocalID()
+	did := false
 	for g := range m.groups.Len() {
-		if err := m.groups.Group(g).Bootstrap(servers); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		members := m.bootstrapMembers(g, servers)
+		if members[0].ID != self {
+			continue // a group's first server bootstraps it; the others vote for it
+		}
+		if err := m.groups.Group(g).Bootstrap(members); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			m.n.log.Warn("raft bootstrap failed", "group", g, "err", err)
 			return // the groups bootstrapped already refuse it again, harmlessly
 		}
+		did = true
 	}
-	m.bootstrapped = true
-	m.n.log.Info("raft cluster bootstrapped", "voters", len(servers), "groups", m.groups.Len())
+	if did {
+		m.bootstrapped = true
+		m.n.log.Info("raft cluster bootstrapped", "voters", len(servers), "groups", m.groups.Len())
+	}
 }
 
 // hasState reports whether every Raft group of this node has Raft state.

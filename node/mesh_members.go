@@ -34,13 +34,15 @@ func (m *mesh) partialGroups() bool {
 	return m.groupCount() > 1 && m.n.cfg.Cluster.GroupMembers == config.GroupMembersVoters
 }
 
-// hintedLeader is the leader of group g as gossip tells it: an alive
+// hintedLeader is the leader of group g as gossip tells it: another alive
 // member that says it leads g (the smallest node id if several do, while
-// the news of a new leader spreads). "" if none does.
+// the news of a new leader spreads). "" if none does. This node's own
+// claim is left out: its Raft knows whether it leads, and what it last
+// gossiped may be older than that (a leadership just handed on).
 func (m *mesh) hintedLeader(g int) (raft.ServerID, raft.ServerAddress) {
 	var best cluster.Member
 	for _, mem := range m.members.Alive() {
-		if mem.Meta.Leads&(1<<g) == 0 || mem.Meta.RaftID == "" {
+		if mem.Meta.Leads&(1<<g) == 0 || mem.Meta.RaftID == "" || mem.NodeID == m.n.cfg.Node.ID {
 			continue
 		}
 		if best.NodeID == "" || mem.NodeID < best.NodeID {
@@ -91,6 +93,24 @@ func (m *mesh) readyIn(mem cluster.Member, g int) bool {
 		return mem.Meta.ReadyGroups&(1<<g) != 0
 	}
 	return mem.Meta.RaftReady
+}
+
+// bootstrapMembers is the configuration group g is bootstrapped with:
+// servers, or with groups on some of the nodes, those of them that
+// groupMembersOf chooses for g, so that a cluster started whole does not
+// move its groups right after it starts.
+func (m *mesh) bootstrapMembers(g int, servers []raft.Server) []raft.Server {
+	if !m.partialGroups() {
+		return servers
+	}
+	nodes := make([]string, len(servers))
+	for i, s := range servers {
+		nodes[i] = raftlock.NodeOf(s.ID)
+	}
+	chosen := groupMembersOf(g, m.groups.Len(), nodes, m.n.cfg.Cluster.Voters)
+	return slices.DeleteFunc(slices.Clone(servers), func(s raft.Server) bool {
+		return !slices.Contains(chosen, raftlock.NodeOf(s.ID))
+	})
 }
 
 // membersOf is the node ids group g should run on (groupMembersOf), chosen

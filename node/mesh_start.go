@@ -150,6 +150,9 @@ func (n *Node) openRaft(m *mesh) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	m.groups, m.store = groups, groups.Group(0)
+	if m.partialGroups() {
+		groups.Queues().SetRemoteDead(n.remoteDead)
+	}
 	return nil
 }
 

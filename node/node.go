@@ -476,7 +476,7 @@ func (n *Node) handler() http.Handler {
 	if n.cfg.Node.Pprof {
 		pprofRoutes(mux)
 	}
-	return n.requireTokens(mux)
+	return n.requireTokens(withPeerAuth(mux))
 }
 
 // ClusterInfo is what GET /v1/cluster answers.

@@ -15,6 +15,7 @@ import (
 	"github.com/loom-mesh/loom/journal"
 	"github.com/loom-mesh/loom/lock"
 	"github.com/loom-mesh/loom/placement"
+	"github.com/loom-mesh/loom/queue"
 	"github.com/loom-mesh/loom/raftlock/internal/replica"
 )
 
@@ -43,11 +44,14 @@ type Groups struct {
 	stores []*Store
 
 	// The relays of messages sent across groups (groups_queue.go).
-	notify  atomic.Pointer[func(actor string, at time.Time)]
-	relays  []*relay
-	relayMu [64]sync.Mutex // one relay at a time per receiver (by hash) and node
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	notify atomic.Pointer[func(actor string, at time.Time)]
+	// remoteDead lists the dead letters of a group this node is outside
+	// of (GroupQueues.SetRemoteDead).
+	remoteDead atomic.Pointer[func(ctx context.Context, g int, f queue.Filter) ([]queue.DeadLetter, error)]
+	relays     []*relay
+	relayMu    [64]sync.Mutex // one relay at a time per receiver (by hash) and node
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
@@ -310,14 +311,15 @@ func (q GroupQueues) Ready(ctx context.Context, until time.Time, max int) ([]que
 }
 
 // ListDead implements queue.Store: f.Actor's group's, or every group's
-// merged, oldest DeadAt first.
+// merged, oldest DeadAt first. A group this node is outside of
+// (Config.Partial) is listed by the function SetRemoteDead gave, if any.
 func (q GroupQueues) ListDead(ctx context.Context, f queue.Filter) ([]queue.DeadLetter, error) {
 	if f.Actor != "" {
-		return q.of(f.Actor).ListDead(ctx, f)
+		return q.listDeadOf(ctx, q.Shard(f.Actor), f)
 	}
 	var out []queue.DeadLetter
-	for _, s := range q.gs.stores {
-		dead, err := s.Queues().ListDead(ctx, f)
+	for g := range q.gs.stores {
+		dead, err := q.listDeadOf(ctx, g, f)
 		if err != nil {
 			return nil, err
 		}
@@ -328,6 +330,34 @@ func (q GroupQueues) ListDead(ctx context.Context, f queue.Filter) ([]queue.Dead
 		out = out[:min(len(out), f.Limit)]
 	}
 	return out, nil
+}
+
+// ListDeadIn lists the dead letters f selects in group g from this
+// node's replica of it: ErrNotReplica if the node is outside it.
+func (q GroupQueues) ListDeadIn(ctx context.Context, g int, f queue.Filter) ([]queue.DeadLetter, error) {
+	if g < 0 || g >= len(q.gs.stores) {
+		return nil, fmt.Errorf("%w: group %d of %d", queue.ErrInvalid, g, len(q.gs.stores))
+	}
+	return q.gs.stores[g].Queues().ListDead(ctx, f)
+}
+
+// listDeadOf is ListDeadIn, or, in a group this node is outside of, the
+// remote listing SetRemoteDead gave.
+func (q GroupQueues) listDeadOf(ctx context.Context, g int, f queue.Filter) ([]queue.DeadLetter, error) {
+	dead, err := q.ListDeadIn(ctx, g, f)
+	if errors.Is(err, ErrNotReplica) {
+		if fn := q.gs.remoteDead.Load(); fn != nil {
+			return (*fn)(ctx, g, f)
+		}
+	}
+	return dead, err
+}
+
+// SetRemoteDead gives the groups the way to list the dead letters of a
+// group this node is outside of: fn asks a node that replicates group g
+// (its leader) for ListDeadIn(g, f).
+func (q GroupQueues) SetRemoteDead(fn func(ctx context.Context, g int, f queue.Filter) ([]queue.DeadLetter, error)) {
+	q.gs.remoteDead.Store(&fn)
 }
 
 // Replay implements queue.Store: in f.Actor's group, or in every group
