@@ -136,17 +136,23 @@ var shellChecks = map[string]check{
 	"bench-tracing":   benchmark,
 	"bench-turn-span": benchmark,
 
-	// The scaling run, as one small cell (3 nodes, 2 groups, one round of
-	// 300 ms): it needs root, for network namespaces and cgroups, as CI
-	// has. Whatever it made must be gone when it ends.
+	// The scaling run, as one small cell (4 nodes, 2 groups of 3 each, one
+	// round of 300 ms): it needs root, for network namespaces and cgroups,
+	// as CI has. Whatever it made must be gone when it ends.
 	"scale-sim": func(t *testing.T, s *session, b block) {
-		scaleSim(t, s, b, "sudo scripts/scale-sim", "--nodes 3 --groups 2", 3, 2)
+		scaleSim(t, s, b, "sudo scripts/scale-sim", "--nodes 4 --groups 2 --members voters", 4, 2)
 	},
-	// The same with each group on some of the nodes: 4 nodes, 2 groups
-	// of 3, so that every node is outside a group or leads one.
+	// The same options with each group on some of the nodes, planned
+	// only (--dry-run): a cell of them runs in the scale-sim check above,
+	// and the clusters of TestRaftGroupsOnSomeNodes run them in process.
 	"scale-sim-voters": func(t *testing.T, s *session, b block) {
-		scaleSim(t, s, b, `sudo scripts/scale-sim --nodes "3 6 9" --groups "1 9" --members voters --cpu 0.1`,
-			"--nodes 4 --groups 2 --members voters", 4, 2)
+		s.replace("sudo scripts/scale-sim", func() string { return filepath.Join(s.repo, "scripts", "scale-sim") + " --dry-run" })
+		out := s.step(step{Cmd: steps(b.Text)[0].Cmd})
+		for _, want := range []string{"nodes in (3 6 9) and groups in (1 9)", "(0.1 CPU)", "cluster.groupMembers voters"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the plan does not say %q:\n%s", want, out)
+			}
+		}
 	},
 
 	"messaging-send": func(t *testing.T, s *session, b block) {
