@@ -429,6 +429,12 @@ func (r *Runtime) activate(ctx context.Context, a *activation) (err error) {
 	a.token = tok
 	if err := r.load(ctx, a); err != nil {
 		r.abandon(a, true)
+		if errors.Is(err, journal.ErrUnavailable) {
+			// The journal could not be read here now (its store is
+			// unreachable, or this node keeps no replica of it): nothing
+			// was applied, and the call may be tried again.
+			return fmt.Errorf("%w: activating %s: %w", ErrUnavailable, a.key, err)
+		}
 		return fmt.Errorf("loom: activating %s: %w", a.key, err)
 	}
 	a.inst = a.typ.factory(a.id)
