@@ -19,15 +19,11 @@ import (
 // timeout: it could vote and acknowledge without first replaying a
 // backlog. The leader reports true.
 func (g *Group[R]) CaughtUp() bool {
-	switch g.raft.State() {
-	case raft.Leader:
-		return true
-	case raft.Follower:
-	default:
-		return false
+	if leads, follows := g.role(); leads || !follows {
+		return leads
 	}
 	commit := g.raft.CommitIndex()
-	if commit == 0 || time.Since(g.raft.LastContact()) > g.cfg.Raft.ElectionTimeout {
+	if commit == 0 {
 		return false
 	}
 	return g.raft.AppliedIndex()+uint64(max(g.cfg.Raft.MaxAppendEntries, 1)) >= commit
@@ -38,15 +34,8 @@ func (g *Group[R]) CaughtUp() bool {
 // heard from the leader within an election timeout. A node the group does
 // not run on (Config.Partial) is not replicating.
 func (g *Group[R]) Replicating() bool {
-	switch g.raft.State() {
-	case raft.Leader:
-		return true
-	case raft.Follower:
-	default:
-		return false
-	}
-	if time.Since(g.raft.LastContact()) > g.cfg.Raft.ElectionTimeout {
-		return false
+	if leads, follows := g.role(); leads || !follows {
+		return leads
 	}
 	for _, s := range g.raft.GetConfiguration().Configuration().Servers {
 		if s.ID == g.id {
@@ -54,6 +43,18 @@ func (g *Group[R]) Replicating() bool {
 		}
 	}
 	return false
+}
+
+// role reports whether this server leads, or follows a leader it heard
+// from within an election timeout.
+func (g *Group[R]) role() (leads, follows bool) {
+	switch g.raft.State() {
+	case raft.Leader:
+		return true, false
+	case raft.Follower:
+		return false, time.Since(g.raft.LastContact()) <= g.cfg.Raft.ElectionTimeout
+	}
+	return false, false
 }
 
 // LocalID is this node's Raft server id.
