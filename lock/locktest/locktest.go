@@ -46,7 +46,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) (c lock.Coordinator, advanc
 // Options adjust the suite for a backend.
 type Options struct {
 	// ManyLocks is how many locks ManyLocksOneSession takes on one
-	// session; 0 means 10,000 (1,000 with -short). A backend whose every
+	// session; 0 means 2,000 (500 with -short). A backend whose every
 	// request is slow (a test server answering one request at a time)
 	// may lower it: a thousand locks riding one renewal prove the same.
 	ManyLocks int
@@ -596,9 +596,9 @@ func testCloseTwice(t *testing.T, h *harness) {
 // Renew per interval keeps every lock of a session alive (100k actors must
 // not mean 100k renewals), and they all go when it lapses.
 func testManyLocksOneSession(t *testing.T, h *harness) {
-	n := 10_000
+	n := 2_000
 	if testing.Short() {
-		n = 1_000
+		n = 500
 	}
 	if h.manyLocks > 0 {
 		n = h.manyLocks

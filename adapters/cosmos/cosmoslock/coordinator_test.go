@@ -34,8 +34,8 @@ func newTestCoordinator(t testing.TB, db string, clock *locktest.FakeClock) *cos
 }
 
 // TestConformance runs locktest, with a thousand locks on one session in
-// place of ten thousand: the test server answers one request at a time
-// (about 3 ms each here), and ten thousand took most of four minutes.
+// place of two thousand: the test server answers one request at a time
+// (about 3 ms each here).
 func TestConformance(t *testing.T) {
 	locktest.RunWith(t, locktest.Options{ManyLocks: 1000}, func(t *testing.T) (lock.Coordinator, func(time.Duration)) {
 		clock := locktest.NewFakeClock(time.Time{})
