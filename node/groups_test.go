@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -230,7 +231,12 @@ func TestRaftGroupsOnSomeNodes(t *testing.T) {
 	for _, n := range c.Nodes {
 		byID[n.ID()] = n
 	}
-	var last string
+	var last string // what the WaitFor below saw last
+	defer func() {
+		if t.Failed() && last != "" {
+			t.Log("last seen: " + last)
+		}
+	}()
 	nodetest.WaitFor(t, 60*time.Second, "each group on three voters and no other server", func() bool {
 		in := map[string]int{} // groups each node is a voter of
 		for g := range groups {
@@ -296,6 +302,80 @@ func TestRaftGroupsOnSomeNodes(t *testing.T) {
 			t.Fatalf("dead letters through %s: %v", n.ID(), err)
 		}
 	}
+
+	// An actor's reminders and the queues' figures of all groups, through
+	// every node: each of the first reminded counters has one reminder, due
+	// in an hour, and a message scheduled for then.
+	const reminded = 8
+	for i := range reminded {
+		id := fmt.Sprintf("c%d", i)
+		err := untilAvailable(ctx, func() error {
+			_, err := builtin.CounterRemind.Call(ctx, c.Nodes[i%nodes], id, builtin.CounterReminder{Name: "later", Delta: 1, After: "1h"})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("reminder of %s through %s: %v", id, c.Nodes[i%nodes].ID(), err)
+		}
+		if _, err := c.Nodes[(i+1)%nodes].Send(ctx, runtime.Envelope{ActorType: "counter", ActorID: id, Method: "add",
+			Payload: []byte(`{"delta":1}`), DeliverAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatalf("scheduled send to %s: %v", id, err)
+		}
+	}
+	// A replica that follows a group may be a moment behind its leader:
+	// every node shows them all soon.
+	for _, n := range c.Nodes {
+		nodetest.WaitFor(t, 10*time.Second, "the reminders and scheduled messages through "+n.ID(), func() bool {
+			for i := range reminded {
+				rs, err := n.Reminders(ctx, "counter", fmt.Sprintf("c%d", i))
+				if err != nil || len(rs) != 1 || rs[0].Name != "later" || rs[0].Method != "add" {
+					last = fmt.Sprintf("reminders of counter/c%d: %+v, %v; want the one called later", i, rs, err)
+					return false
+				}
+			}
+			stats, err := n.MessageQueues(ctx)
+			last = fmt.Sprintf("queues %+v, %v; want counter with %d reminders and %d scheduled", stats, err, reminded, reminded)
+			return err == nil && len(stats) == 1 && stats[0].Type == "counter" && stats[0].Reminders == reminded && stats[0].Scheduled == reminded
+		})
+	}
+
+	last = ""
+
+	// GET /v1/cluster of every node shows each group's voters as its
+	// leader has them, and marks the groups the node is outside of.
+	leaderView := map[int][]string{}
+	for _, n := range c.Nodes {
+		for _, gi := range n.Info().Raft.Groups {
+			if gi.State == "Leader" {
+				leaderView[gi.Group] = gi.Voters
+			}
+		}
+	}
+	outside := 0
+	for _, n := range c.Nodes {
+		code, body := httpGet(t, fmt.Sprintf("http://%s/v1/cluster", n.HTTPAddr()))
+		var ci node.ClusterInfo
+		if code != http.StatusOK || json.Unmarshal(body, &ci) != nil || ci.Raft == nil || len(ci.Raft.Groups) != groups {
+			t.Fatalf("GET /v1/cluster of %s: %d %s", n.ID(), code, body)
+		}
+		for _, gi := range ci.Raft.Groups {
+			if gi.Outside {
+				outside++
+			}
+			if gi.Outside == slices.Contains(leaderView[gi.Group], n.ID()) || !slices.Equal(sorted(gi.Voters), sorted(leaderView[gi.Group])) {
+				t.Errorf("group %d as %s shows it: outside %v, voters %v; its leader's voters %v", gi.Group, n.ID(), gi.Outside, gi.Voters, leaderView[gi.Group])
+			}
+		}
+	}
+	if want := nodes*groups - 3*groups; outside != want {
+		t.Errorf("%d groups shown outside, want %d", outside, want)
+	}
+}
+
+// sorted is a sorted copy of s.
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }
 
 // untilAvailable calls fn until it answers something other than

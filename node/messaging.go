@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -193,13 +194,20 @@ func (n *Node) Purge(ctx context.Context, f queue.Filter) (int, error) {
 	return n.purgeDead(ctx, st, f)
 }
 
-// Reminders lists an actor's durable reminders.
+// Reminders lists an actor's durable reminders. With Raft groups on some
+// of the nodes, those of an actor whose group this node is outside of are
+// read on the group's leader.
 func (n *Node) Reminders(ctx context.Context, actorType, id string) ([]queue.Reminder, error) {
 	st, err := n.store()
 	if err != nil {
 		return nil, err
 	}
-	return st.Reminders(ctx, actorType+"/"+id)
+	key := actorType + "/" + id
+	rs, err := st.Reminders(ctx, key)
+	if g, ok := n.outsideGroupOf(key, err); ok {
+		return askGroup[[]queue.Reminder](ctx, n, g, "reminders", url.Values{"actor": {key}}, "listing the reminders")
+	}
+	return rs, err
 }
 
 // DeleteReminder removes an actor's reminder.
@@ -211,8 +219,20 @@ func (n *Node) DeleteReminder(ctx context.Context, actorType, id, name string) e
 	return st.DeleteReminder(ctx, actorType+"/"+id, name)
 }
 
-// MessageQueues returns the queues' figures per actor type.
+// MessageQueues returns the queues' figures per actor type, of the whole
+// cluster: with Raft groups on some of the nodes, those of the groups this
+// node is outside of are read on their leaders.
 func (n *Node) MessageQueues(ctx context.Context) ([]queue.Stats, error) {
+	if n.mesh != nil && n.mesh.groups != nil && n.mesh.partialGroups() {
+		return n.clusterQueues(ctx)
+	}
+	return n.localQueues(ctx)
+}
+
+// localQueues returns the queues' figures per actor type from this node's
+// store: with Raft groups on some of the nodes, of the groups it
+// replicates only.
+func (n *Node) localQueues(ctx context.Context) ([]queue.Stats, error) {
 	st, err := n.store()
 	if err != nil {
 		return nil, err

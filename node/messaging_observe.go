@@ -37,13 +37,15 @@ func (n *Node) inFlight() int {
 }
 
 // messageQueuesHealth is the /health component of the queues; nil without a
-// message store.
+// message store. It is this node's view: with Raft groups on some of the
+// nodes, of the groups it replicates (each group is in the health of its
+// members), so that /health never waits on another node.
 func (n *Node) messageQueuesHealth(now time.Time) *observability.MessageQueuesHealth {
 	if n.messageStore() == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	stats, err := n.MessageQueues(ctx)
+	stats, err := n.localQueues(ctx)
 	return observability.CheckMessageQueues(stats, err, n.inFlight(), now, n.cfg.Messaging.DegradedAge)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -519,6 +520,11 @@ type RaftGroupInfo struct {
 	AppliedIndex uint64   `json:"appliedIndex"`
 	Voters       []string `json:"voters"`
 	Nonvoters    []string `json:"nonvoters,omitempty"`
+	// Outside: with groups on some of the nodes, this node is not a
+	// server of the group. Its State is then "Outside", and Voters,
+	// Nonvoters and AppliedIndex are the leader's (or, if it cannot be
+	// asked, as this node last knew them).
+	Outside bool `json:"outside,omitempty"`
 }
 
 // RaftServer is one server of the Raft configuration.
@@ -591,6 +597,9 @@ func (n *Node) raftInfo() *RaftInfo {
 					gi.Nonvoters = append(gi.Nonvoters, node)
 				}
 			}
+			if m.partialGroups() && !slices.ContainsFunc(conf.Servers, func(sv raft.Server) bool { return sv.ID == s.LocalID() }) {
+				gi.Outside, gi.State = true, "Outside"
+			}
 		}
 		ri.Groups = append(ri.Groups, gi)
 	}
@@ -598,9 +607,38 @@ func (n *Node) raftInfo() *RaftInfo {
 	return ri
 }
 
-func (n *Node) clusterInfo(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) clusterInfo(w http.ResponseWriter, r *http.Request) {
+	ci := n.Info()
+	if r.URL.Query().Get("scope") != "local" {
+		n.groupsFromLeaders(r.Context(), ci.Raft)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(n.Info())
+	_ = json.NewEncoder(w).Encode(ci)
+}
+
+// groupsFromLeaders fills in, for each group ri shows this node outside
+// of, the servers and applied index its leader reports (GET /v1/cluster
+// there, with the credentials of the request ctx belongs to). A leader
+// that does not answer leaves the group as this node last knew it.
+func (n *Node) groupsFromLeaders(ctx context.Context, ri *RaftInfo) {
+	if ri == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for i, gi := range ri.Groups {
+		if !gi.Outside {
+			continue
+		}
+		body, err := n.askGroupLeader(ctx, gi.Group, "/v1/cluster", nil)
+		var lci ClusterInfo
+		if err != nil || json.Unmarshal(body, &lci) != nil || lci.Raft == nil || gi.Group >= len(lci.Raft.Groups) {
+			continue
+		}
+		lg := lci.Raft.Groups[gi.Group]
+		ri.Groups[i].Voters, ri.Groups[i].Nonvoters, ri.Groups[i].AppliedIndex = lg.Voters, lg.Nonvoters, lg.AppliedIndex
+	}
+	ri.Voters, ri.Nonvoters = ri.Groups[0].Voters, ri.Groups[0].Nonvoters
 }
 
 // watchLapses drops every activation the moment the node's session may

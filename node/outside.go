@@ -24,7 +24,14 @@ import (
 //
 //	GET /v1/admin/groups/{g}/deadletters?filter=<queue.Filter as JSON>
 //	    the dead letters of group g on this node's replica (admin)
+//	GET /v1/admin/groups/{g}/reminders?actor=<type/id>
+//	    an actor's reminders on this node's replica of group g (admin)
+//	GET /v1/admin/groups/{g}/queues
+//	    the queues' figures of group g on this node's replica (admin)
 //
+// answered as JSON of []queue.DeadLetter, []queue.Reminder and
+// []queue.Stats, each read only from a replica of the group (never asked
+// on), so that a stale gossip of leaders cannot send a request round.
 // and GET /v1/admin/journal/{type}/{id} answers, for an actor of such a
 // group, what its group's leader answers.
 
@@ -51,21 +58,15 @@ func peerAuth(ctx context.Context) string {
 }
 
 func (n *Node) groupRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/admin/groups/{g}/deadletters", n.serveGroupDead)
+	mux.HandleFunc("GET /v1/admin/groups/{g}/{what}", n.serveGroup)
 }
 
-func (n *Node) serveGroupDead(w http.ResponseWriter, r *http.Request) {
+// serveGroup answers the reads of a group's replica above.
+func (n *Node) serveGroup(w http.ResponseWriter, r *http.Request) {
 	g, err := strconv.Atoi(r.PathValue("g"))
 	if err != nil {
 		gateway.WriteError(w, fmt.Errorf("%w: Raft group %q is not a number", queue.ErrInvalid, r.PathValue("g")))
 		return
-	}
-	var f queue.Filter
-	if s := r.URL.Query().Get("filter"); s != "" {
-		if err := json.Unmarshal([]byte(s), &f); err != nil {
-			gateway.WriteError(w, fmt.Errorf("%w: filter: %v", queue.ErrInvalid, err))
-			return
-		}
 	}
 	if n.mesh == nil || n.mesh.groups == nil {
 		gateway.WriteError(w, fmt.Errorf("%w: this node has no Raft groups", queue.ErrInvalid))
@@ -73,15 +74,47 @@ func (n *Node) serveGroupDead(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	dead, err := n.mesh.groups.Queues().ListDeadIn(ctx, g, f)
+	gq := n.mesh.groups.Queues()
+	var v any
+	switch what := r.PathValue("what"); what {
+	case "deadletters":
+		var f queue.Filter
+		if s := r.URL.Query().Get("filter"); s != "" {
+			if err := json.Unmarshal([]byte(s), &f); err != nil {
+				gateway.WriteError(w, fmt.Errorf("%w: filter: %v", queue.ErrInvalid, err))
+				return
+			}
+		}
+		dead, derr := gq.ListDeadIn(ctx, g, f)
+		v, err = nonNil(dead), derr
+	case "reminders":
+		actor := r.URL.Query().Get("actor")
+		if actor == "" || placement.GroupOf(actor, n.mesh.groups.Len()) != g {
+			gateway.WriteError(w, fmt.Errorf("%w: actor %q is not in Raft group %d", queue.ErrInvalid, actor, g))
+			return
+		}
+		rs, rerr := n.mesh.groups.Group(g).Queues().Reminders(ctx, actor)
+		v, err = nonNil(rs), rerr
+	case "queues":
+		stats, serr := gq.StatsIn(ctx, g)
+		v, err = nonNil(stats), serr
+	default:
+		http.NotFound(w, r)
+		return
+	}
 	if err != nil {
 		gateway.WriteError(w, err)
 		return
 	}
-	if dead == nil {
-		dead = []queue.DeadLetter{}
+	writeJSON(w, v)
+}
+
+// nonNil is s, or an empty slice for nil (a JSON [] rather than null).
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	writeJSON(w, dead)
+	return s
 }
 
 // remoteDead lists the dead letters f selects in group g, which this node
@@ -92,15 +125,50 @@ func (n *Node) remoteDead(ctx context.Context, g int, f queue.Filter) ([]queue.D
 	if err != nil {
 		return nil, err
 	}
-	body, err := n.askGroupLeader(ctx, g, "/v1/admin/groups/"+strconv.Itoa(g)+"/deadletters", url.Values{"filter": {string(fb)}})
+	return askGroup[[]queue.DeadLetter](ctx, n, g, "deadletters", url.Values{"filter": {string(fb)}}, "listing the dead letters")
+}
+
+// askGroup GETs /v1/admin/groups/{g}/{what} from the leader of group g,
+// which this node is outside of, and decodes its answer; doing says what
+// for the error.
+func askGroup[T any](ctx context.Context, n *Node, g int, what string, query url.Values, doing string) (T, error) {
+	var v T
+	body, err := n.askGroupLeader(ctx, g, "/v1/admin/groups/"+strconv.Itoa(g)+"/"+what, query)
 	if err != nil {
-		return nil, fmt.Errorf("listing the dead letters of Raft group %d: %w", g, err)
+		return v, fmt.Errorf("%s of Raft group %d: %w", doing, g, err)
 	}
-	var dead []queue.DeadLetter
-	if err := json.Unmarshal(body, &dead); err != nil {
-		return nil, fmt.Errorf("listing the dead letters of Raft group %d: the leader's answer: %w", g, err)
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("%s of Raft group %d: the leader's answer: %w", doing, g, err)
 	}
-	return dead, nil
+	return v, nil
+}
+
+// outsideGroupOf is the Raft group of actor when this node is outside of
+// it (err, its own attempt to read it, is raftlock.ErrNotReplica): ok is
+// false when that is not the case.
+func (n *Node) outsideGroupOf(actor string, err error) (int, bool) {
+	if !errors.Is(err, raftlock.ErrNotReplica) || n.mesh == nil || n.mesh.groups == nil {
+		return 0, false
+	}
+	return placement.GroupOf(actor, n.mesh.groups.Len()), true
+}
+
+// clusterQueues are the queues' figures of every group: this node's
+// replicas', and the leaders' of the groups it is outside of.
+func (n *Node) clusterQueues(ctx context.Context) ([]queue.Stats, error) {
+	gq := n.mesh.groups.Queues()
+	var lists [][]queue.Stats
+	for g := range n.mesh.groups.Len() {
+		stats, err := gq.StatsIn(ctx, g)
+		if errors.Is(err, raftlock.ErrNotReplica) {
+			stats, err = askGroup[[]queue.Stats](ctx, n, g, "queues", nil, "reading the queues' figures")
+		}
+		if err != nil {
+			return nil, err
+		}
+		lists = append(lists, stats)
+	}
+	return queue.MergeStats(lists...), nil
 }
 
 // askGroupLeader GETs path?query from the leader of Raft group g, with the
@@ -127,10 +195,11 @@ func (n *Node) askGroupLeader(ctx context.Context, g int, path string, query url
 // is raftlock.ErrNotReplica) with the group leader's answer; false if it
 // does not apply, and the caller answers err.
 func (n *Node) forwardJournalDump(w http.ResponseWriter, r *http.Request, key string, err error) bool {
-	if !errors.Is(err, raftlock.ErrNotReplica) || r.URL.Query().Get("scope") == "local" || n.mesh == nil || n.mesh.groups == nil {
+	g, ok := n.outsideGroupOf(key, err)
+	if !ok || r.URL.Query().Get("scope") == "local" {
 		return false
 	}
-	body, aerr := n.askGroupLeader(r.Context(), placement.GroupOf(key, n.mesh.groups.Len()), r.URL.Path, r.URL.Query())
+	body, aerr := n.askGroupLeader(r.Context(), g, r.URL.Path, r.URL.Query())
 	if aerr != nil {
 		return false
 	}

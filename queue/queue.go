@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -146,6 +148,33 @@ type Stats struct {
 	Dead      int       // dead letters
 	Reminders int       // registered reminders
 	Oldest    time.Time // AcceptedAt of the oldest pending message; zero when none
+}
+
+// MergeStats sums lists of Stats (of disjoint sets of queues, such as
+// shards) per type, the oldest message the earliest of them, sorted by
+// type.
+func MergeStats(lists ...[]Stats) []Stats {
+	at := map[string]int{}
+	var out []Stats
+	for _, list := range lists {
+		for _, st := range list {
+			i, ok := at[st.Type]
+			if !ok {
+				at[st.Type], out = len(out), append(out, st)
+				continue
+			}
+			sum := &out[i]
+			sum.Pending += st.Pending
+			sum.Scheduled += st.Scheduled
+			sum.Dead += st.Dead
+			sum.Reminders += st.Reminders
+			if sum.Oldest.IsZero() || (!st.Oldest.IsZero() && st.Oldest.Before(sum.Oldest)) {
+				sum.Oldest = st.Oldest
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Type, b.Type) })
+	return out
 }
 
 // Store is a set of durable per-actor message queues, their dead letters

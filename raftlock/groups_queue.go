@@ -399,34 +399,27 @@ func (q GroupQueues) eachDead(f queue.Filter, do func(Queues, queue.Filter) (int
 // (Oldest the oldest of the groups'), by type name. Groups this node is
 // outside of (Config.Partial) are left out: their members count them.
 func (q GroupQueues) Stats(ctx context.Context) ([]queue.Stats, error) {
-	at := map[string]int{}
-	var out []queue.Stats
-	for _, s := range q.gs.stores {
-		stats, err := s.Queues().Stats(ctx)
+	var lists [][]queue.Stats
+	for g := range q.gs.stores {
+		stats, err := q.StatsIn(ctx, g)
 		if errors.Is(err, ErrNotReplica) {
 			continue // a group this node is outside of
 		}
 		if err != nil {
 			return nil, err
 		}
-		for _, st := range stats {
-			i, ok := at[st.Type]
-			if !ok {
-				at[st.Type], out = len(out), append(out, st)
-				continue
-			}
-			sum := &out[i]
-			sum.Pending += st.Pending
-			sum.Scheduled += st.Scheduled
-			sum.Dead += st.Dead
-			sum.Reminders += st.Reminders
-			if sum.Oldest.IsZero() || (!st.Oldest.IsZero() && st.Oldest.Before(sum.Oldest)) {
-				sum.Oldest = st.Oldest
-			}
-		}
+		lists = append(lists, stats)
 	}
-	slices.SortFunc(out, func(a, b queue.Stats) int { return cmp.Compare(a.Type, b.Type) })
-	return out, nil
+	return queue.MergeStats(lists...), nil
+}
+
+// StatsIn is the queues' figures of group g from this node's replica of
+// it: ErrNotReplica if the node is outside it.
+func (q GroupQueues) StatsIn(ctx context.Context, g int) ([]queue.Stats, error) {
+	if g < 0 || g >= len(q.gs.stores) {
+		return nil, fmt.Errorf("%w: group %d of %d", queue.ErrInvalid, g, len(q.gs.stores))
+	}
+	return q.gs.stores[g].Queues().Stats(ctx)
 }
 
 // Notify implements queue.Notifier: fn hears of every group's actors, on
