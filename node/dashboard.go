@@ -163,7 +163,9 @@ func (n *Node) Nodes(ctx context.Context, auth string) NodesView {
 	v.Mode = "cluster"
 	v.Leader = m.leaderNode(m.leader())
 	if m.groups != nil {
-		v.RaftGroups = n.raftInfo().Groups
+		ri := n.raftInfo()
+		n.groupsFromLeaders(context.WithValue(ctx, peerAuthKey{}, auth), ri)
+		v.RaftGroups = ri.Groups
 	}
 	r := m.table.Ring()
 	v.Ring = &RingView{Members: r.Members(), Version: r.Version(), Partitions: r.PartitionCount(), Loads: r.Loads()}

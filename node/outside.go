@@ -32,8 +32,9 @@ import (
 // answered as JSON of []queue.DeadLetter, []queue.Reminder and
 // []queue.Stats, each read only from a replica of the group (never asked
 // on), so that a stale gossip of leaders cannot send a request round.
-// and GET /v1/admin/journal/{type}/{id} answers, for an actor of such a
-// group, what its group's leader answers.
+// GET /v1/admin/journal/{type}/{id} answers, for an actor of such a
+// group, what its group's leader answers, and GET /v1/cluster shows such
+// a group's servers as its leader has them.
 
 // peerAuthKey keys the Authorization header of the HTTP request a
 // context belongs to (withPeerAuth).
