@@ -43,6 +43,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
@@ -238,11 +239,4 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return ports.FreeLoopback() }

@@ -59,6 +59,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
@@ -602,11 +603,4 @@ func tailOf(b []byte, n int) []byte {
 	return b
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return ports.FreeLoopback() }

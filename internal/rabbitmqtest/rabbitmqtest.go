@@ -21,6 +21,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/internal/sharedserver"
 )
 
@@ -553,21 +554,4 @@ func (s *Server) tail() string {
 	return strings.Join(lines, "\n")
 }
 
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
+func freePorts(n int) ([]int, error) { return ports.Free("127.0.0.1", n) }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // Options configure a server.
@@ -172,10 +174,6 @@ func waitReady(addr, password string, exited <-chan struct{}) error {
 }
 
 func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+	p, err := ports.FreeLoopback()
+	return "127.0.0.1:" + strconv.Itoa(p), err
 }

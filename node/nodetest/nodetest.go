@@ -17,6 +17,7 @@ import (
 
 	"github.com/loom-mesh/loom/cluster"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/runtime"
 	"github.com/loom-mesh/loom/task"
@@ -25,15 +26,15 @@ import (
 // SessionTTL is the nodes' coordinator session TTL.
 const SessionTTL = 3 * time.Second
 
-// FreePort reserves a free TCP port on loopback and releases it.
+// FreePort reserves a free TCP and UDP port on loopback, below the
+// kernel's ephemeral range, and releases it (ports.Free).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Config is the configuration of one test cluster member.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -295,47 +294,7 @@ func (n *Node) WaitHealthy(ctx context.Context, hc *http.Client) error {
 	}
 }
 
-// freePorts reserves k distinct ports on ip that are free for TCP (and,
-// for gossip's sake, UDP) and releases them together, so no two are equal.
-// They are drawn below the kernel's ephemeral range, so that neither an
-// outgoing connection's source port nor another test's ":0" listener takes
-// one while a killed node is down: a restarted node must get its ports back.
-func freePorts(ip string, k int) ([]int, error) {
-	var lns []net.Listener
-	var pcs []net.PacketConn
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-		for _, p := range pcs {
-			p.Close()
-		}
-	}()
-	lo, hi := 10000, ports.EphemeralLow()
-	if hi-lo < 1000 {
-		lo, hi = 0, 0 // no room below the ephemeral range: let the kernel pick
-	}
-	var ports []int
-	for tries := 0; len(ports) < k; tries++ {
-		if tries > 100*k {
-			return nil, fmt.Errorf("chaos: no %d free ports between %d and %d", k, lo, hi)
-		}
-		p := 0
-		if hi > lo {
-			p = lo + mrand.IntN(hi-lo)
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		p = ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(p)))
-		if err != nil {
-			ln.Close()
-			continue
-		}
-		lns, pcs = append(lns, ln), append(pcs, pc)
-		ports = append(ports, p)
-	}
-	return ports, nil
-}
+// freePorts reserves k distinct ports on ip, free for TCP and UDP,
+// below the kernel's ephemeral range (ports.Free): a restarted node must
+// get its ports back.
+func freePorts(ip string, k int) ([]int, error) { return ports.Free(ip, k) }
