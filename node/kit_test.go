@@ -110,6 +110,16 @@ func TestPauseLeaseLapsesAndResumes(t *testing.T) {
 	if err == nil {
 		t.Fatal("served an actor without a session")
 	}
+	// The node stops serving a safety margin before the coordinator can
+	// expire the session: resumed within that margin, the renewal the
+	// pause held would still find it alive. The last renewal that
+	// succeeded reached the coordinator within its request timeout (the
+	// renew interval) of being sent, so past that plus the TTL the
+	// session is gone there too.
+	nodetest.WaitFor(t, 10*time.Second, "the session to be gone on the coordinator", func() bool {
+		l := n.Health().Components.Locks
+		return l.LastRenewalAgoMs > l.TTLMs+l.RenewIntervalMs
+	})
 	n.ResumeLease()
 	nodetest.WaitFor(t, 10*time.Second, "a new session", func() bool { return n.Health().Components.Locks.Valid })
 	if after := n.Health().Components.Locks.Session; after == before {
