@@ -20,9 +20,11 @@ run: build
 cluster: build
 	./$(BIN) cluster -n 3 --base-port $(PORT) --data-dir $(CLUSTER_DATA)
 
-# Every package, race detector on, no cached results (./test/chaos first,
-# the longest, so that the others run beside it: it builds its own
-# loom-node with -tags loomchaos and runs the default scenarios, the Redis
+# Every package, race detector on, no cached results, the longest first
+# (LONG_TESTS): go test starts packages in the order it is given them, and
+# with the long ones first the short ones fill in beside them instead of
+# one long package running alone at the end. ./test/chaos, the longest,
+# builds its own loom-node with -tags loomchaos and runs the default scenarios, the Redis
 # one, the mixed one (Raft locks, PostgreSQL journals) and the proof that
 # the checkers bite; only the Redis ones: go test
 # ./test/chaos -run 'TestChaosRedis|TestChaosCheckersBite/redis'); then the tests of the
@@ -36,13 +38,14 @@ cluster: build
 # tests reuse what it compiled: from an empty build cache, vet, the tests'
 # builds and the binaries the tests build (loom-node, loom-bench, without
 # -race) took 471 s so, against 515 s with a plain vet.
+LONG_TESTS = ./test/chaos ./test/docs ./node ./cmd/loom-node ./adapters/cosmos/cosmosjournal ./raftlock
 test:
 	$(GO) vet -race ./... & vet=$$!; \
 	./scripts/ensure-redis && ./scripts/ensure-postgres && ./scripts/ensure-cosmos && \
 	./scripts/ensure-rabbitmq && ./scripts/ensure-chromium && ./scripts/ensure-tools; ensure=$$?; \
 	wait $$vet; vet=$$?; exit $$(( ensure | vet ))
 	$(GO) vet -race -tags loomchaos ./node/... ./cmd/... ./adapters/redis/... ./test/chaos
-	$(GO) test -race -count=1 -timeout 15m ./test/chaos ./...
+	$(GO) test -race -count=1 -timeout 15m $(LONG_TESTS) ./...
 	$(GO) test -race -count=1 -timeout 10m -tags loomchaos -run '^Test(Chaos|Unsafe)' ./node ./cmd/loom-node ./adapters/redis/redisjournal & machinery=$$!; \
 	$(GO) test -race -count=1 -timeout 10m ./raftlock -raftlock.logstore boltdb; boltdb=$$?; \
 	wait $$machinery; machinery=$$?; exit $$(( machinery | boltdb ))
