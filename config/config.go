@@ -824,9 +824,9 @@ type ClusterConfig struct {
 	// logs of about RaftGroups*Voters/nodes groups instead of all of them
 	// and durable throughput grows with the nodes. A node outside a group
 	// forwards its writes to the group's leader (known from gossip) and
-	// asks it for the operator's reads (dead letters, journal dumps); an
-	// actor's reminders are listed only on its group's members. Every node
-	// of a cluster must have the same. Default "all".
+	// asks it for the reads that need the group's replica (dead letters,
+	// journal dumps, reminders, queue figures). Every node of a cluster
+	// must have the same. Default "all".
 	GroupMembers string `yaml:"groupMembers"`
 
 	// JoinTimeout is how long a node retries the join addresses at start
