@@ -156,6 +156,7 @@ func serve(cfg config.Config, stdout, stderr io.Writer) int {
 
 // serveWith is serve with more options.
 func serveWith(opts node.Options, stdout, stderr io.Writer) int {
+	tuneGC()
 	cfg := opts.Config
 	n, err := node.New(opts)
 	if err != nil {
