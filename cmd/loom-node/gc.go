@@ -12,9 +12,9 @@ import (
 // frames, the Raft entry, the state machine's bbolt pages), and at Go's
 // default allocation and collection took about a fifth of the nodes' CPU;
 // at 200 `loom-node cluster` spends about a tenth less CPU per durable call
-// for 20–30 MB more peak memory a node (docs/performance.md). A node's live
-// heap is small: the actors' state and the pools, bounded by actorPools; the
-// journals live on disk.
+// for 10–40 MB more peak memory a node, about 20 MB typically
+// (docs/performance.md). A node's live heap is small: the actors' state and
+// the pools, bounded by actorPools; the journals live on disk.
 const defaultGCPercent = 200
 
 // tuneGC applies defaultGCPercent unless GOGC is set, which the Go runtime
