@@ -169,7 +169,7 @@ func start() (*Server, error) {
 		return nil, fmt.Errorf("node not found on the PATH (install Debian's nodejs package): %w", err)
 	}
 	for range 5 { // a free port can be taken between the probe and the bind
-		port, err := freePort()
+		port, err := ports.FreeLoopback()
 		if err != nil {
 			return nil, err
 		}
@@ -238,5 +238,3 @@ func (s *Server) Log() string {
 	defer s.mu.Unlock()
 	return s.log.String()
 }
-
-func freePort() (int, error) { return ports.FreeLoopback() }

@@ -388,7 +388,7 @@ func start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	for range 5 { // a free port can be taken between the probe and the bind
-		if s.Port, err = freePort(); err != nil {
+		if s.Port, err = ports.FreeLoopback(); err != nil {
 			return nil, err
 		}
 		if err = s.run(); err == nil {
@@ -602,5 +602,3 @@ func tailOf(b []byte, n int) []byte {
 	}
 	return b
 }
-
-func freePort() (int, error) { return ports.FreeLoopback() }

@@ -351,11 +351,11 @@ func start() (*Server, error) {
 		}
 	}()
 	for attempt := 0; ; attempt++ { // a free port can be taken between the probe and the bind
-		ports, err := freePorts(3)
+		free, err := ports.Free("127.0.0.1", 3)
 		if err != nil {
 			return nil, err
 		}
-		s.Port, s.DistPort, s.EPMDPort = ports[0], ports[1], ports[2]
+		s.Port, s.DistPort, s.EPMDPort = free[0], free[1], free[2]
 		s.Node = fmt.Sprintf("loomtest-%d@localhost", s.Port)
 		if err = s.writeConfig(); err != nil {
 			return nil, err
@@ -553,5 +553,3 @@ func (s *Server) tail() string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-func freePorts(n int) ([]int, error) { return ports.Free("127.0.0.1", n) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/loom-mesh/loom/client"
 	"github.com/loom-mesh/loom/config"
+	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // ClusterOptions configure StartCluster.
@@ -203,13 +204,14 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 func (c *Cluster) newNode() (*Node, error) {
 	c.next++
 	ip := c.subnet + strconv.Itoa(10+c.next)
-	ports, err := freePorts(ip, 4)
+	// Below the kernel's ephemeral range: a restarted node gets them back.
+	free, err := ports.Free(ip, 4)
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{
 		ID: fmt.Sprintf("node-%d", c.next), IP: ip,
-		HTTPPort: ports[0], GRPCPort: ports[1], RaftPort: ports[2], GossipPort: ports[3],
+		HTTPPort: free[0], GRPCPort: free[1], RaftPort: free[2], GossipPort: free[3],
 		bin: c.opts.Bin, clock: c.opts.Clock, scheme: c.sec.scheme(), cfg: c.cfg,
 	}
 	if c.sec != nil {

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // Build compiles cmd/loom-node into dir and returns the binary's path. It
@@ -293,8 +291,3 @@ func (n *Node) WaitHealthy(ctx context.Context, hc *http.Client) error {
 		}
 	}
 }
-
-// freePorts reserves k distinct ports on ip, free for TCP and UDP,
-// below the kernel's ephemeral range (ports.Free): a restarted node must
-// get its ports back.
-func freePorts(ip string, k int) ([]int, error) { return ports.Free(ip, k) }
