@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // syncBuffer collects a test's logs; they are printed only if it fails.
@@ -159,15 +161,15 @@ func wantState(c *Cluster, id string, want State) func() error {
 // kill stops gossiping without leaving, as a crash would.
 func (c *Cluster) kill() { c.Halt() }
 
-// freePort returns a port that was free a moment ago.
+// freePort returns a port that was free a moment ago, below the
+// ephemeral range.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // faultNet is a network switch for tests: it cuts an isolated address off

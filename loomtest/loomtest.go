@@ -465,24 +465,14 @@ func (c *Cluster) waitFor(what string, cond func() error, trace bool) {
 }
 
 // freePort reserves a port free for both TCP and UDP on 127.0.0.1 (gossip
-// takes both) and releases it.
+// takes both), below the ephemeral range, and releases it.
 func freePort(t TB) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("loomtest: %v", err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p)))
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
-			return p
-		}
+	p, err := ports.FreeLoopback()
+	if err != nil {
+		t.Fatalf("loomtest: %v", err)
 	}
-	t.Fatalf("loomtest: no free port for gossip on 127.0.0.1")
-	return 0
+	return p
 }
 
 // fixedPort returns a port free on 127.0.0.1 below the kernel's

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/node"
 	"github.com/loom-mesh/loom/node/nodetest"
 	"github.com/loom-mesh/loom/transport/faultnet"
@@ -50,24 +51,15 @@ func (s *syncBuffer) events(t *testing.T) []node.ChaosEvent {
 	return out
 }
 
-// freePortOn reserves a free TCP and UDP port on ip.
+// freePortOn reserves a free TCP and UDP port on ip, below the ephemeral
+// range.
 func freePortOn(t *testing.T, ip string) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("%s:%d", ip, port))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return port
-		}
+	p, err := ports.Free(ip, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p[0]
 }
 
 type chaosNode struct {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/internal/pgtest"
+	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
 )
@@ -36,12 +36,11 @@ type member struct {
 
 func freePortT(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func startMembers(t *testing.T, n int) []*member {

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loom-mesh/loom/internal/ports"
 )
 
 // step is one command of a block and the output the block shows for it.
@@ -218,14 +220,15 @@ func freeBase(t *testing.T) int {
 	return 0
 }
 
-// freePort is a port free now, for a server the block starts.
+// freePort is a port free now, for a server the block starts, below the
+// ephemeral range so that no other test's outbound connection takes it
+// before the server binds.
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.FreeLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // replace changes the literal old in commands and shown output.
