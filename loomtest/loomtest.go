@@ -175,7 +175,7 @@ func (c *Cluster) start() {
 
 // startMember starts a node in slot i and puts it there. A gossip port
 // taken between freePort's check and the node's bind (by another test's
-// outbound connection, say) is replaced by a new one: the other nodes
+// server, say) is replaced by a new one: the other nodes
 // still find this one through the seeds that did not change.
 func (c *Cluster) startMember(ctx context.Context, i int) error {
 	for attempt := 1; ; attempt++ {
