@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -102,7 +101,7 @@ type member struct {
 	n          *node.Node
 	hook       *faultnet.Hook // the node's network faults, kept across restarts
 	gossipPort int
-	raftPort   int  // below the ephemeral range (fixedPort), kept across restarts
+	raftPort   int  // below the ephemeral range (freePort), kept across restarts
 	down       bool // killed or stopped
 	paused     bool // PauseLease
 }
@@ -140,7 +139,7 @@ func newCluster(t TB, opts Options) *Cluster {
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), clock: newClock(), cuts: map[[2]int]bool{}, orphans: map[string]orphan{}}
 	for i := range opts.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
-		c.members = append(c.members, &member{id: id, gossipPort: freePort(t), raftPort: fixedPort(t), hook: faultnet.New(id, "", uint64(i+1))})
+		c.members = append(c.members, &member{id: id, gossipPort: freePort(t), raftPort: freePort(t), hook: faultnet.New(id, "", uint64(i+1))})
 	}
 	t.Cleanup(c.teardown)
 	return c
@@ -465,7 +464,10 @@ func (c *Cluster) waitFor(what string, cond func() error, trace bool) {
 }
 
 // freePort reserves a port free for both TCP and UDP on 127.0.0.1 (gossip
-// takes both), below the ephemeral range, and releases it.
+// takes both) and releases it. It lies below the kernel's ephemeral range,
+// so no outbound connection of another test can take it before the node
+// binds it, nor while the node is down and must get it back after a
+// restart (Raft's configuration keeps its address).
 func freePort(t TB) int {
 	t.Helper()
 	p, err := ports.FreeLoopback()
@@ -473,26 +475,6 @@ func freePort(t TB) int {
 		t.Fatalf("loomtest: %v", err)
 	}
 	return p
-}
-
-// fixedPort returns a port free on 127.0.0.1 below the kernel's
-// ephemeral range, for a listener that must come back on the same port
-// after a restart (Raft's configuration keeps its address): no outbound
-// connection of another test can take it while the node is down, as one
-// can take a port of the ephemeral range.
-func fixedPort(t TB) int {
-	t.Helper()
-	lo := max(min(ports.EphemeralLow(), ports.DefaultEphemeralLow), 12000)
-	for range 100 {
-		p := 10000 + rand.IntN(lo-10000)
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p)))
-		if err == nil {
-			_ = ln.Close()
-			return p
-		}
-	}
-	t.Fatalf("loomtest: no free port below %d on 127.0.0.1", lo)
-	return 0
 }
 
 // port is the port of a host:port address (0 if there is none).
