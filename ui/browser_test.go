@@ -350,9 +350,26 @@ func TestUIBrowser(t *testing.T) {
 	if dead, err := n1.DeadLetters(context.Background(), deadFilter()); err != nil || len(dead) != 1 {
 		t.Fatalf("after a cancelled purge: %d dead letters, %v", len(dead), err)
 	}
-	b.do("purging it", chromedp.Click(chromedp.CSS(`#dead-table tbody tr .actions button.danger`)))
+	// A dialog's close event comes in a task after it closed: the page
+	// must not take a late one for the answer to the next question. Here
+	// the question is asked again before the cancel's event has come.
+	b.do("asking to purge it again", chromedp.Click(chromedp.CSS(`#dead-table tbody tr .actions button.danger`)))
 	b.waitFor("the confirmation", `document.querySelector('#confirm-dialog').open`)
+	if got := b.eval(`(() => {
+		document.querySelector('#confirm-cancel').click();
+		document.querySelector('#dead-table tbody tr .actions button.danger').click();
+		return String(document.querySelector('#confirm-dialog').open);
+	})()`); got != "true" {
+		t.Fatalf("asked again right after a cancel: the dialog's open is %s", got)
+	}
 	b.do("confirming", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
+	b.waitFor("the purge's outcome", `(() => {
+		const r = document.querySelector('#dead-result');
+		return !r.hidden && !r.textContent.endsWith('…');
+	})()`)
+	if got := b.eval(`document.querySelector('#dead-result').textContent`); got != "Purged 1." {
+		b.fail("the purge", fmt.Errorf("the page says %q, want %q", got, "Purged 1."))
+	}
 	b.waitFor("the list to empty", `document.querySelectorAll('#dead-table tbody tr').length === 0 && document.querySelector('#dead-note').textContent.startsWith('0 dead')`)
 	if dead, err := n1.DeadLetters(context.Background(), deadFilter()); err != nil || len(dead) != 0 {
 		t.Fatalf("after the purge: %d dead letters, %v", len(dead), err)
@@ -463,4 +480,15 @@ func TestUIBrowserTokens(t *testing.T) {
 	if len(b.errors(nil)) == 0 {
 		t.Fatal("no refused request was logged: the page never met a 401")
 	}
+
+	// A purge that fails (the node is gone): the page says why.
+	b.do("opening the queues view", chromedp.Click(chromedp.CSS(`nav a[data-view="queues"]`)))
+	b.waitFor("the empty list", `document.querySelector('#dead-note').textContent.startsWith('0 dead')`)
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.do("asking to purge every dead letter", chromedp.Click(chromedp.CSS(`#dead-purge`)))
+	b.waitFor("the confirmation", `document.querySelector('#confirm-dialog').open`)
+	b.do("confirming", chromedp.Click(chromedp.CSS(`#confirm-ok`)))
+	b.waitFor("the failure", `document.querySelector('#dead-result').textContent.startsWith('Purge failed: ') && !document.querySelector('#dead-purge').disabled`)
 }

@@ -21,6 +21,8 @@
     trace: null, // the query of the traces view
     traceSel: '', // the selected trace id
     busy: false,
+    bulk: false, // a replay or purge is running
+    confirming: null, // resolves the question #confirm-dialog asks
     again: false,
     colors: new Map(),
   };
@@ -609,29 +611,57 @@
   }
 
   // bulk asks for confirmation, then replays or purges what filter selects.
+  // Its outcome stays in #dead-result until the next one: the error banner
+  // is cleared by the next refresh that succeeds, and a failed purge must
+  // not vanish with it. One runs at a time.
   async function bulk(op, filter, question) {
-    const ok = await confirmDialog(op === 'purge' ? 'Purge dead letters' : 'Replay dead letters', question);
+    if (state.bulk) return;
+    const purge = op === 'purge';
+    const ok = await confirmDialog(purge ? 'Purge dead letters' : 'Replay dead letters', question);
     if (!ok) return;
+    const result = $('#dead-result');
+    const status = (text, cls) => {
+      result.textContent = text;
+      result.className = cls;
+      result.hidden = false;
+    };
+    state.bulk = true;
+    for (const b of [$('#dead-replay'), $('#dead-purge')]) b.disabled = true;
+    status(purge ? 'Purging…' : 'Replaying…', 'muted');
     try {
       const res = await api('/v1/deadletters/' + op + '?' + filter, {method: 'POST'});
-      const n = op === 'purge' ? res.purged : res.replayed;
-      $('#dead-note').textContent = (op === 'purge' ? 'Purged ' : 'Replayed ') + num(n) + '.';
+      status((purge ? 'Purged ' : 'Replayed ') + num(purge ? res.purged : res.replayed) + '.', 'good');
       fill($('#dead-detail'));
-      // Through refresh, not a load of its own: a refresh already in flight
-      // read the list before this and must not paint over the new one.
-      refresh();
     } catch (err) {
-      showError(err);
+      status((purge ? 'Purge' : 'Replay') + ' failed: ' + err.message, 'bad');
+    } finally {
+      state.bulk = false;
+      for (const b of [$('#dead-replay'), $('#dead-purge')]) b.disabled = false;
     }
+    // Through refresh, not a load of its own: a refresh already in flight
+    // read the list before this and must not paint over the new one.
+    refresh();
   }
 
+  // confirmDialog asks a yes-or-no question in #confirm-dialog and
+  // resolves true if it was answered OK. The dialog's close event comes in
+  // a task after it closed, so a question may be asked again before the
+  // last answer's event: that answer is taken here, and the late event is
+  // ignored (see the close listener in init).
   function confirmDialog(title, text) {
     const d = $('#confirm-dialog');
+    if (state.confirming) {
+      // Asked again before the last answer's close event came: that
+      // answer is what the dialog holds now.
+      state.confirming(!d.open && d.returnValue === 'ok');
+      state.confirming = null;
+    }
+    if (d.open) d.close();
     $('#confirm-title').textContent = title;
     $('#confirm-text').textContent = text;
     d.returnValue = '';
     return new Promise((resolve) => {
-      d.addEventListener('close', () => resolve(d.returnValue === 'ok'), {once: true});
+      state.confirming = resolve;
       d.showModal();
       $('#confirm-cancel').focus();
     });
@@ -653,6 +683,14 @@
       $('#token-dialog').close();
     });
     $('#token-cancel').addEventListener('click', () => $('#token-dialog').close());
+    $('#confirm-dialog').addEventListener('close', () => {
+      const d = $('#confirm-dialog');
+      // Open again: a late event of an earlier question, answered already.
+      if (d.open || !state.confirming) return;
+      const resolve = state.confirming;
+      state.confirming = null;
+      resolve(d.returnValue === 'ok');
+    });
 
     $('#actor-form').addEventListener('submit', (e) => {
       e.preventDefault();
