@@ -134,6 +134,28 @@ func startMembersWith(t *testing.T, n int, extra string) []*member {
 			t.Fatalf("cluster did not start in 45s")
 		}
 	}
+	// Every member knows every other before a test faults one: two that
+	// joined through the seed learn of each other from its gossip, and a
+	// seed killed before it has gossiped leaves them apart for good (each
+	// has no address of the other to join).
+	for _, m := range ms {
+		for {
+			alive := 0
+			for _, mi := range m.info(t).Members {
+				if mi.State == "alive" {
+					alive++
+				}
+			}
+			if alive == n {
+				break
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s sees %d of %d members alive after 45s", m.id, alive, n)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 	return ms
 }
 
