@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/loom-mesh/loom/internal/pgtest"
-	"github.com/loom-mesh/loom/internal/ports"
 	"github.com/loom-mesh/loom/internal/redistest"
 	"github.com/loom-mesh/loom/node"
+	"github.com/loom-mesh/loom/node/nodetest"
 )
 
 // A cluster of real loom-node processes on loopback.
@@ -32,15 +32,6 @@ type member struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	logs   *bytes.Buffer
-}
-
-func freePortT(t *testing.T) int {
-	t.Helper()
-	p, err := ports.FreeLoopback()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func startMembers(t *testing.T, n int) []*member {
@@ -79,7 +70,7 @@ func startMembersWith(t *testing.T, n int, extra string) []*member {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	seedPort := freePortT(t)
+	seedPort := nodetest.FreePort(t)
 	ms := make([]*member, n)
 	lines := make(chan [2]string, 3*n)
 	for i := range n {
@@ -139,22 +130,15 @@ func startMembersWith(t *testing.T, n int, extra string) []*member {
 	// seed killed before it has gossiped leaves them apart for good (each
 	// has no address of the other to join).
 	for _, m := range ms {
-		for {
+		nodetest.WaitFor(t, 30*time.Second, fmt.Sprintf("%s to see %d members alive", m.id, n), func() bool {
 			alive := 0
 			for _, mi := range m.info(t).Members {
 				if mi.State == "alive" {
 					alive++
 				}
 			}
-			if alive == n {
-				break
-			}
-			select {
-			case <-deadline:
-				t.Fatalf("%s sees %d of %d members alive after 45s", m.id, alive, n)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+			return alive == n
+		})
 	}
 	return ms
 }
