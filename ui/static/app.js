@@ -651,12 +651,10 @@
   function confirmDialog(title, text) {
     const d = $('#confirm-dialog');
     if (state.confirming) {
-      // Asked again before the last answer's close event came: that
-      // answer is what the dialog holds now.
-      state.confirming(!d.open && d.returnValue === 'ok');
-      state.confirming = null;
+      // Asked again before the last answer's close event came (the dialog
+      // is modal: it is closed by now): that answer is what it holds.
+      state.confirming(d.returnValue === 'ok');
     }
-    if (d.open) d.close();
     $('#confirm-title').textContent = title;
     $('#confirm-text').textContent = text;
     d.returnValue = '';
